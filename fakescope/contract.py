@@ -1,0 +1,75 @@
+"""The serving contract: model names, tensor names and status values, defined once.
+
+Everything that talks to the Triton model repository (the python-backend models, the client,
+the repository builder, the benchmarks, the tests) imports these names from here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Triton models (role-named) -------------------------------------------------------------
+ENSEMBLE_MODEL: Final = "deepfake_detector"
+FACE_DETECTOR_MODEL: Final = "face_detector"
+FACE_CROPPER_MODEL: Final = "face_cropper"
+FACE_SCORER_MODEL: Final = "face_scorer"
+VIDEO_AGGREGATOR_MODEL: Final = "video_aggregator"
+CLASSIFIER_MODEL: Final = "face_classifier"
+PNET_MODEL: Final = "mtcnn_pnet"
+RNET_MODEL: Final = "mtcnn_rnet"
+ONET_MODEL: Final = "mtcnn_onet"
+
+# --- Ensemble inputs -------------------------------------------------------------------------
+#: UINT8 [N, H, W, 3], RGB, the sampled frames of one video at their decoded resolution.
+FRAMES: Final = "FRAMES"
+#: FP32 [N], seconds from the start of the video, one per frame (strictly increasing).
+FRAME_TIMESTAMPS: Final = "FRAME_TIMESTAMPS"
+
+# --- Ensemble outputs ------------------------------------------------------------------------
+#: FP32 [1], probability that the faces in the video are synthetic; NaN when STATUS != "ok".
+FAKE_PROBABILITY: Final = "FAKE_PROBABILITY"
+#: FP32 [N], per-frame score (max over the faces of that frame); NaN for frames without a face.
+FRAME_SCORES: Final = "FRAME_SCORES"
+#: FP32 [F, 6], one row per face: frame_index, x1, y1, x2, y2 (pixels of the sent frame),
+#: detection_score.
+FACE_BOXES: Final = "FACE_BOXES"
+#: FP32 [F], fake probability of each face, in the order of FACE_BOXES.
+FACE_SCORES: Final = "FACE_SCORES"
+#: BYTES [1], one of STATUS_OK, STATUS_NO_FACE.
+STATUS: Final = "STATUS"
+
+# --- Internal tensors between ensemble steps ------------------------------------------------
+#: UINT8 [F, S, S, 3] RGB face crops at the classifier's input size.
+FACE_CROPS: Final = "FACE_CROPS"
+#: The classifier's ONNX input (UINT8 [B, S, S, 3] RGB; normalisation is inside the graph).
+CLASSIFIER_INPUT: Final = "FACE_IMAGES"
+#: The classifier's ONNX output (FP32 [B, 1], probability that the face is synthetic).
+CLASSIFIER_OUTPUT: Final = "FACE_FAKE_PROBABILITY"
+
+# MTCNN network tensors (ONNX inputs/outputs of mtcnn_pnet, mtcnn_rnet, mtcnn_onet).
+PNET_INPUT: Final = "PNET_IMAGES"  # FP32 [B, 3, H, W], (pixel - 127.5) * 0.0078125
+PNET_REGRESSION: Final = "PNET_BOX_REGRESSION"  # FP32 [B, 4, h, w]
+PNET_PROBABILITY: Final = "PNET_FACE_PROBABILITY"  # FP32 [B, 2, h, w]
+RNET_INPUT: Final = "RNET_IMAGES"  # FP32 [B, 3, 24, 24]
+RNET_REGRESSION: Final = "RNET_BOX_REGRESSION"  # FP32 [B, 4]
+RNET_PROBABILITY: Final = "RNET_FACE_PROBABILITY"  # FP32 [B, 2]
+ONET_INPUT: Final = "ONET_IMAGES"  # FP32 [B, 3, 48, 48]
+ONET_REGRESSION: Final = "ONET_BOX_REGRESSION"  # FP32 [B, 4]
+ONET_LANDMARKS: Final = "ONET_LANDMARKS"  # FP32 [B, 10]
+ONET_PROBABILITY: Final = "ONET_FACE_PROBABILITY"  # FP32 [B, 2]
+
+# --- STATUS values ---------------------------------------------------------------------------
+STATUS_OK: Final = "ok"
+STATUS_NO_FACE: Final = "no_face"
+
+# --- Limits ----------------------------------------------------------------------------------
+#: Most frames one request may carry; the ensemble rejects more with INVALID_ARGUMENT.
+MAX_FRAMES_PER_REQUEST: Final = 64
+
+# --- ONNX metadata keys written by the export and read by everything else --------------------
+META_INPUT_SIZE: Final = "fakescope.input_size"
+META_MEAN: Final = "fakescope.mean"
+META_STD: Final = "fakescope.std"
+META_FACE_MARGIN: Final = "fakescope.face_margin"
+META_ARCH: Final = "fakescope.arch"
+META_TRAINED: Final = "fakescope.trained"
