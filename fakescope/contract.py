@@ -43,7 +43,8 @@ STATUS: Final = "STATUS"
 FACE_CROPS: Final = "FACE_CROPS"
 #: The classifier's ONNX input (UINT8 [B, S, S, 3] RGB; normalisation is inside the graph).
 CLASSIFIER_INPUT: Final = "FACE_IMAGES"
-#: The classifier's ONNX output (FP32 [B, 1], probability that the face is synthetic).
+#: The classifier's ONNX outputs: FP32 [B, 1] logit and probability that the face is synthetic.
+CLASSIFIER_LOGIT: Final = "FACE_FAKE_LOGIT"
 CLASSIFIER_OUTPUT: Final = "FACE_FAKE_PROBABILITY"
 
 # MTCNN network tensors (ONNX inputs/outputs of mtcnn_pnet, mtcnn_rnet, mtcnn_onet).

@@ -1,0 +1,46 @@
+# FakeScope — the two commands a fresh machine needs: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# Exact versions of every package, transitive ones included (pip freeze of a working venv).
+PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test serve export bench lint clean help
+
+help:
+	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
+	@echo "make test   set up (with training/export deps) and run lint + the whole test suite"
+	@echo "make serve  run the embedded Triton on 127.0.0.1:8000/8001/8002 until Ctrl-C"
+	@echo "make export rebuild the ONNX models of model_repository/ (placeholder classifier)"
+
+# Serving + client: no torch. Marker files make re-runs instant.
+$(VENV)/.serve-deps: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -e '.[server]'
+	touch $@
+
+# Everything: training/export (torch 2.14.1 + torchvision 0.29.1, see README) and test tools.
+# facenet-pytorch goes in with --no-deps: its metadata pins torch<2.3, it runs fine on 2.14.
+$(VENV)/.dev-deps: $(VENV)/.serve-deps
+	$(PIP_INSTALL) -e '.[server,train,bench,dev]'
+	$(PIP_INSTALL) --no-deps facenet-pytorch==2.6.0
+	touch $@
+
+demo: $(VENV)/.serve-deps
+	$(VENV)/bin/fakescope demo
+
+serve: $(VENV)/.serve-deps
+	$(VENV)/bin/fakescope serve
+
+export: $(VENV)/.dev-deps
+	$(VENV)/bin/fakescope -v export
+
+lint: $(VENV)/.dev-deps
+	$(VENV)/bin/ruff check .
+
+test: $(VENV)/.dev-deps lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .fakescope .pytest_cache .ruff_cache

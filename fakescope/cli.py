@@ -1,0 +1,170 @@
+"""``fakescope`` — one command, several subcommands.
+
+* ``fakescope serve``   run the embedded Triton on loopback until Ctrl-C / SIGTERM
+* ``fakescope analyze`` analyze videos with a running server (see :mod:`fakescope.client.cli`)
+* ``fakescope demo``    serve, analyze the bundled sample videos, stop
+* ``fakescope export``  (re)build the ONNX models of the model repository (needs the train extra)
+
+Exit codes are those of :mod:`fakescope.client.cli` (0 ok, 2 usage, 3 unreadable input,
+4 server unreachable, 5 server error), plus 6 when the server cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from fakescope.client.cli import add_analyze_parser, run_analyze
+
+EXIT_SERVER_START = 6
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
+SAMPLES_DIR = PROJECT_ROOT / "samples"
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default loopback; anything else exposes the server: a warning)",
+    )
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+
+
+def _server(args: argparse.Namespace):
+    from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
+
+    address = ServerAddress(args.host, args.http_port, args.grpc_port, args.metrics_port)
+    return EmbeddedTriton(args.repository, address)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; exit non-zero if the server dies or cannot start."""
+    from fakescope.serving.embedded import ServerStartError
+    from fakescope.serving.repository_check import RepositoryError
+
+    server = _server(args)
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        server.start()
+    except (ServerStartError, RepositoryError) as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return EXIT_SERVER_START
+    a = server.address
+    print(
+        f"FakeScope (Triton) ready: HTTP http://{a.http_url}  gRPC {a.grpc_url}  "
+        f"metrics http://{a.host}:{a.metrics_port}/metrics  (Ctrl-C stops)",
+        flush=True,
+    )
+    process = server.process
+    assert process is not None
+    while not stopping:
+        try:
+            process.wait(timeout=0.5)
+        except Exception:  # subprocess.TimeoutExpired: still running  # noqa: S112
+            continue
+        print(
+            f"fakescope: error: tritonserver exited unexpectedly (code {process.returncode}); "
+            f"log: {server.log_path}",
+            file=sys.stderr,
+        )
+        server.stop()
+        return EXIT_SERVER_START
+    server.stop()
+    print("FakeScope stopped.", flush=True)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Start the server, analyze the bundled samples, print verdicts, stop."""
+    from fakescope.serving.embedded import ServerStartError
+    from fakescope.serving.repository_check import RepositoryError
+
+    videos = sorted(SAMPLES_DIR.glob("*.mp4"))
+    if not videos:
+        print(f"fakescope: error: no sample videos in {SAMPLES_DIR}", file=sys.stderr)
+        return 3
+    server = _server(args)
+    try:
+        server.start()
+    except (ServerStartError, RepositoryError) as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return EXIT_SERVER_START
+    try:
+        a = server.address
+        print(f"Triton ready at http://{a.http_url} (gRPC {a.grpc_url}); analyzing {len(videos)} samples")
+        analyze_args = argparse.Namespace(
+            videos=[str(v) for v in videos],
+            url=a.grpc_url,
+            protocol="grpc",
+            frames=args.frames,
+            max_side=1280,
+            threshold=0.5,
+            json=args.json,
+        )
+        return run_analyze(analyze_args)
+    finally:
+        server.stop()
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Rebuild the ONNX models of the repository (placeholder classifier or a checkpoint)."""
+    from fakescope.export.classifier import load_checkpoint
+    from fakescope.export.repository import build_repository
+
+    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    build_repository(args.repository, checkpoint)
+    print(f"model repository written to {args.repository}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fakescope`` argument parser."""
+    parser = argparse.ArgumentParser(prog="fakescope", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the embedded Triton server")
+    _add_server_options(serve)
+    serve.set_defaults(func=run_serve)
+
+    add_analyze_parser(sub)
+
+    demo = sub.add_parser("demo", help="serve, analyze the bundled samples, stop")
+    _add_server_options(demo)
+    demo.add_argument("--frames", type=int, default=16)
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(func=run_demo)
+
+    export = sub.add_parser("export", help="build the repository's ONNX models (train extra)")
+    export.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    export.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")
+    export.set_defaults(func=run_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fakescope`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

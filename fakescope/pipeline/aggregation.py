@@ -1,0 +1,87 @@
+"""Per-video aggregation of per-face fake probabilities.
+
+Frame score = the most suspicious face of the frame (a swap usually targets one person, so a
+mean over faces would dilute it). Video score = a "confident strategy" in the spirit of the DFDC
+winner (selimsef, ``kernel_utils.confident_strategy``), with its absolute frame count (> 11 of 32)
+replaced by fractions so that it means the same for any number of sampled frames:
+
+* when at least ``fake_fraction`` of the frames with a face are confidently fake (> ``fake_threshold``),
+  and at least ``min_confident_frames`` of them, the video score is their mean — a fake that shows
+  in a solid share of frames is not averaged away;
+* else, when at least ``real_fraction`` of the frames are confidently real (< ``real_threshold``),
+  the mean of those — stable real videos get confidently low scores;
+* else the mean of all frame scores.
+
+So one or two confident frames (compression glitches, motion blur) can never decide a video on
+their own: they need ``min_confident_frames`` and ``fake_fraction`` of the frames with them.
+The thresholds are data: they come from the ``video_aggregator`` model's ``config.pbtxt``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AggregationParams:
+    """Thresholds of the confident strategy (see module docstring)."""
+
+    fake_threshold: float = 0.8
+    real_threshold: float = 0.2
+    fake_fraction: float = 0.4
+    real_fraction: float = 0.9
+    min_confident_frames: int = 3
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, str]) -> AggregationParams:
+        """Build from Triton ``parameters`` (string values); unknown keys are an error."""
+        known = {f: type(getattr(cls(), f)) for f in cls.__dataclass_fields__}
+        unknown = set(parameters) - set(known)
+        if unknown:
+            raise ValueError(f"unknown aggregation parameters: {sorted(unknown)}")
+        return cls(**{k: known[k](v) for k, v in parameters.items()})
+
+
+@dataclass(frozen=True)
+class VideoScore:
+    """The aggregated verdict of one video."""
+
+    fake_probability: float  #: NaN when no frame has a face
+    frame_scores: np.ndarray  #: FP32 [N], NaN for frames without a face
+
+
+def frame_scores(num_frames: int, frame_index: np.ndarray, face_scores: np.ndarray) -> np.ndarray:
+    """Max face score per frame; NaN for frames without a face. Returns FP32 ``[num_frames]``."""
+    scores = np.full(num_frames, -np.inf, dtype=np.float32)
+    np.maximum.at(scores, frame_index.astype(np.int64), face_scores.astype(np.float32))
+    scores[np.isneginf(scores)] = np.nan
+    return scores
+
+
+def confident_score(scores: np.ndarray, params: AggregationParams) -> float:
+    """Aggregate per-frame scores (NaN = no face, ignored) into one probability; NaN if empty."""
+    valid = scores[~np.isnan(scores)].astype(np.float64)
+    if valid.size == 0:
+        return math.nan
+    fakes = valid[valid > params.fake_threshold]
+    if fakes.size >= max(params.min_confident_frames, params.fake_fraction * valid.size):
+        return float(fakes.mean())
+    reals = valid[valid < params.real_threshold]
+    if reals.size >= params.real_fraction * valid.size:
+        return float(reals.mean())
+    return float(valid.mean())
+
+
+def aggregate(
+    num_frames: int, frame_index: np.ndarray, face_scores: np.ndarray, params: AggregationParams
+) -> VideoScore:
+    """Aggregate per-face scores of one video into frame scores and a video probability."""
+    if frame_index.shape != face_scores.shape:
+        raise ValueError("frame_index and face_scores must have the same shape")
+    if frame_index.size and (frame_index.min() < 0 or frame_index.max() >= num_frames):
+        raise ValueError("face frame index out of range")
+    per_frame = frame_scores(num_frames, frame_index, face_scores)
+    return VideoScore(confident_score(per_frame, params), per_frame)

@@ -1,0 +1,43 @@
+"""Face crops: square, margin around the detected box, zero padding outside the frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def crop_faces(
+    frames: np.ndarray, face_boxes: np.ndarray, *, size: int, margin: float
+) -> np.ndarray:
+    """Cut one ``size``×``size`` RGB crop per face.
+
+    ``frames`` is UINT8 ``[N, H, W, 3]``; ``face_boxes`` is FP32 ``[F, >=5]`` with rows
+    ``frame_index, x1, y1, x2, y2, ...`` in frame pixels. Each crop is the square centred on the
+    box with side ``max(w, h) * (1 + 2 * margin)`` (isotropic, so faces are never stretched),
+    zero-padded where it leaves the frame, then resized to ``size``. Returns UINT8 ``[F, S, S, 3]``.
+    """
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
+    if face_boxes.ndim != 2 or face_boxes.shape[1] < 5:
+        raise ValueError(f"face boxes must be [F, >=5], got {face_boxes.shape}")
+    crops = np.zeros((face_boxes.shape[0], size, size, 3), dtype=np.uint8)
+    n, height, width = frames.shape[:3]
+    for i, (index, x1, y1, x2, y2) in enumerate(face_boxes[:, :5].astype(np.float64)):
+        if not 0 <= index < n:
+            raise ValueError(f"face {i} refers to frame {int(index)} of {n}")
+        side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
+        if not side > 0:
+            raise ValueError(f"face {i} has an empty box")
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        left, top = round(cx - side / 2.0), round(cy - side / 2.0)
+        side_px = max(1, round(side))
+        square = np.zeros((side_px, side_px, 3), dtype=np.uint8)
+        sx0, sy0 = max(left, 0), max(top, 0)
+        sx1, sy1 = min(left + side_px, width), min(top + side_px, height)
+        if sx1 > sx0 and sy1 > sy0:
+            square[sy0 - top : sy1 - top, sx0 - left : sx1 - left] = frames[
+                int(index), sy0:sy1, sx0:sx1
+            ]
+        interpolation = cv2.INTER_AREA if side_px > size else cv2.INTER_LINEAR
+        crops[i] = cv2.resize(square, (size, size), interpolation=interpolation)
+    return crops

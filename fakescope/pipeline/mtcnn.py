@@ -1,0 +1,649 @@
+"""MTCNN face detection in numpy + OpenCV, with pluggable networks.
+
+This is a re-implementation of facenet-pytorch 2.6.0's ``detect_face`` / ``MTCNN.detect``
+cascade (P-Net on an image pyramid, R-Net on 24x24 crops, O-Net on 48x48 crops) that never
+imports torch. The three networks are called through the :class:`MtcnnNets` protocol, so the
+same cascade runs in-process with ONNX Runtime (:class:`OnnxRuntimeMtcnnNets`) and inside a
+Triton python-backend model that calls ``mtcnn_pnet`` / ``mtcnn_rnet`` / ``mtcnn_onet`` through
+BLS.
+
+Fidelity notes (see also :func:`detect_faces`):
+
+* Resampling reproduces ``torch.nn.functional.interpolate(mode="area")`` (adaptive average
+  pooling: output cell ``i`` averages input rows ``floor(i*in/out)`` .. ``ceil((i+1)*in/out)``)
+  exactly, with integral images from ``cv2.integral``; this holds for down- *and* up-sampling
+  (crops smaller than 24/48 px), where ``cv2.resize(INTER_AREA)`` would differ.
+* IoU NMS uses ``cv2.dnn.NMSBoxesBatched`` (same IoU definition and ``> threshold`` rule as
+  torchvision's ``batched_nms``); the final "Min" NMS is numpy.
+* Per-frame separation in NMS is exact here; facenet's coordinate-offset trick can let boxes
+  with negative coordinates of neighbouring frames suppress each other (rare).
+* Crops that fall entirely outside the frame are dropped; facenet skips their crop but keeps
+  the box, which misaligns its boxes and network outputs (a facenet bug, rare).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from fakescope.contract import (
+    ONET_INPUT,
+    ONET_LANDMARKS,
+    ONET_MODEL,
+    ONET_PROBABILITY,
+    ONET_REGRESSION,
+    PNET_INPUT,
+    PNET_MODEL,
+    PNET_PROBABILITY,
+    PNET_REGRESSION,
+    RNET_INPUT,
+    RNET_MODEL,
+    RNET_PROBABILITY,
+    RNET_REGRESSION,
+)
+
+__all__ = [
+    "FaceDetections",
+    "MtcnnNets",
+    "MtcnnParams",
+    "OnnxRuntimeMtcnnNets",
+    "detect_faces",
+    "find_mtcnn_model",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The normalisation the MTCNN nets expect: ``(pixel - PIXEL_MEAN) * PIXEL_SCALE``.
+PIXEL_MEAN = 127.5
+PIXEL_SCALE = 0.0078125
+
+_RNET_SIZE = 24
+_ONET_SIZE = 48
+_PNET_STRIDE = 2
+_PNET_CELL = 12
+
+
+# --------------------------------------------------------------------------------------------
+# Public types
+# --------------------------------------------------------------------------------------------
+class MtcnnNets(Protocol):
+    """The three MTCNN networks; inputs are FP32 NCHW RGB, already normalised.
+
+    Normalised means ``(pixel - 127.5) * 0.0078125``. Outputs are numpy arrays in the layout of
+    the ONNX models (see ``fakescope.contract``).
+    """
+
+    def pnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run P-Net on ``[B, 3, H, W]``; return (regression ``[B,4,h,w]``, prob ``[B,2,h,w]``)."""
+        ...
+
+    def rnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run R-Net on ``[B, 3, 24, 24]``; return (regression ``[B, 4]``, prob ``[B, 2]``)."""
+        ...
+
+    def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run O-Net on ``[B, 3, 48, 48]``; return (regression, landmarks ``[B, 10]``, prob)."""
+        ...
+
+
+@dataclass(frozen=True)
+class MtcnnParams:
+    """Detection parameters (defaults are facenet-pytorch's ``MTCNN()`` defaults).
+
+    Attributes:
+        min_face_size: smallest face searched for, in pixels of the image MTCNN sees (that is,
+            after the ``max_side`` downscale, when one applies).
+        thresholds: score thresholds of P-Net, R-Net and O-Net.
+        factor: scale step of the image pyramid.
+        max_side: when set, frames whose longer side exceeds it are downscaled (``INTER_AREA``)
+            so that the longer side is ``max_side`` before detection; boxes and landmarks are
+            mapped back to the input frame's pixels. ``None`` detects at full resolution.
+        pnet_batch_frames: how many frames go through the pyramid + P-Net together. ``None``
+            (facenet's behaviour) sends all frames of a call in one P-Net batch per pyramid
+            level; a number bounds the working memory (about 20 bytes per pixel per frame in
+            flight). Results do not depend on it.
+
+    """
+
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    factor: float = 0.709
+    max_side: int | None = None
+    pnet_batch_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        """Validate the parameters."""
+        if self.min_face_size <= 0:
+            raise ValueError(f"min_face_size must be > 0, got {self.min_face_size}")
+        if len(self.thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in self.thresholds):
+            raise ValueError(f"thresholds must be 3 values in [0, 1], got {self.thresholds!r}")
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(f"factor must be in (0, 1), got {self.factor}")
+        if self.max_side is not None and self.max_side < _PNET_CELL:
+            raise ValueError(f"max_side must be None or >= {_PNET_CELL}, got {self.max_side}")
+        if self.pnet_batch_frames is not None and self.pnet_batch_frames < 1:
+            raise ValueError(
+                f"pnet_batch_frames must be None or >= 1, got {self.pnet_batch_frames}"
+            )
+        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+
+
+@dataclass(frozen=True)
+class FaceDetections:
+    """Faces found in a batch of frames, as flat arrays (one row per face).
+
+    Rows are grouped by frame (ascending ``frame_index``); within a frame the largest box comes
+    first, as in ``MTCNN.detect`` with its default ``select_largest=True``.
+
+    Attributes:
+        frame_index: int32 ``[F]``, index of the frame in the input batch.
+        boxes: float32 ``[F, 4]``, ``x1, y1, x2, y2`` in the input frame's pixels (may extend
+            slightly beyond the frame, as facenet's boxes do).
+        scores: float32 ``[F]``, O-Net face probability.
+        landmarks: float32 ``[F, 5, 2]``, ``(x, y)`` of left eye, right eye, nose, left and
+            right mouth corner, in the input frame's pixels.
+
+    """
+
+    frame_index: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+
+    def __len__(self) -> int:
+        """Return the number of faces."""
+        return int(self.frame_index.shape[0])
+
+    def for_frame(self, index: int) -> FaceDetections:
+        """Return the faces of one frame."""
+        keep = self.frame_index == index
+        return FaceDetections(
+            self.frame_index[keep], self.boxes[keep], self.scores[keep], self.landmarks[keep]
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime implementation of the nets
+# --------------------------------------------------------------------------------------------
+def find_mtcnn_model(model_dir: Path, model_name: str) -> Path:
+    """Locate ``<model_name>.onnx`` in a flat folder or a Triton repository layout.
+
+    Looks for ``model_dir/<model_name>.onnx`` first (what ``export_mtcnn`` writes), then
+    ``model_dir/<model_name>/1/model.onnx`` (a Triton model repository).
+    """
+    candidates = [model_dir / f"{model_name}.onnx", model_dir / model_name / "1" / "model.onnx"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no ONNX model for {model_name!r}: looked for "
+        + ", ".join(str(c) for c in candidates)
+        + " (export them with fakescope.export.mtcnn.export_mtcnn)"
+    )
+
+
+class OnnxRuntimeMtcnnNets:
+    """:class:`MtcnnNets` backed by ONNX Runtime, one ``InferenceSession`` per net.
+
+    Args:
+        model_dir: folder holding ``mtcnn_pnet.onnx``, ``mtcnn_rnet.onnx``, ``mtcnn_onet.onnx``
+            (or a Triton repository with ``mtcnn_pnet/1/model.onnx`` etc.).
+        max_batch_size: batches larger than this are run in chunks (any of the three nets).
+        providers: ONNX Runtime execution providers; default CPU.
+        intra_op_num_threads: ORT intra-op threads; ``None`` keeps ORT's default.
+
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        max_batch_size: int = 512,
+        providers: Sequence[str] | None = None,
+        intra_op_num_threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort  # imported here: the cascade itself needs only numpy + cv2
+
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.max_batch_size = max_batch_size
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_num_threads is not None:
+            options.intra_op_num_threads = intra_op_num_threads
+        chosen = list(providers) if providers is not None else ["CPUExecutionProvider"]
+        model_dir = Path(model_dir)
+        self._sessions = {
+            name: ort.InferenceSession(
+                str(find_mtcnn_model(model_dir, name)), sess_options=options, providers=chosen
+            )
+            for name in (PNET_MODEL, RNET_MODEL, ONET_MODEL)
+        }
+
+    def _run(
+        self, model: str, input_name: str, outputs: list[str], batch: np.ndarray, chunk: int
+    ) -> tuple[np.ndarray, ...]:
+        session = self._sessions[model]
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        parts = [
+            session.run(outputs, {input_name: batch[start : start + chunk]})
+            for start in range(0, max(len(batch), 1), chunk)
+        ]
+        if len(parts) == 1:
+            return tuple(parts[0])
+        return tuple(np.concatenate(arrays, axis=0) for arrays in zip(*parts, strict=True))
+
+    def pnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run P-Net; see :class:`MtcnnNets`."""
+        reg, prob = self._run(
+            PNET_MODEL,
+            PNET_INPUT,
+            [PNET_REGRESSION, PNET_PROBABILITY],
+            batch,
+            self.max_batch_size,
+        )
+        return reg, prob
+
+    def rnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run R-Net; see :class:`MtcnnNets`."""
+        reg, prob = self._run(
+            RNET_MODEL, RNET_INPUT, [RNET_REGRESSION, RNET_PROBABILITY], batch, self.max_batch_size
+        )
+        return reg, prob
+
+    def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run O-Net; see :class:`MtcnnNets`."""
+        reg, landmarks, prob = self._run(
+            ONET_MODEL,
+            ONET_INPUT,
+            [ONET_REGRESSION, ONET_LANDMARKS, ONET_PROBABILITY],
+            batch,
+            self.max_batch_size,
+        )
+        return reg, landmarks, prob
+
+
+# --------------------------------------------------------------------------------------------
+# Resampling: exact torch "area" interpolation (adaptive average pooling) via integral images
+# --------------------------------------------------------------------------------------------
+def _pool_bounds(in_size: np.ndarray, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window [start, end) of each output cell of adaptive average pooling.
+
+    ``in_size`` may be a scalar or an array ``[K]``; the result is ``[..., out_size]``.
+    """
+    in_size = np.asarray(in_size, dtype=np.int64)[..., None]
+    i = np.arange(out_size, dtype=np.int64)
+    start = (i * in_size) // out_size
+    end = -((-(i + 1) * in_size) // out_size)  # ceil((i + 1) * in / out)
+    return start, end
+
+
+def _integral(image: np.ndarray) -> np.ndarray:
+    """Integral image ``[H + 1, W + 1, C]`` of a uint8 image (int32, float64 when huge)."""
+    if image.shape[0] * image.shape[1] * 255 >= 2**31:
+        return cv2.integral(image, sdepth=cv2.CV_64F)
+    return cv2.integral(image)
+
+
+def _channel_integrals(frame: np.ndarray) -> np.ndarray:
+    """Per-channel integral images ``[3, H + 1, W + 1]`` of a uint8 HWC frame."""
+    height, width = frame.shape[:2]
+    if height * width * 255 >= 2**31:
+        return np.stack([_integral(plane) for plane in cv2.split(frame)])
+    out = np.empty((3, height + 1, width + 1), np.int32)
+    for channel, plane in enumerate(cv2.split(frame)):
+        cv2.integral(plane, out[channel])  # written in place
+    return out
+
+
+def _area_resize_into(integrals: np.ndarray, out: np.ndarray) -> None:
+    """Resize one frame like ``F.interpolate(mode="area")`` into ``out`` (float32 ``[3, h, w]``).
+
+    ``integrals`` comes from :func:`_channel_integrals`.
+    """
+    out_h, out_w = out.shape[1:]
+    ys, ye = _pool_bounds(integrals.shape[1] - 1, out_h)
+    xs, xe = _pool_bounds(integrals.shape[2] - 1, out_w)
+    rows = integrals[:, ye] - integrals[:, ys]  # [3, h, W + 1]: row-window sums, cumulative in x
+    sums = np.take(rows, xe, axis=2)
+    sums -= np.take(rows, xs, axis=2)
+    counts = ((ye - ys)[:, None] * (xe - xs)[None, :]).astype(np.float32)
+    np.divide(sums, counts, out=out, dtype=np.float32)
+
+
+def _area_crops(
+    integral: np.ndarray, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, size: int
+) -> np.ndarray:
+    """Crop ``[y0:y1, x0:x1]`` regions and resize each to ``size`` like area interpolation.
+
+    ``integral`` is an HWC integral image (:func:`_integral`); coordinates are relative to it.
+    Returns float32 ``[K, size, size, 3]``.
+    """
+    ys, ye = _pool_bounds(y1 - y0, size)
+    xs, xe = _pool_bounds(x1 - x0, size)
+    ys, ye = ys + y0[:, None], ye + y0[:, None]
+    xs, xe = xs + x0[:, None], xe + x0[:, None]
+    row_stride = integral.shape[1]
+    flat = integral.reshape(-1, integral.shape[2])  # corner lookups as one take per corner
+    top, bottom = (ys * row_stride)[:, :, None], (ye * row_stride)[:, :, None]
+    left, right = xs[:, None, :], xe[:, None, :]
+    sums = flat.take(bottom + right, axis=0)
+    sums -= flat.take(top + right, axis=0)
+    sums -= flat.take(bottom + left, axis=0)
+    sums += flat.take(top + left, axis=0)
+    counts = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :]).astype(np.float32)
+    return np.divide(sums, counts[..., None], dtype=np.float32)
+
+
+def _normalise_(images: np.ndarray) -> np.ndarray:
+    """Normalise float32 pixels in place: ``(x - 127.5) * 0.0078125`` (facenet's order)."""
+    images -= np.float32(PIXEL_MEAN)
+    images *= np.float32(PIXEL_SCALE)
+    return images
+
+
+# --------------------------------------------------------------------------------------------
+# Box helpers (float32 arithmetic in facenet's order of operations)
+# --------------------------------------------------------------------------------------------
+def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, threshold: float) -> np.ndarray:
+    """IoU NMS per group (frame), like torchvision ``batched_nms``; kept indices, best first."""
+    if len(boxes) == 0:
+        return np.zeros((0,), np.int64)
+    # Shift every box to non-negative coordinates so OpenCV's per-class offset trick separates
+    # the groups exactly (IoU is translation-invariant).
+    xywh = boxes[:, :4].astype(np.float64)
+    xywh -= min(float(xywh.min()), 0.0)
+    xywh[:, 2:] -= xywh[:, :2]
+    keep = cv2.dnn.NMSBoxesBatched(
+        xywh, scores.astype(np.float32), groups.astype(np.int32), 0.0, float(threshold)
+    )
+    return np.asarray(keep, dtype=np.int64).reshape(-1)
+
+
+def _nms_min_one(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Greedy "Min"-overlap NMS of one frame's boxes, exactly like facenet's ``nms_numpy``."""
+    x1, y1, x2, y2 = (np.asarray(boxes[:, i], np.float32) for i in range(4))
+    one, zero = np.float32(1), np.float32(0)
+    area = (x2 - x1 + one) * (y2 - y1 + one)
+    iw = np.maximum(zero, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + one)
+    ih = np.maximum(zero, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + one)
+    suppresses = iw * ih / np.minimum(area[:, None], area) > threshold
+    removed = np.zeros(len(boxes), dtype=bool)
+    keep = []
+    for i in np.argsort(np.asarray(scores, np.float32))[::-1]:  # sequential by nature
+        if not removed[i]:
+            keep.append(i)
+            removed |= suppresses[i]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _nms_min(
+    boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Greedy NMS per group (frame) with facenet's "Min" overlap (``+1`` pixel areas).
+
+    Mirrors facenet's ``nms_numpy`` (float32, ``np.argsort`` order, so ties between equal
+    scores, which happen when two boxes give the same integer crop, resolve the same way).
+    Returns kept indices.
+    """
+    keep = [np.zeros((0,), np.int64)]
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        keep.append(members[_nms_min_one(boxes[members], scores[members], threshold)])
+    return np.concatenate(keep)
+
+
+def _rerec(boxes: np.ndarray) -> np.ndarray:
+    """Make boxes square around their centre (facenet ``rerec``), in place on float32."""
+    h = boxes[:, 3] - boxes[:, 1]
+    w = boxes[:, 2] - boxes[:, 0]
+    side = np.maximum(w, h)
+    boxes[:, 0] = boxes[:, 0] + w * np.float32(0.5) - side * np.float32(0.5)
+    boxes[:, 1] = boxes[:, 1] + h * np.float32(0.5) - side * np.float32(0.5)
+    boxes[:, 2] = boxes[:, 0] + side
+    boxes[:, 3] = boxes[:, 1] + side
+    return boxes
+
+
+def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply R-/O-Net box regression (facenet ``bbreg``, ``+1`` widths), in place."""
+    w = boxes[:, 2] - boxes[:, 0] + np.float32(1)
+    h = boxes[:, 3] - boxes[:, 1] + np.float32(1)
+    b1 = boxes[:, 0] + reg[:, 0] * w
+    b2 = boxes[:, 1] + reg[:, 1] * h
+    b3 = boxes[:, 2] + reg[:, 2] * w
+    b4 = boxes[:, 3] + reg[:, 3] * h
+    boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3] = b1, b2, b3, b4
+    return boxes
+
+
+def _crop_windows(
+    boxes: np.ndarray, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Integer crop windows ``[y0:y1, x0:x1]`` like facenet's ``pad``, and which are non-empty."""
+    coords = np.trunc(boxes[:, :4]).astype(np.int64)
+    x = np.maximum(coords[:, 0], 1)
+    y = np.maximum(coords[:, 1], 1)
+    ex = np.minimum(coords[:, 2], width)
+    ey = np.minimum(coords[:, 3], height)
+    valid = (ey > y - 1) & (ex > x - 1)
+    return y - 1, ey, x - 1, ex, valid
+
+
+def _crop_batch(
+    frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop every box from its frame and area-resize to ``size``.
+
+    Returns (normalised NCHW batch for the valid boxes, boolean mask of valid boxes).
+    """
+    height, width = frames.shape[1:3]
+    y0, y1, x0, x1, valid = _crop_windows(boxes, width, height)
+    crops = np.empty((len(boxes), size, size, 3), np.float32)
+    for n in np.unique(frame_index[valid]):
+        rows = np.flatnonzero(valid & (frame_index == n))
+        # integral image of just the region the crops of this frame cover
+        top, left = int(y0[rows].min()), int(x0[rows].min())
+        bottom, right = int(y1[rows].max()), int(x1[rows].max())
+        integral = _integral(np.ascontiguousarray(frames[n, top:bottom, left:right]))
+        crops[rows] = _area_crops(
+            integral, y0[rows] - top, y1[rows] - top, x0[rows] - left, x1[rows] - left, size
+        )
+    if not valid.all():
+        logger.debug("dropping %d crops outside the frame", int((~valid).sum()))
+    batch = np.ascontiguousarray(crops[valid].transpose(0, 3, 1, 2))
+    return _normalise_(batch), valid
+
+
+def _pyramid_scales(height: int, width: int, params: MtcnnParams) -> list[float]:
+    """Scales of the image pyramid, exactly as facenet computes them."""
+    m = 12.0 / params.min_face_size
+    min_side = min(height, width) * m
+    scales = []
+    scale = m
+    while min_side >= 12:
+        scales.append(scale)
+        scale = scale * params.factor
+        min_side = min_side * params.factor
+    return scales
+
+
+def _generate_boxes(
+    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """P-Net output -> candidate rows ``[x1, y1, x2, y2, score, r1..r4]`` and frame indices."""
+    mask = prob >= np.float32(threshold)
+    image_inds, yy, xx = np.nonzero(mask)
+    scores = prob[mask]
+    regs = reg.transpose(0, 2, 3, 1)[mask]  # [K, 4], same order as np.nonzero
+    cells = np.stack([xx, yy], axis=1).astype(np.float32)
+    scale32 = np.float32(scale)
+    q1 = np.floor((np.float32(_PNET_STRIDE) * cells + np.float32(1)) / scale32)
+    q2 = np.floor((np.float32(_PNET_STRIDE) * cells + np.float32(_PNET_CELL)) / scale32)
+    rows = np.concatenate([q1, q2, scores[:, None], regs], axis=1).astype(np.float32)
+    return rows, image_inds.astype(np.int64)
+
+
+def _validate_frames(frames: np.ndarray) -> np.ndarray:
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(
+            f"frames must be a numpy array UINT8 [N, H, W, 3], got {type(frames).__name__}"
+        )
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB [N, H, W, 3], got dtype {frames.dtype}")
+    if frames.ndim != 4:
+        raise ValueError(
+            f"frames must have rank 4 [N, H, W, 3], got rank {frames.ndim} shape {frames.shape}"
+        )
+    if frames.shape[3] != 3:
+        raise ValueError(f"frames must have 3 channels (RGB) last, got shape {frames.shape}")
+    if frames.shape[1] < 1 or frames.shape[2] < 1:
+        raise ValueError(f"frames must have a non-empty height and width, got {frames.shape}")
+    return np.ascontiguousarray(frames)
+
+
+def _downscale(frames: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float, float]:
+    """Downscale frames so the long side is at most ``max_side``; return (frames, sx, sy)."""
+    height, width = frames.shape[1:3]
+    if max_side is None or max(height, width) <= max_side:
+        return frames, 1.0, 1.0
+    ratio = max_side / max(height, width)
+    new_w = max(1, round(width * ratio))
+    new_h = max(1, round(height * ratio))
+    small = np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_AREA) for f in frames])
+    return small, width / new_w, height / new_h
+
+
+def _empty() -> FaceDetections:
+    return FaceDetections()
+
+
+# --------------------------------------------------------------------------------------------
+# The cascade
+# --------------------------------------------------------------------------------------------
+def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: MtcnnParams) -> FaceDetections:
+    """Detect faces in a batch of same-size frames with the MTCNN cascade.
+
+    Behaves like facenet-pytorch 2.6.0 ``MTCNN(keep_all=True).detect(frames, landmarks=True)``
+    with the same ``min_face_size``, ``thresholds`` and ``factor``: P-Net runs on every pyramid
+    level for the whole batch at once, then per-level NMS 0.5, cross-level NMS 0.7, R-Net on
+    24x24 crops with NMS 0.7, O-Net on 48x48 crops, box regression, landmarks and a final
+    "Min" NMS 0.7, all per frame.
+
+    Args:
+        frames: UINT8 ``[N, H, W, 3]`` RGB frames.
+        nets: the three networks (e.g. :class:`OnnxRuntimeMtcnnNets` or a Triton BLS adapter).
+        params: detection parameters; ``params.max_side`` downscales before detection.
+
+    Returns:
+        The faces as flat arrays; zero faces gives arrays whose first dimension is 0.
+
+    Raises:
+        ValueError: when ``frames`` is not a uint8 ``[N, H, W, 3]`` array.
+
+    """
+    frames = _validate_frames(frames)
+    if frames.shape[0] == 0:
+        return _empty()
+    frames, sx, sy = _downscale(frames, params.max_side)
+    n_frames, height, width = frames.shape[:3]
+    t1, t2, t3 = params.thresholds
+
+    # ---- Stage 1: P-Net over the image pyramid ------------------------------------------
+    scales = _pyramid_scales(height, width, params)
+    if not scales:
+        return _empty()
+    chunk = params.pnet_batch_frames or n_frames
+    candidates, candidate_frames = [], []
+    for first in range(0, n_frames, chunk):
+        integrals = [_channel_integrals(f) for f in frames[first : first + chunk]]
+        for scale in scales:
+            out_h, out_w = int(height * scale + 1), int(width * scale + 1)
+            level = np.empty((len(integrals), 3, out_h, out_w), np.float32)
+            for i, integral in enumerate(integrals):
+                _area_resize_into(integral, level[i])
+            reg, prob = nets.pnet(_normalise_(level))
+            rows, inds = _generate_boxes(reg, prob[:, 1], scale, t1)
+            keep = _nms(rows[:, :4], rows[:, 4], inds, 0.5)
+            candidates.append(rows[keep])
+            candidate_frames.append(inds[keep] + first)
+        del integrals
+    boxes = np.concatenate(candidates, axis=0)
+    frame_index = np.concatenate(candidate_frames, axis=0)
+    keep = _nms(boxes[:, :4], boxes[:, 4], frame_index, 0.7)
+    boxes, frame_index = boxes[keep], frame_index[keep]
+    logger.debug("P-Net: %d candidates over %d scales", len(boxes), len(scales))
+    if len(boxes) == 0:
+        return _empty()
+
+    regw = boxes[:, 2] - boxes[:, 0]
+    regh = boxes[:, 3] - boxes[:, 1]
+    boxes = np.stack(
+        [
+            boxes[:, 0] + boxes[:, 5] * regw,
+            boxes[:, 1] + boxes[:, 6] * regh,
+            boxes[:, 2] + boxes[:, 7] * regw,
+            boxes[:, 3] + boxes[:, 8] * regh,
+            boxes[:, 4],
+        ],
+        axis=1,
+    ).astype(np.float32)
+    boxes = _rerec(boxes)
+
+    # ---- Stage 2: R-Net on 24x24 crops -----------------------------------------------------
+    batch, valid = _crop_batch(frames, frame_index, boxes, _RNET_SIZE)
+    boxes, frame_index = boxes[valid], frame_index[valid]
+    if len(boxes) == 0:
+        return _empty()
+    reg, prob = nets.rnet(batch)
+    score = prob[:, 1]
+    passed = score > np.float32(t2)
+    boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1).astype(np.float32)
+    frame_index, reg = frame_index[passed], reg[passed]
+    keep = _nms(boxes[:, :4], boxes[:, 4], frame_index, 0.7)
+    boxes, frame_index, reg = boxes[keep], frame_index[keep], reg[keep]
+    boxes = _rerec(_bbreg(boxes, reg))
+    logger.debug("R-Net: %d candidates", len(boxes))
+    if len(boxes) == 0:
+        return _empty()
+
+    # ---- Stage 3: O-Net on 48x48 crops -----------------------------------------------------
+    batch, valid = _crop_batch(frames, frame_index, boxes, _ONET_SIZE)
+    boxes, frame_index = boxes[valid], frame_index[valid]
+    if len(boxes) == 0:
+        return _empty()
+    reg, points, prob = nets.onet(batch)
+    score = prob[:, 1]
+    passed = score > np.float32(t3)
+    boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1).astype(np.float32)
+    frame_index, reg, points = frame_index[passed], reg[passed], points[passed]
+    w = boxes[:, 2:3] - boxes[:, 0:1] + np.float32(1)
+    h = boxes[:, 3:4] - boxes[:, 1:2] + np.float32(1)
+    points_x = w * points[:, :5] + boxes[:, 0:1] - np.float32(1)
+    points_y = h * points[:, 5:10] + boxes[:, 1:2] - np.float32(1)
+    landmarks = np.stack([points_x, points_y], axis=2).astype(np.float32)
+    boxes = _bbreg(boxes, reg)
+    keep = _nms_min(boxes[:, :4], boxes[:, 4], frame_index, 0.7)
+    boxes, frame_index, landmarks = boxes[keep], frame_index[keep], landmarks[keep]
+    logger.debug("O-Net: %d faces in %d frames", len(boxes), n_frames)
+
+    # ---- Order like MTCNN.detect (per frame, largest first) and map back ------------------
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.lexsort((-area, frame_index))
+    boxes, frame_index, landmarks = boxes[order], frame_index[order], landmarks[order]
+    out_boxes = boxes[:, :4].copy()
+    if sx != 1.0 or sy != 1.0:
+        out_boxes *= np.array([sx, sy, sx, sy], np.float32)
+        landmarks = landmarks * np.array([sx, sy], np.float32)
+    return FaceDetections(
+        frame_index=frame_index.astype(np.int32),
+        boxes=np.ascontiguousarray(out_boxes, dtype=np.float32),
+        scores=np.ascontiguousarray(boxes[:, 4], dtype=np.float32),
+        landmarks=np.ascontiguousarray(landmarks, dtype=np.float32),
+    )

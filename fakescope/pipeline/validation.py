@@ -1,0 +1,41 @@
+"""Validation of an inference request before any work is done on it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Smallest frame side MTCNN can look at (P-Net's receptive field).
+MIN_FRAME_SIDE = 12
+
+
+def validate_request(
+    frames: np.ndarray, timestamps: np.ndarray, *, max_frames: int, max_frame_side: int
+) -> None:
+    """Raise ``ValueError`` naming the problem when the request breaks the tensor contract.
+
+    ``frames`` must be UINT8 ``[N, H, W, 3]`` with ``1 <= N <= max_frames`` and
+    ``MIN_FRAME_SIDE <= H, W <= max_frame_side``; ``timestamps`` FP32 ``[N]``, finite,
+    non-negative and non-decreasing.
+    """
+    if frames.dtype != np.uint8:
+        raise ValueError(f"FRAMES must be UINT8, got {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[3] != 3:
+        raise ValueError(f"FRAMES must be [N, H, W, 3] RGB, got shape {list(frames.shape)}")
+    n, height, width = frames.shape[:3]
+    if n == 0:
+        raise ValueError("FRAMES holds zero frames")
+    if n > max_frames:
+        raise ValueError(f"FRAMES holds {n} frames; the maximum per request is {max_frames}")
+    if min(height, width) < MIN_FRAME_SIDE or max(height, width) > max_frame_side:
+        raise ValueError(
+            f"frame size {width}x{height} is outside {MIN_FRAME_SIDE}..{max_frame_side} pixels "
+            "per side; downscale before sending"
+        )
+    if timestamps.ndim != 1 or timestamps.shape[0] != n:
+        raise ValueError(
+            f"FRAME_TIMESTAMPS must be [N] = [{n}] (one per frame), got {list(timestamps.shape)}"
+        )
+    if not np.all(np.isfinite(timestamps)) or np.any(timestamps < 0):
+        raise ValueError("FRAME_TIMESTAMPS must be finite, non-negative seconds")
+    if np.any(np.diff(timestamps) < 0):
+        raise ValueError("FRAME_TIMESTAMPS must be non-decreasing")

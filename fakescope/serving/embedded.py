@@ -1,0 +1,240 @@
+"""The embedded Triton: the real ``tritonserver`` binary shipped in the ``nvidia-pytriton`` wheel.
+
+The wheel carries tritonserver 2.51 with the python backend only. :func:`prepare_runtime` lays
+out a backend directory next to it: the python backend, the python-backend stub for this
+interpreter, and ``backends/onnxruntime/model.py`` (:mod:`fakescope.serving.onnxruntime_backend`),
+a python-based backend that serves the ONNX models with ONNX Runtime under the same
+``backend: "onnxruntime"`` name the NGC image uses on GPU. :class:`EmbeddedTriton` starts the
+server on loopback, waits for ``/v2/health/ready`` and stops it with SIGTERM (which lets the
+python stubs remove their ``/dev/shm`` regions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from fakescope.serving.repository_check import check_repository
+
+logger = logging.getLogger(__name__)
+
+_SHIM = Path(__file__).parent / "onnxruntime_backend" / "model.py"
+#: Shared-memory size of each python stub: big enough for a request of 64 720p frames at once.
+PYTHON_SHM_BYTES = 64 * 1024 * 1024
+SHM_PREFIX = "fakescope"
+
+
+class ServerStartError(RuntimeError):
+    """The server could not be started; the message says why (port, model file, load error)."""
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where the server listens."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+
+    @property
+    def http_url(self) -> str:
+        """``host:port`` of the HTTP endpoint (as tritonclient wants it)."""
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` of the gRPC endpoint."""
+        return f"{self.host}:{self.grpc_port}"
+
+
+def _pytriton_dir() -> Path:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerStartError(
+            "nvidia-pytriton is not installed: install the server extra (pip install '.[server]')"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def prepare_runtime(runtime_dir: Path) -> tuple[Path, Path]:
+    """Lay out the backend directory in ``runtime_dir``; return ``(tritonserver, backends)``."""
+    triton_dir = _pytriton_dir() / "tritonserver"
+    binary = triton_dir / "bin" / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not binary.is_file() or not stub.is_file():
+        raise ServerStartError(f"tritonserver or its python {version} stub missing in {triton_dir}")
+    backends = runtime_dir / "backends"
+    if backends.exists():
+        shutil.rmtree(backends)
+    shutil.copytree(triton_dir / "backends", backends)
+    shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
+    (backends / "onnxruntime").mkdir()
+    shutil.copy2(_SHIM, backends / "onnxruntime" / "model.py")
+    return binary, backends
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    libs = [sysconfig.get_config_var("LIBDIR") or "", str(_pytriton_dir().parent / "nvidia_pytriton.libs")]
+    if env.get("LD_LIBRARY_PATH"):
+        libs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in libs if p)
+    # The python stub runs the interpreter found first on PATH: make it this one (the venv).
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Return True when something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def leftover_shm_regions() -> list[Path]:
+    """Python-backend shared-memory regions in /dev/shm (left behind only by a hard kill)."""
+    shm = Path("/dev/shm")
+    return sorted(shm.glob(f"{SHM_PREFIX}_*")) if shm.is_dir() else []
+
+
+_LOAD_ERROR = re.compile(r"failed to load '([^']+)'[^:]*: (.*)")
+
+
+def _load_errors(log: str) -> list[str]:
+    errors = [f"model '{m.group(1)}': {m.group(2).strip()}" for m in _LOAD_ERROR.finditer(log)]
+    if not errors:
+        errors = [line for line in log.splitlines() if line.startswith("E")][-5:]
+    return errors
+
+
+class EmbeddedTriton:
+    """A tritonserver child process serving ``repository`` on loopback."""
+
+    def __init__(
+        self,
+        repository: Path,
+        address: ServerAddress | None = None,
+        runtime_dir: Path | None = None,
+        ready_timeout_s: float = 120.0,
+    ) -> None:
+        self.repository = repository.resolve()
+        self.address = address or ServerAddress()
+        self.runtime_dir = (runtime_dir or Path(".fakescope") / "runtime").resolve()
+        self.ready_timeout_s = ready_timeout_s
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.runtime_dir / f"tritonserver-{self.address.http_port}.log"
+
+    def command(self, binary: Path, backends: Path) -> list[str]:
+        """The tritonserver command line."""
+        a = self.address
+        return [
+            str(binary),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={backends}",
+            "--model-control-mode=none",
+            "--disable-auto-complete-config",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--allow-gpu-metrics=false",
+            "--pinned-memory-pool-byte-size=0",
+            "--cuda-memory-pool-byte-size=0:0",
+            f"--http-address={a.host}",
+            f"--http-port={a.http_port}",
+            f"--grpc-address={a.host}",
+            f"--grpc-port={a.grpc_port}",
+            f"--metrics-address={a.host}",
+            f"--metrics-port={a.metrics_port}",
+            f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_BYTES}",
+            f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_BYTES}",
+            f"--backend-config=python,shm-region-prefix-name={SHM_PREFIX}_{a.http_port}",
+            "--log-verbose=0",
+        ]
+
+    def start(self) -> None:
+        """Start the server and wait until it is ready; raise :class:`ServerStartError` if not."""
+        check_repository(self.repository)
+        a = self.address
+        if a.host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning("binding to %s: the server will be reachable from the network", a.host)
+        for port in (a.http_port, a.grpc_port, a.metrics_port):
+            if port_in_use(a.host, port):
+                raise ServerStartError(f"port {port} on {a.host} is already in use")
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        binary, backends = prepare_runtime(self.runtime_dir)
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.command(binary, backends),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_environment(),
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                text = self.log_path.read_text(errors="replace")
+                self.process = None
+                details = "; ".join(_load_errors(text)) or "see " + str(self.log_path)
+                raise ServerStartError(f"tritonserver exited during start-up: {details}")
+            if self.is_ready():
+                logger.info("tritonserver ready at http://%s grpc://%s", a.http_url, a.grpc_url)
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise ServerStartError(f"tritonserver not ready after {self.ready_timeout_s:.0f} s")
+
+    def is_ready(self) -> bool:
+        """True when ``/v2/health/ready`` answers 200."""
+        url = f"http://{self.address.http_url}/v2/health/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, timeout_s: float = 60.0) -> int | None:
+        """SIGTERM the server and wait; SIGKILL and clean /dev/shm only if it hangs."""
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.error("tritonserver ignored SIGTERM for %.0f s; killing it", timeout_s)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for region in Path("/dev/shm").glob(f"{SHM_PREFIX}_{self.address.http_port}*"):
+            logger.warning("removing leftover shared memory %s", region)
+            region.unlink(missing_ok=True)
+        return process.returncode
+
+    def __enter__(self) -> EmbeddedTriton:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,45 @@
+"""Check a model repository's files before tritonserver sees it, naming what is missing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+class RepositoryError(RuntimeError):
+    """The model repository is incomplete; the message names the file."""
+
+
+_BACKEND = re.compile(r'^\s*(backend|platform)\s*:\s*"([^"]+)"', re.MULTILINE)
+_REQUIRED = {"python": "model.py", "onnxruntime": "model.onnx"}
+
+
+def check_repository(repository: Path) -> list[str]:
+    """Return the model names of ``repository``; raise :class:`RepositoryError` if a file is missing.
+
+    Every model directory needs ``config.pbtxt`` and a numeric version directory; python models
+    need ``<version>/model.py``, ONNX models ``<version>/model.onnx`` (non-empty).
+    """
+    if not repository.is_dir():
+        raise RepositoryError(f"model repository not found: {repository}")
+    models = []
+    for model_dir in sorted(p for p in repository.iterdir() if p.is_dir()):
+        config = model_dir / "config.pbtxt"
+        if not config.is_file():
+            raise RepositoryError(f"missing {config}")
+        match = _BACKEND.search(config.read_text())
+        if match is None:
+            raise RepositoryError(f"{config}: no backend or platform")
+        versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        if not versions:
+            raise RepositoryError(f"{model_dir}: no version directory (e.g. {model_dir}/1)")
+        required = _REQUIRED.get(match.group(2))
+        for version in versions:
+            if required and not (version / required).is_file():
+                raise RepositoryError(f"missing {version / required}")
+            if required and (version / required).stat().st_size == 0:
+                raise RepositoryError(f"empty model file {version / required}")
+        models.append(model_dir.name)
+    if not models:
+        raise RepositoryError(f"model repository {repository} holds no model")
+    return models

@@ -1,0 +1,47 @@
+"""face_cropper: square face crops with margin at the classifier's input size.
+
+Size and margin are read once from the served classifier's ONNX metadata (its newest version,
+the one Triton serves), so they exist in one place: the export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import triton_python_backend_utils as pb_utils
+
+from fakescope import contract
+from fakescope.pipeline.crops import crop_faces
+from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.serving.model_config import latest_version_dir
+
+
+class TritonPythonModel:
+    """Cuts FACE_CROPS out of FRAMES at FACE_BOXES."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Read the classifier's preprocessing spec."""
+        classifier_dir = Path(args["model_repository"]).parent / contract.CLASSIFIER_MODEL
+        spec, _ = read_classifier_spec(latest_version_dir(classifier_dir) / "model.onnx")
+        self.size = spec.input_size
+        self.margin = spec.face_margin
+
+    def execute(self, requests: list) -> list:
+        """Crop the faces of each request."""
+        responses = []
+        for request in requests:
+            frames = pb_utils.get_input_tensor_by_name(request, contract.FRAMES).as_numpy()
+            boxes = pb_utils.get_input_tensor_by_name(request, contract.FACE_BOXES).as_numpy()
+            try:
+                crops = crop_faces(frames, boxes, size=self.size, margin=self.margin)
+            except ValueError as exc:
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                    )
+                )
+                continue
+            responses.append(
+                pb_utils.InferenceResponse([pb_utils.Tensor(contract.FACE_CROPS, crops)])
+            )
+        return responses

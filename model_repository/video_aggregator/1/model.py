@@ -1,0 +1,50 @@
+"""video_aggregator: per-frame scores, the video's fake probability and its STATUS."""
+
+from __future__ import annotations
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from fakescope import contract
+from fakescope.pipeline.aggregation import AggregationParams, aggregate
+from fakescope.serving.model_config import load_model_config, parameters
+
+
+class TritonPythonModel:
+    """Aggregates FACE_SCORES into FAKE_PROBABILITY, FRAME_SCORES and STATUS."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Read the confident-strategy thresholds once."""
+        self.params = AggregationParams.from_parameters(parameters(load_model_config(args)))
+
+    def execute(self, requests: list) -> list:
+        """Aggregate each request."""
+        responses = []
+        for request in requests:
+            stamps = pb_utils.get_input_tensor_by_name(request, contract.FRAME_TIMESTAMPS)
+            boxes = pb_utils.get_input_tensor_by_name(request, contract.FACE_BOXES).as_numpy()
+            scores = pb_utils.get_input_tensor_by_name(request, contract.FACE_SCORES).as_numpy()
+            num_frames = stamps.as_numpy().shape[0]
+            try:
+                result = aggregate(num_frames, boxes[:, 0].astype(np.int64), scores, self.params)
+            except ValueError as exc:
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                    )
+                )
+                continue
+            status = contract.STATUS_OK if boxes.shape[0] else contract.STATUS_NO_FACE
+            responses.append(
+                pb_utils.InferenceResponse(
+                    [
+                        pb_utils.Tensor(
+                            contract.FAKE_PROBABILITY,
+                            np.array([result.fake_probability], dtype=np.float32),
+                        ),
+                        pb_utils.Tensor(contract.FRAME_SCORES, result.frame_scores),
+                        pb_utils.Tensor(contract.STATUS, np.array([status], dtype=np.object_)),
+                    ]
+                )
+            )
+        return responses

@@ -1,0 +1,60 @@
+import math
+
+import numpy as np
+import pytest
+
+from fakescope.pipeline.aggregation import (
+    AggregationParams,
+    aggregate,
+    confident_score,
+    frame_scores,
+)
+
+P = AggregationParams()
+
+
+def test_frame_scores_take_max_face_when_frame_has_several_faces():
+    scores = frame_scores(3, np.array([0, 0, 2]), np.array([0.1, 0.7, 0.4]))
+    assert scores[0] == pytest.approx(0.7)
+    assert math.isnan(scores[1])
+    assert scores[2] == pytest.approx(0.4)
+
+
+def test_confident_score_is_nan_when_no_frame_has_a_face():
+    assert math.isnan(confident_score(np.array([np.nan, np.nan]), P))
+
+
+def test_confident_score_ignores_few_confident_fakes_when_most_frames_are_real():
+    scores = np.array([0.95, 0.05] + [0.1] * 30)
+    assert confident_score(scores, P) < 0.2
+
+
+def test_confident_score_averages_confident_fakes_when_enough_frames_are_fake():
+    scores = np.array([0.9] * 8 + [0.5] * 8)
+    assert confident_score(scores, P) == pytest.approx(0.9)
+
+
+def test_confident_score_needs_min_frames_when_video_is_short():
+    # 2 of 3 frames confidently fake is >= 40% but fewer than min_confident_frames.
+    assert confident_score(np.array([0.95, 0.95, 0.3]), P) == pytest.approx((0.95 * 2 + 0.3) / 3)
+
+
+def test_confident_score_is_plain_mean_when_undecided():
+    scores = np.array([0.5, 0.6, 0.3, 0.4])
+    assert confident_score(scores, P) == pytest.approx(0.45)
+
+
+def test_aggregate_rejects_frame_index_when_out_of_range():
+    with pytest.raises(ValueError, match="out of range"):
+        aggregate(2, np.array([2]), np.array([0.5], dtype=np.float32), P)
+
+
+def test_aggregation_params_reject_unknown_key_when_parsing_config():
+    with pytest.raises(ValueError, match="unknown"):
+        AggregationParams.from_parameters({"fake_treshold": "0.8"})
+
+
+def test_aggregation_params_parse_types_when_reading_config():
+    params = AggregationParams.from_parameters({"min_confident_frames": "5", "fake_threshold": "0.7"})
+    assert params.min_confident_frames == 5
+    assert params.fake_threshold == pytest.approx(0.7)
