@@ -17,7 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
-from fakescope.client.cli import add_analyze_parser, run_analyze
+from fakescope.client.cli import add_analyze_parser
+from fakescope.client.cli import main as analyze_main
 
 EXIT_SERVER_START = 6
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -106,16 +107,9 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         a = server.address
         print(f"Triton ready at http://{a.http_url} (gRPC {a.grpc_url}); analyzing {len(videos)} samples")
-        analyze_args = argparse.Namespace(
-            videos=[str(v) for v in videos],
-            url=a.grpc_url,
-            protocol="grpc",
-            frames=args.frames,
-            max_side=1280,
-            threshold=0.5,
-            json=args.json,
-        )
-        return run_analyze(analyze_args)
+        argv = [str(v) for v in videos] + ["--url", a.grpc_url, "--protocol", "grpc"]
+        argv += ["--frames", str(args.frames)] + (["--json"] if args.json else [])
+        return analyze_main(argv)
     finally:
         server.stop()
 
