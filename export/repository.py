@@ -14,14 +14,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from fakescope import contract
 from fakescope.export.classifier import (
     ClassifierCheckpoint,
     export_classifier,
     untrained_checkpoint,
 )
 from fakescope.export.mtcnn import export_mtcnn
+
+from fakescope import contract
 from fakescope.pipeline.metadata import ClassifierSpec, read_classifier_spec
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,9 @@ def export_classifier_version(
     target = model_dir / str(version) / "model.onnx"
     parity = export_classifier(checkpoint, target, parity_faces(checkpoint.spec.input_size))
     spec, trained = read_classifier_spec(target)
-    (model_dir / "config.pbtxt").write_text(classifier_config(spec, trained=trained, version=version))
+    (model_dir / "config.pbtxt").write_text(
+        classifier_config(spec, trained=trained, version=version)
+    )
     (model_dir / "MODEL_CARD.md").write_text(model_card(checkpoint, version, parity))
     return target
 

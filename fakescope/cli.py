@@ -75,7 +75,7 @@ def run_serve(args: argparse.Namespace) -> int:
     while not stopping:
         try:
             process.wait(timeout=0.5)
-        except Exception:  # subprocess.TimeoutExpired: still running  # noqa: S112
+        except Exception:  # subprocess.TimeoutExpired: still running
             continue
         print(
             f"fakescope: error: tritonserver exited unexpectedly (code {process.returncode}); "
@@ -106,7 +106,10 @@ def run_demo(args: argparse.Namespace) -> int:
         return EXIT_SERVER_START
     try:
         a = server.address
-        print(f"Triton ready at http://{a.http_url} (gRPC {a.grpc_url}); analyzing {len(videos)} samples")
+        print(
+            f"Triton ready at http://{a.http_url} (gRPC {a.grpc_url}); "
+            f"analyzing {len(videos)} samples"
+        )
         argv = [str(v) for v in videos] + ["--url", a.grpc_url, "--protocol", "grpc"]
         argv += ["--frames", str(args.frames)] + (["--json"] if args.json else [])
         return analyze_main(argv)
@@ -126,7 +129,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``fakescope`` argument parser."""
+    """Build the ``fakescope`` argument parser."""
     parser = argparse.ArgumentParser(prog="fakescope", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -55,6 +55,8 @@ def test_aggregation_params_reject_unknown_key_when_parsing_config():
 
 
 def test_aggregation_params_parse_types_when_reading_config():
-    params = AggregationParams.from_parameters({"min_confident_frames": "5", "fake_threshold": "0.7"})
+    params = AggregationParams.from_parameters(
+        {"min_confident_frames": "5", "fake_threshold": "0.7"}
+    )
     assert params.min_confident_frames == 5
     assert params.fake_threshold == pytest.approx(0.7)

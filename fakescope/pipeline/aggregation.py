@@ -5,9 +5,9 @@ mean over faces would dilute it). Video score = a "confident strategy" in the sp
 winner (selimsef, ``kernel_utils.confident_strategy``), with its absolute frame count (> 11 of 32)
 replaced by fractions so that it means the same for any number of sampled frames:
 
-* when at least ``fake_fraction`` of the frames with a face are confidently fake (> ``fake_threshold``),
-  and at least ``min_confident_frames`` of them, the video score is their mean — a fake that shows
-  in a solid share of frames is not averaged away;
+* when at least ``fake_fraction`` of the frames with a face are confidently fake
+  (> ``fake_threshold``), and at least ``min_confident_frames`` of them, the video score is
+  their mean — a fake that shows in a solid share of frames is not averaged away;
 * else, when at least ``real_fraction`` of the frames are confidently real (< ``real_threshold``),
   the mean of those — stable real videos get confidently low scores;
 * else the mean of all frame scores.

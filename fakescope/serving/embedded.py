@@ -91,7 +91,10 @@ def prepare_runtime(runtime_dir: Path) -> tuple[Path, Path]:
 
 def _environment() -> dict[str, str]:
     env = dict(os.environ)
-    libs = [sysconfig.get_config_var("LIBDIR") or "", str(_pytriton_dir().parent / "nvidia_pytriton.libs")]
+    libs = [
+        sysconfig.get_config_var("LIBDIR") or "",
+        str(_pytriton_dir().parent / "nvidia_pytriton.libs"),
+    ]
     if env.get("LD_LIBRARY_PATH"):
         libs.append(env["LD_LIBRARY_PATH"])
     env["LD_LIBRARY_PATH"] = ":".join(p for p in libs if p)
@@ -145,7 +148,7 @@ class EmbeddedTriton:
         self.log_path = self.runtime_dir / f"tritonserver-{self.address.http_port}.log"
 
     def command(self, binary: Path, backends: Path) -> list[str]:
-        """The tritonserver command line."""
+        """Return the tritonserver command line."""
         a = self.address
         return [
             str(binary),
@@ -205,7 +208,7 @@ class EmbeddedTriton:
         raise ServerStartError(f"tritonserver not ready after {self.ready_timeout_s:.0f} s")
 
     def is_ready(self) -> bool:
-        """True when ``/v2/health/ready`` answers 200."""
+        """Return True when ``/v2/health/ready`` answers 200."""
         url = f"http://{self.address.http_url}/v2/health/ready"
         try:
             with urllib.request.urlopen(url, timeout=1) as response:

@@ -15,7 +15,7 @@ _REQUIRED = {"python": "model.py", "onnxruntime": "model.onnx"}
 
 
 def check_repository(repository: Path) -> list[str]:
-    """Return the model names of ``repository``; raise :class:`RepositoryError` if a file is missing.
+    """Return the model names of ``repository``; raise :class:`RepositoryError` if one is broken.
 
     Every model directory needs ``config.pbtxt`` and a numeric version directory; python models
     need ``<version>/model.py``, ONNX models ``<version>/model.onnx`` (non-empty).

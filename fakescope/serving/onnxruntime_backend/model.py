@@ -43,7 +43,9 @@ class TritonPythonModel:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types; name the file
-            raise pb_utils.TritonModelException(f"{config['name']}: cannot load {path}: {exc}")
+            raise pb_utils.TritonModelException(
+                f"{config['name']}: cannot load {path}: {exc}"
+            ) from exc
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
         onnx_inputs = {t.name for t in self.session.get_inputs()}
@@ -72,7 +74,9 @@ class TritonPythonModel:
             results = [self.session.run(self.output_names, f) for f in feeds]
         return [
             pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outs)]
+                output_tensors=[
+                    pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outs, strict=True)
+                ]
             )
             for outs in results
         ]

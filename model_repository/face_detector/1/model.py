@@ -37,6 +37,7 @@ class BlsMtcnnNets:
         self.onet_max_batch = onet_max_batch
 
     def pnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run P-Net on one pyramid level of all frames."""
         reg, prob = _run(
             contract.PNET_MODEL,
             {contract.PNET_INPUT: batch},
@@ -49,6 +50,7 @@ class BlsMtcnnNets:
         return [np.concatenate([p[k] for p in parts]) for k in range(len(outs))]
 
     def rnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run R-Net on 24x24 candidates."""
         outs = [contract.RNET_REGRESSION, contract.RNET_PROBABILITY]
         reg, prob = self._chunked(
             contract.RNET_MODEL, contract.RNET_INPUT, batch, outs, self.rnet_max_batch
@@ -56,6 +58,7 @@ class BlsMtcnnNets:
         return reg, prob
 
     def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run O-Net on 48x48 candidates."""
         outs = [contract.ONET_REGRESSION, contract.ONET_LANDMARKS, contract.ONET_PROBABILITY]
         reg, landmarks, prob = self._chunked(
             contract.ONET_MODEL, contract.ONET_INPUT, batch, outs, self.onet_max_batch

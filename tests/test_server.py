@@ -1,0 +1,281 @@
+"""Integration tests: the real embedded tritonserver, the committed model repository."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from skimage import data
+from tritonclient.utils import InferenceServerException
+
+from fakescope import contract
+from fakescope.pipeline.crops import crop_faces
+from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
+from fakescope.serving.embedded import (
+    EmbeddedTriton,
+    ServerAddress,
+    ServerStartError,
+    leftover_shm_regions,
+)
+from fakescope.serving.model_config import parameters
+from fakescope.serving.repository_check import RepositoryError
+from tests.servers import REPOSITORY, free_ports
+
+OUTPUTS = [
+    contract.FAKE_PROBABILITY,
+    contract.FRAME_SCORES,
+    contract.FACE_BOXES,
+    contract.FACE_SCORES,
+    contract.STATUS,
+]
+
+
+def face_frames(n: int = 4, size: tuple[int, int] = (1280, 720)) -> np.ndarray:
+    """Frames with the astronaut's (real) face at a few positions."""
+    width, height = size
+    face = cv2.resize(data.astronaut(), (320, 320))
+    frames = np.full((n, height, width, 3), 40, np.uint8)
+    for i in range(n):
+        x, y = 100 + 60 * i, 80 + 20 * i
+        frames[i, y : y + 320, x : x + 320] = face
+    return frames
+
+
+def crowd_frame(rows: int = 4, cols: int = 6) -> np.ndarray:
+    """One 1280x720 frame with rows*cols copies of the astronaut's face."""
+    face = cv2.resize(data.astronaut()[0:260, 120:380], (200, 170))
+    frame = np.full((720, 1280, 3), 30, np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            y, x = 10 + r * 178, 10 + c * 210
+            frame[y : y + 170, x : x + 200] = face
+    return frame[None]
+
+
+def _infer(protocol: str, triton: EmbeddedTriton, frames: np.ndarray, stamps: np.ndarray):
+    module = grpcclient if protocol == "grpc" else httpclient
+    url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
+    client = module.InferenceServerClient(url)
+    inputs = [
+        module.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
+        module.InferInput(contract.FRAME_TIMESTAMPS, list(stamps.shape), "FP32"),
+    ]
+    inputs[0].set_data_from_numpy(frames)
+    inputs[1].set_data_from_numpy(stamps)
+    outputs = [module.InferRequestedOutput(name) for name in OUTPUTS]
+    result = client.infer(contract.ENSEMBLE_MODEL, inputs, outputs=outputs)
+    return {name: result.as_numpy(name) for name in OUTPUTS}
+
+
+def _stamps(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.float32) * 0.5
+
+
+def _detector_params() -> MtcnnParams:
+    params = parameters(
+        {"parameters": _config_json(REPOSITORY / contract.FACE_DETECTOR_MODEL)["parameters"]}
+    )
+    t = [float(v) for v in params["thresholds"].split(",")]
+    return MtcnnParams(
+        min_face_size=int(params["min_face_size"]),
+        thresholds=(t[0], t[1], t[2]),
+        factor=float(params["scale_factor"]),
+        max_side=int(params["detection_max_side"]),
+    )
+
+
+def _config_json(model_dir: Path) -> dict:
+    """Parse the `parameters` of a config.pbtxt with protobuf's text format via tritonclient."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(
+        (model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)
+
+
+def _healthy(triton: EmbeddedTriton) -> bool:
+    return httpclient.InferenceServerClient(triton.address.http_url).is_model_ready(
+        contract.ENSEMBLE_MODEL
+    )
+
+
+def test_ensemble_config_is_an_ensemble_when_queried_over_http(triton):
+    url = f"http://{triton.address.http_url}/v2/models/{contract.ENSEMBLE_MODEL}/config"
+    with urllib.request.urlopen(url) as response:
+        config = json.load(response)
+    assert config["platform"] == "ensemble"
+    steps = [s["model_name"] for s in config["ensemble_scheduling"]["step"]]
+    assert steps == [
+        contract.FACE_DETECTOR_MODEL,
+        contract.FACE_CROPPER_MODEL,
+        contract.FACE_SCORER_MODEL,
+        contract.VIDEO_AGGREGATOR_MODEL,
+    ]
+    assert {o["name"] for o in config["output"]} == set(OUTPUTS)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_ensemble_returns_documented_outputs_when_frames_have_a_face(triton, protocol):
+    frames = face_frames(4)
+    out = _infer(protocol, triton, frames, _stamps(4))
+    assert out[contract.STATUS].tolist() == [b"ok"]
+    boxes = out[contract.FACE_BOXES]
+    assert boxes.shape == (4, 6)
+    assert sorted(boxes[:, 0].astype(int).tolist()) == [0, 1, 2, 3]
+    for row in boxes:  # the face lies inside the pasted astronaut of its frame
+        i = int(row[0])
+        x, y = 100 + 60 * i, 80 + 20 * i
+        assert x <= row[1] < row[3] <= x + 320 and y <= row[2] < row[4] <= y + 320
+        assert row[5] > 0.95
+    scores = out[contract.FACE_SCORES]
+    assert scores.shape == (4,) and np.all((scores > 0) & (scores < 1))
+    assert out[contract.FRAME_SCORES].shape == (4,)
+    assert 0.0 < float(out[contract.FAKE_PROBABILITY][0]) < 1.0
+
+
+def test_ensemble_scores_match_in_process_onnx_runtime_when_same_frames(triton):
+    """The served pipeline equals the same ONNX models run in-process (no hidden transform)."""
+    frames = face_frames(3)
+    out = _infer("grpc", triton, frames, _stamps(3))
+    nets = OnnxRuntimeMtcnnNets(REPOSITORY)
+    found = detect_faces(frames, nets, _detector_params())
+    np.testing.assert_allclose(out[contract.FACE_BOXES][:, 1:5], found.boxes, atol=1e-3)
+    classifier = REPOSITORY / contract.CLASSIFIER_MODEL / "1" / "model.onnx"
+    spec, _ = read_classifier_spec(classifier)
+    crops = crop_faces(
+        frames, out[contract.FACE_BOXES], size=spec.input_size, margin=spec.face_margin
+    )
+    session = ort.InferenceSession(str(classifier), providers=["CPUExecutionProvider"])
+    expected = session.run([contract.CLASSIFIER_OUTPUT], {contract.CLASSIFIER_INPUT: crops})[0]
+    np.testing.assert_allclose(out[contract.FACE_SCORES], expected.ravel(), atol=1e-5)
+
+
+def test_ensemble_reports_no_face_status_when_frames_have_no_face(triton):
+    coffee = cv2.resize(data.coffee(), (640, 360))
+    frames = np.stack([coffee, np.zeros_like(coffee)])
+    out = _infer("http", triton, frames, _stamps(2))
+    assert out[contract.STATUS].tolist() == [b"no_face"]
+    assert math.isnan(float(out[contract.FAKE_PROBABILITY][0]))
+    assert out[contract.FACE_BOXES].shape == (0, 6)
+    assert out[contract.FACE_SCORES].shape == (0,)
+    assert np.isnan(out[contract.FRAME_SCORES]).all()
+
+
+def test_ensemble_scores_every_face_when_faces_exceed_classifier_chunk(triton):
+    frames = crowd_frame()
+    out = _infer("grpc", triton, frames, _stamps(1))
+    faces = out[contract.FACE_BOXES].shape[0]
+    assert faces >= 20  # more than one chunk (chunk_size 16) goes to the classifier
+    assert out[contract.FACE_SCORES].shape == (faces,)
+    assert float(out[contract.FRAME_SCORES][0]) == pytest.approx(out[contract.FACE_SCORES].max())
+
+
+@pytest.mark.parametrize(
+    ("frames", "stamps", "message"),
+    [
+        (np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.float32), "zero frames"),
+        (np.zeros((65, 16, 16, 3), np.uint8), _stamps(65), "maximum"),
+        (np.zeros((2, 64, 64, 3), np.uint8), _stamps(3), "one per frame"),
+        (np.zeros((2, 64, 64, 3), np.uint8), np.array([1, 0], np.float32), "non-decreasing"),
+        (np.zeros((1, 8, 64, 3), np.uint8), _stamps(1), "outside"),
+    ],
+)
+def test_ensemble_rejects_request_with_message_when_tensors_break_contract(
+    triton, frames, stamps, message
+):
+    with pytest.raises(InferenceServerException, match=message) as info:
+        _infer("grpc", triton, frames, stamps)
+    assert "INVALID_ARGUMENT" in str(info.value.status())
+    assert _healthy(triton)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_ensemble_rejects_wrong_dtype_when_frames_are_float(triton, protocol):
+    module = grpcclient if protocol == "grpc" else httpclient
+    url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
+    client = module.InferenceServerClient(url)
+    frames = np.zeros((1, 64, 64, 3), np.float32)
+    inputs = [
+        module.InferInput(contract.FRAMES, list(frames.shape), "FP32"),
+        module.InferInput(contract.FRAME_TIMESTAMPS, [1], "FP32"),
+    ]
+    inputs[0].set_data_from_numpy(frames)
+    inputs[1].set_data_from_numpy(_stamps(1))
+    with pytest.raises(InferenceServerException, match=contract.FRAMES):
+        client.infer(contract.ENSEMBLE_MODEL, inputs)
+    assert _healthy(triton)
+
+
+def test_ensemble_rejects_wrong_rank_when_frames_are_3d(triton):
+    client = httpclient.InferenceServerClient(triton.address.http_url)
+    inputs = [
+        httpclient.InferInput(contract.FRAMES, [64, 64, 3], "UINT8"),
+        httpclient.InferInput(contract.FRAME_TIMESTAMPS, [1], "FP32"),
+    ]
+    inputs[0].set_data_from_numpy(np.zeros((64, 64, 3), np.uint8))
+    inputs[1].set_data_from_numpy(_stamps(1))
+    with pytest.raises(InferenceServerException, match=contract.FRAMES):
+        client.infer(contract.ENSEMBLE_MODEL, inputs)
+    assert _healthy(triton)
+
+
+def test_classifier_config_exposes_untrained_flag_when_queried(triton):
+    client = grpcclient.InferenceServerClient(triton.address.grpc_url)
+    config = client.get_model_config(contract.CLASSIFIER_MODEL, as_json=True)["config"]
+    _, trained = read_classifier_spec(REPOSITORY / contract.CLASSIFIER_MODEL / "1" / "model.onnx")
+    assert config["parameters"]["trained"]["string_value"] == str(trained).lower()
+    assert config["dynamic_batching"]
+
+
+def test_metrics_endpoint_counts_inferences_when_requests_were_served(triton):
+    _infer("http", triton, face_frames(1), _stamps(1))
+    url = f"http://{triton.address.host}:{triton.address.metrics_port}/metrics"
+    with urllib.request.urlopen(url) as response:
+        text = response.read().decode()
+    assert f'nv_inference_request_success{{model="{contract.ENSEMBLE_MODEL}"' in text
+
+
+def _server(repository: Path, tmp_path: Path, ports: list[int] | None = None) -> EmbeddedTriton:
+    http, grpc, metrics = ports or free_ports(3)
+    return EmbeddedTriton(
+        repository,
+        ServerAddress("127.0.0.1", http, grpc, metrics),
+        runtime_dir=tmp_path / "runtime",
+        ready_timeout_s=60,
+    )
+
+
+def test_embedded_triton_refuses_to_start_when_port_is_taken(triton, tmp_path):
+    ports = [triton.address.http_port, *free_ports(2)]
+    with pytest.raises(ServerStartError, match=f"port {ports[0]}"):
+        _server(REPOSITORY, tmp_path, ports).start()
+
+
+def test_embedded_triton_names_file_when_model_file_is_missing(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPOSITORY, repo)
+    (repo / contract.ONET_MODEL / "1" / "model.onnx").unlink()
+    with pytest.raises(RepositoryError, match=r"mtcnn_onet/1/model\.onnx"):
+        _server(repo, tmp_path).start()
+
+
+def test_embedded_triton_names_model_and_cleans_up_when_onnx_file_is_corrupt(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPOSITORY, repo)
+    (repo / contract.RNET_MODEL / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    before = set(leftover_shm_regions())
+    with pytest.raises(ServerStartError, match=contract.RNET_MODEL):
+        _server(repo, tmp_path).start()
+    assert set(leftover_shm_regions()) <= before
