@@ -14,14 +14,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from fakescope import contract
 from fakescope.export.classifier import (
     ClassifierCheckpoint,
     export_classifier,
     untrained_checkpoint,
 )
 from fakescope.export.mtcnn import export_mtcnn
-
-from fakescope import contract
 from fakescope.pipeline.metadata import ClassifierSpec, read_classifier_spec
 
 logger = logging.getLogger(__name__)
