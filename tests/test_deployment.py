@@ -1,0 +1,60 @@
+"""Static checks of the GPU deployment (no Docker engine on the development machines)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def _triton_service() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]["triton"]
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_docker_compose_validates_when_checked_by_docker_compose(tmp_path):
+    ok = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], cwd=ROOT)
+    assert ok.returncode == 0
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("shm_size:", "shm_sise:"))
+    bad = subprocess.run(["docker-compose", "-f", str(broken), "config", "-q"], cwd=tmp_path)
+    assert bad.returncode != 0  # the validator can fail, so its pass means something
+
+
+def test_docker_compose_exposes_kserve_ports_when_parsed():
+    ports = _triton_service()["ports"]
+    assert {p.rsplit(":", 1)[-1] for p in ports} == {"8000", "8001", "8002"}
+    assert all(p.startswith("127.0.0.1:") for p in ports)
+
+
+def test_docker_compose_checks_readiness_and_reserves_gpu_when_parsed():
+    service = _triton_service()
+    assert "/v2/health/ready" in " ".join(service["healthcheck"]["test"])
+    assert service["shm_size"]
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert "./model_repository:/models:ro" in service["volumes"]
+    assert "--model-repository=/models" in service["command"]
+
+
+def test_dockerfile_copies_existing_paths_when_built():
+    dockerfile = ROOT / _triton_service()["build"]["dockerfile"]
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY "):
+            for source in re.split(r"\s+", line)[1:-1]:
+                assert (ROOT / source).exists(), f"{dockerfile.name} copies missing {source}"
+
+
+def test_model_configs_name_no_cpu_only_setting_when_served_on_gpu():
+    """The one repository serves both deployments: no ONNX model may pin itself to the CPU."""
+    for config in (ROOT / "model_repository").glob("*/config.pbtxt"):
+        text = config.read_text()
+        if 'backend: "onnxruntime"' in text:
+            assert "KIND_CPU" not in text, f"{config} would never use the GPU"
