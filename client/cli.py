@@ -1,0 +1,276 @@
+"""The ``analyze`` subcommand: ``fakescope analyze VIDEO... [options]``.
+
+Mounted by the top-level CLI with :func:`add_analyze_parser` (it sets ``func=run_analyze`` as
+the parser default); also runnable alone as ``python -m fakescope.client.cli VIDEO...``.
+
+Output: one block per video on stdout (label, probability, frames, faces, processing time,
+ratio), followed by a ``WARNING`` line whenever the server's classifier is untrained; with
+``--json``, one JSON object per video per line on stdout (no NaN: ``null``). Errors go to stderr
+as one line each, ``fakescope: error: <video>: <message>``, and the remaining videos are still
+processed. A tqdm progress bar is drawn on stderr when there is more than one video and stderr
+is a terminal.
+
+Exit codes (module constants):
+
+* ``0`` (:data:`EXIT_OK`) — every video analysed (a ``NO_FACE`` verdict is a success);
+* ``2`` (:data:`EXIT_USAGE`) — usage error (argparse: bad option, ``--frames`` outside
+  ``1..MAX_FRAMES_PER_REQUEST``, …);
+* ``3`` (:data:`EXIT_BAD_INPUT`) — an input video could not be read;
+* ``4`` (:data:`EXIT_UNREACHABLE`) — the server could not be reached (refused / timed out);
+* ``5`` (:data:`EXIT_SERVER_ERROR`) — the server answered with an error.
+
+With several failures the exit code is the **worst** one, i.e. the highest (5 > 4 > 3): a
+server-side failure outranks an unreadable input because it can affect every video, while an
+unreadable input affects only itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Final
+
+from tqdm import tqdm
+
+from fakescope import contract
+from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
+from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
+from fakescope.client.verdict import DEFAULT_THRESHOLD, LABEL_NO_FACE, Verdict
+from fakescope.client.video import VideoReadError
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_OK",
+    "EXIT_SERVER_ERROR",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "add_analyze_parser",
+    "build_parser",
+    "format_verdict",
+    "main",
+    "run_analyze",
+]
+
+EXIT_OK: Final = 0
+EXIT_USAGE: Final = 2
+EXIT_BAD_INPUT: Final = 3
+EXIT_UNREACHABLE: Final = 4
+EXIT_SERVER_ERROR: Final = 5
+
+PROG: Final = "fakescope"
+DEFAULT_TIMEOUT_S: Final = 60.0
+
+_DESCRIPTION: Final = (
+    "Sample frames from each VIDEO, send them to the deepfake_detector ensemble on a Triton "
+    "server and print a verdict per video."
+)
+_EPILOG: Final = (
+    "exit codes: 0 ok (NO_FACE included), 2 usage error, 3 unreadable input video, "
+    "4 server unreachable, 5 server error; with several failures, the highest."
+)
+
+
+def _frames(text: str) -> int:
+    limit = contract.MAX_FRAMES_PER_REQUEST
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 1 <= value <= limit:
+        raise argparse.ArgumentTypeError(f"must be 1..{limit}, got {value}")
+    return value
+
+
+def _max_side(text: str) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: no downscaling), got {value}")
+    return value or None
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video file(s) to analyse")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="Triton server host:port (default 127.0.0.1:8001 for grpc, 127.0.0.1:8000 for http)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("http", "grpc"),
+        default="grpc",
+        help="KServe v2 protocol (default: grpc)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=_frames,
+        default=DEFAULT_NUM_FRAMES,
+        metavar="N",
+        help=f"frames sampled per video, 1..{contract.MAX_FRAMES_PER_REQUEST} "
+        f"(default: {DEFAULT_NUM_FRAMES})",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=_max_side,
+        default=DEFAULT_MAX_SIDE,
+        metavar="PX",
+        help=f"downscale frames so the long side is at most PX before sending; 0: never "
+        f"(default: {DEFAULT_MAX_SIDE})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=DEFAULT_THRESHOLD,
+        metavar="T",
+        help=f"fake probability at or above which a video is FAKE (default: {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds to wait for the server per call (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per video per line instead of text",
+    )
+
+
+def add_analyze_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``analyze`` subcommand to ``subparsers`` (from ``add_subparsers()``).
+
+    The subparser gets ``func=run_analyze`` as a default, so a top-level CLI can dispatch with
+    ``return args.func(args)``.
+    """
+    parser = subparsers.add_parser(
+        "analyze",
+        help="analyse video files for deepfaked faces",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+    )
+    _configure(parser)
+    parser.set_defaults(func=run_analyze)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build a standalone parser for ``python -m fakescope.client.cli VIDEO...``."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} analyze", description=_DESCRIPTION, epilog=_EPILOG
+    )
+    _configure(parser)
+    return parser
+
+
+def format_verdict(verdict: Verdict) -> str:
+    """Format one verdict for humans: one line, plus a warning line if untrained."""
+    if verdict.label == LABEL_NO_FACE or verdict.fake_probability is None:
+        probability = "n/a"
+    else:
+        probability = f"{verdict.fake_probability:.3f}"
+    ratio = "n/a" if verdict.ratio is None else f"{verdict.ratio:.2f}"
+    line = (
+        f"{verdict.video}: {verdict.label}  fake_probability={probability}  "
+        f"frames={verdict.frames}  faces={verdict.faces}  "
+        f"time={verdict.processing_seconds:.2f}s  ratio={ratio} "
+        f"(of {verdict.duration_seconds:.2f}s video)"
+    )
+    if verdict.warning:
+        line += f"\n  {verdict.warning}"
+    return line
+
+
+def _error(video: str, message: str) -> None:
+    tqdm.write(f"{PROG}: error: {video}: {' '.join(message.split())}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """Analyse every ``args.videos``; print verdicts/errors; return the exit code."""
+    # FFmpeg inside OpenCV prints its own multi-line complaints about broken files; our error
+    # line says it once. Effective only before the first capture in this process; an explicit
+    # OPENCV_FFMPEG_LOGLEVEL in the environment wins.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    try:
+        client = DetectorClient(args.url, args.protocol, timeout_s=args.timeout)
+    except (ValueError, OSError) as exc:
+        tqdm.write(f"{PROG}: error: --url {args.url!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    worst = EXIT_OK
+    show_bar = len(args.videos) > 1 and sys.stderr.isatty()
+    try:
+        with tqdm(
+            total=len(args.videos), file=sys.stderr, disable=not show_bar, unit="video", leave=False
+        ) as bar:
+            for video in args.videos:
+                code = _analyze_one(video, client, args)
+                worst = max(worst, code)
+                bar.update(1)
+    finally:
+        client.close()
+    return worst
+
+
+def _analyze_one(video: str, client: DetectorClient, args: argparse.Namespace) -> int:
+    try:
+        verdict = analyze(
+            video,
+            client=client,
+            num_frames=args.frames,
+            max_side=args.max_side,
+            threshold=args.threshold,
+        )
+    except VideoReadError as exc:
+        _error(video, exc.detail)
+        return EXIT_BAD_INPUT
+    except ServerUnreachableError as exc:
+        _error(video, str(exc))
+        return EXIT_UNREACHABLE
+    except ServerError as exc:
+        _error(video, str(exc))
+        return EXIT_SERVER_ERROR
+    if args.json:
+        text = json.dumps(verdict.to_json_dict(), allow_nan=False)
+    else:
+        text = format_verdict(verdict)
+    tqdm.write(text, file=sys.stdout)
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point: parse ``argv`` and run; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    return run_analyze(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""A thin, typed client for the ``deepfake_detector`` ensemble (KServe v2, HTTP or gRPC).
+
+One :class:`DetectorClient` wraps one tritonclient client, reused for every call. Errors are
+translated into two types:
+
+* :class:`ServerUnreachableError` — connection refused, DNS failure, or no answer within
+  ``timeout_s``. After a failed call the client asks ``is_server_live`` (lazily, only then) to
+  tell "nobody there" from "the server answered with an error".
+* :class:`ServerError` — the server answered, with an error (its message is kept), or with a
+  response that breaks the contract in :mod:`fakescope.contract` (missing/misshaped output,
+  unknown ``STATUS``, ``ok`` with a NaN probability).
+
+Thread-safety: the gRPC client may be shared by threads; the HTTP client may not (tritonclient's
+HTTP client is gevent-based): use one :class:`DetectorClient` per thread with ``protocol="http"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import numpy as np
+from tritonclient.utils import InferenceServerException
+
+from fakescope import contract
+
+__all__ = [
+    "DEFAULT_URLS",
+    "DetectorClient",
+    "DetectorClientError",
+    "Protocol",
+    "RawResult",
+    "ServerError",
+    "ServerUnreachableError",
+    "parse_outputs",
+    "trained_from_config",
+]
+
+logger = logging.getLogger(__name__)
+
+Protocol = Literal["http", "grpc"]
+
+#: Where Triton listens by default, per protocol.
+DEFAULT_URLS: Final[dict[str, str]] = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
+#: gRPC message limit both ways (frames of one video can be tens of MB): the protocol's maximum.
+GRPC_MAX_MESSAGE_BYTES: Final = 2**31 - 1
+#: Seconds the liveness probe after a failure may take at most.
+LIVENESS_PROBE_TIMEOUT_S: Final = 5.0
+#: Model-config parameter of the classifier that says whether it was trained.
+TRAINED_PARAMETER: Final = "trained"
+
+_OUTPUTS: Final = (
+    contract.FAKE_PROBABILITY,
+    contract.FRAME_SCORES,
+    contract.FACE_BOXES,
+    contract.FACE_SCORES,
+    contract.STATUS,
+)
+_STATUSES: Final = frozenset({contract.STATUS_OK, contract.STATUS_NO_FACE})
+
+
+class DetectorClientError(Exception):
+    """Base class of the errors raised by :class:`DetectorClient`."""
+
+
+class ServerUnreachableError(DetectorClientError):
+    """No answer from the server: connection refused, unknown host, or timed out."""
+
+
+class ServerError(DetectorClientError):
+    """The server answered with an error, or with a response that breaks the contract.
+
+    Attributes:
+        status: the transport status (HTTP code or gRPC status name) when there was one.
+        server_message: the server's message as received (may span lines).
+
+    """
+
+    def __init__(self, message: str, *, status: str | None = None, server_message: str = ""):
+        super().__init__(" ".join(message.split()))
+        self.status = status
+        self.server_message = server_message or message
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """The ensemble's outputs for one video, validated against the contract.
+
+    Attributes:
+        fake_probability: ``FAKE_PROBABILITY[0]``; NaN unless ``status == "ok"``.
+        frame_scores: float32 ``[N]``; NaN for frames without a face.
+        face_boxes: float32 ``[F, 6]``: frame_index, x1, y1, x2, y2 (sent-frame pixels),
+            detection_score.
+        face_scores: float32 ``[F]``, fake probability of each face.
+        status: ``"ok"`` or ``"no_face"``.
+
+    """
+
+    fake_probability: float
+    frame_scores: np.ndarray
+    face_boxes: np.ndarray
+    face_scores: np.ndarray
+    status: str
+
+
+def parse_outputs(get: Callable[[str], np.ndarray | None], num_frames: int) -> RawResult:
+    """Build a :class:`RawResult` from an output getter (``InferResult.as_numpy``).
+
+    Raises:
+        ServerError: an output is missing or misshaped, ``STATUS`` is unknown, or the status is
+            ``ok`` but the probability is not finite.
+
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for name in _OUTPUTS:
+        value = get(name)
+        if value is None:
+            raise ServerError(f"malformed response: output {name} is missing")
+        arrays[name] = np.asarray(value)
+
+    status_arr = arrays[contract.STATUS].reshape(-1)
+    if status_arr.size != 1:
+        raise ServerError(f"malformed response: {contract.STATUS} has {status_arr.size} elements")
+    raw_status = status_arr[0]
+    status = (
+        raw_status.decode("utf-8", "replace") if isinstance(raw_status, bytes) else str(raw_status)
+    )
+    if status not in _STATUSES:
+        raise ServerError(f"malformed response: unknown {contract.STATUS} {status!r}")
+
+    prob_arr = arrays[contract.FAKE_PROBABILITY].astype(np.float32).reshape(-1)
+    if prob_arr.size != 1:
+        raise ServerError(
+            f"malformed response: {contract.FAKE_PROBABILITY} has {prob_arr.size} elements"
+        )
+    probability = float(prob_arr[0])
+    if status == contract.STATUS_OK and not math.isfinite(probability):
+        raise ServerError(f"malformed response: status ok but {contract.FAKE_PROBABILITY} is NaN")
+
+    frame_scores = arrays[contract.FRAME_SCORES].astype(np.float32).reshape(-1)
+    if frame_scores.size != num_frames:
+        raise ServerError(
+            f"malformed response: {contract.FRAME_SCORES} has {frame_scores.size} values "
+            f"for {num_frames} frames"
+        )
+    boxes = arrays[contract.FACE_BOXES].astype(np.float32)
+    if boxes.size % 6:
+        raise ServerError(f"malformed response: {contract.FACE_BOXES} shape {boxes.shape}")
+    boxes = boxes.reshape(-1, 6)
+    face_scores = arrays[contract.FACE_SCORES].astype(np.float32).reshape(-1)
+    if face_scores.size != boxes.shape[0]:
+        raise ServerError(
+            f"malformed response: {face_scores.size} {contract.FACE_SCORES} for "
+            f"{boxes.shape[0]} {contract.FACE_BOXES}"
+        )
+    if boxes.shape[0]:
+        idx = boxes[:, 0]
+        if not np.all(np.isfinite(idx)) or idx.min() < 0 or idx.max() >= num_frames:
+            raise ServerError("malformed response: a face box names a frame that was not sent")
+    return RawResult(
+        fake_probability=probability,
+        frame_scores=frame_scores,
+        face_boxes=boxes,
+        face_scores=face_scores,
+        status=status,
+    )
+
+
+def _normalise_url(url: str) -> tuple[str, bool]:
+    """Strip a scheme tritonclient does not accept; return (url, ssl)."""
+    for scheme, ssl in (("http://", False), ("https://", True), ("grpc://", False)):
+        if url.startswith(scheme):
+            return url[len(scheme) :], ssl
+    return url, False
+
+
+def _check_http_url(url: str) -> None:
+    """Reject what tritonclient's HTTP client would choke on (``host:port[/base-path]``)."""
+    try:
+        parts = urllib.parse.urlsplit(f"http://{url}")
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise ValueError(f"invalid HTTP url {url!r}: {exc}") from None
+    if not parts.hostname:
+        raise ValueError(f"invalid HTTP url {url!r}: no host")
+
+
+class DetectorClient:
+    """Calls the ensemble for one video at a time over one reused tritonclient connection."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: Protocol = "grpc",
+        model_name: str = contract.ENSEMBLE_MODEL,
+        timeout_s: float = 60,
+    ):
+        """Create the client (no network traffic yet).
+
+        Args:
+            url: ``host:port`` (an ``http://``/``https://``/``grpc://`` prefix is accepted);
+                ``None`` means :data:`DEFAULT_URLS` for the protocol.
+            protocol: ``"http"`` or ``"grpc"``.
+            model_name: the ensemble to call.
+            timeout_s: per-call limit (connect + answer), seconds.
+
+        """
+        if protocol not in DEFAULT_URLS:
+            raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.protocol: Protocol = protocol
+        self.url, ssl = _normalise_url(url or DEFAULT_URLS[protocol])
+        self.model_name = model_name
+        self.timeout_s = float(timeout_s)
+        self._trained: bool | None = None
+        self._client: Any
+        if protocol == "http":
+            _check_http_url(self.url)
+            import tritonclient.http as httpclient
+
+            self._mod: Any = httpclient
+            self._client = httpclient.InferenceServerClient(
+                self.url,
+                connection_timeout=self.timeout_s,
+                network_timeout=self.timeout_s,
+                ssl=ssl,
+            )
+        else:
+            import tritonclient.grpc as grpcclient
+
+            self._mod = grpcclient
+            keepalive = grpcclient.KeepAliveOptions()
+            channel_args = [
+                ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+                ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+                ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+                ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+            ]
+            self._client = grpcclient.InferenceServerClient(
+                self.url, ssl=ssl, channel_args=channel_args
+            )
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def infer(self, frames: np.ndarray, timestamps: np.ndarray) -> RawResult:
+        """Send one video's frames; return the validated outputs.
+
+        Args:
+            frames: uint8 ``[N, H, W, 3]`` RGB, ``1 <= N <= MAX_FRAMES_PER_REQUEST``.
+            timestamps: ``[N]`` seconds (sent as float32).
+
+        Raises:
+            ValueError: the inputs break the contract (checked before sending).
+            ServerUnreachableError: no answer from the server.
+            ServerError: the server answered with an error or a malformed response.
+
+        """
+        frames = np.ascontiguousarray(frames)
+        ts = np.ascontiguousarray(timestamps, dtype=np.float32).reshape(-1)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+            raise ValueError(
+                f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {list(frames.shape)}"
+            )
+        n = frames.shape[0]
+        if not 1 <= n <= contract.MAX_FRAMES_PER_REQUEST:
+            raise ValueError(f"1..{contract.MAX_FRAMES_PER_REQUEST} frames per request, got {n}")
+        if ts.size != n:
+            raise ValueError(f"{ts.size} timestamps for {n} frames")
+
+        inputs = [
+            self._input(contract.FRAMES, frames, "UINT8"),
+            self._input(contract.FRAME_TIMESTAMPS, ts, "FP32"),
+        ]
+        if self.protocol == "http":
+            outputs = [self._mod.InferRequestedOutput(o, binary_data=True) for o in _OUTPUTS]
+            call = functools.partial(self._client.infer, self.model_name, inputs, outputs=outputs)
+        else:
+            outputs = [self._mod.InferRequestedOutput(o) for o in _OUTPUTS]
+            call = functools.partial(
+                self._client.infer,
+                self.model_name,
+                inputs,
+                outputs=outputs,
+                client_timeout=self.timeout_s,
+            )
+        logger.debug(
+            "infer %s: %d frames %s via %s", self.model_name, n, frames.shape[1:3], self.protocol
+        )
+        result = self._call(call, f"inference on {self.model_name}")
+        return parse_outputs(result.as_numpy, n)
+
+    def model_trained(self) -> bool:
+        """Whether the classifier was trained (``face_classifier`` config ``trained``).
+
+        Asked once per client and cached. A missing or unparsable parameter, or a server that
+        answers the config request with an error (e.g. no such model), counts as untrained
+        (logged): a verdict is never presented as a finding by default.
+
+        Raises:
+            ServerUnreachableError: no answer from the server.
+
+        """
+        if self._trained is None:
+            self._trained = self._fetch_trained()
+        return self._trained
+
+    def is_live(self) -> bool:
+        """``is_server_live`` that returns False instead of raising."""
+        try:
+            if self.protocol == "grpc":
+                live = self._client.is_server_live(
+                    client_timeout=min(LIVENESS_PROBE_TIMEOUT_S, self.timeout_s)
+                )
+            else:
+                live = self._client.is_server_live()
+        except (InferenceServerException, OSError) as exc:
+            logger.debug("liveness probe of %s failed: %s", self.url, exc)
+            return False
+        return bool(live)
+
+    def close(self) -> None:
+        """Close the underlying connection."""
+        self._client.close()
+
+    def __enter__(self) -> DetectorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _input(self, name: str, array: np.ndarray, datatype: str) -> Any:
+        tensor = self._mod.InferInput(name, list(array.shape), datatype)
+        if self.protocol == "http":
+            tensor.set_data_from_numpy(array, binary_data=True)
+        else:
+            tensor.set_data_from_numpy(array)
+        return tensor
+
+    def _call(self, fn: Callable[[], Any], what: str) -> Any:
+        try:
+            return fn()
+        except (InferenceServerException, OSError) as exc:
+            raise self._translate(exc, what) from exc
+
+    def _translate(self, exc: InferenceServerException | OSError, what: str) -> DetectorClientError:
+        where = f"{self.url} ({self.protocol})"
+        if isinstance(exc, InferenceServerException):
+            status = exc.status()
+            message = exc.message() or str(exc)
+        else:
+            status = None
+            message = exc.strerror or str(exc) or type(exc).__name__
+        timed_out = isinstance(exc, TimeoutError) or status == "StatusCode.DEADLINE_EXCEEDED"
+        if timed_out:
+            live = "the server is live but slow" if self.is_live() else "no answer"
+            return ServerUnreachableError(
+                f"{what}: timed out after {self.timeout_s:g} s at {where} ({live})"
+            )
+        if not self.is_live():
+            return ServerUnreachableError(
+                f"cannot reach the server at {where}: {' '.join(message.split())}"
+            )
+        return ServerError(f"{what} failed: {message}", status=status, server_message=message)
+
+    def _fetch_trained(self) -> bool:
+        try:
+            config = self._fetch_classifier_config()
+        except ServerError as exc:
+            logger.warning(
+                "cannot read the %s config (%s); treating the classifier as untrained",
+                contract.CLASSIFIER_MODEL,
+                exc,
+            )
+            return False
+        return trained_from_config(config)
+
+    def _fetch_classifier_config(self) -> dict[str, Any]:
+        if self.protocol == "grpc":
+            reply = self._call(
+                lambda: self._client.get_model_config(
+                    contract.CLASSIFIER_MODEL, as_json=True, client_timeout=self.timeout_s
+                ),
+                f"model config of {contract.CLASSIFIER_MODEL}",
+            )
+            config = reply.get("config", {})
+        else:
+            config = self._call(
+                lambda: self._client.get_model_config(contract.CLASSIFIER_MODEL),
+                f"model config of {contract.CLASSIFIER_MODEL}",
+            )
+        return dict(config)
+
+
+def trained_from_config(config: dict[str, Any]) -> bool:
+    """Read the ``trained`` parameter from a model-config dict (KServe/Triton JSON form)."""
+    param = (config.get("parameters") or {}).get(TRAINED_PARAMETER) or {}
+    value = param.get("string_value", param.get("stringValue"))
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("true", "1", "yes"):
+        return True
+    if text not in ("false", "0", "no"):
+        logger.warning(
+            "%s config has no usable %r parameter (%r); treating the classifier as untrained",
+            contract.CLASSIFIER_MODEL,
+            TRAINED_PARAMETER,
+            value,
+        )
+    return False

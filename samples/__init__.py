@@ -1,0 +1,1 @@
+"""Bundled sample videos for `make demo` (see make_samples.py)."""

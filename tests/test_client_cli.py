@@ -1,0 +1,585 @@
+"""The ``analyze`` CLI and DetectorClient, against fake KServe v2 servers (no Triton needed).
+
+The fakes are tiny in-process servers speaking the real wire protocols (HTTP/JSON and the
+tritonclient gRPC service), so the real tritonclient code paths run: request encoding, response
+decoding, error translation, model-config parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+
+from fakescope import contract
+from fakescope.client import cli
+from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
+from fakescope.client.verdict import UNTRAINED_WARNING
+from tests.media import make_face_video, make_no_face_video
+
+CLOSED_PORT_URL = "127.0.0.1:1"  # nothing listens on port 1: connection refused
+SERVER_ERROR_MESSAGE = "in ensemble 'deepfake_detector', unexpected shape for input 'FRAMES'"
+
+
+# --- fake servers ----------------------------------------------------------------------------
+
+
+@dataclass
+class FakeState:
+    """What the fake server answers, and what it saw."""
+
+    mode: str = "ok"  # ok | no_face | error
+    trained: str = "false"
+    delay_s: float = 0.0
+    config_missing: bool = False
+    infer_calls: list[dict[str, Any]] = field(default_factory=list)
+    config_calls: int = 0
+
+    def outputs(self, n: int) -> list[tuple[str, str, np.ndarray]]:
+        if self.mode == "no_face":
+            prob = np.array([np.nan], np.float32)
+            frame_scores = np.full(n, np.nan, np.float32)
+            boxes = np.zeros((0, 6), np.float32)
+            status = "no_face"
+        else:
+            prob = np.array([0.83], np.float32)
+            frame_scores = np.full(n, np.nan, np.float32)
+            frame_scores[0] = 0.83
+            # one face on frame 0, in the pixels of the frames that were sent
+            boxes = np.array([[0, 10, 20, 60, 90, 0.99]], np.float32)
+            status = "ok"
+        return [
+            (contract.FAKE_PROBABILITY, "FP32", prob),
+            (contract.FRAME_SCORES, "FP32", frame_scores),
+            (contract.FACE_BOXES, "FP32", boxes),
+            (contract.FACE_SCORES, "FP32", np.array([0.83] * boxes.shape[0], np.float32)),
+            (contract.STATUS, "BYTES", np.array([status.encode()], dtype=object)),
+        ]
+
+
+class _HttpHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: FakeState  # set on a per-server subclass
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _send_json(self, code: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/v2/health/live":
+            self._send_json(200, {})
+        elif self.path == f"/v2/models/{contract.CLASSIFIER_MODEL}/config":
+            self.state.config_calls += 1
+            if self.state.config_missing:
+                self._send_json(400, {"error": "Request for unknown model"})
+                return
+            self._send_json(
+                200,
+                {
+                    "name": contract.CLASSIFIER_MODEL,
+                    "parameters": {"trained": {"string_value": self.state.trained}},
+                },
+            )
+        else:
+            self._send_json(404, {"error": f"unknown path {self.path}"})
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        header_len = int(self.headers.get("Inference-Header-Content-Length", len(body)))
+        request = json.loads(body[:header_len])
+        inputs = {i["name"]: i for i in request["inputs"]}
+        frames = inputs[contract.FRAMES]
+        ts_size = inputs[contract.FRAME_TIMESTAMPS]["parameters"]["binary_data_size"]
+        timestamps = np.frombuffer(body[len(body) - ts_size :], np.float32)
+        self.state.infer_calls.append(
+            {
+                "path": self.path,
+                "frames_shape": frames["shape"],
+                "frames_dtype": frames["datatype"],
+                "timestamps": timestamps.tolist(),
+            }
+        )
+        time.sleep(self.state.delay_s)
+        if self.state.mode == "error":
+            self._send_json(400, {"error": SERVER_ERROR_MESSAGE})
+            return
+        outputs = [
+            {
+                "name": name,
+                "datatype": dtype,
+                "shape": list(arr.shape),
+                "data": [v.decode() if isinstance(v, bytes) else float(v) for v in arr.ravel()],
+            }
+            for name, dtype, arr in self.state.outputs(frames["shape"][0])
+        ]
+        self._send_json(200, {"model_name": contract.ENSEMBLE_MODEL, "outputs": outputs})
+
+
+class _GrpcServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, state: FakeState):
+        self.state = state
+
+    def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
+        return service_pb2.ServerLiveResponse(live=True)
+
+    def ModelConfig(self, request: Any, context: Any) -> Any:  # noqa: N802
+        self.state.config_calls += 1
+        if self.state.config_missing:
+            context.abort(grpc.StatusCode.NOT_FOUND, "Request for unknown model")
+        config = model_config_pb2.ModelConfig(name=request.name)
+        config.parameters["trained"].string_value = self.state.trained
+        return service_pb2.ModelConfigResponse(config=config)
+
+    def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        names = [i.name for i in request.inputs]
+        frames = request.inputs[names.index(contract.FRAMES)]
+        ts_raw = request.raw_input_contents[names.index(contract.FRAME_TIMESTAMPS)]
+        self.state.infer_calls.append(
+            {
+                "path": request.model_name,
+                "frames_shape": list(frames.shape),
+                "frames_dtype": frames.datatype,
+                "timestamps": np.frombuffer(ts_raw, np.float32).tolist(),
+            }
+        )
+        time.sleep(self.state.delay_s)
+        if self.state.mode == "error":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, SERVER_ERROR_MESSAGE)
+        response = service_pb2.ModelInferResponse(model_name=request.model_name)
+        for name, dtype, arr in self.state.outputs(int(frames.shape[0])):
+            response.outputs.add(name=name, datatype=dtype, shape=list(arr.shape))
+            if dtype == "BYTES":
+                raw = b"".join(struct.pack("<I", len(v)) + v for v in arr.ravel())
+            else:
+                raw = arr.tobytes()
+            response.raw_output_contents.append(raw)
+        return response
+
+
+@dataclass
+class FakeServer:
+    protocol: str
+    url: str
+    state: FakeState
+
+
+@pytest.fixture
+def http_server() -> Iterator[FakeServer]:
+    state = FakeState()
+    handler = type("Handler", (_HttpHandler,), {"state": state})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield FakeServer("http", f"127.0.0.1:{server.server_address[1]}", state)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def grpc_server() -> Iterator[FakeServer]:
+    state = FakeState()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_GrpcServicer(state), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield FakeServer("grpc", f"127.0.0.1:{port}", state)
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture(params=["http", "grpc"])
+def server(request: pytest.FixtureRequest) -> FakeServer:
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+# --- media -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli_media")
+
+
+@pytest.fixture(scope="module")
+def face_video(media: Path) -> Path:
+    return make_face_video(media / "face.mp4", size=(320, 180), seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def coffee_video(media: Path) -> Path:
+    return make_no_face_video(media / "coffee.mp4", size=(320, 180), seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def text_video(media: Path) -> Path:
+    path = media / "notes.mp4"
+    path.write_text("not a video\n" * 20)
+    return path
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse like the owner's top-level CLI would: a subparsers group with ``analyze``."""
+    parser = argparse.ArgumentParser(prog="fakescope")
+    cli.add_analyze_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["analyze", *argv])
+
+
+def run(argv: list[str]) -> int:
+    args = parse(argv)
+    assert args.func is cli.run_analyze
+    return args.func(args)
+
+
+def strict_json(line: str) -> dict[str, Any]:
+    def refuse(const: str) -> None:
+        raise ValueError(f"non-standard JSON constant {const}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+# --- usage errors (2) --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frames", ["0", "-3", str(contract.MAX_FRAMES_PER_REQUEST + 1), "ten"])
+def test_analyze_parser_exits_2_when_frames_is_out_of_range(
+    frames: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse(["video.mp4", "--frames", frames])
+    assert info.value.code == cli.EXIT_USAGE == 2
+    assert "--frames" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["v.mp4", "--protocol", "smtp"],
+        ["v.mp4", "--threshold", "2"],
+        [],
+        ["v.mp4", "--max-side", "-1"],
+    ],
+)
+def test_analyze_parser_exits_2_when_arguments_are_invalid(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse(argv)
+    assert info.value.code == cli.EXIT_USAGE
+
+
+def test_run_analyze_exits_2_when_http_url_is_malformed(
+    face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run([str(face_video), "--protocol", "http", "--url", "host:port"]) == cli.EXIT_USAGE
+    assert "invalid HTTP url" in capsys.readouterr().err
+
+
+def test_analyze_parser_accepts_the_frame_limit_when_at_maximum() -> None:
+    args = parse(["v.mp4", "--frames", str(contract.MAX_FRAMES_PER_REQUEST), "--max-side", "0"])
+    assert args.frames == contract.MAX_FRAMES_PER_REQUEST
+    assert args.max_side is None
+
+
+# --- unreadable input (3) ------------------------------------------------------------------------
+
+
+def test_run_analyze_exits_3_when_inputs_are_unreadable(
+    tmp_path: Path, text_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.mp4"
+    code = run([str(missing), str(text_video), "--url", CLOSED_PORT_URL])
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_BAD_INPUT == 3
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert lines == [
+        f"fakescope: error: {missing}: no such file",
+        f"fakescope: error: {text_video}: not a readable video (unknown format, unsupported "
+        "codec, or truncated file)",
+    ]
+
+
+def test_main_prints_one_line_per_error_when_run_as_a_module(
+    tmp_path: Path, text_video: Path
+) -> None:
+    # In a fresh process FFmpeg's own complaints (here "Invalid NAL unit size" about a cut
+    # H.264 stream) are silenced: stderr holds only our one-line errors.
+    full = make_face_video(tmp_path / "full.mp4", size=(320, 180), codec="avc1", faststart=True)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: data.find(b"mdat") + 200])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fakescope.client.cli",
+            str(text_video),
+            str(tmp_path / "x.mp4"),
+            str(cut),
+            "--url",
+            CLOSED_PORT_URL,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == cli.EXIT_BAD_INPUT
+    assert proc.stdout == ""
+    assert [line.split(": ")[:2] for line in proc.stderr.splitlines()] == [
+        ["fakescope", "error"],
+        ["fakescope", "error"],
+        ["fakescope", "error"],
+    ]
+
+
+def test_main_exits_2_when_frames_is_zero_as_a_module() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fakescope.client.cli", "v.mp4", "--frames", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == cli.EXIT_USAGE
+    assert "--frames" in proc.stderr
+
+
+# --- server unreachable (4) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_run_analyze_exits_4_when_server_port_is_closed(
+    protocol: str, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run([str(face_video), "--url", CLOSED_PORT_URL, "--protocol", protocol])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_UNREACHABLE == 4
+    assert err.startswith(
+        f"fakescope: error: {face_video}: cannot reach the server at {CLOSED_PORT_URL} ({protocol})"
+    )
+    assert len(err.splitlines()) == 1
+
+
+def test_run_analyze_keeps_going_and_exits_with_worst_code_when_failures_differ(
+    tmp_path: Path, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.mp4"
+    code = run([str(missing), str(face_video), "--url", CLOSED_PORT_URL])
+    err = capsys.readouterr().err.splitlines()
+    assert code == cli.EXIT_UNREACHABLE  # 4 outranks 3
+    assert len(err) == 2
+    assert str(missing) in err[0] and str(face_video) in err[1]
+
+
+def test_run_analyze_exits_4_when_server_answers_too_late(
+    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.state.delay_s = 1.0
+    code = run(
+        [str(face_video), "--url", server.url, "--protocol", server.protocol, "--timeout", "0.3"]
+    )
+    assert code == cli.EXIT_UNREACHABLE
+    assert "timed out after 0.3 s" in capsys.readouterr().err
+
+
+# --- server error (5) ----------------------------------------------------------------------------
+
+
+def test_run_analyze_exits_5_and_keeps_the_message_when_server_rejects_request(
+    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.state.mode = "error"
+    code = run([str(face_video), "--url", server.url, "--protocol", server.protocol])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_SERVER_ERROR == 5
+    assert SERVER_ERROR_MESSAGE in err
+    assert len(err.splitlines()) == 1
+
+
+# --- success (0) ---------------------------------------------------------------------------------
+
+
+def test_run_analyze_prints_a_warning_with_every_verdict_when_model_is_untrained(
+    server: FakeServer, face_video: Path, coffee_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.state.trained = "false"
+    code = run(
+        [
+            str(face_video),
+            str(coffee_video),
+            "--url",
+            server.url,
+            "--protocol",
+            server.protocol,
+            "--frames",
+            "4",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_OK
+    lines = captured.out.splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith(f"{face_video}: FAKE  fake_probability=0.830  frames=4  faces=1")
+    assert "ratio=" in lines[0] and "time=" in lines[0]
+    assert lines[1].strip() == UNTRAINED_WARNING
+    assert lines[2].startswith(f"{coffee_video}: FAKE")
+    assert lines[3].strip() == UNTRAINED_WARNING
+    assert captured.err == ""  # stderr is not a TTY here: no progress bar
+    assert server.state.config_calls == 1  # asked once per client, not per video
+
+
+def test_run_analyze_prints_no_warning_when_model_is_trained(
+    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.state.trained = "true"
+    assert run([str(face_video), "--url", server.url, "--protocol", server.protocol]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING" not in out
+    assert len(out.splitlines()) == 1
+
+
+def test_run_analyze_prints_one_json_object_per_video_when_json_is_set(
+    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(
+        [
+            str(face_video),
+            str(face_video),
+            "--url",
+            server.url,
+            "--protocol",
+            server.protocol,
+            "--frames",
+            "5",
+            "--max-side",
+            "160",
+            "--json",
+        ]
+    )
+    assert code == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    verdict = strict_json(lines[0])
+    assert verdict["video"] == str(face_video)
+    assert (verdict["label"], verdict["status"], verdict["frames"], verdict["faces"]) == (
+        "FAKE",
+        "ok",
+        5,
+        1,
+    )
+    assert verdict["fake_probability"] == pytest.approx(0.83)
+    assert verdict["model_trained"] is False and verdict["warning"] == UNTRAINED_WARNING
+    # sent at 160x90, source 320x180: boxes come back in source pixels
+    assert verdict["frame_size"] == [160, 90] and verdict["source_size"] == [320, 180]
+    assert verdict["face_boxes"][0]["box"] == pytest.approx([20, 40, 120, 180])
+    assert verdict["frame_scores"][1] is None
+    assert verdict["ratio"] == pytest.approx(
+        verdict["processing_seconds"] / verdict["duration_seconds"], rel=1e-2
+    )
+    # what the server received
+    call = server.state.infer_calls[0]
+    assert call["frames_shape"] == [5, 90, 160, 3] and call["frames_dtype"] == "UINT8"
+    assert call["timestamps"] == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9], abs=1e-3)
+
+
+def test_run_analyze_exits_0_with_null_probability_when_no_face_is_found(
+    server: FakeServer, coffee_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.state.mode = "no_face"
+    code = run([str(coffee_video), "--url", server.url, "--protocol", server.protocol, "--json"])
+    assert code == cli.EXIT_OK
+    verdict = strict_json(capsys.readouterr().out)
+    assert verdict["label"] == "NO_FACE"
+    assert verdict["fake_probability"] is None
+    assert verdict["frame_scores"] == [None] * verdict["frames"]
+
+
+# --- DetectorClient directly -------------------------------------------------------------------
+
+
+def test_detector_client_reads_trained_flag_when_server_sets_it(server: FakeServer) -> None:
+    server.state.trained = "true"
+    with DetectorClient(server.url, server.protocol) as client:  # type: ignore[arg-type]
+        assert client.model_trained() is True
+        assert client.model_trained() is True
+    assert server.state.config_calls == 1
+
+
+def test_detector_client_raises_server_error_with_message_when_request_is_rejected(
+    server: FakeServer,
+) -> None:
+    server.state.mode = "error"
+    client = DetectorClient(server.url, server.protocol)  # type: ignore[arg-type]
+    with client, pytest.raises(ServerError, match="unexpected shape") as info:
+        client.infer(np.zeros((2, 8, 8, 3), np.uint8), np.array([0, 1], np.float32))
+    assert info.value.status
+
+
+def test_detector_client_counts_as_untrained_when_classifier_config_is_missing(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.state.config_missing = True
+    with DetectorClient(server.url, server.protocol) as client:  # type: ignore[arg-type]
+        assert client.model_trained() is False
+    assert "treating the classifier as untrained" in caplog.text
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_detector_client_raises_unreachable_when_port_is_closed(protocol: str) -> None:
+    client = DetectorClient(CLOSED_PORT_URL, protocol)  # type: ignore[arg-type]
+    with client, pytest.raises(ServerUnreachableError, match="cannot reach"):
+        client.infer(np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("frames", "timestamps", "message"),
+    [
+        (np.zeros((2, 8, 8, 3), np.float32), np.zeros(2), "uint8"),
+        (np.zeros((8, 8, 3), np.uint8), np.zeros(1), "uint8"),
+        (np.zeros((2, 8, 8, 3), np.uint8), np.zeros(3), "3 timestamps for 2 frames"),
+        (
+            np.zeros((contract.MAX_FRAMES_PER_REQUEST + 1, 2, 2, 3), np.uint8),
+            np.zeros(contract.MAX_FRAMES_PER_REQUEST + 1),
+            "frames per request",
+        ),
+    ],
+)
+def test_detector_client_rejects_inputs_before_sending_when_they_break_the_contract(
+    frames: np.ndarray, timestamps: np.ndarray, message: str
+) -> None:
+    client = DetectorClient(CLOSED_PORT_URL, "grpc")
+    with client, pytest.raises(ValueError, match=message):
+        client.infer(frames, timestamps)
+
+
+def test_detector_client_uses_default_urls_when_none_is_given() -> None:
+    assert DetectorClient(protocol="grpc").url == "127.0.0.1:8001"
+    assert DetectorClient(protocol="http").url == "127.0.0.1:8000"
+    assert DetectorClient("http://host:9000", "http").url == "host:9000"
