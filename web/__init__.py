@@ -1,0 +1,1 @@
+"""FakeScope web service: upload page, REST API, subscribers, business metrics."""
