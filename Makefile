@@ -12,6 +12,7 @@ help:
 	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
 	@echo "make test   set up (with training/export deps) and run lint + the whole test suite"
 	@echo "make serve  run the embedded Triton on 127.0.0.1:8000/8001/8002 until Ctrl-C"
+	@echo "make bench  load test at 1/2/4/8 users + baselines; fails if p95 ratio > 0.5 (<= 4 users)"
 	@echo "make export rebuild the ONNX models of model_repository/ (placeholder classifier)"
 
 # Serving + client: no torch. Marker files make re-runs instant.
@@ -35,6 +36,10 @@ serve: $(VENV)/.serve-deps
 
 export: $(VENV)/.dev-deps
 	$(VENV)/bin/fakescope -v export
+
+# Load test (Locust) + in-process ONNX Runtime + PyTorch baseline -> benchmarks/results/.
+bench: $(VENV)/.dev-deps
+	$(VENV)/bin/fakescope -v bench $(BENCH_ARGS)
 
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .

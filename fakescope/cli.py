@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=run_demo)
 
+    from fakescope.benchmarks.run import add_bench_parser
+
+    add_bench_parser(sub)
+
     export = sub.add_parser("export", help="build the repository's ONNX models (train extra)")
     export.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     export.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")

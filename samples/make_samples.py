@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.media import make_face_video, make_no_face_video
+from fakescope.benchmarks.media import make_face_video, make_no_face_video
 
 HERE = Path(__file__).resolve().parent
 

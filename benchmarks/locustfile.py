@@ -1,0 +1,134 @@
+"""Locust users that push whole videos through the client path (decode + sample + infer).
+
+Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
+
+* ``FAKESCOPE_BENCH_VIDEOS`` — video paths separated by ``os.pathsep``; each user cycles them;
+* ``FAKESCOPE_BENCH_URL_GRPC`` / ``FAKESCOPE_BENCH_URL_HTTP`` — the server;
+* ``FAKESCOPE_BENCH_FRAMES`` — frames sampled per video;
+* ``FAKESCOPE_BENCH_RECORDS`` — JSON-lines file that receives one record per request
+  (processing time, video duration, ratio, status, error);
+* ``FAKESCOPE_BENCH_LIMIT`` — the product limit on p95(processing/duration); a run whose p95
+  exceeds it exits non-zero (``environment.process_exit_code``).
+
+gevent safety: decoding is CPU-bound C code that would block the event loop, so it runs in
+gevent's native thread pool; the inference call runs in the user's greenlet (gRPC with
+``grpc.experimental.gevent``, HTTP with tritonclient's geventhttpclient), one client per user.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import grpc.experimental.gevent as grpc_gevent
+from locust import User, constant, events, task
+
+from fakescope.client.triton import DetectorClient
+from fakescope.client.verdict import Verdict
+from fakescope.client.video import sample_frames
+
+grpc_gevent.init_gevent()
+
+VIDEOS = [p for p in os.environ.get("FAKESCOPE_BENCH_VIDEOS", "").split(os.pathsep) if p]
+FRAMES = int(os.environ.get("FAKESCOPE_BENCH_FRAMES", "16"))
+RECORDS: list[dict[str, Any]] = []
+
+
+class _VideoUser(User):
+    """One platform user: analyzes videos back to back."""
+
+    abstract = True
+    protocol = "grpc"
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        """Open this user's own client and start cycling the videos at a user-specific offset."""
+        url = os.environ[f"FAKESCOPE_BENCH_URL_{self.protocol.upper()}"]
+        self.client = DetectorClient(url, self.protocol, timeout_s=120)  # type: ignore[arg-type]
+        self.trained = self.client.model_trained()
+        offset = len(RECORDS) % max(len(VIDEOS), 1)
+        self.videos = itertools.islice(itertools.cycle(VIDEOS), offset, None)
+
+    def on_stop(self) -> None:
+        """Close the client."""
+        self.client.close()
+
+    @task
+    def analyze_video(self) -> None:
+        """Decode + sample in a native thread, infer in this greenlet, report to Locust."""
+        video = next(self.videos)
+        start = time.perf_counter()
+        error: Exception | None = None
+        record: dict[str, Any] = {"protocol": self.protocol, "video": Path(video).name}
+        try:
+            sampled = gevent.get_hub().threadpool.apply(sample_frames, (video, FRAMES, 1280))
+            decoded = time.perf_counter()
+            raw = self.client.infer(sampled.frames, sampled.timestamps)
+            elapsed = time.perf_counter() - start
+            verdict = Verdict.from_result(
+                video,
+                raw,
+                sampled,
+                processing_seconds=elapsed,
+                model_trained=self.trained,
+                decode_seconds=decoded - start,
+                infer_seconds=elapsed - (decoded - start),
+            )
+            record.update(
+                status=verdict.status,
+                processing_seconds=elapsed,
+                decode_seconds=decoded - start,
+                duration_seconds=verdict.duration_seconds,
+                ratio=verdict.ratio,
+            )
+        except Exception as exc:  # reported to Locust as a failure, and recorded
+            error = exc
+            elapsed = time.perf_counter() - start
+            record.update(status="error", error=str(exc), processing_seconds=elapsed)
+        record["users"] = self.environment.runner.user_count if self.environment.runner else 0
+        RECORDS.append(record)
+        events.request.fire(
+            request_type=self.protocol,
+            name=Path(video).name,
+            response_time=elapsed * 1000.0,
+            response_length=0,
+            exception=error,
+            context={"ratio": record.get("ratio")},
+        )
+
+
+class GrpcVideoUser(_VideoUser):
+    """A platform calling Triton over gRPC (KServe v2, port 8001)."""
+
+    protocol = "grpc"
+
+
+class HttpVideoUser(_VideoUser):
+    """A platform calling Triton over HTTP (KServe v2, port 8000)."""
+
+    protocol = "http"
+
+
+def p95(values: list[float]) -> float:
+    """95th percentile (linear interpolation); NaN for no values."""
+    import numpy as np
+
+    return float(np.percentile(values, 95)) if values else float("nan")
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Any, **_kwargs: Any) -> None:
+    path = os.environ.get("FAKESCOPE_BENCH_RECORDS")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            for record in RECORDS:
+                out.write(json.dumps(record) + "\n")
+    limit = float(os.environ.get("FAKESCOPE_BENCH_LIMIT", "inf"))
+    ratios = [r["ratio"] for r in RECORDS if r.get("ratio") is not None]
+    if ratios and p95(ratios) > limit:
+        environment.process_exit_code = 1

@@ -1,0 +1,300 @@
+"""``fakescope bench``: Locust load levels against the embedded Triton, baselines, summary.json.
+
+One run, one machine, same videos: the served pipeline at 1, 2, 4 and 8 concurrent users over
+gRPC and HTTP (Locust, headless), then the same videos through the in-process ONNX Runtime
+pipeline (what Triton costs) and the eager PyTorch baseline (what users had before). Results go to
+``benchmarks/results/``: ``summary.json``, ``ratio_vs_users.png``, Locust's CSV and HTML, and the
+raw per-request records. The run exits non-zero when p95(processing/duration) breaks the limit at
+any level up to 4 users, or when a request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+USER_CLASSES = {"grpc": "GrpcVideoUser", "http": "HttpVideoUser"}
+#: The product's hard limit: a video is processed in at most half its duration.
+PRODUCT_LIMIT = 0.5
+#: Levels that must meet the limit; 8 users is measured and reported.
+CHECKED_MAX_USERS = 4
+
+
+def machine_facts() -> dict[str, Any]:
+    """Cores, CPU model, memory and load: what a reader needs to compare runs."""
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def _stats(ratios: list[float]) -> dict[str, float | None]:
+    if not ratios:
+        return {"p50": None, "p95": None, "max": None}
+    return {
+        "p50": float(np.percentile(ratios, 50)),
+        "p95": float(np.percentile(ratios, 95)),
+        "max": float(max(ratios)),
+    }
+
+
+def run_level(
+    protocol: str, users: int, env: dict[str, str], run_time_s: int, out: Path
+) -> list[dict[str, Any]]:
+    """Run one Locust level headless; return its per-request records."""
+    prefix = out / f"locust_{protocol}_{users}u"
+    records = prefix.with_suffix(".jsonl")
+    records.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{run_time_s}s",
+        "--stop-timeout",
+        "300",  # let every accepted video finish: no lost results
+        "--csv",
+        str(prefix),
+        "--html",
+        str(prefix) + ".html",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        USER_CLASSES[protocol],
+    ]
+    level_env = dict(env, FAKESCOPE_BENCH_RECORDS=str(records))
+    logger.info("locust: %s, %d users, %d s", protocol, users, run_time_s)
+    subprocess.run(command, env=level_env, check=False, cwd=ROOT)
+    if not records.is_file():
+        raise RuntimeError(f"locust wrote no records for {protocol} at {users} users")
+    return [json.loads(line) for line in records.read_text().splitlines() if line]
+
+
+def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str, Any]:
+    """Ratios, throughput and failures of one level."""
+    ok = [r for r in records if r.get("ratio") is not None]
+    return {
+        "requests": len(records),
+        "failures": len(records) - len(ok),
+        "ratio": _stats([r["ratio"] for r in ok]),
+        "videos_per_minute": len(ok) * 60.0 / run_time_s,
+        "p50_processing_seconds": statistics.median([r["processing_seconds"] for r in ok])
+        if ok
+        else None,
+    }
+
+
+def _per_video_median(records: list[dict[str, Any]]) -> dict[str, float]:
+    by_video: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("ratio") is not None:
+            by_video.setdefault(r["video"], []).append(r["processing_seconds"])
+    return {video: statistics.median(times) for video, times in by_video.items()}
+
+
+def run_inprocess(
+    videos: list[Path], frames: int, repository: Path, baseline: bool, repeats: int = 2
+) -> dict[str, Any]:
+    """Time the in-process ORT pipeline (and the PyTorch baseline) on every video."""
+    from fakescope.benchmarks.inprocess import OrtPipeline, TorchBaseline
+    from fakescope.client.video import sample_frames
+
+    durations = {v.name: sample_frames(v, 1).duration_seconds for v in videos}
+    result: dict[str, Any] = {}
+    ort_pipeline = OrtPipeline(repository)
+    ort_pipeline.run(videos[0], frames, 1280)  # warm-up
+    ort_times = {
+        v.name: min(ort_pipeline.run(v, frames, 1280)[0] for _ in range(repeats)) for v in videos
+    }
+    result["onnxruntime_inprocess"] = {
+        "seconds": ort_times,
+        "ratio": _stats([ort_times[n] / durations[n] for n in ort_times]),
+    }
+    if baseline:
+        torch_pipeline = TorchBaseline(repository)
+        torch_times = {v.name: torch_pipeline.run(v, frames)[0] for v in videos}
+        result["pytorch_baseline"] = {
+            "seconds": torch_times,
+            "ratio": _stats([torch_times[n] / durations[n] for n in torch_times]),
+            "what": "OpenCV read-all + facenet-pytorch MTCNN (defaults, full resolution) + the "
+            "same EfficientNet-Lite0 in eager PyTorch, same frames",
+        }
+    result["durations"] = durations
+    return result
+
+
+def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
+    """Plot p95 and p50 ratio vs users per protocol, with the limit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for protocol, levels in summary["levels"].items():
+        users = sorted(int(u) for u in levels)
+        ax.plot(
+            users, [levels[str(u)]["ratio"]["p95"] for u in users], "o-", label=f"{protocol} p95"
+        )
+        ax.plot(
+            users, [levels[str(u)]["ratio"]["p50"] for u in users], "x--", label=f"{protocol} p50"
+        )
+    for key, style in (("onnxruntime_inprocess", ":"), ("pytorch_baseline", "-.")):
+        if key in summary["inprocess"]:
+            ax.axhline(
+                summary["inprocess"][key]["ratio"]["p50"],
+                ls=style,
+                c="gray",
+                label=f"{key} p50 (1 user)",
+            )
+    ax.axhline(limit, c="red", label=f"product limit {limit}")
+    ax.set_xlabel("concurrent users")
+    ax.set_ylabel("processing time / video duration")
+    ax.set_xscale("log", base=2)
+    ax.set_title(
+        f"FakeScope on {summary['machine']['cores']} cores ({summary['frames']} frames/video)"
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the whole benchmark; return the exit code (1 if the limit is broken)."""
+    from fakescope.benchmarks.videos import ensure_videos
+    from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
+    from fakescope.serving.repository_check import check_repository
+
+    out: Path = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    check_repository(args.repository)
+    facts = machine_facts()
+    if facts["load_average_at_start"][0] > 0.5 * (facts["cores"] or 1):
+        logger.warning(
+            "machine is busy (load %.2f): timings will be pessimistic",
+            facts["load_average_at_start"][0],
+        )
+    videos = ensure_videos(args.videos_dir)
+    address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
+    server = EmbeddedTriton(args.repository, address)
+    started = time.perf_counter()
+    server.start()
+    start_seconds = time.perf_counter() - started
+    summary: dict[str, Any] = {
+        "machine": facts,
+        "frames": args.frames,
+        "limit": args.limit,
+        "run_time_seconds_per_level": args.run_time,
+        "server_start_seconds": start_seconds,
+        "videos": [v.name for v in videos],
+        "levels": {},
+    }
+    env = dict(
+        os.environ,
+        FAKESCOPE_BENCH_VIDEOS=os.pathsep.join(str(v) for v in videos),
+        FAKESCOPE_BENCH_URL_GRPC=address.grpc_url,
+        FAKESCOPE_BENCH_URL_HTTP=address.http_url,
+        FAKESCOPE_BENCH_FRAMES=str(args.frames),
+        FAKESCOPE_BENCH_LIMIT=str(args.limit),
+    )
+    all_records: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    try:
+        from fakescope.client.analyze import analyze
+
+        for video in videos:  # warm-up: first-run costs of every model, not counted
+            analyze(video, url=address.grpc_url, protocol="grpc", num_frames=args.frames)
+        for protocol in args.protocols:
+            for users in args.users:
+                records = run_level(protocol, users, env, args.run_time, out)
+                all_records.setdefault(protocol, {})[users] = records
+                summary["levels"].setdefault(protocol, {})[str(users)] = summarize_level(
+                    records, args.run_time
+                )
+    finally:
+        server.stop()
+    summary["inprocess"] = run_inprocess(
+        videos, args.frames, args.repository, not args.skip_baseline
+    )
+    reference = args.protocols[0]
+    ours = _per_video_median(all_records[reference][min(all_records[reference])])
+    ort_times = summary["inprocess"]["onnxruntime_inprocess"]["seconds"]
+    summary["triton_overhead_per_video"] = {v: ours[v] / ort_times[v] - 1 for v in ours}
+    summary["triton_overhead"] = statistics.median(summary["triton_overhead_per_video"].values())
+    if "pytorch_baseline" in summary["inprocess"]:
+        base = summary["inprocess"]["pytorch_baseline"]["seconds"]
+        summary["speedup_vs_baseline_per_video"] = {v: base[v] / ours[v] for v in ours}
+        summary["speedup_vs_baseline"] = statistics.median(
+            summary["speedup_vs_baseline_per_video"].values()
+        )
+    summary["machine"]["load_average_at_end"] = list(os.getloadavg())
+    failures = []
+    for protocol, levels in summary["levels"].items():
+        for users, level in levels.items():
+            p95 = level["ratio"]["p95"]
+            if level["failures"]:
+                failures.append(f"{protocol} {users} users: {level['failures']} failed requests")
+            if int(users) <= CHECKED_MAX_USERS and (p95 is None or p95 > args.limit):
+                failures.append(f"{protocol} {users} users: p95 ratio {p95} > limit {args.limit}")
+    summary["passed"] = not failures
+    summary["failures"] = failures
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(summary, args.limit, out / "ratio_vs_users.png")
+    print(json.dumps({k: summary[k] for k in ("levels", "triton_overhead", "passed")}, indent=1))
+    for failure in failures:
+        print(f"fakescope bench: LIMIT BROKEN: {failure}", file=sys.stderr)
+    return 0 if not failures else 1
+
+
+def _csv_ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def add_bench_parser(subparsers: Any) -> None:
+    """Register ``fakescope bench``."""
+    parser = subparsers.add_parser("bench", help="load test (Locust) + baselines -> summary.json")
+    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
+    parser.add_argument("--users", type=_csv_ints, default=[1, 2, 4, 8])
+    parser.add_argument("--protocols", type=lambda s: s.split(","), default=["grpc", "http"])
+    parser.add_argument("--run-time", type=int, default=30, help="seconds per load level")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT, help="p95 ratio limit")
+    parser.add_argument("--skip-baseline", action="store_true", help="no PyTorch baseline")
+    parser.add_argument("--http-port", type=int, default=18000)
+    parser.add_argument("--grpc-port", type=int, default=18001)
+    parser.add_argument("--metrics-port", type=int, default=18002)
+    parser.set_defaults(func=run_bench)

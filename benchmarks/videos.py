@@ -1,0 +1,78 @@
+"""The benchmark's videos: a real face (scikit-image's astronaut) over a moving photo background.
+
+A textured, moving background gives H.264 a realistic amount of work (a plain background would
+make decoding unrealistically cheap). Files are made once per machine and reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fakescope.benchmarks.media import write_video
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchVideo:
+    """One benchmark video: name, size, duration."""
+
+    name: str
+    width: int
+    height: int
+    seconds: float
+    fps: int = 30
+
+    def path(self, folder: Path) -> Path:
+        """Where the video lives in ``folder``."""
+        return folder / f"{self.name}.mp4"
+
+
+#: 720p and 1080p of 5–15 s, and one 60 s video (issue "Load tests", item 1).
+BENCH_VIDEOS = (
+    BenchVideo("face_720p_10s", 1280, 720, 10.0),
+    BenchVideo("face_1080p_6s", 1920, 1080, 6.0),
+    BenchVideo("face_720p_15s", 1280, 720, 15.0),
+    BenchVideo("face_720p_60s", 1280, 720, 60.0),
+)
+
+
+def _frames(video: BenchVideo) -> Iterator[np.ndarray]:
+    from skimage import data
+
+    w, h = video.width, video.height
+    background = cv2.resize(data.coffee(), (int(w * 1.5), int(h * 1.5)), cv2.INTER_CUBIC)
+    side = h // 2
+    face = cv2.resize(data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+    count = round(video.seconds * video.fps)
+    for i in range(count):
+        t = i / video.fps
+        bx = int((background.shape[1] - w) * (0.5 + 0.5 * math.sin(t / 3)))
+        by = int((background.shape[0] - h) * (0.5 + 0.5 * math.cos(t / 4)))
+        frame = background[by : by + h, bx : bx + w].copy()
+        x = int((w - side) * (0.5 + 0.4 * math.sin(t)))
+        y = int((h - side) * (0.5 + 0.3 * math.cos(t / 2)))
+        frame[y : y + side, x : x + side] = face
+        yield frame
+
+
+def ensure_videos(folder: Path, videos: tuple[BenchVideo, ...] = BENCH_VIDEOS) -> list[Path]:
+    """Create the benchmark videos in ``folder`` where missing; return their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for video in videos:
+        path = video.path(folder)
+        if not path.is_file():
+            logger.info("writing %s", path)
+            tmp = path.with_suffix(".tmp.mp4")
+            write_video(tmp, _frames(video), fps=video.fps, codec="libx264", gop=2 * video.fps)
+            tmp.replace(path)
+        paths.append(path)
+    return paths
