@@ -65,24 +65,23 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"fakescope: error: {exc}", file=sys.stderr)
         return EXIT_SERVER_START
     a = server.address
+    pid = server.process.pid if server.process else "?"
     print(
-        f"FakeScope (Triton) ready: HTTP http://{a.http_url}  gRPC {a.grpc_url}  "
+        f"FakeScope (tritonserver pid {pid}) ready: HTTP http://{a.http_url}  gRPC {a.grpc_url}  "
         f"metrics http://{a.host}:{a.metrics_port}/metrics  (Ctrl-C stops)",
         flush=True,
     )
-    process = server.process
-    assert process is not None
-    while not stopping:
-        try:
-            process.wait(timeout=0.5)
-        except Exception:  # subprocess.TimeoutExpired: still running
-            continue
+    try:
+        code = server.supervise(lambda: stopping, restart=args.restart)
+    except (ServerStartError, RepositoryError) as exc:
+        print(f"fakescope: error: restart failed: {exc}", file=sys.stderr)
+        return EXIT_SERVER_START
+    if code is not None:
         print(
-            f"fakescope: error: tritonserver exited unexpectedly (code {process.returncode}); "
+            f"fakescope: error: tritonserver exited unexpectedly (code {code}); "
             f"log: {server.log_path}",
             file=sys.stderr,
         )
-        server.stop()
         return EXIT_SERVER_START
     server.stop()
     print("FakeScope stopped.", flush=True)
@@ -136,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the embedded Triton server")
     _add_server_options(serve)
+    serve.add_argument(
+        "--restart",
+        action="store_true",
+        help="restart tritonserver if it dies (default: exit non-zero with a message)",
+    )
     serve.set_defaults(func=run_serve)
 
     add_analyze_parser(sub)

@@ -25,6 +25,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,7 +218,11 @@ class EmbeddedTriton:
             return False
 
     def stop(self, timeout_s: float = 60.0) -> int | None:
-        """SIGTERM the server and wait; SIGKILL and clean /dev/shm only if it hangs."""
+        """SIGTERM the server and wait; SIGKILL only if it hangs. Return its exit code.
+
+        Also cleans up after a server that died on its own (e.g. was SIGKILLed): python stubs
+        left in its process group are killed and its ``/dev/shm`` regions removed.
+        """
         if self.process is None:
             return None
         process, self.process = self.process, None
@@ -227,13 +232,46 @@ class EmbeddedTriton:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 logger.error("tritonserver ignored SIGTERM for %.0f s; killing it", timeout_s)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                process.kill()
                 process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # orphaned python stubs, if any
         for region in Path("/dev/shm").glob(f"{SHM_PREFIX}_{self.address.http_port}*"):
             logger.warning("removing leftover shared memory %s", region)
             region.unlink(missing_ok=True)
         return process.returncode
+
+    def supervise(
+        self,
+        stop_requested: Callable[[], bool],
+        *,
+        restart: bool,
+        max_restarts: int = 5,
+        poll_s: float = 0.2,
+    ) -> int | None:
+        """Watch the running server until ``stop_requested()``; return None then.
+
+        When tritonserver dies on its own, clean up after it and, with ``restart``, start it
+        again (at most ``max_restarts`` times); otherwise return its exit code.
+        """
+        restarts = 0
+        while not stop_requested():
+            process = self.process
+            if process is None:
+                raise ServerStartError("supervise() needs a started server")
+            if process.poll() is None:
+                time.sleep(poll_s)
+                continue
+            code = process.returncode
+            logger.error("tritonserver exited unexpectedly (code %s); log: %s", code, self.log_path)
+            self.stop()
+            if not restart or restarts >= max_restarts:
+                return code
+            restarts += 1
+            logger.warning("restarting tritonserver (%d/%d)", restarts, max_restarts)
+            self.start()
+            logger.warning("tritonserver restarted (pid %s)", self.process and self.process.pid)
+        return None
 
     def __enter__(self) -> EmbeddedTriton:
         self.start()
