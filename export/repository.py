@@ -50,6 +50,16 @@ dynamic_batching {{
   max_queue_delay_microseconds: 2000
 }}
 version_policy: {{ latest: {{ num_versions: 1 }} }}
+model_warmup [
+  {{
+    name: "zeros"
+    batch_size: 16
+    inputs {{
+      key: "{input}"
+      value: {{ data_type: TYPE_UINT8 dims: [ {size}, {size}, 3 ] zero_data: true }}
+    }}
+  }}
+]
 parameters [
   {{ key: "arch" value: {{ string_value: "{arch}" }} }},
   {{ key: "trained" value: {{ string_value: "{trained}" }} }},
