@@ -20,7 +20,7 @@ from fakescope import contract
 from fakescope.benchmarks.media import make_face_video
 from fakescope.client.analyze import analyze
 from fakescope.client.triton import DetectorClient, ServerUnreachableError
-from fakescope.serving.embedded import SHM_PREFIX, EmbeddedTriton, ServerAddress
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
 from tests.servers import REPOSITORY, free_ports
 
 READY = "ready: HTTP"
@@ -87,10 +87,6 @@ class ServeProcess:
         return children[0]
 
 
-def _shm_regions(http_port: int) -> list[Path]:
-    return list(Path("/dev/shm").glob(f"{SHM_PREFIX}_{http_port}*"))
-
-
 def test_serve_exits_nonzero_and_cleans_up_when_tritonserver_is_killed(tmp_path):
     serve = ServeProcess(tmp_path)
     serve.wait_ready()
@@ -100,7 +96,7 @@ def test_serve_exits_nonzero_and_cleans_up_when_tritonserver_is_killed(tmp_path)
     stderr = serve.proc.stderr.read() if serve.proc.stderr else ""
     assert code == 6
     assert "exited unexpectedly" in stderr
-    assert _shm_regions(serve.http) == []
+    assert shm_regions(serve.http) == []
     assert _process_group_alive(triton_pid) == []  # no orphan python stubs
 
 
@@ -122,7 +118,7 @@ def test_serve_restarts_and_serves_again_when_tritonserver_is_killed_with_restar
     assert verdict.status == contract.STATUS_OK
     serve.proc.send_signal(signal.SIGTERM)
     assert serve.proc.wait(timeout=60) == 0
-    assert _shm_regions(serve.http) == []
+    assert shm_regions(serve.http) == []
 
 
 def test_client_reports_unreachable_within_5s_when_server_dies_mid_request(tmp_path):
@@ -157,7 +153,7 @@ def test_client_reports_unreachable_within_5s_when_server_dies_mid_request(tmp_p
         assert isinstance(errors[0], ServerUnreachableError), repr(errors[0])
     finally:
         server.stop()
-    assert _shm_regions(http) == []
+    assert shm_regions(http) == []
 
 
 def test_ensemble_returns_model_message_when_python_model_raises(tmp_path):

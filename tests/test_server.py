@@ -25,7 +25,7 @@ from fakescope.serving.embedded import (
     EmbeddedTriton,
     ServerAddress,
     ServerStartError,
-    leftover_shm_regions,
+    shm_regions,
 )
 from fakescope.serving.model_config import parameters
 from fakescope.serving.repository_check import RepositoryError
@@ -275,7 +275,7 @@ def test_embedded_triton_names_model_and_cleans_up_when_onnx_file_is_corrupt(tmp
     repo = tmp_path / "repo"
     shutil.copytree(REPOSITORY, repo)
     (repo / contract.RNET_MODEL / "1" / "model.onnx").write_bytes(b"not an onnx file")
-    before = set(leftover_shm_regions())
+    server = _server(repo, tmp_path)
     with pytest.raises(ServerStartError, match=contract.RNET_MODEL):
-        _server(repo, tmp_path).start()
-    assert set(leftover_shm_regions()) <= before
+        server.start()
+    assert shm_regions(server.address.http_port) == []

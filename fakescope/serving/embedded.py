@@ -115,10 +115,10 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def leftover_shm_regions() -> list[Path]:
-    """Python-backend shared-memory regions in /dev/shm (left behind only by a hard kill)."""
+def shm_regions(http_port: int) -> list[Path]:
+    """Return the python-backend shared-memory regions of the server on ``http_port``."""
     shm = Path("/dev/shm")
-    return sorted(shm.glob(f"{SHM_PREFIX}_*")) if shm.is_dir() else []
+    return sorted(shm.glob(f"{SHM_PREFIX}_{http_port}_*")) if shm.is_dir() else []
 
 
 _LOAD_ERROR = re.compile(r"failed to load '([^']+)'[^:]*: (.*)")
@@ -170,7 +170,7 @@ class EmbeddedTriton:
             f"--metrics-port={a.metrics_port}",
             f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_BYTES}",
-            f"--backend-config=python,shm-region-prefix-name={SHM_PREFIX}_{a.http_port}",
+            f"--backend-config=python,shm-region-prefix-name={SHM_PREFIX}_{a.http_port}_",
             "--log-verbose=0",
         ]
 
@@ -198,7 +198,7 @@ class EmbeddedTriton:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 text = self.log_path.read_text(errors="replace")
-                self.process = None
+                self.stop()  # reap orphan stubs, remove shared memory
                 details = "; ".join(_load_errors(text)) or "see " + str(self.log_path)
                 raise ServerStartError(f"tritonserver exited during start-up: {details}")
             if self.is_ready():
@@ -236,7 +236,7 @@ class EmbeddedTriton:
                 process.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # orphaned python stubs, if any
-        for region in Path("/dev/shm").glob(f"{SHM_PREFIX}_{self.address.http_port}*"):
+        for region in shm_regions(self.address.http_port):
             logger.warning("removing leftover shared memory %s", region)
             region.unlink(missing_ok=True)
         return process.returncode
