@@ -279,3 +279,40 @@ def test_embedded_triton_names_model_and_cleans_up_when_onnx_file_is_corrupt(tmp
     with pytest.raises(ServerStartError, match=contract.RNET_MODEL):
         server.start()
     assert shm_regions(server.address.http_port) == []
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return float(inter / (area - inter))
+
+
+def test_served_face_detector_matches_facenet_mtcnn_when_given_real_faces(triton):
+    """Triton's detector vs facenet-pytorch's MTCNN.detect at the served parameters."""
+    mtcnn_module = pytest.importorskip("facenet_pytorch", reason="needs the train extra")
+    frames = np.concatenate([face_frames(2), crowd_frame(2, 3)])
+    out = _infer("grpc", triton, frames, _stamps(3))
+    params = _detector_params()
+    reference = mtcnn_module.MTCNN(
+        keep_all=True,
+        device="cpu",
+        min_face_size=params.min_face_size,
+        thresholds=list(params.thresholds),
+        factor=params.factor,
+    )
+    served = out[contract.FACE_BOXES]
+    for index, frame in enumerate(frames):
+        scale = params.max_side / max(frame.shape[:2])
+        small = cv2.resize(
+            frame,
+            (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
+            interpolation=cv2.INTER_AREA,
+        )
+        boxes, _ = reference.detect(small)
+        expected = np.asarray(boxes, np.float32).reshape(-1, 4) / scale
+        ours = served[served[:, 0] == index][:, 1:5]
+        assert len(ours) == len(expected) > 0
+        for box in expected:
+            assert max(_iou(box, mine) for mine in ours) >= 0.95
