@@ -6,13 +6,14 @@ PIP    := $(PY) -m pip
 # Exact versions of every package, transitive ones included (pip freeze of a working venv).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test serve export bench lint clean help
+.PHONY: demo test serve export bench web lint clean help
 
 help:
 	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
 	@echo "make test   set up (with training/export deps) and run lint + the whole test suite"
 	@echo "make serve  run the embedded Triton on 127.0.0.1:8000/8001/8002 until Ctrl-C"
 	@echo "make bench  load test at 1/2/4/8 users + baselines; fails if p95 ratio > 0.5 (<= 4 users)"
+	@echo "make web    run Triton + the web service on 127.0.0.1:8080 until Ctrl-C"
 	@echo "make export rebuild the ONNX models of model_repository/ (placeholder classifier)"
 
 # Serving + client: no torch. Marker files make re-runs instant.
@@ -24,8 +25,12 @@ $(VENV)/.serve-deps: pyproject.toml constraints.txt
 # Everything: training/export (torch 2.14.1 + torchvision 0.29.1, see README) and test tools.
 # facenet-pytorch goes in with --no-deps: its metadata pins torch<2.3, it runs fine on 2.14.
 $(VENV)/.dev-deps: $(VENV)/.serve-deps
-	$(PIP_INSTALL) -e '.[server,train,bench,dev]'
+	$(PIP_INSTALL) -e '.[server,train,bench,dev,web]'
 	$(PIP_INSTALL) --no-deps facenet-pytorch==2.6.0
+	touch $@
+
+$(VENV)/.web-deps: $(VENV)/.serve-deps
+	$(PIP_INSTALL) -e '.[server,web]'
 	touch $@
 
 demo: $(VENV)/.serve-deps
@@ -33,6 +38,9 @@ demo: $(VENV)/.serve-deps
 
 serve: $(VENV)/.serve-deps
 	$(VENV)/bin/fakescope serve
+
+web: $(VENV)/.web-deps
+	$(VENV)/bin/fakescope web serve --start-triton
 
 export: $(VENV)/.dev-deps
 	$(VENV)/bin/fakescope -v export

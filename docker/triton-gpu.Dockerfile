@@ -8,5 +8,6 @@ COPY fakescope ./fakescope
 COPY client ./client
 COPY export ./export
 COPY benchmarks ./benchmarks
+COPY web ./web
 RUN pip install --no-cache-dir -c constraints.txt "numpy<2" opencv-python-headless onnxruntime \
  && pip install --no-cache-dir --no-deps .

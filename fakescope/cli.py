@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fakescope.client.cli import add_analyze_parser
 from fakescope.client.cli import main as analyze_main
+from fakescope.web.cli import add_web_parsers
 
 EXIT_SERVER_START = 6
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=run_serve)
 
     add_analyze_parser(sub)
+    add_web_parsers(sub)
 
     demo = sub.add_parser("demo", help="serve, analyze the bundled samples, stop")
     _add_server_options(demo)

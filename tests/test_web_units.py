@@ -1,0 +1,153 @@
+"""Units of the web service that need no server: wording, chart, sniffing, settings, keys, CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from fakescope.web import cli, db, jobstore, keys
+from fakescope.web.jobs import JobRunner
+from fakescope.web.presentation import describe, timeline_svg
+from fakescope.web.settings import Settings, SettingsError
+from fakescope.web.uploads import looks_like_video
+from fakescope.web.webhooks import WebhookURLError, check_webhook_url
+from tests.media import make_face_video
+
+
+def _verdict(label: str, p: float | None, trained: bool = True) -> dict:
+    return {"label": label, "fake_probability": p, "frames": 4, "faces": 3, "threshold": 0.5,
+            "model_trained": trained, "frame_scores": [0.2, None, p, 0.1]}
+
+
+def test_describe_flags_manipulation_in_plain_words_when_fake():
+    w = describe(_verdict("FAKE", 0.93), [0.0, 1.0, 2.0, 3.0])
+    assert w.headline == "Very likely manipulated" and w.tone == "fake"
+    assert "93 %" in w.detail and "0:02.0" in w.detail and w.caveat is None
+
+
+def test_describe_warns_not_proof_when_real():
+    w = describe(_verdict("REAL", 0.04))
+    assert w.headline == "No sign of face manipulation"
+    assert "not proof" in w.detail
+
+
+def test_describe_says_cannot_tell_when_no_face():
+    w = describe(_verdict("NO_FACE", None))
+    assert w.headline == "No face found" and "cannot say" in w.detail
+
+
+def test_describe_adds_test_mode_caveat_when_classifier_untrained():
+    assert "not findings" in describe(_verdict("REAL", 0.3, trained=False)).caveat
+
+
+def test_timeline_svg_draws_dots_and_no_face_ticks_when_scores_have_gaps():
+    svg = timeline_svg([0.2, None, 0.8, 0.1], [0.0, 1.0, 2.0, 3.0], duration=4.0)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.count("<circle") == 3
+    assert svg.count('class="noface"') == 1
+    assert svg.count('class="dot fake"') == 1
+    assert 'class="threshold"' in svg
+
+
+def test_looks_like_video_accepts_containers_and_rejects_others_when_sniffed(tmp_path):
+    mp4 = make_face_video(tmp_path / "v.mp4", seconds=0.2)
+    assert looks_like_video(mp4.read_bytes()[:189])
+    assert looks_like_video(b"\x1a\x45\xdf\xa3" + b"\0" * 20)
+    assert looks_like_video(b"RIFF\0\0\0\0AVI LIST")
+    assert not looks_like_video(b"GIF89a" + b"\0" * 200)
+    assert not looks_like_video(b"%PDF-1.7\n" + b"\0" * 200)
+    assert not looks_like_video(b"hello")
+
+
+def test_settings_from_env_reads_variables_when_valid():
+    s = Settings.from_env({"FAKESCOPE_WEB_WORKERS": "3", "FAKESCOPE_WEB_ALLOW_ANONYMOUS": "no",
+                           "FAKESCOPE_WEB_MAX_SIDE": "", "FAKESCOPE_WEB_DATA_DIR": "/x"})
+    assert (s.workers, s.allow_anonymous, s.max_side, s.data_dir) == (3, False, None, Path("/x"))
+
+
+def test_settings_from_env_names_variable_when_malformed():
+    with pytest.raises(SettingsError, match="FAKESCOPE_WEB_WORKERS"):
+        Settings.from_env({"FAKESCOPE_WEB_WORKERS": "many"})
+    with pytest.raises(SettingsError, match="webhook_policy"):
+        Settings.from_env({"FAKESCOPE_WEB_WEBHOOK_POLICY": "anywhere"})
+
+
+def test_check_webhook_url_refuses_private_address_when_policy_public():
+    with pytest.raises(WebhookURLError, match="not a public address"):
+        check_webhook_url("http://127.0.0.1:9/hook", "public")
+    with pytest.raises(WebhookURLError, match="disabled"):
+        check_webhook_url("http://127.0.0.1:9/hook", "off")
+    with pytest.raises(WebhookURLError, match="http"):
+        check_webhook_url("file:///etc/passwd", "loopback")
+    assert check_webhook_url("http://127.0.0.1:9/hook", "loopback")
+
+
+def test_key_stored_hashed_when_created(tmp_path):
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    engine = db.open_database(url)
+    key, secret = keys.create_key(engine, "Gazette", monthly_quota=5, rate_per_minute=2)
+    engine.dispose()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("k.db*"))
+    assert secret.split("_")[-1].encode() not in raw
+    assert key.id.encode() in raw
+
+
+def test_open_database_refuses_other_schema_version_when_found(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    engine = db.open_database(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE schema_info SET version = 99"))
+    engine.dispose()
+    with pytest.raises(db.DatabaseError, match="schema version"):
+        db.open_database(url)
+
+
+def test_keys_cli_creates_lists_and_revokes_when_run(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert cli.main(["web", "keys", "create", "--org", "Courier", "--monthly-quota", "50",
+                     "--json", "--database", url]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["key"].startswith("fsk_") and created["monthly_quota"] == 50
+    assert cli.main(["web", "keys", "list", "--json", "--database", url]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["key_id"] == created["key_id"] and listed["revoked"] is False
+    assert cli.main(["web", "keys", "revoke", created["key_id"], "--database", url]) == 0
+    assert cli.main(["web", "keys", "revoke", "000000000000", "--database", url]) == 3
+    assert "no API key" in capsys.readouterr().err
+    engine = db.open_database(url)
+    with pytest.raises(keys.ApiKeyError):
+        keys.verify_key(engine, created["key"])
+    engine.dispose()
+
+
+def test_keys_cli_exits_2_when_quota_not_positive(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["web", "keys", "create", "--org", "X", "--monthly-quota", "0"])
+    assert exc.value.code == 2
+
+
+def test_retention_sweep_deletes_kept_video_when_older_than_retention(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'r.db'}", data_dir=tmp_path,
+                        video_retention_s=0.01)
+    engine = db.open_database(settings.database_url)
+    video = tmp_path / "kept.mp4"
+    video.write_bytes(b"x")
+    job = jobstore.create_job(engine, job_id="f" * 32, owner="visitor:v", subject="visitor:v",
+                              key_id=None, filename="kept.mp4", size_bytes=1,
+                              video_path=str(video), keep_video=True, webhook_url=None)
+    jobstore.fail_job(engine, job.id, None, code="x", message="x", video_path=str(video))
+    time.sleep(0.05)
+    assert JobRunner(engine, settings).sweep_retention() == 1
+    assert not video.exists()
+    assert jobstore.get_job(engine, job.id).video_path is None
+    engine.dispose()
+
+
+def test_keys_cli_exits_7_when_database_unusable(tmp_path, capsys):
+    url = "postgresql+psycopg2://nobody@127.0.0.1:1/none"
+    assert cli.main(["web", "keys", "list", "--database", url]) == 7
+    assert "fakescope: error:" in capsys.readouterr().err

@@ -1,0 +1,318 @@
+"""The REST API (``/api/v1``): submit a video, poll the job, read the verdict, list jobs.
+
+Errors are JSON ``{"error": {"code": "...", "message": "..."}}`` with these statuses:
+400 malformed form, 401 missing/bad key, 403 revoked key or cross-site request, 404 unknown job
+(or another owner's), 409 verdict asked before the job finished, 413 video too large or too
+long, 415 not multipart or not a video, 422 bad field (e.g. a webhook URL that is not allowed),
+429 quota or rate limit (with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from . import db, jobstore, keys
+from .metrics import business_metrics
+from .principals import (
+    ApiError,
+    Principal,
+    check_anonymous_limits,
+    is_admin,
+    resolve_principal,
+    set_visitor_cookie,
+)
+from .state import Service, iso, service
+from .uploads import UploadError, probe_video, receive_upload
+from .webhooks import WebhookURLError, check_webhook_url
+
+__all__ = ["job_view", "router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+MAX_BEACON_BYTES: Final = 1024
+_VIDEO_SUFFIXES: Final = frozenset({
+    ".mp4", ".mov", ".m4v", ".3gp", ".mkv", ".webm", ".avi", ".flv", ".ts", ".mts", ".mpg",
+    ".mpeg", ".ogv", ".wmv", ".asf", ".h264", ".264", ".hevc",
+})
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"", "0", "false", "no", "off"})
+
+_ERROR_SCHEMA: Final = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}}}},
+}
+_UPLOAD_BODY: Final = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "the video (MP4/MOV, WebM/MKV, AVI, …)"},
+                "keep_video": {"type": "boolean", "default": False,
+                               "description": "keep the video after analysis (deleted after "
+                                              "the retention period)"},
+                "webhook_url": {"type": "string", "format": "uri",
+                                "description": "POSTed the result when the job finishes"},
+            },
+        }}},
+    },
+}
+
+
+def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"description": "error", "content": {"application/json": {
+        "schema": _ERROR_SCHEMA}}} for s in statuses}
+
+
+def job_view(job: jobstore.Job, faces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Return the API's JSON form of a job (the verdict has the client's ``--json`` fields)."""
+    base = f"/api/v1/jobs/{job.id}"
+    return {
+        "id": job.id,
+        "status": job.status,
+        "filename": job.filename,
+        "size_bytes": job.size_bytes,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "attempts": job.attempts,
+        "keep_video": job.keep_video,
+        "video_stored": job.video_path is not None,
+        "message": job.error_message if job.status in ("pending", "running") else None,
+        "error": ({"code": job.error_code, "message": job.error_message}
+                  if job.status == jobstore.FAILED else None),
+        "webhook": ({"url": job.webhook_url, "result": job.webhook_result}
+                    if job.webhook_url else None),
+        "verdict": job.verdict,
+        "frame_timestamps": job.frame_timestamps or None,
+        "faces": [dict(f, url=f"{base}/faces/{f['position']}.jpg") for f in (faces or [])],
+        "links": {"self": base, "verdict": f"{base}/verdict", "page": f"/jobs/{job.id}"},
+    }
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ApiError(422, "bad_field", f"{name} must be true or false, got {value!r}")
+
+
+def _owned_job(svc: Service, principal: Principal, job_id: str) -> jobstore.Job:
+    job = jobstore.get_job(svc.engine, job_id)
+    if job is None or job.owner != principal.owner:
+        raise ApiError(404, "no_such_job", f"no job {job_id!r} for this caller")
+    return job
+
+
+def _json(content: Any, status: int = 200, principal: Principal | None = None,
+          headers: dict[str, str] | None = None, svc: Service | None = None) -> JSONResponse:
+    response = JSONResponse(content, status_code=status, headers=headers)
+    if principal is not None and principal.new_visitor and svc is not None:
+        set_visitor_cookie(response, principal.visitor or "", svc.settings)
+    return response
+
+
+@router.post(
+    "/jobs", status_code=202, summary="Upload a video for analysis",
+    openapi_extra=_UPLOAD_BODY,
+    responses=_error_responses(400, 401, 403, 413, 415, 422, 429),
+)
+async def submit_job(request: Request) -> JSONResponse:
+    """Stream the video to disk (size limit enforced while streaming), check it, queue a job.
+
+    Answers 202 with the job (``status: pending``) and ``Location`` of the job resource.
+    """
+    svc = service(request)
+    s = svc.settings
+    principal = await run_in_threadpool(resolve_principal, request, svc.engine, s)
+    if principal.key is not None:
+        try:
+            await run_in_threadpool(keys.check_limits, svc.engine, principal.key)
+        except keys.LimitExceededError as exc:
+            code = "quota_exceeded" if "quota" in str(exc) else "rate_limited"
+            raise ApiError(429, code, str(exc),
+                           {"Retry-After": str(int(exc.retry_after_s))}) from None
+    else:
+        await run_in_threadpool(check_anonymous_limits, svc.engine, s, principal)
+    try:
+        upload = await receive_upload(
+            request.headers.get("content-type"), request.headers.get("content-length"),
+            request.stream(), tmp_dir=s.tmp_dir, max_bytes=s.max_upload_bytes,
+        )
+    except UploadError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    destination: Path | None = None
+    try:
+        unknown = set(upload.fields) - {"keep_video", "webhook_url"}
+        if unknown:
+            raise ApiError(422, "bad_field", f"unknown form field(s): {sorted(unknown)}")
+        keep = _parse_bool("keep_video", upload.fields.get("keep_video", ""))
+        webhook = upload.fields.get("webhook_url", "").strip() or None
+        if webhook is not None:
+            try:
+                await run_in_threadpool(check_webhook_url, webhook, s.webhook_policy)
+            except WebhookURLError as exc:
+                raise ApiError(422, "bad_webhook", str(exc)) from None
+        try:
+            await run_in_threadpool(probe_video, upload.path, upload.filename, s.max_duration_s)
+        except UploadError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        job_id = secrets.token_hex(16)
+        suffix = Path(upload.filename).suffix.lower()
+        s.upload_dir.mkdir(parents=True, exist_ok=True)
+        destination = s.upload_dir / f"{job_id}{suffix if suffix in _VIDEO_SUFFIXES else ''}"
+        os.replace(upload.path, destination)
+        job = await run_in_threadpool(
+            lambda: jobstore.create_job(
+                svc.engine, job_id=job_id, owner=principal.owner, subject=principal.subject,
+                key_id=principal.key.id if principal.key else None, filename=upload.filename,
+                size_bytes=upload.size, video_path=str(destination), keep_video=keep,
+                webhook_url=webhook,
+            )
+        )
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            upload.path.unlink()
+        if destination is not None:
+            with contextlib.suppress(FileNotFoundError):
+                destination.unlink()
+        raise
+    if svc.runner is not None:
+        svc.runner.notify()
+    logger.info("job %s queued for %s (%s, %d bytes)", job.id, principal.subject, job.filename,
+                job.size_bytes)
+    return _json(job_view(job), 202, principal, {"Location": f"/api/v1/jobs/{job.id}"}, svc)
+
+
+@router.get("/jobs", summary="List your past jobs", responses=_error_responses(401, 403))
+def list_jobs(
+    request: Request,
+    limit: int = Query(20, ge=1, le=100),
+    before: float | None = Query(None, description="created_at (epoch s) to page from"),
+) -> JSONResponse:
+    """List the caller's jobs, newest first; ``next_before`` pages further back."""
+    svc = service(request)
+    principal = resolve_principal(request, svc.engine, svc.settings)
+    found = jobstore.list_jobs(svc.engine, principal.owner, limit=limit, before=before)
+    return _json({
+        "jobs": [job_view(j) for j in found],
+        "next_before": found[-1].created_at if len(found) == limit else None,
+    }, principal=principal, svc=svc)
+
+
+@router.get("/jobs/{job_id}", summary="Poll a job", responses=_error_responses(401, 403, 404))
+def get_job(request: Request, job_id: str) -> JSONResponse:
+    """Return the job: status, and once done its verdict and faces."""
+    svc = service(request)
+    principal = resolve_principal(request, svc.engine, svc.settings)
+    job = _owned_job(svc, principal, job_id)
+    faces = jobstore.list_faces(svc.engine, job.id) if job.status == jobstore.DONE else []
+    return _json(job_view(job, faces))
+
+
+@router.get("/jobs/{job_id}/verdict", summary="The verdict (the client's --json fields)",
+            responses=_error_responses(401, 403, 404, 409))
+def get_verdict(request: Request, job_id: str) -> JSONResponse:
+    """Return the verdict once the job is done; 409 (with its status) before, or if it failed."""
+    svc = service(request)
+    principal = resolve_principal(request, svc.engine, svc.settings)
+    job = _owned_job(svc, principal, job_id)
+    if job.status != jobstore.DONE:
+        message = (f"job failed ({job.error_code}): {job.error_message}"
+                   if job.status == jobstore.FAILED else f"job is {job.status}")
+        raise ApiError(409, f"job_{job.status}", message)
+    return _json(job.verdict)
+
+
+@router.get("/jobs/{job_id}/faces/{position}.jpg", summary="A face thumbnail",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def get_face(request: Request, job_id: str, position: int) -> Response:
+    """Return the JPEG of the job's face ``position`` (highest fake score first)."""
+    svc = service(request)
+    principal = resolve_principal(request, svc.engine, svc.settings)
+    job = _owned_job(svc, principal, job_id)
+    jpeg = jobstore.get_face_jpeg(svc.engine, job.id, position)
+    if jpeg is None:
+        raise ApiError(404, "no_such_face", f"job {job_id} has no face {position}")
+    return Response(jpeg, media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/usage", summary="Usage and limits of your API key",
+            responses=_error_responses(401, 403))
+def get_usage(request: Request) -> JSONResponse:
+    """Report this month's and total uses of the calling key, its quota and rate limit."""
+    svc = service(request)
+    principal = resolve_principal(request, svc.engine, svc.settings)
+    if principal.key is None:
+        raise ApiError(401, "key_required", "usage is reported per API key")
+    return _json(keys.usage(svc.engine, principal.key))
+
+
+@router.post("/beacon", status_code=204, summary="Time-on-page beacon (sent by the web page)")
+async def beacon(request: Request) -> Response:
+    """Record the visible seconds of a page view: ``{"view_id": "...", "seconds": 12.5}``."""
+    from .pages import record_beacon  # one definition of the page-view bookkeeping
+
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BEACON_BYTES:
+            raise ApiError(413, "too_large", "beacon body too large")
+    try:
+        data = json.loads(body or b"{}")
+        view_id, seconds = str(data["view_id"]), float(data["seconds"])
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(400, "bad_beacon", 'expected {"view_id": str, "seconds": number}') \
+            from None
+    await run_in_threadpool(record_beacon, request, view_id, seconds)
+    return Response(status_code=204)
+
+
+@router.get("/admin/metrics", summary="Business metrics (admin)",
+            responses=_error_responses(403))
+def admin_metrics(request: Request, days: int = Query(30, ge=1, le=366)) -> JSONResponse:
+    """Report uses per day, 1st→2nd use conversion, average time on page, usage per key, jobs."""
+    svc = service(request)
+    if not is_admin(request, svc.settings):
+        raise ApiError(403, "admin_only", "admin token required")
+    return _json(business_metrics(svc.engine, days=days).to_json_dict())
+
+
+@router.get("/health", summary="Liveness of the database and of Triton")
+def health(request: Request) -> JSONResponse:
+    """200 when the database answers (Triton's state is reported, not required); else 503."""
+    from sqlalchemy import text
+
+    from fakescope.client.triton import DetectorClient
+
+    svc = service(request)
+    s = svc.settings
+    try:
+        with svc.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        database = "ok"
+    except Exception as exc:  # reported, not raised: this is the health endpoint
+        database = f"error: {type(exc).__name__}"
+    with DetectorClient(s.triton_url, s.triton_protocol, timeout_s=2.0) as client:
+        triton = "live" if client.is_live() else "unreachable"
+    body = {"database": database, "triton": triton, "time": iso(db.now()),
+            "jobs": jobstore.count_by_status(svc.engine) if database == "ok" else None}
+    return _json(body, 200 if database == "ok" else 503)

@@ -1,0 +1,314 @@
+"""The job runner: worker threads that take pending jobs from the database and analyse them.
+
+Nothing about the queue lives in memory: a job is a row (see :mod:`.jobstore`). Each worker
+thread claims the oldest due pending job, analyses it through the thin client
+(:func:`fakescope.client.video.sample_frames`, :class:`fakescope.client.triton.DetectorClient`,
+:meth:`fakescope.client.verdict.Verdict.from_result` — the steps of
+:func:`fakescope.client.analyze.analyze`, composed here so that the sampled frames stay at hand
+for the face thumbnails without decoding the video twice), stores the verdict and thumbnails,
+deletes the video unless the user asked to keep it, and calls the webhook.
+
+Restart safety: a heartbeat thread keeps the lease of running jobs fresh; a job whose lease
+expired (its process died) goes back to pending and is resumed by any runner. A job claimed
+more than ``max_attempts`` times fails (``gave_up``) instead of looping forever.
+
+Failures map to stable codes: ``unreadable_video`` (VideoReadError), ``too_long``,
+``server_error`` (Triton answered with an error), ``server_unreachable`` (after
+``max_attempts`` tries with exponential backoff), ``video_missing``, ``gave_up``, ``internal``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
+from fakescope.client.verdict import Verdict
+from fakescope.client.video import VideoReadError, sample_frames
+
+from . import db, jobstore
+from .faces import face_thumbnails
+from .metrics import ServiceMetrics
+from .settings import Settings
+from .webhooks import send_webhook
+
+__all__ = ["JobRunner", "analyse_job_video", "webhook_payload"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 60.0
+RETENTION_SWEEP_S = 60.0
+STALE_PART_S = 3600.0
+
+
+class _JobFailedError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def analyse_job_video(
+    path: str, filename: str, client: DetectorClient, settings: Settings,
+) -> tuple[dict[str, Any], list[float], list[Any], float]:
+    """Analyse one video; return (verdict JSON, frame timestamps, thumbnails, seconds).
+
+    Raises:
+        _JobFailedError: the video cannot be read or is too long, or the server answered an error.
+        ServerUnreachableError: Triton did not answer (the caller retries later).
+
+    """
+    start = time.perf_counter()
+    try:
+        sampled = sample_frames(path, settings.num_frames, settings.max_side)
+    except VideoReadError as exc:
+        raise _JobFailedError("unreadable_video", f"{filename}: {exc.detail}") from exc
+    if sampled.duration_seconds > settings.max_duration_s:
+        raise _JobFailedError(
+            "too_long", f"the video lasts {sampled.duration_seconds:.0f} s; the limit is "
+            f"{settings.max_duration_s:.0f} s",
+        )
+    decoded = time.perf_counter()
+    try:
+        raw = client.infer(sampled.frames, sampled.timestamps)
+    except ServerError as exc:
+        raise _JobFailedError(
+            "server_error", f"the analysis server answered with an error: {exc}"
+        ) from exc
+    end = time.perf_counter()
+    trained = client.model_trained()
+    verdict = Verdict.from_result(
+        filename, raw, sampled, processing_seconds=end - start, model_trained=trained,
+        decode_seconds=decoded - start, infer_seconds=end - decoded,
+    )
+    thumbs = face_thumbnails(sampled, verdict.face_boxes, limit=settings.max_face_thumbnails)
+    timestamps = [float(t) for t in sampled.timestamps]
+    return verdict.to_json_dict(), timestamps, thumbs, end - start
+
+
+def webhook_payload(job: jobstore.Job, base_url: str) -> dict[str, Any]:
+    """Build the JSON a completion webhook carries."""
+    payload: dict[str, Any] = {
+        "job_id": job.id,
+        "status": job.status,
+        "filename": job.filename,
+        "links": {
+            "job": f"{base_url}/api/v1/jobs/{job.id}",
+            "page": f"{base_url}/jobs/{job.id}",
+        },
+    }
+    if job.status == jobstore.DONE:
+        payload["verdict"] = job.verdict
+    else:
+        payload["error"] = {"code": job.error_code, "message": job.error_message}
+    return payload
+
+
+class JobRunner:
+    """``settings.workers`` analysis threads plus one heartbeat/maintenance thread."""
+
+    def __init__(self, engine: Engine, settings: Settings, metrics: ServiceMetrics | None = None,
+                 base_url: str = ""):
+        """Prepare the runner (no thread starts before :meth:`start`)."""
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.base_url = base_url.rstrip("/")
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker and heartbeat threads."""
+        self._remove_stale_parts()
+        for i in range(self.settings.workers):
+            t = threading.Thread(target=self._work, name=f"fakescope-job-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        hb = threading.Thread(target=self._heartbeat, name="fakescope-heartbeat", daemon=True)
+        hb.start()
+        self._threads.append(hb)
+        logger.info("job runner %s: %d worker(s) for Triton %s (%s)", self.worker_id,
+                    self.settings.workers, self.settings.triton_url,
+                    self.settings.triton_protocol)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Ask the threads to stop and wait for the job in hand to finish (bounded)."""
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        still = [t.name for t in self._threads if t.is_alive()]
+        if still:
+            logger.warning("job threads still running at shutdown: %s (their jobs resume "
+                           "after the lease expires)", still)
+        self._threads.clear()
+
+    def notify(self) -> None:
+        """Wake idle workers now (a job was just submitted)."""
+        self._wake.set()
+
+    # --- threads -------------------------------------------------------------------------------
+    def _work(self) -> None:
+        client: DetectorClient | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    job = jobstore.claim_next(self.engine, self.worker_id, self.settings.lease_s)
+                except Exception:
+                    logger.exception("cannot claim a job; retrying")
+                    job = None
+                if job is None:
+                    self._wake.wait(self.settings.poll_interval_s)
+                    self._wake.clear()
+                    continue
+                if client is None:
+                    client = DetectorClient(self.settings.triton_url,
+                                            self.settings.triton_protocol,
+                                            timeout_s=self.settings.triton_timeout_s)
+                with self._lock:
+                    self._running.add(job.id)
+                try:
+                    self._run(job, client)
+                finally:
+                    with self._lock:
+                        self._running.discard(job.id)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _heartbeat(self) -> None:
+        interval = min(self.settings.lease_s / 3, 10.0)
+        last_sweep = 0.0
+        while not self._stop.wait(interval):
+            with self._lock:
+                running = list(self._running)
+            try:
+                jobstore.extend_leases(self.engine, running, self.worker_id,
+                                       self.settings.lease_s)
+                if jobstore.reclaim_expired(self.engine):
+                    self._wake.set()
+                if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
+                    last_sweep = time.monotonic()
+                    self.sweep_retention()
+            except Exception:
+                logger.exception("heartbeat failed; retrying")
+
+    # --- one job -------------------------------------------------------------------------------
+    def _run(self, job: jobstore.Job, client: DetectorClient) -> None:
+        s = self.settings
+        logger.info("job %s: attempt %d, %s", job.id, job.attempts, job.filename)
+        if job.attempts > s.max_attempts:
+            self._finish_failed(job, "gave_up",
+                                f"the analysis was interrupted {job.attempts - 1} times")
+            return
+        if not job.video_path or not Path(job.video_path).is_file():
+            self._finish_failed(job, "video_missing", "the uploaded video is no longer stored")
+            return
+        try:
+            verdict, stamps, thumbs, seconds = analyse_job_video(
+                job.video_path, job.filename, client, s
+            )
+        except _JobFailedError as exc:
+            self._finish_failed(job, exc.code, exc.message)
+            return
+        except ServerUnreachableError as exc:
+            # The details (addresses) go to the log; the user sees what happened, not where.
+            logger.warning("job %s: attempt %d, Triton unreachable: %s", job.id, job.attempts,
+                           exc)
+            if job.attempts >= s.max_attempts:
+                self._finish_failed(job, "server_unreachable",
+                                    f"the analysis server did not answer ({job.attempts} "
+                                    "attempts); please try again later")
+                return
+            wait = min(MAX_BACKOFF_S, s.retry_backoff_s * 2 ** (job.attempts - 1))
+            jobstore.requeue_job(self.engine, job.id, self.worker_id,
+                                 not_before=db.now() + wait,
+                                 message=f"the analysis server is not answering; retrying in "
+                                 f"{wait:.0f} s")
+            return
+        except Exception as exc:
+            logger.exception("job %s: unexpected error", job.id)
+            self._finish_failed(job, "internal",
+                                f"internal error ({type(exc).__name__}); the operator can "
+                                "find the details in the service log")
+            return
+        kept = self._dispose_video(job)
+        if not jobstore.complete_job(self.engine, job.id, self.worker_id, verdict=verdict,
+                                     timestamps=stamps, thumbnails=thumbs, video_path=kept):
+            logger.warning("job %s was taken back from this worker; result dropped", job.id)
+            return
+        if self.metrics is not None:
+            self.metrics.analyses.labels("done").inc()
+            self.metrics.analysis_seconds.observe(seconds)
+        logger.info("job %s: %s in %.2f s", job.id, verdict["label"], seconds)
+        self._webhook(job.id)
+
+    def _finish_failed(self, job: jobstore.Job, code: str, message: str) -> None:
+        kept = self._dispose_video(job)
+        if jobstore.fail_job(self.engine, job.id, self.worker_id, code=code, message=message,
+                             video_path=kept):
+            logger.warning("job %s failed (%s): %s", job.id, code, message)
+            if self.metrics is not None:
+                self.metrics.analyses.labels(code).inc()
+            self._webhook(job.id)
+
+    def _dispose_video(self, job: jobstore.Job) -> str | None:
+        """Delete the video unless kept; return the path still stored (or ``None``)."""
+        if job.keep_video or not job.video_path:
+            return job.video_path
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(job.video_path)
+        return None
+
+    def _webhook(self, job_id: str) -> None:
+        job = jobstore.get_job(self.engine, job_id)
+        if job is None or not job.webhook_url:
+            return
+        outcome = send_webhook(
+            job.webhook_url, webhook_payload(job, self.base_url),
+            policy=self.settings.webhook_policy, secret=self.settings.webhook_secret,
+            timeout_s=self.settings.webhook_timeout_s,
+        )
+        jobstore.set_webhook_result(self.engine, job_id, outcome)
+        if self.metrics is not None:
+            self.metrics.webhooks.labels(outcome.split(":")[0].split(" ")[0]).inc()
+
+    # --- housekeeping --------------------------------------------------------------------------
+    def sweep_retention(self) -> int:
+        """Delete kept videos older than ``video_retention_s``; return how many."""
+        cutoff = db.now() - self.settings.video_retention_s
+        removed = 0
+        for job_id, path in jobstore.kept_videos_older_than(self.engine, cutoff):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            jobstore.clear_video_path(self.engine, job_id)
+            removed += 1
+        if removed:
+            logger.info("retention: deleted %d kept video(s)", removed)
+        return removed
+
+    def _remove_stale_parts(self) -> None:
+        """Delete ``*.part`` files left by a process that died mid-upload (older than 1 h)."""
+        tmp = self.settings.tmp_dir
+        if not tmp.is_dir():
+            return
+        cutoff = time.time() - STALE_PART_S
+        for part in tmp.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()

@@ -1,0 +1,194 @@
+"""Settings of the web service: one frozen dataclass, read from ``FAKESCOPE_WEB_*`` variables.
+
+Every value has a documented default; :meth:`Settings.from_env` reads overrides from the
+environment and refuses malformed ones with a message naming the variable (never a silent
+fallback). The CLI (``fakescope web serve``) overrides the environment with its options.
+
+Paths: ``data_dir`` holds ``uploads/`` (videos waiting for or kept after analysis) and ``tmp/``
+(uploads being received; a file there is either complete and moved to ``uploads/`` or deleted).
+The default database is SQLite at ``.fakescope/web.db`` (relative to the working directory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "ENV_PREFIX",
+    "Settings",
+    "SettingsError",
+    "WebhookPolicy",
+]
+
+ENV_PREFIX: Final = "FAKESCOPE_WEB_"
+DEFAULT_DATA_DIR: Final = Path(".fakescope") / "web"
+DEFAULT_DATABASE_URL: Final = "sqlite:///.fakescope/web.db"
+
+#: Where completion webhooks may go: ``public`` (global unicast addresses only; the production
+#: default, no server-side request forgery into the private network), ``loopback`` (127.0.0.0/8
+#: and ::1 only; for tests and a local integration), ``off`` (no webhooks accepted).
+WebhookPolicy = Literal["public", "loopback", "off"]
+_WEBHOOK_POLICIES: Final = ("public", "loopback", "off")
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one web-service process.
+
+    Attributes:
+        database_url: SQLAlchemy URL; ``sqlite:///PATH`` (default) or
+            ``postgresql+psycopg2://user:pass@host/db``.
+        data_dir: folder for ``uploads/`` and ``tmp/``.
+        triton_url: ``host:port`` of Triton (gRPC by default).
+        triton_protocol: ``grpc`` or ``http``.
+        triton_timeout_s: per-call timeout to Triton.
+        num_frames: frames sampled per video (1…64).
+        max_side: long side frames are downscaled to before sending (``None``: never).
+        max_upload_bytes: uploads larger than this are refused (413) as soon as the limit is
+            crossed while streaming.
+        max_duration_s: videos longer than this are refused (413) before they are queued.
+        workers: analysis threads in this process; 0 runs no analysis here (another process
+            does, or none: jobs wait in the database).
+        poll_interval_s: how often idle workers look for pending jobs in the database.
+        lease_s: a running job not heartbeated for this long is taken back (its worker died).
+        max_attempts: analysis attempts of one job while Triton is unreachable, then it fails.
+        retry_backoff_s: first wait before retrying a job whose Triton was unreachable
+            (doubles per attempt, capped at 60 s).
+        allow_anonymous: uploads without an API key (the web page's visitors) are accepted.
+        anonymous_daily_quota: uploads per anonymous visitor per UTC day.
+        anonymous_rate_per_minute: uploads per minute from all anonymous visitors together.
+        admin_token: bearer token for the admin page/API; ``None`` allows admin requests from
+            loopback clients only.
+        webhook_policy: see :data:`WebhookPolicy`.
+        webhook_secret: when set, webhooks carry ``X-FakeScope-Signature: sha256=<hmac>``.
+        webhook_timeout_s: per-attempt timeout of a webhook POST.
+        video_retention_s: videos the user asked to keep are deleted this long after upload.
+        max_face_thumbnails: face thumbnails stored per job (highest fake score first).
+        secure_cookies: mark the visitor cookie ``Secure`` (set behind HTTPS).
+        public_url: the service's external base URL (``https://host``), used for the absolute
+            links in webhooks; empty: links are relative paths.
+
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    data_dir: Path = DEFAULT_DATA_DIR
+    triton_url: str = "127.0.0.1:8001"
+    triton_protocol: Literal["grpc", "http"] = "grpc"
+    triton_timeout_s: float = 60.0
+    num_frames: int = 16
+    max_side: int | None = 1280
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_duration_s: float = 600.0
+    workers: int = 2
+    poll_interval_s: float = 0.5
+    lease_s: float = 120.0
+    max_attempts: int = 5
+    retry_backoff_s: float = 2.0
+    allow_anonymous: bool = True
+    anonymous_daily_quota: int = 20
+    anonymous_rate_per_minute: int = 30
+    admin_token: str | None = field(default=None, repr=False)
+    webhook_policy: WebhookPolicy = "public"
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_timeout_s: float = 5.0
+    video_retention_s: float = 7 * 24 * 3600.0
+    max_face_thumbnails: int = 48
+    secure_cookies: bool = False
+    public_url: str = ""
+
+    def __post_init__(self) -> None:
+        """Validate ranges; raise :class:`SettingsError` naming the first bad field."""
+        positive = ("triton_timeout_s", "poll_interval_s", "lease_s", "retry_backoff_s",
+                    "webhook_timeout_s", "max_duration_s", "video_retention_s")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 1 <= self.num_frames <= 64:
+            raise SettingsError(f"num_frames must be 1..64, got {self.num_frames}")
+        if self.max_side is not None and self.max_side < 12:
+            raise SettingsError(f"max_side must be >= 12 or None, got {self.max_side}")
+        for name in ("max_upload_bytes", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("workers", "anonymous_daily_quota", "anonymous_rate_per_minute",
+                     "max_face_thumbnails"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.triton_protocol not in ("grpc", "http"):
+            raise SettingsError(f"triton_protocol must be grpc or http, got "
+                                f"{self.triton_protocol!r}")
+        if self.webhook_policy not in _WEBHOOK_POLICIES:
+            raise SettingsError(f"webhook_policy must be one of {_WEBHOOK_POLICIES}, got "
+                                f"{self.webhook_policy!r}")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise SettingsError("admin_token must be at least 16 characters")
+
+    @property
+    def upload_dir(self) -> Path:
+        """Complete uploads: videos waiting for analysis, or kept on request."""
+        return Path(self.data_dir) / "uploads"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Uploads being received (``*.part``); empty when no upload is in flight."""
+        return Path(self.data_dir) / "tmp"
+
+    def replace(self, **changes: object) -> Settings:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``FAKESCOPE_WEB_<FIELD>`` variables, then ``overrides``.
+
+        Booleans accept ``1/0/true/false/yes/no``; ``max_side``, ``admin_token`` and
+        ``webhook_secret`` accept an empty value for ``None``.
+
+        Raises:
+            SettingsError: a variable cannot be parsed or is out of range.
+
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, str(f.type), raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(name: str, type_name: str, raw: str) -> object:
+    """Parse one environment value according to the field's annotation."""
+    var = ENV_PREFIX + name.upper()
+    text = raw.strip()
+    try:
+        if type_name == "bool":
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if type_name == "int":
+            return int(text)
+        if type_name == "int | None":
+            return int(text) if text else None
+        if type_name == "float":
+            return float(text)
+        if type_name == "Path":
+            return Path(text)
+        if type_name == "str | None":
+            return text or None
+    except ValueError as exc:
+        raise SettingsError(f"{var}={raw!r}: {exc}") from None
+    return text

@@ -1,0 +1,37 @@
+"""The per-app objects the routes share (settings, database, metrics, job runner)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import Engine
+from starlette.requests import Request
+
+from .jobs import JobRunner
+from .metrics import ServiceMetrics
+from .settings import Settings
+
+__all__ = ["Service", "iso", "service"]
+
+
+@dataclass
+class Service:
+    """Everything a request handler needs; stored as ``app.state.service``."""
+
+    settings: Settings
+    engine: Engine
+    metrics: ServiceMetrics
+    runner: JobRunner | None
+
+
+def service(request: Request) -> Service:
+    """Return the :class:`Service` of the app serving ``request``."""
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def iso(at: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 UTC (``None`` stays ``None``)."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="seconds")
