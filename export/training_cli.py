@@ -1,0 +1,608 @@
+"""``fakescope dataset|train|evaluate|rollback`` — training-side subcommands.
+
+Mounted into the ``fakescope`` command by :func:`add_training_parsers`; each subcommand's
+``func`` returns an exit code:
+
+=====  ==========================================================================
+0      success
+1      the run failed (e.g. a split has no usable face, training cannot start)
+2      usage error (argparse; an output folder that is not empty; nothing to roll back)
+3      bad input data: an invalid dataset (every offender listed on stderr), a missing
+       model file — nothing is written
+=====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fakescope.export.provenance import PROJECT_ROOT, command_line, git_commit
+
+__all__ = ["EXIT_BAD_DATA", "EXIT_FAILED", "EXIT_USAGE", "add_training_parsers"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BAD_DATA = 3
+DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
+#: ``fakescope.export.classifier.SUPPORTED_ARCHS``, spelled out so the parser needs no torch.
+ARCHS = ("efficientnet-lite0", *(f"efficientnet-b{i}" for i in range(8)))
+STATE_DIR = Path(".fakescope")
+SYNTHETIC_LIMITATIONS = (
+    "Trained only on synthetic videos made from a few faces that ship inside Python packages "
+    "(scikit-image, matplotlib): real portraits moving over textures, MPEG-4 encoded, with "
+    "self-blended and classic landmark-aligned face-swap fakes. It can flag faces whose inner "
+    "region was blended into a frame (seams, colour or sharpness mismatch, misalignment). It "
+    "has never seen a GAN/autoencoder deepfake, a real camera, real lighting or a social-media "
+    "compression chain, and its scores on real-world video are not evidence either way: "
+    "treat it as a working demonstration of the pipeline, not as a deepfake detector."
+)
+
+
+def _say(text: str = "", *, stream=None) -> None:
+    """Write one line of CLI output (stdout by default)."""
+    (stream or sys.stdout).write(f"{text}\n")
+
+
+def _error(message: str) -> None:
+    _say(f"fakescope: error: {message}", stream=sys.stderr)
+
+
+def _run_dir(kind: str, given: Path | None) -> Path:
+    if given is not None:
+        return given
+    return STATE_DIR / "runs" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
+def _load(directory: Path, *, check_videos: bool = True):
+    from fakescope.export.dataset import DatasetError, load_dataset
+
+    try:
+        return load_dataset(directory, check_videos=check_videos)
+    except DatasetError as exc:
+        _error(str(exc))
+        return None
+
+
+# --- dataset ----------------------------------------------------------------------------------
+
+
+def run_dataset_check(args: argparse.Namespace) -> int:
+    """Validate a DFDC-format folder; list every offender; write nothing."""
+    dataset = _load(args.directory, check_videos=not args.no_decode)
+    if dataset is None:
+        return EXIT_BAD_DATA
+    counts = dataset.counts()
+    groups = len({e.group for e in dataset.entries})
+    _say(
+        f"{dataset.root}: OK — {len(dataset.entries)} videos ({counts['REAL']} REAL, "
+        f"{counts['FAKE']} FAKE) in {groups} groups"
+    )
+    return 0
+
+
+def run_dataset_version(args: argparse.Namespace) -> int:
+    """Register the folder's content as the next dataset version (v0.1, v0.2, …)."""
+    from fakescope.export.data_versions import register_version
+
+    dataset = _load(args.directory)
+    if dataset is None:
+        return EXIT_BAD_DATA
+    record = register_version(
+        dataset, name=args.name, registry=args.registry, use_clearml=not args.no_clearml
+    )
+    if record.created:
+        parent = f" (parent {record.parent})" if record.parent else ""
+        short = record.content_hash[:16]
+        _say(f"{record.name} {record.version}{parent}: {short} -> {record.path}")
+    else:
+        _say(f"{record.name}: content unchanged, still {record.version} ({record.path})")
+    _say(f"ClearML: {record.clearml.get('status')}")
+    if record.clearml.get("offline_session"):
+        _say(f"ClearML offline session: {record.clearml['offline_session']}")
+    return 0
+
+
+def run_dataset_synth(args: argparse.Namespace) -> int:
+    """Build a DFDC-format dataset from faces that ship in installed packages."""
+    from fakescope.export.synthetic_data import SynthConfig, synthesize_dataset
+
+    if args.output.exists() and any(args.output.iterdir()):
+        _error(f"{args.output} is not empty; choose a new folder")
+        return EXIT_USAGE
+    config = SynthConfig(
+        pool=args.identities,
+        seed=args.seed,
+        max_identities=args.max_identities,
+        seconds=args.seconds,
+        fps=args.fps,
+        width=args.width,
+        height=args.height,
+        sbi_per_real=args.sbi_per_real,
+        swaps_per_real=args.swaps_per_real,
+    )
+    metadata = synthesize_dataset(args.output, args.repository, config, command=command_line())
+    fakes = sum(v["label"] == "FAKE" for v in metadata.values())
+    _say(f"{args.output}: {len(metadata)} videos ({len(metadata) - fakes} REAL, {fakes} FAKE)")
+    return 0
+
+
+# --- shared by train and evaluate -------------------------------------------------------------
+
+
+def _extract(dataset, entries, spec, args: argparse.Namespace, what: str) -> tuple[dict, dict]:
+    """Faces of ``entries`` through the cache, with a progress bar; also the content hashes."""
+    from tqdm import tqdm
+
+    from fakescope.export.faces import FaceCache, FaceExtractor
+
+    extractor = FaceExtractor(args.repository, spec, num_frames=args.frames)
+    cache = FaceCache(args.cache, extractor)
+    faces, hashes = {}, {}
+    videos = [dataset.path(e) for e in entries]
+    bar = tqdm(videos, desc=f"faces ({what})", unit="video", file=sys.stderr, disable=args.quiet)
+    for entry, (_, found, _) in zip(entries, cache.iter_videos(bar), strict=True):
+        faces[entry.name] = found
+        hashes[entry.name] = cache.content_hash(dataset.path(entry))
+    return faces, hashes
+
+
+def _data_version(dataset, hashes: dict[str, str], registry: Path) -> tuple[str, str]:
+    from fakescope.export.data_versions import build_manifest, find_version
+
+    content = build_manifest(dataset, hashes)["content_hash"]
+    found = find_version(content, registry)
+    return found or f"unregistered (content sha256 {content[:16]})", content
+
+
+def _start_tracking(args: argparse.Namespace, name: str, kind: str):
+    if args.no_clearml:
+        return None
+    from fakescope.export.tracking import start_run
+
+    return start_run(name, kind)
+
+
+def _synthetic_record(root: Path) -> dict[str, Any] | None:
+    path = root / "synthetic.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("generator") == "fakescope.export.synthetic_data" else None
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train a classifier on a DFDC-format folder; see ``fakescope train --help``."""
+    from tqdm import tqdm
+
+    from fakescope.export.dataset import assign_splits
+    from fakescope.export.tracking import report_artifact, report_hyperparameters
+    from fakescope.export.train import (
+        TrainConfig,
+        TrainingError,
+        collect_faces,
+        spec_for,
+        train_classifier,
+    )
+
+    dataset = _load(args.data_dir)
+    if dataset is None:
+        return EXIT_BAD_DATA
+    eval_dataset = None
+    if args.eval_dir is not None:
+        eval_dataset = _load(args.eval_dir)
+        if eval_dataset is None:
+            return EXIT_BAD_DATA
+    if args.weights is not None and not args.weights.is_file():
+        _error(f"weights file not found: {args.weights}")
+        return EXIT_BAD_DATA
+    config = TrainConfig(
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        real_only=args.real_only,
+        self_blend=not args.no_self_blend,
+        patience=args.patience,
+        input_size=args.input_size,
+        weights=args.weights,
+        device=args.device,
+    )
+    spec = spec_for(config)
+    splits = assign_splits(
+        dataset.entries, seed=args.seed, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+    )
+    by_name = dataset.by_name()
+    train_entries = [by_name[n] for n in splits.names("train")]
+    val_entries = [by_name[n] for n in splits.names("val")]
+    test_entries = [by_name[n] for n in splits.names("test")]
+    if not val_entries:
+        _error("the validation split is empty: add videos or raise --val-fraction")
+        return EXIT_FAILED
+
+    output = _run_dir("train", args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "splits.json").write_text(json.dumps(splits.to_json(), indent=1) + "\n")
+    run = _start_tracking(args, f"train {dataset.root.resolve().name}", "training")
+    try:
+        faces, hashes = _extract(dataset, dataset.entries, spec, args, "train+val")
+        data_version, content = _data_version(dataset, hashes, args.registry)
+        synthetic = _synthetic_record(dataset.root)
+        command = command_line()
+        provenance = {
+            "data_version": data_version,
+            "data_content_sha256": content,
+            "data_dir": str(dataset.root.resolve()),
+            "splits": json.dumps(splits.to_json()["splits"], sort_keys=True),
+            "split_seed": str(args.seed),
+            "frames_per_video": str(args.frames),
+            "command": command,
+            "git_commit": git_commit(),
+            "real_only": str(args.real_only),
+        }
+        counts = dataset.counts()
+        if synthetic is not None:
+            provenance["trained_on"] = (
+                "synthetic videos from package-shipped faces "
+                f"({', '.join(synthetic['identities'][:3])}"
+                f", … {len(synthetic['identities'])} identities; {counts['REAL']} REAL, "
+                f"{counts['FAKE']} FAKE: self-blended and face-swapped)"
+            )
+            steps = [synthetic.get("command", "")]
+            held = _synthetic_record(eval_dataset.root) if eval_dataset is not None else None
+            if held is not None:
+                steps.append(held.get("command", ""))
+            provenance["reproduce"] = "\n".join([*filter(None, steps), command])
+            provenance["limitations"] = SYNTHETIC_LIMITATIONS
+        else:
+            provenance["trained_on"] = (
+                f"{dataset.root.resolve()} ({counts['REAL']} REAL, {counts['FAKE']} FAKE videos"
+                + (", fakes ignored: real-only with self-blended fakes" if args.real_only else "")
+                + ")"
+            )
+        report_hyperparameters(config.to_json(), "train")
+        report_hyperparameters(
+            {"data_version": data_version, "data_content_sha256": content,
+             "data_dir": str(dataset.root.resolve()), "git_commit": provenance["git_commit"]},
+            "data",
+        )
+        report_artifact("splits", splits.to_json())
+        train_set = collect_faces(train_entries, faces)
+        val_set = collect_faces(val_entries, faces)
+        logger.info("train faces %d, val faces %d", len(train_set), len(val_set))
+        bar = tqdm(desc="train", unit="batch", file=sys.stderr, disable=args.quiet)
+
+        def on_step(step: int, steps: int) -> None:
+            bar.total = steps
+            if step == 1:
+                bar.reset(total=steps)
+            bar.update(1)
+
+        try:
+            result = train_classifier(
+                train_set, val_set, config, output, provenance=provenance,
+                resume=args.resume, on_step=on_step,
+            )
+        except TrainingError as exc:
+            _error(str(exc))
+            return EXIT_FAILED
+        finally:
+            bar.close()
+
+        extra: dict[str, str] = {}
+        for label, entries_, data in (
+            ("test", test_entries, dataset),
+            ("heldout", list(eval_dataset.entries) if eval_dataset else [], eval_dataset),
+        ):
+            if not entries_:
+                continue
+            evaluation = _evaluate_checkpoint(result.best_checkpoint, data, entries_, args, label)
+            extra[f"{label}_metrics"] = json.dumps(evaluation.metrics.to_json(), sort_keys=True)
+            if label == "heldout":
+                extra["heldout_data"] = str(data.root.resolve())
+        if extra:
+            _add_provenance(result.best_checkpoint, extra)
+        from fakescope.export.tracking import report_output_model
+
+        report_output_model(result.best_checkpoint, "face_classifier (best)", tags=[config.arch])
+        report_artifact("history", result.history)
+        first, last = result.history[0]["train_loss"], result.history[-1]["train_loss"]
+        summary = {
+            "best_checkpoint": str(result.best_checkpoint),
+            "best_epoch": result.best_epoch,
+            "epochs_trained": len(result.history),
+            "stopped_early": result.stopped_early,
+            "train_loss_first_epoch": first,
+            "train_loss_last_epoch": last,
+            "val_face_metrics": result.val_metrics.to_json(),
+            "threshold": result.threshold,
+            "data_version": data_version,
+            **{k: json.loads(v) for k, v in extra.items() if k.endswith("_metrics")},
+        }
+    finally:
+        zip_path = run.close() if run is not None else None
+    summary["clearml_offline_session"] = str(zip_path) if zip_path else None
+    (output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if args.json:
+        _say(json.dumps(summary))
+    else:
+        m = result.val_metrics
+        _say(f"best checkpoint: {result.best_checkpoint} (epoch {result.best_epoch})")
+        _say(f"train loss: {first:.4f} (epoch 0) -> {last:.4f} (epoch {len(result.history) - 1})")
+        _say(
+            f"validation faces: logloss {m.logloss:.4f}  auc {m.auc:.4f}  "
+            f"accuracy {m.accuracy:.4f} at threshold {result.threshold:.4f}"
+        )
+        for key in ("test_metrics", "heldout_metrics"):
+            if key in summary:
+                keys = ("recall", "precision", "accuracy", "logloss", "auc")
+                shown = {k: summary[key][k] for k in keys}
+                _say(f"{key.split('_')[0]} videos: {json.dumps(shown)}")
+        if zip_path:
+            _say(f"ClearML offline session: {zip_path}")
+        _say(f"export it: fakescope export --checkpoint {result.best_checkpoint}")
+    return 0
+
+
+def _add_provenance(checkpoint: Path, extra: dict[str, str]) -> None:
+    import torch
+
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    raw["provenance"] = {**raw.get("provenance", {}), **extra}
+    tmp = checkpoint.with_suffix(".tmp")
+    torch.save(raw, tmp)
+    os.replace(tmp, checkpoint)
+
+
+def _evaluate_checkpoint(checkpoint: Path, dataset, entries, args: argparse.Namespace, label: str):
+    from fakescope.export.evaluate import (
+        OnnxClassifier,
+        evaluate_videos,
+        resolve_model,
+        write_report,
+    )
+    from fakescope.export.tracking import report_scalar
+    from fakescope.export.triton_config import aggregation_params
+
+    workdir = checkpoint.parent / f"eval-{label}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    classifier = OnnxClassifier(resolve_model(checkpoint, workdir))
+    faces, _ = _extract(dataset, entries, classifier.spec, args, label)
+    evaluation = evaluate_videos(
+        entries, faces, classifier, aggregation_params(args.repository)
+    )
+    write_report(evaluation, workdir)
+    for key in ("recall", "precision", "accuracy", "logloss", "auc"):
+        value = getattr(evaluation.metrics, key)
+        if value == value:
+            report_scalar(f"{label} (videos)", key, value, 0)
+    return evaluation
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+
+
+def _model_problem(model: Path) -> str | None:
+    """Why ``model`` cannot be evaluated (checked before anything is written), or ``None``."""
+    from fakescope.pipeline.metadata import read_classifier_spec
+
+    if not model.exists():
+        return f"model not found: {model}"
+    try:
+        if model.suffix in {".pt", ".pth"}:
+            from fakescope.export.classifier import load_checkpoint
+
+            load_checkpoint(model)
+        elif model.suffix == ".onnx":
+            read_classifier_spec(model)
+        elif not model.is_dir():
+            return f"{model}: expected a model repository, an .onnx file or a .pt checkpoint"
+    except Exception as exc:  # any load failure is reported, nothing is written
+        return f"{model}: cannot be loaded as a FakeScope classifier: {exc}"
+    return None
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a classifier per video on a DFDC-format folder, scored like the server."""
+    from fakescope.export.dataset import assign_splits
+    from fakescope.export.evaluate import (
+        OnnxClassifier,
+        evaluate_videos,
+        format_table,
+        resolve_model,
+        write_report,
+    )
+    from fakescope.export.tracking import report_hyperparameters, report_scalar
+    from fakescope.export.triton_config import aggregation_params
+
+    dataset = _load(args.data_dir)
+    if dataset is None:
+        return EXIT_BAD_DATA
+    model = args.model or args.repository
+    problem = _model_problem(model)
+    if problem:
+        _error(problem)
+        return EXIT_BAD_DATA
+    entries = list(dataset.entries)
+    if args.split != "all":
+        splits = assign_splits(
+            entries, seed=args.seed, val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+        )
+        chosen = set(splits.names(args.split))
+        entries = [e for e in entries if e.name in chosen]
+        if not entries:
+            _error(f"the {args.split} split is empty")
+            return EXIT_FAILED
+    output = _run_dir("evaluate", args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    run = _start_tracking(args, f"evaluate {dataset.root.resolve().name}", "testing")
+    try:
+        classifier = OnnxClassifier(resolve_model(model, output))
+        faces, hashes = _extract(dataset, entries, classifier.spec, args, "evaluate")
+        data_version, content = _data_version(dataset, hashes, args.registry)
+        evaluation = evaluate_videos(
+            entries, faces, classifier, aggregation_params(args.repository),
+            threshold=args.threshold,
+        )
+        report_hyperparameters(
+            {"model": str(classifier.path), "threshold": evaluation.metrics.threshold,
+             "threshold_source": evaluation.threshold_source, "data_version": data_version,
+             "data_content_sha256": content, "split": args.split, "frames": args.frames},
+            "evaluate",
+        )
+        for key in ("recall", "precision", "accuracy", "logloss", "auc"):
+            value = getattr(evaluation.metrics, key)
+            if value == value:  # not NaN
+                report_scalar("video metrics", key, value, 0)
+        paths = write_report(evaluation, output)
+    finally:
+        zip_path = run.close() if run is not None else None
+    report = evaluation.to_json()
+    report["data_version"] = data_version
+    report["report_files"] = {k: str(v) for k, v in paths.items()}
+    report["clearml_offline_session"] = str(zip_path) if zip_path else None
+    paths["metrics"].write_text(json.dumps(report, indent=2) + "\n")
+    if not classifier.trained:
+        _say(
+            "fakescope: warning: this classifier is UNTRAINED; its scores are not findings",
+            stream=sys.stderr,
+        )
+    if args.json:
+        _say(json.dumps(report))
+    else:
+        _say(format_table(evaluation))
+        _say(f"\nreport: {', '.join(str(p) for p in paths.values())}")
+        if zip_path:
+            _say(f"ClearML offline session: {zip_path}")
+    return 0
+
+
+# --- rollback -----------------------------------------------------------------------------------
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    """Retire the newest classifier version so that the previous one is served."""
+    from fakescope.export.versions import rollback
+
+    try:
+        version = rollback(args.repository, args.retired_dir)
+    except ValueError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    _say(f"face_classifier now serves version {version} (restart the server to load it)")
+    return 0
+
+
+# --- parsers ------------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, *, frames: int = 16) -> None:
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY,
+                        help="model repository (MTCNN, detector/aggregator configs)")
+    parser.add_argument("--frames", type=int, default=frames, metavar="N",
+                        help=f"frames sampled per video (default {frames})")
+    parser.add_argument("--cache", type=Path, default=STATE_DIR / "faces",
+                        help="face-crop cache folder (default .fakescope/faces)")
+    parser.add_argument("--registry", type=Path, default=STATE_DIR / "datasets",
+                        help="dataset version registry (default .fakescope/datasets)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="run folder (default .fakescope/runs/<kind>-<time>)")
+    parser.add_argument("--no-clearml", action="store_true", help="do not track with ClearML")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _split_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="split (and training) seed")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--test-fraction", type=float, default=0.0)
+
+
+def add_training_parsers(subparsers: Any) -> None:
+    """Register ``dataset`` (check|version|synth), ``train``, ``evaluate`` and ``rollback``.
+
+    Imports nothing heavy (no torch): the thin client's ``fakescope --help`` stays fast.
+    """
+    dataset = subparsers.add_parser(
+        "dataset", help="check, version or synthesize a DFDC-format set"
+    )
+    dsub = dataset.add_subparsers(dest="dataset_command", required=True)
+    check = dsub.add_parser("check", help="validate DIR; non-zero exit listing every offender")
+    check.add_argument("directory", type=Path)
+    check.add_argument("--no-decode", action="store_true", help="skip decoding each video")
+    check.set_defaults(func=run_dataset_check)
+
+    version = dsub.add_parser("version", help="register DIR as the next version (v0.1, v0.2, …)")
+    version.add_argument("directory", type=Path)
+    version.add_argument("--name", default=None, help="dataset name (default: folder name)")
+    version.add_argument("--registry", type=Path, default=STATE_DIR / "datasets")
+    version.add_argument("--no-clearml", action="store_true")
+    version.set_defaults(func=run_dataset_version)
+
+    synth = dsub.add_parser("synth", help="write a DFDC-format set from package-shipped faces")
+    synth.add_argument("output", type=Path)
+    synth.add_argument("--identities", choices=["train", "heldout", "all"], default="train")
+    synth.add_argument("--max-identities", type=int, default=None)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seconds", type=float, default=2.0)
+    synth.add_argument("--fps", type=float, default=10.0)
+    synth.add_argument("--width", type=int, default=320)
+    synth.add_argument("--height", type=int, default=240)
+    synth.add_argument("--sbi-per-real", type=int, default=1)
+    synth.add_argument("--swaps-per-real", type=int, default=1)
+    synth.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    synth.set_defaults(func=run_dataset_synth)
+
+    train = subparsers.add_parser("train", help="train the face classifier on DATA_DIR")
+    train.add_argument("data_dir", type=Path)
+    train.add_argument("--arch", choices=ARCHS, default="efficientnet-lite0")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--patience", type=int, default=3, help="early-stopping epochs")
+    train.add_argument("--real-only", action="store_true",
+                       help="ignore FAKE videos; fakes are self-blended from REAL faces")
+    train.add_argument("--no-self-blend", action="store_true",
+                       help="train on labelled fakes only (no self-blended fakes)")
+    train.add_argument("--input-size", type=int, default=None,
+                       help="override the architecture's input size (quick tests only)")
+    train.add_argument("--weights", type=Path, default=None,
+                       help="starting weights (state dict) for efficientnet-b0…b7")
+    train.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output")
+    train.add_argument("--eval-dir", type=Path, default=None,
+                       help="a held-out DFDC-format folder evaluated with the best checkpoint")
+    _split_options(train)
+    _common(train, frames=8)
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="per-video metrics, scored like the server")
+    evaluate.add_argument("data_dir", type=Path)
+    evaluate.add_argument("--model", type=Path, default=None,
+                          help="model repository, .onnx or .pt (default: the served classifier)")
+    evaluate.add_argument("--threshold", type=float, default=None,
+                          help="decision threshold (default: the model's validation threshold)")
+    evaluate.add_argument("--split", choices=["all", "train", "val", "test"], default="all")
+    _split_options(evaluate)
+    _common(evaluate)
+    evaluate.set_defaults(func=run_evaluate)
+
+    rollback = subparsers.add_parser("rollback", help="serve the previous classifier version")
+    rollback.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    rollback.add_argument("--retired-dir", type=Path, default=None,
+                          help="where the retired version goes (default .fakescope/retired)")
+    rollback.set_defaults(func=run_rollback)

@@ -1,0 +1,191 @@
+"""Numbered classifier versions in the model repository: export a new one, roll back one.
+
+Triton serves the newest version of ``face_classifier`` (``version_policy: latest 1``) and
+``face_cropper`` reads its crop size from that same newest version, so "what is served" is
+always "the highest numbered folder". Hence:
+
+* :func:`export_new_version` exports a checkpoint into ``face_classifier/<N+1>/`` (into a
+  temporary folder first, renamed once the ONNX parity check has passed), regenerates
+  ``config.pbtxt`` from its ONNX metadata and writes its model card, both into the version
+  folder (``<N+1>/MODEL_CARD.md``, kept for rollbacks) and as the served
+  ``face_classifier/MODEL_CARD.md``. Version ``1`` (the placeholder ``fakescope export``
+  rebuilds byte-for-byte) is never touched except to keep a copy of its card.
+* :func:`rollback` moves the newest version folder out of the repository (into
+  ``retired_dir``, default ``<repository>/../.fakescope/retired/``: nothing is deleted) and
+  restores the previous version's ``config.pbtxt`` and card.
+
+A running server picks the change up on restart (model control mode ``none``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from fakescope import contract
+from fakescope.export.classifier import ClassifierCheckpoint, export_classifier, load_checkpoint
+from fakescope.export.repository import classifier_config, parity_faces
+from fakescope.pipeline.metadata import read_classifier_spec
+
+__all__ = [
+    "export_new_version",
+    "list_versions",
+    "model_card",
+    "rollback",
+    "served_version",
+    "write_served_files",
+]
+
+logger = logging.getLogger(__name__)
+
+CARD = "MODEL_CARD.md"
+
+
+def list_versions(repository: Path) -> list[int]:
+    """Numbered versions of ``face_classifier``, ascending."""
+    folder = Path(repository) / contract.CLASSIFIER_MODEL
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def served_version(repository: Path) -> int:
+    """Return the version Triton serves (the newest); ``FileNotFoundError`` when none."""
+    versions = list_versions(repository)
+    if not versions:
+        raise FileNotFoundError(f"no face_classifier version in {repository}")
+    return versions[-1]
+
+
+def _metric_lines(provenance: dict[str, str]) -> list[str]:
+    lines = []
+    for key in sorted(k for k in provenance if k.endswith("_metrics")):
+        try:
+            metrics = json.loads(provenance[key])
+        except json.JSONDecodeError:
+            lines.append(f"| {key} | {provenance[key]} |")
+            continue
+        shown = ", ".join(
+            f"{m} {metrics[m]:.4f}"
+            if isinstance(metrics.get(m), float)
+            else f"{m} {metrics.get(m)}"
+            for m in ("recall", "precision", "accuracy", "logloss", "auc", "threshold", "n")
+            if m in metrics
+        )
+        lines.append(f"| {key.removesuffix('_metrics').replace('_', ' ')} | {shown} |")
+    return lines
+
+
+def model_card(checkpoint: ClassifierCheckpoint, version: int, parity: float) -> str:
+    """Render the model card of a classifier version (provenance, metrics, reproduction)."""
+    spec, p = checkpoint.spec, dict(checkpoint.provenance)
+    status = "trained" if checkpoint.trained else "UNTRAINED"
+    lines = [
+        f"# face_classifier, version {version} — {status}",
+        "",
+        f"- architecture: `{spec.arch}`, input {spec.input_size}×{spec.input_size} RGB uint8, "
+        f"mean {list(spec.mean)}, std {list(spec.std)} (applied inside the ONNX graph), "
+        f"face margin {spec.face_margin}",
+        f"- starting weights: {p.pop('initial_weights', 'unknown')}",
+        f"- trained on: {p.pop('trained_on', 'see data_version')}",
+        f"- data version: {p.pop('data_version', 'unknown')}",
+        f"- decision threshold: {p.get('threshold', '0.5')} ({p.get('threshold_rule', 'default')})",
+        f"- code: git commit {p.pop('git_commit', 'unknown')}",
+        f"- ONNX Runtime vs PyTorch: max |logit difference| = {parity:.2e} on real face crops",
+    ]
+    metric_rows = _metric_lines(p)
+    if metric_rows:
+        lines += ["", "## Metrics", "", "| set | values |", "|---|---|", *metric_rows]
+    for key in [k for k in p if k.endswith("_metrics")]:
+        p.pop(key)
+    command = p.pop("command", None)
+    reproduce = p.pop("reproduce", None)
+    if reproduce or command:
+        lines += ["", "## Reproduce", "", "```sh", reproduce or command or "", "```"]
+    limits = p.pop("limitations", None)
+    if limits:
+        lines += ["", "## What it can and cannot tell", "", limits]
+    splits = p.pop("splits", None)
+    if splits:
+        sizes = {k: len(v) for k, v in json.loads(splits).items()}
+        p["splits"] = f"videos per split {sizes} (names in the ONNX metadata)"
+    lines += ["", "## Provenance", ""]
+    lines += [f"- {k}: {v}" for k, v in sorted(p.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _keep_card_of_served(folder: Path) -> None:
+    """Copy the served card into its version folder (once) so a rollback can restore it."""
+    versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
+    if not versions or not (folder / CARD).is_file():
+        return
+    served = max(versions, key=lambda p: int(p.name))
+    if not (served / CARD).is_file():
+        shutil.copyfile(folder / CARD, served / CARD)
+
+
+def export_new_version(repository: Path, checkpoint_path: Path) -> int:
+    """Export the checkpoint at ``checkpoint_path`` as the next ``face_classifier`` version.
+
+    Returns the new version number. Raises ``ValueError`` for a file that is not a FakeScope
+    checkpoint and ``RuntimeError`` when the ONNX parity check fails (nothing is left behind).
+    """
+    repository = Path(repository)
+    folder = repository / contract.CLASSIFIER_MODEL
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist: build the repository first")
+    checkpoint = load_checkpoint(Path(checkpoint_path))
+    version = (list_versions(repository) or [0])[-1] + 1
+    staging = folder / f".staging-{version}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        parity = export_classifier(
+            checkpoint, staging / "model.onnx", parity_faces(checkpoint.spec.input_size)
+        )
+        card = model_card(checkpoint, version, parity)
+        (staging / CARD).write_text(card)
+        _keep_card_of_served(folder)
+        staging.rename(folder / str(version))
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    write_served_files(folder, version)
+    logger.info("exported %s as %s version %d", checkpoint_path, contract.CLASSIFIER_MODEL, version)
+    return version
+
+
+def write_served_files(folder: Path, version: int) -> None:
+    """Make ``version`` the described one: regenerate ``config.pbtxt``, copy its card."""
+    spec, trained = read_classifier_spec(folder / str(version) / "model.onnx")
+    (folder / "config.pbtxt").write_text(classifier_config(spec, trained=trained, version=version))
+    card = folder / str(version) / CARD
+    if card.is_file():
+        shutil.copyfile(card, folder / CARD)
+    else:
+        logger.warning("version %d has no model card of its own; %s left as it is", version, CARD)
+
+
+def rollback(repository: Path, retired_dir: Path | None = None) -> int:
+    """Retire the newest classifier version; return the version now served.
+
+    Raises ``ValueError`` when only one version exists (nothing to roll back to).
+    """
+    repository = Path(repository)
+    versions = list_versions(repository)
+    if len(versions) < 2:
+        raise ValueError(
+            f"cannot roll back: face_classifier has {len(versions)} version(s) in {repository}"
+        )
+    folder = repository / contract.CLASSIFIER_MODEL
+    newest, previous = versions[-1], versions[-2]
+    retired = Path(retired_dir) if retired_dir else repository.parent / ".fakescope" / "retired"
+    target = retired / contract.CLASSIFIER_MODEL / f"{newest}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(folder / str(newest)), str(target))
+    write_served_files(folder, previous)
+    logger.info("rolled back face_classifier from %d to %d (%s)", newest, previous, target)
+    return previous

@@ -1,0 +1,235 @@
+"""End to end on a tiny DFDC-format set the test builds: version → train → evaluate → export.
+
+The set: four real people from installed packages (astronaut, Grace Hopper, the cameraman, an
+LFW face), each with a self-blended fake and a face swap from another person (12 videos,
+1.5 s, 320x240). Training is Lite0 at 112 px for 3 epochs (the served size is 224; reduced
+here only to keep CI short). ClearML runs offline into a temporary cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="training needs the train extra (torch)")
+pytest.importorskip("clearml", reason="tracking needs clearml")
+pytest.importorskip("sklearn", reason="metric parity needs scikit-learn")
+
+import sklearn.metrics as sklearn_metrics
+import torch
+
+from fakescope import contract
+from fakescope.export.synthetic_data import SynthConfig, synthesize_dataset
+from fakescope.export.versions import export_new_version, list_versions, rollback
+from fakescope.pipeline.metadata import read_classifier_spec
+from tests.servers import REPOSITORY
+from tests.training_helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLEARML_CACHE_DIR", str(root / "clearml"))
+        for name in ("CLEARML_API_HOST", "CLEARML_API_ACCESS_KEY", "CLEARML_API_SECRET_KEY"):
+            mp.delenv(name, raising=False)
+        data = root / "data"
+        synthesize_dataset(
+            data, REPOSITORY, SynthConfig(pool="all", max_identities=4, seconds=1.5, seed=3)
+        )
+        yield root
+
+
+def _events(session: Path) -> list[dict]:
+    """Every event of a ClearML offline session zip (metrics.jsonl: one JSON list a line)."""
+    with zipfile.ZipFile(session) as archive:
+        lines = archive.read("metrics.jsonl").decode().splitlines()
+    return [event for line in lines if line.strip() for event in json.loads(line)]
+
+
+@pytest.fixture(scope="module")
+def versioned(work):
+    registry = work / "registry"
+    assert run_cli(["dataset", "version", str(work / "data"), "--registry", str(registry),
+                    "--name", "tiny"]) == 0
+    return registry
+
+
+@pytest.fixture(scope="module")
+def trained(work, versioned):
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = run_cli([
+            "train", str(work / "data"), "--epochs", "3", "--patience", "5", "--input-size", "112",
+            "--frames", "6", "--val-fraction", "0.25", "--seed", "1", "--output",
+            str(work / "run"), "--cache", str(work / "cache"), "--registry", str(versioned),
+            "--json", "--quiet",
+        ])
+    assert code == 0
+    return json.loads(buffer.getvalue().strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def evaluated(work, trained):
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = run_cli([
+            "evaluate", str(work / "data"), "--model", trained["best_checkpoint"], "--frames", "6",
+            "--output", str(work / "eval"), "--cache", str(work / "cache"), "--registry",
+            str(work / "registry"), "--json", "--quiet",
+        ])
+    assert code == 0
+    return json.loads(buffer.getvalue())
+
+
+def test_dataset_version_adds_child_version_when_content_changes(work, versioned, capsys):
+    first = json.loads((versioned / "tiny" / "v0.1.json").read_text())
+    assert first["parent"] is None and first["counts"] == {"REAL": 4, "FAKE": 8}
+    assert len(first["files"]["real_astronaut.mp4"]["sha256"]) == 64
+    assert "NOT finalized" in first["clearml"]["status"]
+    assert Path(first["clearml"]["offline_session"]).is_file()
+
+    assert run_cli(["dataset", "version", str(work / "data"), "--registry", str(versioned),
+                    "--name", "tiny", "--no-clearml"]) == 0
+    assert "content unchanged, still v0.1" in capsys.readouterr().out
+
+    changed = work / "data-changed"
+    shutil.copytree(work / "data", changed)
+    metadata = json.loads((changed / "metadata.json").read_text())
+    gone = next(name for name, e in metadata.items() if e["label"] == "FAKE")
+    del metadata[gone]
+    (changed / gone).unlink()
+    (changed / "metadata.json").write_text(json.dumps(metadata))
+    assert run_cli(["dataset", "version", str(changed), "--registry", str(versioned),
+                    "--name", "tiny", "--no-clearml"]) == 0
+    second = json.loads((versioned / "tiny" / "v0.2.json").read_text())
+    assert second["parent"] == "v0.1" and second["content_hash"] != first["content_hash"]
+    assert gone not in second["files"]
+
+
+def test_train_lowers_loss_and_writes_loadable_checkpoint_when_set_is_tiny(trained):
+    assert trained["epochs_trained"] == 3
+    assert trained["train_loss_last_epoch"] < trained["train_loss_first_epoch"]
+    raw = torch.load(trained["best_checkpoint"], map_location="cpu", weights_only=True)
+    assert set(raw) == {"metadata", "state_dict", "trained", "provenance"}
+    assert raw["trained"] is True
+    assert raw["metadata"][contract.META_INPUT_SIZE] == "112"
+    provenance = raw["provenance"]
+    assert provenance["data_version"] == "tiny@v0.1"
+    assert provenance["command"].startswith("fakescope train ")
+    assert "ImageNet" in provenance["initial_weights"]
+    assert all(isinstance(v, str) for v in provenance.values())
+    splits = json.loads(provenance["splits"])
+    groups = {}
+    for split, names in splits.items():
+        for name in names:
+            groups.setdefault(name.split("_", 1)[1].split("_from_")[0], set()).add(split)
+    assert all(len(s) == 1 for s in groups.values()), f"a person leaks across splits: {groups}"
+
+
+def test_train_writes_clearml_offline_session_with_scalars_and_model_when_offline(trained):
+    session = Path(trained["clearml_offline_session"])
+    assert session.is_file()
+    with zipfile.ZipFile(session) as archive:
+        names = archive.namelist()
+    assert any(n.startswith("models/") and n.endswith("best.pt") for n in names)
+    scalars = [e for e in _events(session) if e.get("type") == "training_stats_scalar"]
+    assert {(e["metric"], e["variant"]) for e in scalars} >= {("loss", "train"), ("logloss", "val")}
+    assert len([e for e in scalars if e["metric"] == "loss"]) == 3
+
+
+def test_evaluate_json_agrees_with_sklearn_when_given_same_predictions(evaluated):
+    assert {"recall", "precision", "accuracy", "logloss", "auc"} <= set(evaluated)
+    videos = evaluated["videos"]
+    assert len(videos) == 12 and all(v["status"] == "ok" for v in videos)
+    y = np.array([int(v["label"] == "FAKE") for v in videos])
+    p = np.array([v["fake_probability"] for v in videos])
+    predicted = (p >= evaluated["threshold"]).astype(int)
+    assert evaluated["recall"] == pytest.approx(sklearn_metrics.recall_score(y, predicted))
+    assert evaluated["precision"] == pytest.approx(
+        sklearn_metrics.precision_score(y, predicted, zero_division=0)
+    )
+    assert evaluated["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(y, predicted))
+    assert evaluated["logloss"] == pytest.approx(
+        sklearn_metrics.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15))
+    )
+    assert evaluated["auc"] == pytest.approx(sklearn_metrics.roc_auc_score(y, p))
+    matrix = sklearn_metrics.confusion_matrix(y, predicted, labels=[0, 1]).tolist()
+    assert evaluated["confusion_matrix"]["matrix"] == matrix
+    assert evaluated["threshold_source"].startswith("the model's validation threshold")
+
+
+def test_evaluate_writes_plots_and_clearml_session_when_run(evaluated):
+    for key in ("roc", "scores", "metrics"):
+        path = Path(evaluated["report_files"][key])
+        assert path.is_file() and path.stat().st_size > 1000
+    assert Path(evaluated["report_files"]["roc"]).read_bytes()[:4] == b"\x89PNG"
+    session = Path(evaluated["clearml_offline_session"])
+    events = _events(session)
+    metrics = {e["variant"] for e in events if e.get("metric") == "video metrics"}
+    assert {"recall", "precision", "accuracy", "logloss", "auc"} <= metrics
+
+
+def test_evaluate_prints_table_when_json_not_requested(work, trained, capsys):
+    code = run_cli([
+        "evaluate", str(work / "data"), "--model", trained["best_checkpoint"], "--frames", "6",
+        "--output", str(work / "eval-table"), "--cache", str(work / "cache"), "--no-clearml",
+        "--quiet",
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "confusion matrix" in out and "ROC-AUC" in out and "real_astronaut.mp4" in out
+
+
+def test_export_new_version_then_rollback_restores_served_files_when_versions_exist(
+    work, trained, capsys
+):
+    repo = work / "repo"
+    shutil.copytree(REPOSITORY, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    folder = repo / contract.CLASSIFIER_MODEL
+    config_before = (folder / "config.pbtxt").read_bytes()
+    card_before = (folder / "MODEL_CARD.md").read_bytes()
+    served_before = list_versions(repo)[-1]
+
+    version = export_new_version(repo, Path(trained["best_checkpoint"]))
+    assert version == served_before + 1 == list_versions(repo)[-1]
+    config = (folder / "config.pbtxt").read_text()
+    assert f"{version}/model.onnx" in config and 'string_value: "true"' in config
+    assert "dims: [ 112, 112, 3 ]" in config
+    spec, trained_flag = read_classifier_spec(folder / str(version) / "model.onnx")
+    assert trained_flag and spec.input_size == 112
+    card = (folder / "MODEL_CARD.md").read_text()
+    for text in ("trained", "data version: tiny@v0.1", "git commit", "fakescope train",
+                 "synthetic videos from package-shipped faces"):
+        assert text in card
+    assert (folder / str(version) / "MODEL_CARD.md").read_text() == card
+    assert not list(folder.glob(".staging-*"))
+
+    assert run_cli(["rollback", "--repository", str(repo), "--retired-dir",
+                    str(work / "retired")]) == 0
+    assert f"now serves version {served_before}" in capsys.readouterr().out
+    assert list_versions(repo)[-1] == served_before
+    assert (folder / "config.pbtxt").read_bytes() == config_before
+    assert (folder / "MODEL_CARD.md").read_bytes() == card_before
+    assert len(list((work / "retired" / contract.CLASSIFIER_MODEL).iterdir())) == 1
+
+
+def test_rollback_refuses_when_only_one_version_is_left(tmp_path, capsys):
+    (tmp_path / contract.CLASSIFIER_MODEL / "1").mkdir(parents=True)
+    with pytest.raises(ValueError, match="cannot roll back"):
+        rollback(tmp_path)
+    assert run_cli(["rollback", "--repository", str(tmp_path)]) == 2
+    assert "cannot roll back" in capsys.readouterr().err
