@@ -20,12 +20,11 @@ import numpy as np
 
 from fakescope import contract
 from fakescope.client.video import sample_frames
-from fakescope.export.triton_config import aggregation_params, detector_params
 from fakescope.pipeline.aggregation import aggregate
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
-from fakescope.serving.model_config import latest_version_dir
+from fakescope.serving.model_config import aggregation_params, detector_params, latest_version_dir
 
 
 def _classifier_path(repository: Path) -> Path:

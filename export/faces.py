@@ -31,10 +31,10 @@ import numpy as np
 from fakescope import contract
 from fakescope.client.video import sample_frames
 from fakescope.export.dataset import file_sha256
-from fakescope.export.triton_config import detector_params
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import ClassifierSpec
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
+from fakescope.serving.model_config import detector_params
 
 __all__ = [
     "DEFAULT_MAX_SIDE",

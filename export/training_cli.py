@@ -375,7 +375,7 @@ def _evaluate_checkpoint(checkpoint: Path, dataset, entries, args: argparse.Name
         write_report,
     )
     from fakescope.export.tracking import report_scalar
-    from fakescope.export.triton_config import aggregation_params
+    from fakescope.serving.model_config import aggregation_params
 
     workdir = checkpoint.parent / f"eval-{label}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -426,7 +426,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_report,
     )
     from fakescope.export.tracking import report_hyperparameters, report_scalar
-    from fakescope.export.triton_config import aggregation_params
+    from fakescope.serving.model_config import aggregation_params
 
     dataset = _load(args.data_dir)
     if dataset is None:

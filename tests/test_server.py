@@ -27,7 +27,7 @@ from fakescope.serving.embedded import (
     ServerStartError,
     shm_regions,
 )
-from fakescope.serving.model_config import latest_version_dir, parameters
+from fakescope.serving.model_config import detector_params, latest_version_dir
 from fakescope.serving.repository_check import RepositoryError
 from tests.servers import REPOSITORY, free_ports
 
@@ -82,27 +82,7 @@ def _stamps(n: int) -> np.ndarray:
 
 
 def _detector_params() -> MtcnnParams:
-    params = parameters(
-        {"parameters": _config_json(REPOSITORY / contract.FACE_DETECTOR_MODEL)["parameters"]}
-    )
-    t = [float(v) for v in params["thresholds"].split(",")]
-    return MtcnnParams(
-        min_face_size=int(params["min_face_size"]),
-        thresholds=(t[0], t[1], t[2]),
-        factor=float(params["scale_factor"]),
-        max_side=int(params["detection_max_side"]),
-    )
-
-
-def _config_json(model_dir: Path) -> dict:
-    """Parse the `parameters` of a config.pbtxt with protobuf's text format via tritonclient."""
-    from google.protobuf import json_format, text_format
-    from tritonclient.grpc import model_config_pb2
-
-    config = text_format.Parse(
-        (model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
-    )
-    return json_format.MessageToDict(config, preserving_proto_field_name=True)
+    return detector_params(REPOSITORY)
 
 
 def _healthy(triton: EmbeddedTriton) -> bool:

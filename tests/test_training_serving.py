@@ -20,7 +20,7 @@ from fakescope.export.synthetic_data import (
     load_identities,
     render_video,
 )
-from fakescope.export.triton_config import aggregation_params
+from fakescope.serving.model_config import aggregation_params
 from tests.servers import REPOSITORY
 
 FRAMES = 8

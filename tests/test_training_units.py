@@ -26,9 +26,9 @@ from fakescope.export.metrics import (
 )
 from fakescope.export.provenance import command_line, git_commit
 from fakescope.export.self_blend import face_mask, self_blend
-from fakescope.export.triton_config import aggregation_params, config_parameters, detector_params
 from fakescope.pipeline.aggregation import AggregationParams
 from fakescope.pipeline.crops import crop_faces
+from fakescope.serving.model_config import aggregation_params, config_parameters, detector_params
 from tests.servers import REPOSITORY
 
 _labels_and_scores = st.integers(2, 40).flatmap(

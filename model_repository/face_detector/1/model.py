@@ -12,9 +12,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from fakescope import contract
-from fakescope.pipeline.mtcnn import MtcnnParams, detect_faces
+from fakescope.pipeline.mtcnn import detect_faces
 from fakescope.pipeline.validation import validate_request
-from fakescope.serving.model_config import load_model_config, parameters
+from fakescope.serving.model_config import detector_params_from, load_model_config, parameters
 
 
 def _run(model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
@@ -72,13 +72,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read the detection parameters once."""
         params = parameters(load_model_config(args))
-        thresholds = tuple(float(t) for t in params["thresholds"].split(","))
-        self.params = MtcnnParams(
-            min_face_size=int(params["min_face_size"]),
-            thresholds=(thresholds[0], thresholds[1], thresholds[2]),
-            factor=float(params["scale_factor"]),
-            max_side=int(params["detection_max_side"]) or None,
-        )
+        self.params = detector_params_from(params)
         self.max_frames = int(params["max_frames"])
         self.max_frame_side = int(params["max_frame_side"])
         self.nets = BlsMtcnnNets(rnet_max_batch=512, onet_max_batch=256)
