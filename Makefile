@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # Exact versions of every package, transitive ones included (pip freeze of a working venv).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test serve export bench web lint clean help
+.PHONY: demo test serve export bench web fuzz lint clean help
 
 help:
 	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
@@ -14,6 +14,7 @@ help:
 	@echo "make serve  run the embedded Triton on 127.0.0.1:8000/8001/8002 until Ctrl-C"
 	@echo "make bench  load test at 1/2/4/8 users + baselines; fails if p95 ratio > 0.5 (<= 4 users)"
 	@echo "make web    run Triton + the web service on 127.0.0.1:8080 until Ctrl-C"
+	@echo "make fuzz   long fuzz run (hypothesis, ~10 min) of the client's input handling and the server"
 	@echo "make export rebuild the ONNX models of model_repository/ (placeholder classifier)"
 
 # Serving + client: no torch. Marker files make re-runs instant.
@@ -48,6 +49,9 @@ export: $(VENV)/.dev-deps
 # Load test (Locust) + in-process ONNX Runtime + PyTorch baseline -> benchmarks/results/.
 bench: $(VENV)/.dev-deps
 	$(VENV)/bin/fakescope -v bench $(BENCH_ARGS)
+
+fuzz: $(VENV)/.dev-deps
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .

@@ -5,6 +5,7 @@ Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
 * ``FAKESCOPE_BENCH_VIDEOS`` — video paths separated by ``os.pathsep``; each user cycles them;
 * ``FAKESCOPE_BENCH_URL_GRPC`` / ``FAKESCOPE_BENCH_URL_HTTP`` — the server;
 * ``FAKESCOPE_BENCH_FRAMES`` — frames sampled per video;
+* ``FAKESCOPE_BENCH_SHARED_MEMORY`` — ``on``/``off``: frames through system shared memory;
 * ``FAKESCOPE_BENCH_RECORDS`` — JSON-lines file that receives one record per request
   (processing time, video duration, ratio, status, error);
 * ``FAKESCOPE_BENCH_LIMIT`` — the product limit on p95(processing/duration); a run whose p95
@@ -36,6 +37,7 @@ grpc_gevent.init_gevent()
 
 VIDEOS = [p for p in os.environ.get("FAKESCOPE_BENCH_VIDEOS", "").split(os.pathsep) if p]
 FRAMES = int(os.environ.get("FAKESCOPE_BENCH_FRAMES", "16"))
+SHARED_MEMORY = os.environ.get("FAKESCOPE_BENCH_SHARED_MEMORY", "on") == "on"
 RECORDS: list[dict[str, Any]] = []
 
 
@@ -49,7 +51,12 @@ class _VideoUser(User):
     def on_start(self) -> None:
         """Open this user's own client and start cycling the videos at a user-specific offset."""
         url = os.environ[f"FAKESCOPE_BENCH_URL_{self.protocol.upper()}"]
-        self.client = DetectorClient(url, self.protocol, timeout_s=120)  # type: ignore[arg-type]
+        self.client = DetectorClient(
+            url,
+            self.protocol,  # type: ignore[arg-type]
+            timeout_s=120,
+            shared_memory=SHARED_MEMORY,
+        )
         self.trained = self.client.model_trained()
         offset = len(RECORDS) % max(len(VIDEOS), 1)
         self.videos = itertools.islice(itertools.cycle(VIDEOS), offset, None)

@@ -216,6 +216,7 @@ def run_bench(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "machine": facts,
         "frames": args.frames,
+        "shared_memory": args.shared_memory,
         "limit": args.limit,
         "run_time_seconds_per_level": args.run_time,
         "server_start_seconds": start_seconds,
@@ -229,6 +230,7 @@ def run_bench(args: argparse.Namespace) -> int:
         FAKESCOPE_BENCH_URL_HTTP=address.http_url,
         FAKESCOPE_BENCH_FRAMES=str(args.frames),
         FAKESCOPE_BENCH_LIMIT=str(args.limit),
+        FAKESCOPE_BENCH_SHARED_MEMORY=args.shared_memory,
     )
     all_records: dict[str, dict[int, list[dict[str, Any]]]] = {}
     try:
@@ -294,6 +296,12 @@ def add_bench_parser(subparsers: Any) -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT, help="p95 ratio limit")
     parser.add_argument("--skip-baseline", action="store_true", help="no PyTorch baseline")
+    parser.add_argument(
+        "--shared-memory",
+        choices=("on", "off"),
+        default="on",
+        help="frames through system shared memory (client and server share this host)",
+    )
     parser.add_argument("--http-port", type=int, default=18000)
     parser.add_argument("--grpc-port", type=int, default=18001)
     parser.add_argument("--metrics-port", type=int, default=18002)

@@ -14,9 +14,10 @@ import time
 from fakescope import contract
 from fakescope.client.triton import DetectorClient, Protocol
 from fakescope.client.verdict import DEFAULT_THRESHOLD, Verdict
-from fakescope.client.video import sample_frames
+from fakescope.client.video import SampledFrames, VideoReadError, sample_frames
+from fakescope.contract import MIN_FRAME_SIDE
 
-__all__ = ["DEFAULT_MAX_SIDE", "DEFAULT_NUM_FRAMES", "analyze"]
+__all__ = ["DEFAULT_MAX_SIDE", "DEFAULT_NUM_FRAMES", "analyze", "check_frame_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def analyze(
         timeout_s: per-call timeout of the client made here.
 
     Raises:
-        fakescope.client.video.VideoReadError: the file cannot be read as a video.
+        fakescope.client.video.VideoReadError: the file cannot be read as a video, or its
+            frames are smaller than face detection's minimum (``MIN_FRAME_SIDE``) per side.
         fakescope.client.triton.ServerUnreachableError: no answer from the server.
         fakescope.client.triton.ServerError: the server answered with an error.
         ValueError: an argument is out of range.
@@ -71,6 +73,7 @@ def analyze(
     try:
         start = time.perf_counter()
         sampled = sample_frames(path, num_frames, max_side)
+        check_frame_size(path, sampled, max_side)
         decoded = time.perf_counter()
         raw = detector.infer(sampled.frames, sampled.timestamps)
         end = time.perf_counter()
@@ -96,4 +99,31 @@ def analyze(
         threshold=threshold,
         decode_seconds=decoded - start,
         infer_seconds=end - decoded,
+    )
+
+
+def check_frame_size(
+    path: str | os.PathLike[str], sampled: SampledFrames, max_side: int | None
+) -> None:
+    """Raise :class:`VideoReadError` (``too_small``) when the frames to send are too small.
+
+    The server refuses frames under ``MIN_FRAME_SIDE`` pixels per side (``INVALID_ARGUMENT``);
+    this says why before sending, in the input's terms (the video's size, or the downscale
+    that made them so). For callers that compose the steps themselves (``web/jobs.py``).
+    """
+    width, height = sampled.frame_size
+    if min(width, height) >= MIN_FRAME_SIDE:
+        return
+    source_w, source_h = sampled.source_size
+    if (width, height) == (source_w, source_h):
+        detail = f"the video is only {width}x{height} pixels"
+    else:
+        detail = (
+            f"frames of the {source_w}x{source_h} video are {width}x{height} pixels after "
+            f"downscaling to max side {max_side}"
+        )
+    raise VideoReadError(
+        path,
+        "too_small",
+        f"{detail}; face detection needs at least {MIN_FRAME_SIDE} pixels per side",
     )

@@ -40,6 +40,7 @@ from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analy
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
 from fakescope.client.verdict import DEFAULT_THRESHOLD, LABEL_NO_FACE, Verdict
 from fakescope.client.video import VideoReadError
+from fakescope.contract import MIN_FRAME_SIDE
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -89,8 +90,10 @@ def _max_side(text: str) -> int | None:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (0: no downscaling), got {value}")
+    if value < 0 or 0 < value < MIN_FRAME_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (no downscaling) or >= {MIN_FRAME_SIDE}, got {value}"
+        )
     return value or None
 
 
@@ -140,8 +143,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         type=_max_side,
         default=DEFAULT_MAX_SIDE,
         metavar="PX",
-        help=f"downscale frames so the long side is at most PX before sending; 0: never "
-        f"(default: {DEFAULT_MAX_SIDE})",
+        help=f"downscale frames so the long side is at most PX (>= {MIN_FRAME_SIDE}) before "
+        f"sending; 0: never (default: {DEFAULT_MAX_SIDE})",
     )
     parser.add_argument(
         "--threshold",
@@ -156,6 +159,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
         help=f"seconds to wait for the server per call (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--shared-memory",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="send frames through system shared memory (auto: when the server is on loopback)",
     )
     parser.add_argument(
         "--json",
@@ -219,7 +228,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     # OPENCV_FFMPEG_LOGLEVEL in the environment wins.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
-        client = DetectorClient(args.url, args.protocol, timeout_s=args.timeout)
+        shared = {"auto": None, "on": True, "off": False}[args.shared_memory]
+        client = DetectorClient(
+            args.url, args.protocol, timeout_s=args.timeout, shared_memory=shared
+        )
     except (ValueError, OSError) as exc:
         tqdm.write(f"{PROG}: error: --url {args.url!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE

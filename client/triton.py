@@ -12,6 +12,15 @@ translated into two types:
 
 Thread-safety: the gRPC client may be shared by threads; the HTTP client may not (tritonclient's
 HTTP client is gevent-based): use one :class:`DetectorClient` per thread with ``protocol="http"``.
+With shared memory (the default on loopback) calls of one client are serialised by a lock.
+
+Overload: a server whose admission queue is full answers ``UNAVAILABLE`` (HTTP 503); the client
+retries such answers with exponential backoff and full jitter, at most ``retries`` times and
+never past ``timeout_s`` in total, logging each retry; then it raises :class:`ServerError`.
+
+Shared memory: when the server is on this machine (loopback URL) the frames travel through a
+system shared-memory region (:mod:`fakescope.client.shared_memory`) instead of the message; if
+the server cannot map it (e.g. it runs in a container), the client says so once and falls back.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import random
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +40,7 @@ import numpy as np
 from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
+from fakescope.client.shared_memory import FrameRegion, is_loopback
 
 __all__ = [
     "DEFAULT_URLS",
@@ -51,6 +64,11 @@ DEFAULT_URLS: Final[dict[str, str]] = {"http": "127.0.0.1:8000", "grpc": "127.0.
 GRPC_MAX_MESSAGE_BYTES: Final = 2**31 - 1
 #: Seconds the liveness probe after a failure may take at most.
 LIVENESS_PROBE_TIMEOUT_S: Final = 5.0
+#: Retries of an UNAVAILABLE (overloaded) answer, and the backoff before the first one.
+DEFAULT_RETRIES: Final = 3
+BACKOFF_BASE_S: Final = 0.25
+BACKOFF_MAX_S: Final = 4.0
+_OVERLOADED: Final = frozenset({"StatusCode.UNAVAILABLE", "503"})
 #: Model-config parameter of the classifier that says whether it was trained.
 TRAINED_PARAMETER: Final = "trained"
 
@@ -199,6 +217,9 @@ class DetectorClient:
         protocol: Protocol = "grpc",
         model_name: str = contract.ENSEMBLE_MODEL,
         timeout_s: float = 60,
+        *,
+        retries: int = DEFAULT_RETRIES,
+        shared_memory: bool | None = None,
     ):
         """Create the client (no network traffic yet).
 
@@ -207,7 +228,10 @@ class DetectorClient:
                 ``None`` means :data:`DEFAULT_URLS` for the protocol.
             protocol: ``"http"`` or ``"grpc"``.
             model_name: the ensemble to call.
-            timeout_s: per-call limit (connect + answer), seconds.
+            timeout_s: per-call limit (connect + answer), seconds; also bounds retries.
+            retries: how often an UNAVAILABLE (overloaded) answer is retried, with backoff.
+            shared_memory: send frames through system shared memory; ``None`` = when the URL
+                is a loopback address.
 
         """
         if protocol not in DEFAULT_URLS:
@@ -218,6 +242,12 @@ class DetectorClient:
         self.url, ssl = _normalise_url(url or DEFAULT_URLS[protocol])
         self.model_name = model_name
         self.timeout_s = float(timeout_s)
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.retries = retries
+        self._shared_memory = is_loopback(self.url) if shared_memory is None else shared_memory
+        self._region: FrameRegion | None = None
+        self._lock = threading.Lock()
         self._trained: bool | None = None
         self._client: Any
         if protocol == "http":
@@ -275,10 +305,34 @@ class DetectorClient:
         if ts.size != n:
             raise ValueError(f"{ts.size} timestamps for {n} frames")
 
-        inputs = [
-            self._input(contract.FRAMES, frames, "UINT8"),
-            self._input(contract.FRAME_TIMESTAMPS, ts, "FP32"),
-        ]
+        logger.debug(
+            "infer %s: %d frames %s via %s", self.model_name, n, frames.shape[1:3], self.protocol
+        )
+        if not self._shared_memory:
+            result = self._retrying(lambda: self._infer_once(frames, ts, use_shm=False))
+        else:
+            with self._lock:
+                result = self._retrying(lambda: self._infer_once(frames, ts, use_shm=True))
+        return parse_outputs(result.as_numpy, n)
+
+    def _infer_once(self, frames: np.ndarray, ts: np.ndarray, *, use_shm: bool) -> Any:
+        frames_input = self._mod.InferInput(contract.FRAMES, list(frames.shape), "UINT8")
+        if use_shm and self._shared_memory:
+            try:
+                if self._region is None:
+                    self._region = FrameRegion(self._client)
+                name, size = self._region.put(frames)
+                frames_input.set_shared_memory(name, size)
+            except Exception as exc:  # any failure to set it up: fall back, and say so
+                logger.warning(
+                    "shared memory with %s unavailable (%s); sending frames in the request",
+                    self.url,
+                    " ".join(str(exc).split()),
+                )
+                self._shared_memory = False
+        if not (use_shm and self._shared_memory):
+            frames_input = self._input(contract.FRAMES, frames, "UINT8")
+        inputs = [frames_input, self._input(contract.FRAME_TIMESTAMPS, ts, "FP32")]
         if self.protocol == "http":
             outputs = [self._mod.InferRequestedOutput(o, binary_data=True) for o in _OUTPUTS]
             call = functools.partial(self._client.infer, self.model_name, inputs, outputs=outputs)
@@ -291,11 +345,31 @@ class DetectorClient:
                 outputs=outputs,
                 client_timeout=self.timeout_s,
             )
-        logger.debug(
-            "infer %s: %d frames %s via %s", self.model_name, n, frames.shape[1:3], self.protocol
-        )
-        result = self._call(call, f"inference on {self.model_name}")
-        return parse_outputs(result.as_numpy, n)
+        return self._call(call, f"inference on {self.model_name}")
+
+    def _retrying(self, attempt: Callable[[], Any]) -> Any:
+        """Run ``attempt``; retry UNAVAILABLE answers with capped exponential backoff + jitter."""
+        deadline = time.monotonic() + self.timeout_s
+        for retry in range(self.retries + 1):
+            try:
+                return attempt()
+            except ServerError as exc:
+                delay = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**retry))
+                if (
+                    exc.status not in _OVERLOADED
+                    or retry == self.retries
+                    or time.monotonic() + delay > deadline
+                ):
+                    raise
+                logger.warning(
+                    "server busy (%s); retry %d/%d in %.2f s",
+                    exc.status,
+                    retry + 1,
+                    self.retries,
+                    delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def model_trained(self) -> bool:
         """Whether the classifier was trained (``face_classifier`` config ``trained``).
@@ -327,7 +401,10 @@ class DetectorClient:
         return bool(live)
 
     def close(self) -> None:
-        """Close the underlying connection."""
+        """Release the shared-memory region and close the underlying connection."""
+        if self._region is not None:
+            self._region.close()
+            self._region = None
         self._client.close()
 
     def __enter__(self) -> DetectorClient:

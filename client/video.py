@@ -50,6 +50,24 @@ timestamps of the whole stream are not finite, non-negative and strictly increas
 wrapped values), all timestamps are replaced by ``index / fps`` (logged as a warning). The
 duration is the last decoded frame's timestamp plus one frame period ``1 / fps``.
 
+Inputs that are not videos
+--------------------------
+Every failure is a :class:`VideoReadError` whose message says what the file is, when that can
+be told, instead of FFmpeg's generic refusal. The first 4 KiB are sniffed before FFmpeg sees
+the file:
+
+* **refused before decoding**: HLS playlists and FFmpeg concat scripts (FFmpeg's demuxers
+  would follow them to *other* local files — a ``.mp4`` upload that is really a playlist could
+  make a server analyse, and thumbnail, any video on its disk), PDF/ZIP documents, other text
+  files, and MP4/MOV/M4A files whose complete ``moov`` index lists no video track (audio only;
+  FFmpeg would otherwise offer an embedded cover picture as a one-frame video);
+* **refused when only one frame decodes**: still images (JPEG, PNG, GIF, BMP, TIFF, WebP) and
+  audio files (MP3, FLAC, WAV) — FFmpeg presents an image, or an MP3's cover picture, as a
+  one-frame video; an animated GIF or a raw MJPEG stream has more frames and is analysed;
+* **explained when FFmpeg fails**: for ISO-BMFF files (MP4, MOV, M4A, 3GP) the top-level boxes
+  are walked: truncated (the file ends inside a box), no ``moov`` index, a damaged ``moov``, a
+  video track without frames; otherwise the codec tag is named when no frame decodes.
+
 Rotation
 --------
 ``CAP_PROP_ORIENTATION_AUTO`` is switched on for every capture: OpenCV 4.11's FFmpeg backend
@@ -60,6 +78,7 @@ portrait phone videos come out upright, and ``source_size`` is the upright (disp
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import logging
 import math
@@ -67,7 +86,7 @@ import os
 import stat
 from array import array
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
@@ -89,6 +108,9 @@ MAX_PLAUSIBLE_FRAME_COUNT: Final = 100_000_000
 FALLBACK_FPS: Final = 25.0
 #: A planned target may be this fraction of a segment away from the ideal one and still count.
 TARGET_TOLERANCE: Final = 0.05
+#: Bytes read from the start of every file to recognise non-videos before FFmpeg sees them.
+SNIFF_BYTES: Final = 4096
+_NOT_A_VIDEO: Final = "not a readable video (unknown format, unsupported codec, or truncated file)"
 
 ReadErrorReason = Literal[
     "missing",
@@ -98,7 +120,9 @@ ReadErrorReason = Literal[
     "unreadable",
     "empty",
     "not_video",
+    "no_video_stream",
     "no_frames",
+    "too_small",
 ]
 
 
@@ -193,20 +217,43 @@ def sample_frames(
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be >= 1 or None, got {max_side}")
-    _check_file(path)
+    size, head = _check_file(path)
+    sniffed = _sniff(head, size)
+    mp4 = _probe_mp4(path, head, size)
+    _refuse_before_decoding(path, sniffed, mp4)
 
-    with _capture(path) as cap:
-        reported = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        reported_fps = float(cap.get(cv2.CAP_PROP_FPS))
-        rotation = _rotation(cap)
-        planned = _plausible_count(reported)
-        targets = even_frame_indices(planned, num_frames) if planned else []
-        collector = _Collector(max(len(targets), 1), max_side)
-        total, pos_msec = _scan(cap, targets, collector, to_end=True)
+    try:
+        with _capture(path) as cap:
+            reported = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            reported_fps = float(cap.get(cv2.CAP_PROP_FPS))
+            rotation = _rotation(cap)
+            codec = _fourcc(cap)
+            planned = _plausible_count(reported)
+            targets = even_frame_indices(planned, num_frames) if planned else []
+            collector = _Collector(max(len(targets), 1), max_side)
+            total, pos_msec = _scan(cap, targets, collector, to_end=True)
+    except VideoReadError:
+        explained = _explain_failure(sniffed, mp4, opened=False)
+        if explained is None:
+            raise
+        raise VideoReadError(path, *explained) from None
 
     if total == 0:
+        explained = _explain_failure(sniffed, mp4, opened=True)
+        if explained is None:
+            what = f"'{codec}' stream: " if codec else ""
+            explained = (
+                "no_frames",
+                f"no frame could be decoded ({what}unsupported codec, or truncated or corrupt "
+                "data)",
+            )
+        raise VideoReadError(path, *explained)
+    if sniffed is not None and sniffed.kind in ("image", "audio") and total == 1:
+        # FFmpeg shows a still image, or an audio file's cover picture, as a one-frame video
+        if sniffed.kind == "image":
+            raise VideoReadError(path, "not_video", f"{sniffed.what}, not a video")
         raise VideoReadError(
-            path, "no_frames", "no frame could be decoded (truncated or corrupt video stream)"
+            path, "no_video_stream", f"{sniffed.what}: no video stream (only a cover picture)"
         )
     ideal = even_frame_indices(total, num_frames)
     if not _close_enough(collector.indices, ideal, total):
@@ -252,8 +299,11 @@ def sample_frames(
 # --- internals -------------------------------------------------------------------------------
 
 
-def _check_file(path: str | os.PathLike[str]) -> None:
-    """Raise :class:`VideoReadError` unless ``path`` is a non-empty readable regular file."""
+def _check_file(path: str | os.PathLike[str]) -> tuple[int, bytes]:
+    """Raise :class:`VideoReadError` unless ``path`` is a non-empty readable regular file.
+
+    Returns the file's size and its first :data:`SNIFF_BYTES` bytes.
+    """
     p = Path(path)
     try:
         st = p.stat()
@@ -271,11 +321,269 @@ def _check_file(path: str | os.PathLike[str]) -> None:
         raise VideoReadError(path, "empty", "empty file (0 bytes)")
     try:
         with p.open("rb") as fh:
-            fh.read(1)
+            head = fh.read(SNIFF_BYTES)
     except PermissionError:
         raise VideoReadError(path, "permission", "permission denied") from None
     except OSError as exc:
         raise VideoReadError(path, "unreadable", f"cannot read: {exc.strerror}") from None
+    return st.st_size, head
+
+
+# --- what a file is, when it is not a video: one specific line instead of FFmpeg's silence ------
+
+#: What the first bytes say a file is (``None``: probably a media container, let FFmpeg decide).
+SniffKind = Literal["image", "audio", "document", "playlist", "text"]
+
+
+@dataclass(frozen=True)
+class _Sniffed:
+    kind: SniffKind
+    what: str  # "a JPEG image", "an HLS playlist", ...
+
+
+_MAGIC: Final[tuple[tuple[bytes, SniffKind, str], ...]] = (
+    (b"\xff\xd8\xff", "image", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "image", "a PNG image"),
+    (b"GIF87a", "image", "a GIF image"),
+    (b"GIF89a", "image", "a GIF image"),
+    (b"II*\x00", "image", "a TIFF image"),
+    (b"MM\x00*", "image", "a TIFF image"),
+    (b"%PDF-", "document", "a PDF document"),
+    (b"PK\x03\x04", "document", "a ZIP archive"),
+    (b"ID3", "audio", "an MP3 audio file"),
+    (b"fLaC", "audio", "a FLAC audio file"),
+)
+#: Text formats FFmpeg's demuxers follow to *other* files (local paths, any extension FFmpeg
+#: accepts): a ".mp4" that is really a playlist would make the decoder read another video on
+#: this machine (e.g. another user's upload) and report on it. Refused before FFmpeg sees them.
+_PLAYLISTS: Final[tuple[tuple[bytes, str], ...]] = (
+    (b"#EXTM3U", "an HLS playlist"),
+    (b"ffconcat version", "an FFmpeg concat script"),
+)
+
+
+def _sniff(head: bytes, size: int) -> _Sniffed | None:
+    """Recognise non-video files from their first bytes (``None``: maybe a video)."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    for prefix, what in _PLAYLISTS:
+        if text.startswith(prefix):
+            return _Sniffed("playlist", what)
+    for prefix, kind, what in _MAGIC:
+        if head.startswith(prefix):
+            return _Sniffed(kind, what)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _Sniffed("image", "a WebP image")
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _Sniffed("audio", "a WAV audio file")
+    if head[:2] == b"BM" and len(head) >= 6 and int.from_bytes(head[2:6], "little") == size:
+        return _Sniffed("image", "a BMP image")
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return _Sniffed("audio", "an MPEG audio file (MP3/AAC)")
+    if not head.startswith(b"YUV4MPEG2") and _is_text(head):
+        return _Sniffed("text", "a text file")
+    return None
+
+
+def _is_text(head: bytes) -> bool:
+    """Whether ``head`` looks like the start of a text file (UTF-8, no NUL byte)."""
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+#: Top-level box types an ISO-BMFF (MP4/MOV/3GP/M4A) file can start with.
+_BMFF_FIRST_BOXES: Final = frozenset({b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"})
+#: ``hdlr`` handler types that carry pictures.
+_BMFF_VIDEO_HANDLERS: Final = frozenset({"vide", "pict", "auxv"})
+#: A ``moov`` bigger than this is not read here (FFmpeg still gets the file).
+MAX_MOOV_BYTES: Final = 64 * 1024 * 1024
+#: Top-level boxes walked at most (a corrupt file cannot make the walk long).
+_MAX_BMFF_BOXES: Final = 10_000
+
+
+@dataclass
+class _Mp4Facts:
+    """What the box structure of an ISO-BMFF file says (only what could be read)."""
+
+    has_moov: bool = False
+    #: the whole ``moov`` was read and its tracks listed in ``tracks``
+    moov_parsed: bool = False
+    #: the ``moov`` exists but its box structure is broken
+    moov_error: str | None = None
+    #: the top-level box structure is broken (before any ``moov``)
+    structure_error: str | None = None
+    #: ``(handler type, sample count)`` per track; count ``None`` when not stated
+    tracks: list[tuple[str, int | None]] = field(default_factory=list)
+    fragmented: bool = False
+    #: ``(box type, bytes present, bytes declared)`` of the box the file ends inside
+    truncated: tuple[str, int, int] | None = None
+
+
+def _box_name(raw: bytes) -> str:
+    return raw.decode("latin-1") if all(32 <= b < 127 for b in raw) else raw.hex()
+
+
+def _iter_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[str, int, int]]:
+    """Yield ``(type, payload_start, box_end)`` of the boxes in ``data[start:end]``.
+
+    Raises ``ValueError`` naming the first box whose header or size is inconsistent.
+    """
+    offset = start
+    while offset < end:
+        if end - offset < 8:
+            if not any(data[offset:end]):  # QuickTime's optional zero terminator
+                return
+            raise ValueError(f"{end - offset} stray bytes where a box header should be")
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        name = _box_name(data[offset + 4 : offset + 8])
+        header = 8
+        if size == 1:
+            if end - offset < 16:
+                raise ValueError(f"box '{name}' has a cut 64-bit size")
+            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
+            header = 16
+        if size < header or offset + size > end:
+            raise ValueError(f"box '{name}' claims {size} bytes, {end - offset} are left")
+        yield name, offset + header, offset + size
+        offset += size
+
+
+def _find_box(data: bytes, start: int, end: int, name: str) -> tuple[int, int] | None:
+    for child, payload, box_end in _iter_boxes(data, start, end):
+        if child == name:
+            return payload, box_end
+    return None
+
+
+def _parse_moov(moov: bytes, facts: _Mp4Facts) -> None:
+    """Fill ``facts.tracks``/``fragmented`` from a complete ``moov`` payload."""
+    for name, payload, end in _iter_boxes(moov, 0, len(moov)):
+        if name == "mvex":
+            facts.fragmented = True
+        if name != "trak":
+            continue
+        mdia = _find_box(moov, payload, end, "mdia")
+        if mdia is None:
+            continue
+        hdlr = _find_box(moov, *mdia, "hdlr")
+        handler = _box_name(moov[hdlr[0] + 8 : hdlr[0] + 12]) if hdlr else "?"
+        samples: int | None = None
+        minf = _find_box(moov, *mdia, "minf")
+        stbl = _find_box(moov, *minf, "stbl") if minf else None
+        if stbl is not None:
+            sizes = _find_box(moov, *stbl, "stsz") or _find_box(moov, *stbl, "stz2")
+            if sizes is not None and sizes[1] - sizes[0] >= 12:
+                samples = int.from_bytes(moov[sizes[0] + 8 : sizes[0] + 12], "big")
+        facts.tracks.append((handler, samples))
+
+
+def _probe_mp4(path: str | os.PathLike[str], head: bytes, size: int) -> _Mp4Facts | None:
+    """Walk the top-level boxes of an ISO-BMFF file (``None``: not one, or unreadable)."""
+    if head[4:8] not in _BMFF_FIRST_BOXES:
+        return None
+    facts = _Mp4Facts()
+    try:
+        with open(path, "rb") as fh:
+            offset = 0
+            for _ in range(_MAX_BMFF_BOXES):
+                if offset + 8 > size:
+                    break
+                fh.seek(offset)
+                header = fh.read(16)
+                box_size = int.from_bytes(header[:4], "big")
+                name = _box_name(header[4:8])
+                header_len = 8
+                if box_size == 1 and len(header) >= 16:
+                    box_size = int.from_bytes(header[8:16], "big")
+                    header_len = 16
+                elif box_size == 0:
+                    box_size = size - offset
+                if box_size < header_len:
+                    facts.structure_error = f"box '{name}' at byte {offset} has size {box_size}"
+                    break
+                if offset + box_size > size:
+                    facts.truncated = (name, size - offset, box_size)
+                if name == "moof":
+                    facts.fragmented = True
+                if name == "moov" and not facts.has_moov:
+                    facts.has_moov = True
+                    if facts.truncated is None and box_size <= MAX_MOOV_BYTES:
+                        fh.seek(offset + header_len)
+                        try:
+                            _parse_moov(fh.read(box_size - header_len), facts)
+                        except ValueError as exc:
+                            facts.moov_error = str(exc)
+                        else:
+                            facts.moov_parsed = True
+                if facts.truncated is not None:
+                    break
+                offset += box_size
+    except OSError:
+        return None
+    return facts
+
+
+def _refuse_before_decoding(
+    path: str | os.PathLike[str], sniffed: _Sniffed | None, mp4: _Mp4Facts | None
+) -> None:
+    """Raise for what must never reach FFmpeg, or plainly has no video stream."""
+    if sniffed is not None and sniffed.kind == "playlist":
+        raise VideoReadError(
+            path,
+            "not_video",
+            f"{sniffed.what}, not a video file (refused: it would make the decoder open "
+            "other files)",
+        )
+    if sniffed is not None and sniffed.kind == "document":
+        raise VideoReadError(path, "not_video", f"{sniffed.what}, not a video")
+    if sniffed is not None and sniffed.kind == "text":
+        raise VideoReadError(path, "not_video", _NOT_A_VIDEO)
+    if mp4 is not None and mp4.moov_parsed and mp4.tracks:
+        handlers = sorted({handler for handler, _ in mp4.tracks})
+        if not _BMFF_VIDEO_HANDLERS.intersection(handlers):
+            only = "audio only" if handlers == ["soun"] else f"tracks: {', '.join(handlers)}"
+            raise VideoReadError(path, "no_video_stream", f"no video stream ({only})")
+
+
+def _explain_failure(
+    sniffed: _Sniffed | None, mp4: _Mp4Facts | None, *, opened: bool
+) -> tuple[ReadErrorReason, str] | None:
+    """Why FFmpeg could not open (``opened=False``) or decode the file, when it can be told.
+
+    Returns ``(reason, detail)``, or ``None`` when nothing more specific than FFmpeg's failure
+    is known.
+    """
+    stage: ReadErrorReason = "no_frames" if opened else "not_video"
+    if sniffed is not None and sniffed.kind == "image":
+        return "not_video", f"{sniffed.what}, not a video"
+    if sniffed is not None and sniffed.kind == "audio":
+        return "no_video_stream", f"{sniffed.what}: no video stream"
+    if mp4 is None:
+        return None
+    if mp4.truncated is not None:
+        name, present, declared = mp4.truncated
+        cut = f"truncated: the file ends inside its '{name}' box ({present} of {declared} bytes)"
+        if not mp4.has_moov:
+            return stage, f"{cut}, before the MP4 index ('moov' box)"
+        return stage, f"{cut}; no frame could be decoded" if opened else cut
+    if mp4.structure_error is not None:
+        return stage, f"damaged MP4 file: {mp4.structure_error}"
+    if not mp4.has_moov:
+        return stage, "no MP4 index ('moov' box): the recording was not finished or the file is cut"
+    if mp4.moov_error is not None:
+        return stage, f"damaged MP4 index ('moov' box): {mp4.moov_error}"
+    if mp4.moov_parsed and not mp4.tracks:
+        return stage, "the MP4 index ('moov' box) lists no tracks"
+    videos = [n for handler, n in mp4.tracks if handler in _BMFF_VIDEO_HANDLERS]
+    if videos and not mp4.fragmented and all(n == 0 for n in videos):
+        return stage, "the video track holds no frames (0 s long)"
+    if not opened:
+        return stage, "damaged MP4 index ('moov' box): the decoder cannot read it"
+    return None
 
 
 @contextlib.contextmanager
@@ -295,15 +603,21 @@ def _capture(path: str | os.PathLike[str]) -> Iterator[cv2.VideoCapture]:
         cap = cv2.VideoCapture(os.fspath(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
-            raise VideoReadError(
-                path,
-                "not_video",
-                "not a readable video (unknown format, unsupported codec, or truncated file)",
-            )
+            raise VideoReadError(path, "not_video", _NOT_A_VIDEO)
         cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         yield cap
     finally:
         cap.release()
+
+
+def _fourcc(cap: cv2.VideoCapture) -> str:
+    """Return the stream's codec tag as text (``""`` when unknown or not printable)."""
+    value = cap.get(cv2.CAP_PROP_FOURCC)
+    if not math.isfinite(value) or value <= 0:
+        return ""
+    raw = int(value).to_bytes(4, "little", signed=False) if value < 2**32 else b""
+    text = raw.decode("latin-1").strip()
+    return text if raw and all(32 <= b < 127 for b in raw) else ""
 
 
 def _rotation(cap: cv2.VideoCapture) -> int:

@@ -22,7 +22,7 @@ ONET_MODEL: Final = "mtcnn_onet"
 # --- Ensemble inputs -------------------------------------------------------------------------
 #: UINT8 [N, H, W, 3], RGB, the sampled frames of one video at their decoded resolution.
 FRAMES: Final = "FRAMES"
-#: FP32 [N], seconds from the start of the video, one per frame (strictly increasing).
+#: FP32 [N], seconds from the start of the video, one per frame (non-decreasing).
 FRAME_TIMESTAMPS: Final = "FRAME_TIMESTAMPS"
 
 # --- Ensemble outputs ------------------------------------------------------------------------
@@ -66,6 +66,10 @@ STATUS_NO_FACE: Final = "no_face"
 # --- Limits ----------------------------------------------------------------------------------
 #: Most frames one request may carry; the ensemble rejects more with INVALID_ARGUMENT.
 MAX_FRAMES_PER_REQUEST: Final = 64
+#: Smallest frame side the detector can look at (P-Net's 12-pixel receptive field).
+MIN_FRAME_SIDE: Final = 12
+#: Largest frame side the server accepts (``face_detector`` parameter ``max_frame_side``).
+MAX_FRAME_SIDE: Final = 4096
 
 # --- ONNX metadata keys written by the export and read by everything else --------------------
 META_INPUT_SIZE: Final = "fakescope.input_size"

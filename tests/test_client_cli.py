@@ -253,7 +253,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def run(argv: list[str]) -> int:
-    args = parse(argv)
+    # The fake servers speak only the inference API: no shared-memory registration.
+    args = parse([*argv, "--shared-memory", "off"])
     assert args.func is cli.run_analyze
     return args.func(args)
 

@@ -6,7 +6,7 @@ from hypothesis.extra.numpy import array_shapes, arrays
 
 from fakescope.pipeline.validation import validate_request
 
-LIMITS = {"max_frames": 8, "max_frame_side": 256}
+LIMITS = {"max_frames": 8, "max_frame_side": 256, "max_request_pixels": 4 * 256 * 256}
 
 
 def _ok(n: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -22,6 +22,7 @@ def _ok(n: int = 2) -> tuple[np.ndarray, np.ndarray]:
         (np.zeros((9, 32, 48, 3), np.uint8), np.arange(9, dtype=np.float32), "maximum"),
         (np.zeros((1, 8, 48, 3), np.uint8), np.zeros(1, np.float32), "outside"),
         (np.zeros((1, 32, 300, 3), np.uint8), np.zeros(1, np.float32), "outside"),
+        (np.zeros((5, 256, 256, 3), np.uint8), np.arange(5, dtype=np.float32), "request limit"),
         (np.zeros((2, 32, 48, 3), np.uint8), np.zeros(3, np.float32), "one per frame"),
         (np.zeros((2, 32, 48, 3), np.uint8), np.array([0, np.nan], np.float32), "finite"),
         (np.zeros((2, 32, 48, 3), np.uint8), np.array([1, 0], np.float32), "non-decreasing"),

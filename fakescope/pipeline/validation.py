@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Smallest frame side MTCNN can look at (P-Net's receptive field).
-MIN_FRAME_SIDE = 12
+from fakescope.contract import MIN_FRAME_SIDE
 
 
 def validate_request(
-    frames: np.ndarray, timestamps: np.ndarray, *, max_frames: int, max_frame_side: int
+    frames: np.ndarray,
+    timestamps: np.ndarray,
+    *,
+    max_frames: int,
+    max_frame_side: int,
+    max_request_pixels: int,
 ) -> None:
     """Raise ``ValueError`` naming the problem when the request breaks the tensor contract.
 
     ``frames`` must be UINT8 ``[N, H, W, 3]`` with ``1 <= N <= max_frames`` and
-    ``MIN_FRAME_SIDE <= H, W <= max_frame_side``; ``timestamps`` FP32 ``[N]``, finite,
+    ``MIN_FRAME_SIDE <= H, W <= max_frame_side`` and ``N * H * W <= max_request_pixels``;
+    ``timestamps`` FP32 ``[N]``, finite,
     non-negative and non-decreasing.
     """
     if frames.dtype != np.uint8:
@@ -26,10 +31,20 @@ def validate_request(
         raise ValueError("FRAMES holds zero frames")
     if n > max_frames:
         raise ValueError(f"FRAMES holds {n} frames; the maximum per request is {max_frames}")
-    if min(height, width) < MIN_FRAME_SIDE or max(height, width) > max_frame_side:
+    if min(height, width) < MIN_FRAME_SIDE:
+        raise ValueError(
+            f"frame size {width}x{height} is outside {MIN_FRAME_SIDE}..{max_frame_side} pixels "
+            f"per side: too small, the detector needs at least {MIN_FRAME_SIDE} pixels per side"
+        )
+    if max(height, width) > max_frame_side:
         raise ValueError(
             f"frame size {width}x{height} is outside {MIN_FRAME_SIDE}..{max_frame_side} pixels "
             "per side; downscale before sending"
+        )
+    if n * height * width > max_request_pixels:
+        raise ValueError(
+            f"{n} frames of {width}x{height} exceed the request limit of {max_request_pixels} "
+            "pixels; send fewer or smaller frames"
         )
     if timestamps.ndim != 1 or timestamps.shape[0] != n:
         raise ValueError(

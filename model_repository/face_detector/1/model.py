@@ -75,6 +75,7 @@ class TritonPythonModel:
         self.params = detector_params_from(params)
         self.max_frames = int(params["max_frames"])
         self.max_frame_side = int(params["max_frame_side"])
+        self.max_request_pixels = int(params["max_request_pixels"])
         self.nets = BlsMtcnnNets(rnet_max_batch=512, onet_max_batch=256)
 
     def execute(self, requests: list) -> list:
@@ -86,7 +87,11 @@ class TritonPythonModel:
         stamps = pb_utils.get_input_tensor_by_name(request, contract.FRAME_TIMESTAMPS).as_numpy()
         try:
             validate_request(
-                frames, stamps, max_frames=self.max_frames, max_frame_side=self.max_frame_side
+                frames,
+                stamps,
+                max_frames=self.max_frames,
+                max_frame_side=self.max_frame_side,
+                max_request_pixels=self.max_request_pixels,
             )
         except ValueError as exc:
             return pb_utils.InferenceResponse(
