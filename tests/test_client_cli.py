@@ -28,11 +28,17 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from fakescope import contract
 from fakescope.client import cli
-from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
+from fakescope.client.triton import (
+    DEFAULT_RETRIES,
+    DetectorClient,
+    ServerError,
+    ServerUnreachableError,
+)
 from fakescope.client.verdict import UNTRAINED_WARNING
 from tests.media import make_face_video, make_no_face_video
 
 CLOSED_PORT_URL = "127.0.0.1:1"  # nothing listens on port 1: connection refused
+BUSY_MESSAGE = "Exceeds maximum queue size"
 SERVER_ERROR_MESSAGE = "in ensemble 'deepfake_detector', unexpected shape for input 'FRAMES'"
 
 
@@ -46,6 +52,7 @@ class FakeState:
     mode: str = "ok"  # ok | no_face | error
     trained: str = "false"
     delay_s: float = 0.0
+    busy_answers: int = 0  # the next N inferences are refused as overloaded (queue full)
     config_missing: bool = False
     infer_calls: list[dict[str, Any]] = field(default_factory=list)
     config_calls: int = 0
@@ -122,6 +129,10 @@ class _HttpHandler(BaseHTTPRequestHandler):
             }
         )
         time.sleep(self.state.delay_s)
+        if self.state.busy_answers > 0:
+            self.state.busy_answers -= 1
+            self._send_json(503, {"error": BUSY_MESSAGE})
+            return
         if self.state.mode == "error":
             self._send_json(400, {"error": SERVER_ERROR_MESSAGE})
             return
@@ -165,6 +176,9 @@ class _GrpcServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             }
         )
         time.sleep(self.state.delay_s)
+        if self.state.busy_answers > 0:
+            self.state.busy_answers -= 1
+            context.abort(grpc.StatusCode.UNAVAILABLE, BUSY_MESSAGE)
         if self.state.mode == "error":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, SERVER_ERROR_MESSAGE)
         response = service_pb2.ModelInferResponse(model_name=request.model_name)
@@ -422,6 +436,28 @@ def test_run_analyze_exits_5_and_keeps_the_message_when_server_rejects_request(
     assert code == cli.EXIT_SERVER_ERROR == 5
     assert SERVER_ERROR_MESSAGE in err
     assert len(err.splitlines()) == 1
+
+
+def test_run_analyze_retries_and_succeeds_when_server_is_briefly_overloaded(
+    server: FakeServer, face_video: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.state.busy_answers = 2
+    with caplog.at_level("WARNING"):
+        code = run([str(face_video), "--url", server.url, "--protocol", server.protocol])
+    assert code == cli.EXIT_OK
+    assert len(server.state.infer_calls) == 3
+    assert sum("server busy" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_run_analyze_exits_5_after_bounded_retries_when_server_stays_overloaded(
+    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.state.busy_answers = 100
+    code = run([str(face_video), "--url", server.url, "--protocol", server.protocol])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_SERVER_ERROR
+    assert len(server.state.infer_calls) == DEFAULT_RETRIES + 1
+    assert BUSY_MESSAGE in err
 
 
 # --- success (0) ---------------------------------------------------------------------------------

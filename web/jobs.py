@@ -33,6 +33,7 @@ from sqlalchemy import Engine
 
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
 from fakescope.client.verdict import Verdict
+from fakescope.client.analyze import check_frame_size
 from fakescope.client.video import VideoReadError, sample_frames
 
 from . import db, jobstore
@@ -70,6 +71,7 @@ def analyse_job_video(
     start = time.perf_counter()
     try:
         sampled = sample_frames(path, settings.num_frames, settings.max_side)
+        check_frame_size(path, sampled, settings.max_side)
     except VideoReadError as exc:
         raise _JobFailedError("unreadable_video", f"{filename}: {exc.detail}") from exc
     if sampled.duration_seconds > settings.max_duration_s:
