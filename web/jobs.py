@@ -31,9 +31,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from fakescope.client.analyze import check_frame_size
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
 from fakescope.client.verdict import Verdict
-from fakescope.client.analyze import check_frame_size
 from fakescope.client.video import VideoReadError, sample_frames
 
 from . import db, jobstore
