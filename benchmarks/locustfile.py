@@ -6,6 +6,7 @@ Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
 * ``FAKESCOPE_BENCH_URL_GRPC`` / ``FAKESCOPE_BENCH_URL_HTTP`` — the server;
 * ``FAKESCOPE_BENCH_FRAMES`` — frames sampled per video;
 * ``FAKESCOPE_BENCH_SHARED_MEMORY`` — ``on``/``off``: frames through system shared memory;
+* ``FAKESCOPE_BENCH_RETRIES`` — client retries of UNAVAILABLE answers (0 in overload runs);
 * ``FAKESCOPE_BENCH_RECORDS`` — JSON-lines file that receives one record per request
   (processing time, video duration, ratio, status, error);
 * ``FAKESCOPE_BENCH_LIMIT`` — the product limit on p95(processing/duration); a run whose p95
@@ -29,16 +30,22 @@ import gevent
 import grpc.experimental.gevent as grpc_gevent
 from locust import User, constant, events, task
 
-from fakescope.client.triton import DetectorClient
+from fakescope.client.triton import DetectorClient, ServerError
 from fakescope.client.verdict import Verdict
 from fakescope.client.video import sample_frames
 
 grpc_gevent.init_gevent()
+# Decoding runs in gevent's native thread pool; as many threads as cores, as on a real client
+# machine (32 simultaneous decodes on the server's 2 cores starve tritonserver's python stubs).
+gevent.get_hub().threadpool.maxsize = os.cpu_count() or 2
 
 VIDEOS = [p for p in os.environ.get("FAKESCOPE_BENCH_VIDEOS", "").split(os.pathsep) if p]
 FRAMES = int(os.environ.get("FAKESCOPE_BENCH_FRAMES", "16"))
 SHARED_MEMORY = os.environ.get("FAKESCOPE_BENCH_SHARED_MEMORY", "on") == "on"
+#: Client retries of UNAVAILABLE; the overload measurement sets 0 to see every rejection.
+RETRIES = int(os.environ.get("FAKESCOPE_BENCH_RETRIES", "3"))
 RECORDS: list[dict[str, Any]] = []
+OVERLOADED = frozenset({"StatusCode.UNAVAILABLE", "503"})
 
 
 class _VideoUser(User):
@@ -55,6 +62,7 @@ class _VideoUser(User):
             url,
             self.protocol,  # type: ignore[arg-type]
             timeout_s=120,
+            retries=RETRIES,
             shared_memory=SHARED_MEMORY,
         )
         self.trained = self.client.model_trained()
@@ -72,6 +80,7 @@ class _VideoUser(User):
         start = time.perf_counter()
         error: Exception | None = None
         record: dict[str, Any] = {"protocol": self.protocol, "video": Path(video).name}
+        decoded = start
         try:
             sampled = gevent.get_hub().threadpool.apply(sample_frames, (video, FRAMES, 1280))
             decoded = time.perf_counter()
@@ -90,8 +99,19 @@ class _VideoUser(User):
                 status=verdict.status,
                 processing_seconds=elapsed,
                 decode_seconds=decoded - start,
+                infer_seconds=elapsed - (decoded - start),
                 duration_seconds=verdict.duration_seconds,
                 ratio=verdict.ratio,
+            )
+        except ServerError as exc:  # reported to Locust as a failure, and recorded
+            error = exc
+            elapsed = time.perf_counter() - start
+            status = "rejected" if exc.status in OVERLOADED else "error"
+            record.update(
+                status=status,
+                error=str(exc),
+                processing_seconds=elapsed,
+                infer_seconds=time.perf_counter() - decoded,
             )
         except Exception as exc:  # reported to Locust as a failure, and recorded
             error = exc
