@@ -111,6 +111,11 @@ def _clearml_dataset(
             dataset_version=version.removeprefix("v"),
             parent_datasets=parents,
         )
+        # Offline, ClearML fills the task's script section from a background thread, and
+        # add_files() appends to it: wait for that thread (it lost the race on a busy machine).
+        task = Task.current_task()
+        if offline and task is not None and task.data.script is None:
+            task._wait_for_repo_detection(timeout=120)  # ClearML has no public wait
         ds.add_files(str(dataset.root / METADATA_FILE))
         for entry in dataset.entries:
             ds.add_files(str(dataset.path(entry)), dataset_path=str(Path(entry.name).parent))
