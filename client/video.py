@@ -1,4 +1,13 @@
-"""Sample evenly spaced RGB frames from a video file with OpenCV, in one sequential pass.
+"""Sample evenly spaced RGB frames from a video file.
+
+Two decoders
+------------
+:func:`sample_frames` first tries :mod:`fakescope.client.pyav_sampler`, which decodes only what
+the sample needs (one keyframe per segment for long videos, reference frames only otherwise;
+half to a tenth of this module's CPU time) and may pick a frame or two away from the segment
+centre. Whenever that path meets something it does not expect (broken or truncated files, no
+or repeated timestamps, odd rotations), this module's OpenCV scan below decides: it decodes
+every frame, picks exactly, and names what is wrong with a bad file.
 
 How frames are chosen
 ---------------------
@@ -221,6 +230,12 @@ def sample_frames(
     sniffed = _sniff(head, size)
     mp4 = _probe_mp4(path, head, size)
     _refuse_before_decoding(path, sniffed, mp4)
+    if sniffed is None:  # maybe a video: try decoding only what the sample needs
+        from fakescope.client.pyav_sampler import sample_with_pyav
+
+        fast = sample_with_pyav(path, lambda total: even_frame_indices(total, num_frames), max_side)
+        if fast is not None:
+            return fast
 
     try:
         with _capture(path) as cap:
@@ -654,7 +669,7 @@ class _Collector:
         h, w = bgr.shape[:2]
         if self._buffer is None:
             self.source_size = (w, h)
-            self.size = _fit(w, h, self._max_side)
+            self.size = fit_size(w, h, self._max_side)
             tw, th = self.size
             self._buffer = np.empty((self._capacity, th, tw, 3), np.uint8)
         assert self.size is not None
@@ -676,7 +691,8 @@ class _Collector:
         return self._buffer if n == self._capacity else self._buffer[:n].copy()
 
 
-def _fit(w: int, h: int, max_side: int | None) -> tuple[int, int]:
+def fit_size(w: int, h: int, max_side: int | None) -> tuple[int, int]:
+    """``(w, h)`` scaled so that the long side is at most ``max_side`` (aspect kept)."""
     if max_side is None or max(w, h) <= max_side:
         return w, h
     s = max_side / max(w, h)

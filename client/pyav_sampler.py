@@ -1,0 +1,289 @@
+"""The fast path of frame sampling: decode only the frames the sample needs, with PyAV.
+
+:func:`fakescope.client.video.sample_frames` tries this first and falls back to its OpenCV
+scan (which decodes every frame and explains every failure) whenever this returns ``None``.
+The picks follow the same rule — one frame per equal segment of the stream, at the segment
+centre — with a tolerance that lets the decoder skip work:
+
+1. **Index.** Demux the video stream without decoding (packet headers only: 10–25 ms for the
+   benchmark's videos) to learn the real frame count ``M``, every presentation timestamp and
+   which frames are keyframes.
+2. **Keyframes** when every one of the ``k`` segments holds a keyframe: seek to the keyframe
+   nearest each segment's centre and decode just that packet (``k`` decodes, whatever the
+   length). Long videos take this path (a 60 s 720p video: 0.14 s of decoding instead of the
+   full scan's 1.3 s).
+3. **Reference frames** otherwise: one pass with the decoder told to skip non-reference
+   frames (``skip_frame=NONREF``; typically B-frames, about 40 % of an x264 stream), taking
+   the decoded frame nearest each segment centre (at most a frame or two away). Videos with
+   fewer than ``4 k`` frames skip nothing. Phone videos without B-frames decode fully.
+
+Single-threaded decoding: under load (several videos at once on a few cores, the case the
+product limit is about) frame threads cost more CPU than they save wall time. Measured on the
+benchmark's 1080p 6 s H.264 video, CPU seconds: OpenCV ``grab()`` scan 0.77, PyAV full decode
+0.49, PyAV reference frames 0.30 (see ``benchmarks/README.md``).
+
+Anything unexpected — no timestamps, duplicate timestamps, a rotation that is not a multiple
+of 90°, a seek that lands elsewhere, a decode error, too few frames — returns ``None`` so that
+the OpenCV path decides (and names the problem). Nothing here raises for a bad file.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import av.video.frame
+
+    from fakescope.client.video import SampledFrames
+
+logger = logging.getLogger(__name__)
+
+#: Skip non-reference frames only when the stream has at least this many frames per pick.
+NONREF_MIN_FRAMES_PER_PICK: Final = 4
+
+
+@dataclass(frozen=True)
+class StreamIndex:
+    """What demuxing (no decoding) says about a video stream.
+
+    Attributes:
+        pts: presentation timestamps of every frame, sorted (presentation order).
+        keyframes: positions in ``pts`` of the keyframes, sorted.
+        time_base: seconds per ``pts`` unit.
+        reported_frames: the container's frame count (0 when it has none).
+        rate: the container's average frame rate, if any.
+
+    """
+
+    pts: array[int]
+    keyframes: list[int]
+    time_base: Fraction
+    reported_frames: int
+    rate: Fraction | None
+
+    @property
+    def total(self) -> int:
+        """Frames in the stream."""
+        return len(self.pts)
+
+
+def keyframe_picks(index: StreamIndex, targets: list[int]) -> list[int] | None:
+    """Keyframe positions, one per segment around each target, or ``None`` if one has none.
+
+    Segment ``j`` is ``[j M/k, (j+1) M/k)``; the pick is the keyframe in it nearest the target.
+    """
+    total, k = index.total, len(targets)
+    picks = []
+    for j, target in enumerate(targets):
+        lo, hi = j * total / k, (j + 1) * total / k
+        first = bisect.bisect_left(index.keyframes, lo)
+        best = None
+        for position in index.keyframes[first:]:
+            if position >= hi:
+                break
+            if best is None or abs(position - target) < abs(best - target):
+                best = position
+        if best is None:
+            return None
+        picks.append(best)
+    return picks
+
+
+def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
+    """Demux (no decoding) the first video stream of ``path``.
+
+    Returns ``None`` when there is no video stream, or when timestamps are missing or repeated
+    (the frames could not be told apart). Raises PyAV's errors for unreadable files.
+    """
+    import av
+
+    with av.open(os.fspath(path), metadata_errors="ignore") as container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        if stream.time_base is None:
+            return None
+        pts: array[int] = array("q")
+        keys: array[int] = array("q")
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the demuxer's end-of-stream flush packet
+                continue
+            if packet.pts is None:
+                return None
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+        ordered = np.sort(np.frombuffer(pts, dtype=np.int64))
+        if len(ordered) > 1 and not bool(np.all(np.diff(ordered) > 0)):
+            return None  # duplicate timestamps: frames cannot be told apart by pts
+        key_positions = np.searchsorted(ordered, np.frombuffer(keys, dtype=np.int64))
+        rate = stream.average_rate
+        return StreamIndex(
+            pts=array("q", ordered.tobytes()),
+            keyframes=sorted(int(p) for p in key_positions),
+            time_base=Fraction(stream.time_base),
+            reported_frames=int(stream.frames or 0),
+            rate=Fraction(rate) if rate else None,
+        )
+
+
+def sample_with_pyav(
+    path: str | os.PathLike[str], targets_for: Callable[[int], list[int]], max_side: int | None
+) -> SampledFrames | None:
+    """Sample ``path`` decoding as little as possible; ``None`` when the OpenCV path must.
+
+    Args:
+        path: the video file (already checked to exist and not to be a playlist).
+        targets_for: maps the real frame count to the ideal picks
+            (:func:`fakescope.client.video.even_frame_indices` with ``num_frames`` bound).
+        max_side: the long-side limit of the returned frames (``None``: full size).
+
+    """
+    try:
+        import av
+    except ImportError:  # the client works without PyAV, only slower
+        return None
+    try:
+        index = read_stream_index(path)
+        if index is None or index.total == 0:
+            return None
+        targets = targets_for(index.total)
+        picks = keyframe_picks(index, targets) if len(targets) < index.total else None
+        if picks is not None:
+            chosen = _decode_keyframes(path, index, picks)
+        else:
+            skip = index.total >= NONREF_MIN_FRAMES_PER_PICK * len(targets)
+            chosen = _decode_nearest(path, index, targets, skip_nonref=skip)
+        if chosen is None or len(chosen) != len(targets):
+            raise ValueError("the decoded frames do not match the stream's index")
+        return _assemble(index, chosen, max_side)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        logger.info("%s: PyAV fast path gave up (%s); scanning with OpenCV", path, exc)
+        return None
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+def _decode_keyframes(
+    path: str | os.PathLike[str], index: StreamIndex, picks: list[int]
+) -> list[tuple[int, av.video.frame.VideoFrame]] | None:
+    import av
+
+    chosen = []
+    with av.open(os.fspath(path), metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        codec = stream.codec_context
+        for position in picks:
+            wanted = index.pts[position]
+            container.seek(wanted, stream=stream, backward=True, any_frame=False)
+            packet = next((p for p in container.demux(stream) if p.size), None)
+            if packet is None or packet.pts != wanted or not packet.is_keyframe:
+                return None  # the seek landed elsewhere
+            # one packet in, then drain: the decoder gives the frame without waiting for the
+            # frames that would follow it (a keyframe needs no other)
+            frames = [*codec.decode(packet), *codec.decode(None)]
+            codec.flush_buffers()
+            frame = next((f for f in frames if f.pts == wanted), None)
+            if frame is None:
+                return None
+            chosen.append((position, frame))
+    return chosen
+
+
+def _decode_nearest(
+    path: str | os.PathLike[str], index: StreamIndex, targets: list[int], *, skip_nonref: bool
+) -> list[tuple[int, av.video.frame.VideoFrame]] | None:
+    """One decoding pass; for each target, the decoded frame nearest to it (each used once)."""
+    import av
+
+    chosen: list[tuple[int, av.video.frame.VideoFrame]] = []
+    previous: tuple[int, av.video.frame.VideoFrame] | None = None
+    pts_sorted = np.frombuffer(index.pts, dtype=np.int64)
+    j = 0
+    with av.open(os.fspath(path), metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        if skip_nonref:
+            stream.codec_context.skip_frame = "NONREF"
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                return None
+            position = int(np.searchsorted(pts_sorted, frame.pts))
+            if position >= len(pts_sorted) or pts_sorted[position] != frame.pts:
+                return None
+            if chosen and position <= chosen[-1][0]:
+                return None  # not in presentation order
+            current: tuple[int, av.video.frame.VideoFrame] | None = (position, frame)
+            while j < len(targets) and current is not None and position >= targets[j]:
+                target = targets[j]
+                if previous is not None and target - previous[0] < position - target:
+                    chosen.append(previous)
+                else:
+                    chosen.append(current)
+                    current = None
+                previous = None
+                j += 1
+            previous = current
+            if j == len(targets):
+                break
+    if j < len(targets) and previous is not None:
+        chosen.append(previous)
+    return chosen
+
+
+def _assemble(
+    index: StreamIndex,
+    chosen: list[tuple[int, av.video.frame.VideoFrame]],
+    max_side: int | None,
+) -> SampledFrames:
+    from av.video.reformatter import VideoReformatter
+
+    from fakescope.client.video import SampledFrames, fit_size
+
+    first = chosen[0][1]
+    turns = (first.rotation % 360) // 90 if first.rotation % 90 == 0 else None
+    if turns is None:
+        raise ValueError(f"display rotation {first.rotation} is not a multiple of 90 degrees")
+    upright = (first.height, first.width) if turns % 2 else (first.width, first.height)
+    width, height = fit_size(*upright, max_side)
+    stored = (height, width) if turns % 2 else (width, height)  # size before rotating
+    shrink = stored[0] * stored[1] < first.width * first.height
+    frames = np.empty((len(chosen), height, width, 3), np.uint8)
+    reformatter = VideoReformatter()  # one scaler context for all the frames
+    for slot, (_, frame) in zip(frames, chosen, strict=True):
+        rgb = reformatter.reformat(
+            frame,
+            width=stored[0],
+            height=stored[1],
+            format="rgb24",
+            interpolation="AREA" if shrink else "BILINEAR",
+        ).to_ndarray()
+        slot[...] = np.rot90(rgb, k=turns) if turns else rgb
+    origin = index.pts[0]
+    seconds = [float((index.pts[p] - origin) * index.time_base) for p, _ in chosen]
+    span = float((index.pts[-1] - origin) * index.time_base)
+    fps = float(index.rate) if index.rate else (index.total - 1) / span if span > 0 else 0.0
+    if fps <= 0:
+        raise ValueError("no frame rate")
+    return SampledFrames(
+        frames=frames,
+        timestamps=np.asarray(seconds, dtype=np.float32),
+        duration_seconds=span + 1.0 / fps,
+        source_size=upright,
+        fps=fps,
+        frame_indices=np.asarray([p for p, _ in chosen], dtype=np.int64),
+        total_frames=index.total,
+        reported_frames=float(index.reported_frames),
+        rotation=(-turns * 90) % 360,  # clockwise, as OpenCV reports it
+    )
