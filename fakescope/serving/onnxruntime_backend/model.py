@@ -36,6 +36,9 @@ class TritonPythonModel:
             options.intra_op_num_threads = int(params["intra_op_thread_count"])
         if "inter_op_thread_count" in params:
             options.inter_op_num_threads = int(params["inter_op_thread_count"])
+        for key, value in params.items():
+            if key.startswith("session."):  # ORT session config entries, e.g. thread spinning
+                options.add_session_config_entry(key, value)
         providers = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU":
             device = int(args.get("model_instance_device_id", "0"))
