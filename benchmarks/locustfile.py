@@ -7,6 +7,13 @@ Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
 * ``FAKESCOPE_BENCH_FRAMES`` — frames sampled per video;
 * ``FAKESCOPE_BENCH_SHARED_MEMORY`` — ``on``/``off``: frames through system shared memory;
 * ``FAKESCOPE_BENCH_RETRIES`` — client retries of UNAVAILABLE answers (0 in overload runs);
+* ``FAKESCOPE_BENCH_PREDECODED`` — ``1`` (overload runs): each video is decoded once, before
+  the run, and every request reuses its frames; the decode time measured then is added to each
+  request's processing time. At 16–32 users on the server's own 2 cores, the load generator's
+  decoding would otherwise be the bottleneck, and its single event loop would delay the answers
+  it measures (a server rejection that takes 20 ms was recorded as seconds), so the table would
+  describe the load generator instead of the server's admission control. A rejected user then
+  pauses ``REJECTED_PAUSE_S`` before its next video, as a real client backs off;
 * ``FAKESCOPE_BENCH_RECORDS`` — JSON-lines file that receives one record per request
   (processing time, video duration, ratio, status, error);
 * ``FAKESCOPE_BENCH_LIMIT`` — the product limit on p95(processing/duration); a run whose p95
@@ -27,25 +34,44 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.threadpool
 import grpc.experimental.gevent as grpc_gevent
-from locust import User, constant, events, task
+from locust import User, events, task
 
 from fakescope.client.triton import DetectorClient, ServerError
 from fakescope.client.verdict import Verdict
-from fakescope.client.video import sample_frames
+from fakescope.client.video import SampledFrames, sample_frames
 
 grpc_gevent.init_gevent()
-# Decoding runs in gevent's native thread pool; as many threads as cores, as on a real client
-# machine (32 simultaneous decodes on the server's 2 cores starve tritonserver's python stubs).
-gevent.get_hub().threadpool.maxsize = os.cpu_count() or 2
+# Decoding runs in a native thread pool of its own, as many threads as cores, as on a real
+# client machine (32 simultaneous decodes on the server's 2 cores starve tritonserver's python
+# stubs). Not the hub's pool: gRPC's gevent mode waits for every call in a thread of *that*
+# pool, so bounding it to the cores made calls (rejections too) queue behind each other.
+DECODE_POOL = gevent.threadpool.ThreadPool(os.cpu_count() or 2)
+gevent.get_hub().threadpool.maxsize = 256  # >= concurrent users: one waiting gRPC call each
 
 VIDEOS = [p for p in os.environ.get("FAKESCOPE_BENCH_VIDEOS", "").split(os.pathsep) if p]
 FRAMES = int(os.environ.get("FAKESCOPE_BENCH_FRAMES", "16"))
 SHARED_MEMORY = os.environ.get("FAKESCOPE_BENCH_SHARED_MEMORY", "on") == "on"
 #: Client retries of UNAVAILABLE; the overload measurement sets 0 to see every rejection.
 RETRIES = int(os.environ.get("FAKESCOPE_BENCH_RETRIES", "3"))
+PREDECODED = os.environ.get("FAKESCOPE_BENCH_PREDECODED", "0") == "1"
 RECORDS: list[dict[str, Any]] = []
 OVERLOADED = frozenset({"StatusCode.UNAVAILABLE", "503"})
+#: Seconds a user waits after a rejection before its next video (overload runs).
+REJECTED_PAUSE_S = 1.0
+#: video -> (frames, seconds the one decode took), filled before an overload run starts.
+_DECODED: dict[str, tuple[SampledFrames, float]] = {}
+
+
+@events.test_start.add_listener
+def _decode_once(**_kwargs: Any) -> None:
+    if not PREDECODED:
+        return
+    for video in VIDEOS:
+        start = time.perf_counter()
+        sampled = sample_frames(video, FRAMES, 1280)
+        _DECODED[video] = (sampled, time.perf_counter() - start)
 
 
 class _VideoUser(User):
@@ -53,7 +79,11 @@ class _VideoUser(User):
 
     abstract = True
     protocol = "grpc"
-    wait_time = constant(0)
+    last_rejected = False
+
+    def wait_time(self) -> float:
+        """Back to back; a pause after a rejection (a real client backs off)."""
+        return REJECTED_PAUSE_S if self.last_rejected else 0.0
 
     def on_start(self) -> None:
         """Open this user's own client and start cycling the videos at a user-specific offset."""
@@ -81,8 +111,13 @@ class _VideoUser(User):
         error: Exception | None = None
         record: dict[str, Any] = {"protocol": self.protocol, "video": Path(video).name}
         decoded = start
+        self.last_rejected = False
         try:
-            sampled = gevent.get_hub().threadpool.apply(sample_frames, (video, FRAMES, 1280))
+            if PREDECODED:
+                sampled, decode_seconds = _DECODED[video]
+                start -= decode_seconds  # as if this user had decoded it just now, unhurried
+            else:
+                sampled = DECODE_POOL.apply(sample_frames, (video, FRAMES, 1280))
             decoded = time.perf_counter()
             raw = self.client.infer(sampled.frames, sampled.timestamps)
             elapsed = time.perf_counter() - start
@@ -107,6 +142,7 @@ class _VideoUser(User):
             error = exc
             elapsed = time.perf_counter() - start
             status = "rejected" if exc.status in OVERLOADED else "error"
+            self.last_rejected = status == "rejected"
             record.update(
                 status=status,
                 error=str(exc),

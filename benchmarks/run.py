@@ -254,6 +254,7 @@ def run_bench(args: argparse.Namespace) -> int:
         FAKESCOPE_BENCH_LIMIT=str(args.limit),
         FAKESCOPE_BENCH_SHARED_MEMORY=args.shared_memory,
         FAKESCOPE_BENCH_RETRIES="0" if args.overload else "3",
+        FAKESCOPE_BENCH_PREDECODED="1" if args.overload else "0",
     )
     all_records: dict[str, dict[int, list[dict[str, Any]]]] = {}
     try:
@@ -283,7 +284,9 @@ def run_bench(args: argparse.Namespace) -> int:
             p95 = level["ratio"]["p95"]
             if level["failures"]:
                 failures.append(f"{protocol} {users} users: {level['failures']} failed requests")
-            if level["rejected"] and not args.overload:
+            # above the checked levels the server is past its capacity on purpose: refusing
+            # some videos (after the client's retries) is the admission control working
+            if level["rejected"] and not args.overload and int(users) <= CHECKED_MAX_USERS:
                 failures.append(f"{protocol} {users} users: {level['rejected']} rejected")
             if int(users) <= CHECKED_MAX_USERS and (p95 is None or p95 > args.limit):
                 failures.append(f"{protocol} {users} users: p95 ratio {p95} > limit {args.limit}")

@@ -1,0 +1,85 @@
+"""Admission control on the real server: a burst beyond the queue is refused at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from fakescope import contract
+from fakescope.client.triton import DetectorClient, ServerError
+from fakescope.client.video import sample_frames
+from fakescope.serving.embedded import EmbeddedTriton
+from tests.media import make_face_video
+from tests.servers import REPOSITORY
+
+QUEUE_FULL = "Exceeds maximum queue size"
+QUEUE_TIMEOUT = "Request timeout expired"
+FRAMES_PER_REQUEST = 32
+
+
+def detector_queue_size() -> int:
+    """``max_queue_size`` of the entry model, read from its committed config."""
+    config = text_format.Parse(
+        (REPOSITORY / "face_detector" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
+    return int(config.dynamic_batching.default_queue_policy.max_queue_size)
+
+
+@pytest.fixture(scope="module")
+def heavy_request(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.ndarray]:
+    """Frames with a face: the detector takes far longer on them than a refusal takes."""
+    path = make_face_video(
+        tmp_path_factory.mktemp("overload") / "face.mp4", seconds=3.2, fps=10, codec="avc1"
+    )
+    sampled = sample_frames(path, FRAMES_PER_REQUEST)
+    return sampled.frames, sampled.timestamps
+
+
+def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_overfills_the_queue(
+    triton: EmbeddedTriton, heavy_request: tuple[np.ndarray, np.ndarray]
+) -> None:
+    admitted = detector_queue_size() + 1  # waiting + the one running
+    burst = admitted + 3
+    frames, timestamps = heavy_request
+    start = threading.Barrier(burst)
+    outcomes: list[tuple[float, str, str]] = []  # (answered at, ok | rejected | error, detail)
+    lock = threading.Lock()
+
+    def one_user() -> None:
+        with DetectorClient(
+            triton.address.grpc_url, "grpc", retries=0, shared_memory=False, timeout_s=120
+        ) as client:
+            start.wait()
+            try:
+                result = client.infer(frames, timestamps)
+                outcome = ("ok", result.status)
+            except ServerError as exc:
+                kind = "rejected" if exc.status == "StatusCode.UNAVAILABLE" else "error"
+                outcome = (kind, str(exc))
+            with lock:
+                outcomes.append((time.monotonic(), *outcome))
+
+    threads = [threading.Thread(target=one_user) for _ in range(burst)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    kinds = [kind for _, kind, _ in outcomes]
+    assert "error" not in kinds, outcomes
+    rejected = [o for o in outcomes if o[1] == "rejected"]
+    answered = [o for o in outcomes if o[1] == "ok"]
+    assert len(answered) + len(rejected) == burst  # every admitted video got its verdict
+    assert all(detail == contract.STATUS_OK for _, _, detail in answered), answered
+    queue_full = [o for o in rejected if QUEUE_FULL in o[2]]
+    # the rest waited past the queue timeout (possible on a slow machine): also refused cleanly
+    assert all(QUEUE_TIMEOUT in o[2] for o in rejected if o not in queue_full), rejected
+    assert len(queue_full) >= burst - admitted - 1, outcomes  # one may slip in as one finishes
+    # refused on arrival, not after waiting: every queue-full refusal came before the first verdict
+    assert max(t for t, _, _ in queue_full) < min(t for t, _, _ in answered)
+    assert triton.is_ready()
