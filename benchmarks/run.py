@@ -118,6 +118,10 @@ def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str,
         "p50_processing_seconds": statistics.median([r["processing_seconds"] for r in ok])
         if ok
         else None,
+        "ratio_per_video": {
+            video: _stats([r["ratio"] for r in ok if r["video"] == video])
+            for video in sorted({r["video"] for r in ok})
+        },
     }
 
 
