@@ -42,6 +42,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import av.video.frame
+    import av.video.reformatter
 
     from fakescope.client.video import SampledFrames
 
@@ -157,29 +158,114 @@ def sample_with_pyav(
         if index is None or index.total == 0:
             return None
         targets = targets_for(index.total)
+        sink = _FrameSink(len(targets), max_side)
         picks = keyframe_picks(index, targets) if len(targets) < index.total else None
         if picks is not None:
-            chosen = _decode_keyframes(path, index, picks)
+            _decode_keyframes(path, index, picks, sink)
         else:
             skip = index.total >= NONREF_MIN_FRAMES_PER_PICK * len(targets)
-            chosen = _decode_nearest(path, index, targets, skip_nonref=skip)
-        if chosen is None or len(chosen) != len(targets):
-            raise ValueError("the decoded frames do not match the stream's index")
-        return _assemble(index, chosen, max_side)
-    except (av.FFmpegError, OSError, ValueError) as exc:
+            _decode_nearest(path, index, targets, sink, skip_nonref=skip)
+        return sink.sampled(index)
+    except (av.FFmpegError, OSError, _UnexpectedStreamError) as exc:
         logger.info("%s: PyAV fast path gave up (%s); scanning with OpenCV", path, exc)
-        return None
+    except Exception:  # an optimisation only: the OpenCV scan is the authority on any file
+        logger.warning("%s: PyAV fast path failed; scanning with OpenCV", path, exc_info=True)
+    return None
 
 
 # --- internals -------------------------------------------------------------------------------
 
 
+class _UnexpectedStreamError(Exception):
+    """The stream is not what the fast path expects (the OpenCV scan takes over)."""
+
+
+class _FrameSink:
+    """Converts each chosen frame at once into one preallocated RGB buffer (upright, scaled).
+
+    Holding decoded frames instead would cost a full-resolution YUV frame per pick (800 MB for
+    16 frames of 8K); this keeps only the output, as the OpenCV path's collector does.
+    """
+
+    def __init__(self, capacity: int, max_side: int | None) -> None:
+        self._capacity = capacity
+        self._max_side = max_side
+        self._buffer: np.ndarray | None = None
+        self._reformatter: av.video.reformatter.VideoReformatter | None = None
+        self.positions: list[int] = []
+        self._turns = 0
+        self._stored = (0, 0)  # size to scale to before rotating
+        self._interpolation = "BILINEAR"
+        self.source_size = (0, 0)
+
+    def add(self, position: int, frame: av.video.frame.VideoFrame) -> None:
+        if self._buffer is None:
+            self._start(frame)
+        assert self._buffer is not None and self._reformatter is not None
+        if len(self.positions) == self._capacity:
+            raise _UnexpectedStreamError("more frames than picks")
+        rgb = self._reformatter.reformat(
+            frame,
+            width=self._stored[0],
+            height=self._stored[1],
+            format="rgb24",
+            interpolation=self._interpolation,
+        ).to_ndarray()
+        slot = self._buffer[len(self.positions)]
+        slot[...] = np.rot90(rgb, k=self._turns) if self._turns else rgb
+        self.positions.append(position)
+
+    def _start(self, frame: av.video.frame.VideoFrame) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        from fakescope.client.video import fit_size
+
+        if frame.rotation % 90:
+            raise _UnexpectedStreamError(
+                f"display rotation {frame.rotation} is not a multiple of 90 degrees"
+            )
+        self._turns = (frame.rotation % 360) // 90
+        upright = (frame.height, frame.width) if self._turns % 2 else (frame.width, frame.height)
+        width, height = fit_size(*upright, self._max_side)
+        self._stored = (height, width) if self._turns % 2 else (width, height)
+        shrink = self._stored[0] * self._stored[1] < frame.width * frame.height
+        self._interpolation = "AREA" if shrink else "BILINEAR"
+        self.source_size = upright
+        self._buffer = np.empty((self._capacity, height, width, 3), np.uint8)
+        self._reformatter = VideoReformatter()  # one scaler context for all the frames
+
+    def sampled(self, index: StreamIndex) -> SampledFrames:
+        from fakescope.client.video import SampledFrames
+
+        if self._buffer is None or len(self.positions) != self._capacity:
+            raise _UnexpectedStreamError("the decoded frames do not match the stream's index")
+        origin = index.pts[0]
+        seconds = [float((index.pts[p] - origin) * index.time_base) for p in self.positions]
+        span = float((index.pts[-1] - origin) * index.time_base)
+        if index.rate:
+            fps = float(index.rate)
+        elif span > 0:
+            fps = (index.total - 1) / span
+        else:
+            raise _UnexpectedStreamError("no frame rate")
+        return SampledFrames(
+            frames=self._buffer,
+            timestamps=np.asarray(seconds, dtype=np.float32),
+            duration_seconds=span + 1.0 / fps,
+            source_size=self.source_size,
+            fps=fps,
+            frame_indices=np.asarray(self.positions, dtype=np.int64),
+            total_frames=index.total,
+            reported_frames=float(index.reported_frames),
+            rotation=(-self._turns * 90) % 360,  # clockwise, as OpenCV reports it
+        )
+
+
 def _decode_keyframes(
-    path: str | os.PathLike[str], index: StreamIndex, picks: list[int]
-) -> list[tuple[int, av.video.frame.VideoFrame]] | None:
+    path: str | os.PathLike[str], index: StreamIndex, picks: list[int], sink: _FrameSink
+) -> None:
     import av
 
-    chosen = []
     with av.open(os.fspath(path), metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.thread_type = "NONE"
@@ -189,25 +275,31 @@ def _decode_keyframes(
             container.seek(wanted, stream=stream, backward=True, any_frame=False)
             packet = next((p for p in container.demux(stream) if p.size), None)
             if packet is None or packet.pts != wanted or not packet.is_keyframe:
-                return None  # the seek landed elsewhere
+                raise _UnexpectedStreamError("a seek landed elsewhere")
             # one packet in, then drain: the decoder gives the frame without waiting for the
             # frames that would follow it (a keyframe needs no other)
             frames = [*codec.decode(packet), *codec.decode(None)]
             codec.flush_buffers()
             frame = next((f for f in frames if f.pts == wanted), None)
             if frame is None:
-                return None
-            chosen.append((position, frame))
-    return chosen
+                raise _UnexpectedStreamError("a keyframe did not decode")
+            sink.add(position, frame)
 
 
 def _decode_nearest(
-    path: str | os.PathLike[str], index: StreamIndex, targets: list[int], *, skip_nonref: bool
-) -> list[tuple[int, av.video.frame.VideoFrame]] | None:
-    """One decoding pass; for each target, the decoded frame nearest to it (each used once)."""
+    path: str | os.PathLike[str],
+    index: StreamIndex,
+    targets: list[int],
+    sink: _FrameSink,
+    *,
+    skip_nonref: bool,
+) -> None:
+    """One decoding pass; for each target, the decoded frame nearest to it (each used once).
+
+    Holds at most one decoded frame besides the output: the last one before the next target.
+    """
     import av
 
-    chosen: list[tuple[int, av.video.frame.VideoFrame]] = []
     previous: tuple[int, av.video.frame.VideoFrame] | None = None
     pts_sorted = np.frombuffer(index.pts, dtype=np.int64)
     j = 0
@@ -218,19 +310,19 @@ def _decode_nearest(
             stream.codec_context.skip_frame = "NONREF"
         for frame in container.decode(stream):
             if frame.pts is None:
-                return None
+                raise _UnexpectedStreamError("a decoded frame has no timestamp")
             position = int(np.searchsorted(pts_sorted, frame.pts))
             if position >= len(pts_sorted) or pts_sorted[position] != frame.pts:
-                return None
-            if chosen and position <= chosen[-1][0]:
-                return None  # not in presentation order
+                raise _UnexpectedStreamError("a decoded frame is not in the index")
+            if sink.positions and position <= sink.positions[-1]:
+                raise _UnexpectedStreamError("frames out of presentation order")
             current: tuple[int, av.video.frame.VideoFrame] | None = (position, frame)
             while j < len(targets) and current is not None and position >= targets[j]:
                 target = targets[j]
                 if previous is not None and target - previous[0] < position - target:
-                    chosen.append(previous)
+                    sink.add(*previous)
                 else:
-                    chosen.append(current)
+                    sink.add(*current)
                     current = None
                 previous = None
                 j += 1
@@ -238,52 +330,4 @@ def _decode_nearest(
             if j == len(targets):
                 break
     if j < len(targets) and previous is not None:
-        chosen.append(previous)
-    return chosen
-
-
-def _assemble(
-    index: StreamIndex,
-    chosen: list[tuple[int, av.video.frame.VideoFrame]],
-    max_side: int | None,
-) -> SampledFrames:
-    from av.video.reformatter import VideoReformatter
-
-    from fakescope.client.video import SampledFrames, fit_size
-
-    first = chosen[0][1]
-    turns = (first.rotation % 360) // 90 if first.rotation % 90 == 0 else None
-    if turns is None:
-        raise ValueError(f"display rotation {first.rotation} is not a multiple of 90 degrees")
-    upright = (first.height, first.width) if turns % 2 else (first.width, first.height)
-    width, height = fit_size(*upright, max_side)
-    stored = (height, width) if turns % 2 else (width, height)  # size before rotating
-    shrink = stored[0] * stored[1] < first.width * first.height
-    frames = np.empty((len(chosen), height, width, 3), np.uint8)
-    reformatter = VideoReformatter()  # one scaler context for all the frames
-    for slot, (_, frame) in zip(frames, chosen, strict=True):
-        rgb = reformatter.reformat(
-            frame,
-            width=stored[0],
-            height=stored[1],
-            format="rgb24",
-            interpolation="AREA" if shrink else "BILINEAR",
-        ).to_ndarray()
-        slot[...] = np.rot90(rgb, k=turns) if turns else rgb
-    origin = index.pts[0]
-    seconds = [float((index.pts[p] - origin) * index.time_base) for p, _ in chosen]
-    span = float((index.pts[-1] - origin) * index.time_base)
-    fps = float(index.rate) if index.rate else (index.total - 1) / span if span > 0 else 0.0
-    if fps <= 0:
-        raise ValueError("no frame rate")
-    return SampledFrames(
-        frames=frames,
-        timestamps=np.asarray(seconds, dtype=np.float32),
-        duration_seconds=span + 1.0 / fps,
-        source_size=upright,
-        fps=fps,
-        frame_indices=np.asarray([p for p, _ in chosen], dtype=np.int64),
-        total_frames=index.total,
-        reported_frames=float(index.reported_frames),
-        rotation=(-turns * 90) % 360,  # clockwise, as OpenCV reports it
-    )
+        sink.add(*previous)
