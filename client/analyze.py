@@ -78,6 +78,7 @@ def analyze(
         raw = detector.infer(sampled.frames, sampled.timestamps)
         end = time.perf_counter()
         trained = detector.model_trained()
+        limitations = detector.model_limitations()
     finally:
         if own_client:
             detector.close()
@@ -99,6 +100,7 @@ def analyze(
         threshold=threshold,
         decode_seconds=decoded - start,
         infer_seconds=end - decoded,
+        model_limitations=limitations,
     )
 
 

@@ -4,8 +4,11 @@ Mounted by the top-level CLI with :func:`add_analyze_parser` (it sets ``func=run
 the parser default); also runnable alone as ``python -m fakescope.client.cli VIDEO...``.
 
 Output: one block per video on stdout (label, probability, frames, faces, processing time,
-ratio), followed by a ``WARNING`` line whenever the server's classifier is untrained; with
-``--json``, one JSON object per video per line on stdout (no NaN: ``null``). Errors go to stderr
+ratio), followed by a ``WARNING`` line whenever the server's classifier is untrained; after
+the verdicts, one ``note:`` line with the limitations the served classifier states (config
+parameter ``limitations``, from its ONNX metadata), if it states any. With ``--json``, one
+JSON object per video per line on stdout (no NaN: ``null``; the limitations are the
+``model_limitations`` field). Errors go to stderr
 as one line each, ``fakescope: error: <video>: <message>``, and the remaining videos are still
 processed. A tqdm progress bar is drawn on stderr when there is more than one video and stderr
 is a terminal.
@@ -62,6 +65,8 @@ EXIT_UNREACHABLE: Final = 4
 EXIT_SERVER_ERROR: Final = 5
 
 PROG: Final = "fakescope"
+#: Starts the one line, after the verdicts, that repeats the served model's stated limitations.
+LIMITATIONS_PREFIX: Final = "note: the served classifier states its limitations: "
 DEFAULT_TIMEOUT_S: Final = 60.0
 
 _DESCRIPTION: Final = (
@@ -236,6 +241,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         tqdm.write(f"{PROG}: error: --url {args.url!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     worst = EXIT_OK
+    answered = False
     show_bar = len(args.videos) > 1 and sys.stderr.isatty()
     try:
         with tqdm(
@@ -244,7 +250,11 @@ def run_analyze(args: argparse.Namespace) -> int:
             for video in args.videos:
                 code = _analyze_one(video, client, args)
                 worst = max(worst, code)
+                answered = answered or code == EXIT_OK
                 bar.update(1)
+        limitations = client.model_limitations() if answered and not args.json else None
+        if limitations:  # once per run, after the verdicts (JSON carries it in each verdict)
+            tqdm.write(f"{LIMITATIONS_PREFIX}{limitations}", file=sys.stdout)
     finally:
         client.close()
     return worst

@@ -249,6 +249,7 @@ class DetectorClient:
         self._region: FrameRegion | None = None
         self._lock = threading.Lock()
         self._trained: bool | None = None
+        self._limitations: str | None = None
         self._client: Any
         if protocol == "http":
             _check_http_url(self.url)
@@ -386,6 +387,19 @@ class DetectorClient:
             self._trained = self._fetch_trained()
         return self._trained
 
+    def model_limitations(self) -> str | None:
+        """Return the served classifier's stated limitations (config ``limitations``), if any.
+
+        Read with :meth:`model_trained` (one config request per client); ``None`` when the
+        model states none or its config cannot be read.
+
+        Raises:
+            ServerUnreachableError: no answer from the server.
+
+        """
+        self.model_trained()
+        return self._limitations
+
     def is_live(self) -> bool:
         """``is_server_live`` that returns False instead of raising."""
         try:
@@ -459,6 +473,9 @@ class DetectorClient:
                 exc,
             )
             return False
+        param = (config.get("parameters") or {}).get(contract.LIMITATIONS_PARAMETER) or {}
+        text = param.get("string_value", param.get("stringValue"))
+        self._limitations = " ".join(str(text).split()) if text else None
         return trained_from_config(config)
 
     def _fetch_classifier_config(self) -> dict[str, Any]:

@@ -108,6 +108,7 @@ class Verdict:
     frame_size: tuple[int, int] | None = None
     decode_seconds: float | None = None
     infer_seconds: float | None = None
+    model_limitations: str | None = None
 
     @classmethod
     def from_result(
@@ -121,6 +122,7 @@ class Verdict:
         threshold: float = DEFAULT_THRESHOLD,
         decode_seconds: float | None = None,
         infer_seconds: float | None = None,
+        model_limitations: str | None = None,
     ) -> Verdict:
         """Combine the server's outputs with the sampling facts into a verdict.
 
@@ -165,6 +167,7 @@ class Verdict:
             frame_size=sampled.frame_size,
             decode_seconds=_finite(decode_seconds),
             infer_seconds=_finite(infer_seconds),
+            model_limitations=model_limitations,
         )
 
     @property
@@ -201,6 +204,7 @@ class Verdict:
             "infer_seconds": _rounded(self.infer_seconds, 4),
             "model_trained": self.model_trained,
             "warning": self.warning,
+            "model_limitations": self.model_limitations,
             "threshold": _finite(self.threshold),
             "source_size": list(self.source_size) if self.source_size else None,
             "frame_size": list(self.frame_size) if self.frame_size else None,

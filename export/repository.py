@@ -67,14 +67,24 @@ parameters [
   {{ key: "arch" value: {{ string_value: "{arch}" }} }},
   {{ key: "trained" value: {{ string_value: "{trained}" }} }},
   {{ key: "input_size" value: {{ string_value: "{size}" }} }},
-  {{ key: "face_margin" value: {{ string_value: "{margin}" }} }}
+  {{ key: "face_margin" value: {{ string_value: "{margin}" }} }}{limitations}
 ]
 """
 
 
-def classifier_config(spec: ClassifierSpec, *, trained: bool, version: int) -> str:
-    """Render the classifier's ``config.pbtxt`` from its spec."""
+def classifier_config(
+    spec: ClassifierSpec, *, trained: bool, version: int, limitations: str | None = None
+) -> str:
+    """Render the classifier's ``config.pbtxt`` from its spec (and stated limitations)."""
+    extra = ""
+    if limitations:
+        quoted = " ".join(limitations.split()).replace("\\", "\\\\").replace('"', '\\"')
+        extra = (
+            f',\n  {{ key: "{contract.LIMITATIONS_PARAMETER}" '
+            f'value: {{ string_value: "{quoted}" }} }}'
+        )
     return _CLASSIFIER_CONFIG.format(
+        limitations=extra,
         onnx=f"{version}/model.onnx",
         name=contract.CLASSIFIER_MODEL,
         max_batch=CLASSIFIER_MAX_BATCH,

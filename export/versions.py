@@ -28,7 +28,7 @@ from pathlib import Path
 from fakescope import contract
 from fakescope.export.classifier import ClassifierCheckpoint, export_classifier, load_checkpoint
 from fakescope.export.repository import classifier_config, parity_faces
-from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
 
 __all__ = [
     "export_new_version",
@@ -160,8 +160,12 @@ def export_new_version(repository: Path, checkpoint_path: Path) -> int:
 
 def write_served_files(folder: Path, version: int) -> None:
     """Make ``version`` the described one: regenerate ``config.pbtxt``, copy its card."""
-    spec, trained = read_classifier_spec(folder / str(version) / "model.onnx")
-    (folder / "config.pbtxt").write_text(classifier_config(spec, trained=trained, version=version))
+    onnx_path = folder / str(version) / "model.onnx"
+    spec, trained = read_classifier_spec(onnx_path)
+    config = classifier_config(
+        spec, trained=trained, version=version, limitations=read_classifier_limitations(onnx_path)
+    )
+    (folder / "config.pbtxt").write_text(config)
     card = folder / str(version) / CARD
     if card.is_file():
         shutil.copyfile(card, folder / CARD)

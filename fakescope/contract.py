@@ -78,3 +78,7 @@ META_STD: Final = "fakescope.std"
 META_FACE_MARGIN: Final = "fakescope.face_margin"
 META_ARCH: Final = "fakescope.arch"
 META_TRAINED: Final = "fakescope.trained"
+#: What the classifier cannot be trusted for (free text; absent for the untrained placeholder).
+META_LIMITATIONS: Final = "fakescope.provenance.limitations"
+#: ``face_classifier`` config parameter that carries :data:`META_LIMITATIONS` to clients.
+LIMITATIONS_PARAMETER: Final = "limitations"

@@ -54,6 +54,7 @@ class FakeState:
     delay_s: float = 0.0
     busy_answers: int = 0  # the next N inferences are refused as overloaded (queue full)
     config_missing: bool = False
+    limitations: str | None = None  # the classifier config's "limitations" parameter
     infer_calls: list[dict[str, Any]] = field(default_factory=list)
     config_calls: int = 0
 
@@ -102,13 +103,10 @@ class _HttpHandler(BaseHTTPRequestHandler):
             if self.state.config_missing:
                 self._send_json(400, {"error": "Request for unknown model"})
                 return
-            self._send_json(
-                200,
-                {
-                    "name": contract.CLASSIFIER_MODEL,
-                    "parameters": {"trained": {"string_value": self.state.trained}},
-                },
-            )
+            parameters = {"trained": {"string_value": self.state.trained}}
+            if self.state.limitations is not None:
+                parameters["limitations"] = {"string_value": self.state.limitations}
+            self._send_json(200, {"name": contract.CLASSIFIER_MODEL, "parameters": parameters})
         else:
             self._send_json(404, {"error": f"unknown path {self.path}"})
 
@@ -161,6 +159,8 @@ class _GrpcServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "Request for unknown model")
         config = model_config_pb2.ModelConfig(name=request.name)
         config.parameters["trained"].string_value = self.state.trained
+        if self.state.limitations is not None:
+            config.parameters["limitations"].string_value = self.state.limitations
         return service_pb2.ModelConfigResponse(config=config)
 
     def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -500,6 +500,25 @@ def test_run_analyze_prints_no_warning_when_model_is_trained(
     out = capsys.readouterr().out
     assert "WARNING" not in out
     assert len(out.splitlines()) == 1
+
+
+def test_run_analyze_states_the_model_limitations_once_after_the_verdicts_when_config_has_them(
+    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.state.trained = "true"
+    server.state.limitations = "Trained only on synthetic faces;\n  not evidence on real video."
+    argv = [str(face_video), str(face_video), "--url", server.url, "--protocol", server.protocol]
+    assert run(argv) == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[2] == (
+        cli.LIMITATIONS_PREFIX + "Trained only on synthetic faces; not evidence on real video."
+    )
+    assert run([*argv, "--json"]) == cli.EXIT_OK
+    verdicts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [v["model_limitations"] for v in verdicts] == [
+        "Trained only on synthetic faces; not evidence on real video."
+    ] * 2
 
 
 def test_run_analyze_prints_one_json_object_per_video_when_json_is_set(

@@ -19,7 +19,7 @@ from fakescope.export.classifier import (
     untrained_checkpoint,
 )
 from fakescope.export.repository import build_repository, classifier_config, parity_faces
-from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
 from fakescope.serving.model_config import latest_version_dir
 from tests.servers import REPOSITORY
 
@@ -50,7 +50,11 @@ def test_served_classifier_config_and_card_describe_newest_version_when_committe
     folder = REPOSITORY / contract.CLASSIFIER_MODEL
     newest = latest_version_dir(folder)
     spec, trained = read_classifier_spec(newest / "model.onnx")
-    expected = classifier_config(spec, trained=trained, version=int(newest.name))
+    limitations = read_classifier_limitations(newest / "model.onnx")
+    assert limitations and limitations.startswith("Trained only on synthetic videos")
+    expected = classifier_config(
+        spec, trained=trained, version=int(newest.name), limitations=limitations
+    )
     assert (folder / "config.pbtxt").read_text() == expected
     assert (folder / "MODEL_CARD.md").read_text() == (newest / "MODEL_CARD.md").read_text()
 

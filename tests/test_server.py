@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
 from fakescope.pipeline.crops import crop_faces
-from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.serving.embedded import (
     EmbeddedTriton,
@@ -298,3 +298,16 @@ def test_served_face_detector_matches_facenet_mtcnn_when_given_real_faces(triton
         assert len(ours) == len(expected) > 0
         for box in expected:
             assert max(_iou(box, mine) for mine in ours) >= 0.95
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_client_reads_the_served_classifier_limitations_when_its_onnx_states_them(triton, protocol):
+    from fakescope.client.triton import DetectorClient
+
+    newest = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
+    stated = read_classifier_limitations(newest)
+    assert stated  # the committed classifier says what it cannot be trusted for
+    url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
+    with DetectorClient(url, protocol) as client:
+        assert client.model_trained() is True
+        assert client.model_limitations() == stated

@@ -62,6 +62,12 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
+def read_classifier_limitations(path: Path) -> str | None:
+    """Return the classifier's stated limitations (ONNX metadata) as one line, or ``None``."""
+    text = read_onnx_metadata(path).get(contract.META_LIMITATIONS)
+    return " ".join(text.split()) if text else None
+
+
 def read_classifier_spec(path: Path) -> tuple[ClassifierSpec, bool]:
     """Return ``(spec, trained)`` read from the classifier ONNX file at ``path``."""
     metadata = read_onnx_metadata(path)
