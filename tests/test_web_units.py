@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from fakescope.web import cli, db, jobstore, keys
 from fakescope.web.jobs import JobRunner
-from fakescope.web.presentation import describe, timeline_svg
+from fakescope.web.presentation import LIMITATIONS_NOTICE, describe, timeline_svg
 from fakescope.web.settings import Settings, SettingsError
 from fakescope.web.uploads import looks_like_video
 from fakescope.web.webhooks import WebhookURLError, check_webhook_url
@@ -42,6 +42,12 @@ def test_describe_says_cannot_tell_when_no_face():
 
 def test_describe_adds_test_mode_caveat_when_classifier_untrained():
     assert "not findings" in describe(_verdict("REAL", 0.3, trained=False)).caveat
+
+
+def test_describe_repeats_the_stated_limitations_when_trained_classifier_has_them():
+    verdict = {**_verdict("REAL", 0.3), "model_limitations": "Trained only on synthetic faces."}
+    caveat = describe(verdict).caveat
+    assert caveat == LIMITATIONS_NOTICE + "Trained only on synthetic faces."
 
 
 def test_timeline_svg_draws_dots_and_no_face_ticks_when_scores_have_gaps():

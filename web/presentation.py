@@ -11,12 +11,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["Wording", "clock", "describe", "percent", "timeline_svg"]
+__all__ = ["LIMITATIONS_NOTICE", "Wording", "clock", "describe", "percent", "timeline_svg"]
 
 UNTRAINED_NOTICE: Final = (
     "Test mode: the detector's classifier has not been trained yet, so these scores are not "
     "findings. Do not report on them."
 )
+
+#: Starts the caveat that repeats what the served classifier says it cannot be trusted for.
+LIMITATIONS_NOTICE: Final = "About this detector, in its makers' words: "
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,13 @@ def clock(seconds: float | None, precise: bool = False) -> str:
 
 def describe(verdict: dict[str, Any], timestamps: list[float] | None = None) -> Wording:
     """Put a verdict (``Verdict.to_json_dict()``) in words a journalist can use."""
-    caveat = None if verdict.get("model_trained") else UNTRAINED_NOTICE
+    limitations = verdict.get("model_limitations")
+    if not verdict.get("model_trained"):
+        caveat: str | None = UNTRAINED_NOTICE
+    elif limitations:
+        caveat = f"{LIMITATIONS_NOTICE}{limitations}"
+    else:
+        caveat = None
     frames = verdict.get("frames") or 0
     faces = verdict.get("faces") or 0
     threshold = percent(verdict.get("threshold"))
