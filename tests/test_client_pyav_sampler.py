@@ -140,3 +140,20 @@ def test_keyframe_picks_is_none_when_a_segment_has_no_keyframe() -> None:
     )
     assert keyframe_picks(index, even_frame_indices(100, 4)) == [0, 30, 60, 90]
     assert keyframe_picks(index, even_frame_indices(100, 5)) is None  # [40, 60) has none
+
+
+@pytest.mark.parametrize("gop", [10, 250], ids=["keyframe_path", "decode_path"])
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [("h264.mkv", "avc1"), ("vp9.webm", "vp9"), ("h264.mov", "avc1"), ("mpeg4.avi", "mpeg4")],
+)
+def test_sample_with_pyav_returns_the_frames_it_names_when_container_is_not_mp4(
+    videos: Path, name: str, codec: str, gop: int
+) -> None:
+    path = make_face_video(
+        videos / f"gop{gop}_{name}", seconds=20, fps=FPS, size=SIZE, codec=codec, gop=gop
+    )
+    sampled = sample_with_pyav(path, picks(8), None)
+    assert sampled is not None  # no fallback: these containers index and seek fine
+    assert sampled.total_frames == 200
+    assert [read_marker(f) for f in sampled.frames] == sampled.frame_indices.tolist()
