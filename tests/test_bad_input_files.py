@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -38,6 +37,7 @@ from fakescope import contract
 from fakescope.client import cli
 from fakescope.serving.embedded import EmbeddedTriton
 from tests.media import draw_marker, face_frames, make_face_video, truncate_copy
+from tests.unprivileged import as_unprivileged, reachable_dir
 
 SMALL = (320, 180)
 FPS = 10
@@ -479,20 +479,25 @@ def test_analyze_exits_2_naming_the_minimum_when_max_side_is_below_detection_siz
     assert "--max-side: must be 0 (no downscaling) or >= 12, got 8" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0,
-    reason="running as root: chmod 000 does not deny root, so 'permission denied' cannot occur",
-)
 def test_analyze_exits_3_with_one_error_line_when_file_is_not_readable(
-    triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media, tmp_path: Path
+    triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media
 ) -> None:
-    video = tmp_path / "secret.mp4"
-    video.write_bytes(media.get("full.mp4", _face_h264).read_bytes())
-    video.chmod(0)
-    try:
-        run = run_cli(triton, capsys, video)
-    finally:
-        video.chmod(0o600)
+    """A real EACCES: as root (CI) the CLI runs in a child that has dropped to ``nobody``."""
+    with reachable_dir() as folder:
+        video = folder / "secret.mp4"
+        video.write_bytes(media.get("full.mp4", _face_h264).read_bytes())
+        video.chmod(0)
+        # The same CLI path, here, on a missing file: it imports what the path imports lazily
+        # (gRPC's channel modules), which nobody may not be able to read (a Python under /root).
+        missing = run_cli(triton, capsys, folder / "missing.mp4")
+        assert missing.code == cli.EXIT_BAD_INPUT and "no such file" in missing.err
+
+        def analyze_as_caller() -> CliRun:
+            # the folder is reachable: a denial can only come from the file's own mode
+            assert video.stat().st_mode & 0o777 == 0
+            return run_cli(triton, capsys, video)
+
+        run = as_unprivileged(analyze_as_caller)
     assert_one_error_line(run, video, cli.EXIT_BAD_INPUT, "permission denied")
     assert_server_ready(triton)
 

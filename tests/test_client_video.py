@@ -26,6 +26,7 @@ from tests.media import (
     truncate_copy,
     write_video,
 )
+from tests.unprivileged import as_unprivileged, reachable_dir
 
 SMALL = (320, 180)
 FPS = 10
@@ -317,26 +318,27 @@ def test_sample_frames_raises_no_frames_when_truncation_leaves_nothing_decodable
     expect_read_error(cut, "no_frames")
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0,
-    reason="running as root: chmod 000 does not deny root, so 'permission denied' cannot occur",
-)
-def test_sample_frames_raises_permission_when_file_is_unreadable(
-    tmp_path: Path, mp4v_video: Path
-) -> None:
-    path = tmp_path / "secret.mp4"
-    path.write_bytes(mp4v_video.read_bytes())
-    path.chmod(0)
-    try:
-        expect_read_error(path, "permission")
-    finally:
-        path.chmod(0o600)
+def test_sample_frames_raises_permission_when_file_is_unreadable(mp4v_video: Path) -> None:
+    """A real EACCES: as root (CI) the read runs in a child that has dropped to ``nobody``."""
+    with reachable_dir() as folder:
+        path = folder / "secret.mp4"
+        path.write_bytes(mp4v_video.read_bytes())
+        path.chmod(0)
+
+        def read_as_caller() -> tuple[str, str]:
+            # the folder is reachable: a denial can only come from the file's own mode
+            assert path.stat().st_mode & 0o777 == 0
+            err = expect_read_error(path, "permission")
+            return err.reason, err.detail
+
+        reason, detail = as_unprivileged(read_as_caller)
+    assert (reason, detail) == ("permission", "permission denied")
 
 
 def test_sample_frames_raises_permission_when_opening_is_denied(
     tmp_path: Path, mp4v_video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Simulated EACCES (root cannot be denied for real, see the test above).
+    # EACCES from open() alone (stat succeeded), whoever runs the test.
     def deny(self: Path, *args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied", str(self))
 
