@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import threading
@@ -15,6 +16,8 @@ import pytest
 from fakescope.client.analyze import analyze
 from fakescope.web import jobstore, keys
 from fakescope.web.db import open_database
+from fakescope.web.principals import VISITOR_COOKIE
+from fakescope.web.settings import Settings
 from tests.media import make_face_video, make_no_face_video
 from tests.servers import free_ports
 from tests.web_support import LiveServer, raw_request, upload, wait_for_job, web_settings
@@ -228,6 +231,37 @@ def test_submit_job_answers_403_when_key_revoked(server, videos):
         response = upload(client, videos["no_face"], headers={"X-API-Key": secret})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "revoked_key"
+
+
+def _server_from_env(root: Path, allow_anonymous: str) -> LiveServer:
+    """A server whose anonymous switch comes from the README's variable (no analysis runs)."""
+    base = dataclasses.asdict(web_settings(root, f"127.0.0.1:{free_ports(1)[0]}", workers=0))
+    del base["allow_anonymous"]
+    env = {"FAKESCOPE_WEB_ALLOW_ANONYMOUS": allow_anonymous}
+    return LiveServer(Settings.from_env(env, **base))
+
+
+def test_submit_job_answers_401_without_key_when_anonymous_uploads_off(tmp_path, videos):
+    with _server_from_env(tmp_path, "false") as live, live.client() as client:
+        anonymous = upload(client, videos["no_face"])
+        _, secret = _key(live)
+        keyed = upload(client, videos["no_face"], headers={"X-API-Key": secret})
+    assert live.settings.allow_anonymous is False
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.json()["error"]["code"] == "key_required"
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert VISITOR_COOKIE not in anonymous.cookies
+    assert keyed.status_code == 202, keyed.text  # keys are unaffected
+
+
+def test_submit_job_answers_202_without_key_when_anonymous_uploads_on(tmp_path, videos):
+    with _server_from_env(tmp_path, "true") as live, live.client() as client:
+        response = upload(client, videos["no_face"])
+        job = client.get(f"/api/v1/jobs/{response.json()['id']}")  # the cookie names the owner
+    assert live.settings.allow_anonymous is True
+    assert response.status_code == 202, response.text
+    assert VISITOR_COOKIE in response.cookies
+    assert job.status_code == 200 and job.json()["status"] == "pending"
 
 
 def test_submit_job_answers_429_when_monthly_quota_used(server, videos):

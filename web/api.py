@@ -1,10 +1,11 @@
 """The REST API (``/api/v1``): submit a video, poll the job, read the verdict, list jobs.
 
 Errors are JSON ``{"error": {"code": "...", "message": "..."}}`` with these statuses:
-400 malformed form, 401 missing/bad key, 403 revoked key or cross-site request, 404 unknown job
-(or another owner's), 409 verdict asked before the job finished, 413 video too large or too
-long, 415 not multipart or not a video, 422 bad field (e.g. a webhook URL that is not allowed),
-429 quota or rate limit (with ``Retry-After``).
+400 malformed form, 401 unknown/malformed key (or no key while anonymous uploads are off),
+403 revoked key or cross-site request, 404 unknown job (or another owner's), 409 verdict asked
+before the job finished, 413 video too large or too long, 415 not multipart or not a video, 422
+bad field (e.g. a webhook URL that is not allowed), 429 quota or rate limit (with
+``Retry-After``). A request without a key is an anonymous visitor's (see :mod:`.principals`).
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ async def submit_job(request: Request) -> JSONResponse:
     """Stream the video to disk (size limit enforced while streaming), check it, queue a job.
 
     Answers 202 with the job (``status: pending``) and ``Location`` of the job resource.
+    Without a key the caller is an anonymous visitor (the ``fakescope_visitor`` cookie, set on
+    the first answer) within the anonymous daily quota; a presented key is always checked (401
+    unknown or malformed, 403 revoked). With anonymous uploads off
+    (``FAKESCOPE_WEB_ALLOW_ANONYMOUS=false``) a request without a key gets 401.
     """
     svc = service(request)
     s = svc.settings
