@@ -4,8 +4,9 @@ Served faces come from re-encoded, downscaled, often blurry video, so the classi
 learn from pixel-exact detail. Each transform is drawn with its own probability from a seeded
 ``numpy`` generator (pure function of the generator's state, so training is reproducible):
 horizontal flip, small shift/scale/rotation (zero border, like the crops' padding),
-brightness/contrast, hue/saturation, Gaussian blur, downscale + upscale, Gaussian noise and
-JPEG re-compression at a random quality (the artefacts H.264 leaves at low bit rates).
+brightness/contrast, hue/saturation, Gaussian blur, downscale + upscale, Gaussian noise,
+cut-out (a random square zeroed) and JPEG re-compression at a random quality (the artefacts
+H.264 leaves at low bit rates).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def augment_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.2:
         noise = rng.normal(0.0, rng.uniform(2, 8), size=out.shape)
         out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        # cut-out: hide a random patch so no single region (eyes, mouth) carries the decision
+        side = max(1, round(size * rng.uniform(0.1, 0.4)))
+        x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+        out[y0 : y0 + side, x0 : x0 + side] = 0
     if rng.random() < 0.5:
         quality = int(rng.integers(40, 96))
         ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -115,12 +115,17 @@ class ServingClassifier(nn.Module):
         std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
+        # calibration is part of the graph, so every reader of the ONNX output gets it; no
+        # division at all at 1.0 keeps uncalibrated exports unchanged
+        self.temperature = float(spec.temperature)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(logit, probability)``, each ``[B, 1]``."""
         x = images.permute(0, 3, 1, 2).float()
         x = (x - self.mean) / self.std
         logit = self.backbone(x)
+        if self.temperature != 1.0:
+            logit = logit / self.temperature
         return logit, torch.sigmoid(logit)
 
 

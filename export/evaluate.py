@@ -38,6 +38,7 @@ __all__ = [
     "Evaluation",
     "OnnxClassifier",
     "VideoResult",
+    "evaluate_face_crops",
     "evaluate_videos",
     "format_table",
     "resolve_model",
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 #: Probability used *for the metrics only* when no face was found (DFDC convention).
 NO_FACE_PROBABILITY = 0.5
 _PROVENANCE = "fakescope.provenance."
+#: Points of the ROC curve written into ``metrics.json`` (at most).
+_ROC_POINTS = 201
 
 
 class OnnxClassifier:
@@ -144,6 +147,7 @@ class Evaluation:
     youden_threshold: float
     model: str
     model_provenance: dict[str, str] = field(default_factory=dict)
+    unit: str = "video"  #: what each result is: a ``video``, or a ``face`` crop
 
     @property
     def labels(self) -> np.ndarray:
@@ -157,6 +161,21 @@ class Evaluation:
             [NO_FACE_PROBABILITY if v.probability is None else v.probability for v in self.videos]
         )
 
+    def roc_points(self) -> dict[str, list[float]] | None:
+        """The ROC curve (false positive rate, recall, threshold), or ``None`` for one class."""
+        labels = self.labels
+        if labels.size == 0 or labels.min() == labels.max():
+            return None
+        fpr, tpr, thresholds = roc_curve(labels, self.scores)
+        if fpr.size > _ROC_POINTS:  # keep the file readable: evenly spaced points, ends kept
+            keep = np.unique(np.linspace(0, fpr.size - 1, _ROC_POINTS).round().astype(int))
+            fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
+        return {
+            "fpr": [round(float(v), 6) for v in fpr],
+            "tpr": [round(float(v), 6) for v in tpr],
+            "thresholds": [round(float(v), 6) if np.isfinite(v) else None for v in thresholds],
+        }
+
     def to_json(self) -> dict[str, Any]:
         """Return the report: metrics at the top level (``recall``, ``logloss``, ``auc``, …)."""
         metrics = self.metrics.to_json()
@@ -167,6 +186,8 @@ class Evaluation:
                 "columns": "predicted REAL, predicted FAKE",
                 "matrix": [[self.metrics.tn, self.metrics.fp], [self.metrics.fn, self.metrics.tp]],
             },
+            "unit": self.unit,
+            "roc_curve": self.roc_points(),
             "threshold_source": self.threshold_source,
             "youden_threshold_on_this_set": self.youden_threshold,
             "no_face_videos": sum(v.probability is None for v in self.videos),
@@ -190,10 +211,9 @@ def choose_threshold(given: float | None, classifier: OnnxClassifier) -> tuple[f
     """Return the decision threshold and where it came from."""
     if given is not None:
         return float(given), "given (--threshold)"
-    recorded = classifier.provenance.get("threshold")
-    if recorded is not None:
-        return float(recorded), "the model's validation threshold (model card)"
-    return 0.5, "default 0.5"
+    if contract.META_THRESHOLD in read_onnx_metadata(classifier.path):
+        return classifier.spec.threshold, "the served threshold (model metadata)"
+    return classifier.spec.threshold, "none stated (exported before version 3): 0.5"
 
 
 def evaluate_videos(
@@ -235,12 +255,41 @@ def evaluate_videos(
     )
 
 
+def evaluate_face_crops(
+    entries: Sequence[VideoEntry],
+    crops: np.ndarray,
+    classifier: OnnxClassifier,
+    *,
+    threshold: float | None = None,
+) -> Evaluation:
+    """Score face crops (already at the classifier's size) as the served classifier does."""
+    if not entries:
+        raise ValueError("nothing to evaluate: no faces")
+    chosen, source = choose_threshold(threshold, classifier)
+    scores = classifier.predict(crops).astype(np.float64)
+    results = [
+        VideoResult(e.name, e.label, float(p), 1, 1) for e, p in zip(entries, scores, strict=True)
+    ]
+    labels = np.array([int(e.is_fake) for e in entries])
+    return Evaluation(
+        videos=results,
+        metrics=binary_metrics(labels, scores, chosen),
+        threshold_source=source,
+        youden_threshold=youden_threshold(labels, scores),
+        model=str(classifier.path),
+        model_provenance=classifier.provenance,
+        unit="face",
+    )
+
+
 def format_table(evaluation: Evaluation) -> str:
     """Render a readable report: per-video lines, the metrics, the confusion matrix."""
     m = evaluation.metrics
     width = max([len(v.name) for v in evaluation.videos] + [5])
-    lines = [f"{'video':<{width}}  label  p(fake)  status   faces"]
-    for v in evaluation.videos:
+    unit = evaluation.unit
+    lines = [f"{unit:<{width}}  label  p(fake)  status   faces"]
+    shown = evaluation.videos if unit == "video" else evaluation.videos[:0]
+    for v in shown:
         p = "   -   " if v.probability is None else f"{v.probability:7.4f}"
         lines.append(f"{v.name:<{width}}  {v.label:<5}  {p}  {v.status:<7}  {v.faces:5d}")
 
@@ -249,7 +298,7 @@ def format_table(evaluation: Evaluation) -> str:
 
     lines += [
         "",
-        f"videos {m.n}  (no face: {sum(v.probability is None for v in evaluation.videos)})",
+        f"{unit}s {m.n}  (no face: {sum(v.probability is None for v in evaluation.videos)})",
         f"threshold {m.threshold:.4f}  ({evaluation.threshold_source}; "
         f"Youden-optimal on this set: {evaluation.youden_threshold:.4f})",
         f"recall (FAKE) {fmt(m.recall)}   precision {fmt(m.precision)}   "
@@ -289,7 +338,7 @@ def write_report(evaluation: Evaluation, output_dir: Path) -> dict[str, Path]:
     fig.tight_layout()
     paths["roc"] = output_dir / "roc.png"
     fig.savefig(paths["roc"], dpi=100)
-    report_figure("ROC", "video", fig)
+    report_figure("ROC", evaluation.unit, fig)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -297,11 +346,12 @@ def write_report(evaluation: Evaluation, output_dir: Path) -> dict[str, Path]:
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="REAL")
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="FAKE")
     ax.axvline(evaluation.metrics.threshold, color="k", linestyle="--", label="threshold")
-    ax.set(xlabel="video fake probability", ylabel="videos", title="Score histogram")
+    unit = evaluation.unit
+    ax.set(xlabel=f"{unit} fake probability", ylabel=f"{unit}s", title="Score histogram")
     ax.legend()
     fig.tight_layout()
     paths["scores"] = output_dir / "scores.png"
     fig.savefig(paths["scores"], dpi=100)
-    report_figure("score histogram", "video", fig)
+    report_figure("score histogram", unit, fig)
     plt.close(fig)
     return paths

@@ -31,7 +31,7 @@ import numpy as np
 from fakescope import contract
 from fakescope.client.video import sample_frames
 from fakescope.export.dataset import file_sha256
-from fakescope.pipeline.crops import crop_faces
+from fakescope.pipeline.crops import crop_faces, crop_window
 from fakescope.pipeline.metadata import ClassifierSpec
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.serving.model_config import detector_params
@@ -88,16 +88,18 @@ class VideoFaces:
 
 
 def landmarks_in_crops(
-    boxes: np.ndarray, landmarks: np.ndarray, *, size: int, margin: float
+    boxes: np.ndarray,
+    landmarks: np.ndarray,
+    *,
+    size: int,
+    margin: float,
+    shift: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """Map frame-pixel landmarks ``[F, 5, 2]`` into each box's crop (``crop_faces`` geometry)."""
     out = np.zeros_like(landmarks, dtype=np.float32)
-    for i, (x1, y1, x2, y2) in enumerate(boxes[:, 1:5].astype(np.float64)):
-        side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
-        left = round((x1 + x2) / 2.0 - side / 2.0)
-        top = round((y1 + y2) / 2.0 - side / 2.0)
-        scale = size / max(1, round(side))
-        out[i] = (landmarks[i] - np.array([left, top])) * scale
+    for i, box in enumerate(boxes[:, 1:5].astype(np.float64)):
+        left, top, side = crop_window(box, margin, shift)
+        out[i] = (landmarks[i] - np.array([left, top])) * (size / side)
     return out
 
 
@@ -141,6 +143,7 @@ class FaceExtractor:
             "params": asdict(self.params),
             "size": self.spec.input_size,
             "margin": self.spec.face_margin,
+            "shift": list(self.spec.face_shift),
             "num_frames": self.num_frames,
             "max_side": self.max_side,
         }
@@ -159,9 +162,11 @@ class FaceExtractor:
             ],
             axis=1,
         )
-        size, margin = self.spec.input_size, self.spec.face_margin
-        crops = crop_faces(sampled.frames, boxes, size=size, margin=margin)
-        landmarks = landmarks_in_crops(boxes, found.landmarks, size=size, margin=margin)
+        size, margin, shift = self.spec.input_size, self.spec.face_margin, self.spec.face_shift
+        crops = crop_faces(sampled.frames, boxes, size=size, margin=margin, shift=shift)
+        landmarks = landmarks_in_crops(
+            boxes, found.landmarks, size=size, margin=margin, shift=shift
+        )
         return VideoFaces(
             crops, boxes, landmarks, int(sampled.frames.shape[0]), sampled.timestamps
         )

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from fakescope.export.augment import augment_crop
+from fakescope.export.calibration import cross_fitted_probabilities, fit_temperature, sigmoid
 from fakescope.export.classifier import (
     B_ARCHS,
     LITE_ARCHS,
@@ -87,8 +88,18 @@ class TrainConfig:
     seed: int = 0
     real_only: bool = False
     self_blend: bool = True
+    #: share of the fake half of each batch that is self-blended from REAL faces (the rest:
+    #: labelled FAKE faces); ignored (all self-blended) with ``real_only``
+    sbi_rate: float = 0.25
+    #: samples drawn per epoch, half REAL and half fake; ``None``: twice the larger class
+    samples_per_epoch: int | None = None
+    #: validation faces scored after each epoch (a fixed, class-balanced subset; all at the
+    #: end); ``None``: all of them every epoch
+    val_faces_per_epoch: int | None = None
     patience: int = 3
-    input_size: int | None = None  #: override the architecture's input size (tests only)
+    input_size: int | None = None  #: the classifier's input size (default: the architecture's)
+    face_margin: float | None = None  #: crop margin (default: the architecture's default)
+    face_shift: tuple[float, float] = (0.0, 0.0)  #: crop centre shift (crop_geometry)
     weights: Path | None = None  #: starting weights file for the B-family (state dict)
     device: str | None = None  #: ``None``: CUDA when available, else CPU
 
@@ -107,6 +118,8 @@ class FaceSet:
     landmarks: np.ndarray
     labels: np.ndarray
     videos: list[str] = field(default_factory=list)
+    #: split group of each face (its original video for a fake); empty: ``videos``
+    groups: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -122,6 +135,7 @@ class TrainResult:
     history: list[dict[str, float]]
     val_metrics: BinaryMetrics
     threshold: float
+    temperature: float
     stopped_early: bool
 
 
@@ -130,7 +144,9 @@ def spec_for(config: TrainConfig) -> ClassifierSpec:
     spec = default_spec(config.arch)
     if config.input_size:
         spec = dataclasses.replace(spec, input_size=int(config.input_size))
-    return spec
+    if config.face_margin is not None:
+        spec = dataclasses.replace(spec, face_margin=float(config.face_margin))
+    return dataclasses.replace(spec, face_shift=tuple(float(v) for v in config.face_shift))
 
 
 def resolve_device(requested: str | None) -> torch.device:
@@ -204,31 +220,49 @@ def save_checkpoint(
     return path
 
 
-def _epoch_plan(train: FaceSet, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``(face index, kind)`` of every sample of one epoch, before shuffling."""
+def _epoch_plan(
+    train: FaceSet, config: TrainConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(face index, kind)`` of every sample of one epoch, shuffled: balanced sampling.
+
+    Half the samples are REAL faces, half are fakes; of the fakes, ``sbi_rate`` are REAL faces
+    self-blended on the fly (only faces with landmarks), the rest labelled FAKE faces. Each
+    class is drawn without replacement while it lasts, so a large class is covered over epochs.
+    """
     reals = np.flatnonzero(train.labels == 0)
     fakes = np.flatnonzero(train.labels == 1)
-    parts = [(reals, REAL)]
-    if config.self_blend or config.real_only:
-        parts.append((reals, SELF_BLENDED))
-    if not config.real_only:
-        parts.append((fakes, FAKE))
-    index = np.concatenate([p for p, _ in parts])
-    kinds = np.concatenate([np.full(p.size, k, np.int64) for p, k in parts])
-    if not np.any(kinds == REAL):
+    blendable = reals[np.all(np.isfinite(train.landmarks[reals]), axis=(1, 2))]
+    if reals.size == 0:
         raise TrainingError("the training split has no REAL face: nothing to learn 'real' from")
-    if not np.any(kinds != REAL):
+    if config.real_only or fakes.size == 0:
+        rate = 1.0 if config.self_blend or config.real_only else 0.0
+    else:
+        rate = config.sbi_rate if config.self_blend else 0.0
+    if rate > 0 and blendable.size == 0:
+        raise TrainingError("no REAL face has landmarks: cannot self-blend")
+    if rate < 1 and fakes.size == 0:
         raise TrainingError(
             "the training split has no fake: enable self-blending or add FAKE videos"
         )
-    return index, kinds
+    total = config.samples_per_epoch or 2 * max(reals.size, fakes.size if rate < 1 else 0)
+    n_real = total // 2
+    n_blend = round((total - n_real) * rate)
+    n_fake = total - n_real - n_blend
+
+    def draw(pool: np.ndarray, count: int) -> np.ndarray:
+        return rng.choice(pool, count, replace=count > pool.size) if count else pool[:0]
+
+    index = np.concatenate([draw(reals, n_real), draw(blendable, n_blend), draw(fakes, n_fake)])
+    kinds = np.concatenate(
+        [np.full(n_real, REAL), np.full(n_blend, SELF_BLENDED), np.full(n_fake, FAKE)]
+    ).astype(np.int64)
+    order = rng.permutation(index.size)
+    return index[order], kinds[order]
 
 
-def _class_weights(kinds: np.ndarray) -> dict[int, float]:
-    n = kinds.size
-    n_fake = int(np.sum(kinds != REAL))
-    n_real = n - n_fake
-    return {0: n / (2.0 * n_real), 1: n / (2.0 * n_fake)}
+def _epoch_size(train: FaceSet, config: TrainConfig) -> int:
+    """Return the samples per epoch (as :func:`_epoch_plan` draws them)."""
+    return int(_epoch_plan(train, config, np.random.default_rng(0))[0].size)
 
 
 def _make_sample(
@@ -243,37 +277,68 @@ def _make_sample(
 
 
 def _validation_samples(val: FaceSet, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Build the fixed validation crops and labels (self-blends from their own seed)."""
+    """Build the fixed validation crops and labels.
+
+    With labelled fakes the validation set is exactly the labelled faces (what the targets
+    are measured on); with ``real_only`` (or no labelled fake) the fakes are self-blends of
+    the REAL faces, drawn from their own seed.
+    """
+    has_fakes = bool(np.any(val.labels == 1)) and not config.real_only
+    if has_fakes:
+        if not np.any(val.labels == 0):
+            raise TrainingError("the validation split has no REAL face")
+        return val.crops, val.labels.astype(np.int64)
     rng = np.random.default_rng([config.seed, 1_000_003])
     crops, labels = [], []
-    for i in range(len(val)):
-        if val.labels[i] == 0:
-            crops.append(val.crops[i])
-            labels.append(0)
-            if config.self_blend or config.real_only:
-                crops.append(self_blend(val.crops[i], val.landmarks[i], rng)[0])
-                labels.append(1)
-        elif not config.real_only:
-            crops.append(val.crops[i])
+    for i in np.flatnonzero(val.labels == 0):
+        crops.append(val.crops[i])
+        labels.append(0)
+        if np.all(np.isfinite(val.landmarks[i])):
+            crops.append(self_blend(val.crops[i], val.landmarks[i], rng)[0])
             labels.append(1)
     if not crops:
         raise TrainingError("the validation split has no usable face")
     return np.stack(crops), np.asarray(labels, np.int64)
 
 
+def _epoch_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Pick a fixed, class-balanced subset of <= ``limit`` validation samples (all: None)."""
+    if limit is None or limit >= labels.size:
+        return np.arange(labels.size)
+    rng = np.random.default_rng([seed, 2_000_003])
+    parts = []
+    for label in (0, 1):
+        pool = np.flatnonzero(labels == label)
+        parts.append(rng.choice(pool, min(pool.size, limit // 2), replace=False))
+    return np.sort(np.concatenate(parts))
+
+
 @torch.no_grad()
-def predict(
+def predict_logits(
     model: nn.Module, crops: np.ndarray, device: torch.device, batch: int = 64
 ) -> np.ndarray:
-    """Fake probabilities of UINT8 crops with ``model`` (a :class:`ServingClassifier`)."""
+    """Fake logits (FP64) of UINT8 crops with ``model`` (a :class:`ServingClassifier`)."""
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(crops), batch):
         images = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch])).to(device)
-        out.append(model(images)[1].float().cpu().numpy().ravel())
+        out.append(model(images)[0].double().cpu().numpy().ravel())
     model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+    return np.concatenate(out) if out else np.zeros((0,), np.float64)
+
+
+def _validation_groups(val: FaceSet, config: TrainConfig) -> list[str]:
+    """Return the split group of each validation sample, in :func:`_validation_samples` order."""
+    has_fakes = bool(np.any(val.labels == 1)) and not config.real_only
+    if has_fakes:
+        return list(val.groups) if val.groups else list(val.videos)
+    out = []
+    for i in np.flatnonzero(val.labels == 0):
+        out.append(val.videos[i] if val.videos else str(i))
+        if np.all(np.isfinite(val.landmarks[i])):
+            out.append(out[-1])
+    return out
 
 
 def train_classifier(
@@ -306,9 +371,9 @@ def train_classifier(
         raise TrainingError(
             f"face crops are {train.crops.shape[1:]}, the classifier wants {spec.input_size} px"
         )
-    index, kinds = _epoch_plan(train, config)
-    weights = _class_weights(kinds)
+    _epoch_plan(train, config, np.random.default_rng(0))  # fails fast on an unusable split
     val_crops, val_labels = _validation_samples(val, config)
+    epoch_val = _epoch_subset(val_labels, config.val_faces_per_epoch, config.seed)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     backbone, start = _starting_backbone(config)
@@ -316,9 +381,9 @@ def train_classifier(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    steps = math.ceil(index.size / config.batch_size)
+    steps = math.ceil(_epoch_size(train, config) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
-    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+    loss_fn = nn.BCEWithLogitsLoss()  # classes are balanced by sampling
 
     output_dir.mkdir(parents=True, exist_ok=True)
     best_path, last_path = output_dir / "best.pt", output_dir / "last.pt"
@@ -355,30 +420,30 @@ def train_classifier(
         started = time.monotonic()
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 1000 + epoch)
-        order = rng.permutation(index.size)
+        index, kinds = _epoch_plan(train, config, rng)
         model.train()
         total, seen = 0.0, 0
         for step in range(steps):
-            chosen = order[step * config.batch_size : (step + 1) * config.batch_size]
+            chosen = slice(step * config.batch_size, (step + 1) * config.batch_size)
             samples = [
-                _make_sample(train, int(index[i]), int(kinds[i]), rng, True) for i in chosen
+                _make_sample(train, int(i), int(k), rng, True)
+                for i, k in zip(index[chosen], kinds[chosen], strict=True)
             ]
             images = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
             target = torch.tensor([float(s[1]) for s in samples], device=device)
-            sample_w = torch.tensor([weights[s[1]] for s in samples], device=device)
             logits = model(images)[0].view(-1)
-            loss = (loss_fn(logits, target) * sample_w).sum() / sample_w.sum()
+            loss = loss_fn(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach()) * len(chosen)
-            seen += len(chosen)
+            total += float(loss.detach()) * len(samples)
+            seen += len(samples)
             if on_step is not None:
                 on_step(step + 1, steps)
         train_loss = total / max(seen, 1)
-        probabilities = predict(model, val_crops, device)
-        metrics = binary_metrics(val_labels, probabilities, 0.5, DFDC_EPS)
+        probabilities = sigmoid(predict_logits(model, val_crops[epoch_val], device))
+        metrics = binary_metrics(val_labels[epoch_val], probabilities, 0.5, DFDC_EPS)
         entry = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -422,18 +487,31 @@ def train_classifier(
     best = load_checkpoint(best_path)
     assert best.state_dict is not None
     backbone.load_state_dict(best.state_dict)
-    probabilities = predict(model, val_crops, device)
+    logits = predict_logits(model, val_crops, device)
+    temperature = fit_temperature(val_labels, logits)
+    probabilities = sigmoid(logits / temperature)
     threshold = youden_threshold(val_labels, probabilities)
     val_metrics = binary_metrics(val_labels, probabilities, threshold)
+    groups = _validation_groups(val, config)
+    cross_fitted = cross_fitted_probabilities(val_labels, logits, groups)
     final = {
         **best.provenance,
         "val_face_metrics": json.dumps(val_metrics.to_json(), sort_keys=True),
+        "val_face_metrics_uncalibrated": json.dumps(
+            binary_metrics(val_labels, sigmoid(logits), 0.5).to_json(), sort_keys=True
+        ),
+        "val_face_metrics_cross_fitted": json.dumps(
+            binary_metrics(val_labels, cross_fitted, threshold).to_json(), sort_keys=True
+        ),
         "threshold": repr(threshold),
-        "threshold_rule": "Youden's J on validation faces",
+        "threshold_rule": "Youden's J on the calibrated validation probabilities",
+        "temperature": repr(temperature),
         "epochs_trained": str(len(history)),
         "stopped_early": str(stopped_early),
     }
+    spec = dataclasses.replace(spec, temperature=temperature, threshold=threshold)
     save_checkpoint(best_path, backbone, spec, final)
     return TrainResult(
-        best_path, last_path, best_epoch, history, val_metrics, threshold, stopped_early
+        best_path, last_path, best_epoch, history, val_metrics, threshold, temperature,
+        stopped_early,
     )

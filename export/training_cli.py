@@ -15,6 +15,7 @@ Mounted into the ``fakescope`` command by :func:`add_training_parsers`; each sub
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from fakescope.export.face_crops import is_face_crop_set
 from fakescope.export.provenance import PROJECT_ROOT, command_line, git_commit
 
 __all__ = ["EXIT_BAD_DATA", "EXIT_FAILED", "EXIT_USAGE", "add_training_parsers"]
@@ -182,20 +186,156 @@ def _synthetic_record(root: Path) -> dict[str, Any] | None:
 # --- train --------------------------------------------------------------------------------------
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Train a classifier on a DFDC-format folder; see ``fakescope train --help``."""
+def _train_config(args: argparse.Namespace):
+    """Build the :class:`~fakescope.export.train.TrainConfig` of the command line."""
+    from fakescope.export.train import TrainConfig
+
+    return TrainConfig(
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        real_only=args.real_only,
+        self_blend=not args.no_self_blend,
+        sbi_rate=args.sbi_rate,
+        samples_per_epoch=args.samples_per_epoch,
+        val_faces_per_epoch=args.val_faces_per_epoch,
+        patience=args.patience,
+        input_size=args.input_size,
+        weights=args.weights,
+        device=args.device,
+    )
+
+
+def run_train_face_crops(args: argparse.Namespace) -> int:
+    """Train on a face-crop folder (``metadata.csv`` + shards or images): see the README."""
     from tqdm import tqdm
 
+    from fakescope.export.dataset import DatasetError, assign_splits
+    from fakescope.export.face_crop_cache import prepare_face_crops
+    from fakescope.export.face_crops import load_face_crop_set
+    from fakescope.export.train import FaceSet, spec_for
+
+    if args.eval_dir is not None:
+        _error("--eval-dir takes a DFDC video folder; evaluate face crops with "
+               "`fakescope evaluate`")
+        return EXIT_USAGE
+    if args.weights is not None and not args.weights.is_file():
+        _error(f"weights file not found: {args.weights}")
+        return EXIT_BAD_DATA
+    try:
+        dataset = load_face_crop_set(args.data_dir)
+    except DatasetError as exc:
+        _error(str(exc))
+        return EXIT_BAD_DATA
+    config = _train_config(args)
+    spec = spec_for(config)
+    splits = assign_splits(
+        dataset.entries, seed=args.seed, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+    )
+    bar = tqdm(total=len(dataset.entries), desc="faces", unit="face", file=sys.stderr,
+               disable=args.quiet)
+    try:
+        prepared = prepare_face_crops(
+            dataset, spec.input_size, args.repository, args.cache, on_image=lambda: bar.update(1)
+        )
+    except DatasetError as exc:
+        _error(str(exc))
+        return EXIT_BAD_DATA
+    finally:
+        bar.close()
+    labels = np.asarray([int(e.is_fake) for e in dataset.entries], np.int64)
+    groups = [e.group for e in dataset.entries]
+    position = {name: i for i, name in enumerate(prepared.names)}
+    # serve crops framed like the data's: the measured geometry goes into the model's spec
+    config = dataclasses.replace(
+        config, face_margin=prepared.geometry.face_margin, face_shift=prepared.geometry.face_shift
+    )
+
+    def subset(split: str) -> FaceSet:
+        rows = np.asarray([position[n] for n in splits.names(split)], np.int64)
+        return FaceSet(
+            np.asarray(prepared.crops[rows]), prepared.landmarks[rows], labels[rows],
+            [prepared.names[i] for i in rows], [groups[i] for i in rows],
+        )
+
+    train_set, val_set = subset("train"), subset("val")
+    if len(val_set) == 0:
+        _error("the validation split is empty: add faces or raise --val-fraction")
+        return EXIT_FAILED
+    output = _run_dir("train", args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    split_record = _split_record(splits, dataset)
+    (output / "splits.json").write_text(json.dumps(splits.to_json(), indent=1) + "\n")
+    (output / "crop_geometry.json").write_text(json.dumps(prepared.geometry.to_json(), indent=1))
+    counts = dataset.counts()
+    provenance = {
+        "data_version": _registered_or_hash(prepared.content_hash, args.registry),
+        "data_content_sha256": prepared.content_hash,
+        "data_dir": str(dataset.root.resolve()),
+        "data_format": "face crops (metadata.csv + images)",
+        "split": json.dumps(split_record, sort_keys=True),
+        "split_seed": str(args.seed),
+        "crop_geometry": json.dumps(prepared.geometry.to_json(), sort_keys=True),
+        "command": command_line(),
+        "git_commit": git_commit(),
+        "real_only": str(args.real_only),
+        "trained_on": (
+            f"{dataset.root.resolve().name}: face crops, {counts['REAL']} REAL and "
+            f"{counts['FAKE']} FAKE ({len(train_set)} trained on, {len(val_set)} validation)"
+        ),
+    }
+    logger.info("train faces %d, val faces %d", len(train_set), len(val_set))
+    from fakescope.export.tracking import report_artifact, report_hyperparameters
+
+    run = _start_tracking(args, f"train {dataset.root.resolve().name}", "training")
+    try:
+        report_hyperparameters(config.to_json(), "train")
+        report_hyperparameters(
+            {k: provenance[k] for k in ("data_version", "data_content_sha256", "data_dir",
+                                        "git_commit")},
+            "data",
+        )
+        report_artifact("split", split_record)
+        return _train_and_report(args, config, train_set, val_set, provenance, output)
+    finally:
+        _close_tracking(run)
+
+
+def _split_record(splits, dataset) -> dict[str, Any]:
+    """Seed, counts and the hash of the assignment: what a model's metadata records."""
+    import hashlib
+
+    by_name = dataset.by_name()
+    record: dict[str, Any] = {"seed": splits.seed, "val_fraction": splits.val_fraction}
+    for split in ("train", "val", "test"):
+        names = splits.names(split)
+        record[f"{split}_faces"] = len(names)
+        record[f"{split}_originals"] = len({by_name[n].group for n in names})
+    listing = "".join(f"{n}:{s}\n" for n, s in sorted(splits.assignment.items()))
+    record["assignment_sha256"] = hashlib.sha256(listing.encode()).hexdigest()
+    return record
+
+
+def _registered_or_hash(content: str, registry: Path) -> str:
+    from fakescope.export.data_versions import find_version
+
+    return find_version(content, registry) or f"unregistered (content sha256 {content[:16]})"
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train a classifier on a DFDC-format folder; see ``fakescope train --help``."""
     from fakescope.export.dataset import assign_splits
     from fakescope.export.tracking import report_artifact, report_hyperparameters
     from fakescope.export.train import (
-        TrainConfig,
-        TrainingError,
         collect_faces,
         spec_for,
-        train_classifier,
     )
 
+    if is_face_crop_set(args.data_dir):
+        return run_train_face_crops(args)
     dataset = _load(args.data_dir)
     if dataset is None:
         return EXIT_BAD_DATA
@@ -207,19 +347,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.weights is not None and not args.weights.is_file():
         _error(f"weights file not found: {args.weights}")
         return EXIT_BAD_DATA
-    config = TrainConfig(
-        arch=args.arch,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        real_only=args.real_only,
-        self_blend=not args.no_self_blend,
-        patience=args.patience,
-        input_size=args.input_size,
-        weights=args.weights,
-        device=args.device,
-    )
+    config = _train_config(args)
     spec = spec_for(config)
     splits = assign_splits(
         dataset.entries, seed=args.seed, val_fraction=args.val_fraction,
@@ -283,77 +411,106 @@ def run_train(args: argparse.Namespace) -> int:
         train_set = collect_faces(train_entries, faces)
         val_set = collect_faces(val_entries, faces)
         logger.info("train faces %d, val faces %d", len(train_set), len(val_set))
-        bar = tqdm(desc="train", unit="batch", file=sys.stderr, disable=args.quiet)
 
-        def on_step(step: int, steps: int) -> None:
-            bar.total = steps
-            if step == 1:
-                bar.reset(total=steps)
-            bar.update(1)
+        def evaluate_videos_after(best: Path) -> dict[str, str]:
+            extra: dict[str, str] = {}
+            for label, entries_, data in (
+                ("test", test_entries, dataset),
+                ("heldout", list(eval_dataset.entries) if eval_dataset else [], eval_dataset),
+            ):
+                if not entries_:
+                    continue
+                evaluation = _evaluate_checkpoint(best, data, entries_, args, label)
+                extra[f"{label}_metrics"] = json.dumps(
+                    evaluation.metrics.to_json(), sort_keys=True
+                )
+                if label == "heldout":
+                    extra["heldout_data"] = str(data.root.resolve())
+            return extra
 
-        try:
-            result = train_classifier(
-                train_set, val_set, config, output, provenance=provenance,
-                resume=args.resume, on_step=on_step,
-            )
-        except TrainingError as exc:
-            _error(str(exc))
-            return EXIT_FAILED
-        finally:
-            bar.close()
-
-        extra: dict[str, str] = {}
-        for label, entries_, data in (
-            ("test", test_entries, dataset),
-            ("heldout", list(eval_dataset.entries) if eval_dataset else [], eval_dataset),
-        ):
-            if not entries_:
-                continue
-            evaluation = _evaluate_checkpoint(result.best_checkpoint, data, entries_, args, label)
-            extra[f"{label}_metrics"] = json.dumps(evaluation.metrics.to_json(), sort_keys=True)
-            if label == "heldout":
-                extra["heldout_data"] = str(data.root.resolve())
-        if extra:
-            _add_provenance(result.best_checkpoint, extra)
-        from fakescope.export.tracking import report_output_model
-
-        report_output_model(result.best_checkpoint, "face_classifier (best)", tags=[config.arch])
-        report_artifact("history", result.history)
-        first, last = result.history[0]["train_loss"], result.history[-1]["train_loss"]
-        summary = {
-            "best_checkpoint": str(result.best_checkpoint),
-            "best_epoch": result.best_epoch,
-            "epochs_trained": len(result.history),
-            "stopped_early": result.stopped_early,
-            "train_loss_first_epoch": first,
-            "train_loss_last_epoch": last,
-            "val_face_metrics": result.val_metrics.to_json(),
-            "threshold": result.threshold,
-            "data_version": data_version,
-            **{k: json.loads(v) for k, v in extra.items() if k.endswith("_metrics")},
-        }
+        return _train_and_report(
+            args, config, train_set, val_set, provenance, output, evaluate_videos_after
+        )
     finally:
-        zip_path = run.close() if run is not None else None
-    summary["clearml_offline_session"] = str(zip_path) if zip_path else None
+        _close_tracking(run)
+
+
+def _close_tracking(run) -> None:
+    """Close the ClearML run (if any) and say where its offline session went."""
+    zip_path = run.close() if run is not None else None
+    if zip_path:
+        _say(f"ClearML offline session: {zip_path}")
+
+
+def _train_and_report(
+    args: argparse.Namespace,
+    config,
+    train_set,
+    val_set,
+    provenance: dict[str, str],
+    output: Path,
+    evaluate_after=None,
+) -> int:
+    """Train with a progress bar, evaluate the best checkpoint, write ``summary.json``, report."""
+    from tqdm import tqdm
+
+    from fakescope.export.tracking import report_artifact, report_output_model
+    from fakescope.export.train import TrainingError, train_classifier
+
+    bar = tqdm(desc="train", unit="batch", file=sys.stderr, disable=args.quiet)
+
+    def on_step(step: int, steps: int) -> None:
+        if step == 1:
+            bar.reset(total=steps)
+        bar.update(1)
+
+    try:
+        result = train_classifier(
+            train_set, val_set, config, output, provenance=provenance,
+            resume=args.resume, on_step=on_step,
+        )
+    except TrainingError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    finally:
+        bar.close()
+    extra = evaluate_after(result.best_checkpoint) if evaluate_after is not None else {}
+    if extra:
+        _add_provenance(result.best_checkpoint, extra)
+    report_output_model(result.best_checkpoint, "face_classifier (best)", tags=[config.arch])
+    report_artifact("history", result.history)
+    first, last = result.history[0]["train_loss"], result.history[-1]["train_loss"]
+    summary = {
+        "best_checkpoint": str(result.best_checkpoint),
+        "best_epoch": result.best_epoch,
+        "epochs_trained": len(result.history),
+        "stopped_early": result.stopped_early,
+        "train_loss_first_epoch": first,
+        "train_loss_last_epoch": last,
+        "val_face_metrics": result.val_metrics.to_json(),
+        "threshold": result.threshold,
+        "temperature": result.temperature,
+        "data_version": provenance.get("data_version"),
+        **{k: json.loads(v) for k, v in extra.items() if k.endswith("_metrics")},
+    }
     (output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if args.json:
         _say(json.dumps(summary))
-    else:
-        m = result.val_metrics
-        _say(f"best checkpoint: {result.best_checkpoint} (epoch {result.best_epoch})")
-        _say(f"train loss: {first:.4f} (epoch 0) -> {last:.4f} (epoch {len(result.history) - 1})")
-        _say(
-            f"validation faces: logloss {m.logloss:.4f}  auc {m.auc:.4f}  "
-            f"accuracy {m.accuracy:.4f} at threshold {result.threshold:.4f}"
-        )
-        for key in ("test_metrics", "heldout_metrics"):
-            if key in summary:
-                keys = ("recall", "precision", "accuracy", "logloss", "auc")
-                shown = {k: summary[key][k] for k in keys}
-                _say(f"{key.split('_')[0]} videos: {json.dumps(shown)}")
-        if zip_path:
-            _say(f"ClearML offline session: {zip_path}")
-        _say(f"export it: fakescope export --checkpoint {result.best_checkpoint}")
+        return 0
+    m = result.val_metrics
+    _say(f"best checkpoint: {result.best_checkpoint} (epoch {result.best_epoch})")
+    _say(f"train loss: {first:.4f} (epoch 0) -> {last:.4f} (epoch {len(result.history) - 1})")
+    _say(
+        f"validation faces: logloss {m.logloss:.4f}  auc {m.auc:.4f}  "
+        f"accuracy {m.accuracy:.4f} at threshold {result.threshold:.4f} "
+        f"(temperature {result.temperature:.3f})"
+    )
+    for key in ("test_metrics", "heldout_metrics"):
+        if key in summary:
+            keys = ("recall", "precision", "accuracy", "logloss", "auc")
+            shown = {k: summary[key][k] for k in keys}
+            _say(f"{key.split('_')[0]} videos: {json.dumps(shown)}")
+    _say(f"export it: fakescope export --checkpoint {result.best_checkpoint}")
     return 0
 
 
@@ -428,6 +585,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from fakescope.export.tracking import report_hyperparameters, report_scalar
     from fakescope.serving.model_config import aggregation_params
 
+    if is_face_crop_set(args.data_dir):
+        return run_evaluate_face_crops(args)
     dataset = _load(args.data_dir)
     if dataset is None:
         return EXIT_BAD_DATA
@@ -489,6 +648,92 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if zip_path:
             _say(f"ClearML offline session: {zip_path}")
     return 0
+
+
+def run_evaluate_face_crops(args: argparse.Namespace) -> int:
+    """Evaluate a classifier on a face-crop folder: each crop, resized, straight into it."""
+    from tqdm import tqdm
+
+    from fakescope.export.dataset import DatasetError, assign_splits
+    from fakescope.export.evaluate import (
+        OnnxClassifier,
+        evaluate_face_crops,
+        format_table,
+        resolve_model,
+        write_report,
+    )
+    from fakescope.export.face_crops import load_face_crop_set, read_face_crops
+
+    try:
+        dataset = load_face_crop_set(args.data_dir)
+    except DatasetError as exc:
+        _error(str(exc))
+        return EXIT_BAD_DATA
+    model = args.model or args.repository
+    problem = _model_problem(model)
+    if problem:
+        _error(problem)
+        return EXIT_BAD_DATA
+    entries = list(dataset.entries)
+    output = _run_dir("evaluate", args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    classifier = OnnxClassifier(resolve_model(model, output))
+    if args.split != "all":
+        splits = assign_splits(
+            entries, seed=args.seed, val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+        )
+        problem = _split_mismatch(classifier.provenance, _split_record(splits, dataset), args)
+        if problem:
+            _error(problem)
+            return EXIT_USAGE
+        chosen = set(splits.names(args.split))
+        entries = [e for e in entries if e.name in chosen]
+        if not entries:
+            _error(f"the {args.split} split is empty")
+            return EXIT_FAILED
+    bar = tqdm(total=len(entries), desc="faces", unit="face", file=sys.stderr,
+               disable=args.quiet)
+    try:
+        crops = read_face_crops(
+            dataset, [e.name for e in entries], classifier.spec.input_size,
+            on_image=lambda: bar.update(1),
+        )
+    except DatasetError as exc:
+        _error(str(exc))
+        return EXIT_BAD_DATA
+    finally:
+        bar.close()
+    evaluation = evaluate_face_crops(entries, crops.crops, classifier, threshold=args.threshold)
+    paths = write_report(evaluation, output)
+    report = evaluation.to_json()
+    report["data_dir"] = str(dataset.root.resolve())
+    report["split"] = args.split
+    report["report_files"] = {k: str(v) for k, v in paths.items()}
+    paths["metrics"].write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        _say(json.dumps({k: v for k, v in report.items() if k != "videos"}))
+    else:
+        _say(format_table(evaluation))
+        _say(f"\nreport: {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _split_mismatch(
+    provenance: dict[str, str], record: dict[str, Any], args: argparse.Namespace
+) -> str | None:
+    """Why this split is not the one the model was trained with (``None``: it is, or unknown)."""
+    recorded = provenance.get("split")
+    if not recorded:
+        return None
+    expected = json.loads(recorded).get("assignment_sha256")
+    if expected and expected != record["assignment_sha256"]:
+        return (
+            f"--seed {args.seed} --val-fraction {args.val_fraction} --test-fraction "
+            f"{args.test_fraction} do not give the split this model was trained with "
+            f"(recorded: {recorded}); a {args.split} figure would mix in training faces"
+        )
+    return None
 
 
 # --- rollback -----------------------------------------------------------------------------------
@@ -579,7 +824,13 @@ def add_training_parsers(subparsers: Any) -> None:
     train.add_argument("--no-self-blend", action="store_true",
                        help="train on labelled fakes only (no self-blended fakes)")
     train.add_argument("--input-size", type=int, default=None,
-                       help="override the architecture's input size (quick tests only)")
+                       help="the classifier's input size in px (default: the architecture's)")
+    train.add_argument("--sbi-rate", type=float, default=0.25,
+                       help="share of the fakes in each batch self-blended from REAL faces")
+    train.add_argument("--samples-per-epoch", type=int, default=None,
+                       help="balanced samples per epoch (default: twice the larger class)")
+    train.add_argument("--val-faces-per-epoch", type=int, default=None,
+                       help="validation faces scored after each epoch (default: all)")
     train.add_argument("--weights", type=Path, default=None,
                        help="starting weights (state dict) for efficientnet-b0…b7")
     train.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")

@@ -76,9 +76,17 @@ META_INPUT_SIZE: Final = "fakescope.input_size"
 META_MEAN: Final = "fakescope.mean"
 META_STD: Final = "fakescope.std"
 META_FACE_MARGIN: Final = "fakescope.face_margin"
+META_FACE_SHIFT: Final = "fakescope.face_shift"
+META_TEMPERATURE: Final = "fakescope.temperature"
+META_THRESHOLD: Final = "fakescope.threshold"
 META_ARCH: Final = "fakescope.arch"
 META_TRAINED: Final = "fakescope.trained"
 #: What the classifier cannot be trusted for (free text; absent for the untrained placeholder).
 META_LIMITATIONS: Final = "fakescope.provenance.limitations"
+#: ``face_classifier`` config parameter that carries :data:`META_THRESHOLD` to clients.
+THRESHOLD_PARAMETER: Final = "threshold"
+#: The threshold of classifiers exported before version 3, which state none (they were labelled
+#: at 0.5); every newer version states its own, calibrated on validation.
+UNSTATED_THRESHOLD: Final = 0.5
 #: ``face_classifier`` config parameter that carries :data:`META_LIMITATIONS` to clients.
 LIMITATIONS_PARAMETER: Final = "limitations"

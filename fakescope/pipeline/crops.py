@@ -6,15 +6,40 @@ import cv2
 import numpy as np
 
 
+def crop_window(
+    box: np.ndarray, margin: float, shift: tuple[float, float]
+) -> tuple[int, int, int]:
+    """Return ``(left, top, side)`` in frame pixels of the crop around ``x1, y1, x2, y2``.
+
+    The square has side ``max(w, h) * (1 + 2 * margin)`` (isotropic, so faces are never
+    stretched; a negative margin cuts inside the box) and is centred on the box centre moved
+    by ``shift * max(w, h)``: the framing of the classifier's training crops
+    (``fakescope.export.crop_geometry`` measures it).
+    """
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    longest = max(x2 - x1, y2 - y1)
+    side = longest * (1.0 + 2.0 * margin)
+    if not side > 0:
+        raise ValueError("empty box (or a margin of -0.5 or less)")
+    cx = (x1 + x2) / 2.0 + shift[0] * longest
+    cy = (y1 + y2) / 2.0 + shift[1] * longest
+    return round(cx - side / 2.0), round(cy - side / 2.0), max(1, round(side))
+
+
 def crop_faces(
-    frames: np.ndarray, face_boxes: np.ndarray, *, size: int, margin: float
+    frames: np.ndarray,
+    face_boxes: np.ndarray,
+    *,
+    size: int,
+    margin: float,
+    shift: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """Cut one ``size``×``size`` RGB crop per face.
 
     ``frames`` is UINT8 ``[N, H, W, 3]``; ``face_boxes`` is FP32 ``[F, >=5]`` with rows
-    ``frame_index, x1, y1, x2, y2, ...`` in frame pixels. Each crop is the square centred on the
-    box with side ``max(w, h) * (1 + 2 * margin)`` (isotropic, so faces are never stretched),
-    zero-padded where it leaves the frame, then resized to ``size``. Returns UINT8 ``[F, S, S, 3]``.
+    ``frame_index, x1, y1, x2, y2, ...`` in frame pixels. Each crop is the square of
+    :func:`crop_window`, zero-padded where it leaves the frame, then resized to ``size``.
+    Returns UINT8 ``[F, S, S, 3]``.
     """
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -22,15 +47,14 @@ def crop_faces(
         raise ValueError(f"face boxes must be [F, >=5], got {face_boxes.shape}")
     crops = np.zeros((face_boxes.shape[0], size, size, 3), dtype=np.uint8)
     n, height, width = frames.shape[:3]
-    for i, (index, x1, y1, x2, y2) in enumerate(face_boxes[:, :5].astype(np.float64)):
+    for i, row in enumerate(face_boxes[:, :5].astype(np.float64)):
+        index = row[0]
         if not 0 <= index < n:
             raise ValueError(f"face {i} refers to frame {int(index)} of {n}")
-        side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
-        if not side > 0:
-            raise ValueError(f"face {i} has an empty box")
-        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-        left, top = round(cx - side / 2.0), round(cy - side / 2.0)
-        side_px = max(1, round(side))
+        try:
+            left, top, side_px = crop_window(row[1:5], margin, shift)
+        except ValueError as exc:
+            raise ValueError(f"face {i}: {exc}") from None
         square = np.zeros((side_px, side_px, 3), dtype=np.uint8)
         sx0, sy0 = max(left, 0), max(top, 0)
         sx1, sy1 = min(left + side_px, width), min(top + side_px, height)

@@ -23,6 +23,13 @@ class ClassifierSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     face_margin: float
+    #: crop centre = box centre + shift * max(box w, box h), (x, y); measured on the training
+    #: data's crops (``fakescope.export.crop_geometry``)
+    face_shift: tuple[float, float] = (0.0, 0.0)
+    #: the served logit is the network's logit divided by this (fitted on validation)
+    temperature: float = 1.0
+    #: served decision threshold on the (calibrated) fake probability
+    threshold: float = 0.5
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str]) -> ClassifierSpec:
@@ -37,12 +44,30 @@ class ClassifierSpec:
             mean=(mean[0], mean[1], mean[2]),
             std=(std[0], std[1], std[2]),
             face_margin=float(metadata[contract.META_FACE_MARGIN]),
+            # the three keys below exist from version 3 on; earlier versions were exported
+            # without a shift or a temperature and labelled at 0.5
+            face_shift=_pair(metadata.get(contract.META_FACE_SHIFT, "[0.0, 0.0]")),
+            temperature=float(metadata.get(contract.META_TEMPERATURE, "1.0")),
+            threshold=float(
+                metadata.get(contract.META_THRESHOLD, repr(contract.UNSTATED_THRESHOLD))
+            ),
         )
 
 
+def _pair(text: str) -> tuple[float, float]:
+    values = [float(v) for v in json.loads(text)]
+    if len(values) != 2:
+        raise ValueError(f"face shift must be two numbers, got {text!r}")
+    return values[0], values[1]
+
+
 def spec_to_metadata(spec: ClassifierSpec, *, trained: bool) -> dict[str, str]:
-    """Serialise ``spec`` (and whether the weights are trained) as ONNX metadata strings."""
-    return {
+    """Serialise ``spec`` (and whether the weights are trained) as ONNX metadata strings.
+
+    Geometry shift, temperature and threshold are written for trained models only: the
+    untrained placeholder has none to state (readers take the pre-version-3 defaults).
+    """
+    out = {
         contract.META_ARCH: spec.arch,
         contract.META_INPUT_SIZE: str(spec.input_size),
         contract.META_MEAN: json.dumps(list(spec.mean)),
@@ -50,6 +75,11 @@ def spec_to_metadata(spec: ClassifierSpec, *, trained: bool) -> dict[str, str]:
         contract.META_FACE_MARGIN: repr(spec.face_margin),
         contract.META_TRAINED: "true" if trained else "false",
     }
+    if trained:
+        out[contract.META_FACE_SHIFT] = json.dumps(list(spec.face_shift))
+        out[contract.META_TEMPERATURE] = repr(spec.temperature)
+        out[contract.META_THRESHOLD] = repr(spec.threshold)
+    return out
 
 
 def read_onnx_metadata(path: Path) -> dict[str, str]:

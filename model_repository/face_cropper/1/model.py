@@ -1,7 +1,7 @@
-"""face_cropper: square face crops with margin at the classifier's input size.
+"""face_cropper: square face crops framed like the classifier's training crops.
 
-Size and margin are read once from the served classifier's ONNX metadata (its newest version,
-the one Triton serves), so they exist in one place: the export.
+Size, margin and centre shift are read once from the served classifier's ONNX metadata (its
+newest version, the one Triton serves), so they exist in one place: the export.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class TritonPythonModel:
         spec, _ = read_classifier_spec(latest_version_dir(classifier_dir) / "model.onnx")
         self.size = spec.input_size
         self.margin = spec.face_margin
+        self.shift = spec.face_shift
 
     def execute(self, requests: list) -> list:
         """Crop the faces of each request."""
@@ -33,7 +34,9 @@ class TritonPythonModel:
             frames = pb_utils.get_input_tensor_by_name(request, contract.FRAMES).as_numpy()
             boxes = pb_utils.get_input_tensor_by_name(request, contract.FACE_BOXES).as_numpy()
             try:
-                crops = crop_faces(frames, boxes, size=self.size, margin=self.margin)
+                crops = crop_faces(
+                    frames, boxes, size=self.size, margin=self.margin, shift=self.shift
+                )
             except ValueError as exc:
                 responses.append(
                     pb_utils.InferenceResponse(
