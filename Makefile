@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # Exact versions of every package, transitive ones included (pip freeze of a working venv).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test serve export bench web fuzz lint clean help
+.PHONY: demo test serve export bench web fuzz lint clean help train-deps train
 
 help:
 	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
@@ -16,6 +16,8 @@ help:
 	@echo "make web    run Triton + the web service on 127.0.0.1:8080 until Ctrl-C"
 	@echo "make fuzz   long fuzz run (hypothesis, ~10 min) of the client's input handling and the server"
 	@echo "make export rebuild the ONNX models of model_repository/ (placeholder classifier)"
+	@echo "make train-deps  install the training extra (torch, ClearML, ...) into the venv"
+	@echo "make train  retrain the served classifier on ../shared/data/dfdc_faces (~1-2 h, 2 cores)"
 
 # Serving + client: no torch. Marker files make re-runs instant.
 $(VENV)/.serve-deps: pyproject.toml constraints.txt
@@ -33,6 +35,18 @@ $(VENV)/.dev-deps: $(VENV)/.serve-deps
 $(VENV)/.web-deps: $(VENV)/.serve-deps
 	$(PIP_INSTALL) -e '.[server,web]'
 	touch $@
+
+train-deps: $(VENV)/.dev-deps
+
+# The served classifier's training run, exactly as its model card records it. DATA and
+# TRAIN_OUTPUT can be overridden; --resume continues an interrupted run in TRAIN_OUTPUT.
+DATA ?= ../shared/data/dfdc_faces
+TRAIN_OUTPUT ?= .fakescope/runs/dfdc-lite0-160
+TRAIN_ARGS ?= --arch efficientnet-lite0 --input-size 160 --batch-size 32 --epochs 10 \
+	--samples-per-epoch 6400 --val-faces-per-epoch 1000 --val-fraction 0.12 --sbi-rate 0.25 \
+	--patience 10 --seed 0
+train: $(VENV)/.dev-deps
+	$(VENV)/bin/fakescope -v train $(DATA) $(TRAIN_ARGS) --output $(TRAIN_OUTPUT) --resume
 
 demo: $(VENV)/.serve-deps
 	$(VENV)/bin/fakescope demo

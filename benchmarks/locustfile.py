@@ -127,6 +127,7 @@ class _VideoUser(User):
                 sampled,
                 processing_seconds=elapsed,
                 model_trained=self.trained,
+                threshold=self.client.model_threshold(),
                 decode_seconds=decoded - start,
                 infer_seconds=elapsed - (decoded - start),
             )

@@ -13,7 +13,7 @@ import time
 
 from fakescope import contract
 from fakescope.client.triton import DetectorClient, Protocol
-from fakescope.client.verdict import DEFAULT_THRESHOLD, Verdict
+from fakescope.client.verdict import Verdict
 from fakescope.client.video import SampledFrames, VideoReadError, sample_frames
 from fakescope.contract import MIN_FRAME_SIDE
 
@@ -35,7 +35,7 @@ def analyze(
     protocol: Protocol = "grpc",
     num_frames: int = DEFAULT_NUM_FRAMES,
     max_side: int | None = DEFAULT_MAX_SIDE,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     timeout_s: float = 60,
 ) -> Verdict:
     """Analyse the video at ``path`` and return its :class:`Verdict`.
@@ -49,7 +49,8 @@ def analyze(
         protocol: ``"grpc"`` or ``"http"``, for the client made here.
         num_frames: frames to sample, ``1 … contract.MAX_FRAMES_PER_REQUEST``.
         max_side: downscale frames so their long side is at most this (``None``: never).
-        threshold: ``fake_probability`` at or above which the label is ``FAKE``.
+        threshold: ``fake_probability`` at or above which the label is ``FAKE``; ``None``
+            (the default): the served classifier's own threshold (calibrated on validation).
         timeout_s: per-call timeout of the client made here.
 
     Raises:
@@ -64,7 +65,7 @@ def analyze(
         raise ValueError(
             f"num_frames must be 1..{contract.MAX_FRAMES_PER_REQUEST}, got {num_frames}"
         )
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if client is not None and url is not None:
         raise ValueError("pass either client or url, not both")
@@ -79,6 +80,8 @@ def analyze(
         end = time.perf_counter()
         trained = detector.model_trained()
         limitations = detector.model_limitations()
+        if threshold is None:
+            threshold = detector.model_threshold()
     finally:
         if own_client:
             detector.close()

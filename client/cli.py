@@ -41,7 +41,7 @@ from tqdm import tqdm
 from fakescope import contract
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
-from fakescope.client.verdict import DEFAULT_THRESHOLD, LABEL_NO_FACE, Verdict
+from fakescope.client.verdict import LABEL_NO_FACE, Verdict
 from fakescope.client.video import VideoReadError
 from fakescope.contract import MIN_FRAME_SIDE
 
@@ -154,9 +154,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=_threshold,
-        default=DEFAULT_THRESHOLD,
+        default=None,
         metavar="T",
-        help=f"fake probability at or above which a video is FAKE (default: {DEFAULT_THRESHOLD})",
+        help="fake probability at or above which a video is FAKE (default: the served "
+        "classifier's own threshold, calibrated on validation)",
     )
     parser.add_argument(
         "--timeout",

@@ -51,6 +51,7 @@ __all__ = [
     "ServerError",
     "ServerUnreachableError",
     "parse_outputs",
+    "threshold_from_config",
     "trained_from_config",
 ]
 
@@ -250,6 +251,7 @@ class DetectorClient:
         self._lock = threading.Lock()
         self._trained: bool | None = None
         self._limitations: str | None = None
+        self._threshold: float | None = None
         self._client: Any
         if protocol == "http":
             _check_http_url(self.url)
@@ -400,6 +402,26 @@ class DetectorClient:
         self.model_trained()
         return self._limitations
 
+    def model_threshold(self) -> float:
+        """Return the served classifier's decision threshold (config ``threshold``).
+
+        Read with :meth:`model_trained`. A classifier exported before version 3 states none:
+        then :data:`fakescope.contract.UNSTATED_THRESHOLD`, with a warning in the log.
+
+        Raises:
+            ServerUnreachableError: no answer from the server.
+
+        """
+        self.model_trained()
+        if self._threshold is None:
+            logger.warning(
+                "the served %s states no threshold; labelling at %s",
+                contract.CLASSIFIER_MODEL,
+                contract.UNSTATED_THRESHOLD,
+            )
+            self._threshold = contract.UNSTATED_THRESHOLD
+        return self._threshold
+
     def is_live(self) -> bool:
         """``is_server_live`` that returns False instead of raising."""
         try:
@@ -476,6 +498,7 @@ class DetectorClient:
         param = (config.get("parameters") or {}).get(contract.LIMITATIONS_PARAMETER) or {}
         text = param.get("string_value", param.get("stringValue"))
         self._limitations = " ".join(str(text).split()) if text else None
+        self._threshold = threshold_from_config(config)
         return trained_from_config(config)
 
     def _fetch_classifier_config(self) -> dict[str, Any]:
@@ -510,3 +533,27 @@ def trained_from_config(config: dict[str, Any]) -> bool:
             value,
         )
     return False
+
+
+def threshold_from_config(config: dict[str, Any]) -> float | None:
+    """Read the ``threshold`` parameter from a model-config dict; ``None`` when absent.
+
+    Raises:
+        ServerError: when the parameter is present but not a number in [0, 1] (a broken
+            deployment must not label videos at a threshold nobody chose).
+
+    """
+    param = (config.get("parameters") or {}).get(contract.THRESHOLD_PARAMETER) or {}
+    value = param.get("string_value", param.get("stringValue"))
+    if value is None:
+        return None
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = math.nan
+    if not 0.0 <= threshold <= 1.0:
+        raise ServerError(
+            f"{contract.CLASSIFIER_MODEL} config states threshold {value!r}, not a number in "
+            "[0, 1]"
+        )
+    return threshold

@@ -1,7 +1,7 @@
 """The verdict on one video: what the server found, in the video's own coordinates and time.
 
 Labels: ``NO_FACE`` when the server found no face (``fake_probability`` is then ``None``);
-otherwise ``FAKE`` when ``fake_probability >= threshold`` (default :data:`DEFAULT_THRESHOLD`),
+otherwise ``FAKE`` when ``fake_probability >= threshold`` (the served classifier's threshold),
 else ``REAL``. Face boxes come back from the server in the pixels of the frames that were
 sent; they are scaled back to the original (upright) video's pixels here. Nothing NaN reaches
 JSON: missing values are ``None``/``null``.
@@ -29,8 +29,9 @@ __all__ = [
     "label_for",
 ]
 
-#: fake_probability at or above which a video is labelled FAKE.
-DEFAULT_THRESHOLD: Final = 0.5
+#: fake_probability at or above which a video is labelled FAKE when the served classifier
+#: states no threshold of its own (versions before 3); clients use the served one otherwise.
+DEFAULT_THRESHOLD: Final = contract.UNSTATED_THRESHOLD
 LABEL_FAKE: Final = "FAKE"
 LABEL_REAL: Final = "REAL"
 LABEL_NO_FACE: Final = "NO_FACE"
@@ -119,7 +120,7 @@ class Verdict:
         *,
         processing_seconds: float,
         model_trained: bool,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float,
         decode_seconds: float | None = None,
         infer_seconds: float | None = None,
         model_limitations: str | None = None,

@@ -56,6 +56,27 @@ def _say(text: str = "", *, stream=None) -> None:
     (stream or sys.stdout).write(f"{text}\n")
 
 
+def _require(*modules: str) -> None:
+    """Fail before any work when a module of the training extra is missing.
+
+    Raises ``ModuleNotFoundError`` naming it; ``fakescope``'s entry point turns that into one
+    line saying how to install the extra.
+    """
+    import importlib.util
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+
+#: What ``train`` imports (ClearML too unless ``--no-clearml``).
+TRAIN_MODULES = ("torch", "efficientnet_lite_pytorch", "onnx", "matplotlib")
+
+
+def _tracking_modules(args: argparse.Namespace) -> tuple[str, ...]:
+    return () if args.no_clearml else ("clearml",)
+
+
 def _error(message: str) -> None:
     _say(f"fakescope: error: {message}", stream=sys.stderr)
 
@@ -79,8 +100,31 @@ def _load(directory: Path, *, check_videos: bool = True):
 # --- dataset ----------------------------------------------------------------------------------
 
 
+def _check_face_crops(args: argparse.Namespace) -> int:
+    """Validate a face-crop folder (table, files, and every image decoded unless --no-decode)."""
+    from fakescope.export.dataset import DatasetError
+    from fakescope.export.face_crops import load_face_crop_set, read_face_crops
+
+    try:
+        dataset = load_face_crop_set(args.directory)
+        if not args.no_decode:
+            read_face_crops(dataset, [e.name for e in dataset.entries], 8)
+    except DatasetError as exc:
+        _error(str(exc))
+        return EXIT_BAD_DATA
+    counts = dataset.counts()
+    originals = len({e.group for e in dataset.entries})
+    _say(
+        f"{dataset.root}: OK — {len(dataset.entries)} faces ({counts['REAL']} REAL, "
+        f"{counts['FAKE']} FAKE) from {originals} originals"
+    )
+    return 0
+
+
 def run_dataset_check(args: argparse.Namespace) -> int:
     """Validate a DFDC-format folder; list every offender; write nothing."""
+    if is_face_crop_set(args.directory):
+        return _check_face_crops(args)
     dataset = _load(args.directory, check_videos=not args.no_decode)
     if dataset is None:
         return EXIT_BAD_DATA
@@ -334,6 +378,7 @@ def run_train(args: argparse.Namespace) -> int:
         spec_for,
     )
 
+    _require(*TRAIN_MODULES, *_tracking_modules(args))
     if is_face_crop_set(args.data_dir):
         return run_train_face_crops(args)
     dataset = _load(args.data_dir)
@@ -585,6 +630,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from fakescope.export.tracking import report_hyperparameters, report_scalar
     from fakescope.serving.model_config import aggregation_params
 
+    _require("matplotlib", *_tracking_modules(args))
     if is_face_crop_set(args.data_dir):
         return run_evaluate_face_crops(args)
     dataset = _load(args.data_dir)

