@@ -4,6 +4,13 @@ Hand-written and committed: every ``config.pbtxt`` except the classifier's, and 
 models. Generated here, deterministically: the three MTCNN ONNX files, the classifier ONNX file
 with its ``config.pbtxt`` (tensor sizes and client-visible ``parameters`` taken from the ONNX
 metadata, so the two can never disagree) and its ``MODEL_CARD.md``.
+
+"Deterministically" means the same model, not the same bytes on every CPU: PyTorch folds
+BatchNorm into the convolutions and draws the seeded head with kernels whose float32 rounding
+depends on the CPU's instruction set, so an export on another CPU can differ in the last bits
+of its weights. :func:`onnx_differences` is the check that a fresh export reproduces a
+committed file: exact on everything that must not move, within stated tolerances on weight
+values and on outputs for real faces.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +29,8 @@ from fakescope.export.classifier import (
     export_classifier,
     untrained_checkpoint,
 )
-from fakescope.export.mtcnn import export_mtcnn
+from fakescope.export.mtcnn import META_MAX_ABS_DIFF, export_mtcnn
+from fakescope.export.mtcnn import TOLERANCE as MTCNN_TOLERANCE
 from fakescope.pipeline.metadata import ClassifierSpec
 
 logger = logging.getLogger(__name__)
@@ -111,6 +120,296 @@ def parity_faces(size: int) -> np.ndarray:
         rgb = face if face.ndim == 3 else np.repeat((face * 255).astype(np.uint8)[..., None], 3, 2)
         crops.append(cv2.resize(rgb[..., :3], (size, size), interpolation=cv2.INTER_AREA))
     return np.stack(crops).astype(np.uint8)
+
+
+#: Float initializers of two exports of the same model may differ per element by at most
+#: ``WEIGHT_ATOL + WEIGHT_RTOL * |committed value|``. Measured: an export on an Intel Xeon
+#: differed from the AMD EPYC one in 94 of 101 classifier initializers by at most 2e-6 (BatchNorm
+#: folding rounds differently); with scalar instead of AVX2 kernels (``ATEN_CPU_CAPABILITY=
+#: default``) the seeded head differs by at most 2e-9. WEIGHT_ATOL is 5x the largest measured
+#: drift, whatever the element's size; WEIGHT_RTOL (about 100 float32 ulps) covers folded weights
+#: as large as |w| = 46, whose one ulp is already 4e-6. A real change is far larger: a retrained
+#: or differently seeded head, another BatchNorm epsilon, a mean or std moved by 1e-3.
+WEIGHT_ATOL = 1e-5
+WEIGHT_RTOL = 1e-5
+#: ONNX Runtime outputs of the two files on real faces may differ by at most this: the
+#: tolerance each export is already held to against PyTorch (``PARITY_TOLERANCE`` of the
+#: classifier, ``TOLERANCE`` of the MTCNN nets, both 1e-4). The measured drift moves them ~1e-6.
+OUTPUT_ATOL = 1e-4
+#: Initializers compared exactly: the classifier's in-graph preprocessing (pixel mean and std
+#: times 255; PyTorch may fold an equal ``std`` into ``mean``). They are copied, not computed.
+EXACT_INITIALIZERS = frozenset({"mean", "std"})
+#: Metadata values that are measurements of the exporting machine, with the bound each must
+#: meet instead of an exact value: the MTCNN nets' ORT-vs-PyTorch difference (rounded up to a
+#: power of ten, so usually but not always the same on every CPU).
+MEASURED_METADATA = {META_MAX_ABS_DIFF: MTCNN_TOLERANCE}
+
+
+def reference_feeds(path: Path) -> list[dict[str, np.ndarray]]:
+    """Real-face inputs for the exported model at ``path`` (classifier or MTCNN net).
+
+    Classifier (UINT8 ``[B, S, S, 3]``): :func:`parity_faces` at ``S``. MTCNN nets (FP32
+    ``[B, 3, H, W]``): the same faces, NCHW and normalised as the cascade does
+    (``(x - 127.5) * 0.0078125``); P-Net, whose height and width are free, at 12 and 67 pixels.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ValueError(f"{path}: expected one input, got {[i.name for i in inputs]}")
+    tensor = inputs[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    if tensor.elem_type == onnx.TensorProto.UINT8 and len(dims) == 4 and dims[3] == 3:
+        if dims[1] is None or dims[1] != dims[2]:
+            raise ValueError(f"{path}: classifier input must be square and fixed, got {dims}")
+        return [{inputs[0].name: parity_faces(dims[1])}]
+    if tensor.elem_type == onnx.TensorProto.FLOAT and len(dims) == 4 and dims[1] == 3:
+        if dims[2] is not None and dims[2] == dims[3]:
+            sizes = [dims[2]]
+        elif dims[2] is None and dims[3] is None:
+            sizes = [12, 67]
+        else:
+            raise ValueError(f"{path}: unsupported input shape {dims}")
+        feeds = []
+        for size in sizes:
+            nchw = parity_faces(size).transpose(0, 3, 1, 2).astype(np.float32)
+            feeds.append({inputs[0].name: (nchw - 127.5) * np.float32(0.0078125)})
+        return feeds
+    raise ValueError(f"{path}: no reference faces for input {inputs[0].name} {dims}")
+
+
+def _value_infos(values) -> list[tuple[str, int, tuple[int | str, ...]]]:
+    return [
+        (
+            v.name,
+            v.type.tensor_type.elem_type,
+            tuple(d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim),
+        )
+        for v in values
+    ]
+
+
+def _tensor_problems(label: str, expected, actual, *, exact: bool) -> list[str]:
+    """Compare two ``onnx.TensorProto``: dtype and shape exactly, values exactly or within."""
+    from onnx import numpy_helper
+
+    want, have = numpy_helper.to_array(expected), numpy_helper.to_array(actual)
+    if want.dtype != have.dtype or want.shape != have.shape:
+        return [
+            f"{label}: {have.dtype}{list(have.shape)} != committed {want.dtype}{list(want.shape)}"
+        ]
+    if exact or not np.issubdtype(want.dtype, np.floating):
+        if not np.array_equal(want, have):
+            bad = int(np.count_nonzero(want != have))
+            return [f"{label}: {bad} of {want.size} values differ (compared exactly)"]
+        return []
+    want64, have64 = want.astype(np.float64), have.astype(np.float64)
+    error = np.abs(have64 - want64)
+    over = ~(error <= WEIGHT_ATOL + WEIGHT_RTOL * np.abs(want64))  # NaN counts as over
+    if over.any():
+        worst = int(np.argmax(np.where(over, error, -1.0)))
+        return [
+            f"{label}: {int(over.sum())} of {want.size} values beyond "
+            f"{WEIGHT_ATOL:g} + {WEIGHT_RTOL:g}*|w| (worst: element {worst}, "
+            f"{have64.flat[worst]:.8g} vs committed {want64.flat[worst]:.8g})"
+        ]
+    return []
+
+
+def _attributes(node) -> dict[str, object]:
+    """Return a node's attributes, tensor-valued ones as dtype and shape (values compared apart)."""
+    import onnx
+
+    values: dict[str, object] = {}
+    for attribute in node.attribute:
+        if attribute.HasField("t"):
+            values[attribute.name] = ("tensor", attribute.t.data_type, list(attribute.t.dims))
+        else:
+            value = onnx.helper.get_attribute_value(attribute)
+            repeated = isinstance(value, Sequence) and not isinstance(value, (bytes, str))
+            values[attribute.name] = list(value) if repeated else value
+    return values
+
+
+def _skeleton(model):
+    """Copy of ``model`` without tensor values and metadata: what must match byte for byte."""
+    import onnx
+
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.metadata_props[:]
+
+    def strip(tensor) -> None:
+        kept = onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+        tensor.CopyFrom(kept)
+
+    for tensor in bare.graph.initializer:
+        strip(tensor)
+    for node in bare.graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                strip(attribute.t)
+    return bare
+
+
+def onnx_differences(
+    committed: Path, exported: Path, *, feeds: list[dict[str, np.ndarray]] | None = None
+) -> list[str]:
+    """Differences between a committed ONNX file and a fresh export of it; ``[]`` when the same.
+
+    Exact: graph structure (node op types, input and output names, attributes, in order), the
+    model's inputs and outputs (names, types, shapes), initializer names, dtypes and shapes,
+    opset and producer, metadata keys and values (except :data:`MEASURED_METADATA`, which must
+    meet its bound) and the :data:`EXACT_INITIALIZERS`. Within tolerances: other float values
+    (:data:`WEIGHT_ATOL`, :data:`WEIGHT_RTOL`) and ONNX Runtime outputs on real faces
+    (:data:`OUTPUT_ATOL`; ``feeds`` defaults to :func:`reference_feeds` of ``committed``).
+    """
+    import onnx
+
+    want, have = onnx.load(str(committed)), onnx.load(str(exported))
+    problems = _structure_problems(want, have)
+    structure_same = not problems
+    problems += _value_problems(want, have, _nodes(want) == _nodes(have))
+    problems += _metadata_problems(want, have)
+    if structure_same:
+        problems += _output_problems(
+            committed, exported, reference_feeds(committed) if feeds is None else feeds
+        )
+    return problems
+
+
+def _structure_problems(want, have) -> list[str]:
+    problems = []
+    for what, w, h in (
+        ("inputs", want.graph.input, have.graph.input),
+        ("outputs", want.graph.output, have.graph.output),
+    ):
+        if _value_infos(w) != _value_infos(h):
+            problems.append(f"{what} {_value_infos(h)} != committed {_value_infos(w)}")
+    want_nodes, have_nodes = _nodes(want), _nodes(have)
+    if want_nodes != have_nodes:
+        pairs = enumerate(zip(want_nodes, have_nodes, strict=False))
+        shorter = min(len(want_nodes), len(have_nodes))
+        first = next((i for i, (w, h) in pairs if w != h), shorter)
+        problems.append(
+            f"graph: {len(have_nodes)} nodes vs committed {len(want_nodes)}, first difference "
+            f"at node {first}: {have_nodes[first : first + 1]} "
+            f"vs committed {want_nodes[first : first + 1]}"
+        )
+    else:
+        for i, (w, h) in enumerate(zip(want.graph.node, have.graph.node, strict=True)):
+            if _attributes(w) != _attributes(h):
+                problems.append(
+                    f"node {w.name or i} ({w.op_type}): attributes {_attributes(h)} "
+                    f"!= committed {_attributes(w)}"
+                )
+    want_init = [(t.name, t.data_type, list(t.dims)) for t in want.graph.initializer]
+    have_init = [(t.name, t.data_type, list(t.dims)) for t in have.graph.initializer]
+    if want_init != have_init:
+        changed = [h for h in have_init if h not in want_init]
+        gone = [w for w in want_init if w not in have_init]
+        problems.append(
+            "initializers (name, dtype, shape): "
+            f"not committed {changed[:5]}, not exported {gone[:5]} (or another order)"
+        )
+    if not problems:
+        # the rest, field by field: opset, producer, doc strings, value_info, ...
+        want_text = str(_skeleton(want)).splitlines()
+        have_text = str(_skeleton(have)).splitlines()
+        if want_text != have_text:
+            import difflib
+
+            diff = [
+                line
+                for line in difflib.unified_diff(want_text, have_text, lineterm="", n=0)
+                if line[:1] in "+-" and line[:3] not in ("+++", "---")
+            ]
+            problems.append(f"model fields differ (- committed, + exported): {diff[:6]}")
+    return problems
+
+
+def _nodes(model) -> list[tuple[str, str, list[str], list[str]]]:
+    return [(n.op_type, n.domain, list(n.input), list(n.output)) for n in model.graph.node]
+
+
+def _value_problems(want, have, nodes_match: bool) -> list[str]:
+    problems = []
+    have_init = {t.name: t for t in have.graph.initializer}
+    for tensor in want.graph.initializer:
+        if tensor.name in have_init:
+            problems += _tensor_problems(
+                f"initializer {tensor.name}",
+                tensor,
+                have_init[tensor.name],
+                exact=tensor.name in EXACT_INITIALIZERS,
+            )
+    if not nodes_match:  # values of mismatched nodes mean nothing; the structure is reported
+        return problems
+    for i, (w, h) in enumerate(zip(want.graph.node, have.graph.node, strict=True)):
+        have_attributes = {a.name: a for a in h.attribute}
+        for attribute in w.attribute:
+            other = have_attributes.get(attribute.name)
+            if attribute.HasField("t") and other is not None and other.HasField("t"):
+                problems += _tensor_problems(
+                    f"node {w.name or i} attribute {attribute.name}",
+                    attribute.t,
+                    other.t,
+                    exact=False,
+                )
+    return problems
+
+
+def _metadata_problems(want, have) -> list[str]:
+    problems = []
+    want_meta = {p.key: p.value for p in want.metadata_props}
+    have_meta = {p.key: p.value for p in have.metadata_props}
+    if want_meta.keys() != have_meta.keys():
+        problems.append(
+            f"metadata keys: not exported {sorted(want_meta.keys() - have_meta.keys())}, "
+            f"not committed {sorted(have_meta.keys() - want_meta.keys())}"
+        )
+    for key in sorted(want_meta.keys() & have_meta.keys()):
+        if key in MEASURED_METADATA:
+            bound = MEASURED_METADATA[key]
+            for label, value in (("exported", have_meta[key]), ("committed", want_meta[key])):
+                try:
+                    ok = float(value) <= bound
+                except ValueError:
+                    ok = False
+                if not ok:
+                    problems.append(f"metadata {key}: {label} {value!r} is not a number <= {bound}")
+        elif want_meta[key] != have_meta[key]:
+            problems.append(f"metadata {key}: {have_meta[key]!r} != committed {want_meta[key]!r}")
+    return problems
+
+
+def _output_problems(
+    committed: Path, exported: Path, feeds: list[dict[str, np.ndarray]]
+) -> list[str]:
+    import onnxruntime as ort
+
+    sessions = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        for p in (committed, exported)
+    ]
+    names = [o.name for o in sessions[0].get_outputs()]
+    problems = []
+    for feed in feeds:
+        faces = next(iter(feed.values())).shape
+        want, have = sessions[0].run(names, feed), sessions[1].run(names, feed)
+        for name, w, h in zip(names, want, have, strict=True):
+            if w.shape != h.shape:
+                problems.append(f"output {name} on faces {faces}: shape {h.shape} != {w.shape}")
+                continue
+            diff = float(np.max(np.abs(h.astype(np.float64) - w))) if w.size else 0.0
+            if not diff <= OUTPUT_ATOL:
+                problems.append(
+                    f"output {name} on real faces {faces}: max |difference| {diff:.2e} "
+                    f"> {OUTPUT_ATOL}"
+                )
+    return problems
 
 
 def export_detector(repository: Path) -> None:

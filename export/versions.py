@@ -26,7 +26,12 @@ import time
 from pathlib import Path
 
 from fakescope import contract
-from fakescope.export.classifier import ClassifierCheckpoint, export_classifier, load_checkpoint
+from fakescope.export.classifier import (
+    PARITY_TOLERANCE,
+    ClassifierCheckpoint,
+    export_classifier,
+    load_checkpoint,
+)
 from fakescope.export.repository import classifier_config, parity_faces
 from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
 
@@ -94,7 +99,8 @@ def model_card(checkpoint: ClassifierCheckpoint, version: int, parity: float) ->
         f"- data version: {p.pop('data_version', 'unknown')}",
         f"- decision threshold: {p.get('threshold', '0.5')} ({p.get('threshold_rule', 'default')})",
         f"- code: git commit {p.pop('git_commit', 'unknown')}",
-        f"- ONNX Runtime vs PyTorch: max |logit difference| = {parity:.2e} on real face crops",
+        f"- ONNX Runtime vs PyTorch: max |logit difference| ≤ {PARITY_TOLERANCE:.0e} "
+        "(PARITY_TOLERANCE), checked at export on real face crops",
     ]
     metric_rows = _metric_lines(p)
     if metric_rows:
