@@ -208,7 +208,8 @@ def export_classifier(
         )
     proto = onnx.load(str(tmp))
     metadata = spec_to_metadata(checkpoint.spec, trained=checkpoint.trained)
-    metadata.update({f"fakescope.provenance.{k}": v for k, v in checkpoint.provenance.items()})
+    prefix = contract.META_PROVENANCE_PREFIX
+    metadata.update({f"{prefix}{k}": v for k, v in checkpoint.provenance.items()})
     onnx.helper.set_model_props(proto, metadata)
     proto.producer_name = "fakescope"
     onnx.checker.check_model(proto, full_check=True)

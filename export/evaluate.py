@@ -31,7 +31,12 @@ from fakescope.export.dataset import VideoEntry
 from fakescope.export.faces import VideoFaces
 from fakescope.export.metrics import BinaryMetrics, binary_metrics, roc_curve, youden_threshold
 from fakescope.pipeline.aggregation import AggregationParams, aggregate
-from fakescope.pipeline.metadata import ClassifierSpec, read_classifier_spec, read_onnx_metadata
+from fakescope.pipeline.metadata import (
+    ClassifierSpec,
+    read_classifier_spec,
+    read_onnx_metadata,
+    read_provenance,
+)
 
 __all__ = [
     "NO_FACE_PROBABILITY",
@@ -50,7 +55,6 @@ logger = logging.getLogger(__name__)
 
 #: Probability used *for the metrics only* when no face was found (DFDC convention).
 NO_FACE_PROBABILITY = 0.5
-_PROVENANCE = "fakescope.provenance."
 #: Points of the ROC curve written into ``metrics.json`` (at most).
 _ROC_POINTS = 201
 
@@ -64,10 +68,7 @@ class OnnxClassifier:
         self.path = Path(path)
         self.spec: ClassifierSpec
         self.spec, self.trained = read_classifier_spec(self.path)
-        metadata = read_onnx_metadata(self.path)
-        self.provenance = {
-            k[len(_PROVENANCE) :]: v for k, v in metadata.items() if k.startswith(_PROVENANCE)
-        }
+        self.provenance = read_provenance(self.path)
         self.batch_size = batch_size
         self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
 
@@ -162,7 +163,7 @@ class Evaluation:
         )
 
     def roc_points(self) -> dict[str, list[float]] | None:
-        """The ROC curve (false positive rate, recall, threshold), or ``None`` for one class."""
+        """Return the ROC curve (false positive rate, recall, threshold); ``None``: one class."""
         labels = self.labels
         if labels.size == 0 or labels.min() == labels.max():
             return None

@@ -15,6 +15,7 @@ values and on outputs for real faces.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -76,7 +77,10 @@ parameters [
   {{ key: "arch" value: {{ string_value: "{arch}" }} }},
   {{ key: "trained" value: {{ string_value: "{trained}" }} }},
   {{ key: "input_size" value: {{ string_value: "{size}" }} }},
-  {{ key: "face_margin" value: {{ string_value: "{margin}" }} }}{limitations}
+  {{ key: "face_margin" value: {{ string_value: "{margin}" }} }},
+  {{ key: "face_shift" value: {{ string_value: "{shift}" }} }},
+  {{ key: "temperature" value: {{ string_value: "{temperature}" }} }},
+  {{ key: "{threshold_key}" value: {{ string_value: "{threshold}" }} }}{limitations}
 ]
 """
 
@@ -104,6 +108,10 @@ def classifier_config(
         arch=spec.arch,
         trained="true" if trained else "false",
         margin=repr(spec.face_margin),
+        shift=json.dumps(list(spec.face_shift)),
+        temperature=repr(spec.temperature),
+        threshold_key=contract.THRESHOLD_PARAMETER,
+        threshold=repr(spec.threshold),
     )
 
 
@@ -430,12 +438,14 @@ def export_classifier_version(
 
     The served ``config.pbtxt`` and ``MODEL_CARD.md`` then describe the newest version present.
     """
-    from fakescope.export.versions import CARD, model_card, served_version, write_served_files
+    from fakescope.export.model_card import model_card
+    from fakescope.export.versions import CARD, served_version, write_served_files
 
     model_dir = repository / contract.CLASSIFIER_MODEL
     target = model_dir / str(version) / "model.onnx"
-    parity = export_classifier(checkpoint, target, parity_faces(checkpoint.spec.input_size))
-    (target.parent / CARD).write_text(model_card(checkpoint, version, parity))
+    export_classifier(checkpoint, target, parity_faces(checkpoint.spec.input_size))
+    card = model_card(checkpoint.spec, checkpoint.trained, checkpoint.provenance, version)
+    (target.parent / CARD).write_text(card)
     write_served_files(model_dir, served_version(repository))
     return target
 

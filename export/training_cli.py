@@ -51,6 +51,18 @@ SYNTHETIC_LIMITATIONS = (
 )
 
 
+#: The scope statement of a classifier trained on face crops; figures from its own validation.
+FACE_CROP_LIMITATIONS = (
+    "Trained and validated on DFDC face swaps only (face crops of the Deepfake Detection "
+    "Challenge training set). On validation faces of {originals} original videos it never "
+    "trained on: AUC {auc:.3f}, LogLoss {logloss:.3f}, recall {recall:.3f} and precision "
+    "{precision:.3f} at the served threshold {threshold:.3f} (DFDC's actors recur across "
+    "originals, so these figures are somewhat optimistic). Other manipulations (lip-sync, "
+    "whole-face synthesis, diffusion edits, face-swap tools newer than DFDC) and other sources "
+    "are unknown until measured: a score is evidence to weigh, not proof."
+)
+
+
 def _say(text: str = "", *, stream=None) -> None:
     """Write one line of CLI output (stdout by default)."""
     (stream or sys.stdout).write(f"{text}\n")
@@ -343,9 +355,21 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
             "data",
         )
         report_artifact("split", split_record)
-        return _train_and_report(args, config, train_set, val_set, provenance, output)
-    finally:
+
+        def state_scope(best: Path) -> dict[str, str]:
+            from fakescope.export.classifier import load_checkpoint
+
+            recorded = load_checkpoint(best).provenance
+            metrics = json.loads(recorded["val_face_metrics_cross_fitted"])
+            text = FACE_CROP_LIMITATIONS.format(
+                originals=split_record["val_originals"], **metrics
+            )
+            return {"limitations": text}
+
+    except BaseException:
         _close_tracking(run)
+        raise
+    return _train_and_report(args, config, train_set, val_set, provenance, output, run, state_scope)
 
 
 def _split_record(splits, dataset) -> dict[str, Any]:
@@ -473,18 +497,17 @@ def run_train(args: argparse.Namespace) -> int:
                     extra["heldout_data"] = str(data.root.resolve())
             return extra
 
-        return _train_and_report(
-            args, config, train_set, val_set, provenance, output, evaluate_videos_after
-        )
-    finally:
+    except BaseException:
         _close_tracking(run)
+        raise
+    return _train_and_report(
+        args, config, train_set, val_set, provenance, output, run, evaluate_videos_after
+    )
 
 
-def _close_tracking(run) -> None:
-    """Close the ClearML run (if any) and say where its offline session went."""
-    zip_path = run.close() if run is not None else None
-    if zip_path:
-        _say(f"ClearML offline session: {zip_path}")
+def _close_tracking(run) -> Path | None:
+    """Close the ClearML run (if any); return its offline session zip."""
+    return run.close() if run is not None else None
 
 
 def _train_and_report(
@@ -494,9 +517,13 @@ def _train_and_report(
     val_set,
     provenance: dict[str, str],
     output: Path,
-    evaluate_after=None,
+    run,
+    evaluate_after,
 ) -> int:
-    """Train with a progress bar, evaluate the best checkpoint, write ``summary.json``, report."""
+    """Train with a progress bar, evaluate the best checkpoint, write ``summary.json``, report.
+
+    Closes ``run`` (the ClearML task, or ``None``) whatever happens.
+    """
     from tqdm import tqdm
 
     from fakescope.export.tracking import report_artifact, report_output_model
@@ -510,20 +537,26 @@ def _train_and_report(
         bar.update(1)
 
     try:
-        result = train_classifier(
-            train_set, val_set, config, output, provenance=provenance,
-            resume=args.resume, on_step=on_step,
-        )
+        try:
+            result = train_classifier(
+                train_set, val_set, config, output, provenance=provenance,
+                resume=args.resume, on_step=on_step,
+            )
+        finally:
+            bar.close()
+        extra = evaluate_after(result.best_checkpoint)
+        if extra:
+            _add_provenance(result.best_checkpoint, extra)
+        report_output_model(result.best_checkpoint, "face_classifier (best)", tags=[config.arch])
+        report_artifact("history", result.history)
     except TrainingError as exc:
+        _close_tracking(run)
         _error(str(exc))
         return EXIT_FAILED
-    finally:
-        bar.close()
-    extra = evaluate_after(result.best_checkpoint) if evaluate_after is not None else {}
-    if extra:
-        _add_provenance(result.best_checkpoint, extra)
-    report_output_model(result.best_checkpoint, "face_classifier (best)", tags=[config.arch])
-    report_artifact("history", result.history)
+    except BaseException:
+        _close_tracking(run)
+        raise
+    zip_path = _close_tracking(run)
     first, last = result.history[0]["train_loss"], result.history[-1]["train_loss"]
     summary = {
         "best_checkpoint": str(result.best_checkpoint),
@@ -537,6 +570,7 @@ def _train_and_report(
         "temperature": result.temperature,
         "data_version": provenance.get("data_version"),
         **{k: json.loads(v) for k, v in extra.items() if k.endswith("_metrics")},
+        "clearml_offline_session": str(zip_path) if zip_path else None,
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if args.json:
@@ -555,6 +589,8 @@ def _train_and_report(
             keys = ("recall", "precision", "accuracy", "logloss", "auc")
             shown = {k: summary[key][k] for k in keys}
             _say(f"{key.split('_')[0]} videos: {json.dumps(shown)}")
+    if zip_path:
+        _say(f"ClearML offline session: {zip_path}")
     _say(f"export it: fakescope export --checkpoint {result.best_checkpoint}")
     return 0
 
@@ -722,7 +758,8 @@ def run_evaluate_face_crops(args: argparse.Namespace) -> int:
         return EXIT_BAD_DATA
     entries = list(dataset.entries)
     output = _run_dir("evaluate", args.output)
-    output.mkdir(parents=True, exist_ok=True)
+    if model.suffix in {".pt", ".pth"}:  # exported into the run folder first
+        output.mkdir(parents=True, exist_ok=True)
     classifier = OnnxClassifier(resolve_model(model, output))
     if args.split != "all":
         splits = assign_splits(
@@ -751,6 +788,7 @@ def run_evaluate_face_crops(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     evaluation = evaluate_face_crops(entries, crops.crops, classifier, threshold=args.threshold)
+    output.mkdir(parents=True, exist_ok=True)
     paths = write_report(evaluation, output)
     report = evaluation.to_json()
     report["data_dir"] = str(dataset.root.resolve())

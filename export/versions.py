@@ -19,26 +19,25 @@ A running server picks the change up on restart (model control mode ``none``).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 
 from fakescope import contract
-from fakescope.export.classifier import (
-    PARITY_TOLERANCE,
-    ClassifierCheckpoint,
-    export_classifier,
-    load_checkpoint,
-)
+from fakescope.export.classifier import export_classifier, load_checkpoint
+from fakescope.export.model_card import load_results, model_card
 from fakescope.export.repository import classifier_config, parity_faces
-from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
+from fakescope.pipeline.metadata import (
+    read_classifier_limitations,
+    read_classifier_spec,
+    read_provenance,
+)
 
 __all__ = [
     "export_new_version",
     "list_versions",
-    "model_card",
+    "render_card",
     "rollback",
     "served_version",
     "write_served_files",
@@ -63,64 +62,6 @@ def served_version(repository: Path) -> int:
     if not versions:
         raise FileNotFoundError(f"no face_classifier version in {repository}")
     return versions[-1]
-
-
-def _metric_lines(provenance: dict[str, str]) -> list[str]:
-    lines = []
-    for key in sorted(k for k in provenance if k.endswith("_metrics")):
-        try:
-            metrics = json.loads(provenance[key])
-        except json.JSONDecodeError:
-            lines.append(f"| {key} | {provenance[key]} |")
-            continue
-        shown = ", ".join(
-            f"{m} {metrics[m]:.4f}"
-            if isinstance(metrics.get(m), float)
-            else f"{m} {metrics.get(m)}"
-            for m in ("recall", "precision", "accuracy", "logloss", "auc", "threshold", "n")
-            if m in metrics
-        )
-        lines.append(f"| {key.removesuffix('_metrics').replace('_', ' ')} | {shown} |")
-    return lines
-
-
-def model_card(checkpoint: ClassifierCheckpoint, version: int, parity: float) -> str:
-    """Render the model card of a classifier version (provenance, metrics, reproduction)."""
-    spec, p = checkpoint.spec, dict(checkpoint.provenance)
-    status = "trained" if checkpoint.trained else "UNTRAINED"
-    lines = [
-        f"# face_classifier, version {version} — {status}",
-        "",
-        f"- architecture: `{spec.arch}`, input {spec.input_size}×{spec.input_size} RGB uint8, "
-        f"mean {list(spec.mean)}, std {list(spec.std)} (applied inside the ONNX graph), "
-        f"face margin {spec.face_margin}",
-        f"- starting weights: {p.pop('initial_weights', 'unknown')}",
-        f"- trained on: {p.pop('trained_on', 'see data_version')}",
-        f"- data version: {p.pop('data_version', 'unknown')}",
-        f"- decision threshold: {p.get('threshold', '0.5')} ({p.get('threshold_rule', 'default')})",
-        f"- code: git commit {p.pop('git_commit', 'unknown')}",
-        f"- ONNX Runtime vs PyTorch: max |logit difference| ≤ {PARITY_TOLERANCE:.0e} "
-        "(PARITY_TOLERANCE), checked at export on real face crops",
-    ]
-    metric_rows = _metric_lines(p)
-    if metric_rows:
-        lines += ["", "## Metrics", "", "| set | values |", "|---|---|", *metric_rows]
-    for key in [k for k in p if k.endswith("_metrics")]:
-        p.pop(key)
-    command = p.pop("command", None)
-    reproduce = p.pop("reproduce", None)
-    if reproduce or command:
-        lines += ["", "## Reproduce", "", "```sh", reproduce or command or "", "```"]
-    limits = p.pop("limitations", None)
-    if limits:
-        lines += ["", "## What it can and cannot tell", "", limits]
-    splits = p.pop("splits", None)
-    if splits:
-        sizes = {k: len(v) for k, v in json.loads(splits).items()}
-        p["splits"] = f"videos per split {sizes} (names in the ONNX metadata)"
-    lines += ["", "## Provenance", ""]
-    lines += [f"- {k}: {v}" for k, v in sorted(p.items())]
-    return "\n".join(lines) + "\n"
 
 
 def _keep_card_of_served(folder: Path) -> None:
@@ -149,10 +90,10 @@ def export_new_version(repository: Path, checkpoint_path: Path) -> int:
     if staging.exists():
         shutil.rmtree(staging)
     try:
-        parity = export_classifier(
+        export_classifier(
             checkpoint, staging / "model.onnx", parity_faces(checkpoint.spec.input_size)
         )
-        card = model_card(checkpoint, version, parity)
+        card = model_card(checkpoint.spec, checkpoint.trained, checkpoint.provenance, version)
         (staging / CARD).write_text(card)
         _keep_card_of_served(folder)
         staging.rename(folder / str(version))
@@ -177,6 +118,25 @@ def write_served_files(folder: Path, version: int) -> None:
         shutil.copyfile(card, folder / CARD)
     else:
         logger.warning("version %d has no model card of its own; %s left as it is", version, CARD)
+
+
+def render_card(repository: Path, version: int, results: Path | None, root: Path) -> Path:
+    """Write the model card of ``version`` again from its ONNX metadata and ``results``.
+
+    ``results`` holds the version's evaluation reports (``*/metrics.json``); their paths in
+    the card are relative to ``root`` (the project). The served card is updated too when
+    ``version`` is the served one. Returns the version's card path.
+    """
+    folder = Path(repository) / contract.CLASSIFIER_MODEL
+    onnx_path = folder / str(version) / "model.onnx"
+    spec, trained = read_classifier_spec(onnx_path)
+    provenance = read_provenance(onnx_path)
+    found = load_results(results, root) if results is not None else None
+    card = folder / str(version) / CARD
+    card.write_text(model_card(spec, trained, provenance, version, found))
+    if version == served_version(Path(repository)):
+        shutil.copyfile(card, folder / CARD)
+    return card
 
 
 def rollback(repository: Path, retired_dir: Path | None = None) -> int:

@@ -137,6 +137,25 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_model_card(args: argparse.Namespace) -> int:
+    """Render a classifier version's model card again from its metadata and results."""
+    from fakescope.export.versions import list_versions, render_card
+
+    if args.version not in list_versions(args.repository):
+        print(f"fakescope: error: no face_classifier version {args.version}", file=sys.stderr)
+        return 2
+    if args.results is not None and not args.results.is_dir():
+        print(f"fakescope: error: results folder not found: {args.results}", file=sys.stderr)
+        return 3
+    try:
+        card = render_card(args.repository, args.version, args.results, PROJECT_ROOT)
+    except FileNotFoundError as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return 3
+    print(f"model card written: {card}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``fakescope`` argument parser."""
     parser = argparse.ArgumentParser(prog="fakescope", description=__doc__.split("\n")[0])
@@ -172,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     export.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")
     export.set_defaults(func=run_export)
+
+    card = sub.add_parser(
+        "model-card", help="write a classifier version's model card from its metadata + results"
+    )
+    card.add_argument("version", type=int, help="face_classifier version")
+    card.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    card.add_argument(
+        "--results", type=Path, default=None,
+        help="folder of `fakescope evaluate` reports (*/metrics.json) of this version",
+    )
+    card.set_defaults(func=run_model_card)
     return parser
 
 

@@ -81,8 +81,10 @@ META_TEMPERATURE: Final = "fakescope.temperature"
 META_THRESHOLD: Final = "fakescope.threshold"
 META_ARCH: Final = "fakescope.arch"
 META_TRAINED: Final = "fakescope.trained"
+#: Prefix of the training provenance the export copies into the ONNX metadata.
+META_PROVENANCE_PREFIX: Final = "fakescope.provenance."
 #: What the classifier cannot be trusted for (free text; absent for the untrained placeholder).
-META_LIMITATIONS: Final = "fakescope.provenance.limitations"
+META_LIMITATIONS: Final = META_PROVENANCE_PREFIX + "limitations"
 #: ``face_classifier`` config parameter that carries :data:`META_THRESHOLD` to clients.
 THRESHOLD_PARAMETER: Final = "threshold"
 #: The threshold of classifiers exported before version 3, which state none (they were labelled

@@ -92,6 +92,13 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
+def read_provenance(path: Path) -> dict[str, str]:
+    """Return the provenance the export copied from training (``fakescope.provenance.*``)."""
+    prefix = contract.META_PROVENANCE_PREFIX
+    metadata = read_onnx_metadata(path)
+    return {k[len(prefix) :]: v for k, v in metadata.items() if k.startswith(prefix)}
+
+
 def read_classifier_limitations(path: Path) -> str | None:
     """Return the classifier's stated limitations (ONNX metadata) as one line, or ``None``."""
     text = read_onnx_metadata(path).get(contract.META_LIMITATIONS)

@@ -1,0 +1,119 @@
+"""Train → export → evaluate on a tiny face-crop set the test builds (``metadata.csv`` + tar).
+
+Lite0 at 64 px for one short epoch: the served size is 160; reduced here only to keep CI short.
+What is checked is the plumbing a real run relies on: the split recorded in the model, the
+measured crop geometry and the calibrated threshold travelling into the ONNX metadata and the
+served ``config.pbtxt``, and ``fakescope evaluate`` feeding the data's crops to the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("torch", reason="training needs the train extra (torch)")
+
+from fakescope import contract
+from fakescope.export.versions import export_new_version
+from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
+from fakescope.serving.model_config import config_parameters
+from tests.face_crop_sets import rows_for, write_set
+from tests.servers import REPOSITORY
+from tests.training_helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+SEED, VAL_FRACTION = 2, 0.25
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crops")
+    data = write_set(root / "data", rows_for(8, 1))
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = run_cli([
+            "train", str(data), "--input-size", "64", "--epochs", "1", "--batch-size", "8",
+            "--samples-per-epoch", "16", "--val-fraction", str(VAL_FRACTION), "--seed",
+            str(SEED), "--output", str(root / "run"), "--cache", str(root / "cache"),
+            "--no-clearml", "--json", "--quiet",
+        ])
+    assert code == 0
+    summary = json.loads(buffer.getvalue().strip().splitlines()[-1])
+    repository = root / "repository"
+    shutil.copytree(REPOSITORY, repository)
+    version = export_new_version(repository, root / "run" / "best.pt")
+    onnx_path = repository / contract.CLASSIFIER_MODEL / str(version) / "model.onnx"
+    return {"root": root, "data": data, "summary": summary, "repository": repository,
+            "onnx": onnx_path}
+
+
+def test_train_records_split_geometry_and_calibration_in_model_when_face_crops(trained):
+    spec, is_trained = read_classifier_spec(trained["onnx"])
+    provenance = read_provenance(trained["onnx"])
+    geometry = json.loads((trained["root"] / "run" / "crop_geometry.json").read_text())
+    assert is_trained
+    assert spec.input_size == 64
+    assert spec.face_margin == pytest.approx(geometry["face_margin"])
+    assert list(spec.face_shift) == pytest.approx(geometry["face_shift"])
+    assert geometry["faces_found"] >= 6  # MTCNN found the astronaut in the REAL crops
+    assert 0.0 < spec.threshold < 1.0
+    assert spec.threshold == pytest.approx(trained["summary"]["threshold"])
+    assert spec.temperature == pytest.approx(trained["summary"]["temperature"])
+    split = json.loads(provenance["split"])
+    assert split["seed"] == SEED and split["val_fraction"] == VAL_FRACTION
+    assert split["val_originals"] == 2 and split["train_originals"] == 6
+    assert len(split["assignment_sha256"]) == 64
+    assert provenance["limitations"].startswith("Trained and validated on DFDC face swaps only")
+
+
+def test_train_keeps_fakes_with_their_originals_when_face_crops_are_split(trained):
+    splits = json.loads((trained["root"] / "run" / "splits.json").read_text())["splits"]
+    where = {name: split for split, names in splits.items() for name in names}
+    for name, split in where.items():
+        if name.startswith("fake"):
+            original = "real" + name[4:7] + ".mp4"
+            assert where[original] == split, name
+
+
+def test_export_states_threshold_in_served_config_when_model_is_calibrated(trained):
+    spec, _ = read_classifier_spec(trained["onnx"])
+    config = trained["repository"] / contract.CLASSIFIER_MODEL / "config.pbtxt"
+    params = config_parameters(config)
+    assert float(params[contract.THRESHOLD_PARAMETER]) == spec.threshold
+    assert json.loads(params["face_shift"]) == list(spec.face_shift)
+
+
+def test_evaluate_writes_metrics_and_roc_when_face_crops_of_the_val_split(trained):
+    out = trained["root"] / "eval"
+    code = run_cli([
+        "evaluate", str(trained["data"]), "--model", str(trained["repository"]), "--split",
+        "val", "--seed", str(SEED), "--val-fraction", str(VAL_FRACTION), "--output", str(out),
+        "--no-clearml", "--quiet",
+    ])
+    assert code == 0
+    report = json.loads((out / "metrics.json").read_text())
+    spec, _ = read_classifier_spec(trained["onnx"])
+    assert report["unit"] == "face" and report["n"] == 4  # 2 originals + their fakes
+    for key in ("recall", "precision", "accuracy", "logloss", "auc"):
+        assert key in report
+    assert report["threshold"] == spec.threshold
+    assert report["threshold_source"] == "the served threshold (model metadata)"
+    matrix = report["confusion_matrix"]["matrix"]
+    assert sum(map(sum, matrix)) == 4
+    assert report["roc_curve"]["fpr"][0] == 0.0 and report["roc_curve"]["tpr"][-1] == 1.0
+    assert (out / "roc.png").stat().st_size > 1000
+
+
+def test_evaluate_refuses_val_split_when_seed_differs_from_training(trained, capsys):
+    code = run_cli([
+        "evaluate", str(trained["data"]), "--model", str(trained["repository"]), "--split",
+        "val", "--seed", str(SEED + 1), "--val-fraction", str(VAL_FRACTION), "--output",
+        str(trained["root"] / "eval-wrong"), "--no-clearml", "--quiet",
+    ])
+    assert code == 2
+    assert "do not give the split this model was trained with" in capsys.readouterr().err
