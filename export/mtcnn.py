@@ -277,7 +277,8 @@ def export_mtcnn(
     Writes ``output_dir/mtcnn_pnet.onnx``, ``mtcnn_rnet.onnx`` and ``mtcnn_onet.onnx`` (file
     stems are the Triton model names of :mod:`fakescope.contract`). Each file is checked with
     ``onnx.checker.check_model(full_check=True)`` and run with ONNX Runtime against PyTorch on
-    pyramid levels and crops of ``reference_image``. Re-exporting gives byte-identical files.
+    pyramid levels and crops of ``reference_image``. Re-exporting on the same CPU gives the same
+    bytes; on another CPU the weights may differ in the last bits (see ``onnx_differences``).
 
     Args:
         output_dir: folder to write into (created if missing).

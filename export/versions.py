@@ -9,7 +9,8 @@ always "the highest numbered folder". Hence:
   ``config.pbtxt`` from its ONNX metadata and writes its model card, both into the version
   folder (``<N+1>/MODEL_CARD.md``, kept for rollbacks) and as the served
   ``face_classifier/MODEL_CARD.md``. Version ``1`` (the placeholder ``fakescope export``
-  rebuilds byte-for-byte) is never touched except to keep a copy of its card.
+  rebuilds; the tests check it is the same model) is never touched except to keep a copy of
+  its card.
 * :func:`rollback` moves the newest version folder out of the repository (into
   ``retired_dir``, default ``<repository>/../.fakescope/retired/``: nothing is deleted) and
   restores the previous version's ``config.pbtxt`` and card.

@@ -1,0 +1,86 @@
+"""The served crops are framed like the classifier's training crops, and the served threshold
+reaches the client.
+
+Geometry: the served ``face_cropper`` cuts faces out of frames of real DFDC videos
+(``../shared/data/dfdc_sample``); our MTCNN, run again on those crops, must find the face where
+it found it in the training data's crops (the ``crop_geometry`` the model records, measured by
+``fakescope train``). Tolerance: 0.04 on the median margin and on each median centre shift
+(fractions of the box side) — the data's own spread (inter-quartile half-width) is about 0.04.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from fakescope import contract
+from fakescope.client.analyze import analyze
+from fakescope.client.video import sample_frames
+from fakescope.export.crop_geometry import CropDetector, measure_geometry
+from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
+from fakescope.serving.model_config import latest_version_dir
+from tests.media import make_face_video
+from tests.servers import REPOSITORY
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfdc_sample"
+TOLERANCE = 0.04
+SERVED = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
+
+
+def _served_crops(triton, frames: np.ndarray) -> np.ndarray:
+    client = grpcclient.InferenceServerClient(triton.address.grpc_url)
+    stamps = np.arange(len(frames), dtype=np.float32)
+    inputs = [
+        grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
+        grpcclient.InferInput(contract.FRAME_TIMESTAMPS, list(stamps.shape), "FP32"),
+    ]
+    inputs[0].set_data_from_numpy(frames)
+    inputs[1].set_data_from_numpy(stamps)
+    out = client.infer(
+        contract.ENSEMBLE_MODEL, inputs,
+        outputs=[grpcclient.InferRequestedOutput(contract.FACE_BOXES)],
+    )
+    boxes = out.as_numpy(contract.FACE_BOXES)
+    crop_inputs = [
+        grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
+        grpcclient.InferInput(contract.FACE_BOXES, list(boxes.shape), "FP32"),
+    ]
+    crop_inputs[0].set_data_from_numpy(frames)
+    crop_inputs[1].set_data_from_numpy(boxes)
+    crops = client.infer(contract.FACE_CROPPER_MODEL, crop_inputs)
+    return crops.as_numpy(contract.FACE_CROPS)
+
+
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"{SAMPLE} is not here (shared data)")
+def test_face_cropper_frames_faces_like_training_data_when_real_dfdc_videos(triton):
+    provenance = read_provenance(SERVED)
+    if "crop_geometry" not in provenance:
+        pytest.fail("the served classifier records no crop geometry (trained on face crops?)")
+    data = json.loads(provenance["crop_geometry"])
+    crops = np.concatenate([
+        _served_crops(triton, sample_frames(video, 8, 1280).frames)
+        for video in sorted(SAMPLE.glob("*.mp4"))
+    ])
+    assert len(crops) >= 16
+    side = crops.shape[1]
+    found = CropDetector(REPOSITORY).detect(crops).scaled(1.0 / side)
+    served = measure_geometry(found, 1.0)
+    assert served.faces_found >= 0.9 * len(crops)
+    assert served.face_margin == pytest.approx(data["face_margin"], abs=TOLERANCE)
+    assert served.face_shift[0] == pytest.approx(data["face_shift"][0], abs=TOLERANCE)
+    assert served.face_shift[1] == pytest.approx(data["face_shift"][1], abs=TOLERANCE)
+
+
+def test_analyze_labels_at_served_threshold_when_classifier_states_one(triton, tmp_path):
+    spec, _ = read_classifier_spec(SERVED)
+    assert spec.threshold != contract.UNSTATED_THRESHOLD, "the served model states no threshold"
+    video = make_face_video(tmp_path / "face.mp4", size=(320, 180), seconds=1.0)
+    verdict = analyze(video, url=triton.address.grpc_url, num_frames=4)
+    assert verdict.threshold == spec.threshold
+    assert verdict.label == ("FAKE" if verdict.fake_probability >= spec.threshold else "REAL")
+    overridden = analyze(video, url=triton.address.grpc_url, num_frames=4, threshold=0.99)
+    assert overridden.threshold == 0.99
