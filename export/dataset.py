@@ -151,6 +151,17 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 # --- validation -----------------------------------------------------------------------------
 
 
+def content_sha256(file_hashes: Mapping[str, str]) -> str:
+    """Return the content hash of a dataset: SHA-256 of its sorted ``name:sha256`` lines.
+
+    ``file_hashes`` maps each listed item (a video, a face image by its ``videoname``, the
+    metadata file) to the SHA-256 of its bytes; the dataset versions and the training runs
+    both identify data by this one hash.
+    """
+    lines = "\n".join(f"{name}:{sha}" for name, sha in sorted(file_hashes.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def _pairs_keeping_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` that records duplicate keys instead of silently keeping the last."""
     out: dict[str, Any] = {}

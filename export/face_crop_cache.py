@@ -29,7 +29,7 @@ from fakescope.export.crop_geometry import (
     CropGeometry,
     measure_geometry,
 )
-from fakescope.export.dataset import DatasetError, Problem, file_sha256
+from fakescope.export.dataset import DatasetError, Problem, content_sha256, file_sha256
 from fakescope.export.face_crops import METADATA_CSV, FaceCropSet, decode_face, image_bytes
 from fakescope.serving.model_config import detector_params
 
@@ -37,7 +37,7 @@ __all__ = ["PreparedFaces", "prepare_face_crops"]
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = 1
+_FORMAT = 2
 #: REAL crops sent to the detector together.
 _DETECT_CHUNK = 256
 
@@ -49,7 +49,8 @@ class PreparedFaces:
     names: list[str]
     crops: np.ndarray  #: UINT8 ``[N, S, S, 3]`` at the classifier's size
     landmarks: np.ndarray  #: FP32 ``[N, 5, 2]`` in crop pixels (NaN: FAKE or no face found)
-    content_hash: str  #: SHA-256 over ``name:image sha256`` lines and ``metadata.csv``
+    content_hash: str  #: :func:`~.dataset.content_sha256` of the images and ``metadata.csv``
+    image_sha256: dict[str, str]  #: videoname -> SHA-256 of its image bytes
     geometry: CropGeometry  #: where our MTCNN finds the face in the data's REAL crops
 
 
@@ -83,6 +84,7 @@ def _load(folder: Path, names: list[str]) -> PreparedFaces | None:
             np.load(folder / "crops.npy", mmap_mode="r"),
             np.load(folder / "landmarks.npy"),
             meta["content_hash"],
+            meta["image_sha256"],
             geometry,
         )
     except (OSError, KeyError, ValueError, TypeError):
@@ -152,11 +154,9 @@ def prepare_face_crops(
         raise DatasetError(dataset.root, problems)
     flush()
     geometry = _geometry(detections)
-    lines = "".join(f"{n}:{hashes[n]}\n" for n in sorted(names))
-    lines += f"{METADATA_CSV}:{file_sha256(dataset.root / METADATA_CSV)}\n"
-    content = hashlib.sha256(lines.encode()).hexdigest()
-    _store(folder, names, crops, landmarks, content, geometry)
-    return PreparedFaces(names, crops, landmarks, content, geometry)
+    content = content_sha256({**hashes, METADATA_CSV: file_sha256(dataset.root / METADATA_CSV)})
+    _store(folder, names, crops, landmarks, content, hashes, geometry)
+    return PreparedFaces(names, crops, landmarks, content, hashes, geometry)
 
 
 def _geometry(detections: list[CropDetections]) -> CropGeometry:
@@ -173,6 +173,7 @@ def _store(
     crops: np.ndarray,
     landmarks: np.ndarray,
     content: str,
+    hashes: dict[str, str],
     geometry: CropGeometry,
 ) -> None:
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
@@ -180,7 +181,10 @@ def _store(
     tmp.mkdir(parents=True)
     np.save(tmp / "crops.npy", crops)
     np.save(tmp / "landmarks.npy", landmarks)
-    meta = {"names": names, "content_hash": content, "geometry": geometry.to_json()}
+    meta = {
+        "names": names, "content_hash": content, "image_sha256": hashes,
+        "geometry": geometry.to_json(),
+    }
     (tmp / "meta.json").write_text(json.dumps(meta))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)

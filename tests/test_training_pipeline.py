@@ -75,6 +75,7 @@ def trained(work, versioned):
             str(work / "run"), "--cache", str(work / "cache"), "--registry", str(versioned),
             "--json", "--quiet",
         ])
+    open("/tmp/cmlx/trained_buffer.txt", "a").write("=====\n" + repr(buffer.getvalue()) + "\n")
     assert code == 0
     return json.loads(buffer.getvalue().strip().splitlines()[-1])
 
@@ -169,7 +170,7 @@ def test_evaluate_json_agrees_with_sklearn_when_given_same_predictions(evaluated
     assert evaluated["auc"] == pytest.approx(sklearn_metrics.roc_auc_score(y, p))
     matrix = sklearn_metrics.confusion_matrix(y, predicted, labels=[0, 1]).tolist()
     assert evaluated["confusion_matrix"]["matrix"] == matrix
-    assert evaluated["threshold_source"].startswith("the model's validation threshold")
+    assert evaluated["threshold_source"] == "the served threshold (model metadata)"
 
 
 def test_evaluate_writes_plots_and_clearml_session_when_run(evaluated):
