@@ -13,10 +13,16 @@ parent. Offline, ClearML 2.1.12 can create the dataset and record the files' has
 offline session, but it cannot look up a parent (``Dataset.get`` fails offline) and it
 **cannot finalize** ("Cannot finalize dataset in offline mode"); the manifest records that
 honestly (``clearml.status``) and the parent link lives in the local manifest only.
+
+Offline, ``Dataset.create`` makes its task with ``Task.init``; FakeScope has that task store the
+code as a standalone script (no ``git``) and detect it before ``Task.init`` returns
+(:func:`fakescope.export.tracking._detect_script_inline`). ClearML's default, a background
+thread, left the script section ``None`` when ``add_files`` appended to it, on a busy machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -100,22 +106,24 @@ def _clearml_dataset(
     from clearml import Dataset as ClearmlDataset
     from clearml import Task
 
-    from fakescope.export.tracking import _stdout_to_stderr
+    from fakescope.export.tracking import _detect_script_inline, _stdout_to_stderr
 
     Task.set_offline(offline)
     with _stdout_to_stderr():
         parents = [parent_id] if (parent_id and not offline) else None
-        ds = ClearmlDataset.create(
-            dataset_name=name,
-            dataset_project="FakeScope/datasets",
-            dataset_version=version.removeprefix("v"),
-            parent_datasets=parents,
-        )
-        # Offline, ClearML fills the task's script section from a background thread, and
-        # add_files() appends to it: wait for that thread (it lost the race on a busy machine).
-        task = Task.current_task()
-        if offline and task is not None and task.data.script is None:
-            task._wait_for_repo_detection(timeout=120)  # ClearML has no public wait
+        # Offline, Dataset.create calls Task.init (online: Task.create, which detects nothing).
+        # Its script section, which add_files() appends to, must exist when it returns: store
+        # the code as a standalone script (no git subprocess) and detect it inline, not in
+        # ClearML's background thread (see _detect_script_inline for the race that thread lost).
+        if offline:
+            Task.force_store_standalone_script()
+        with _detect_script_inline() if offline else contextlib.nullcontext():
+            ds = ClearmlDataset.create(
+                dataset_name=name,
+                dataset_project="FakeScope/datasets",
+                dataset_version=version.removeprefix("v"),
+                parent_datasets=parents,
+            )
         ds.add_files(str(dataset.root / METADATA_FILE))
         for entry in dataset.entries:
             ds.add_files(str(dataset.path(entry)), dataset_path=str(Path(entry.name).parent))

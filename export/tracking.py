@@ -12,13 +12,17 @@ Library code reports through the module functions (:func:`report_scalar`, …), 
 ``Task.current_task()`` and do nothing when no task is running, so training and evaluation work
 the same with or without ClearML.
 
-Two honest limitations of clearml 2.1.12 offline, handled here:
+Three honest limitations of clearml 2.1.12 offline, handled here:
 
 * ``OutputModel.update_weights`` fails offline (``'DummyModel' object has no attribute
   'locked'``) before reaching its own offline code path; :func:`report_output_model` then calls
   that offline path (``_update_weights_offline``, which copies the file into the session) directly.
 * The code is stored as a standalone script (``Task.force_store_standalone_script``): ClearML's
   repository detection would start ``git``; the commit is recorded by FakeScope itself.
+* The script section is detected before ``Task.init`` returns, not in ClearML's background
+  thread (:func:`_detect_script_inline`): an offline task has no script section until that
+  thread sets one, and a ``git`` call of that thread can hang until the task closes (the
+  reporting process ``Task.init`` forks inherits its pipe).
 """
 
 from __future__ import annotations
@@ -61,6 +65,33 @@ def _stdout_to_stderr() -> Iterator[None]:
     """ClearML prints status lines on stdout; keep stdout for the CLI's own (JSON) output."""
     with contextlib.redirect_stdout(sys.stderr):
         yield
+
+
+@contextlib.contextmanager
+def _detect_script_inline() -> Iterator[None]:
+    """Make ``Task.init`` fill the task's script section before it returns, without a thread.
+
+    With the setting ``sdk.development.vcs_repo_detect_async`` (true by default), clearml
+    2.1.12 fills the section in a thread (``Task._update_repository``, clearml/task.py:4587).
+    Offline, the section is ``None`` until that thread sets it (backend_interface/task/task.py:352)
+    and ``Dataset.add_files`` appends to it (datasets/dataset.py:3346). Worse, ``Task.init`` then
+    forks its reporting process (task.py:913 -> utilities/process/mp.py:662); a fork while the
+    thread spawns ``git status`` (repo/detectors.py:191) copies the pipe ``subprocess`` reads
+    until the child has started, the copy stays open until the task closes, and the thread
+    blocks on it. Inline detection ends before that fork; the setting is read per ``Task.init``
+    (task.py:4586), as this class attribute, so it is switched off around the call only.
+    """
+    from clearml import Task
+
+    name = "_Task__detect_repo_async"  # clearml.Task.__detect_repo_async
+    if name not in vars(Task):
+        raise RuntimeError(f"clearml.Task has no {name} (SDK changed?): cannot detect inline")
+    saved = vars(Task)[name]
+    setattr(Task, name, False)
+    try:
+        yield
+    finally:
+        setattr(Task, name, saved)
 
 
 @dataclass
@@ -110,7 +141,7 @@ def start_run(
         raise RuntimeError("a ClearML task is already running in this process; close it first")
     Task.set_offline(offline)
     Task.force_store_standalone_script()
-    with _stdout_to_stderr():
+    with _stdout_to_stderr(), _detect_script_inline():
         task = Task.init(
             project_name=project,
             task_name=task_name,
