@@ -293,7 +293,9 @@ def test_dataset_version_records_offline_clearml_dataset_when_repository_probe_h
     write_metadata(
         data, {"real.mp4": {"label": "REAL"}, "fake.mp4": {"label": "FAKE", "original": "real.mp4"}}
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARML_API_")}
+    # none of this process's CLEARML_* variables: after a Task.init here, CLEARML_PROC_MASTER_ID
+    # would make the child's Task.init return a stub (it would take itself for a forked worker)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
     env["CLEARML_CACHE_DIR"] = str(tmp_path / "clearml")
     registry = tmp_path / "registry"
     done = subprocess.run(
