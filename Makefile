@@ -41,8 +41,8 @@ train-deps: $(VENV)/.dev-deps
 # The served classifier's training run, exactly as its model card records it. DATA and
 # TRAIN_OUTPUT can be overridden; --resume continues an interrupted run in TRAIN_OUTPUT.
 DATA ?= ../shared/data/dfdc_faces
-TRAIN_OUTPUT ?= .fakescope/runs/dfdc-lite0-160
-TRAIN_ARGS ?= --arch efficientnet-lite0 --input-size 160 --batch-size 32 --epochs 10 \
+TRAIN_OUTPUT ?= .fakescope/runs/dfdc-lite0-160-e16
+TRAIN_ARGS ?= --arch efficientnet-lite0 --input-size 160 --batch-size 32 --epochs 16 \
 	--samples-per-epoch 6400 --val-faces-per-epoch 1000 --val-fraction 0.12 --sbi-rate 0.25 \
 	--patience 10 --seed 0
 train: $(VENV)/.dev-deps

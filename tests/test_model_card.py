@@ -1,0 +1,84 @@
+"""The served classifier's model card is what code writes from its metadata and result files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fakescope import contract
+from fakescope.export.model_card import load_results, model_card
+from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
+from fakescope.serving.model_config import latest_version_dir
+from tests.servers import REPOSITORY
+
+PROJECT = REPOSITORY.parent
+SERVED = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL)
+RESULTS = PROJECT / "docs" / "results" / contract.CLASSIFIER_MODEL / f"v{SERVED.name}"
+
+
+def _rendered() -> str:
+    spec, trained = read_classifier_spec(SERVED / "model.onnx")
+    provenance = read_provenance(SERVED / "model.onnx")
+    return model_card(spec, trained, provenance, int(SERVED.name), load_results(RESULTS, PROJECT))
+
+
+def test_served_model_card_matches_rendering_when_results_are_committed():
+    assert RESULTS.is_dir(), f"the served version's evaluation reports belong in {RESULTS}"
+    committed = (SERVED / "MODEL_CARD.md").read_text()
+    assert committed == _rendered(), (
+        f"re-run `fakescope model-card {SERVED.name} --results {RESULTS.relative_to(PROJECT)}`"
+    )
+    assert (REPOSITORY / contract.CLASSIFIER_MODEL / "MODEL_CARD.md").read_text() == committed
+
+
+def test_served_model_card_reports_each_result_file_when_rendered():
+    card = _rendered()
+    for path, report in load_results(RESULTS, PROJECT).items():
+        assert f"]({path})" in card
+        assert f"{report['auc']:.4f}" in card and f"{report['logloss']:.4f}" in card
+
+
+def test_model_card_rendering_changes_when_a_result_figure_changes(tmp_path):
+    results = tmp_path / "results" / "set"
+    results.mkdir(parents=True)
+    report = {"unit": "face", "n": 4, "auc": 0.75, "logloss": 0.5, "recall": 0.5,
+              "precision": 1.0, "accuracy": 0.75, "threshold": 0.4,
+              "confusion_matrix": {"matrix": [[2, 0], [1, 1]]}}
+    (results / "metrics.json").write_text(json.dumps(report))
+    spec, trained = read_classifier_spec(SERVED / "model.onnx")
+    first = model_card(spec, trained, {}, 9, load_results(tmp_path / "results", tmp_path))
+    assert "| 0.7500 | 0.5000 |" in first
+    (results / "metrics.json").write_text(json.dumps({**report, "auc": 0.8}))
+    second = model_card(spec, trained, {}, 9, load_results(tmp_path / "results", tmp_path))
+    assert first != second and "| 0.8000 | 0.5000 |" in second
+
+
+def test_load_results_fails_when_folder_has_no_report(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no \\*/metrics.json"):
+        load_results(tmp_path, tmp_path)
+
+
+def test_model_card_cli_exits_2_when_version_does_not_exist(capsys):
+    from fakescope.cli import main
+
+    assert main(["model-card", "999"]) == 2
+    assert "no face_classifier version 999" in capsys.readouterr().err
+
+
+def test_model_card_cli_rewrites_card_when_results_given(tmp_path):
+    import shutil
+
+    from fakescope.cli import main
+
+    repository = tmp_path / "repository"
+    shutil.copytree(REPOSITORY, repository)
+    served = repository / contract.CLASSIFIER_MODEL / SERVED.name / "MODEL_CARD.md"
+    served.write_text("stale\n")
+    assert main(["model-card", SERVED.name, "--repository", str(repository), "--results",
+                 str(RESULTS)]) == 0
+    assert served.read_text() == (SERVED / "MODEL_CARD.md").read_text()
+    assert Path(repository / contract.CLASSIFIER_MODEL / "MODEL_CARD.md").read_text() == (
+        served.read_text()
+    )
