@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fakescope.export.dataset import METADATA_FILE, Dataset, file_sha256
+from fakescope.export.dataset import METADATA_FILE, Dataset, content_sha256, file_sha256
+from fakescope.export.face_crops import METADATA_CSV, FaceCropSet, image_bytes
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -59,8 +60,12 @@ class VersionRecord:
     clearml: dict[str, Any]
 
 
-def build_manifest(dataset: Dataset, hashes: dict[str, str] | None = None) -> dict[str, Any]:
-    """Content hashes of every listed video and of ``metadata.json``."""
+def build_manifest(
+    dataset: Dataset | FaceCropSet, hashes: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Content hashes of every listed video (or face image) and of the metadata file."""
+    if isinstance(dataset, FaceCropSet):
+        return _face_crop_manifest(dataset)
     files = {}
     for entry in dataset.entries:
         sha = (hashes or {}).get(entry.name) or file_sha256(dataset.path(entry))
@@ -71,12 +76,43 @@ def build_manifest(dataset: Dataset, hashes: dict[str, str] | None = None) -> di
             "size": dataset.path(entry).stat().st_size,
         }
     files[METADATA_FILE] = {"sha256": file_sha256(dataset.root / METADATA_FILE)}
-    lines = "\n".join(f"{name}:{info['sha256']}" for name, info in sorted(files.items()))
     return {
-        "content_hash": hashlib.sha256(lines.encode()).hexdigest(),
+        "content_hash": content_sha256({k: v["sha256"] for k, v in files.items()}),
         "counts": dataset.counts(),
         "files": files,
     }
+
+
+def _face_crop_manifest(dataset: FaceCropSet) -> dict[str, Any]:
+    """Build the manifest of a face-crop folder: each face image by its ``videoname``."""
+    by_name = dataset.by_name()
+    files: dict[str, dict[str, Any]] = {}
+    for name, data in image_bytes(dataset, [e.name for e in dataset.entries]):
+        entry = by_name[name]
+        files[name] = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "label": entry.label,
+            "original": entry.original,
+            "size": len(data),
+        }
+    files[METADATA_CSV] = {"sha256": file_sha256(dataset.root / METADATA_CSV)}
+    return {
+        "content_hash": content_sha256({k: v["sha256"] for k, v in files.items()}),
+        "counts": dataset.counts(),
+        "files": files,
+    }
+
+
+def _stored_files(dataset: Dataset | FaceCropSet) -> list[tuple[Path, str]]:
+    """``(file, folder in the ClearML dataset)`` of everything a version stores."""
+    if isinstance(dataset, FaceCropSet):
+        files = {dataset.root / METADATA_CSV} | {
+            ref.shard if ref.shard else dataset.root / ref.name for ref in dataset.images.values()
+        }
+        return [(path, ".") for path in sorted(files)]
+    return [(dataset.root / METADATA_FILE, ".")] + [
+        (dataset.path(entry), str(Path(entry.name).parent)) for entry in dataset.entries
+    ]
 
 
 def _versions(folder: Path) -> list[tuple[int, Path]]:
@@ -100,7 +136,7 @@ def find_version(content_hash: str, registry: Path = DEFAULT_REGISTRY) -> str | 
 
 
 def _clearml_dataset(
-    dataset: Dataset, name: str, version: str, parent_id: str | None, offline: bool
+    dataset: Dataset | FaceCropSet, name: str, version: str, parent_id: str | None, offline: bool
 ) -> dict[str, Any]:
     """Create the ClearML Dataset of this version; say what could and could not be done."""
     from clearml import Dataset as ClearmlDataset
@@ -124,9 +160,8 @@ def _clearml_dataset(
                 dataset_version=version.removeprefix("v"),
                 parent_datasets=parents,
             )
-        ds.add_files(str(dataset.root / METADATA_FILE))
-        for entry in dataset.entries:
-            ds.add_files(str(dataset.path(entry)), dataset_path=str(Path(entry.name).parent))
+        for path, folder in _stored_files(dataset):
+            ds.add_files(str(path), dataset_path=folder)
         info: dict[str, Any] = {"id": ds.id, "offline": offline}
         if offline:
             folder = Path(Task.current_task().get_offline_mode_folder())
@@ -144,7 +179,7 @@ def _clearml_dataset(
 
 
 def register_version(
-    dataset: Dataset,
+    dataset: Dataset | FaceCropSet,
     *,
     name: str | None = None,
     registry: Path = DEFAULT_REGISTRY,

@@ -152,8 +152,18 @@ def run_dataset_check(args: argparse.Namespace) -> int:
 def run_dataset_version(args: argparse.Namespace) -> int:
     """Register the folder's content as the next dataset version (v0.1, v0.2, …)."""
     from fakescope.export.data_versions import register_version
+    from fakescope.export.dataset import DatasetError
+    from fakescope.export.face_crops import load_face_crop_set
 
-    dataset = _load(args.directory)
+    _require(*_tracking_modules(args))
+    if is_face_crop_set(args.directory):
+        try:
+            dataset = load_face_crop_set(args.directory)
+        except DatasetError as exc:
+            _error(str(exc))
+            return EXIT_BAD_DATA
+    else:
+        dataset = _load(args.directory)
     if dataset is None:
         return EXIT_BAD_DATA
     record = register_version(

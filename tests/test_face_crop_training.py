@@ -117,3 +117,31 @@ def test_evaluate_refuses_val_split_when_seed_differs_from_training(trained, cap
     ])
     assert code == 2
     assert "do not give the split this model was trained with" in capsys.readouterr().err
+
+
+def test_dataset_version_records_face_crop_content_hash_when_registered(trained, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("clearml", reason="dataset versions are recorded with clearml")
+    # a clean environment: no CLEARML_* state of this process (see the training pipeline test)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
+    env["CLEARML_CACHE_DIR"] = str(tmp_path / "clearml")
+    registry = tmp_path / "registry"
+    done = subprocess.run(
+        [sys.executable, "-m", "fakescope.cli", "dataset", "version", str(trained["data"]),
+         "--registry", str(registry), "--name", "crops"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((registry / "crops" / "v0.1.json").read_text())
+    # the training run identified its data by the same hash
+    assert record["content_hash"] == read_provenance(trained["onnx"])["data_content_sha256"]
+    assert record["counts"] == {"REAL": 8, "FAKE": 8}
+    assert len(record["files"]) == 17  # 16 faces + metadata.csv
+    with zipfile.ZipFile(record["clearml"]["offline_session"]) as archive:
+        script = json.loads(archive.read("task.json"))["script"]["diff"]
+    for name in ("metadata.csv", "faces-00.tar"):
+        assert f"path='{trained['data'] / name}'" in script
