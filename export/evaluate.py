@@ -228,7 +228,6 @@ def evaluate_videos(
     """Score every entry's video like the server and compute the metrics."""
     if not entries:
         raise ValueError("nothing to evaluate: no videos")
-    chosen, source = choose_threshold(threshold, classifier)
     results = []
     for entry in entries:
         found = faces[entry.name]
@@ -242,18 +241,7 @@ def evaluate_videos(
                 found.num_frames,
             )
         )
-    labels = np.array([int(r.label == "FAKE") for r in results])
-    scores = np.array(
-        [NO_FACE_PROBABILITY if r.probability is None else r.probability for r in results]
-    )
-    return Evaluation(
-        videos=results,
-        metrics=binary_metrics(labels, scores, chosen),
-        threshold_source=source,
-        youden_threshold=youden_threshold(labels, scores),
-        model=str(classifier.path),
-        model_provenance=classifier.provenance,
-    )
+    return _summarise(results, classifier, threshold, "video")
 
 
 def evaluate_face_crops(
@@ -266,12 +254,22 @@ def evaluate_face_crops(
     """Score face crops (already at the classifier's size) as the served classifier does."""
     if not entries:
         raise ValueError("nothing to evaluate: no faces")
-    chosen, source = choose_threshold(threshold, classifier)
     scores = classifier.predict(crops).astype(np.float64)
     results = [
         VideoResult(e.name, e.label, float(p), 1, 1) for e, p in zip(entries, scores, strict=True)
     ]
-    labels = np.array([int(e.is_fake) for e in entries])
+    return _summarise(results, classifier, threshold, "face")
+
+
+def _summarise(
+    results: list[VideoResult], classifier: OnnxClassifier, threshold: float | None, unit: str
+) -> Evaluation:
+    """Metrics over scored results at the chosen threshold (no face counts as 0.5)."""
+    chosen, source = choose_threshold(threshold, classifier)
+    labels = np.array([int(r.label == "FAKE") for r in results])
+    scores = np.array(
+        [NO_FACE_PROBABILITY if r.probability is None else r.probability for r in results]
+    )
     return Evaluation(
         videos=results,
         metrics=binary_metrics(labels, scores, chosen),
@@ -279,7 +277,7 @@ def evaluate_face_crops(
         youden_threshold=youden_threshold(labels, scores),
         model=str(classifier.path),
         model_provenance=classifier.provenance,
-        unit="face",
+        unit=unit,
     )
 
 

@@ -112,39 +112,39 @@ def _load(directory: Path, *, check_videos: bool = True):
 # --- dataset ----------------------------------------------------------------------------------
 
 
-def _check_face_crops(args: argparse.Namespace) -> int:
-    """Validate a face-crop folder (table, files, and every image decoded unless --no-decode)."""
+def _load_any(directory: Path, *, decode: bool = True):
+    """Validate a face-crop folder or a DFDC video folder; ``None`` (error said) when invalid.
+
+    ``decode``: decode every image (face crops) or video (DFDC folders) as part of the check.
+    """
     from fakescope.export.dataset import DatasetError
     from fakescope.export.face_crops import load_face_crop_set, read_face_crops
 
+    if not is_face_crop_set(directory):
+        return _load(directory, check_videos=decode)
     try:
-        dataset = load_face_crop_set(args.directory)
-        if not args.no_decode:
+        dataset = load_face_crop_set(directory)
+        if decode:
             read_face_crops(dataset, [e.name for e in dataset.entries], 8)
     except DatasetError as exc:
         _error(str(exc))
-        return EXIT_BAD_DATA
-    counts = dataset.counts()
-    originals = len({e.group for e in dataset.entries})
-    _say(
-        f"{dataset.root}: OK — {len(dataset.entries)} faces ({counts['REAL']} REAL, "
-        f"{counts['FAKE']} FAKE) from {originals} originals"
-    )
-    return 0
+        return None
+    return dataset
 
 
 def run_dataset_check(args: argparse.Namespace) -> int:
-    """Validate a DFDC-format folder; list every offender; write nothing."""
-    if is_face_crop_set(args.directory):
-        return _check_face_crops(args)
-    dataset = _load(args.directory, check_videos=not args.no_decode)
+    """Validate a DFDC-format or face-crop folder; list every offender; write nothing."""
+    dataset = _load_any(args.directory, decode=not args.no_decode)
     if dataset is None:
         return EXIT_BAD_DATA
     counts = dataset.counts()
     groups = len({e.group for e in dataset.entries})
+    unit, grouped = ("faces", "from {} originals") if is_face_crop_set(args.directory) else (
+        "videos", "in {} groups"
+    )
     _say(
-        f"{dataset.root}: OK — {len(dataset.entries)} videos ({counts['REAL']} REAL, "
-        f"{counts['FAKE']} FAKE) in {groups} groups"
+        f"{dataset.root}: OK — {len(dataset.entries)} {unit} ({counts['REAL']} REAL, "
+        f"{counts['FAKE']} FAKE) {grouped.format(groups)}"
     )
     return 0
 
@@ -152,18 +152,10 @@ def run_dataset_check(args: argparse.Namespace) -> int:
 def run_dataset_version(args: argparse.Namespace) -> int:
     """Register the folder's content as the next dataset version (v0.1, v0.2, …)."""
     from fakescope.export.data_versions import register_version
-    from fakescope.export.dataset import DatasetError
-    from fakescope.export.face_crops import load_face_crop_set
 
     _require(*_tracking_modules(args))
-    if is_face_crop_set(args.directory):
-        try:
-            dataset = load_face_crop_set(args.directory)
-        except DatasetError as exc:
-            _error(str(exc))
-            return EXIT_BAD_DATA
-    else:
-        dataset = _load(args.directory)
+    # images are hashed, not decoded, by the version; `dataset check` decodes them
+    dataset = _load_any(args.directory, decode=not is_face_crop_set(args.directory))
     if dataset is None:
         return EXIT_BAD_DATA
     record = register_version(

@@ -106,7 +106,7 @@ def test_build_repository_reproduces_committed_text_when_run_from_wheel_weights(
     )
 
 
-@pytest.mark.parametrize("version", ["1", "2"])
+@pytest.mark.parametrize("version", ["1", "2", "3"])
 def test_model_card_states_parity_bound_when_committed(version):
     card = (REPOSITORY / "face_classifier" / version / "MODEL_CARD.md").read_text()
     line = next(x for x in card.splitlines() if "ONNX Runtime vs PyTorch" in x)
@@ -273,7 +273,7 @@ def test_served_classifier_config_and_card_describe_newest_version_when_committe
     newest = latest_version_dir(folder)
     spec, trained = read_classifier_spec(newest / "model.onnx")
     limitations = read_classifier_limitations(newest / "model.onnx")
-    assert limitations and limitations.startswith("Trained only on synthetic videos")
+    assert limitations and limitations.startswith("Trained and validated on DFDC face swaps only")
     expected = classifier_config(
         spec, trained=trained, version=int(newest.name), limitations=limitations
     )

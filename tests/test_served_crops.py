@@ -31,27 +31,25 @@ TOLERANCE = 0.04
 SERVED = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
 
 
+def _infer(client, model: str, tensors: dict[str, np.ndarray]):
+    """One gRPC request to ``model`` with these named tensors (dtype from the array)."""
+    inputs = []
+    for name, array in tensors.items():
+        dtype = "UINT8" if array.dtype == np.uint8 else "FP32"
+        inputs.append(grpcclient.InferInput(name, list(array.shape), dtype))
+        inputs[-1].set_data_from_numpy(array)
+    return client.infer(model, inputs)
+
+
 def _served_crops(triton, frames: np.ndarray) -> np.ndarray:
+    """The crops the served ``face_cropper`` cuts at the served detector's boxes."""
     client = grpcclient.InferenceServerClient(triton.address.grpc_url)
     stamps = np.arange(len(frames), dtype=np.float32)
-    inputs = [
-        grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
-        grpcclient.InferInput(contract.FRAME_TIMESTAMPS, list(stamps.shape), "FP32"),
-    ]
-    inputs[0].set_data_from_numpy(frames)
-    inputs[1].set_data_from_numpy(stamps)
-    out = client.infer(
-        contract.ENSEMBLE_MODEL, inputs,
-        outputs=[grpcclient.InferRequestedOutput(contract.FACE_BOXES)],
-    )
-    boxes = out.as_numpy(contract.FACE_BOXES)
-    crop_inputs = [
-        grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
-        grpcclient.InferInput(contract.FACE_BOXES, list(boxes.shape), "FP32"),
-    ]
-    crop_inputs[0].set_data_from_numpy(frames)
-    crop_inputs[1].set_data_from_numpy(boxes)
-    crops = client.infer(contract.FACE_CROPPER_MODEL, crop_inputs)
+    found = _infer(client, contract.ENSEMBLE_MODEL,
+                   {contract.FRAMES: frames, contract.FRAME_TIMESTAMPS: stamps})
+    boxes = found.as_numpy(contract.FACE_BOXES)
+    crops = _infer(client, contract.FACE_CROPPER_MODEL,
+                   {contract.FRAMES: frames, contract.FACE_BOXES: boxes})
     return crops.as_numpy(contract.FACE_CROPS)
 
 
