@@ -661,7 +661,6 @@ def _model_problem(model: Path) -> str | None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a classifier per video on a DFDC-format folder, scored like the server."""
-    from fakescope.export.dataset import assign_splits
     from fakescope.export.evaluate import (
         OnnxClassifier,
         evaluate_videos,
@@ -673,9 +672,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from fakescope.serving.model_config import aggregation_params
 
     _require("matplotlib", *_tracking_modules(args))
-    if is_face_crop_set(args.data_dir):
-        return run_evaluate_face_crops(args)
-    dataset = _load(args.data_dir)
+    face_crops = is_face_crop_set(args.data_dir)
+    dataset = _load_any(args.data_dir, decode=not face_crops)  # images are decoded below
     if dataset is None:
         return EXIT_BAD_DATA
     model = args.model or args.repository
@@ -683,17 +681,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if problem:
         _error(problem)
         return EXIT_BAD_DATA
-    entries = list(dataset.entries)
-    if args.split != "all":
-        splits = assign_splits(
-            entries, seed=args.seed, val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-        )
-        chosen = set(splits.names(args.split))
-        entries = [e for e in entries if e.name in chosen]
-        if not entries:
-            _error(f"the {args.split} split is empty")
-            return EXIT_FAILED
+    if face_crops:
+        return _evaluate_face_crops(args, dataset, model)
+    entries, code = _split_entries(dataset, args, {})
+    if code is not None:
+        return code
     output = _run_dir("evaluate", args.output)
     output.mkdir(parents=True, exist_ok=True)
     run = _start_tracking(args, f"evaluate {dataset.root.resolve().name}", "testing")
@@ -738,11 +730,33 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_evaluate_face_crops(args: argparse.Namespace) -> int:
+def _split_entries(dataset, args: argparse.Namespace, provenance: dict[str, str]):
+    """``(entries of --split, None)``, or ``([], exit code)`` with the error said."""
+    from fakescope.export.dataset import assign_splits
+
+    entries = list(dataset.entries)
+    if args.split == "all":
+        return entries, None
+    splits = assign_splits(
+        entries, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
+    )
+    problem = _split_mismatch(provenance, _split_record(splits, dataset), args)
+    if problem:
+        _error(problem)
+        return [], EXIT_USAGE
+    chosen = set(splits.names(args.split))
+    entries = [e for e in entries if e.name in chosen]
+    if not entries:
+        _error(f"the {args.split} split is empty")
+        return [], EXIT_FAILED
+    return entries, None
+
+
+def _evaluate_face_crops(args: argparse.Namespace, dataset, model: Path) -> int:
     """Evaluate a classifier on a face-crop folder: each crop, resized, straight into it."""
     from tqdm import tqdm
 
-    from fakescope.export.dataset import DatasetError, assign_splits
+    from fakescope.export.dataset import DatasetError
     from fakescope.export.evaluate import (
         OnnxClassifier,
         evaluate_face_crops,
@@ -750,37 +764,15 @@ def run_evaluate_face_crops(args: argparse.Namespace) -> int:
         resolve_model,
         write_report,
     )
-    from fakescope.export.face_crops import load_face_crop_set, read_face_crops
+    from fakescope.export.face_crops import read_face_crops
 
-    try:
-        dataset = load_face_crop_set(args.data_dir)
-    except DatasetError as exc:
-        _error(str(exc))
-        return EXIT_BAD_DATA
-    model = args.model or args.repository
-    problem = _model_problem(model)
-    if problem:
-        _error(problem)
-        return EXIT_BAD_DATA
-    entries = list(dataset.entries)
     output = _run_dir("evaluate", args.output)
     if model.suffix in {".pt", ".pth"}:  # exported into the run folder first
         output.mkdir(parents=True, exist_ok=True)
     classifier = OnnxClassifier(resolve_model(model, output))
-    if args.split != "all":
-        splits = assign_splits(
-            entries, seed=args.seed, val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-        )
-        problem = _split_mismatch(classifier.provenance, _split_record(splits, dataset), args)
-        if problem:
-            _error(problem)
-            return EXIT_USAGE
-        chosen = set(splits.names(args.split))
-        entries = [e for e in entries if e.name in chosen]
-        if not entries:
-            _error(f"the {args.split} split is empty")
-            return EXIT_FAILED
+    entries, code = _split_entries(dataset, args, classifier.provenance)
+    if code is not None:
+        return code
     bar = tqdm(total=len(entries), desc="faces", unit="face", file=sys.stderr,
                disable=args.quiet)
     try:
