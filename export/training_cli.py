@@ -579,6 +579,7 @@ def _train_and_report(
         "clearml_offline_session": str(zip_path) if zip_path else None,
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_run_record(result.best_checkpoint, output / "provenance.json")
     if args.json:
         _say(json.dumps(summary))
         return 0
@@ -599,6 +600,14 @@ def _train_and_report(
         _say(f"ClearML offline session: {zip_path}")
     _say(f"export it: fakescope export --checkpoint {result.best_checkpoint}")
     return 0
+
+
+def write_run_record(checkpoint: Path, path: Path) -> None:
+    """Write the best checkpoint's provenance (command, split, metrics, …) as JSON."""
+    from fakescope.export.classifier import load_checkpoint
+
+    provenance = load_checkpoint(checkpoint).provenance
+    path.write_text(json.dumps(dict(sorted(provenance.items())), indent=1) + "\n")
 
 
 def _add_provenance(checkpoint: Path, extra: dict[str, str]) -> None:
