@@ -145,3 +145,19 @@ def test_dataset_version_records_face_crop_content_hash_when_registered(trained,
         script = json.loads(archive.read("task.json"))["script"]["diff"]
     for name in ("metadata.csv", "faces-00.tar"):
         assert f"path='{trained['data'] / name}'" in script
+
+
+def test_train_resume_continues_after_last_finished_epoch_when_interrupted(trained, tmp_path):
+    base = [
+        "train", str(trained["data"]), "--input-size", "64", "--batch-size", "8",
+        "--samples-per-epoch", "16", "--val-fraction", str(VAL_FRACTION), "--seed", str(SEED),
+        "--cache", str(trained["root"] / "cache"), "--no-clearml", "--quiet", "--output",
+        str(tmp_path / "run"),
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_cli([*base, "--epochs", "2"]) == 0  # as if stopped after epoch 1 of 3
+        first = json.loads((tmp_path / "run" / "history.json").read_text())
+        assert run_cli([*base, "--epochs", "3", "--resume"]) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert history[:2] == first  # the finished epochs were not trained again
