@@ -25,10 +25,15 @@ _METRICS = ("auc", "logloss", "recall", "precision", "accuracy")
 
 
 def load_results(results: Path, root: Path) -> dict[str, dict[str, Any]]:
-    """Every ``*/metrics.json`` under ``results``, keyed by its path relative to ``root``."""
+    """Every ``*/metrics.json`` under ``results``, keyed by its path relative to ``root``.
+
+    (Absolute when ``results`` is outside ``root``.)
+    """
     found = {}
-    for path in sorted(Path(results).glob("*/metrics.json")):
-        found[path.relative_to(root).as_posix()] = json.loads(path.read_text())
+    root = Path(root).resolve()
+    for path in sorted(Path(results).resolve().glob("*/metrics.json")):
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        found[shown.as_posix()] = json.loads(path.read_text())
     if not found:
         raise FileNotFoundError(f"no */metrics.json under {results}")
     return found

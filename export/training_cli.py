@@ -721,6 +721,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         zip_path = run.close() if run is not None else None
     report = evaluation.to_json()
     report["data_version"] = data_version
+    report["data_dir"] = str(dataset.root.resolve())
+    report["split"] = args.split
     report["report_files"] = {k: str(v) for k, v in paths.items()}
     report["clearml_offline_session"] = str(zip_path) if zip_path else None
     paths["metrics"].write_text(json.dumps(report, indent=2) + "\n")

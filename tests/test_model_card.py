@@ -56,7 +56,7 @@ def test_model_card_rendering_changes_when_a_result_figure_changes(tmp_path):
 
 
 def test_load_results_fails_when_folder_has_no_report(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no \\*/metrics.json"):
+    with pytest.raises(FileNotFoundError, match=r"no \*/metrics\.json"):
         load_results(tmp_path, tmp_path)
 
 
