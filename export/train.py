@@ -227,7 +227,8 @@ def _epoch_plan(
 
     Half the samples are REAL faces, half are fakes; of the fakes, ``sbi_rate`` are REAL faces
     self-blended on the fly (only faces with landmarks), the rest labelled FAKE faces. Each
-    class is drawn without replacement while it lasts, so a large class is covered over epochs.
+    class is drawn without replacement within an epoch (with replacement only when the epoch
+    asks for more faces than the class has), afresh each epoch from its seed.
     """
     reals = np.flatnonzero(train.labels == 0)
     fakes = np.flatnonzero(train.labels == 1)
