@@ -304,3 +304,20 @@ def test_trained_from_config_reads_the_parameter_when_config_is_given(
     config: dict[str, Any], trained: bool
 ) -> None:
     assert trained_from_config(config) is trained
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "half"])
+def test_threshold_from_config_refuses_value_when_not_a_probability(value: str) -> None:
+    from fakescope.client.triton import ServerError, threshold_from_config
+
+    config = {"parameters": {contract.THRESHOLD_PARAMETER: {"string_value": value}}}
+    with pytest.raises(ServerError, match="not a number in"):
+        threshold_from_config(config)
+
+
+def test_threshold_from_config_reads_value_when_stated_and_none_when_absent() -> None:
+    from fakescope.client.triton import threshold_from_config
+
+    config = {"parameters": {contract.THRESHOLD_PARAMETER: {"stringValue": "0.417"}}}
+    assert threshold_from_config(config) == 0.417
+    assert threshold_from_config({"parameters": {}}) is None
