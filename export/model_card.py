@@ -86,6 +86,15 @@ def _training_rows(provenance: Mapping[str, str]) -> list[str]:
     return rows
 
 
+def _framing_line(framing: Mapping[str, Any]) -> str:
+    videos = ", ".join(f"`{Path(v['video']).name}`" for v in framing["videos"])
+    return (
+        f"  (calibrated on {framing['faces']} faces of {videos}: our MTCNN, run again on the "
+        f"served crops, finds margin and shift {framing['served']}; in the training data's "
+        f"crops {framing['data']})"
+    )
+
+
 def model_card(
     spec: ClassifierSpec,
     trained: bool,
@@ -112,6 +121,9 @@ def model_card(
         f"- ONNX Runtime vs PyTorch: max |logit difference| ≤ {PARITY_TOLERANCE:.0e} "
         "(PARITY_TOLERANCE), checked at export on real face crops",
     ]
+    framing = p.pop("framing_calibration", None)
+    if framing:
+        lines.insert(4, _framing_line(json.loads(framing)))
     p.pop("threshold", None)
     p.pop("temperature", None)
     if results:
@@ -124,8 +136,10 @@ def model_card(
         p.pop(key)
     command = p.pop("command", None)
     reproduce = p.pop("reproduce", None)
+    export_command = p.pop("export_command", None)
     if reproduce or command:
-        lines += ["", "## Reproduce", "", "```sh", reproduce or command or "", "```"]
+        steps = [reproduce or command or "", *([export_command] if export_command else [])]
+        lines += ["", "## Reproduce", "", "```sh", *steps, "```"]
     limits = p.pop("limitations", None)
     if limits:
         lines += ["", "## What it can and cannot tell", "", limits]

@@ -20,13 +20,18 @@ A running server picks the change up on restart (model control mode ``none``).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from fakescope import contract
-from fakescope.export.classifier import export_classifier, load_checkpoint
+from fakescope.export.classifier import ClassifierCheckpoint, export_classifier, load_checkpoint
+from fakescope.export.crop_geometry import CropDetector, CropGeometry
+from fakescope.export.framing import calibrate_framing, load_framing_frames
 from fakescope.export.model_card import load_results, model_card
 from fakescope.export.repository import classifier_config, parity_faces
 from fakescope.pipeline.metadata import (
@@ -75,17 +80,23 @@ def _keep_card_of_served(folder: Path) -> None:
         shutil.copyfile(folder / CARD, served / CARD)
 
 
-def export_new_version(repository: Path, checkpoint_path: Path) -> int:
+def export_new_version(
+    repository: Path, checkpoint_path: Path, framing_videos: Sequence[Path] = ()
+) -> int:
     """Export the checkpoint at ``checkpoint_path`` as the next ``face_classifier`` version.
 
-    Returns the new version number. Raises ``ValueError`` for a file that is not a FakeScope
-    checkpoint and ``RuntimeError`` when the ONNX parity check fails (nothing is left behind).
+    A checkpoint trained on face crops records the data's crop geometry; its served framing is
+    calibrated on frames of ``framing_videos`` (:mod:`fakescope.export.framing`), which it
+    then needs. Returns the new version number. Raises ``ValueError`` for a file that is not a
+    FakeScope checkpoint, for missing framing videos or a framing that cannot be matched, and
+    ``RuntimeError`` when the ONNX parity check fails (nothing is left behind either way).
     """
     repository = Path(repository)
     folder = repository / contract.CLASSIFIER_MODEL
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist: build the repository first")
     checkpoint = load_checkpoint(Path(checkpoint_path))
+    checkpoint = _with_calibrated_framing(repository, checkpoint, checkpoint_path, framing_videos)
     version = (list_versions(repository) or [0])[-1] + 1
     staging = folder / f".staging-{version}"
     if staging.exists():
@@ -104,6 +115,47 @@ def export_new_version(repository: Path, checkpoint_path: Path) -> int:
     write_served_files(folder, version)
     logger.info("exported %s as %s version %d", checkpoint_path, contract.CLASSIFIER_MODEL, version)
     return version
+
+
+def _with_calibrated_framing(
+    repository: Path,
+    checkpoint: ClassifierCheckpoint,
+    checkpoint_path: Path,
+    videos: Sequence[Path],
+) -> ClassifierCheckpoint:
+    """Return the checkpoint with its served framing calibrated to its data (if it has any)."""
+    recorded = checkpoint.provenance.get("crop_geometry")
+    if recorded is None:
+        if videos:
+            raise ValueError(
+                f"{checkpoint_path} records no crop geometry (not trained on face crops): "
+                "there is no framing to calibrate, drop the framing videos"
+            )
+        return checkpoint
+    if not videos:
+        raise ValueError(
+            f"{checkpoint_path} was trained on face crops: give videos of real faces "
+            "(--framing-videos) to calibrate the served crops to the data's framing"
+        )
+    raw = json.loads(recorded)
+    data = CropGeometry(**{**raw, "face_shift": tuple(raw["face_shift"])})
+    detector = CropDetector(repository)
+    framing = calibrate_framing(
+        load_framing_frames(videos, detector), data, checkpoint.spec.input_size, detector
+    )
+    spec = dataclasses.replace(
+        checkpoint.spec, face_margin=framing.face_margin, face_shift=framing.face_shift
+    )
+    command = " ".join(
+        ["fakescope export --checkpoint", str(checkpoint_path), "--framing-videos"]
+        + [str(v) for v in videos]
+    )
+    provenance = {
+        **checkpoint.provenance,
+        "framing_calibration": json.dumps(framing.to_json(), sort_keys=True),
+        "export_command": command,
+    }
+    return dataclasses.replace(checkpoint, spec=spec, provenance=provenance)
 
 
 def write_served_files(folder: Path, version: int) -> None:

@@ -122,10 +122,17 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export a checkpoint as a new classifier version, or rebuild the placeholder models."""
+    if args.framing_videos and not args.checkpoint:
+        print("fakescope: error: --framing-videos needs --checkpoint", file=sys.stderr)
+        return 2
     if args.checkpoint:
         from fakescope.export.versions import export_new_version
 
-        version = export_new_version(args.repository, args.checkpoint)
+        try:
+            version = export_new_version(args.repository, args.checkpoint, args.framing_videos)
+        except ValueError as exc:
+            print(f"fakescope: error: {exc}", file=sys.stderr)
+            return 2
         print(
             f"face_classifier version {version} written to {args.repository} (restart the server)"
         )
@@ -190,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     export.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")
+    export.add_argument(
+        "--framing-videos", type=Path, nargs="+", default=(), metavar="VIDEO",
+        help="real-face videos (not those you test on) to calibrate the served crop framing "
+        "of a checkpoint trained on face crops",
+    )
     export.set_defaults(func=run_export)
 
     card = sub.add_parser(

@@ -13,15 +13,21 @@ import io
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="training needs the train extra (torch)")
 
 from fakescope import contract
+from fakescope.cli import main as fakescope_main
+from fakescope.export.crop_geometry import CropDetector, measure_geometry
+from fakescope.export.framing import FRAMING_TOLERANCE, load_framing_frames
 from fakescope.export.versions import export_new_version
+from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import config_parameters
 from tests.face_crop_sets import rows_for, write_set
+from tests.media import make_face_video
 from tests.servers import REPOSITORY
 from tests.training_helpers import run_cli
 
@@ -46,10 +52,14 @@ def trained(tmp_path_factory):
     summary = json.loads(buffer.getvalue().strip().splitlines()[-1])
     repository = root / "repository"
     shutil.copytree(REPOSITORY, repository)
-    version = export_new_version(repository, root / "run" / "best.pt")
+    framing_videos = [
+        make_face_video(root / f"framing-{i}.mp4", size=size, seconds=1.0)
+        for i, size in enumerate([(640, 360), (480, 360)])
+    ]
+    version = export_new_version(repository, root / "run" / "best.pt", framing_videos)
     onnx_path = repository / contract.CLASSIFIER_MODEL / str(version) / "model.onnx"
     return {"root": root, "data": data, "summary": summary, "repository": repository,
-            "onnx": onnx_path}
+            "onnx": onnx_path, "framing_videos": framing_videos}
 
 
 def test_train_records_split_geometry_and_calibration_in_model_when_face_crops(trained):
@@ -58,8 +68,10 @@ def test_train_records_split_geometry_and_calibration_in_model_when_face_crops(t
     geometry = json.loads((trained["root"] / "run" / "crop_geometry.json").read_text())
     assert is_trained
     assert spec.input_size == 64
-    assert spec.face_margin == pytest.approx(geometry["face_margin"])
-    assert list(spec.face_shift) == pytest.approx(geometry["face_shift"])
+    framing = json.loads(provenance["framing_calibration"])
+    assert framing["data"] == pytest.approx(
+        [geometry["face_margin"], *geometry["face_shift"]], abs=1e-4
+    )
     assert geometry["faces_found"] >= 6  # MTCNN found the astronaut in the REAL crops
     assert 0.0 < spec.threshold < 1.0
     assert spec.threshold == pytest.approx(trained["summary"]["threshold"])
@@ -69,6 +81,36 @@ def test_train_records_split_geometry_and_calibration_in_model_when_face_crops(t
     assert split["val_originals"] == 2 and split["train_originals"] == 6
     assert len(split["assignment_sha256"]) == 64
     assert provenance["limitations"].startswith("Trained and validated on DFDC face swaps only")
+
+
+def test_export_frames_served_crops_like_data_when_framing_videos_given(trained):
+    spec, _ = read_classifier_spec(trained["onnx"])
+    framing = json.loads(read_provenance(trained["onnx"])["framing_calibration"])
+    assert (spec.face_margin, list(spec.face_shift)) == (
+        framing["face_margin"], framing["face_shift"]
+    )
+    # Measured again here, from the videos: crops cut with the exported framing.
+    detector = CropDetector(trained["repository"])
+    crops = np.concatenate([
+        crop_faces(f.frames, f.face_boxes, size=spec.input_size, margin=spec.face_margin,
+                   shift=spec.face_shift)
+        for f in load_framing_frames(trained["framing_videos"], detector)
+    ])
+    served = measure_geometry(detector.detect(crops).scaled(1.0 / spec.input_size), 1.0)
+    measured = [served.face_margin, *served.face_shift]
+    assert measured == pytest.approx(framing["data"], abs=FRAMING_TOLERANCE)
+
+
+def test_export_refuses_face_crop_checkpoint_when_no_framing_videos(trained, capsys):
+    repository = trained["root"] / "repository"
+    before = sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir())
+    code = fakescope_main([
+        "export", "--repository", str(repository), "--checkpoint",
+        str(trained["root"] / "run" / "best.pt"),
+    ])
+    assert code == 2
+    assert "give videos of real faces (--framing-videos)" in capsys.readouterr().err
+    assert sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir()) == before
 
 
 def test_train_keeps_fakes_with_their_originals_when_face_crops_are_split(trained):

@@ -4,8 +4,10 @@ reaches the client.
 Geometry: the served ``face_cropper`` cuts faces out of frames of real DFDC videos
 (``../shared/data/dfdc_sample``); our MTCNN, run again on those crops, must find the face where
 it found it in the training data's crops (the ``crop_geometry`` the model records, measured by
-``fakescope train``). Tolerance: 0.04 on the median margin and on each median centre shift
-(fractions of the box side) — the data's own spread (inter-quartile half-width) is about 0.04.
+``fakescope train``). Only the sample videos the served framing was *not* calibrated on
+(``fakescope export --framing-videos``, recorded in the model) are used. Tolerance: 0.04 on the
+median margin and on each median centre shift (fractions of the box side) — the data's own
+spread (inter-quartile half-width) is about 0.04.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fakescope import contract
 from fakescope.client.analyze import analyze
 from fakescope.client.video import sample_frames
 from fakescope.export.crop_geometry import CropDetector, measure_geometry
+from fakescope.export.dataset import file_sha256
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import latest_version_dir
 from tests.media import make_face_video
@@ -54,21 +57,16 @@ def _served_crops(triton, frames: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"{SAMPLE} is not here (shared data)")
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 12): serving the framing measured inside the data's crops gives "
-    "tighter crops (re-detected margin -0.25 vs the data's -0.15, y shift 0.12 vs 0.09): MTCNN "
-    "inflates boxes in crops that cut the face, so the measured values need a calibration "
-    "that is not done yet",
-)
 def test_face_cropper_frames_faces_like_training_data_when_real_dfdc_videos(triton):
     provenance = read_provenance(SERVED)
     if "crop_geometry" not in provenance:
         pytest.fail("the served classifier records no crop geometry (trained on face crops?)")
     data = json.loads(provenance["crop_geometry"])
+    calibrated_on = {v["sha256"] for v in json.loads(provenance["framing_calibration"])["videos"]}
+    held_out = [v for v in sorted(SAMPLE.glob("*.mp4")) if file_sha256(v) not in calibrated_on]
+    assert len(held_out) >= 2, "the served framing was calibrated on the test videos"
     crops = np.concatenate([
-        _served_crops(triton, sample_frames(video, 8, 1280).frames)
-        for video in sorted(SAMPLE.glob("*.mp4"))
+        _served_crops(triton, sample_frames(video, 8, 1280).frames) for video in held_out
     ])
     assert len(crops) >= 16
     side = crops.shape[1]
