@@ -11,7 +11,7 @@ PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints
 help:
 	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
 	@echo "make test   set up (with training/export deps) and run lint + the whole test suite"
-	@echo "make serve  run the embedded Triton on 127.0.0.1:8000/8001/8002 until Ctrl-C"
+	@echo "make serve  run the embedded Triton on loopback (HTTP, gRPC, metrics) until Ctrl-C"
 	@echo "make bench  load test at 1/2/4/8 users + baselines; fails if p95 ratio > 0.5 (<= 4 users)"
 	@echo "make web    run Triton + the web service on 127.0.0.1:8080 until Ctrl-C"
 	@echo "make fuzz   long fuzz run (hypothesis, ~10 min) of the client's input handling and the server"

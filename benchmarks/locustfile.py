@@ -26,6 +26,7 @@ gevent's native thread pool; the inference call runs in the user's greenlet (gRP
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -38,9 +39,8 @@ import gevent.threadpool
 import grpc.experimental.gevent as grpc_gevent
 from locust import User, events, task
 
+from fakescope.client.analyze import DEFAULT_NUM_FRAMES, DecodedVideo, decode_video, verdict_for
 from fakescope.client.triton import DetectorClient, ServerError
-from fakescope.client.verdict import Verdict
-from fakescope.client.video import SampledFrames, sample_frames
 
 grpc_gevent.init_gevent()
 # Decoding runs in a native thread pool of its own, as many threads as cores, as on a real
@@ -51,7 +51,7 @@ DECODE_POOL = gevent.threadpool.ThreadPool(os.cpu_count() or 2)
 gevent.get_hub().threadpool.maxsize = 256  # >= concurrent users: one waiting gRPC call each
 
 VIDEOS = [p for p in os.environ.get("FAKESCOPE_BENCH_VIDEOS", "").split(os.pathsep) if p]
-FRAMES = int(os.environ.get("FAKESCOPE_BENCH_FRAMES", "16"))
+FRAMES = int(os.environ.get("FAKESCOPE_BENCH_FRAMES", str(DEFAULT_NUM_FRAMES)))
 SHARED_MEMORY = os.environ.get("FAKESCOPE_BENCH_SHARED_MEMORY", "on") == "on"
 #: Client retries of UNAVAILABLE; the overload measurement sets 0 to see every rejection.
 RETRIES = int(os.environ.get("FAKESCOPE_BENCH_RETRIES", "3"))
@@ -60,8 +60,8 @@ RECORDS: list[dict[str, Any]] = []
 OVERLOADED = frozenset({"StatusCode.UNAVAILABLE", "503"})
 #: Seconds a user waits after a rejection before its next video (overload runs).
 REJECTED_PAUSE_S = 1.0
-#: video -> (frames, seconds the one decode took), filled before an overload run starts.
-_DECODED: dict[str, tuple[SampledFrames, float]] = {}
+#: video -> its frames and the seconds the one decode took, filled before an overload run.
+_DECODED: dict[str, DecodedVideo] = {}
 
 
 @events.test_start.add_listener
@@ -69,9 +69,7 @@ def _decode_once(**_kwargs: Any) -> None:
     if not PREDECODED:
         return
     for video in VIDEOS:
-        start = time.perf_counter()
-        sampled = sample_frames(video, FRAMES, 1280)
-        _DECODED[video] = (sampled, time.perf_counter() - start)
+        _DECODED[video] = decode_video(video, FRAMES)
 
 
 class _VideoUser(User):
@@ -95,7 +93,7 @@ class _VideoUser(User):
             retries=RETRIES,
             shared_memory=SHARED_MEMORY,
         )
-        self.trained = self.client.model_trained()
+        self.client.model_facts()  # asked once, before the first timed video
         offset = len(RECORDS) % max(len(VIDEOS), 1)
         self.videos = itertools.islice(itertools.cycle(VIDEOS), offset, None)
 
@@ -110,32 +108,25 @@ class _VideoUser(User):
         start = time.perf_counter()
         error: Exception | None = None
         record: dict[str, Any] = {"protocol": self.protocol, "video": Path(video).name}
-        decoded = start
+        decoded_at = start
         self.last_rejected = False
         try:
-            if PREDECODED:
-                sampled, decode_seconds = _DECODED[video]
-                start -= decode_seconds  # as if this user had decoded it just now, unhurried
-            else:
-                sampled = DECODE_POOL.apply(sample_frames, (video, FRAMES, 1280))
-            decoded = time.perf_counter()
-            raw = self.client.infer(sampled.frames, sampled.timestamps)
-            elapsed = time.perf_counter() - start
-            verdict = Verdict.from_result(
-                video,
-                raw,
-                sampled,
-                processing_seconds=elapsed,
-                model_trained=self.trained,
-                threshold=self.client.model_threshold(),
-                decode_seconds=decoded - start,
-                infer_seconds=elapsed - (decoded - start),
-            )
+            if PREDECODED:  # as if this user had decoded it just now, unhurried
+                decoded = _DECODED[video]
+                start -= decoded.decode_seconds
+            else:  # the wait for a decoding thread counts, as a real client waits for it
+                decoded = DECODE_POOL.apply(decode_video, (video, FRAMES))
+                decoded = dataclasses.replace(
+                    decoded, decode_seconds=time.perf_counter() - start
+                )
+            decoded_at = time.perf_counter()
+            verdict = verdict_for(video, decoded, self.client)
+            elapsed = verdict.processing_seconds
             record.update(
                 status=verdict.status,
                 processing_seconds=elapsed,
-                decode_seconds=decoded - start,
-                infer_seconds=elapsed - (decoded - start),
+                decode_seconds=verdict.decode_seconds,
+                infer_seconds=verdict.infer_seconds,
                 duration_seconds=verdict.duration_seconds,
                 ratio=verdict.ratio,
             )
@@ -148,7 +139,7 @@ class _VideoUser(User):
                 status=status,
                 error=str(exc),
                 processing_seconds=elapsed,
-                infer_seconds=time.perf_counter() - decoded,
+                infer_seconds=time.perf_counter() - decoded_at,
             )
         except Exception as exc:  # reported to Locust as a failure, and recorded
             error = exc
@@ -167,13 +158,13 @@ class _VideoUser(User):
 
 
 class GrpcVideoUser(_VideoUser):
-    """A platform calling Triton over gRPC (KServe v2, port 8001)."""
+    """A platform calling Triton over gRPC (KServe v2)."""
 
     protocol = "grpc"
 
 
 class HttpVideoUser(_VideoUser):
-    """A platform calling Triton over HTTP (KServe v2, port 8000)."""
+    """A platform calling Triton over HTTP (KServe v2)."""
 
     protocol = "http"
 

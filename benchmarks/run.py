@@ -24,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
+from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 RESULTS = ROOT / "benchmarks" / "results"
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 USER_CLASSES = {"grpc": "GrpcVideoUser", "http": "HttpVideoUser"}
@@ -143,9 +146,10 @@ def run_inprocess(
     durations = {v.name: sample_frames(v, 1).duration_seconds for v in videos}
     result: dict[str, Any] = {}
     ort_pipeline = OrtPipeline(repository)
-    ort_pipeline.run(videos[0], frames, 1280)  # warm-up
+    ort_pipeline.run(videos[0], frames, DEFAULT_MAX_SIDE)  # warm-up
     ort_times = {
-        v.name: min(ort_pipeline.run(v, frames, 1280)[0] for _ in range(repeats)) for v in videos
+        v.name: min(ort_pipeline.run(v, frames, DEFAULT_MAX_SIDE)[0] for _ in range(repeats))
+        for v in videos
     }
     result["onnxruntime_inprocess"] = {
         "seconds": ort_times,
@@ -312,13 +316,13 @@ def _csv_ints(text: str) -> list[int]:
 def add_bench_parser(subparsers: Any) -> None:
     """Register ``fakescope bench``."""
     parser = subparsers.add_parser("bench", help="load test (Locust) + baselines -> summary.json")
-    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
     parser.add_argument("--users", type=_csv_ints, default=[1, 2, 4, 8])
     parser.add_argument("--protocols", type=lambda s: s.split(","), default=["grpc", "http"])
     parser.add_argument("--run-time", type=int, default=30, help="seconds per load level")
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
     parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT, help="p95 ratio limit")
     parser.add_argument("--skip-baseline", action="store_true", help="no PyTorch baseline")
     parser.add_argument(

@@ -40,7 +40,12 @@ from tqdm import tqdm
 
 from fakescope import contract
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
-from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
+from fakescope.client.triton import (
+    DEFAULT_URLS,
+    DetectorClient,
+    ServerError,
+    ServerUnreachableError,
+)
 from fakescope.client.verdict import LABEL_NO_FACE, Verdict
 from fakescope.client.video import VideoReadError
 from fakescope.contract import MIN_FRAME_SIDE
@@ -127,7 +132,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         default=None,
-        help="Triton server host:port (default 127.0.0.1:8001 for grpc, 127.0.0.1:8000 for http)",
+        help=f"Triton server host:port (default {DEFAULT_URLS['grpc']} for grpc, "
+        f"{DEFAULT_URLS['http']} for http)",
     )
     parser.add_argument(
         "--protocol",
@@ -253,7 +259,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                 worst = max(worst, code)
                 answered = answered or code == EXIT_OK
                 bar.update(1)
-        limitations = client.model_limitations() if answered and not args.json else None
+        limitations = client.model_facts().limitations if answered and not args.json else None
         if limitations:  # once per run, after the verdicts (JSON carries it in each verdict)
             tqdm.write(f"{LIMITATIONS_PREFIX}{limitations}", file=sys.stdout)
     finally:

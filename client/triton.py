@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_URLS",
     "DetectorClient",
     "DetectorClientError",
+    "ModelFacts",
     "Protocol",
     "RawResult",
     "ServerError",
@@ -60,7 +61,10 @@ logger = logging.getLogger(__name__)
 Protocol = Literal["http", "grpc"]
 
 #: Where Triton listens by default, per protocol.
-DEFAULT_URLS: Final[dict[str, str]] = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
+DEFAULT_URLS: Final[dict[str, str]] = {
+    "http": f"{contract.DEFAULT_HOST}:{contract.HTTP_PORT}",
+    "grpc": f"{contract.DEFAULT_HOST}:{contract.GRPC_PORT}",
+}
 #: gRPC message limit both ways (frames of one video can be tens of MB): the protocol's maximum.
 GRPC_MAX_MESSAGE_BYTES: Final = 2**31 - 1
 #: Seconds the liveness probe after a failure may take at most.
@@ -209,6 +213,15 @@ def _check_http_url(url: str) -> None:
         raise ValueError(f"invalid HTTP url {url!r}: no host")
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the served classifier states in its config (read once per client)."""
+
+    trained: bool  #: config ``trained``: false for a placeholder, or when unreadable
+    threshold: float  #: the decision threshold on the fake probability
+    limitations: str | None  #: config ``limitations``: its stated scope, if any
+
+
 class DetectorClient:
     """Calls the ensemble for one video at a time over one reused tritonclient connection."""
 
@@ -249,9 +262,7 @@ class DetectorClient:
         self._shared_memory = is_loopback(self.url) if shared_memory is None else shared_memory
         self._region: FrameRegion | None = None
         self._lock = threading.Lock()
-        self._trained: bool | None = None
-        self._limitations: str | None = None
-        self._threshold: float | None = None
+        self._facts: ModelFacts | None = None
         self._client: Any
         if protocol == "http":
             _check_http_url(self.url)
@@ -374,53 +385,23 @@ class DetectorClient:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def model_trained(self) -> bool:
-        """Whether the classifier was trained (``face_classifier`` config ``trained``).
+    def model_facts(self) -> ModelFacts:
+        """Return what the served classifier states about itself (one config request per client).
 
-        Asked once per client and cached. A missing or unparsable parameter, or a server that
-        answers the config request with an error (e.g. no such model), counts as untrained
-        (logged): a verdict is never presented as a finding by default.
-
-        Raises:
-            ServerUnreachableError: no answer from the server.
-
-        """
-        if self._trained is None:
-            self._trained = self._fetch_trained()
-        return self._trained
-
-    def model_limitations(self) -> str | None:
-        """Return the served classifier's stated limitations (config ``limitations``), if any.
-
-        Read with :meth:`model_trained` (one config request per client); ``None`` when the
-        model states none or its config cannot be read.
+        A missing or unparsable ``trained`` parameter, or a server that answers the config
+        request with an error (e.g. no such model), counts as untrained (logged): a verdict is
+        never presented as a finding by default. A classifier that states no threshold (exported
+        before version 3) is labelled at :data:`fakescope.contract.UNSTATED_THRESHOLD`, with a
+        warning in the log.
 
         Raises:
             ServerUnreachableError: no answer from the server.
+            ServerError: the config states a threshold that is not a probability.
 
         """
-        self.model_trained()
-        return self._limitations
-
-    def model_threshold(self) -> float:
-        """Return the served classifier's decision threshold (config ``threshold``).
-
-        Read with :meth:`model_trained`. A classifier exported before version 3 states none:
-        then :data:`fakescope.contract.UNSTATED_THRESHOLD`, with a warning in the log.
-
-        Raises:
-            ServerUnreachableError: no answer from the server.
-
-        """
-        self.model_trained()
-        if self._threshold is None:
-            logger.warning(
-                "the served %s states no threshold; labelling at %s",
-                contract.CLASSIFIER_MODEL,
-                contract.UNSTATED_THRESHOLD,
-            )
-            self._threshold = contract.UNSTATED_THRESHOLD
-        return self._threshold
+        if self._facts is None:
+            self._facts = self._fetch_facts()
+        return self._facts
 
     def is_live(self) -> bool:
         """``is_server_live`` that returns False instead of raising."""
@@ -485,7 +466,7 @@ class DetectorClient:
             )
         return ServerError(f"{what} failed: {message}", status=status, server_message=message)
 
-    def _fetch_trained(self) -> bool:
+    def _fetch_facts(self) -> ModelFacts:
         try:
             config = self._fetch_classifier_config()
         except ServerError as exc:
@@ -494,12 +475,22 @@ class DetectorClient:
                 contract.CLASSIFIER_MODEL,
                 exc,
             )
-            return False
+            config = {}
         param = (config.get("parameters") or {}).get(contract.LIMITATIONS_PARAMETER) or {}
         text = param.get("string_value", param.get("stringValue"))
-        self._limitations = " ".join(str(text).split()) if text else None
-        self._threshold = threshold_from_config(config)
-        return trained_from_config(config)
+        threshold = threshold_from_config(config)
+        if threshold is None:
+            logger.warning(
+                "the served %s states no threshold; labelling at %s",
+                contract.CLASSIFIER_MODEL,
+                contract.UNSTATED_THRESHOLD,
+            )
+            threshold = contract.UNSTATED_THRESHOLD
+        return ModelFacts(
+            trained=trained_from_config(config) if config else False,
+            threshold=threshold,
+            limitations=" ".join(str(text).split()) if text else None,
+        )
 
     def _fetch_classifier_config(self) -> dict[str, Any]:
         if self.protocol == "grpc":

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fakescope import contract
+from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
 from fakescope.export.dataset import file_sha256
 from fakescope.pipeline.crops import crop_faces, crop_window
@@ -37,8 +38,6 @@ from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_f
 from fakescope.serving.model_config import detector_params
 
 __all__ = [
-    "DEFAULT_MAX_SIDE",
-    "DEFAULT_NUM_FRAMES",
     "FaceCache",
     "FaceExtractor",
     "VideoFaces",
@@ -47,9 +46,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The client's defaults (``fakescope analyze``): frames per video and long-side downscale.
-DEFAULT_NUM_FRAMES = 16
-DEFAULT_MAX_SIDE = 1280
 _CACHE_FORMAT = 1
 
 
@@ -109,8 +105,8 @@ class FaceExtractor:
     Args:
         repository: the Triton model repository (MTCNN ONNX files + ``face_detector`` config).
         spec: the classifier's preprocessing (crop size and margin).
-        num_frames: frames sampled per video (the client's default 16).
-        max_side: the client's downscale before sending (default 1280).
+        num_frames: frames sampled per video (default: the client's).
+        max_side: the client's downscale before sending (default: the client's).
         params: detection parameters; default: read from ``face_detector/config.pbtxt``.
 
     """

@@ -10,9 +10,9 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["PROJECT_ROOT", "command_line", "git_commit"]
+from fakescope.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["command_line", "git_commit"]
 
 
 def git_commit(start: Path = PROJECT_ROOT) -> str:

@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.export.face_crops import is_face_crop_set
-from fakescope.export.provenance import PROJECT_ROOT, command_line, git_commit
+from fakescope.export.provenance import command_line, git_commit
+from fakescope.paths import MODEL_REPOSITORY
 
 __all__ = ["EXIT_BAD_DATA", "EXIT_FAILED", "EXIT_USAGE", "add_training_parsers"]
 
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BAD_DATA = 3
-DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
+DEFAULT_REPOSITORY = MODEL_REPOSITORY
 #: ``fakescope.export.classifier.SUPPORTED_ARCHS``, spelled out so the parser needs no torch.
 ARCHS = ("efficientnet-lite0", *(f"efficientnet-b{i}" for i in range(8)))
 STATE_DIR = Path(".fakescope")
@@ -848,7 +850,7 @@ def run_rollback(args: argparse.Namespace) -> int:
 # --- parsers ------------------------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser, *, frames: int = 16) -> None:
+def _common(parser: argparse.ArgumentParser, *, frames: int = DEFAULT_NUM_FRAMES) -> None:
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY,
                         help="model repository (MTCNN, detector/aggregator configs)")
     parser.add_argument("--frames", type=int, default=frames, metavar="N",

@@ -17,16 +17,18 @@ import signal
 import sys
 from pathlib import Path
 
+from fakescope import contract
+from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.cli import add_analyze_parser
 from fakescope.client.cli import main as analyze_main
 from fakescope.export.training_cli import add_training_parsers
+from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.web.cli import add_web_parsers
 
 EXIT_SERVER_START = 6
 #: A command needs the training extra, which is not installed.
 EXIT_MISSING_DEPENDENCY = 2
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
+DEFAULT_REPOSITORY = MODEL_REPOSITORY
 SAMPLES_DIR = PROJECT_ROOT / "samples"
 
 
@@ -34,12 +36,12 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     parser.add_argument(
         "--host",
-        default="127.0.0.1",
+        default=contract.DEFAULT_HOST,
         help="address to bind (default loopback; anything else exposes the server: a warning)",
     )
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--http-port", type=int, default=contract.HTTP_PORT)
+    parser.add_argument("--grpc-port", type=int, default=contract.GRPC_PORT)
+    parser.add_argument("--metrics-port", type=int, default=contract.METRICS_PORT)
 
 
 def _server(args: argparse.Namespace):
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="serve, analyze the bundled samples, stop")
     _add_server_options(demo)
-    demo.add_argument("--frames", type=int, default=16)
+    demo.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=run_demo)
 

@@ -92,3 +92,9 @@ THRESHOLD_PARAMETER: Final = "threshold"
 UNSTATED_THRESHOLD: Final = 0.5
 #: ``face_classifier`` config parameter that carries :data:`META_LIMITATIONS` to clients.
 LIMITATIONS_PARAMETER: Final = "limitations"
+
+# --- Where the server listens by default (KServe v2 HTTP and gRPC, Prometheus metrics) -------
+DEFAULT_HOST: Final = "127.0.0.1"
+HTTP_PORT: Final = 8000
+GRPC_PORT: Final = 8001
+METRICS_PORT: Final = 8002

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+from fakescope.paths import MODEL_REPOSITORY
+
+REPOSITORY = MODEL_REPOSITORY
 
 
 def free_ports(count: int) -> list[int]:

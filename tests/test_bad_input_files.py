@@ -35,6 +35,7 @@ from skimage import data as skdata
 
 from fakescope import contract
 from fakescope.client import cli
+from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton
 from tests.media import draw_marker, face_frames, make_face_video, truncate_copy
 from tests.unprivileged import as_unprivileged, reachable_dir
@@ -725,7 +726,7 @@ def measure_sampling(warmup: Path, long_video: Path, k: int) -> dict[str, Any]:
         text=True,
         timeout=600,
         check=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=PROJECT_ROOT,
     )
     return json.loads(proc.stdout.splitlines()[-1])
 

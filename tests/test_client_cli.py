@@ -583,8 +583,8 @@ def test_run_analyze_exits_0_with_null_probability_when_no_face_is_found(
 def test_detector_client_reads_trained_flag_when_server_sets_it(server: FakeServer) -> None:
     server.state.trained = "true"
     with DetectorClient(server.url, server.protocol) as client:  # type: ignore[arg-type]
-        assert client.model_trained() is True
-        assert client.model_trained() is True
+        assert client.model_facts().trained is True
+        assert client.model_facts().trained is True
     assert server.state.config_calls == 1
 
 
@@ -603,7 +603,7 @@ def test_detector_client_counts_as_untrained_when_classifier_config_is_missing(
 ) -> None:
     server.state.config_missing = True
     with DetectorClient(server.url, server.protocol) as client:  # type: ignore[arg-type]
-        assert client.model_trained() is False
+        assert client.model_facts().trained is False
     assert "treating the classifier as untrained" in caplog.text
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from fakescope import contract
+from fakescope.paths import PROJECT_ROOT
+
+ROOT = PROJECT_ROOT
 COMPOSE = ROOT / "docker-compose.yml"
 
 
@@ -28,10 +30,16 @@ def test_docker_compose_validates_when_checked_by_docker_compose(tmp_path):
     assert bad.returncode != 0  # the validator can fail, so its pass means something
 
 
-def test_docker_compose_exposes_kserve_ports_when_parsed():
+def test_docker_compose_uses_contract_ports_when_parsed():
     ports = _triton_service()["ports"]
-    assert {p.rsplit(":", 1)[-1] for p in ports} == {"8000", "8001", "8002"}
-    assert all(p.startswith("127.0.0.1:") for p in ports)
+    expected = {str(p) for p in (contract.HTTP_PORT, contract.GRPC_PORT, contract.METRICS_PORT)}
+    assert {p.rsplit(":", 1)[-1] for p in ports} == expected
+    assert {p.split(":")[1] for p in ports} == expected
+    assert all(p.startswith(f"{contract.DEFAULT_HOST}:") for p in ports)
+    health = " ".join(_triton_service()["healthcheck"]["test"])
+    assert f"localhost:{contract.HTTP_PORT}/" in health
+    web = yaml.safe_load(COMPOSE.read_text())["services"]["web"]["environment"]
+    assert web["FAKESCOPE_WEB_TRITON_URL"] == f"triton:{contract.GRPC_PORT}"
 
 
 def test_docker_compose_checks_readiness_and_reserves_gpu_when_parsed():

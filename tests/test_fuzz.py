@@ -40,6 +40,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from fakescope import contract
 from fakescope.contract import MIN_FRAME_SIDE
+from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton
 from tests.media import make_face_video, write_video
 
@@ -130,7 +131,7 @@ class DecodeWorker:
                 stderr=log,
                 text=True,
                 env=env,
-                cwd=Path(__file__).resolve().parent.parent,
+                cwd=PROJECT_ROOT,
             )
         return self._proc
 

@@ -1,11 +1,11 @@
 import shutil
-from pathlib import Path
 
 import pytest
 
+from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.repository_check import RepositoryError, check_repository
 
-REPO = Path(__file__).resolve().parent.parent / "model_repository"
+REPO = MODEL_REPOSITORY
 
 
 def test_check_repository_lists_models_when_repository_is_complete():

@@ -13,7 +13,6 @@ spread (inter-quartile half-width) is about 0.04.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,12 +23,13 @@ from fakescope.client.analyze import analyze
 from fakescope.client.video import sample_frames
 from fakescope.export.crop_geometry import CropDetector, measure_geometry
 from fakescope.export.dataset import file_sha256
+from fakescope.paths import SHARED_DATA
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import latest_version_dir
 from tests.media import make_face_video
 from tests.servers import REPOSITORY
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dfdc_sample"
+SAMPLE = SHARED_DATA / "dfdc_sample"
 TOLERANCE = 0.04
 SERVED = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
 

@@ -310,5 +310,6 @@ def test_client_reads_the_served_classifier_limitations_when_its_onnx_states_the
     assert stated  # the committed classifier says what it cannot be trusted for
     url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
     with DetectorClient(url, protocol) as client:
-        assert client.model_trained() is True
-        assert client.model_limitations() == stated
+        facts = client.model_facts()
+        assert facts.trained is True
+        assert facts.limitations == stated

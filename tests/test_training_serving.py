@@ -10,9 +10,10 @@ pytest.importorskip("tritonclient.grpc", reason="needs tritonclient")
 import tritonclient.grpc as grpcclient
 
 from fakescope import contract
+from fakescope.client.analyze import DEFAULT_MAX_SIDE
 from fakescope.client.video import sample_frames
 from fakescope.export.evaluate import OnnxClassifier, resolve_model, score_video
-from fakescope.export.faces import DEFAULT_MAX_SIDE, FaceExtractor
+from fakescope.export.faces import FaceExtractor
 from fakescope.export.self_blend import self_blend
 from fakescope.export.synthetic_data import (
     SynthConfig,

@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
+from fakescope.paths import PROJECT_ROOT
 from tests.media import make_face_video
 from tests.web_support import LiveServer, web_settings
 
 CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 SCREENSHOT = ROOT / "docs" / "result-page.png"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -26,12 +26,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
+from fakescope import contract
+from fakescope.client.triton import DEFAULT_URLS
+from fakescope.paths import MODEL_REPOSITORY
+
 EXIT_OK: Final = 0
 EXIT_NO_SUCH_KEY: Final = 3
 EXIT_SERVER_START: Final = 6
 EXIT_CONFIG: Final = 7
 
-DEFAULT_REPOSITORY: Final = Path(__file__).resolve().parent.parent / "model_repository"
+DEFAULT_REPOSITORY: Final = MODEL_REPOSITORY
 DEFAULT_KEY_QUOTA: Final = 1000
 DEFAULT_KEY_RATE: Final = 10
 
@@ -241,17 +245,17 @@ def add_web_parsers(subparsers: Any) -> None:
                        help="uploads and temp files (default .fakescope/web)")
     serve.add_argument("--workers", type=int, default=None,
                        help="analysis threads (default 2; 0: queue only)")
-    serve.add_argument("--triton-url", default=None, help="Triton host:port (default "
-                       "127.0.0.1:8001)")
+    serve.add_argument("--triton-url", default=None,
+                       help=f"Triton host:port (default {DEFAULT_URLS['grpc']})")
     serve.add_argument("--triton-protocol", choices=("grpc", "http"), default=None)
     serve.add_argument("--public-url", default=None,
                        help="external base URL for webhook links, e.g. https://fakescope.example")
     serve.add_argument("--start-triton", action="store_true",
                        help="also start the embedded Triton (server extra) on loopback")
     serve.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    serve.add_argument("--triton-http-port", type=int, default=8000)
-    serve.add_argument("--triton-grpc-port", type=int, default=8001)
-    serve.add_argument("--triton-metrics-port", type=int, default=8002)
+    serve.add_argument("--triton-http-port", type=int, default=contract.HTTP_PORT)
+    serve.add_argument("--triton-grpc-port", type=int, default=contract.GRPC_PORT)
+    serve.add_argument("--triton-metrics-port", type=int, default=contract.METRICS_PORT)
     serve.set_defaults(func=run_web_serve)
 
     keys = web_sub.add_parser("keys", help="subscriber API keys")

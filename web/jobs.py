@@ -1,12 +1,11 @@
 """The job runner: worker threads that take pending jobs from the database and analyse them.
 
 Nothing about the queue lives in memory: a job is a row (see :mod:`.jobstore`). Each worker
-thread claims the oldest due pending job, analyses it through the thin client
-(:func:`fakescope.client.video.sample_frames`, :class:`fakescope.client.triton.DetectorClient`,
-:meth:`fakescope.client.verdict.Verdict.from_result` — the steps of
-:func:`fakescope.client.analyze.analyze`, composed here so that the sampled frames stay at hand
-for the face thumbnails without decoding the video twice), stores the verdict and thumbnails,
-deletes the video unless the user asked to keep it, and calls the webhook.
+thread claims the oldest due pending job, analyses it with the client's two steps
+(:func:`fakescope.client.analyze.decode_video`, then, once the duration is checked,
+:func:`fakescope.client.analyze.verdict_for`; the sampled frames stay at hand for the face
+thumbnails), stores the verdict and thumbnails, deletes the video unless the user asked to keep
+it, and calls the webhook.
 
 Restart safety: a heartbeat thread keeps the lease of running jobs fresh; a job whose lease
 expired (its process died) goes back to pending and is resumed by any runner. A job claimed
@@ -31,10 +30,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fakescope.client.analyze import check_frame_size
+from fakescope.client.analyze import decode_video, verdict_for
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
-from fakescope.client.verdict import Verdict
-from fakescope.client.video import VideoReadError, sample_frames
+from fakescope.client.video import VideoReadError
 
 from . import db, jobstore
 from .faces import face_thumbnails
@@ -68,34 +66,25 @@ def analyse_job_video(
         ServerUnreachableError: Triton did not answer (the caller retries later).
 
     """
-    start = time.perf_counter()
     try:
-        sampled = sample_frames(path, settings.num_frames, settings.max_side)
-        check_frame_size(path, sampled, settings.max_side)
+        decoded = decode_video(path, settings.num_frames, settings.max_side)
     except VideoReadError as exc:
         raise _JobFailedError("unreadable_video", f"{filename}: {exc.detail}") from exc
+    sampled = decoded.sampled
     if sampled.duration_seconds > settings.max_duration_s:
         raise _JobFailedError(
             "too_long", f"the video lasts {sampled.duration_seconds:.0f} s; the limit is "
             f"{settings.max_duration_s:.0f} s",
         )
-    decoded = time.perf_counter()
     try:
-        raw = client.infer(sampled.frames, sampled.timestamps)
+        verdict = verdict_for(filename, decoded, client)
     except ServerError as exc:
         raise _JobFailedError(
             "server_error", f"the analysis server answered with an error: {exc}"
         ) from exc
-    end = time.perf_counter()
-    trained = client.model_trained()
-    verdict = Verdict.from_result(
-        filename, raw, sampled, processing_seconds=end - start, model_trained=trained,
-        decode_seconds=decoded - start, infer_seconds=end - decoded,
-        model_limitations=client.model_limitations(), threshold=client.model_threshold(),
-    )
     thumbs = face_thumbnails(sampled, verdict.face_boxes, limit=settings.max_face_thumbnails)
     timestamps = [float(t) for t in sampled.timestamps]
-    return verdict.to_json_dict(), timestamps, thumbs, end - start
+    return verdict.to_json_dict(), timestamps, thumbs, verdict.processing_seconds
 
 
 def webhook_payload(job: jobstore.Job, base_url: str) -> dict[str, Any]:

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
+from fakescope.client.triton import DEFAULT_URLS
+
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "ENV_PREFIX",
@@ -81,11 +84,11 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     data_dir: Path = DEFAULT_DATA_DIR
-    triton_url: str = "127.0.0.1:8001"
+    triton_url: str = DEFAULT_URLS["grpc"]
     triton_protocol: Literal["grpc", "http"] = "grpc"
     triton_timeout_s: float = 60.0
-    num_frames: int = 16
-    max_side: int | None = 1280
+    num_frames: int = DEFAULT_NUM_FRAMES
+    max_side: int | None = DEFAULT_MAX_SIDE
     max_upload_bytes: int = 200 * 1024 * 1024
     max_duration_s: float = 600.0
     workers: int = 2

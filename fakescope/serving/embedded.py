@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fakescope import contract
 from fakescope.serving.repository_check import check_repository
 
 logger = logging.getLogger(__name__)
@@ -47,10 +48,10 @@ class ServerStartError(RuntimeError):
 class ServerAddress:
     """Where the server listens."""
 
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
+    host: str = contract.DEFAULT_HOST
+    http_port: int = contract.HTTP_PORT
+    grpc_port: int = contract.GRPC_PORT
+    metrics_port: int = contract.METRICS_PORT
 
     @property
     def http_url(self) -> str:
