@@ -74,8 +74,6 @@ DEFAULT_RETRIES: Final = 3
 BACKOFF_BASE_S: Final = 0.25
 BACKOFF_MAX_S: Final = 4.0
 _OVERLOADED: Final = frozenset({"StatusCode.UNAVAILABLE", "503"})
-#: Model-config parameter of the classifier that says whether it was trained.
-TRAINED_PARAMETER: Final = "trained"
 
 _OUTPUTS: Final = (
     contract.FAKE_PROBABILITY,
@@ -511,7 +509,7 @@ class DetectorClient:
 
 def trained_from_config(config: dict[str, Any]) -> bool:
     """Read the ``trained`` parameter from a model-config dict (KServe/Triton JSON form)."""
-    param = (config.get("parameters") or {}).get(TRAINED_PARAMETER) or {}
+    param = (config.get("parameters") or {}).get(contract.TRAINED_PARAMETER) or {}
     value = param.get("string_value", param.get("stringValue"))
     text = str(value).strip().lower() if value is not None else ""
     if text in ("true", "1", "yes"):
@@ -520,7 +518,7 @@ def trained_from_config(config: dict[str, Any]) -> bool:
         logger.warning(
             "%s config has no usable %r parameter (%r); treating the classifier as untrained",
             contract.CLASSIFIER_MODEL,
-            TRAINED_PARAMETER,
+            contract.TRAINED_PARAMETER,
             value,
         )
     return False

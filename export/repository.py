@@ -75,7 +75,7 @@ model_warmup [
 parameters [
   {{ key: "session.intra_op.allow_spinning" value: {{ string_value: "0" }} }},
   {{ key: "arch" value: {{ string_value: "{arch}" }} }},
-  {{ key: "trained" value: {{ string_value: "{trained}" }} }},
+  {{ key: "{trained_key}" value: {{ string_value: "{trained}" }} }},
   {{ key: "input_size" value: {{ string_value: "{size}" }} }},
   {{ key: "face_margin" value: {{ string_value: "{margin}" }} }},
   {{ key: "face_shift" value: {{ string_value: "{shift}" }} }},
@@ -106,6 +106,7 @@ def classifier_config(
         output=contract.CLASSIFIER_OUTPUT,
         size=spec.input_size,
         arch=spec.arch,
+        trained_key=contract.TRAINED_PARAMETER,
         trained="true" if trained else "false",
         margin=repr(spec.face_margin),
         shift=json.dumps(list(spec.face_shift)),

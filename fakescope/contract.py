@@ -92,6 +92,9 @@ THRESHOLD_PARAMETER: Final = "threshold"
 UNSTATED_THRESHOLD: Final = 0.5
 #: ``face_classifier`` config parameter that carries :data:`META_LIMITATIONS` to clients.
 LIMITATIONS_PARAMETER: Final = "limitations"
+#: ``face_classifier`` config parameter: ``"true"`` for a trained classifier, ``"false"`` for the
+#: placeholder (whose verdicts are never presented as findings).
+TRAINED_PARAMETER: Final = "trained"
 
 # --- Where the server listens by default (KServe v2 HTTP and gRPC, Prometheus metrics) -------
 DEFAULT_HOST: Final = "127.0.0.1"
