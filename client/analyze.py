@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 
 from fakescope import contract
+from fakescope.client.frames import SampledFrames, VideoReadError
 from fakescope.client.triton import DetectorClient, Protocol
 from fakescope.client.verdict import Verdict
-from fakescope.client.video import SampledFrames, VideoReadError, sample_frames
+from fakescope.client.video import sample_frames
 from fakescope.contract import MIN_FRAME_SIDE
 
 __all__ = [

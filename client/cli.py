@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from fakescope import contract
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
+from fakescope.client.frames import VideoReadError
 from fakescope.client.triton import (
     DEFAULT_URLS,
     DetectorClient,
@@ -47,7 +48,6 @@ from fakescope.client.triton import (
     ServerUnreachableError,
 )
 from fakescope.client.verdict import LABEL_NO_FACE, Verdict
-from fakescope.client.video import VideoReadError
 from fakescope.contract import MIN_FRAME_SIDE
 
 __all__ = [

@@ -1,26 +1,25 @@
 """The fast path of frame sampling: decode only the frames the sample needs, with PyAV.
 
-:func:`fakescope.client.video.sample_frames` tries this first and falls back to its OpenCV
-scan (which decodes every frame and explains every failure) whenever this returns ``None``.
+:func:`fakescope.client.video.sample_frames` tries this first and falls back to the OpenCV
+scan (:mod:`fakescope.client.opencv_sampler`, which decodes every frame and explains every
+failure) whenever this returns ``None``.
 The picks follow the same rule — one frame per equal segment of the stream, at the segment
 centre — with a tolerance that lets the decoder skip work:
 
-1. **Index.** Demux the video stream without decoding (packet headers only: 10–25 ms for the
-   benchmark's videos) to learn the real frame count ``M``, every presentation timestamp and
-   which frames are keyframes.
+1. **Index.** Demux the video stream without decoding (packet headers only, far cheaper than
+   decoding) to learn the real frame count ``M``, every presentation timestamp and which frames
+   are keyframes.
 2. **Keyframes** when every one of the ``k`` segments holds a keyframe: seek to the keyframe
    nearest each segment's centre and decode just that packet (``k`` decodes, whatever the
-   length). Long videos take this path (a 60 s 720p video: 0.14 s of decoding instead of the
-   full scan's 1.3 s).
+   length). Long videos take this path.
 3. **Reference frames** otherwise: one pass with the decoder told to skip non-reference
    frames (``skip_frame=NONREF``; typically B-frames, about 40 % of an x264 stream), taking
    the decoded frame nearest each segment centre (at most a frame or two away). Videos with
    fewer than ``4 k`` frames skip nothing. Phone videos without B-frames decode fully.
 
 Single-threaded decoding: under load (several videos at once on a few cores, the case the
-product limit is about) frame threads cost more CPU than they save wall time. Measured on the
-benchmark's 1080p 6 s H.264 video, CPU seconds: OpenCV ``grab()`` scan 0.77, PyAV full decode
-0.49, PyAV reference frames 0.30 (see ``benchmarks/README.md``).
+product limit is about) frame threads cost more CPU than they save wall time. What each mode
+costs is measured in ``benchmarks/README.md``, section "Frame sampling".
 
 Anything unexpected — no timestamps, duplicate timestamps, a rotation that is not a multiple
 of 90°, a seek that lands elsewhere, a decode error, too few frames — returns ``None`` so that
@@ -40,11 +39,11 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from fakescope.client.frames import SampledFrames, fit_size
+
 if TYPE_CHECKING:
     import av.video.frame
     import av.video.reformatter
-
-    from fakescope.client.video import SampledFrames
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ def sample_with_pyav(
     Args:
         path: the video file (already checked to exist and not to be a playlist).
         targets_for: maps the real frame count to the ideal picks
-            (:func:`fakescope.client.video.even_frame_indices` with ``num_frames`` bound).
+            (:func:`fakescope.client.frames.even_frame_indices` with ``num_frames`` bound).
         max_side: the long-side limit of the returned frames (``None``: full size).
 
     """
@@ -218,8 +217,6 @@ class _FrameSink:
     def _start(self, frame: av.video.frame.VideoFrame) -> None:
         from av.video.reformatter import VideoReformatter
 
-        from fakescope.client.video import fit_size
-
         if frame.rotation % 90:
             raise _UnexpectedStreamError(
                 f"display rotation {frame.rotation} is not a multiple of 90 degrees"
@@ -235,8 +232,6 @@ class _FrameSink:
         self._reformatter = VideoReformatter()  # one scaler context for all the frames
 
     def sampled(self, index: StreamIndex) -> SampledFrames:
-        from fakescope.client.video import SampledFrames
-
         if self._buffer is None or len(self.positions) != self._capacity:
             raise _UnexpectedStreamError("the decoded frames do not match the stream's index")
         origin = index.pts[0]

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from fakescope import contract
 
 if TYPE_CHECKING:
+    from fakescope.client.frames import SampledFrames
     from fakescope.client.triton import RawResult
-    from fakescope.client.video import SampledFrames
 
 __all__ = [
     "DEFAULT_THRESHOLD",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fakescope import contract
+from fakescope.client.frames import SampledFrames
 from fakescope.client.triton import (
     RawResult,
     ServerError,
@@ -22,7 +23,6 @@ from fakescope.client.verdict import (
     Verdict,
     label_for,
 )
-from fakescope.client.video import SampledFrames
 
 NAN = float("nan")
 REQUIRED_KEYS = {

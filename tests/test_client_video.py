@@ -12,12 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakescope.client.video import (
-    SampledFrames,
-    VideoReadError,
-    even_frame_indices,
-    sample_frames,
-)
+from fakescope.client.frames import SampledFrames, VideoReadError, even_frame_indices
+from fakescope.client.video import sample_frames
 from tests.media import (
     face_frames,
     make_face_video,

@@ -3,8 +3,8 @@ tensor validation.
 
 (a) :func:`fakescope.client.video.sample_frames` on random bytes, random truncations and random
     byte flips of real small videos: the only acceptable outcomes are a valid
-    :class:`~fakescope.client.video.SampledFrames` or a one-line
-    :class:`~fakescope.client.video.VideoReadError`. Decoding runs in a separate worker process
+    :class:`~fakescope.client.frames.SampledFrames` or a one-line
+    :class:`~fakescope.client.frames.VideoReadError`. Decoding runs in a separate worker process
     so that a hang (per-example timeout) or a crash inside FFmpeg/OpenCV fails the test instead
     of freezing or killing pytest.
 (b) The real ``deepfake_detector`` ensemble with random small FRAMES/FRAME_TIMESTAMPS
@@ -74,7 +74,8 @@ _WORKER = textwrap.dedent(
     """
     import json, math, sys
     import numpy as np
-    from fakescope.client.video import VideoReadError, sample_frames
+    from fakescope.client.frames import VideoReadError
+    from fakescope.client.video import sample_frames
 
     def problems(s, k):
         found = []

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from fakescope.client.video import SampledFrames
+    from fakescope.client.frames import SampledFrames
 
 __all__ = ["FaceThumbnail", "face_thumbnails"]
 

@@ -31,8 +31,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fakescope.client.analyze import decode_video, verdict_for
+from fakescope.client.frames import VideoReadError
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
-from fakescope.client.video import VideoReadError
 
 from . import db, jobstore
 from .faces import face_thumbnails
