@@ -56,7 +56,7 @@ def decode_video(
     """Sample ``num_frames`` frames of ``path`` (downscaled to ``max_side``) and time it.
 
     Raises:
-        fakescope.client.video.VideoReadError: the file cannot be read as a video, or its
+        fakescope.client.frames.VideoReadError: the file cannot be read as a video, or its
             frames are smaller than face detection's minimum (``MIN_FRAME_SIDE``) per side.
         ValueError: ``num_frames`` is outside ``1 … contract.MAX_FRAMES_PER_REQUEST``.
 
@@ -138,7 +138,7 @@ def analyze(
         timeout_s: per-call timeout of the client made here.
 
     Raises:
-        fakescope.client.video.VideoReadError: see :func:`decode_video`.
+        fakescope.client.frames.VideoReadError: see :func:`decode_video`.
         fakescope.client.triton.ServerUnreachableError: no answer from the server.
         fakescope.client.triton.ServerError: the server answered with an error.
         ValueError: an argument is out of range.
