@@ -64,12 +64,12 @@ STATUS_OK: Final = "ok"
 STATUS_NO_FACE: Final = "no_face"
 
 # --- Limits ----------------------------------------------------------------------------------
-#: Most frames one request may carry; the ensemble rejects more with INVALID_ARGUMENT.
+#: Most frames one request may carry; the ensemble (``face_detector``) rejects more with
+#: INVALID_ARGUMENT. The frame-size limits are ``face_detector`` config parameters
+#: (``max_frame_side``, ``max_request_pixels``), not constants.
 MAX_FRAMES_PER_REQUEST: Final = 64
 #: Smallest frame side the detector can look at (P-Net's 12-pixel receptive field).
 MIN_FRAME_SIDE: Final = 12
-#: Largest frame side the server accepts (``face_detector`` parameter ``max_frame_side``).
-MAX_FRAME_SIDE: Final = 4096
 
 # --- ONNX metadata keys written by the export and read by everything else --------------------
 META_INPUT_SIZE: Final = "fakescope.input_size"

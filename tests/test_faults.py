@@ -1,14 +1,17 @@
-"""Faults: tritonserver killed under the CLI and under a client, a python model that raises."""
+"""Faults: tritonserver killed under the CLI and under a client, a python model that raises, a
+model called through BLS that refuses requests."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
-from fakescope.benchmarks.media import make_face_video
+from fakescope.benchmarks.media import face_frames, make_face_video, no_face_frames
 from fakescope.client.analyze import analyze
 from fakescope.client.triton import DetectorClient, ServerUnreachableError
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
@@ -181,4 +184,107 @@ def test_ensemble_returns_model_message_when_python_model_raises(tmp_path):
         inputs[1].set_data_from_numpy(np.zeros(1, np.float32))
         with pytest.raises(InferenceServerException, match="injected fault: scorer exploded"):
             client.infer(contract.ENSEMBLE_MODEL, inputs)
+        assert client.is_model_ready(contract.ENSEMBLE_MODEL)
+
+
+def _rejecting(repository: Path, model: str) -> None:
+    """Make ``model`` refuse every request the way an overloaded Triton model does.
+
+    Its queue times requests out after 1 us and rejects them (UNAVAILABLE), while the batcher
+    holds each one for up to 1 s waiting for a fuller batch; no warm-up (it would be refused).
+    """
+    config = repository / model / "config.pbtxt"
+    text = re.sub(r"(?s)\nmodel_warmup \[.*?\n\]\n", "\n", config.read_text())
+    text, count = re.subn(
+        r"dynamic_batching \{(?:[^{}]|\{[^{}]*\})*\}",
+        "dynamic_batching {\n  max_queue_delay_microseconds: 1000000\n"
+        "  default_queue_policy { timeout_action: REJECT default_timeout_microseconds: 1 }\n}",
+        text,
+    )
+    assert count == 1, f"{config}: no dynamic_batching block to replace"
+    config.write_text(text)
+
+
+def _ensemble_inputs(frames: np.ndarray) -> list[grpcclient.InferInput]:
+    inputs = [
+        grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
+        grpcclient.InferInput(contract.FRAME_TIMESTAMPS, [len(frames)], "FP32"),
+    ]
+    inputs[0].set_data_from_numpy(frames)
+    inputs[1].set_data_from_numpy(np.arange(len(frames), dtype=np.float32))
+    return inputs
+
+
+def _two_frames(with_face: bool) -> np.ndarray:
+    frames = face_frames if with_face else no_face_frames
+    return np.stack(list(frames(seconds=0.2, fps=10)))
+
+
+@pytest.fixture(scope="module")
+def classifier_rejects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedTriton]:
+    """A real server whose face_classifier refuses every request (queue timeout, UNAVAILABLE)."""
+    tmp = tmp_path_factory.mktemp("classifier-rejects")
+    repo = tmp / "repo"
+    shutil.copytree(REPOSITORY, repo)
+    _rejecting(repo, contract.CLASSIFIER_MODEL)
+    http, grpc, metrics = free_ports(3)
+    with EmbeddedTriton(
+        repo, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp / "rt"
+    ) as server:
+        yield server
+
+
+def test_classifier_answers_unavailable_when_its_queue_rejects(classifier_rejects):
+    """The fault is what the next tests assume: Triton refuses the classifier's requests."""
+    client = grpcclient.InferenceServerClient(classifier_rejects.address.grpc_url)
+    crops = np.zeros((2, 160, 160, 3), np.uint8)
+    inputs = [grpcclient.InferInput(contract.CLASSIFIER_INPUT, list(crops.shape), "UINT8")]
+    inputs[0].set_data_from_numpy(crops)
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer(contract.CLASSIFIER_MODEL, inputs)
+    assert refused.value.status() == "StatusCode.UNAVAILABLE"
+
+
+def test_ensemble_fails_only_that_video_with_classifier_message_when_classifier_rejects(
+    classifier_rejects,
+):
+    client = grpcclient.InferenceServerClient(classifier_rejects.address.grpc_url)
+    with pytest.raises(InferenceServerException) as failed:
+        client.infer(contract.ENSEMBLE_MODEL, _ensemble_inputs(_two_frames(with_face=True)))
+    assert f"{contract.CLASSIFIER_MODEL}: Request timeout expired" in failed.value.message()
+    # A video without a face never reaches the classifier: it is still answered.
+    result = client.infer(contract.ENSEMBLE_MODEL, _ensemble_inputs(_two_frames(with_face=False)))
+    assert result.as_numpy(contract.STATUS)[0].decode() == contract.STATUS_NO_FACE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Triton 2.51's python backend hands every BLS error to the calling model as INTERNAL "
+    "(triton-inference-server/server#7804); face_scorer passes on the code it is given, so "
+    "UNAVAILABLE reaches the client once the python backend keeps it",
+)
+def test_ensemble_answers_unavailable_when_classifier_rejects(classifier_rejects):
+    client = grpcclient.InferenceServerClient(classifier_rejects.address.grpc_url)
+    with pytest.raises(InferenceServerException) as failed:
+        client.infer(contract.ENSEMBLE_MODEL, _ensemble_inputs(_two_frames(with_face=True)))
+    assert failed.value.status() == "StatusCode.UNAVAILABLE"
+
+
+def test_ensemble_names_failed_net_without_traceback_when_onet_rejects(tmp_path):
+    """face_detector answers a failed BLS call with an error response; it raises nothing."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPOSITORY, repo)
+    _rejecting(repo, contract.ONET_MODEL)
+    http, grpc, metrics = free_ports(3)
+    with EmbeddedTriton(
+        repo, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
+    ) as server:
+        client = grpcclient.InferenceServerClient(server.address.grpc_url)
+        with pytest.raises(InferenceServerException) as failed:
+            client.infer(contract.ENSEMBLE_MODEL, _ensemble_inputs(_two_frames(with_face=True)))
+        message = failed.value.message()
+        assert f"{contract.ONET_MODEL}: Request timeout expired" in message
+        # Not the whole-batch failure of an exception raised out of execute(), with its trace:
+        assert "Failed to process the request(s)" not in message
+        assert "RuntimeError" not in message and "At:" not in message
         assert client.is_model_ready(contract.ENSEMBLE_MODEL)

@@ -30,13 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakescope import contract
+from fakescope.serving.model_config import max_request_bytes
 from fakescope.serving.repository_check import check_repository
 
 logger = logging.getLogger(__name__)
 
 _SHIM = Path(__file__).parent / "onnxruntime_backend" / "model.py"
-#: Shared-memory size of each python stub: big enough for a request of 64 720p frames at once.
-PYTHON_SHM_BYTES = 64 * 1024 * 1024
+#: Start size of each python stub's shared memory. It holds everything but the frames (pyramid
+#: levels, crops, scores), so the stubs that never see frames stay this small; the ones that do
+#: grow by :func:`python_shm_growth_bytes`.
+PYTHON_SHM_START_BYTES = 64 * 1024 * 1024
+#: Added to the request limit in the growth step: room for the frames tensor's header. A step of
+#: exactly the limit would not hold it, and the python backend would then grow by two steps.
+PYTHON_SHM_HEADROOM_BYTES = 1024 * 1024
 SHM_PREFIX = "fakescope"
 
 
@@ -62,6 +68,16 @@ class ServerAddress:
     def grpc_url(self) -> str:
         """``host:port`` of the gRPC endpoint."""
         return f"{self.host}:{self.grpc_port}"
+
+
+def python_shm_growth_bytes(repository: Path) -> int:
+    """Return the step by which a python stub's shared memory grows.
+
+    The request limit in bytes (:func:`fakescope.serving.model_config.max_request_bytes`) plus
+    :data:`PYTHON_SHM_HEADROOM_BYTES`: a stub handed a request at the limit (``face_detector``,
+    ``face_cropper``) grows once, by one step. ``docker-compose.yml`` passes the same value.
+    """
+    return max_request_bytes(repository) + PYTHON_SHM_HEADROOM_BYTES
 
 
 def _pytriton_dir() -> Path:
@@ -150,7 +166,11 @@ class EmbeddedTriton:
         self.log_path = self.runtime_dir / f"tritonserver-{self.address.http_port}.log"
 
     def command(self, binary: Path, backends: Path) -> list[str]:
-        """Return the tritonserver command line."""
+        """Return the tritonserver command line.
+
+        Each python stub's shared memory starts at :data:`PYTHON_SHM_START_BYTES` and grows by
+        :func:`python_shm_growth_bytes`.
+        """
         a = self.address
         return [
             str(binary),
@@ -169,8 +189,9 @@ class EmbeddedTriton:
             f"--grpc-port={a.grpc_port}",
             f"--metrics-address={a.host}",
             f"--metrics-port={a.metrics_port}",
-            f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_BYTES}",
-            f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_BYTES}",
+            f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_START_BYTES}",
+            "--backend-config=python,shm-growth-byte-size="
+            f"{python_shm_growth_bytes(self.repository)}",
             f"--backend-config=python,shm-region-prefix-name={SHM_PREFIX}_{a.http_port}_",
             "--log-verbose=0",
         ]

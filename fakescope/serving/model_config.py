@@ -8,6 +8,7 @@ into objects here, by the same functions the python models use.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,28 @@ def load_model_config(args: dict[str, str]) -> dict[str, Any]:
 def parameters(model_config: dict[str, Any]) -> dict[str, str]:
     """Return the ``parameters`` of a model configuration as a plain ``str -> str`` dict."""
     return {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}
+
+
+_MAX_BATCH_SIZE = re.compile(r"^\s*max_batch_size\s*:\s*(\d+)\s*(?:#.*)?$", re.MULTILINE)
+
+
+def max_batch_size(config_path: Path) -> int:
+    """Return the top-level ``max_batch_size`` of a ``config.pbtxt`` (0: no batching).
+
+    A plain text match, not a protobuf parse: the python models call it, and the GPU image
+    installs no ``tritonclient``.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: when it states no ``max_batch_size``, or states it twice.
+
+    """
+    if not config_path.is_file():
+        raise FileNotFoundError(f"model configuration not found: {config_path}")
+    found = _MAX_BATCH_SIZE.findall(config_path.read_text())
+    if len(found) != 1:
+        raise ValueError(f"{config_path}: expected one max_batch_size line, found {len(found)}")
+    return int(found[0])
 
 
 def latest_version_dir(model_dir: Path) -> Path:
@@ -71,6 +94,20 @@ def detector_params(repository: Path) -> MtcnnParams:
     """Return the :class:`MtcnnParams` that ``face_detector`` builds from its config."""
     config = repository / contract.FACE_DETECTOR_MODEL / "config.pbtxt"
     return detector_params_from(config_parameters(config))
+
+
+#: Bytes per pixel of ``FRAMES`` (UINT8 RGB).
+FRAME_CHANNELS = 3
+
+
+def max_request_bytes(repository: Path) -> int:
+    """Return the most ``FRAMES`` bytes one request may carry.
+
+    That is ``face_detector``'s ``max_request_pixels`` (the single home of the request limit)
+    times :data:`FRAME_CHANNELS`; the python backend's shared memory is sized from it.
+    """
+    config = repository / contract.FACE_DETECTOR_MODEL / "config.pbtxt"
+    return int(config_parameters(config)["max_request_pixels"]) * FRAME_CHANNELS
 
 
 def aggregation_params(repository: Path) -> AggregationParams:

@@ -11,12 +11,13 @@ parameters, and runs one ONNX Runtime session per model instance on the whole dy
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+from fakescope.serving.model_config import load_model_config, parameters
 
 
 class TritonPythonModel:
@@ -24,8 +25,8 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Create the session once and check that its tensors match ``config.pbtxt``."""
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        config = load_model_config(args)
+        params = parameters(config)
         filename = config.get("default_model_filename") or "model.onnx"
         path = Path(args["model_repository"]) / args["model_version"] / filename
         if not path.is_file():

@@ -14,6 +14,7 @@ from fakescope import contract
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.serving.model_config import latest_version_dir
+from fakescope.serving.python_model import invalid_argument
 
 
 class TritonPythonModel:
@@ -38,11 +39,7 @@ class TritonPythonModel:
                     frames, boxes, size=self.size, margin=self.margin, shift=self.shift
                 )
             except ValueError as exc:
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                    )
-                )
+                responses.append(invalid_argument(exc))
                 continue
             responses.append(
                 pb_utils.InferenceResponse([pb_utils.Tensor(contract.FACE_CROPS, crops)])

@@ -8,31 +8,40 @@ them (python-backend ONNX Runtime on CPU, the ONNX Runtime backend on GPU).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from fakescope import contract
 from fakescope.pipeline.mtcnn import detect_faces
 from fakescope.pipeline.validation import validate_request
-from fakescope.serving.model_config import detector_params_from, load_model_config, parameters
+from fakescope.serving.model_config import (
+    detector_params_from,
+    load_model_config,
+    max_batch_size,
+    parameters,
+)
+from fakescope.serving.python_model import BlsError, bls_outputs, bls_request, invalid_argument
 
 
 def _run(model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-    request = pb_utils.InferenceRequest(
-        model_name=model,
-        requested_output_names=outputs,
-        inputs=[pb_utils.Tensor(name, np.ascontiguousarray(a)) for name, a in inputs.items()],
-    )
-    response = request.exec()
-    if response.has_error():
-        raise RuntimeError(f"{model}: {response.error().message()}")
-    return [pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs]
+    """Run ``model`` through BLS; raise :class:`BlsError` (with its code) if it fails."""
+    return bls_outputs(model, bls_request(model, inputs, outputs).exec(), outputs)
 
 
 class BlsMtcnnNets:
-    """The three MTCNN nets as Triton models; R-/O-Net batches split to their max batch size."""
+    """The three MTCNN nets as Triton models; R-/O-Net batches split to their max batch size.
+
+    A failed call raises :class:`BlsError`, which fails only the request being detected.
+    """
 
     def __init__(self, rnet_max_batch: int, onet_max_batch: int) -> None:
+        if min(rnet_max_batch, onet_max_batch) < 1:
+            raise ValueError(
+                f"{contract.RNET_MODEL} and {contract.ONET_MODEL} must batch (max_batch_size >= 1),"
+                f" got {rnet_max_batch} and {onet_max_batch}"
+            )
         self.rnet_max_batch = rnet_max_batch
         self.onet_max_batch = onet_max_batch
 
@@ -70,13 +79,16 @@ class TritonPythonModel:
     """Face detection for one video per request."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Read the detection parameters once."""
+        """Read the detection parameters and the R-/O-Net batch limits once."""
         params = parameters(load_model_config(args))
         self.params = detector_params_from(params)
-        self.max_frames = int(params["max_frames"])
         self.max_frame_side = int(params["max_frame_side"])
         self.max_request_pixels = int(params["max_request_pixels"])
-        self.nets = BlsMtcnnNets(rnet_max_batch=512, onet_max_batch=256)
+        repository = Path(args["model_repository"]).parent
+        self.nets = BlsMtcnnNets(
+            rnet_max_batch=max_batch_size(repository / contract.RNET_MODEL / "config.pbtxt"),
+            onet_max_batch=max_batch_size(repository / contract.ONET_MODEL / "config.pbtxt"),
+        )
 
     def execute(self, requests: list) -> list:
         """Detect faces in each request's frames."""
@@ -89,15 +101,16 @@ class TritonPythonModel:
             validate_request(
                 frames,
                 stamps,
-                max_frames=self.max_frames,
+                max_frames=contract.MAX_FRAMES_PER_REQUEST,
                 max_frame_side=self.max_frame_side,
                 max_request_pixels=self.max_request_pixels,
             )
         except ValueError as exc:
-            return pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-            )
-        found = detect_faces(frames, self.nets, self.params)
+            return invalid_argument(exc)
+        try:
+            found = detect_faces(frames, self.nets, self.params)
+        except BlsError as exc:
+            return exc.response()
         boxes = np.concatenate(
             [
                 found.frame_index[:, None].astype(np.float32),

@@ -8,6 +8,7 @@ import triton_python_backend_utils as pb_utils
 from fakescope import contract
 from fakescope.pipeline.aggregation import AggregationParams, aggregate
 from fakescope.serving.model_config import load_model_config, parameters
+from fakescope.serving.python_model import invalid_argument
 
 
 class TritonPythonModel:
@@ -28,11 +29,7 @@ class TritonPythonModel:
             try:
                 result = aggregate(num_frames, boxes[:, 0].astype(np.int64), scores, self.params)
             except ValueError as exc:
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                    )
-                )
+                responses.append(invalid_argument(exc))
                 continue
             status = contract.STATUS_OK if boxes.shape[0] else contract.STATUS_NO_FACE
             responses.append(

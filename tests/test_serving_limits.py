@@ -1,0 +1,105 @@
+"""Every serving limit is defined once; the places that must repeat it agree with its home.
+
+Homes: ``contract.MAX_FRAMES_PER_REQUEST`` (the client checks it without a server);
+``face_detector`` ``max_frame_side`` and ``max_request_pixels``; each model's ``max_batch_size``
+(read by ``face_detector`` for R-/O-Net); the python stubs' shared memory, derived from the
+request limit by :mod:`fakescope.serving.embedded` and repeated in ``docker-compose.yml``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from fakescope import contract
+from fakescope.client.analyze import DEFAULT_MAX_SIDE
+from fakescope.serving.embedded import PYTHON_SHM_START_BYTES, python_shm_growth_bytes
+from fakescope.serving.model_config import (
+    FRAME_CHANNELS,
+    config_parameters,
+    max_batch_size,
+    max_request_bytes,
+)
+from tests.servers import REPOSITORY
+
+COMPOSE = REPOSITORY.parent / "docker-compose.yml"
+
+
+def _config(model: str) -> model_config_pb2.ModelConfig:
+    text = (REPOSITORY / model / "config.pbtxt").read_text()
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def _detector_parameters() -> dict[str, str]:
+    return config_parameters(REPOSITORY / contract.FACE_DETECTOR_MODEL / "config.pbtxt")
+
+
+def _docker_bytes(size: str) -> int:
+    """Bytes of a Docker size string such as ``2gb`` (binary multiples, as Docker reads them)."""
+    match = re.fullmatch(r"(\d+)\s*([bkmg]?)b?", size.strip().lower())
+    assert match, f"not a Docker size: {size!r}"
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")
+
+
+def _compose_backend_config(name: str) -> int:
+    command = yaml.safe_load(COMPOSE.read_text())["services"]["triton"]["command"]
+    values = [
+        c.rsplit("=", 1)[1] for c in command if c.startswith(f"--backend-config=python,{name}=")
+    ]
+    assert len(values) == 1, f"docker-compose.yml sets python {name} {len(values)} times"
+    return int(values[0])
+
+
+def test_face_detector_config_leaves_frame_count_to_contract_when_parsed():
+    assert "max_frames" not in _detector_parameters()
+
+
+def test_face_detector_limits_admit_client_default_request_when_parsed():
+    params = _detector_parameters()
+    side = int(params["max_frame_side"])
+    assert contract.MIN_FRAME_SIDE <= DEFAULT_MAX_SIDE <= side
+    # The limit is MAX_FRAMES_PER_REQUEST 16:9 frames at the client's default long side.
+    default_frame = DEFAULT_MAX_SIDE * (DEFAULT_MAX_SIDE * 9 // 16)
+    assert int(params["max_request_pixels"]) == contract.MAX_FRAMES_PER_REQUEST * default_frame
+    assert max_request_bytes(REPOSITORY) == int(params["max_request_pixels"]) * FRAME_CHANNELS
+
+
+@pytest.mark.parametrize("model", [contract.RNET_MODEL, contract.ONET_MODEL])
+def test_max_batch_size_matches_protobuf_parse_when_reading_mtcnn_configs(model):
+    read = max_batch_size(REPOSITORY / model / "config.pbtxt")
+    assert read == _config(model).max_batch_size
+    assert read >= 1  # face_detector splits candidates into batches of this size
+
+
+def test_max_batch_size_names_file_when_config_states_none(tmp_path: Path):
+    config = tmp_path / "config.pbtxt"
+    config.write_text('name: "m"\n# max_batch_size: 8\ndynamic_batching { }\n')
+    with pytest.raises(ValueError, match=re.escape(str(config))):
+        max_batch_size(config)
+
+
+def test_face_scorer_chunk_fits_classifier_batch_when_configs_parsed():
+    chunk = int(
+        config_parameters(REPOSITORY / contract.FACE_SCORER_MODEL / "config.pbtxt")["chunk_size"]
+    )
+    assert 1 <= chunk <= _config(contract.CLASSIFIER_MODEL).max_batch_size
+
+
+def test_docker_compose_shm_matches_embedded_server_when_parsed():
+    start = _compose_backend_config("shm-default-byte-size")
+    growth = _compose_backend_config("shm-growth-byte-size")
+    assert start == PYTHON_SHM_START_BYTES
+    assert growth == python_shm_growth_bytes(REPOSITORY)
+    assert growth > max_request_bytes(REPOSITORY)  # a request at the limit: one growth step
+    python_instances = sum(
+        sum(group.count or 1 for group in config.instance_group) or 1
+        for config in (_config(p.parent.name) for p in REPOSITORY.glob("*/config.pbtxt"))
+        if config.backend == "python"
+    )
+    shm_size = yaml.safe_load(COMPOSE.read_text())["services"]["triton"]["shm_size"]
+    assert _docker_bytes(str(shm_size)) >= python_instances * (start + growth)
