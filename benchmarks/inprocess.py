@@ -51,7 +51,10 @@ class OrtPipeline:
         found = detect_faces(sampled.frames, self.nets, self.detector)
         boxes = np.concatenate([found.frame_index[:, None], found.boxes], axis=1)
         crops = crop_faces(
-            sampled.frames, boxes, size=self.spec.input_size, margin=self.spec.face_margin,
+            sampled.frames,
+            boxes,
+            size=self.spec.input_size,
+            margin=self.spec.face_margin,
             shift=self.spec.face_shift,
         )
         scores = np.zeros(0, np.float32)
@@ -100,7 +103,10 @@ class TorchBaseline:
                     rows.append([index, *np.asarray(box, np.float32), float(prob)])
         face_boxes = np.asarray(rows, np.float32).reshape(-1, 6)
         crops = crop_faces(
-            chosen, face_boxes, size=self.spec.input_size, margin=self.spec.face_margin,
+            chosen,
+            face_boxes,
+            size=self.spec.input_size,
+            margin=self.spec.face_margin,
             shift=self.spec.face_shift,
         )
         scores = np.zeros(0, np.float32)

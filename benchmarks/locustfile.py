@@ -116,9 +116,7 @@ class _VideoUser(User):
                 start -= decoded.decode_seconds
             else:  # the wait for a decoding thread counts, as a real client waits for it
                 decoded = DECODE_POOL.apply(decode_video, (video, FRAMES))
-                decoded = dataclasses.replace(
-                    decoded, decode_seconds=time.perf_counter() - start
-                )
+                decoded = dataclasses.replace(decoded, decode_seconds=time.perf_counter() - start)
             decoded_at = time.perf_counter()
             verdict = verdict_for(video, decoded, self.client)
             elapsed = verdict.processing_seconds

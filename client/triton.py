@@ -542,7 +542,6 @@ def threshold_from_config(config: dict[str, Any]) -> float | None:
         threshold = math.nan
     if not 0.0 <= threshold <= 1.0:
         raise ServerError(
-            f"{contract.CLASSIFIER_MODEL} config states threshold {value!r}, not a number in "
-            "[0, 1]"
+            f"{contract.CLASSIFIER_MODEL} config states threshold {value!r}, not a number in [0, 1]"
         )
     return threshold

@@ -77,9 +77,7 @@ def cross_fitted_probabilities(
 
     labels = np.asarray(labels, np.float64).ravel()
     logits = np.asarray(logits, np.float64).ravel()
-    half = np.asarray(
-        [hashlib.sha256(g.encode()).digest()[0] & 1 for g in groups], dtype=bool
-    )
+    half = np.asarray([hashlib.sha256(g.encode()).digest()[0] & 1 for g in groups], dtype=bool)
     out = np.empty_like(logits)
     for part in (half, ~half):
         other = ~part

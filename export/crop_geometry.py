@@ -123,7 +123,8 @@ def measure_geometry(detections: CropDetections, crop_size: float) -> CropGeomet
         faces_found=int(found.sum()),
         face_margin=round(float(np.median(margin)), 4),
         face_shift=(
-            round(float(np.median(shift[:, 0])), 4), round(float(np.median(shift[:, 1])), 4)
+            round(float(np.median(shift[:, 0])), 4),
+            round(float(np.median(shift[:, 1])), 4),
         ),
         margin_iqr=q(margin),
         shift_iqr=(q(shift[:, 0]), q(shift[:, 1])),

@@ -197,8 +197,13 @@ def register_version(
         latest = json.loads(existing[-1][1].read_text())
         if latest["content_hash"] == manifest["content_hash"]:
             return VersionRecord(
-                name, latest["version"], latest.get("parent"), latest["content_hash"],
-                existing[-1][1], False, latest.get("clearml", {}),
+                name,
+                latest["version"],
+                latest.get("parent"),
+                latest["content_hash"],
+                existing[-1][1],
+                False,
+                latest.get("clearml", {}),
             )
         parent: dict[str, Any] | None = latest
     else:

@@ -73,12 +73,14 @@ def _load(folder: Path, names: list[str]) -> PreparedFaces | None:
         meta: dict[str, Any] = json.loads((folder / "meta.json").read_text())
         if meta["names"] != names:
             return None
-        geometry = CropGeometry(**{
-            **meta["geometry"],
-            "face_shift": tuple(meta["geometry"]["face_shift"]),
-            "margin_iqr": tuple(meta["geometry"]["margin_iqr"]),
-            "shift_iqr": tuple(tuple(v) for v in meta["geometry"]["shift_iqr"]),
-        })
+        geometry = CropGeometry(
+            **{
+                **meta["geometry"],
+                "face_shift": tuple(meta["geometry"]["face_shift"]),
+                "margin_iqr": tuple(meta["geometry"]["margin_iqr"]),
+                "shift_iqr": tuple(tuple(v) for v in meta["geometry"]["shift_iqr"]),
+            }
+        )
         return PreparedFaces(
             names,
             np.load(folder / "crops.npy", mmap_mode="r"),
@@ -182,7 +184,9 @@ def _store(
     np.save(tmp / "crops.npy", crops)
     np.save(tmp / "landmarks.npy", landmarks)
     meta = {
-        "names": names, "content_hash": content, "image_sha256": hashes,
+        "names": names,
+        "content_hash": content,
+        "image_sha256": hashes,
         "geometry": geometry.to_json(),
     }
     (tmp / "meta.json").write_text(json.dumps(meta))

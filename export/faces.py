@@ -163,9 +163,7 @@ class FaceExtractor:
         landmarks = landmarks_in_crops(
             boxes, found.landmarks, size=size, margin=margin, shift=shift
         )
-        return VideoFaces(
-            crops, boxes, landmarks, int(sampled.frames.shape[0]), sampled.timestamps
-        )
+        return VideoFaces(crops, boxes, landmarks, int(sampled.frames.shape[0]), sampled.timestamps)
 
 
 class FaceCache:

@@ -95,10 +95,13 @@ def _measure(
 ) -> tuple[np.ndarray, CropGeometry]:
     """Median (margin, x shift, y shift) our MTCNN re-finds in crops cut with ``framing``."""
     margin, shift = float(framing[0]), (float(framing[1]), float(framing[2]))
-    crops = np.concatenate([
-        crop_faces(f.frames, f.face_boxes, size=size, margin=margin, shift=shift)
-        for f in frames if len(f.face_boxes)
-    ])
+    crops = np.concatenate(
+        [
+            crop_faces(f.frames, f.face_boxes, size=size, margin=margin, shift=shift)
+            for f in frames
+            if len(f.face_boxes)
+        ]
+    )
     geometry = measure_geometry(detector.detect(crops).scaled(1.0 / size), 1.0)
     values = np.array([geometry.face_margin, *geometry.face_shift], dtype=np.float64)
     return values, geometry

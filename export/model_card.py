@@ -49,7 +49,8 @@ def _measured(results: Mapping[str, dict[str, Any]]) -> list[str]:
     lines = [
         "## Measured (by `fakescope evaluate` on this version, as served)",
         "",
-        "| set | unit | n | " + " | ".join(_METRICS)
+        "| set | unit | n | "
+        + " | ".join(_METRICS)
         + " | threshold | confusion [[TN, FP], [FN, TP]] |",
         "|---|---|---|" + "---|" * len(_METRICS) + "---|---|",
     ]

@@ -123,7 +123,8 @@ def _frequency(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     height, width = image.shape[:2]
     factor = rng.uniform(0.3, 0.7)
     small = cv2.resize(
-        image, (max(1, round(width * factor)), max(1, round(height * factor))),
+        image,
+        (max(1, round(width * factor)), max(1, round(height * factor))),
         interpolation=cv2.INTER_AREA,
     )
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -130,9 +130,7 @@ def load_identities(
     return out
 
 
-def face_swap(
-    target: Identity, source: Identity, rng: np.random.Generator
-) -> np.ndarray:
+def face_swap(target: Identity, source: Identity, rng: np.random.Generator) -> np.ndarray:
     """Put ``source``'s face onto ``target``'s portrait (aligned, colour-matched, blended)."""
     matrix, _ = cv2.estimateAffinePartial2D(
         source.landmarks.astype(np.float32), target.landmarks.astype(np.float32)
@@ -141,7 +139,10 @@ def face_swap(
         raise RuntimeError(f"cannot align {source.name} onto {target.name}")
     height, width = target.image.shape[:2]
     warped = cv2.warpAffine(
-        source.image, matrix, (width, height), flags=cv2.INTER_LINEAR,
+        source.image,
+        matrix,
+        (width, height),
+        flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT,
     )
     mask = face_mask((height, width), target.landmarks, rng)
@@ -167,7 +168,8 @@ def _background(name: str, width: int, height: int, rng: np.random.Generator) ->
     image = image[..., :3]
     scale = max(width / image.shape[1], height / image.shape[0]) * rng.uniform(1.0, 1.4)
     big = cv2.resize(
-        image, (int(np.ceil(image.shape[1] * scale)), int(np.ceil(image.shape[0] * scale))),
+        image,
+        (int(np.ceil(image.shape[1] * scale)), int(np.ceil(image.shape[0] * scale))),
         interpolation=cv2.INTER_AREA,
     )
     y = int(rng.integers(0, big.shape[0] - height + 1))
@@ -175,9 +177,7 @@ def _background(name: str, width: int, height: int, rng: np.random.Generator) ->
     return np.ascontiguousarray(big[y : y + height, x : x + width])
 
 
-def render_video(
-    path: Path, portrait: np.ndarray, motion_seed: int, config: SynthConfig
-) -> None:
+def render_video(path: Path, portrait: np.ndarray, motion_seed: int, config: SynthConfig) -> None:
     """Write the video of ``portrait`` moving over a background (same seed = same motion)."""
     rng = np.random.default_rng(motion_seed)
     width, height = config.width, config.height

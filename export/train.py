@@ -175,9 +175,7 @@ def collect_faces(
         videos += [entry.name] * int(index.size)
     if not crops:
         raise TrainingError("no videos to collect faces from")
-    return FaceSet(
-        np.concatenate(crops), np.concatenate(landmarks), np.concatenate(labels), videos
-    )
+    return FaceSet(np.concatenate(crops), np.concatenate(landmarks), np.concatenate(labels), videos)
 
 
 def _starting_backbone(config: TrainConfig) -> tuple[nn.Module, str]:
@@ -408,8 +406,10 @@ def train_classifier(
         scheduler.load_state_dict(state["scheduler"])
         history = json.loads(history_path.read_text())
         first_epoch = int(state["epoch"]) + 1
-        best_loss, best_epoch, stale = float(state["best_loss"]), int(state["best_epoch"]), int(
-            state["stale"]
+        best_loss, best_epoch, stale = (
+            float(state["best_loss"]),
+            int(state["best_epoch"]),
+            int(state["stale"]),
         )
         logger.info("resuming at epoch %d (best %.4f at %d)", first_epoch, best_loss, best_epoch)
 
@@ -513,6 +513,12 @@ def train_classifier(
     spec = dataclasses.replace(spec, temperature=temperature, threshold=threshold)
     save_checkpoint(best_path, backbone, spec, final)
     return TrainResult(
-        best_path, last_path, best_epoch, history, val_metrics, threshold, temperature,
+        best_path,
+        last_path,
+        best_epoch,
+        history,
+        val_metrics,
+        threshold,
+        temperature,
         stopped_early,
     )

@@ -141,8 +141,10 @@ def run_dataset_check(args: argparse.Namespace) -> int:
         return EXIT_BAD_DATA
     counts = dataset.counts()
     groups = len({e.group for e in dataset.entries})
-    unit, grouped = ("faces", "from {} originals") if is_face_crop_set(args.directory) else (
-        "videos", "in {} groups"
+    unit, grouped = (
+        ("faces", "from {} originals")
+        if is_face_crop_set(args.directory)
+        else ("videos", "in {} groups")
     )
     _say(
         f"{dataset.root}: OK — {len(dataset.entries)} {unit} ({counts['REAL']} REAL, "
@@ -278,8 +280,9 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
     from fakescope.export.train import FaceSet, spec_for
 
     if args.eval_dir is not None:
-        _error("--eval-dir takes a DFDC video folder; evaluate face crops with "
-               "`fakescope evaluate`")
+        _error(
+            "--eval-dir takes a DFDC video folder; evaluate face crops with `fakescope evaluate`"
+        )
         return EXIT_USAGE
     if args.weights is not None and not args.weights.is_file():
         _error(f"weights file not found: {args.weights}")
@@ -292,11 +295,14 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
     config = _train_config(args)
     spec = spec_for(config)
     splits = assign_splits(
-        dataset.entries, seed=args.seed, val_fraction=args.val_fraction,
+        dataset.entries,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
     )
-    bar = tqdm(total=len(dataset.entries), desc="faces", unit="face", file=sys.stderr,
-               disable=args.quiet)
+    bar = tqdm(
+        total=len(dataset.entries), desc="faces", unit="face", file=sys.stderr, disable=args.quiet
+    )
     try:
         prepared = prepare_face_crops(
             dataset, spec.input_size, args.repository, args.cache, on_image=lambda: bar.update(1)
@@ -317,8 +323,11 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
     def subset(split: str) -> FaceSet:
         rows = np.asarray([position[n] for n in splits.names(split)], np.int64)
         return FaceSet(
-            np.asarray(prepared.crops[rows]), prepared.landmarks[rows], labels[rows],
-            [prepared.names[i] for i in rows], [groups[i] for i in rows],
+            np.asarray(prepared.crops[rows]),
+            prepared.landmarks[rows],
+            labels[rows],
+            [prepared.names[i] for i in rows],
+            [groups[i] for i in rows],
         )
 
     train_set, val_set = subset("train"), subset("val")
@@ -354,8 +363,10 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
     try:
         report_hyperparameters(config.to_json(), "train")
         report_hyperparameters(
-            {k: provenance[k] for k in ("data_version", "data_content_sha256", "data_dir",
-                                        "git_commit")},
+            {
+                k: provenance[k]
+                for k in ("data_version", "data_content_sha256", "data_dir", "git_commit")
+            },
             "data",
         )
         report_artifact("split", split_record)
@@ -365,9 +376,7 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
 
             recorded = load_checkpoint(best).provenance
             metrics = json.loads(recorded["val_face_metrics_cross_fitted"])
-            text = FACE_CROP_LIMITATIONS.format(
-                originals=split_record["val_originals"], **metrics
-            )
+            text = FACE_CROP_LIMITATIONS.format(originals=split_record["val_originals"], **metrics)
             return {"limitations": text}
 
     except BaseException:
@@ -427,7 +436,9 @@ def run_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     spec = spec_for(config)
     splits = assign_splits(
-        dataset.entries, seed=args.seed, val_fraction=args.val_fraction,
+        dataset.entries,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
     )
     by_name = dataset.by_name()
@@ -480,8 +491,12 @@ def run_train(args: argparse.Namespace) -> int:
             )
         report_hyperparameters(config.to_json(), "train")
         report_hyperparameters(
-            {"data_version": data_version, "data_content_sha256": content,
-             "data_dir": str(dataset.root.resolve()), "git_commit": provenance["git_commit"]},
+            {
+                "data_version": data_version,
+                "data_content_sha256": content,
+                "data_dir": str(dataset.root.resolve()),
+                "git_commit": provenance["git_commit"],
+            },
             "data",
         )
         report_artifact("splits", splits.to_json())
@@ -498,9 +513,7 @@ def run_train(args: argparse.Namespace) -> int:
                 if not entries_:
                     continue
                 evaluation = _evaluate_checkpoint(best, data, entries_, args, label)
-                extra[f"{label}_metrics"] = json.dumps(
-                    evaluation.metrics.to_json(), sort_keys=True
-                )
+                extra[f"{label}_metrics"] = json.dumps(evaluation.metrics.to_json(), sort_keys=True)
                 if label == "heldout":
                     extra["heldout_data"] = str(data.root.resolve())
             return extra
@@ -547,8 +560,13 @@ def _train_and_report(
     try:
         try:
             result = train_classifier(
-                train_set, val_set, config, output, provenance=provenance,
-                resume=args.resume, on_step=on_step,
+                train_set,
+                val_set,
+                config,
+                output,
+                provenance=provenance,
+                resume=args.resume,
+                on_step=on_step,
             )
         finally:
             bar.close()
@@ -636,9 +654,7 @@ def _evaluate_checkpoint(checkpoint: Path, dataset, entries, args: argparse.Name
     workdir.mkdir(parents=True, exist_ok=True)
     classifier = OnnxClassifier(resolve_model(checkpoint, workdir))
     faces, _ = _extract(dataset, entries, classifier.spec, args, label)
-    evaluation = evaluate_videos(
-        entries, faces, classifier, aggregation_params(args.repository)
-    )
+    evaluation = evaluate_videos(entries, faces, classifier, aggregation_params(args.repository))
     write_report(evaluation, workdir)
     for key in ("recall", "precision", "accuracy", "logloss", "auc"):
         value = getattr(evaluation.metrics, key)
@@ -705,13 +721,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
         faces, hashes = _extract(dataset, entries, classifier.spec, args, "evaluate")
         data_version, content = _data_version(dataset, hashes, args.registry)
         evaluation = evaluate_videos(
-            entries, faces, classifier, aggregation_params(args.repository),
+            entries,
+            faces,
+            classifier,
+            aggregation_params(args.repository),
             threshold=args.threshold,
         )
         report_hyperparameters(
-            {"model": str(classifier.path), "threshold": evaluation.metrics.threshold,
-             "threshold_source": evaluation.threshold_source, "data_version": data_version,
-             "data_content_sha256": content, "split": args.split, "frames": args.frames},
+            {
+                "model": str(classifier.path),
+                "threshold": evaluation.metrics.threshold,
+                "threshold_source": evaluation.threshold_source,
+                "data_version": data_version,
+                "data_content_sha256": content,
+                "split": args.split,
+                "frames": args.frames,
+            },
             "evaluate",
         )
         for key in ("recall", "precision", "accuracy", "logloss", "auc"):
@@ -786,11 +811,12 @@ def _evaluate_face_crops(args: argparse.Namespace, dataset, model: Path) -> int:
     entries, code = _split_entries(dataset, args, classifier.provenance)
     if code is not None:
         return code
-    bar = tqdm(total=len(entries), desc="faces", unit="face", file=sys.stderr,
-               disable=args.quiet)
+    bar = tqdm(total=len(entries), desc="faces", unit="face", file=sys.stderr, disable=args.quiet)
     try:
         crops = read_face_crops(
-            dataset, [e.name for e in entries], classifier.spec.input_size,
+            dataset,
+            [e.name for e in entries],
+            classifier.spec.input_size,
             on_image=lambda: bar.update(1),
         )
     except DatasetError as exc:
@@ -851,16 +877,37 @@ def run_rollback(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser, *, frames: int = DEFAULT_NUM_FRAMES) -> None:
-    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY,
-                        help="model repository (MTCNN, detector/aggregator configs)")
-    parser.add_argument("--frames", type=int, default=frames, metavar="N",
-                        help=f"frames sampled per video (default {frames})")
-    parser.add_argument("--cache", type=Path, default=STATE_DIR / "faces",
-                        help="face-crop cache folder (default .fakescope/faces)")
-    parser.add_argument("--registry", type=Path, default=STATE_DIR / "datasets",
-                        help="dataset version registry (default .fakescope/datasets)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="run folder (default .fakescope/runs/<kind>-<time>)")
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=DEFAULT_REPOSITORY,
+        help="model repository (MTCNN, detector/aggregator configs)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=frames,
+        metavar="N",
+        help=f"frames sampled per video (default {frames})",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=STATE_DIR / "faces",
+        help="face-crop cache folder (default .fakescope/faces)",
+    )
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=STATE_DIR / "datasets",
+        help="dataset version registry (default .fakescope/datasets)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="run folder (default .fakescope/runs/<kind>-<time>)",
+    )
     parser.add_argument("--no-clearml", action="store_true", help="do not track with ClearML")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -914,34 +961,72 @@ def add_training_parsers(subparsers: Any) -> None:
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--lr", type=float, default=3e-4)
     train.add_argument("--patience", type=int, default=3, help="early-stopping epochs")
-    train.add_argument("--real-only", action="store_true",
-                       help="ignore FAKE videos; fakes are self-blended from REAL faces")
-    train.add_argument("--no-self-blend", action="store_true",
-                       help="train on labelled fakes only (no self-blended fakes)")
-    train.add_argument("--input-size", type=int, default=None,
-                       help="the classifier's input size in px (default: the architecture's)")
-    train.add_argument("--sbi-rate", type=float, default=0.25,
-                       help="share of the fakes in each batch self-blended from REAL faces")
-    train.add_argument("--samples-per-epoch", type=int, default=None,
-                       help="balanced samples per epoch (default: twice the larger class)")
-    train.add_argument("--val-faces-per-epoch", type=int, default=None,
-                       help="validation faces scored after each epoch (default: all)")
-    train.add_argument("--weights", type=Path, default=None,
-                       help="starting weights (state dict) for efficientnet-b0…b7")
+    train.add_argument(
+        "--real-only",
+        action="store_true",
+        help="ignore FAKE videos; fakes are self-blended from REAL faces",
+    )
+    train.add_argument(
+        "--no-self-blend",
+        action="store_true",
+        help="train on labelled fakes only (no self-blended fakes)",
+    )
+    train.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="the classifier's input size in px (default: the architecture's)",
+    )
+    train.add_argument(
+        "--sbi-rate",
+        type=float,
+        default=0.25,
+        help="share of the fakes in each batch self-blended from REAL faces",
+    )
+    train.add_argument(
+        "--samples-per-epoch",
+        type=int,
+        default=None,
+        help="balanced samples per epoch (default: twice the larger class)",
+    )
+    train.add_argument(
+        "--val-faces-per-epoch",
+        type=int,
+        default=None,
+        help="validation faces scored after each epoch (default: all)",
+    )
+    train.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="starting weights (state dict) for efficientnet-b0…b7",
+    )
     train.add_argument("--device", default=None, help="cpu, cuda (default: cuda when present)")
     train.add_argument("--resume", action="store_true", help="continue the run in --output")
-    train.add_argument("--eval-dir", type=Path, default=None,
-                       help="a held-out DFDC-format folder evaluated with the best checkpoint")
+    train.add_argument(
+        "--eval-dir",
+        type=Path,
+        default=None,
+        help="a held-out DFDC-format folder evaluated with the best checkpoint",
+    )
     _split_options(train)
     _common(train, frames=8)
     train.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser("evaluate", help="per-video metrics, scored like the server")
     evaluate.add_argument("data_dir", type=Path)
-    evaluate.add_argument("--model", type=Path, default=None,
-                          help="model repository, .onnx or .pt (default: the served classifier)")
-    evaluate.add_argument("--threshold", type=float, default=None,
-                          help="decision threshold (default: the model's validation threshold)")
+    evaluate.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model repository, .onnx or .pt (default: the served classifier)",
+    )
+    evaluate.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold (default: the model's validation threshold)",
+    )
     evaluate.add_argument("--split", choices=["all", "train", "val", "test"], default="all")
     _split_options(evaluate)
     _common(evaluate)
@@ -949,6 +1034,10 @@ def add_training_parsers(subparsers: Any) -> None:
 
     rollback = subparsers.add_parser("rollback", help="serve the previous classifier version")
     rollback.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    rollback.add_argument("--retired-dir", type=Path, default=None,
-                          help="where the retired version goes (default .fakescope/retired)")
+    rollback.add_argument(
+        "--retired-dir",
+        type=Path,
+        default=None,
+        help="where the retired version goes (default .fakescope/retired)",
+    )
     rollback.set_defaults(func=run_rollback)

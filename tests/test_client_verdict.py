@@ -116,7 +116,11 @@ def test_label_for_refuses_to_guess_when_ok_has_no_probability() -> None:
 
 def test_verdict_scales_boxes_to_source_pixels_when_frames_were_downscaled() -> None:
     v = Verdict.from_result(
-        "v.mp4", raw_ok(), sampled(), processing_seconds=1.0, model_trained=True,
+        "v.mp4",
+        raw_ok(),
+        sampled(),
+        processing_seconds=1.0,
+        model_trained=True,
         threshold=DEFAULT_THRESHOLD,
     )
     assert v.face_boxes[0]["box"] == pytest.approx([20, 40, 220, 240])
@@ -129,7 +133,11 @@ def test_verdict_scales_boxes_to_source_pixels_when_frames_were_downscaled() -> 
 def test_verdict_keeps_boxes_when_frames_were_sent_at_source_size() -> None:
     s = sampled(frame_size=(640, 360), source_size=(640, 360))
     v = Verdict.from_result(
-        "v.mp4", raw_ok(), s, processing_seconds=1.0, model_trained=True,
+        "v.mp4",
+        raw_ok(),
+        s,
+        processing_seconds=1.0,
+        model_trained=True,
         threshold=DEFAULT_THRESHOLD,
     )
     assert v.face_boxes[0]["box"] == pytest.approx([10, 20, 110, 120])
@@ -155,7 +163,11 @@ def test_verdict_uses_given_threshold_when_one_is_passed() -> None:
 
 def test_verdict_has_no_probability_when_no_face_was_found() -> None:
     v = Verdict.from_result(
-        "v.mp4", raw_no_face(), sampled(), processing_seconds=0.5, model_trained=True,
+        "v.mp4",
+        raw_no_face(),
+        sampled(),
+        processing_seconds=0.5,
+        model_trained=True,
         threshold=DEFAULT_THRESHOLD,
     )
     assert (v.label, v.fake_probability, v.faces) == ("NO_FACE", None, 0)
@@ -164,7 +176,11 @@ def test_verdict_has_no_probability_when_no_face_was_found() -> None:
 
 def test_verdict_warns_when_model_is_untrained() -> None:
     v = Verdict.from_result(
-        "v.mp4", raw_ok(), sampled(), processing_seconds=0.5, model_trained=False,
+        "v.mp4",
+        raw_ok(),
+        sampled(),
+        processing_seconds=0.5,
+        model_trained=False,
         threshold=DEFAULT_THRESHOLD,
     )
     assert v.warning == UNTRAINED_WARNING
@@ -173,7 +189,11 @@ def test_verdict_warns_when_model_is_untrained() -> None:
 
 def test_verdict_is_frozen_when_built() -> None:
     v = Verdict.from_result(
-        "v.mp4", raw_ok(), sampled(), processing_seconds=0.5, model_trained=True,
+        "v.mp4",
+        raw_ok(),
+        sampled(),
+        processing_seconds=0.5,
+        model_trained=True,
         threshold=DEFAULT_THRESHOLD,
     )
     with pytest.raises(AttributeError):
@@ -209,7 +229,11 @@ def test_verdict_json_turns_nan_into_null_when_values_are_not_finite() -> None:
         status=contract.STATUS_OK,
     )
     v = Verdict.from_result(
-        "v.mp4", raw, sampled(n=2), processing_seconds=0.1, model_trained=True,
+        "v.mp4",
+        raw,
+        sampled(n=2),
+        processing_seconds=0.1,
+        model_trained=True,
         threshold=DEFAULT_THRESHOLD,
     )
     d = strict_json(v.to_json_dict())

@@ -123,9 +123,7 @@ def test_face_crop_set_names_the_member_when_a_jpeg_is_corrupt(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["unknown-label", "link-member", "one-class"])
-def test_dataset_check_exits_3_and_writes_nothing_when_face_crop_set_is_bad(
-    tmp_path, capsys, case
-):
+def test_dataset_check_exits_3_and_writes_nothing_when_face_crop_set_is_bad(tmp_path, capsys, case):
     root = tmp_path / "set"
     BAD_SETS[case][0](root)
     before = snapshot(tmp_path)

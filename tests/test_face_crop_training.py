@@ -42,12 +42,31 @@ def trained(tmp_path_factory):
     data = write_set(root / "data", rows_for(8, 1))
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = run_cli([
-            "train", str(data), "--input-size", "64", "--epochs", "1", "--batch-size", "8",
-            "--samples-per-epoch", "16", "--val-fraction", str(VAL_FRACTION), "--seed",
-            str(SEED), "--output", str(root / "run"), "--cache", str(root / "cache"),
-            "--no-clearml", "--json", "--quiet",
-        ])
+        code = run_cli(
+            [
+                "train",
+                str(data),
+                "--input-size",
+                "64",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--samples-per-epoch",
+                "16",
+                "--val-fraction",
+                str(VAL_FRACTION),
+                "--seed",
+                str(SEED),
+                "--output",
+                str(root / "run"),
+                "--cache",
+                str(root / "cache"),
+                "--no-clearml",
+                "--json",
+                "--quiet",
+            ]
+        )
     assert code == 0
     summary = json.loads(buffer.getvalue().strip().splitlines()[-1])
     repository = root / "repository"
@@ -58,8 +77,14 @@ def trained(tmp_path_factory):
     ]
     version = export_new_version(repository, root / "run" / "best.pt", framing_videos)
     onnx_path = repository / contract.CLASSIFIER_MODEL / str(version) / "model.onnx"
-    return {"root": root, "data": data, "summary": summary, "repository": repository,
-            "onnx": onnx_path, "framing_videos": framing_videos}
+    return {
+        "root": root,
+        "data": data,
+        "summary": summary,
+        "repository": repository,
+        "onnx": onnx_path,
+        "framing_videos": framing_videos,
+    }
 
 
 def test_train_records_split_geometry_and_calibration_in_model_when_face_crops(trained):
@@ -87,15 +112,23 @@ def test_export_frames_served_crops_like_data_when_framing_videos_given(trained)
     spec, _ = read_classifier_spec(trained["onnx"])
     framing = json.loads(read_provenance(trained["onnx"])["framing_calibration"])
     assert (spec.face_margin, list(spec.face_shift)) == (
-        framing["face_margin"], framing["face_shift"]
+        framing["face_margin"],
+        framing["face_shift"],
     )
     # Measured again here, from the videos: crops cut with the exported framing.
     detector = CropDetector(trained["repository"])
-    crops = np.concatenate([
-        crop_faces(f.frames, f.face_boxes, size=spec.input_size, margin=spec.face_margin,
-                   shift=spec.face_shift)
-        for f in load_framing_frames(trained["framing_videos"], detector)
-    ])
+    crops = np.concatenate(
+        [
+            crop_faces(
+                f.frames,
+                f.face_boxes,
+                size=spec.input_size,
+                margin=spec.face_margin,
+                shift=spec.face_shift,
+            )
+            for f in load_framing_frames(trained["framing_videos"], detector)
+        ]
+    )
     served = measure_geometry(detector.detect(crops).scaled(1.0 / spec.input_size), 1.0)
     measured = [served.face_margin, *served.face_shift]
     assert measured == pytest.approx(framing["data"], abs=FRAMING_TOLERANCE)
@@ -104,10 +137,15 @@ def test_export_frames_served_crops_like_data_when_framing_videos_given(trained)
 def test_export_refuses_face_crop_checkpoint_when_no_framing_videos(trained, capsys):
     repository = trained["root"] / "repository"
     before = sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir())
-    code = fakescope_main([
-        "export", "--repository", str(repository), "--checkpoint",
-        str(trained["root"] / "run" / "best.pt"),
-    ])
+    code = fakescope_main(
+        [
+            "export",
+            "--repository",
+            str(repository),
+            "--checkpoint",
+            str(trained["root"] / "run" / "best.pt"),
+        ]
+    )
     assert code == 2
     assert "give videos of real faces (--framing-videos)" in capsys.readouterr().err
     assert sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir()) == before
@@ -132,11 +170,24 @@ def test_export_states_threshold_in_served_config_when_model_is_calibrated(train
 
 def test_evaluate_writes_metrics_and_roc_when_face_crops_of_the_val_split(trained):
     out = trained["root"] / "eval"
-    code = run_cli([
-        "evaluate", str(trained["data"]), "--model", str(trained["repository"]), "--split",
-        "val", "--seed", str(SEED), "--val-fraction", str(VAL_FRACTION), "--output", str(out),
-        "--no-clearml", "--quiet",
-    ])
+    code = run_cli(
+        [
+            "evaluate",
+            str(trained["data"]),
+            "--model",
+            str(trained["repository"]),
+            "--split",
+            "val",
+            "--seed",
+            str(SEED),
+            "--val-fraction",
+            str(VAL_FRACTION),
+            "--output",
+            str(out),
+            "--no-clearml",
+            "--quiet",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "metrics.json").read_text())
     spec, _ = read_classifier_spec(trained["onnx"])
@@ -152,11 +203,24 @@ def test_evaluate_writes_metrics_and_roc_when_face_crops_of_the_val_split(traine
 
 
 def test_evaluate_refuses_val_split_when_seed_differs_from_training(trained, capsys):
-    code = run_cli([
-        "evaluate", str(trained["data"]), "--model", str(trained["repository"]), "--split",
-        "val", "--seed", str(SEED + 1), "--val-fraction", str(VAL_FRACTION), "--output",
-        str(trained["root"] / "eval-wrong"), "--no-clearml", "--quiet",
-    ])
+    code = run_cli(
+        [
+            "evaluate",
+            str(trained["data"]),
+            "--model",
+            str(trained["repository"]),
+            "--split",
+            "val",
+            "--seed",
+            str(SEED + 1),
+            "--val-fraction",
+            str(VAL_FRACTION),
+            "--output",
+            str(trained["root"] / "eval-wrong"),
+            "--no-clearml",
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "do not give the split this model was trained with" in capsys.readouterr().err
 
@@ -173,9 +237,23 @@ def test_dataset_version_records_face_crop_content_hash_when_registered(trained,
     env["CLEARML_CACHE_DIR"] = str(tmp_path / "clearml")
     registry = tmp_path / "registry"
     done = subprocess.run(
-        [sys.executable, "-m", "fakescope.cli", "dataset", "version", str(trained["data"]),
-         "--registry", str(registry), "--name", "crops"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "fakescope.cli",
+            "dataset",
+            "version",
+            str(trained["data"]),
+            "--registry",
+            str(registry),
+            "--name",
+            "crops",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((registry / "crops" / "v0.1.json").read_text())
@@ -191,9 +269,23 @@ def test_dataset_version_records_face_crop_content_hash_when_registered(trained,
 
 def test_train_resume_continues_after_last_finished_epoch_when_interrupted(trained, tmp_path):
     base = [
-        "train", str(trained["data"]), "--input-size", "64", "--batch-size", "8",
-        "--samples-per-epoch", "16", "--val-fraction", str(VAL_FRACTION), "--seed", str(SEED),
-        "--cache", str(trained["root"] / "cache"), "--no-clearml", "--quiet", "--output",
+        "train",
+        str(trained["data"]),
+        "--input-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--samples-per-epoch",
+        "16",
+        "--val-fraction",
+        str(VAL_FRACTION),
+        "--seed",
+        str(SEED),
+        "--cache",
+        str(trained["root"] / "cache"),
+        "--no-clearml",
+        "--quiet",
+        "--output",
         str(tmp_path / "run"),
     ]
     with contextlib.redirect_stdout(io.StringIO()):

@@ -43,9 +43,17 @@ def test_served_model_card_reports_each_result_file_when_rendered():
 def test_model_card_rendering_changes_when_a_result_figure_changes(tmp_path):
     results = tmp_path / "results" / "set"
     results.mkdir(parents=True)
-    report = {"unit": "face", "n": 4, "auc": 0.75, "logloss": 0.5, "recall": 0.5,
-              "precision": 1.0, "accuracy": 0.75, "threshold": 0.4,
-              "confusion_matrix": {"matrix": [[2, 0], [1, 1]]}}
+    report = {
+        "unit": "face",
+        "n": 4,
+        "auc": 0.75,
+        "logloss": 0.5,
+        "recall": 0.5,
+        "precision": 1.0,
+        "accuracy": 0.75,
+        "threshold": 0.4,
+        "confusion_matrix": {"matrix": [[2, 0], [1, 1]]},
+    }
     (results / "metrics.json").write_text(json.dumps(report))
     spec, trained = read_classifier_spec(SERVED / "model.onnx")
     first = model_card(spec, trained, {}, 9, load_results(tmp_path / "results", tmp_path))
@@ -76,8 +84,12 @@ def test_model_card_cli_rewrites_card_when_results_given(tmp_path):
     shutil.copytree(REPOSITORY, repository)
     served = repository / contract.CLASSIFIER_MODEL / SERVED.name / "MODEL_CARD.md"
     served.write_text("stale\n")
-    assert main(["model-card", SERVED.name, "--repository", str(repository), "--results",
-                 str(RESULTS)]) == 0
+    assert (
+        main(
+            ["model-card", SERVED.name, "--repository", str(repository), "--results", str(RESULTS)]
+        )
+        == 0
+    )
     assert served.read_text() == (SERVED / "MODEL_CARD.md").read_text()
     assert Path(repository / contract.CLASSIFIER_MODEL / "MODEL_CARD.md").read_text() == (
         served.read_text()

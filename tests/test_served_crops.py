@@ -48,11 +48,15 @@ def _served_crops(triton, frames: np.ndarray) -> np.ndarray:
     """The crops the served ``face_cropper`` cuts at the served detector's boxes."""
     client = grpcclient.InferenceServerClient(triton.address.grpc_url)
     stamps = np.arange(len(frames), dtype=np.float32)
-    found = _infer(client, contract.ENSEMBLE_MODEL,
-                   {contract.FRAMES: frames, contract.FRAME_TIMESTAMPS: stamps})
+    found = _infer(
+        client,
+        contract.ENSEMBLE_MODEL,
+        {contract.FRAMES: frames, contract.FRAME_TIMESTAMPS: stamps},
+    )
     boxes = found.as_numpy(contract.FACE_BOXES)
-    crops = _infer(client, contract.FACE_CROPPER_MODEL,
-                   {contract.FRAMES: frames, contract.FACE_BOXES: boxes})
+    crops = _infer(
+        client, contract.FACE_CROPPER_MODEL, {contract.FRAMES: frames, contract.FACE_BOXES: boxes}
+    )
     return crops.as_numpy(contract.FACE_CROPS)
 
 
@@ -65,9 +69,9 @@ def test_face_cropper_frames_faces_like_training_data_when_real_dfdc_videos(trit
     calibrated_on = {v["sha256"] for v in json.loads(provenance["framing_calibration"])["videos"]}
     held_out = [v for v in sorted(SAMPLE.glob("*.mp4")) if file_sha256(v) not in calibrated_on]
     assert len(held_out) >= 2, "the served framing was calibrated on the test videos"
-    crops = np.concatenate([
-        _served_crops(triton, sample_frames(video, 8, 1280).frames) for video in held_out
-    ])
+    crops = np.concatenate(
+        [_served_crops(triton, sample_frames(video, 8, 1280).frames) for video in held_out]
+    )
     assert len(crops) >= 16
     side = crops.shape[1]
     found = CropDetector(REPOSITORY).detect(crops).scaled(1.0 / side)

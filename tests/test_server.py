@@ -135,7 +135,10 @@ def test_ensemble_scores_match_in_process_onnx_runtime_when_same_frames(triton):
     classifier = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
     spec, _ = read_classifier_spec(classifier)
     crops = crop_faces(
-        frames, out[contract.FACE_BOXES], size=spec.input_size, margin=spec.face_margin,
+        frames,
+        out[contract.FACE_BOXES],
+        size=spec.input_size,
+        margin=spec.face_margin,
         shift=spec.face_shift,
     )
     session = ort.InferenceSession(str(classifier), providers=["CPUExecutionProvider"])

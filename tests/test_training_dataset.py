@@ -158,8 +158,17 @@ def test_train_refuses_before_any_work_when_dataset_is_bad(
     before = snapshot(tmp_path)
     out, cache = tmp_path / "run", tmp_path / "cache"
     code = run_cli(
-        ["train", str(dataset_dir), "--output", str(out), "--cache", str(cache), "--no-clearml",
-         "--registry", str(tmp_path / "registry")]
+        [
+            "train",
+            str(dataset_dir),
+            "--output",
+            str(out),
+            "--cache",
+            str(cache),
+            "--no-clearml",
+            "--registry",
+            str(tmp_path / "registry"),
+        ]
     )
     assert code == 3
     assert expected[0] in capsys.readouterr().err
@@ -171,8 +180,16 @@ def test_evaluate_refuses_before_any_work_when_dataset_is_bad(dataset_dir, tmp_p
     _unknown_label(dataset_dir)
     before = snapshot(tmp_path)
     code = run_cli(
-        ["evaluate", str(dataset_dir), "--output", str(tmp_path / "eval"), "--cache",
-         str(tmp_path / "cache"), "--no-clearml", "--json"]
+        [
+            "evaluate",
+            str(dataset_dir),
+            "--output",
+            str(tmp_path / "eval"),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--no-clearml",
+            "--json",
+        ]
     )
     assert code == 3
     captured = capsys.readouterr()
@@ -259,8 +276,17 @@ def test_evaluate_refuses_before_any_work_when_model_file_is_not_a_classifier(
     bogus.write_bytes(b"not a checkpoint")
     before = snapshot(tmp_path)
     code = run_cli(
-        ["evaluate", str(dataset_dir), "--model", str(bogus), "--output", str(tmp_path / "eval"),
-         "--cache", str(tmp_path / "cache"), "--no-clearml"]
+        [
+            "evaluate",
+            str(dataset_dir),
+            "--model",
+            str(bogus),
+            "--output",
+            str(tmp_path / "eval"),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--no-clearml",
+        ]
     )
     assert code == 3
     assert "cannot be loaded as a FakeScope classifier" in capsys.readouterr().err

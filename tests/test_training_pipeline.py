@@ -57,8 +57,20 @@ def _events(session: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def versioned(work):
     registry = work / "registry"
-    assert run_cli(["dataset", "version", str(work / "data"), "--registry", str(registry),
-                    "--name", "tiny"]) == 0
+    assert (
+        run_cli(
+            [
+                "dataset",
+                "version",
+                str(work / "data"),
+                "--registry",
+                str(registry),
+                "--name",
+                "tiny",
+            ]
+        )
+        == 0
+    )
     return registry
 
 
@@ -69,12 +81,32 @@ def trained(work, versioned):
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = run_cli([
-            "train", str(work / "data"), "--epochs", "3", "--patience", "5", "--input-size", "112",
-            "--frames", "6", "--val-fraction", "0.25", "--seed", "1", "--output",
-            str(work / "run"), "--cache", str(work / "cache"), "--registry", str(versioned),
-            "--json", "--quiet",
-        ])
+        code = run_cli(
+            [
+                "train",
+                str(work / "data"),
+                "--epochs",
+                "3",
+                "--patience",
+                "5",
+                "--input-size",
+                "112",
+                "--frames",
+                "6",
+                "--val-fraction",
+                "0.25",
+                "--seed",
+                "1",
+                "--output",
+                str(work / "run"),
+                "--cache",
+                str(work / "cache"),
+                "--registry",
+                str(versioned),
+                "--json",
+                "--quiet",
+            ]
+        )
     assert code == 0
     return json.loads(buffer.getvalue().strip().splitlines()[-1])
 
@@ -86,11 +118,24 @@ def evaluated(work, trained):
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = run_cli([
-            "evaluate", str(work / "data"), "--model", trained["best_checkpoint"], "--frames", "6",
-            "--output", str(work / "eval"), "--cache", str(work / "cache"), "--registry",
-            str(work / "registry"), "--json", "--quiet",
-        ])
+        code = run_cli(
+            [
+                "evaluate",
+                str(work / "data"),
+                "--model",
+                trained["best_checkpoint"],
+                "--frames",
+                "6",
+                "--output",
+                str(work / "eval"),
+                "--cache",
+                str(work / "cache"),
+                "--registry",
+                str(work / "registry"),
+                "--json",
+                "--quiet",
+            ]
+        )
     assert code == 0
     return json.loads(buffer.getvalue())
 
@@ -102,8 +147,21 @@ def test_dataset_version_adds_child_version_when_content_changes(work, versioned
     assert "NOT finalized" in first["clearml"]["status"]
     assert Path(first["clearml"]["offline_session"]).is_file()
 
-    assert run_cli(["dataset", "version", str(work / "data"), "--registry", str(versioned),
-                    "--name", "tiny", "--no-clearml"]) == 0
+    assert (
+        run_cli(
+            [
+                "dataset",
+                "version",
+                str(work / "data"),
+                "--registry",
+                str(versioned),
+                "--name",
+                "tiny",
+                "--no-clearml",
+            ]
+        )
+        == 0
+    )
     assert "content unchanged, still v0.1" in capsys.readouterr().out
 
     changed = work / "data-changed"
@@ -113,8 +171,21 @@ def test_dataset_version_adds_child_version_when_content_changes(work, versioned
     del metadata[gone]
     (changed / gone).unlink()
     (changed / "metadata.json").write_text(json.dumps(metadata))
-    assert run_cli(["dataset", "version", str(changed), "--registry", str(versioned),
-                    "--name", "tiny", "--no-clearml"]) == 0
+    assert (
+        run_cli(
+            [
+                "dataset",
+                "version",
+                str(changed),
+                "--registry",
+                str(versioned),
+                "--name",
+                "tiny",
+                "--no-clearml",
+            ]
+        )
+        == 0
+    )
     second = json.loads((versioned / "tiny" / "v0.2.json").read_text())
     assert second["parent"] == "v0.1" and second["content_hash"] != first["content_hash"]
     assert gone not in second["files"]
@@ -184,11 +255,22 @@ def test_evaluate_writes_plots_and_clearml_session_when_run(evaluated):
 
 
 def test_evaluate_prints_table_when_json_not_requested(work, trained, capsys):
-    code = run_cli([
-        "evaluate", str(work / "data"), "--model", trained["best_checkpoint"], "--frames", "6",
-        "--output", str(work / "eval-table"), "--cache", str(work / "cache"), "--no-clearml",
-        "--quiet",
-    ])
+    code = run_cli(
+        [
+            "evaluate",
+            str(work / "data"),
+            "--model",
+            trained["best_checkpoint"],
+            "--frames",
+            "6",
+            "--output",
+            str(work / "eval-table"),
+            "--cache",
+            str(work / "cache"),
+            "--no-clearml",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "ROC-AUC" in out and "real_astronaut.mp4" in out
@@ -212,14 +294,21 @@ def test_export_new_version_then_rollback_restores_served_files_when_versions_ex
     spec, trained_flag = read_classifier_spec(folder / str(version) / "model.onnx")
     assert trained_flag and spec.input_size == 112
     card = (folder / "MODEL_CARD.md").read_text()
-    for text in ("trained", "data version: tiny@v0.1", "git commit", "fakescope train",
-                 "synthetic videos from package-shipped faces"):
+    for text in (
+        "trained",
+        "data version: tiny@v0.1",
+        "git commit",
+        "fakescope train",
+        "synthetic videos from package-shipped faces",
+    ):
         assert text in card
     assert (folder / str(version) / "MODEL_CARD.md").read_text() == card
     assert not list(folder.glob(".staging-*"))
 
-    assert run_cli(["rollback", "--repository", str(repo), "--retired-dir",
-                    str(work / "retired")]) == 0
+    assert (
+        run_cli(["rollback", "--repository", str(repo), "--retired-dir", str(work / "retired")])
+        == 0
+    )
     assert f"now serves version {served_before}" in capsys.readouterr().out
     assert list_versions(repo)[-1] == served_before
     assert (folder / "config.pbtxt").read_bytes() == config_before
@@ -299,9 +388,23 @@ def test_dataset_version_records_offline_clearml_dataset_when_repository_probe_h
     env["CLEARML_CACHE_DIR"] = str(tmp_path / "clearml")
     registry = tmp_path / "registry"
     done = subprocess.run(
-        [sys.executable, "-c", _STUCK_PROBE, "dataset", "version", str(data), "--registry",
-         str(registry), "--name", "tiny"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            _STUCK_PROBE,
+            "dataset",
+            "version",
+            str(data),
+            "--registry",
+            str(registry),
+            "--name",
+            "tiny",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "VCS probes: []" in done.stderr  # no git/hg subprocess for a dataset task

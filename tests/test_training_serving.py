@@ -36,8 +36,12 @@ def _served(triton, frames: np.ndarray, stamps: np.ndarray) -> dict[str, np.ndar
     inputs[0].set_data_from_numpy(frames)
     inputs[1].set_data_from_numpy(stamps)
     result = client.infer(contract.ENSEMBLE_MODEL, inputs)
-    names = [contract.FAKE_PROBABILITY, contract.FRAME_SCORES, contract.FACE_BOXES,
-             contract.FACE_SCORES]
+    names = [
+        contract.FAKE_PROBABILITY,
+        contract.FRAME_SCORES,
+        contract.FACE_BOXES,
+        contract.FACE_SCORES,
+    ]
     return {name: result.as_numpy(name) for name in names}
 
 

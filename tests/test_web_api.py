@@ -32,16 +32,18 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "face": make_face_video(root / "face.mp4"),
         "no_face": make_no_face_video(root / "coffee.mp4", seconds=1.0),
-        "long": make_no_face_video(root / "long.mp4", seconds=4.0, size=(160, 96),
-                                   source="gradient"),
+        "long": make_no_face_video(
+            root / "long.mp4", seconds=4.0, size=(160, 96), source="gradient"
+        ),
     }
 
 
 @pytest.fixture(scope="module")
 def server(triton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("web-api")
-    settings = web_settings(root, triton.address.grpc_url, max_upload_bytes=LIMIT,
-                            max_duration_s=3.0, admin_token=ADMIN)
+    settings = web_settings(
+        root, triton.address.grpc_url, max_upload_bytes=LIMIT, max_duration_s=3.0, admin_token=ADMIN
+    )
     with LiveServer(settings) as live:
         yield live
 
@@ -65,15 +67,21 @@ def _files(folder: Path) -> list[Path]:
 def _key(server: LiveServer, **limits: int) -> tuple[keys.ApiKey, str]:
     engine = open_database(server.settings.database_url)
     try:
-        return keys.create_key(engine, "Test Media", monthly_quota=limits.get("quota", 100),
-                               rate_per_minute=limits.get("rate", 100))
+        return keys.create_key(
+            engine,
+            "Test Media",
+            monthly_quota=limits.get("quota", 100),
+            rate_per_minute=limits.get("rate", 100),
+        )
     finally:
         engine.dispose()
 
 
 # --- the happy path --------------------------------------------------------------------------
 def test_submit_job_returns_client_json_verdict_when_face_video_analysed(
-    face_job: dict, videos: dict[str, Path], triton,
+    face_job: dict,
+    videos: dict[str, Path],
+    triton,
 ):
     job = face_job["job"]
     assert job["status"] == "done", job["error"]
@@ -133,8 +141,10 @@ def test_video_kept_when_user_opts_in(server, videos):
 
 # --- limits and bad input ----------------------------------------------------------------------
 def _multipart_head(port: int, extra: str) -> bytes:
-    return (f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: multipart/form-data; boundary=XyZ\r\n{extra}\r\n").encode()
+    return (
+        f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary=XyZ\r\n{extra}\r\n"
+    ).encode()
 
 
 def test_submit_job_answers_413_before_reading_when_content_length_over_limit(server):
@@ -146,8 +156,10 @@ def test_submit_job_answers_413_before_reading_when_content_length_over_limit(se
 
 
 def test_submit_job_stops_reading_with_413_when_streamed_body_crosses_limit(server, videos):
-    part = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.mp4\"\r\n"
-            b"Content-Type: video/mp4\r\n\r\n" + videos["face"].read_bytes()[:4096])
+    part = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+        b"Content-Type: video/mp4\r\n\r\n" + videos["face"].read_bytes()[:4096]
+    )
     total_chunks = 400  # 400 x 64 KiB = 25 MiB, far beyond the 1 MiB limit
 
     def chunks() -> Iterator[bytes]:
@@ -183,8 +195,10 @@ def test_submit_job_answers_415_when_container_header_hides_garbage(server, tmp_
     with server.client() as client:
         response = upload(client, fake)
     assert response.status_code == 415
-    assert "cannot be decoded" in response.json()["error"]["message"] or "not a video" in \
-        response.json()["error"]["message"]
+    assert (
+        "cannot be decoded" in response.json()["error"]["message"]
+        or "not a video" in response.json()["error"]["message"]
+    )
     assert _files(server.settings.tmp_dir) == []
     assert _files(server.settings.upload_dir) == before
 
@@ -198,8 +212,9 @@ def test_submit_job_answers_413_when_video_longer_than_limit(server, videos):
 
 def test_submit_job_answers_415_when_body_is_not_multipart(server):
     with server.client() as client:
-        response = client.post("/api/v1/jobs", content=b"\x00" * 100,
-                               headers={"Content-Type": "video/mp4"})
+        response = client.post(
+            "/api/v1/jobs", content=b"\x00" * 100, headers={"Content-Type": "video/mp4"}
+        )
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "not_multipart"
 
@@ -216,8 +231,9 @@ def test_submit_job_answers_401_when_key_unknown_or_malformed(server, videos):
     unknown = "fsk_0123456789ab_" + "A" * 43
     with server.client() as client:
         bad = upload(client, videos["no_face"], headers={"X-API-Key": unknown})
-        malformed = upload(client, videos["no_face"],
-                           headers={"Authorization": "Bearer fsk_nonsense"})
+        malformed = upload(
+            client, videos["no_face"], headers={"Authorization": "Bearer fsk_nonsense"}
+        )
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "bad_key"
     assert malformed.status_code == 401
 
@@ -325,8 +341,9 @@ def test_webhook_posts_verdict_when_job_done(server, videos):
     thread.start()
     try:
         with server.client() as client:
-            response = upload(client, videos["no_face"],
-                              webhook_url=f"http://127.0.0.1:{port}/hook")
+            response = upload(
+                client, videos["no_face"], webhook_url=f"http://127.0.0.1:{port}/hook"
+            )
             assert response.status_code == 202, response.text
             assert _Receiver.event.wait(60)
             job = wait_for_job(client, response.json()["id"])
@@ -374,8 +391,9 @@ def test_job_resumed_when_its_worker_died_while_running(triton, tmp_path, videos
 
 def test_job_fails_with_server_unreachable_when_triton_down(tmp_path, videos):
     closed = f"127.0.0.1:{free_ports(1)[0]}"
-    settings = web_settings(tmp_path, closed, max_attempts=2, retry_backoff_s=0.1,
-                            triton_timeout_s=2.0)
+    settings = web_settings(
+        tmp_path, closed, max_attempts=2, retry_backoff_s=0.1, triton_timeout_s=2.0
+    )
     with LiveServer(settings) as live, live.client() as client:
         job = wait_for_job(client, upload(client, videos["no_face"]).json()["id"], timeout_s=60)
     assert job["status"] == "failed"
@@ -389,8 +407,10 @@ def test_metrics_exports_business_and_latency_when_scraped(face_job, server):
         text = client.get("/metrics").text
     assert "fakescope_web_uses_today" in text
     assert "fakescope_web_first_to_second_use_conversion_ratio" in text
-    assert 'fakescope_web_http_request_duration_seconds_count{method="POST",route="/api/v1/jobs"' \
+    assert (
+        'fakescope_web_http_request_duration_seconds_count{method="POST",route="/api/v1/jobs"'
         in text
+    )
     assert 'fakescope_web_analyses_total{outcome="done"}' in text
     assert 'fakescope_web_rejections_total{code="too_large"}' in text or "rejections" in text
 
@@ -399,15 +419,25 @@ def test_beacon_sets_average_time_on_page_when_page_reports(server):
     with server.client() as client:
         page = client.get("/")
         view_id = page.text.split('data-view-id="')[1].split('"')[0]
-        assert client.post("/api/v1/beacon", content=json.dumps(
-            {"view_id": view_id, "seconds": 30})).status_code == 204
-        assert client.post("/api/v1/beacon", content=json.dumps(
-            {"view_id": view_id, "seconds": 12})).status_code == 204  # smaller: ignored
-        metrics = client.get("/api/v1/admin/metrics",
-                             headers={"Authorization": f"Bearer {ADMIN}"}).json()
+        assert (
+            client.post(
+                "/api/v1/beacon", content=json.dumps({"view_id": view_id, "seconds": 30})
+            ).status_code
+            == 204
+        )
+        assert (
+            client.post(
+                "/api/v1/beacon", content=json.dumps({"view_id": view_id, "seconds": 12})
+            ).status_code
+            == 204
+        )  # smaller: ignored
+        metrics = client.get(
+            "/api/v1/admin/metrics", headers={"Authorization": f"Bearer {ADMIN}"}
+        ).json()
     with server.client() as stranger:
-        foreign = stranger.post("/api/v1/beacon",
-                                content=json.dumps({"view_id": view_id, "seconds": 99}))
+        foreign = stranger.post(
+            "/api/v1/beacon", content=json.dumps({"view_id": view_id, "seconds": 99})
+        )
     assert foreign.status_code == 404
     assert metrics["timed_page_views"] >= 1
     assert metrics["average_page_seconds"] == pytest.approx(30.0)

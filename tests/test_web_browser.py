@@ -24,12 +24,19 @@ from tests.web_support import LiveServer, web_settings
 CHROMIUM = "/usr/bin/chromium"
 ROOT = PROJECT_ROOT
 SCREENSHOT = ROOT / "docs" / "result-page.png"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
-                                reason=f"{CHROMIUM} not installed (Debian package chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).is_file(), reason=f"{CHROMIUM} not installed (Debian package chromium)"
+)
 
 DROP_FILE = """([b64, name]) => {
   const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
@@ -62,8 +69,12 @@ def browser() -> Iterator[Any]:
 def checked(site: LiveServer, browser: Any, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One visitor drops a face video on the upload page and lands on its result page."""
     video = make_face_video(tmp_path_factory.mktemp("web-browser-video") / "interview.mp4")
-    context = browser.new_context(viewport={"width": 1000, "height": 900},
-                                  device_scale_factor=1, locale="en-GB", timezone_id="UTC")
+    context = browser.new_context(
+        viewport={"width": 1000, "height": 900},
+        device_scale_factor=1,
+        locale="en-GB",
+        timezone_id="UTC",
+    )
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -43,12 +43,20 @@ def pg(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _job(engine: Engine, n: int, subject: str = "visitor:" + "a" * 32,
-         key_id: str | None = None) -> jobstore.Job:
+def _job(
+    engine: Engine, n: int, subject: str = "visitor:" + "a" * 32, key_id: str | None = None
+) -> jobstore.Job:
     return jobstore.create_job(
-        engine, job_id=f"{n:032x}", owner=subject.replace("key:", "org:"), subject=subject,
-        key_id=key_id, filename=f"v{n}.mp4", size_bytes=1, video_path=f"/nonexistent/{n}",
-        keep_video=False, webhook_url=None,
+        engine,
+        job_id=f"{n:032x}",
+        owner=subject.replace("key:", "org:"),
+        subject=subject,
+        key_id=key_id,
+        filename=f"v{n}.mp4",
+        size_bytes=1,
+        video_path=f"/nonexistent/{n}",
+        keep_video=False,
+        webhook_url=None,
     )
 
 
@@ -96,7 +104,10 @@ def test_postgres_quota_and_usage_counted_when_key_used(pg: Engine):
 
 
 def test_postgres_job_survives_restart_and_stores_faces_when_analysed(
-    pg: Engine, pg_url: str, triton, tmp_path,
+    pg: Engine,
+    pg_url: str,
+    triton,
+    tmp_path,
 ):
     video = make_face_video(tmp_path / "face.mp4")
     settings = web_settings(tmp_path, triton.address.grpc_url, database_url=pg_url, workers=0)

@@ -19,8 +19,15 @@ from tests.media import make_face_video
 
 
 def _verdict(label: str, p: float | None, trained: bool = True) -> dict:
-    return {"label": label, "fake_probability": p, "frames": 4, "faces": 3, "threshold": 0.5,
-            "model_trained": trained, "frame_scores": [0.2, None, p, 0.1]}
+    return {
+        "label": label,
+        "fake_probability": p,
+        "frames": 4,
+        "faces": 3,
+        "threshold": 0.5,
+        "model_trained": trained,
+        "frame_scores": [0.2, None, p, 0.1],
+    }
 
 
 def test_describe_flags_manipulation_in_plain_words_when_fake():
@@ -70,8 +77,14 @@ def test_looks_like_video_accepts_containers_and_rejects_others_when_sniffed(tmp
 
 
 def test_settings_from_env_reads_variables_when_valid():
-    s = Settings.from_env({"FAKESCOPE_WEB_WORKERS": "3", "FAKESCOPE_WEB_ALLOW_ANONYMOUS": "no",
-                           "FAKESCOPE_WEB_MAX_SIDE": "", "FAKESCOPE_WEB_DATA_DIR": "/x"})
+    s = Settings.from_env(
+        {
+            "FAKESCOPE_WEB_WORKERS": "3",
+            "FAKESCOPE_WEB_ALLOW_ANONYMOUS": "no",
+            "FAKESCOPE_WEB_MAX_SIDE": "",
+            "FAKESCOPE_WEB_DATA_DIR": "/x",
+        }
+    )
     assert (s.workers, s.allow_anonymous, s.max_side, s.data_dir) == (3, False, None, Path("/x"))
 
 
@@ -114,8 +127,23 @@ def test_open_database_refuses_other_schema_version_when_found(tmp_path):
 
 def test_keys_cli_creates_lists_and_revokes_when_run(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    assert cli.main(["web", "keys", "create", "--org", "Courier", "--monthly-quota", "50",
-                     "--json", "--database", url]) == 0
+    assert (
+        cli.main(
+            [
+                "web",
+                "keys",
+                "create",
+                "--org",
+                "Courier",
+                "--monthly-quota",
+                "50",
+                "--json",
+                "--database",
+                url,
+            ]
+        )
+        == 0
+    )
     created = json.loads(capsys.readouterr().out)
     assert created["key"].startswith("fsk_") and created["monthly_quota"] == 50
     assert cli.main(["web", "keys", "list", "--json", "--database", url]) == 0
@@ -137,14 +165,24 @@ def test_keys_cli_exits_2_when_quota_not_positive(tmp_path):
 
 
 def test_retention_sweep_deletes_kept_video_when_older_than_retention(tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'r.db'}", data_dir=tmp_path,
-                        video_retention_s=0.01)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'r.db'}", data_dir=tmp_path, video_retention_s=0.01
+    )
     engine = db.open_database(settings.database_url)
     video = tmp_path / "kept.mp4"
     video.write_bytes(b"x")
-    job = jobstore.create_job(engine, job_id="f" * 32, owner="visitor:v", subject="visitor:v",
-                              key_id=None, filename="kept.mp4", size_bytes=1,
-                              video_path=str(video), keep_video=True, webhook_url=None)
+    job = jobstore.create_job(
+        engine,
+        job_id="f" * 32,
+        owner="visitor:v",
+        subject="visitor:v",
+        key_id=None,
+        filename="kept.mp4",
+        size_bytes=1,
+        video_path=str(video),
+        keep_video=True,
+        webhook_url=None,
+    )
     jobstore.fail_job(engine, job.id, None, code="x", message="x", video_path=str(video))
     time.sleep(0.05)
     assert JobRunner(engine, settings).sweep_retention() == 1

@@ -53,8 +53,9 @@ class LiveServer:
         self.app = create_app(settings)
         self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
 
@@ -76,16 +77,31 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 
 
-def upload(client: httpx.Client, video: Path, *, name: str | None = None,
-           headers: dict[str, str] | None = None, **fields: str) -> httpx.Response:
+def upload(
+    client: httpx.Client,
+    video: Path,
+    *,
+    name: str | None = None,
+    headers: dict[str, str] | None = None,
+    **fields: str,
+) -> httpx.Response:
     """POST ``video`` to ``/api/v1/jobs`` as multipart with extra form ``fields``."""
     with open(video, "rb") as f:
-        return client.post("/api/v1/jobs", files={"file": (name or video.name, f, "video/mp4")},
-                           data=fields, headers=headers or {})
+        return client.post(
+            "/api/v1/jobs",
+            files={"file": (name or video.name, f, "video/mp4")},
+            data=fields,
+            headers=headers or {},
+        )
 
 
-def wait_for_job(client: httpx.Client, job_id: str, *, timeout_s: float = 90,
-                 headers: dict[str, str] | None = None) -> dict[str, Any]:
+def wait_for_job(
+    client: httpx.Client,
+    job_id: str,
+    *,
+    timeout_s: float = 90,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Poll the job until it is done or failed; return its JSON."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -99,8 +115,11 @@ def wait_for_job(client: httpx.Client, job_id: str, *, timeout_s: float = 90,
         time.sleep(0.2)
 
 
-def raw_request(port: int, head: bytes, body_chunks: Iterator[bytes] | None = None,
-                ) -> tuple[int, int, bytes]:
+def raw_request(
+    port: int,
+    head: bytes,
+    body_chunks: Iterator[bytes] | None = None,
+) -> tuple[int, int, bytes]:
     """Send ``head`` then ``body_chunks`` over a raw socket, stopping when an answer arrives.
 
     Returns ``(status, body_bytes_sent, response_bytes)``. Before each chunk the socket is
@@ -146,8 +165,10 @@ def pg_tool(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-                        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
     return str(candidates[-1]) if candidates else None
 
 
@@ -157,8 +178,10 @@ def postgres_unavailable_reason() -> str | None:
         return None
     missing = [tool for tool in ("initdb", "pg_ctl") if pg_tool(tool) is None]
     if missing:
-        return (f"PostgreSQL tools not found ({', '.join(missing)}): install Debian's "
-                "postgresql package (.ci/run does) or set FAKESCOPE_TEST_POSTGRES_URL")
+        return (
+            f"PostgreSQL tools not found ({', '.join(missing)}): install Debian's "
+            "postgresql package (.ci/run does) or set FAKESCOPE_TEST_POSTGRES_URL"
+        )
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
@@ -189,17 +212,30 @@ def throwaway_postgres() -> Iterator[str]:
 
     def run(tool: str, *argv: str) -> None:
         argv = (pg_tool(tool) or tool, *argv)
-        done = subprocess.run(argv, user=user, cwd=root, capture_output=True, text=True,
-                              timeout=120, check=False)
+        done = subprocess.run(
+            argv, user=user, cwd=root, capture_output=True, text=True, timeout=120, check=False
+        )
         if done.returncode:
-            raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): "
-                               f"{done.stderr.strip() or done.stdout.strip()}")
+            raise RuntimeError(
+                f"{' '.join(argv)} failed ({done.returncode}): "
+                f"{done.stderr.strip() or done.stdout.strip()}"
+            )
 
     try:
-        run("initdb", "-D", str(data), "-U", "fakescope", "--auth=trust", "-E", "UTF8",
-            "--no-sync")
-        run("pg_ctl", "-D", str(data), "-l", str(root / "pg.log"), "-w", "-t", "60", "-o",
-            f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off", "start")
+        run("initdb", "-D", str(data), "-U", "fakescope", "--auth=trust", "-E", "UTF8", "--no-sync")
+        run(
+            "pg_ctl",
+            "-D",
+            str(data),
+            "-l",
+            str(root / "pg.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off",
+            "start",
+        )
         try:
             run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "fakescope", "fakescope")
             yield f"postgresql+psycopg2://fakescope@127.0.0.1:{port}/fakescope"

@@ -43,41 +43,78 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
 MAX_BEACON_BYTES: Final = 1024
-_VIDEO_SUFFIXES: Final = frozenset({
-    ".mp4", ".mov", ".m4v", ".3gp", ".mkv", ".webm", ".avi", ".flv", ".ts", ".mts", ".mpg",
-    ".mpeg", ".ogv", ".wmv", ".asf", ".h264", ".264", ".hevc",
-})
+_VIDEO_SUFFIXES: Final = frozenset(
+    {
+        ".mp4",
+        ".mov",
+        ".m4v",
+        ".3gp",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".flv",
+        ".ts",
+        ".mts",
+        ".mpg",
+        ".mpeg",
+        ".ogv",
+        ".wmv",
+        ".asf",
+        ".h264",
+        ".264",
+        ".hevc",
+    }
+)
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 
 _ERROR_SCHEMA: Final = {
     "type": "object",
-    "properties": {"error": {"type": "object", "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}}}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
 }
 _UPLOAD_BODY: Final = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object",
-            "required": ["file"],
-            "properties": {
-                "file": {"type": "string", "format": "binary",
-                         "description": "the video (MP4/MOV, WebM/MKV, AVI, …)"},
-                "keep_video": {"type": "boolean", "default": False,
-                               "description": "keep the video after analysis (deleted after "
-                                              "the retention period)"},
-                "webhook_url": {"type": "string", "format": "uri",
-                                "description": "POSTed the result when the job finishes"},
-            },
-        }}},
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the video (MP4/MOV, WebM/MKV, AVI, …)",
+                        },
+                        "keep_video": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "keep the video after analysis (deleted after "
+                            "the retention period)",
+                        },
+                        "webhook_url": {
+                            "type": "string",
+                            "format": "uri",
+                            "description": "POSTed the result when the job finishes",
+                        },
+                    },
+                }
+            }
+        },
     },
 }
 
 
 def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"description": "error", "content": {"application/json": {
-        "schema": _ERROR_SCHEMA}}} for s in statuses}
+    return {
+        s: {"description": "error", "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+        for s in statuses
+    }
 
 
 def job_view(job: jobstore.Job, faces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -95,10 +132,14 @@ def job_view(job: jobstore.Job, faces: list[dict[str, Any]] | None = None) -> di
         "keep_video": job.keep_video,
         "video_stored": job.video_path is not None,
         "message": job.error_message if job.status in ("pending", "running") else None,
-        "error": ({"code": job.error_code, "message": job.error_message}
-                  if job.status == jobstore.FAILED else None),
-        "webhook": ({"url": job.webhook_url, "result": job.webhook_result}
-                    if job.webhook_url else None),
+        "error": (
+            {"code": job.error_code, "message": job.error_message}
+            if job.status == jobstore.FAILED
+            else None
+        ),
+        "webhook": (
+            {"url": job.webhook_url, "result": job.webhook_result} if job.webhook_url else None
+        ),
         "verdict": job.verdict,
         "frame_timestamps": job.frame_timestamps or None,
         "faces": [dict(f, url=f"{base}/faces/{f['position']}.jpg") for f in (faces or [])],
@@ -122,8 +163,13 @@ def _owned_job(svc: Service, principal: Principal, job_id: str) -> jobstore.Job:
     return job
 
 
-def _json(content: Any, status: int = 200, principal: Principal | None = None,
-          headers: dict[str, str] | None = None, svc: Service | None = None) -> JSONResponse:
+def _json(
+    content: Any,
+    status: int = 200,
+    principal: Principal | None = None,
+    headers: dict[str, str] | None = None,
+    svc: Service | None = None,
+) -> JSONResponse:
     response = JSONResponse(content, status_code=status, headers=headers)
     if principal is not None and principal.new_visitor and svc is not None:
         set_visitor_cookie(response, principal.visitor or "", svc.settings)
@@ -131,7 +177,9 @@ def _json(content: Any, status: int = 200, principal: Principal | None = None,
 
 
 @router.post(
-    "/jobs", status_code=202, summary="Upload a video for analysis",
+    "/jobs",
+    status_code=202,
+    summary="Upload a video for analysis",
     openapi_extra=_UPLOAD_BODY,
     responses=_error_responses(400, 401, 403, 413, 415, 422, 429),
 )
@@ -152,14 +200,18 @@ async def submit_job(request: Request) -> JSONResponse:
             await run_in_threadpool(keys.check_limits, svc.engine, principal.key)
         except keys.LimitExceededError as exc:
             code = "quota_exceeded" if "quota" in str(exc) else "rate_limited"
-            raise ApiError(429, code, str(exc),
-                           {"Retry-After": str(int(exc.retry_after_s))}) from None
+            raise ApiError(
+                429, code, str(exc), {"Retry-After": str(int(exc.retry_after_s))}
+            ) from None
     else:
         await run_in_threadpool(check_anonymous_limits, svc.engine, s, principal)
     try:
         upload = await receive_upload(
-            request.headers.get("content-type"), request.headers.get("content-length"),
-            request.stream(), tmp_dir=s.tmp_dir, max_bytes=s.max_upload_bytes,
+            request.headers.get("content-type"),
+            request.headers.get("content-length"),
+            request.stream(),
+            tmp_dir=s.tmp_dir,
+            max_bytes=s.max_upload_bytes,
         )
     except UploadError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
@@ -186,9 +238,15 @@ async def submit_job(request: Request) -> JSONResponse:
         os.replace(upload.path, destination)
         job = await run_in_threadpool(
             lambda: jobstore.create_job(
-                svc.engine, job_id=job_id, owner=principal.owner, subject=principal.subject,
-                key_id=principal.key.id if principal.key else None, filename=upload.filename,
-                size_bytes=upload.size, video_path=str(destination), keep_video=keep,
+                svc.engine,
+                job_id=job_id,
+                owner=principal.owner,
+                subject=principal.subject,
+                key_id=principal.key.id if principal.key else None,
+                filename=upload.filename,
+                size_bytes=upload.size,
+                video_path=str(destination),
+                keep_video=keep,
                 webhook_url=webhook,
             )
         )
@@ -201,8 +259,13 @@ async def submit_job(request: Request) -> JSONResponse:
         raise
     if svc.runner is not None:
         svc.runner.notify()
-    logger.info("job %s queued for %s (%s, %d bytes)", job.id, principal.subject, job.filename,
-                job.size_bytes)
+    logger.info(
+        "job %s queued for %s (%s, %d bytes)",
+        job.id,
+        principal.subject,
+        job.filename,
+        job.size_bytes,
+    )
     return _json(job_view(job), 202, principal, {"Location": f"/api/v1/jobs/{job.id}"}, svc)
 
 
@@ -216,10 +279,14 @@ def list_jobs(
     svc = service(request)
     principal = resolve_principal(request, svc.engine, svc.settings)
     found = jobstore.list_jobs(svc.engine, principal.owner, limit=limit, before=before)
-    return _json({
-        "jobs": [job_view(j) for j in found],
-        "next_before": found[-1].created_at if len(found) == limit else None,
-    }, principal=principal, svc=svc)
+    return _json(
+        {
+            "jobs": [job_view(j) for j in found],
+            "next_before": found[-1].created_at if len(found) == limit else None,
+        },
+        principal=principal,
+        svc=svc,
+    )
 
 
 @router.get("/jobs/{job_id}", summary="Poll a job", responses=_error_responses(401, 403, 404))
@@ -232,22 +299,32 @@ def get_job(request: Request, job_id: str) -> JSONResponse:
     return _json(job_view(job, faces))
 
 
-@router.get("/jobs/{job_id}/verdict", summary="The verdict (the client's --json fields)",
-            responses=_error_responses(401, 403, 404, 409))
+@router.get(
+    "/jobs/{job_id}/verdict",
+    summary="The verdict (the client's --json fields)",
+    responses=_error_responses(401, 403, 404, 409),
+)
 def get_verdict(request: Request, job_id: str) -> JSONResponse:
     """Return the verdict once the job is done; 409 (with its status) before, or if it failed."""
     svc = service(request)
     principal = resolve_principal(request, svc.engine, svc.settings)
     job = _owned_job(svc, principal, job_id)
     if job.status != jobstore.DONE:
-        message = (f"job failed ({job.error_code}): {job.error_message}"
-                   if job.status == jobstore.FAILED else f"job is {job.status}")
+        message = (
+            f"job failed ({job.error_code}): {job.error_message}"
+            if job.status == jobstore.FAILED
+            else f"job is {job.status}"
+        )
         raise ApiError(409, f"job_{job.status}", message)
     return _json(job.verdict)
 
 
-@router.get("/jobs/{job_id}/faces/{position}.jpg", summary="A face thumbnail",
-            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+@router.get(
+    "/jobs/{job_id}/faces/{position}.jpg",
+    summary="A face thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
 def get_face(request: Request, job_id: str, position: int) -> Response:
     """Return the JPEG of the job's face ``position`` (highest fake score first)."""
     svc = service(request)
@@ -256,12 +333,14 @@ def get_face(request: Request, job_id: str, position: int) -> Response:
     jpeg = jobstore.get_face_jpeg(svc.engine, job.id, position)
     if jpeg is None:
         raise ApiError(404, "no_such_face", f"job {job_id} has no face {position}")
-    return Response(jpeg, media_type="image/jpeg",
-                    headers={"Cache-Control": "private, max-age=86400"})
+    return Response(
+        jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+    )
 
 
-@router.get("/usage", summary="Usage and limits of your API key",
-            responses=_error_responses(401, 403))
+@router.get(
+    "/usage", summary="Usage and limits of your API key", responses=_error_responses(401, 403)
+)
 def get_usage(request: Request) -> JSONResponse:
     """Report this month's and total uses of the calling key, its quota and rate limit."""
     svc = service(request)
@@ -285,14 +364,12 @@ async def beacon(request: Request) -> Response:
         data = json.loads(body or b"{}")
         view_id, seconds = str(data["view_id"]), float(data["seconds"])
     except (ValueError, KeyError, TypeError):
-        raise ApiError(400, "bad_beacon", 'expected {"view_id": str, "seconds": number}') \
-            from None
+        raise ApiError(400, "bad_beacon", 'expected {"view_id": str, "seconds": number}') from None
     await run_in_threadpool(record_beacon, request, view_id, seconds)
     return Response(status_code=204)
 
 
-@router.get("/admin/metrics", summary="Business metrics (admin)",
-            responses=_error_responses(403))
+@router.get("/admin/metrics", summary="Business metrics (admin)", responses=_error_responses(403))
 def admin_metrics(request: Request, days: int = Query(30, ge=1, le=366)) -> JSONResponse:
     """Report uses per day, 1st→2nd use conversion, average time on page, usage per key, jobs."""
     svc = service(request)
@@ -318,6 +395,10 @@ def health(request: Request) -> JSONResponse:
         database = f"error: {type(exc).__name__}"
     with DetectorClient(s.triton_url, s.triton_protocol, timeout_s=2.0) as client:
         triton = "live" if client.is_live() else "unreachable"
-    body = {"database": database, "triton": triton, "time": iso(db.now()),
-            "jobs": jobstore.count_by_status(svc.engine) if database == "ok" else None}
+    body = {
+        "database": database,
+        "triton": triton,
+        "time": iso(db.now()),
+        "jobs": jobstore.count_by_status(svc.engine) if database == "ok" else None,
+    }
     return _json(body, 200 if database == "ok" else 503)

@@ -81,14 +81,20 @@ class _ServiceMiddleware:
 
 
 def _log_policy(settings: Settings) -> None:
-    logger.info("database %s, data %s, Triton %s (%s)", settings.database_url.split("@")[-1],
-                settings.data_dir, settings.triton_url, settings.triton_protocol)
+    logger.info(
+        "database %s, data %s, Triton %s (%s)",
+        settings.database_url.split("@")[-1],
+        settings.data_dir,
+        settings.triton_url,
+        settings.triton_protocol,
+    )
     logger.info(
         "anonymous uploads: %s; webhooks: %s; admin: %s; uploads ≤ %d MiB, ≤ %.0f s",
-        f"on ({settings.anonymous_daily_quota}/visitor/day)" if settings.allow_anonymous
-        else "off", settings.webhook_policy,
+        f"on ({settings.anonymous_daily_quota}/visitor/day)" if settings.allow_anonymous else "off",
+        settings.webhook_policy,
         "token" if settings.admin_token else "loopback clients only",
-        settings.max_upload_bytes // 2**20, settings.max_duration_s,
+        settings.max_upload_bytes // 2**20,
+        settings.max_duration_s,
     )
 
 
@@ -99,8 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
     metrics = ServiceMetrics(engine)
-    runner = (JobRunner(engine, settings, metrics, base_url=settings.public_url)
-              if settings.workers > 0 else None)
+    runner = (
+        JobRunner(engine, settings, metrics, base_url=settings.public_url)
+        if settings.workers > 0
+        else None
+    )
     _log_policy(settings)
 
     @asynccontextmanager
@@ -118,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="FakeScope",
         version="1.0",
         summary="Deepfake-video detection: upload a video, get the probability that its faces "
-                "are synthetic, per-frame scores and face thumbnails.",
+        "are synthetic, per-frame scores and face thumbnails.",
         lifespan=lifespan,
     )
     app.state.service = Service(settings, engine, metrics, runner)
@@ -126,8 +135,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         metrics.rejections.labels(exc.code).inc()
-        return JSONResponse({"error": {"code": exc.code, "message": exc.message}},
-                            status_code=exc.status, headers=exc.headers)
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": exc.message}},
+            status_code=exc.status,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -136,8 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         message = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in details
         )
-        return JSONResponse({"error": {"code": "bad_request", "message": message}},
-                            status_code=422)
+        return JSONResponse({"error": {"code": "bad_request", "message": message}}, status_code=422)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
@@ -145,7 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
-              name="static")
+    app.mount(
+        "/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"
+    )
     app.add_middleware(_ServiceMiddleware, metrics=metrics)
     return app

@@ -46,9 +46,11 @@ __all__ = ["add_web_parsers", "main"]
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--database", metavar="URL", default=None,
+        "--database",
+        metavar="URL",
+        default=None,
         help="SQLAlchemy URL (default: $FAKESCOPE_WEB_DATABASE_URL or "
-             "sqlite:///.fakescope/web.db; PostgreSQL: postgresql+psycopg2://user@host/db)",
+        "sqlite:///.fakescope/web.db; PostgreSQL: postgresql+psycopg2://user@host/db)",
     )
 
 
@@ -109,20 +111,36 @@ def run_keys_create(args: argparse.Namespace) -> int:
 
     try:
         engine = _engine(args)
-        key, secret = create_key(engine, args.org, monthly_quota=args.monthly_quota,
-                                 rate_per_minute=args.rate_per_minute, note=args.note)
+        key, secret = create_key(
+            engine,
+            args.org,
+            monthly_quota=args.monthly_quota,
+            rate_per_minute=args.rate_per_minute,
+            note=args.note,
+        )
     except ValueError as exc:
         print(f"fakescope: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.json:
-        print(json.dumps({"key": secret, "key_id": key.id, "organisation": key.organisation,
-                          "monthly_quota": key.monthly_quota,
-                          "rate_per_minute": key.rate_per_minute}))
+        print(
+            json.dumps(
+                {
+                    "key": secret,
+                    "key_id": key.id,
+                    "organisation": key.organisation,
+                    "monthly_quota": key.monthly_quota,
+                    "rate_per_minute": key.rate_per_minute,
+                }
+            )
+        )
     else:
         print(secret)
-        print(f"key {key.id} for {key.organisation}: {key.monthly_quota} analyses/month, "
-              f"{key.rate_per_minute}/minute. Store it now: it is not kept and cannot be shown "
-              "again.", file=sys.stderr)
+        print(
+            f"key {key.id} for {key.organisation}: {key.monthly_quota} analyses/month, "
+            f"{key.rate_per_minute}/minute. Store it now: it is not kept and cannot be shown "
+            "again.",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -146,18 +164,24 @@ def run_keys_list(args: argparse.Namespace) -> int:
     from .keys import list_keys, usage
 
     engine = _engine(args)
-    rows = [usage(engine, k) | {"created_at": k.created_at, "revoked_at": k.revoked_at}
-            for k in list_keys(engine)]
+    rows = [
+        usage(engine, k) | {"created_at": k.created_at, "revoked_at": k.revoked_at}
+        for k in list_keys(engine)
+    ]
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return EXIT_OK
-    print(f"{'KEY_ID':<13} {'ORGANISATION':<24} {'MONTH':>7} {'QUOTA':>7} {'RATE/MIN':>8} "
-          f"{'TOTAL':>7}  CREATED           REVOKED")
+    print(
+        f"{'KEY_ID':<13} {'ORGANISATION':<24} {'MONTH':>7} {'QUOTA':>7} {'RATE/MIN':>8} "
+        f"{'TOTAL':>7}  CREATED           REVOKED"
+    )
     for r in rows:
-        print(f"{r['key_id']:<13} {r['organisation'][:24]:<24} {r['used_this_month']:>7} "
-              f"{r['monthly_quota']:>7} {r['rate_per_minute']:>8} {r['used_total']:>7}  "
-              f"{_when(r['created_at']):<17} {_when(r['revoked_at'])}")
+        print(
+            f"{r['key_id']:<13} {r['organisation'][:24]:<24} {r['used_this_month']:>7} "
+            f"{r['monthly_quota']:>7} {r['rate_per_minute']:>8} {r['used_total']:>7}  "
+            f"{_when(r['created_at']):<17} {_when(r['revoked_at'])}"
+        )
     return EXIT_OK
 
 
@@ -170,8 +194,9 @@ def _maybe_triton(args: argparse.Namespace) -> Iterator[str | None]:
         return
     from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
-    address = ServerAddress("127.0.0.1", args.triton_http_port, args.triton_grpc_port,
-                            args.triton_metrics_port)
+    address = ServerAddress(
+        "127.0.0.1", args.triton_http_port, args.triton_grpc_port, args.triton_metrics_port
+    )
     server = EmbeddedTriton(args.repository, address)
     server.start()
     try:
@@ -200,7 +225,8 @@ def run_web_serve(args: argparse.Namespace) -> int:
     try:
         with _maybe_triton(args) as triton_url:
             overrides: dict[str, Any] = {
-                "data_dir": args.data_dir, "workers": args.workers,
+                "data_dir": args.data_dir,
+                "workers": args.workers,
                 "triton_url": triton_url or args.triton_url,
                 "triton_protocol": "grpc" if triton_url else args.triton_protocol,
                 "public_url": args.public_url,
@@ -211,15 +237,18 @@ def run_web_serve(args: argparse.Namespace) -> int:
             except (SettingsError, DatabaseError) as exc:
                 print(f"fakescope: error: {exc}", file=sys.stderr)
                 return EXIT_CONFIG
-            print(f"FakeScope web on http://{args.host}:{args.port}/ (API docs /docs, metrics "
-                  f"/metrics, admin /admin); Triton {settings.triton_url} (Ctrl-C stops)",
-                  flush=True)
+            print(
+                f"FakeScope web on http://{args.host}:{args.port}/ (API docs /docs, metrics "
+                f"/metrics, admin /admin); Triton {settings.triton_url} (Ctrl-C stops)",
+                flush=True,
+            )
             # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: turn
             # both into KeyboardInterrupt so the embedded Triton is stopped on the way out.
             signal.signal(signal.SIGTERM, _interrupt)
             with contextlib.suppress(KeyboardInterrupt):
-                uvicorn.run(app, host=args.host, port=args.port, log_level="info",
-                            proxy_headers=False)
+                uvicorn.run(
+                    app, host=args.host, port=args.port, log_level="info", proxy_headers=False
+                )
     except Exception as exc:
         from fakescope.serving.embedded import ServerStartError
         from fakescope.serving.repository_check import RepositoryError
@@ -237,21 +266,36 @@ def add_web_parsers(subparsers: Any) -> None:
     web_sub = web.add_subparsers(dest="web_command", required=True)
 
     serve = web_sub.add_parser("serve", help="run the web service")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default loopback; anything else: a warning)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default loopback; anything else: a warning)",
+    )
     serve.add_argument("--port", type=int, default=8080)
     _database_option(serve)
-    serve.add_argument("--data-dir", type=Path, default=None,
-                       help="uploads and temp files (default .fakescope/web)")
-    serve.add_argument("--workers", type=int, default=None,
-                       help="analysis threads (default 2; 0: queue only)")
-    serve.add_argument("--triton-url", default=None,
-                       help=f"Triton host:port (default {DEFAULT_URLS['grpc']})")
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="uploads and temp files (default .fakescope/web)",
+    )
+    serve.add_argument(
+        "--workers", type=int, default=None, help="analysis threads (default 2; 0: queue only)"
+    )
+    serve.add_argument(
+        "--triton-url", default=None, help=f"Triton host:port (default {DEFAULT_URLS['grpc']})"
+    )
     serve.add_argument("--triton-protocol", choices=("grpc", "http"), default=None)
-    serve.add_argument("--public-url", default=None,
-                       help="external base URL for webhook links, e.g. https://fakescope.example")
-    serve.add_argument("--start-triton", action="store_true",
-                       help="also start the embedded Triton (server extra) on loopback")
+    serve.add_argument(
+        "--public-url",
+        default=None,
+        help="external base URL for webhook links, e.g. https://fakescope.example",
+    )
+    serve.add_argument(
+        "--start-triton",
+        action="store_true",
+        help="also start the embedded Triton (server extra) on loopback",
+    )
     serve.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     serve.add_argument("--triton-http-port", type=int, default=contract.HTTP_PORT)
     serve.add_argument("--triton-grpc-port", type=int, default=contract.GRPC_PORT)
@@ -262,10 +306,18 @@ def add_web_parsers(subparsers: Any) -> None:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key (printed once)")
     create.add_argument("--org", required=True, help="the organisation the key belongs to")
-    create.add_argument("--monthly-quota", type=_positive, default=DEFAULT_KEY_QUOTA,
-                        help=f"analyses per calendar month (default {DEFAULT_KEY_QUOTA})")
-    create.add_argument("--rate-per-minute", type=_positive, default=DEFAULT_KEY_RATE,
-                        help=f"analyses per minute (default {DEFAULT_KEY_RATE})")
+    create.add_argument(
+        "--monthly-quota",
+        type=_positive,
+        default=DEFAULT_KEY_QUOTA,
+        help=f"analyses per calendar month (default {DEFAULT_KEY_QUOTA})",
+    )
+    create.add_argument(
+        "--rate-per-minute",
+        type=_positive,
+        default=DEFAULT_KEY_RATE,
+        help=f"analyses per minute (default {DEFAULT_KEY_RATE})",
+    )
     create.add_argument("--note", default=None)
     create.add_argument("--json", action="store_true")
     _database_option(create)
@@ -288,8 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     add_web_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return int(args.func(args))
 
 

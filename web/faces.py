@@ -46,7 +46,11 @@ def _sort_key(item: tuple[int, dict[str, Any]]) -> tuple[float, int]:
 
 
 def face_thumbnails(
-    sampled: SampledFrames, face_boxes: list[dict[str, Any]], *, limit: int, size: int = 128,
+    sampled: SampledFrames,
+    face_boxes: list[dict[str, Any]],
+    *,
+    limit: int,
+    size: int = 128,
 ) -> list[FaceThumbnail]:
     """Crop up to ``limit`` faces from ``sampled.frames`` (boxes in original-video pixels)."""
     sx, sy = sampled.scale
@@ -67,16 +71,25 @@ def face_thumbnails(
         crop = np.ascontiguousarray(frames[frame_index, top:bottom, left:right])
         scale = size / max(crop.shape[:2])
         if scale < 1:
-            crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)),
-                                     max(1, round(crop.shape[0] * scale))),
-                              interpolation=cv2.INTER_AREA)
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            crop = cv2.resize(
+                crop,
+                (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
+        ok, encoded = cv2.imencode(
+            ".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        )
         if not ok:
             continue
-        out.append(FaceThumbnail(
-            position=len(out), frame_index=frame_index, timestamp=float(face["timestamp"]),
-            fake_score=face.get("fake_score"), detection_score=face.get("detection_score"),
-            box=[float(v) for v in face["box"]], jpeg=encoded.tobytes(),
-        ))
+        out.append(
+            FaceThumbnail(
+                position=len(out),
+                frame_index=frame_index,
+                timestamp=float(face["timestamp"]),
+                fake_score=face.get("fake_score"),
+                detection_score=face.get("detection_score"),
+                box=[float(v) for v in face["box"]],
+                jpeg=encoded.tobytes(),
+            )
+        )
     return out

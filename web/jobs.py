@@ -57,7 +57,10 @@ class _JobFailedError(Exception):
 
 
 def analyse_job_video(
-    path: str, filename: str, client: DetectorClient, settings: Settings,
+    path: str,
+    filename: str,
+    client: DetectorClient,
+    settings: Settings,
 ) -> tuple[dict[str, Any], list[float], list[Any], float]:
     """Analyse one video; return (verdict JSON, frame timestamps, thumbnails, seconds).
 
@@ -73,7 +76,8 @@ def analyse_job_video(
     sampled = decoded.sampled
     if sampled.duration_seconds > settings.max_duration_s:
         raise _JobFailedError(
-            "too_long", f"the video lasts {sampled.duration_seconds:.0f} s; the limit is "
+            "too_long",
+            f"the video lasts {sampled.duration_seconds:.0f} s; the limit is "
             f"{settings.max_duration_s:.0f} s",
         )
     try:
@@ -108,8 +112,13 @@ def webhook_payload(job: jobstore.Job, base_url: str) -> dict[str, Any]:
 class JobRunner:
     """``settings.workers`` analysis threads plus one heartbeat/maintenance thread."""
 
-    def __init__(self, engine: Engine, settings: Settings, metrics: ServiceMetrics | None = None,
-                 base_url: str = ""):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        metrics: ServiceMetrics | None = None,
+        base_url: str = "",
+    ):
         """Prepare the runner (no thread starts before :meth:`start`)."""
         self.engine = engine
         self.settings = settings
@@ -133,9 +142,13 @@ class JobRunner:
         hb = threading.Thread(target=self._heartbeat, name="fakescope-heartbeat", daemon=True)
         hb.start()
         self._threads.append(hb)
-        logger.info("job runner %s: %d worker(s) for Triton %s (%s)", self.worker_id,
-                    self.settings.workers, self.settings.triton_url,
-                    self.settings.triton_protocol)
+        logger.info(
+            "job runner %s: %d worker(s) for Triton %s (%s)",
+            self.worker_id,
+            self.settings.workers,
+            self.settings.triton_url,
+            self.settings.triton_protocol,
+        )
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask the threads to stop and wait for the job in hand to finish (bounded)."""
@@ -146,8 +159,11 @@ class JobRunner:
             t.join(max(0.0, deadline - time.monotonic()))
         still = [t.name for t in self._threads if t.is_alive()]
         if still:
-            logger.warning("job threads still running at shutdown: %s (their jobs resume "
-                           "after the lease expires)", still)
+            logger.warning(
+                "job threads still running at shutdown: %s (their jobs resume "
+                "after the lease expires)",
+                still,
+            )
         self._threads.clear()
 
     def notify(self) -> None:
@@ -169,9 +185,11 @@ class JobRunner:
                     self._wake.clear()
                     continue
                 if client is None:
-                    client = DetectorClient(self.settings.triton_url,
-                                            self.settings.triton_protocol,
-                                            timeout_s=self.settings.triton_timeout_s)
+                    client = DetectorClient(
+                        self.settings.triton_url,
+                        self.settings.triton_protocol,
+                        timeout_s=self.settings.triton_timeout_s,
+                    )
                 with self._lock:
                     self._running.add(job.id)
                 try:
@@ -190,8 +208,7 @@ class JobRunner:
             with self._lock:
                 running = list(self._running)
             try:
-                jobstore.extend_leases(self.engine, running, self.worker_id,
-                                       self.settings.lease_s)
+                jobstore.extend_leases(self.engine, running, self.worker_id, self.settings.lease_s)
                 if jobstore.reclaim_expired(self.engine):
                     self._wake.set()
                 if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
@@ -205,8 +222,9 @@ class JobRunner:
         s = self.settings
         logger.info("job %s: attempt %d, %s", job.id, job.attempts, job.filename)
         if job.attempts > s.max_attempts:
-            self._finish_failed(job, "gave_up",
-                                f"the analysis was interrupted {job.attempts - 1} times")
+            self._finish_failed(
+                job, "gave_up", f"the analysis was interrupted {job.attempts - 1} times"
+            )
             return
         if not job.video_path or not Path(job.video_path).is_file():
             self._finish_failed(job, "video_missing", "the uploaded video is no longer stored")
@@ -220,28 +238,43 @@ class JobRunner:
             return
         except ServerUnreachableError as exc:
             # The details (addresses) go to the log; the user sees what happened, not where.
-            logger.warning("job %s: attempt %d, Triton unreachable: %s", job.id, job.attempts,
-                           exc)
+            logger.warning("job %s: attempt %d, Triton unreachable: %s", job.id, job.attempts, exc)
             if job.attempts >= s.max_attempts:
-                self._finish_failed(job, "server_unreachable",
-                                    f"the analysis server did not answer ({job.attempts} "
-                                    "attempts); please try again later")
+                self._finish_failed(
+                    job,
+                    "server_unreachable",
+                    f"the analysis server did not answer ({job.attempts} "
+                    "attempts); please try again later",
+                )
                 return
             wait = min(MAX_BACKOFF_S, s.retry_backoff_s * 2 ** (job.attempts - 1))
-            jobstore.requeue_job(self.engine, job.id, self.worker_id,
-                                 not_before=db.now() + wait,
-                                 message=f"the analysis server is not answering; retrying in "
-                                 f"{wait:.0f} s")
+            jobstore.requeue_job(
+                self.engine,
+                job.id,
+                self.worker_id,
+                not_before=db.now() + wait,
+                message=f"the analysis server is not answering; retrying in {wait:.0f} s",
+            )
             return
         except Exception as exc:
             logger.exception("job %s: unexpected error", job.id)
-            self._finish_failed(job, "internal",
-                                f"internal error ({type(exc).__name__}); the operator can "
-                                "find the details in the service log")
+            self._finish_failed(
+                job,
+                "internal",
+                f"internal error ({type(exc).__name__}); the operator can "
+                "find the details in the service log",
+            )
             return
         kept = self._dispose_video(job)
-        if not jobstore.complete_job(self.engine, job.id, self.worker_id, verdict=verdict,
-                                     timestamps=stamps, thumbnails=thumbs, video_path=kept):
+        if not jobstore.complete_job(
+            self.engine,
+            job.id,
+            self.worker_id,
+            verdict=verdict,
+            timestamps=stamps,
+            thumbnails=thumbs,
+            video_path=kept,
+        ):
             logger.warning("job %s was taken back from this worker; result dropped", job.id)
             return
         if self.metrics is not None:
@@ -252,8 +285,9 @@ class JobRunner:
 
     def _finish_failed(self, job: jobstore.Job, code: str, message: str) -> None:
         kept = self._dispose_video(job)
-        if jobstore.fail_job(self.engine, job.id, self.worker_id, code=code, message=message,
-                             video_path=kept):
+        if jobstore.fail_job(
+            self.engine, job.id, self.worker_id, code=code, message=message, video_path=kept
+        ):
             logger.warning("job %s failed (%s): %s", job.id, code, message)
             if self.metrics is not None:
                 self.metrics.analyses.labels(code).inc()
@@ -272,8 +306,10 @@ class JobRunner:
         if job is None or not job.webhook_url:
             return
         outcome = send_webhook(
-            job.webhook_url, webhook_payload(job, self.base_url),
-            policy=self.settings.webhook_policy, secret=self.settings.webhook_secret,
+            job.webhook_url,
+            webhook_payload(job, self.base_url),
+            policy=self.settings.webhook_policy,
+            secret=self.settings.webhook_secret,
             timeout_s=self.settings.webhook_timeout_s,
         )
         jobstore.set_webhook_result(self.engine, job_id, outcome)

@@ -95,23 +95,58 @@ def _job(row: Any) -> Job:
 
 
 def create_job(
-    engine: Engine, *, job_id: str, owner: str, subject: str, key_id: str | None, filename: str,
-    size_bytes: int, video_path: str, keep_video: bool, webhook_url: str | None,
+    engine: Engine,
+    *,
+    job_id: str,
+    owner: str,
+    subject: str,
+    key_id: str | None,
+    filename: str,
+    size_bytes: int,
+    video_path: str,
+    keep_video: bool,
+    webhook_url: str | None,
 ) -> Job:
     """Insert a pending job and its ``uses`` row in one transaction."""
     at = db.now()
     with engine.begin() as conn:
-        conn.execute(db.jobs.insert().values(
-            id=job_id, owner=owner, key_id=key_id, status=PENDING, filename=filename,
-            size_bytes=size_bytes, video_path=video_path, keep_video=keep_video,
-            webhook_url=webhook_url, webhook_result=None, created_at=at, updated_at=at,
-            started_at=None, finished_at=None, not_before=at, lease_until=None, worker=None,
-            attempts=0, error_code=None, error_message=None, label=None,
-            fake_probability=None, result_json=None, timestamps_json=None,
-        ))
-        conn.execute(db.uses.insert().values(
-            at=at, day=db.utc_day(at), subject=subject, key_id=key_id, job_id=job_id,
-        ))
+        conn.execute(
+            db.jobs.insert().values(
+                id=job_id,
+                owner=owner,
+                key_id=key_id,
+                status=PENDING,
+                filename=filename,
+                size_bytes=size_bytes,
+                video_path=video_path,
+                keep_video=keep_video,
+                webhook_url=webhook_url,
+                webhook_result=None,
+                created_at=at,
+                updated_at=at,
+                started_at=None,
+                finished_at=None,
+                not_before=at,
+                lease_until=None,
+                worker=None,
+                attempts=0,
+                error_code=None,
+                error_message=None,
+                label=None,
+                fake_probability=None,
+                result_json=None,
+                timestamps_json=None,
+            )
+        )
+        conn.execute(
+            db.uses.insert().values(
+                at=at,
+                day=db.utc_day(at),
+                subject=subject,
+                key_id=key_id,
+                job_id=job_id,
+            )
+        )
         row = conn.execute(select(db.jobs).where(db.jobs.c.id == job_id)).one()
     return _job(row)
 
@@ -124,7 +159,11 @@ def get_job(engine: Engine, job_id: str) -> Job | None:
 
 
 def list_jobs(
-    engine: Engine, owner: str, *, limit: int = 50, before: float | None = None,
+    engine: Engine,
+    owner: str,
+    *,
+    limit: int = 50,
+    before: float | None = None,
 ) -> list[Job]:
     """List the owner's jobs, newest first; ``before`` pages by ``created_at``."""
     query = select(db.jobs).where(db.jobs.c.owner == owner)
@@ -142,8 +181,13 @@ def reclaim_expired(engine: Engine) -> int:
         result = conn.execute(
             update(db.jobs)
             .where(db.jobs.c.status == RUNNING, db.jobs.c.lease_until < at)
-            .values(status=PENDING, worker=None, lease_until=None, updated_at=at,
-                    error_message="the worker running this job stopped; resumed")
+            .values(
+                status=PENDING,
+                worker=None,
+                lease_until=None,
+                updated_at=at,
+                error_message="the worker running this job stopped; resumed",
+            )
         )
     if result.rowcount:
         logger.warning("resumed %d job(s) whose worker stopped", result.rowcount)
@@ -154,18 +198,28 @@ def claim_next(engine: Engine, worker: str, lease_s: float) -> Job | None:
     """Claim the oldest due pending job for ``worker``; ``None`` when there is none."""
     at = db.now()
     with engine.connect() as conn:
-        candidates = [r[0] for r in conn.execute(
-            select(db.jobs.c.id)
-            .where(db.jobs.c.status == PENDING, db.jobs.c.not_before <= at)
-            .order_by(db.jobs.c.created_at).limit(8)
-        )]
+        candidates = [
+            r[0]
+            for r in conn.execute(
+                select(db.jobs.c.id)
+                .where(db.jobs.c.status == PENDING, db.jobs.c.not_before <= at)
+                .order_by(db.jobs.c.created_at)
+                .limit(8)
+            )
+        ]
     for job_id in candidates:
         with engine.begin() as conn:
             result = conn.execute(
                 update(db.jobs)
                 .where(db.jobs.c.id == job_id, db.jobs.c.status == PENDING)
-                .values(status=RUNNING, worker=worker, lease_until=at + lease_s,
-                        started_at=at, updated_at=at, attempts=db.jobs.c.attempts + 1)
+                .values(
+                    status=RUNNING,
+                    worker=worker,
+                    lease_until=at + lease_s,
+                    started_at=at,
+                    updated_at=at,
+                    attempts=db.jobs.c.attempts + 1,
+                )
             )
             if result.rowcount == 1:
                 row = conn.execute(select(db.jobs).where(db.jobs.c.id == job_id)).one()
@@ -185,23 +239,39 @@ def extend_leases(engine: Engine, job_ids: Sequence[str], worker: str, lease_s: 
     with engine.begin() as conn:
         conn.execute(
             update(db.jobs)
-            .where(db.jobs.c.id.in_(list(job_ids)), db.jobs.c.worker == worker,
-                   db.jobs.c.status == RUNNING)
+            .where(
+                db.jobs.c.id.in_(list(job_ids)),
+                db.jobs.c.worker == worker,
+                db.jobs.c.status == RUNNING,
+            )
             .values(lease_until=at + lease_s)
         )
 
 
 def complete_job(
-    engine: Engine, job_id: str, worker: str, *, verdict: dict[str, Any],
-    timestamps: list[float], thumbnails: Sequence[FaceThumbnail], video_path: str | None,
+    engine: Engine,
+    job_id: str,
+    worker: str,
+    *,
+    verdict: dict[str, Any],
+    timestamps: list[float],
+    thumbnails: Sequence[FaceThumbnail],
+    video_path: str | None,
 ) -> bool:
     """Store the verdict and thumbnails; ``False`` if the job is no longer this worker's."""
     at = db.now()
     with engine.begin() as conn:
         result = conn.execute(
-            update(db.jobs).where(_mine(job_id, worker)).values(
-                status=DONE, finished_at=at, updated_at=at, lease_until=None,
-                error_code=None, error_message=None, label=verdict["label"],
+            update(db.jobs)
+            .where(_mine(job_id, worker))
+            .values(
+                status=DONE,
+                finished_at=at,
+                updated_at=at,
+                lease_until=None,
+                error_code=None,
+                error_message=None,
+                label=verdict["label"],
                 fake_probability=verdict["fake_probability"],
                 result_json=json.dumps(verdict, allow_nan=False),
                 timestamps_json=json.dumps([round(t, 4) for t in timestamps]),
@@ -212,47 +282,80 @@ def complete_job(
             return False
         conn.execute(delete(db.faces).where(db.faces.c.job_id == job_id))
         if thumbnails:
-            conn.execute(db.faces.insert(), [
-                {"job_id": job_id, "position": t.position, "frame_index": t.frame_index,
-                 "timestamp": t.timestamp, "fake_score": t.fake_score,
-                 "detection_score": t.detection_score,
-                 "box_json": json.dumps([round(v, 2) for v in t.box]), "jpeg": t.jpeg}
-                for t in thumbnails
-            ])
+            conn.execute(
+                db.faces.insert(),
+                [
+                    {
+                        "job_id": job_id,
+                        "position": t.position,
+                        "frame_index": t.frame_index,
+                        "timestamp": t.timestamp,
+                        "fake_score": t.fake_score,
+                        "detection_score": t.detection_score,
+                        "box_json": json.dumps([round(v, 2) for v in t.box]),
+                        "jpeg": t.jpeg,
+                    }
+                    for t in thumbnails
+                ],
+            )
     return True
 
 
 def fail_job(
-    engine: Engine, job_id: str, worker: str | None, *, code: str, message: str,
+    engine: Engine,
+    job_id: str,
+    worker: str | None,
+    *,
+    code: str,
+    message: str,
     video_path: str | None,
 ) -> bool:
     """Mark the job failed with a stable ``code`` and a human ``message``."""
     at = db.now()
     where = _mine(job_id, worker) if worker is not None else db.jobs.c.id == job_id
     with engine.begin() as conn:
-        result = conn.execute(update(db.jobs).where(where).values(
-            status=FAILED, finished_at=at, updated_at=at, lease_until=None, error_code=code,
-            error_message=message, video_path=video_path,
-        ))
+        result = conn.execute(
+            update(db.jobs)
+            .where(where)
+            .values(
+                status=FAILED,
+                finished_at=at,
+                updated_at=at,
+                lease_until=None,
+                error_code=code,
+                error_message=message,
+                video_path=video_path,
+            )
+        )
     return result.rowcount == 1
 
 
-def requeue_job(engine: Engine, job_id: str, worker: str, *, not_before: float,
-                message: str) -> bool:
+def requeue_job(
+    engine: Engine, job_id: str, worker: str, *, not_before: float, message: str
+) -> bool:
     """Give the job back (pending) to be retried at ``not_before``."""
     with engine.begin() as conn:
-        result = conn.execute(update(db.jobs).where(_mine(job_id, worker)).values(
-            status=PENDING, worker=None, lease_until=None, not_before=not_before,
-            updated_at=db.now(), error_message=message,
-        ))
+        result = conn.execute(
+            update(db.jobs)
+            .where(_mine(job_id, worker))
+            .values(
+                status=PENDING,
+                worker=None,
+                lease_until=None,
+                not_before=not_before,
+                updated_at=db.now(),
+                error_message=message,
+            )
+        )
     return result.rowcount == 1
 
 
 def set_webhook_result(engine: Engine, job_id: str, outcome: str) -> None:
     """Record how the completion webhook went."""
     with engine.begin() as conn:
-        conn.execute(update(db.jobs).where(db.jobs.c.id == job_id)
-                     .values(webhook_result=outcome[:300]))
+        conn.execute(
+            update(db.jobs).where(db.jobs.c.id == job_id).values(webhook_result=outcome[:300])
+        )
 
 
 def clear_video_path(engine: Engine, job_id: str) -> None:
@@ -265,24 +368,38 @@ def kept_videos_older_than(engine: Engine, before: float) -> list[tuple[str, str
     """``(job_id, video_path)`` of finished jobs whose kept video is past retention."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(db.jobs.c.id, db.jobs.c.video_path)
-            .where(db.jobs.c.video_path.is_not(None), db.jobs.c.created_at < before,
-                   db.jobs.c.status.in_((DONE, FAILED)))
+            select(db.jobs.c.id, db.jobs.c.video_path).where(
+                db.jobs.c.video_path.is_not(None),
+                db.jobs.c.created_at < before,
+                db.jobs.c.status.in_((DONE, FAILED)),
+            )
         ).all()
     return [(r[0], r[1]) for r in rows]
 
 
 def list_faces(engine: Engine, job_id: str) -> list[dict[str, Any]]:
     """Face metadata of a job (no JPEG bytes), by position."""
-    cols = [db.faces.c.position, db.faces.c.frame_index, db.faces.c.timestamp,
-            db.faces.c.fake_score, db.faces.c.detection_score, db.faces.c.box_json]
+    cols = [
+        db.faces.c.position,
+        db.faces.c.frame_index,
+        db.faces.c.timestamp,
+        db.faces.c.fake_score,
+        db.faces.c.detection_score,
+        db.faces.c.box_json,
+    ]
     with engine.connect() as conn:
-        rows = conn.execute(select(*cols).where(db.faces.c.job_id == job_id)
-                            .order_by(db.faces.c.position)).all()
+        rows = conn.execute(
+            select(*cols).where(db.faces.c.job_id == job_id).order_by(db.faces.c.position)
+        ).all()
     return [
-        {"position": r.position, "frame_index": r.frame_index, "timestamp": r.timestamp,
-         "fake_score": r.fake_score, "detection_score": r.detection_score,
-         "box": json.loads(r.box_json)}
+        {
+            "position": r.position,
+            "frame_index": r.frame_index,
+            "timestamp": r.timestamp,
+            "fake_score": r.fake_score,
+            "detection_score": r.detection_score,
+            "box": json.loads(r.box_json),
+        }
         for r in rows
     ]
 
@@ -290,8 +407,11 @@ def list_faces(engine: Engine, job_id: str) -> list[dict[str, Any]]:
 def get_face_jpeg(engine: Engine, job_id: str, position: int) -> bytes | None:
     """Return the JPEG of one face thumbnail, or ``None``."""
     with engine.connect() as conn:
-        row = conn.execute(select(db.faces.c.jpeg).where(
-            db.faces.c.job_id == job_id, db.faces.c.position == position)).first()
+        row = conn.execute(
+            select(db.faces.c.jpeg).where(
+                db.faces.c.job_id == job_id, db.faces.c.position == position
+            )
+        ).first()
     return None if row is None else bytes(row[0])
 
 

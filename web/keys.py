@@ -98,14 +98,22 @@ def _hash(salt: str, secret: str) -> str:
 def _row_to_key(row: object) -> ApiKey:
     m = row._mapping  # type: ignore[attr-defined]
     return ApiKey(
-        id=m["id"], organisation=m["organisation"], monthly_quota=m["monthly_quota"],
-        rate_per_minute=m["rate_per_minute"], created_at=m["created_at"],
-        revoked_at=m["revoked_at"], note=m["note"],
+        id=m["id"],
+        organisation=m["organisation"],
+        monthly_quota=m["monthly_quota"],
+        rate_per_minute=m["rate_per_minute"],
+        created_at=m["created_at"],
+        revoked_at=m["revoked_at"],
+        note=m["note"],
     )
 
 
 def create_key(
-    engine: Engine, organisation: str, *, monthly_quota: int, rate_per_minute: int,
+    engine: Engine,
+    organisation: str,
+    *,
+    monthly_quota: int,
+    rate_per_minute: int,
     note: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; return it and the full key string (shown once, never stored).
@@ -124,11 +132,19 @@ def create_key(
     salt = secrets.token_hex(16)
     created = db.now()
     with engine.begin() as conn:
-        conn.execute(db.api_keys.insert().values(
-            id=key_id, organisation=organisation, salt=salt, secret_hash=_hash(salt, secret),
-            monthly_quota=monthly_quota, rate_per_minute=rate_per_minute, created_at=created,
-            revoked_at=None, note=note,
-        ))
+        conn.execute(
+            db.api_keys.insert().values(
+                id=key_id,
+                organisation=organisation,
+                salt=salt,
+                secret_hash=_hash(salt, secret),
+                monthly_quota=monthly_quota,
+                rate_per_minute=rate_per_minute,
+                created_at=created,
+                revoked_at=None,
+                note=note,
+            )
+        )
     key = ApiKey(key_id, organisation, monthly_quota, rate_per_minute, created, None, note)
     return key, f"{KEY_PREFIX}_{key_id}_{secret}"
 
@@ -141,9 +157,11 @@ def revoke_key(engine: Engine, key_id: str) -> ApiKey:
 
     """
     with engine.begin() as conn:
-        conn.execute(update(db.api_keys)
-                     .where(db.api_keys.c.id == key_id, db.api_keys.c.revoked_at.is_(None))
-                     .values(revoked_at=db.now()))
+        conn.execute(
+            update(db.api_keys)
+            .where(db.api_keys.c.id == key_id, db.api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=db.now())
+        )
         row = conn.execute(select(db.api_keys).where(db.api_keys.c.id == key_id)).first()
     if row is None:
         raise LookupError(f"no API key with id {key_id!r}")
@@ -178,7 +196,8 @@ def verify_key(engine: Engine, presented: str) -> ApiKey:
     if key.revoked_at is not None:
         raise ApiKeyError(
             f"API key {key.id} was revoked on "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(key.revoked_at))}", 403,
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(key.revoked_at))}",
+            403,
         )
     return key
 
@@ -199,8 +218,9 @@ def count_uses(engine: Engine, subject: str, since: float) -> tuple[int, float |
     """Count the uses of ``subject`` since ``since``: (count, time of the oldest one)."""
     with engine.connect() as conn:
         row = conn.execute(
-            select(func.count(), func.min(db.uses.c.at))
-            .where(db.uses.c.subject == subject, db.uses.c.at >= since)
+            select(func.count(), func.min(db.uses.c.at)).where(
+                db.uses.c.subject == subject, db.uses.c.at >= since
+            )
         ).one()
     return int(row[0]), row[1]
 
@@ -208,9 +228,13 @@ def count_uses(engine: Engine, subject: str, since: float) -> tuple[int, float |
 def count_anonymous_uses(engine: Engine, since: float) -> int:
     """Count the uses by all anonymous visitors together since ``since``."""
     with engine.connect() as conn:
-        return int(conn.execute(
-            select(func.count()).where(db.uses.c.subject.like("visitor:%"), db.uses.c.at >= since)
-        ).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    db.uses.c.subject.like("visitor:%"), db.uses.c.at >= since
+                )
+            ).scalar_one()
+        )
 
 
 def check_limits(engine: Engine, key: ApiKey, at: float | None = None) -> None:
@@ -221,7 +245,8 @@ def check_limits(engine: Engine, key: ApiKey, at: float | None = None) -> None:
         reset = _next_month_start(at)
         raise LimitExceededError(
             f"monthly quota of {key.monthly_quota} analyses used up for key {key.id}; it resets "
-            f"on {time.strftime('%Y-%m-%d', time.gmtime(reset))} (UTC)", reset - at,
+            f"on {time.strftime('%Y-%m-%d', time.gmtime(reset))} (UTC)",
+            reset - at,
         )
     recent, oldest = count_uses(engine, key.subject, at - RATE_WINDOW_S)
     if recent >= key.rate_per_minute:

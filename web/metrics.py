@@ -97,26 +97,46 @@ def business_metrics(engine: Engine, *, days: int = 30, at: float | None = None)
     at = db.now() if at is None else at
     day_list = [db.utc_day(at - i * DAY_S) for i in range(days - 1, -1, -1)]
     with engine.connect() as conn:
-        per_day = dict(conn.execute(
-            select(db.uses.c.day, func.count()).where(db.uses.c.day >= day_list[0])
-            .group_by(db.uses.c.day)
-        ).all())
+        per_day = dict(
+            conn.execute(
+                select(db.uses.c.day, func.count())
+                .where(db.uses.c.day >= day_list[0])
+                .group_by(db.uses.c.day)
+            ).all()
+        )
         total = conn.execute(select(func.count()).select_from(db.uses)).scalar_one()
-        views, timed, average = conn.execute(select(
-            func.count(), func.count(db.page_views.c.seconds), func.avg(db.page_views.c.seconds),
-        )).one()
+        views, timed, average = conn.execute(
+            select(
+                func.count(),
+                func.count(db.page_views.c.seconds),
+                func.avg(db.page_views.c.seconds),
+            )
+        ).one()
         key_rows = conn.execute(
-            select(db.api_keys.c.id, db.api_keys.c.organisation, db.api_keys.c.monthly_quota,
-                   db.api_keys.c.revoked_at, func.count(db.uses.c.id), func.max(db.uses.c.at))
+            select(
+                db.api_keys.c.id,
+                db.api_keys.c.organisation,
+                db.api_keys.c.monthly_quota,
+                db.api_keys.c.revoked_at,
+                func.count(db.uses.c.id),
+                func.max(db.uses.c.at),
+            )
             .select_from(db.api_keys.outerjoin(db.uses, db.uses.c.key_id == db.api_keys.c.id))
-            .group_by(db.api_keys.c.id, db.api_keys.c.organisation, db.api_keys.c.monthly_quota,
-                      db.api_keys.c.revoked_at)
+            .group_by(
+                db.api_keys.c.id,
+                db.api_keys.c.organisation,
+                db.api_keys.c.monthly_quota,
+                db.api_keys.c.revoked_at,
+            )
             .order_by(db.api_keys.c.organisation, db.api_keys.c.id)
         ).all()
-        failures = dict(conn.execute(
-            select(db.jobs.c.error_code, func.count()).where(db.jobs.c.status == "failed")
-            .group_by(db.jobs.c.error_code)
-        ).all())
+        failures = dict(
+            conn.execute(
+                select(db.jobs.c.error_code, func.count())
+                .where(db.jobs.c.status == "failed")
+                .group_by(db.jobs.c.error_code)
+            ).all()
+        )
     return BusinessMetrics(
         uses_per_day=[(d, int(per_day.get(d, 0))) for d in day_list],
         uses_today=int(per_day.get(day_list[-1], 0)),
@@ -128,8 +148,14 @@ def business_metrics(engine: Engine, *, days: int = 30, at: float | None = None)
         timed_page_views=int(timed),
         average_page_seconds=None if average is None else float(average),
         per_key=[
-            {"key_id": r[0], "organisation": r[1], "monthly_quota": r[2],
-             "revoked": r[3] is not None, "uses": int(r[4]), "last_use_at": r[5]}
+            {
+                "key_id": r[0],
+                "organisation": r[1],
+                "monthly_quota": r[2],
+                "revoked": r[3] is not None,
+                "uses": int(r[4]),
+                "last_use_at": r[5],
+            }
             for r in key_rows
         ],
         jobs_by_status=count_by_status(engine),
@@ -156,7 +182,8 @@ class _BusinessCollector(Collector):
         today.add_metric([], m.uses_today)
         yield today
         subjects = GaugeMetricFamily(
-            "fakescope_web_subjects", "Visitors/keys by number of uses (first: >=1, second: >=2)",
+            "fakescope_web_subjects",
+            "Visitors/keys by number of uses (first: >=1, second: >=2)",
             labels=["kind", "uses"],
         )
         rate = GaugeMetricFamily(
@@ -164,22 +191,28 @@ class _BusinessCollector(Collector):
             "Share of visitors/keys with a first use that came back for a second",
             labels=["kind"],
         )
-        for kind, conv in (("all", m.conversion), ("visitor", m.conversion_visitors),
-                           ("key", m.conversion_keys)):
+        for kind, conv in (
+            ("all", m.conversion),
+            ("visitor", m.conversion_visitors),
+            ("key", m.conversion_keys),
+        ):
             subjects.add_metric([kind, "first"], conv.first_use)
             subjects.add_metric([kind, "second"], conv.second_use)
             if conv.rate is not None:
                 rate.add_metric([kind], conv.rate)
         yield subjects
         yield rate
-        views = GaugeMetricFamily("fakescope_web_page_views", "Service page views",
-                                  labels=["timed"])
+        views = GaugeMetricFamily(
+            "fakescope_web_page_views", "Service page views", labels=["timed"]
+        )
         views.add_metric(["all"], m.page_views)
         views.add_metric(["with_beacon"], m.timed_page_views)
         yield views
         if m.average_page_seconds is not None:
-            avg = GaugeMetricFamily("fakescope_web_page_time_seconds_average",
-                                    "Average visible time on the service page")
+            avg = GaugeMetricFamily(
+                "fakescope_web_page_time_seconds_average",
+                "Average visible time on the service page",
+            )
             avg.add_metric([], m.average_page_seconds)
             yield avg
         jobs = GaugeMetricFamily("fakescope_web_jobs", "Jobs by status", labels=["status"])
@@ -195,26 +228,40 @@ class ServiceMetrics:
         """Create a fresh registry with the service instruments and the business collector."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.http_latency = Histogram(
-            "fakescope_web_http_request_duration_seconds", "HTTP request latency",
-            ["method", "route", "status"], registry=self.registry,
+            "fakescope_web_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.http_errors = Counter(
-            "fakescope_web_http_errors", "HTTP responses with status >= 500 (server errors)",
-            ["route"], registry=self.registry,
+            "fakescope_web_http_errors",
+            "HTTP responses with status >= 500 (server errors)",
+            ["route"],
+            registry=self.registry,
         )
         self.rejections = Counter(
-            "fakescope_web_rejections", "Refused requests by reason (4xx with a stable code)",
-            ["code"], registry=self.registry,
+            "fakescope_web_rejections",
+            "Refused requests by reason (4xx with a stable code)",
+            ["code"],
+            registry=self.registry,
         )
         self.analyses = Counter(
-            "fakescope_web_analyses", "Finished analyses by outcome (done, or the failure code)",
-            ["outcome"], registry=self.registry,
+            "fakescope_web_analyses",
+            "Finished analyses by outcome (done, or the failure code)",
+            ["outcome"],
+            registry=self.registry,
         )
         self.analysis_seconds = Histogram(
-            "fakescope_web_analysis_duration_seconds", "Decode + inference time of one job",
-            registry=self.registry, buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128),
+            "fakescope_web_analysis_duration_seconds",
+            "Decode + inference time of one job",
+            registry=self.registry,
+            buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128),
         )
-        self.webhooks = Counter("fakescope_web_webhooks", "Webhook deliveries by outcome",
-                                ["outcome"], registry=self.registry)
+        self.webhooks = Counter(
+            "fakescope_web_webhooks",
+            "Webhook deliveries by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.registry.register(_BusinessCollector(engine))

@@ -45,10 +45,16 @@ def _new_view(request: Request, visitor: str, page: str) -> str:
     view_id = secrets.token_hex(16)
     at = db.now()
     with service(request).engine.begin() as conn:
-        conn.execute(db.page_views.insert().values(
-            id=view_id, visitor=visitor, page=page, day=db.utc_day(at), started_at=at,
-            seconds=None,
-        ))
+        conn.execute(
+            db.page_views.insert().values(
+                id=view_id,
+                visitor=visitor,
+                page=page,
+                day=db.utc_day(at),
+                started_at=at,
+                seconds=None,
+            )
+        )
     return view_id
 
 
@@ -78,15 +84,21 @@ def record_beacon(request: Request, view_id: str, seconds: float) -> None:
 
 
 def _history(request: Request, visitor: str) -> list[jobstore.Job]:
-    return jobstore.list_jobs(service(request).engine, f"visitor:{visitor}",
-                              limit=HISTORY_LENGTH)
+    return jobstore.list_jobs(service(request).engine, f"visitor:{visitor}", limit=HISTORY_LENGTH)
 
 
-def _render(request: Request, name: str, context: dict[str, Any], visitor: str | None,
-            new_visitor: bool, status: int = 200) -> HTMLResponse:
+def _render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    visitor: str | None,
+    new_visitor: bool,
+    status: int = 200,
+) -> HTMLResponse:
     s = service(request).settings
-    response = templates.TemplateResponse(request, name, dict(context, settings=s),
-                                          status_code=status)
+    response = templates.TemplateResponse(
+        request, name, dict(context, settings=s), status_code=status
+    )
     if visitor and new_visitor:
         set_visitor_cookie(response, visitor, s)
     return response
@@ -97,10 +109,17 @@ def upload_page(request: Request) -> HTMLResponse:
     """Render the upload page: drag-and-drop, progress, and the visitor's past checks."""
     visitor, new = _visitor(request)
     view_id = _new_view(request, visitor, "upload")
-    return _render(request, "index.html", {
-        "view_id": view_id, "history": _history(request, visitor),
-        "max_mib": service(request).settings.max_upload_bytes / 2**20,
-    }, visitor, new)
+    return _render(
+        request,
+        "index.html",
+        {
+            "view_id": view_id,
+            "history": _history(request, visitor),
+            "max_mib": service(request).settings.max_upload_bytes / 2**20,
+        },
+        visitor,
+        new,
+    )
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -112,17 +131,23 @@ def result_page(request: Request, job_id: str) -> HTMLResponse:
     if job is None or job.owner != f"visitor:{visitor}":
         return _render(request, "missing.html", {"job_id": job_id}, visitor, new, 404)
     view_id = _new_view(request, visitor, "result")
-    context: dict[str, Any] = {"job": job, "view_id": view_id,
-                               "history": _history(request, visitor)}
+    context: dict[str, Any] = {
+        "job": job,
+        "view_id": view_id,
+        "history": _history(request, visitor),
+    }
     verdict = job.verdict
     if verdict is not None:
         stamps = job.frame_timestamps
         context.update(
             verdict=verdict,
             wording=describe(verdict, stamps),
-            timeline=timeline_svg(verdict["frame_scores"], stamps,
-                                  duration=verdict["duration_seconds"],
-                                  threshold=verdict["threshold"]),
+            timeline=timeline_svg(
+                verdict["frame_scores"],
+                stamps,
+                duration=verdict["duration_seconds"],
+                threshold=verdict["threshold"],
+            ),
             faces=jobstore.list_faces(svc.engine, job.id),
         )
     return _render(request, "job.html", context, visitor, new)
@@ -134,8 +159,9 @@ def admin_page(request: Request, token: str | None = None) -> Response:
     s = service(request).settings
     if token is not None and s.admin_token is not None:
         response = RedirectResponse("/admin", status_code=303)
-        response.set_cookie(ADMIN_COOKIE, token, httponly=True, samesite="strict",
-                            secure=s.secure_cookies, path="/")
+        response.set_cookie(
+            ADMIN_COOKIE, token, httponly=True, samesite="strict", secure=s.secure_cookies, path="/"
+        )
         return response
     if not is_admin(request, s):
         return _render(request, "forbidden.html", {}, None, False, 403)

@@ -65,7 +65,8 @@ def describe(verdict: dict[str, Any], timestamps: list[float] | None = None) -> 
             "No face found",
             f"FakeScope only checks faces. It looked at {frames} moments of this video and "
             "found no face, so it cannot say whether the video was manipulated.",
-            "unknown", caveat,
+            "unknown",
+            caveat,
         )
     p = float(verdict["fake_probability"])
     scores = verdict.get("frame_scores") or []
@@ -83,7 +84,8 @@ def describe(verdict: dict[str, Any], timestamps: list[float] | None = None) -> 
             f"The faces in this video look synthetic to the detector: {percent(p)} (videos are "
             f"flagged from {threshold}). {looked}{peak} Check the original source before "
             "publishing.",
-            "fake", caveat,
+            "fake",
+            caveat,
         )
     strength = "No sign of" if p < 0.1 else "Little sign of"
     return Wording(
@@ -92,13 +94,19 @@ def describe(verdict: dict[str, Any], timestamps: list[float] | None = None) -> 
         f"or swapped: {percent(p)} (videos are flagged from {threshold}). {looked}{peak} A clean "
         "result is not proof that the video is authentic: cuts, audio and context are not "
         "checked.",
-        "real", caveat,
+        "real",
+        caveat,
     )
 
 
 def timeline_svg(
-    scores: list[float | None], timestamps: list[float], *, duration: float | None,
-    threshold: float = 0.5, width: int = 640, height: int = 180,
+    scores: list[float | None],
+    timestamps: list[float],
+    *,
+    duration: float | None,
+    threshold: float = 0.5,
+    width: int = 640,
+    height: int = 180,
 ) -> str:
     """Return an ``<svg>`` chart of per-frame fake scores over time.
 
@@ -124,13 +132,19 @@ def timeline_svg(
         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="plot"/>',
     ]
     for level in (0.0, 0.5, 1.0):
-        parts.append(f'<text x="{left - 6}" y="{y(level) + 4}" text-anchor="end" '
-                     f'class="axis">{round(level * 100)} %</text>')
-    parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(threshold)}" y2="{y(threshold)}" '
-                 'class="threshold"/>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y(level) + 4}" text-anchor="end" '
+            f'class="axis">{round(level * 100)} %</text>'
+        )
+    parts.append(
+        f'<line x1="{left}" x2="{left + pw}" y1="{y(threshold)}" y2="{y(threshold)}" '
+        'class="threshold"/>'
+    )
     for t, anchor in ((0.0, "start"), (end / 2, "middle"), (end, "end")):
-        parts.append(f'<text x="{x(t)}" y="{height - 8}" text-anchor="{anchor}" '
-                     f'class="axis">{clock(t, precise)}</text>')
+        parts.append(
+            f'<text x="{x(t)}" y="{height - 8}" text-anchor="{anchor}" '
+            f'class="axis">{clock(t, precise)}</text>'
+        )
     run: list[str] = []
     runs: list[list[str]] = []
     for s, t in zip(scores, timestamps, strict=False):
@@ -147,13 +161,17 @@ def timeline_svg(
             parts.append(f'<polyline points="{" ".join(points)}" class="line"/>')
     for i, (s, t) in enumerate(zip(scores, timestamps, strict=False)):
         if s is None:
-            parts.append(f'<line x1="{x(t)}" x2="{x(t)}" y1="{top + ph + 3}" '
-                         f'y2="{top + ph + 9}" class="noface"><title>frame {i + 1} at '
-                         f'{clock(t, precise)}: no face</title></line>')
+            parts.append(
+                f'<line x1="{x(t)}" x2="{x(t)}" y1="{top + ph + 3}" '
+                f'y2="{top + ph + 9}" class="noface"><title>frame {i + 1} at '
+                f"{clock(t, precise)}: no face</title></line>"
+            )
         else:
             tone = "fake" if s >= threshold else "real"
             label = f"frame {i + 1} at {clock(t, precise)}: {percent(s)}"
-            parts.append(f'<circle cx="{x(t)}" cy="{y(s)}" r="4" class="dot {tone}">'
-                         f'<title>{label}</title></circle>')
+            parts.append(
+                f'<circle cx="{x(t)}" cy="{y(s)}" r="4" class="dot {tone}">'
+                f"<title>{label}</title></circle>"
+            )
     parts.append("</svg>")
     return "".join(parts)

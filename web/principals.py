@@ -51,8 +51,7 @@ VISITOR_COOKIE_AGE_S: Final = 365 * 86400
 class ApiError(Exception):
     """An error answered as ``{"error": {"code", "message"}}`` with an HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -98,8 +97,15 @@ def visitor_id(request: Request) -> str | None:
 
 def set_visitor_cookie(response: Response, visitor: str, settings: Settings) -> None:
     """Attach the visitor cookie to ``response``."""
-    response.set_cookie(VISITOR_COOKIE, visitor, max_age=VISITOR_COOKIE_AGE_S, httponly=True,
-                        samesite="lax", secure=settings.secure_cookies, path="/")
+    response.set_cookie(
+        VISITOR_COOKIE,
+        visitor,
+        max_age=VISITOR_COOKIE_AGE_S,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
 
 
 def _same_origin(request: Request) -> bool:
@@ -122,12 +128,16 @@ def resolve_principal(request: Request, engine: Engine, settings: Settings) -> P
         try:
             return Principal(key=keys.verify_key(engine, presented))
         except keys.ApiKeyError as exc:
-            raise ApiError(exc.status, "revoked_key" if exc.status == 403 else "bad_key",
-                           str(exc)) from None
+            raise ApiError(
+                exc.status, "revoked_key" if exc.status == 403 else "bad_key", str(exc)
+            ) from None
     if not settings.allow_anonymous:
-        raise ApiError(401, "key_required", "this server requires an API key "
-                       "(Authorization: Bearer fsk_… or X-API-Key)",
-                       {"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "key_required",
+            "this server requires an API key (Authorization: Bearer fsk_… or X-API-Key)",
+            {"WWW-Authenticate": "Bearer"},
+        )
     if request.method not in ("GET", "HEAD") and not _same_origin(request):
         raise ApiError(403, "cross_site", "cross-site requests are refused")
     existing = visitor_id(request)
@@ -143,16 +153,20 @@ def check_anonymous_limits(engine: Engine, settings: Settings, principal: Princi
     used, _ = keys.count_uses(engine, principal.subject, day_start)
     if used >= settings.anonymous_daily_quota:
         raise ApiError(
-            429, "quota_exceeded",
+            429,
+            "quota_exceeded",
             f"free checks are limited to {settings.anonymous_daily_quota} a day; try again "
             "tomorrow or ask for an API key",
             {"Retry-After": str(int(day_start + 86400 - at) + 1)},
         )
     recent = keys.count_anonymous_uses(engine, at - keys.RATE_WINDOW_S)
     if recent >= settings.anonymous_rate_per_minute:
-        raise ApiError(429, "rate_limited",
-                       "too many free checks right now; try again in a minute",
-                       {"Retry-After": "60"})
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many free checks right now; try again in a minute",
+            {"Retry-After": "60"},
+        )
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -110,8 +110,15 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Validate ranges; raise :class:`SettingsError` naming the first bad field."""
-        positive = ("triton_timeout_s", "poll_interval_s", "lease_s", "retry_backoff_s",
-                    "webhook_timeout_s", "max_duration_s", "video_retention_s")
+        positive = (
+            "triton_timeout_s",
+            "poll_interval_s",
+            "lease_s",
+            "retry_backoff_s",
+            "webhook_timeout_s",
+            "max_duration_s",
+            "video_retention_s",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -122,16 +129,22 @@ class Settings:
         for name in ("max_upload_bytes", "max_attempts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("workers", "anonymous_daily_quota", "anonymous_rate_per_minute",
-                     "max_face_thumbnails"):
+        for name in (
+            "workers",
+            "anonymous_daily_quota",
+            "anonymous_rate_per_minute",
+            "max_face_thumbnails",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.triton_protocol not in ("grpc", "http"):
-            raise SettingsError(f"triton_protocol must be grpc or http, got "
-                                f"{self.triton_protocol!r}")
+            raise SettingsError(
+                f"triton_protocol must be grpc or http, got {self.triton_protocol!r}"
+            )
         if self.webhook_policy not in _WEBHOOK_POLICIES:
-            raise SettingsError(f"webhook_policy must be one of {_WEBHOOK_POLICIES}, got "
-                                f"{self.webhook_policy!r}")
+            raise SettingsError(
+                f"webhook_policy must be one of {_WEBHOOK_POLICIES}, got {self.webhook_policy!r}"
+            )
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("admin_token must be at least 16 characters")
 

@@ -172,10 +172,13 @@ class _FormCollector:
         if self._is_file:
             self.file_size += len(chunk)
             if self.file_size > self.max_bytes:
-                self._fail(UploadError(
-                    413, "too_large",
-                    f"the video is larger than the limit of {_mib(self.max_bytes)}",
-                ))
+                self._fail(
+                    UploadError(
+                        413,
+                        "too_large",
+                        f"the video is larger than the limit of {_mib(self.max_bytes)}",
+                    )
+                )
                 return
             if not self._sniffed:
                 self._head += chunk[: SNIFF_BYTES - len(self._head)]
@@ -185,10 +188,13 @@ class _FormCollector:
         else:
             self._text += chunk
             if len(self._text) > MAX_FIELD_BYTES:
-                self._fail(UploadError(
-                    422, "field_too_long",
-                    f"form field {self._part_name!r} is longer than {MAX_FIELD_BYTES} bytes",
-                ))
+                self._fail(
+                    UploadError(
+                        422,
+                        "field_too_long",
+                        f"form field {self._part_name!r} is longer than {MAX_FIELD_BYTES} bytes",
+                    )
+                )
 
     def on_part_end(self) -> None:
         if self.error is not None:
@@ -204,11 +210,14 @@ class _FormCollector:
     def _sniff(self) -> None:
         self._sniffed = True
         if not looks_like_video(bytes(self._head)):
-            self._fail(UploadError(
-                415, "not_a_video",
-                f"{self.filename!r} is not a video (its first bytes match no video container: "
-                "MP4/MOV, WebM/MKV, AVI, FLV, MPEG-TS/PS, Ogg, ASF/WMV)",
-            ))
+            self._fail(
+                UploadError(
+                    415,
+                    "not_a_video",
+                    f"{self.filename!r} is not a video (its first bytes match no video container: "
+                    "MP4/MOV, WebM/MKV, AVI, FLV, MPEG-TS/PS, Ogg, ASF/WMV)",
+                )
+            )
 
     def _fail(self, error: UploadError) -> None:
         if self.error is None:
@@ -256,7 +265,8 @@ async def receive_upload(
     mime, params = parse_options_header(content_type or "")
     if mime != b"multipart/form-data" or not params.get(b"boundary"):
         raise UploadError(
-            415, "not_multipart",
+            415,
+            "not_multipart",
             "send the video as multipart/form-data with the file in a field named 'file'",
         )
     body_limit = max_bytes + FORM_OVERHEAD_BYTES
@@ -267,28 +277,36 @@ async def receive_upload(
             raise UploadError(400, "bad_length", "Content-Length is not a number") from None
         if declared > body_limit:
             raise UploadError(
-                413, "too_large",
+                413,
+                "too_large",
                 f"the upload ({_mib(declared)}) is larger than the limit of {_mib(max_bytes)}",
             )
     tmp_dir.mkdir(parents=True, exist_ok=True)
     collector = _FormCollector(tmp_dir, max_bytes)
-    parser = MultipartParser(params[b"boundary"], {  # type: ignore[arg-type]
-        "on_part_begin": collector.on_part_begin,
-        "on_part_data": collector.on_part_data,
-        "on_part_end": collector.on_part_end,
-        "on_header_field": collector.on_header_field,
-        "on_header_value": collector.on_header_value,
-        "on_header_end": collector.on_header_end,
-        "on_headers_finished": collector.on_headers_finished,
-    })
+    parser = MultipartParser(
+        params[b"boundary"],
+        {  # type: ignore[arg-type]
+            "on_part_begin": collector.on_part_begin,
+            "on_part_data": collector.on_part_data,
+            "on_part_end": collector.on_part_end,
+            "on_header_field": collector.on_header_field,
+            "on_header_value": collector.on_header_value,
+            "on_header_end": collector.on_header_end,
+            "on_headers_finished": collector.on_headers_finished,
+        },
+    )
     received = 0
     try:
         async for chunk in body:
             received += len(chunk)
             if received > body_limit:
-                collector._fail(UploadError(
-                    413, "too_large", f"the upload is larger than the limit of {_mib(max_bytes)}"
-                ))
+                collector._fail(
+                    UploadError(
+                        413,
+                        "too_large",
+                        f"the upload is larger than the limit of {_mib(max_bytes)}",
+                    )
+                )
             else:
                 try:
                     parser.write(chunk)
@@ -303,16 +321,18 @@ async def receive_upload(
         if collector.error is not None:
             raise collector.error
         if collector.file_path is None or collector._handle is not None:
-            raise UploadError(422, "no_file",
-                                 "the form has no complete file in a field named 'file'")
+            raise UploadError(
+                422, "no_file", "the form has no complete file in a field named 'file'"
+            )
         if collector.file_size == 0:
             raise UploadError(415, "not_a_video", "the uploaded file is empty")
     except BaseException:
         collector.discard()
         raise
     logger.info("received %s (%d bytes)", collector.filename, collector.file_size)
-    return ReceivedUpload(collector.file_path, collector.filename, collector.file_size,
-                          collector.fields)
+    return ReceivedUpload(
+        collector.file_path, collector.filename, collector.file_size, collector.fields
+    )
 
 
 @contextlib.contextmanager
@@ -338,14 +358,17 @@ def probe_video(path: Path, filename: str, max_duration_s: float) -> VideoProbe:
         ok, frame = cap.read() if cap.isOpened() else (False, None)
         if not ok or frame is None:
             raise UploadError(
-                415, "not_a_video", f"{filename!r} is not a video that can be decoded",
+                415,
+                "not_a_video",
+                f"{filename!r} is not a video that can be decoded",
             )
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         fps = cap.get(cv2.CAP_PROP_FPS)
     duration = count / fps if 0 < count < 1e8 and 0 < fps < 1000 else None
     if duration is not None and math.isfinite(duration) and duration > max_duration_s:
         raise UploadError(
-            413, "too_long",
+            413,
+            "too_long",
             f"the video lasts {duration:.0f} s; the limit is {max_duration_s:.0f} s",
         )
     return VideoProbe(int(frame.shape[1]), int(frame.shape[0]), duration)

@@ -86,7 +86,11 @@ def check_webhook_url(url: str, policy: WebhookPolicy) -> str:
 
 
 def send_webhook(
-    url: str, payload: dict[str, Any], *, policy: WebhookPolicy, secret: str | None,
+    url: str,
+    payload: dict[str, Any],
+    *,
+    policy: WebhookPolicy,
+    secret: str | None,
     timeout_s: float,
 ) -> str:
     """POST ``payload`` as JSON to ``url``; return a one-line outcome (never raises)."""
@@ -103,8 +107,9 @@ def send_webhook(
     outcome = "not sent"
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            response = httpx.post(url, content=body, headers=headers, timeout=timeout_s,
-                                  follow_redirects=False)
+            response = httpx.post(
+                url, content=body, headers=headers, timeout=timeout_s, follow_redirects=False
+            )
         except httpx.HTTPError as exc:
             outcome = f"failed: {type(exc).__name__}: {exc}"[:280]
         else:

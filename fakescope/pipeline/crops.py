@@ -6,9 +6,7 @@ import cv2
 import numpy as np
 
 
-def crop_window(
-    box: np.ndarray, margin: float, shift: tuple[float, float]
-) -> tuple[int, int, int]:
+def crop_window(box: np.ndarray, margin: float, shift: tuple[float, float]) -> tuple[int, int, int]:
     """Return ``(left, top, side)`` in frame pixels of the crop around ``x1, y1, x2, y2``.
 
     The square has side ``max(w, h) * (1 + 2 * margin)`` (isotropic, so faces are never
