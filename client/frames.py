@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = [
     "NOT_A_VIDEO",
@@ -76,12 +77,12 @@ class SampledFrames:
 
     """
 
-    frames: np.ndarray
-    timestamps: np.ndarray
+    frames: NDArray[np.uint8]
+    timestamps: NDArray[np.float32]
     duration_seconds: float
     source_size: tuple[int, int]
     fps: float
-    frame_indices: np.ndarray
+    frame_indices: NDArray[np.int64]
     total_frames: int
     reported_frames: float
     rotation: int = 0

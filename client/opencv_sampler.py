@@ -51,6 +51,7 @@ from typing import Final
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from fakescope.client.containers import ContainerFacts, explain_failure, refuse_single_frame
 from fakescope.client.frames import (
@@ -113,15 +114,12 @@ def sample_with_opencv(
         raise VideoReadError(path, *explained) from None
 
     if total == 0:
-        explained = explain_failure(facts, opened=True)
-        if explained is None:
-            what = f"'{codec}' stream: " if codec else ""
-            explained = (
-                "no_frames",
-                f"no frame could be decoded ({what}unsupported codec, or truncated or corrupt "
-                "data)",
-            )
-        raise VideoReadError(path, *explained)
+        what = f"'{codec}' stream: " if codec else ""
+        failure = explain_failure(facts, opened=True) or (
+            "no_frames",
+            f"no frame could be decoded ({what}unsupported codec, or truncated or corrupt data)",
+        )
+        raise VideoReadError(path, *failure)
     if total == 1:
         refuse_single_frame(path, facts)
     ideal = even_frame_indices(total, num_frames)
@@ -227,12 +225,12 @@ class _Collector:
     def __init__(self, capacity: int, max_side: int | None):
         self._capacity = capacity
         self._max_side = max_side
-        self._buffer: np.ndarray | None = None
+        self._buffer: NDArray[np.uint8] | None = None
         self.indices: list[int] = []
         self.source_size: tuple[int, int] | None = None
         self.size: tuple[int, int] | None = None
 
-    def add(self, index: int, bgr: np.ndarray) -> None:
+    def add(self, index: int, bgr: cv2.typing.MatLike) -> None:
         h, w = bgr.shape[:2]
         if self._buffer is None:
             self.source_size = (w, h)
@@ -252,7 +250,7 @@ class _Collector:
         cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=slot)
         self.indices.append(index)
 
-    def frames(self) -> np.ndarray:
+    def frames(self) -> NDArray[np.uint8]:
         assert self._buffer is not None
         n = len(self.indices)
         return self._buffer if n == self._capacity else self._buffer[:n].copy()
@@ -282,7 +280,7 @@ def _scan(
 
 def _timing(
     path: str | os.PathLike[str], pos_msec: array[float], total: int, reported_fps: float
-) -> tuple[np.ndarray, float]:
+) -> tuple[NDArray[np.float64], float]:
     """Per-frame timestamps (seconds, float64 ``[total]``) and the frame rate."""
     ts = np.frombuffer(pos_msec, dtype=np.float64)[:total] / 1000.0
     valid = (

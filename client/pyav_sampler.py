@@ -38,6 +38,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fakescope.client.frames import SampledFrames, fit_size
 
@@ -189,7 +190,7 @@ class _FrameSink:
     def __init__(self, capacity: int, max_side: int | None) -> None:
         self._capacity = capacity
         self._max_side = max_side
-        self._buffer: np.ndarray | None = None
+        self._buffer: NDArray[np.uint8] | None = None
         self._reformatter: av.video.reformatter.VideoReformatter | None = None
         self.positions: list[int] = []
         self._turns = 0

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import tritonclient.utils.shared_memory as shm
+from numpy.typing import NDArray
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class FrameRegion:
         self._handle: Any = None
         self._size = 0
 
-    def put(self, frames: np.ndarray) -> tuple[str, int]:
+    def put(self, frames: NDArray[np.uint8]) -> tuple[str, int]:
         """Copy ``frames`` into the region (growing it if needed); return ``(name, bytes)``."""
         if frames.nbytes > self._size:
             self.close()

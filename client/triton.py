@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
@@ -123,13 +124,13 @@ class RawResult:
     """
 
     fake_probability: float
-    frame_scores: np.ndarray
-    face_boxes: np.ndarray
-    face_scores: np.ndarray
+    frame_scores: NDArray[np.float32]
+    face_boxes: NDArray[np.float32]
+    face_scores: NDArray[np.float32]
     status: str
 
 
-def parse_outputs(get: Callable[[str], np.ndarray | None], num_frames: int) -> RawResult:
+def parse_outputs(get: Callable[[str], NDArray[Any] | None], num_frames: int) -> RawResult:
     """Build a :class:`RawResult` from an output getter (``InferResult.as_numpy``).
 
     Raises:
@@ -137,7 +138,7 @@ def parse_outputs(get: Callable[[str], np.ndarray | None], num_frames: int) -> R
             ``ok`` but the probability is not finite.
 
     """
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, NDArray[Any]] = {}  # dtypes vary by output (STATUS is bytes)
     for name in _OUTPUTS:
         value = get(name)
         if value is None:
@@ -292,7 +293,7 @@ class DetectorClient:
 
     # --- public API ---------------------------------------------------------------------------
 
-    def infer(self, frames: np.ndarray, timestamps: np.ndarray) -> RawResult:
+    def infer(self, frames: NDArray[np.uint8], timestamps: NDArray[np.floating[Any]]) -> RawResult:
         """Send one video's frames; return the validated outputs.
 
         Args:
@@ -327,7 +328,9 @@ class DetectorClient:
                 result = self._retrying(lambda: self._infer_once(frames, ts, use_shm=True))
         return parse_outputs(result.as_numpy, n)
 
-    def _infer_once(self, frames: np.ndarray, ts: np.ndarray, *, use_shm: bool) -> Any:
+    def _infer_once(
+        self, frames: NDArray[np.uint8], ts: NDArray[np.float32], *, use_shm: bool
+    ) -> Any:
         frames_input = self._mod.InferInput(contract.FRAMES, list(frames.shape), "UINT8")
         if use_shm and self._shared_memory:
             try:
@@ -430,7 +433,9 @@ class DetectorClient:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _input(self, name: str, array: np.ndarray, datatype: str) -> Any:
+    def _input(
+        self, name: str, array: NDArray[np.uint8] | NDArray[np.float32], datatype: str
+    ) -> Any:
         tensor = self._mod.InferInput(name, list(array.shape), datatype)
         if self.protocol == "http":
             tensor.set_data_from_numpy(array, binary_data=True)

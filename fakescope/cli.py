@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fakescope import contract
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
@@ -24,6 +25,9 @@ from fakescope.client.cli import main as analyze_main
 from fakescope.export.training_cli import add_training_parsers
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.web.cli import add_web_parsers
+
+if TYPE_CHECKING:  # imported at run time only by the commands that start a server
+    from fakescope.serving.embedded import EmbeddedTriton
 
 EXIT_SERVER_START = 6
 #: A command needs the training extra, which is not installed.
@@ -44,7 +48,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=contract.METRICS_PORT)
 
 
-def _server(args: argparse.Namespace):
+def _server(args: argparse.Namespace) -> EmbeddedTriton:
     from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
     address = ServerAddress(args.host, args.http_port, args.grpc_port, args.metrics_port)

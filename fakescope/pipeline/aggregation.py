@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,12 @@ class VideoScore:
     """The aggregated verdict of one video."""
 
     fake_probability: float  #: NaN when no frame has a face
-    frame_scores: np.ndarray  #: FP32 [N], NaN for frames without a face
+    frame_scores: NDArray[np.float32]  #: FP32 [N], NaN for frames without a face
 
 
-def frame_scores(num_frames: int, frame_index: np.ndarray, face_scores: np.ndarray) -> np.ndarray:
+def frame_scores(
+    num_frames: int, frame_index: NDArray[np.integer[Any]], face_scores: NDArray[np.floating[Any]]
+) -> NDArray[np.float32]:
     """Max face score per frame; NaN for frames without a face. Returns FP32 ``[num_frames]``."""
     scores = np.full(num_frames, -np.inf, dtype=np.float32)
     np.maximum.at(scores, frame_index.astype(np.int64), face_scores.astype(np.float32))
@@ -61,7 +65,7 @@ def frame_scores(num_frames: int, frame_index: np.ndarray, face_scores: np.ndarr
     return scores
 
 
-def confident_score(scores: np.ndarray, params: AggregationParams) -> float:
+def confident_score(scores: NDArray[np.floating[Any]], params: AggregationParams) -> float:
     """Aggregate per-frame scores (NaN = no face, ignored) into one probability; NaN if empty."""
     valid = scores[~np.isnan(scores)].astype(np.float64)
     if valid.size == 0:
@@ -76,7 +80,10 @@ def confident_score(scores: np.ndarray, params: AggregationParams) -> float:
 
 
 def aggregate(
-    num_frames: int, frame_index: np.ndarray, face_scores: np.ndarray, params: AggregationParams
+    num_frames: int,
+    frame_index: NDArray[np.integer[Any]],
+    face_scores: NDArray[np.floating[Any]],
+    params: AggregationParams,
 ) -> VideoScore:
     """Aggregate per-face scores of one video into frame scores and a video probability."""
     if frame_index.shape != face_scores.shape:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 
-def crop_window(box: np.ndarray, margin: float, shift: tuple[float, float]) -> tuple[int, int, int]:
+def crop_window(
+    box: NDArray[np.floating[Any]], margin: float, shift: tuple[float, float]
+) -> tuple[int, int, int]:
     """Return ``(left, top, side)`` in frame pixels of the crop around ``x1, y1, x2, y2``.
 
     The square has side ``max(w, h) * (1 + 2 * margin)`` (isotropic, so faces are never
@@ -25,13 +30,13 @@ def crop_window(box: np.ndarray, margin: float, shift: tuple[float, float]) -> t
 
 
 def crop_faces(
-    frames: np.ndarray,
-    face_boxes: np.ndarray,
+    frames: NDArray[np.uint8],
+    face_boxes: NDArray[np.float32],
     *,
     size: int,
     margin: float,
     shift: tuple[float, float] = (0.0, 0.0),
-) -> np.ndarray:
+) -> NDArray[np.uint8]:
     """Cut one ``size``×``size`` RGB crop per face.
 
     ``frames`` is UINT8 ``[N, H, W, 3]``; ``face_boxes`` is FP32 ``[F, >=5]`` with rows

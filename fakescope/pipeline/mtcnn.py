@@ -27,10 +27,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from fakescope.contract import (
     ONET_INPUT,
@@ -79,15 +80,17 @@ class MtcnnNets(Protocol):
     the ONNX models (see ``fakescope.contract``).
     """
 
-    def pnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pnet(self, batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Run P-Net on ``[B, 3, H, W]``; return (regression ``[B,4,h,w]``, prob ``[B,2,h,w]``)."""
         ...
 
-    def rnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def rnet(self, batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Run R-Net on ``[B, 3, 24, 24]``; return (regression ``[B, 4]``, prob ``[B, 2]``)."""
         ...
 
-    def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def onet(
+        self, batch: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
         """Run O-Net on ``[B, 3, 48, 48]``; return (regression, landmarks ``[B, 10]``, prob)."""
         ...
 
@@ -151,10 +154,10 @@ class FaceDetections:
 
     """
 
-    frame_index: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
-    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+    frame_index: NDArray[np.int32] = field(default_factory=lambda: np.zeros((0,), np.int32))
+    boxes: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0,), np.float32))
+    landmarks: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
 
     def __len__(self) -> int:
         """Return the number of faces."""
@@ -227,8 +230,13 @@ class OnnxRuntimeMtcnnNets:
         }
 
     def _run(
-        self, model: str, input_name: str, outputs: list[str], batch: np.ndarray, chunk: int
-    ) -> tuple[np.ndarray, ...]:
+        self,
+        model: str,
+        input_name: str,
+        outputs: list[str],
+        batch: NDArray[np.float32],
+        chunk: int,
+    ) -> tuple[NDArray[np.float32], ...]:
         session = self._sessions[model]
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         parts = [
@@ -239,7 +247,7 @@ class OnnxRuntimeMtcnnNets:
             return tuple(parts[0])
         return tuple(np.concatenate(arrays, axis=0) for arrays in zip(*parts, strict=True))
 
-    def pnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pnet(self, batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Run P-Net; see :class:`MtcnnNets`."""
         reg, prob = self._run(
             PNET_MODEL,
@@ -250,14 +258,16 @@ class OnnxRuntimeMtcnnNets:
         )
         return reg, prob
 
-    def rnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def rnet(self, batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Run R-Net; see :class:`MtcnnNets`."""
         reg, prob = self._run(
             RNET_MODEL, RNET_INPUT, [RNET_REGRESSION, RNET_PROBABILITY], batch, self.max_batch_size
         )
         return reg, prob
 
-    def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def onet(
+        self, batch: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
         """Run O-Net; see :class:`MtcnnNets`."""
         reg, landmarks, prob = self._run(
             ONET_MODEL,
@@ -272,7 +282,13 @@ class OnnxRuntimeMtcnnNets:
 # --------------------------------------------------------------------------------------------
 # Resampling: exact torch "area" interpolation (adaptive average pooling) via integral images
 # --------------------------------------------------------------------------------------------
-def _pool_bounds(in_size: np.ndarray, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+#: An integral image: int32, or float64 when int32 could overflow (see :func:`_integral`).
+_Integral = NDArray[np.int32] | NDArray[np.float64]
+
+
+def _pool_bounds(
+    in_size: int | NDArray[np.int64], out_size: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Window [start, end) of each output cell of adaptive average pooling.
 
     ``in_size`` may be a scalar or an array ``[K]``; the result is ``[..., out_size]``.
@@ -284,25 +300,29 @@ def _pool_bounds(in_size: np.ndarray, out_size: int) -> tuple[np.ndarray, np.nda
     return start, end
 
 
-def _integral(image: np.ndarray) -> np.ndarray:
+def _integral(image: NDArray[np.uint8]) -> _Integral:
     """Integral image ``[H + 1, W + 1, C]`` of a uint8 image (int32, float64 when huge)."""
+    # OpenCV's stubs type every result as MatLike (any numeric dtype); the depth is fixed here.
     if image.shape[0] * image.shape[1] * 255 >= 2**31:
-        return cv2.integral(image, sdepth=cv2.CV_64F)
-    return cv2.integral(image)
+        return cast("NDArray[np.float64]", cv2.integral(image, sdepth=cv2.CV_64F))
+    return cast("NDArray[np.int32]", cv2.integral(image))
 
 
-def _channel_integrals(frame: np.ndarray) -> np.ndarray:
+def _channel_integrals(frame: NDArray[np.uint8]) -> _Integral:
     """Per-channel integral images ``[3, H + 1, W + 1]`` of a uint8 HWC frame."""
     height, width = frame.shape[:2]
     if height * width * 255 >= 2**31:
-        return np.stack([_integral(plane) for plane in cv2.split(frame)])
+        # OpenCV's stubs type the planes as MatLike: those of a uint8 frame are uint8, and as
+        # large as the frame, so each of their integrals is float64 too.
+        planes = cast("Sequence[NDArray[np.uint8]]", cv2.split(frame))
+        return cast("NDArray[np.float64]", np.stack([_integral(plane) for plane in planes]))
     out = np.empty((3, height + 1, width + 1), np.int32)
     for channel, plane in enumerate(cv2.split(frame)):
         cv2.integral(plane, out[channel])  # written in place
     return out
 
 
-def _area_resize_into(integrals: np.ndarray, out: np.ndarray) -> None:
+def _area_resize_into(integrals: _Integral, out: NDArray[np.float32]) -> None:
     """Resize one frame like ``F.interpolate(mode="area")`` into ``out`` (float32 ``[3, h, w]``).
 
     ``integrals`` comes from :func:`_channel_integrals`.
@@ -318,8 +338,13 @@ def _area_resize_into(integrals: np.ndarray, out: np.ndarray) -> None:
 
 
 def _area_crops(
-    integral: np.ndarray, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, size: int
-) -> np.ndarray:
+    integral: _Integral,
+    y0: NDArray[np.int64],
+    y1: NDArray[np.int64],
+    x0: NDArray[np.int64],
+    x1: NDArray[np.int64],
+    size: int,
+) -> NDArray[np.float32]:
     """Crop ``[y0:y1, x0:x1]`` regions and resize each to ``size`` like area interpolation.
 
     ``integral`` is an HWC integral image (:func:`_integral`); coordinates are relative to it.
@@ -341,7 +366,7 @@ def _area_crops(
     return np.divide(sums, counts[..., None], dtype=np.float32)
 
 
-def _normalise_(images: np.ndarray) -> np.ndarray:
+def _normalise_(images: NDArray[np.float32]) -> NDArray[np.float32]:
     """Normalise float32 pixels in place: ``(x - 127.5) * 0.0078125`` (facenet's order)."""
     images -= np.float32(PIXEL_MEAN)
     images *= np.float32(PIXEL_SCALE)
@@ -351,7 +376,12 @@ def _normalise_(images: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Box helpers (float32 arithmetic in facenet's order of operations)
 # --------------------------------------------------------------------------------------------
-def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, threshold: float) -> np.ndarray:
+def _nms(
+    boxes: NDArray[np.float32],
+    scores: NDArray[np.float32],
+    groups: NDArray[np.int64],
+    threshold: float,
+) -> NDArray[np.int64]:
     """IoU NMS per group (frame), like torchvision ``batched_nms``; kept indices, best first."""
     if len(boxes) == 0:
         return np.zeros((0,), np.int64)
@@ -360,13 +390,21 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, threshold: f
     xywh = boxes[:, :4].astype(np.float64)
     xywh -= min(float(xywh.min()), 0.0)
     xywh[:, 2:] -= xywh[:, :2]
+    # OpenCV's generated stubs type these vector<> arguments as Python sequences; the binding
+    # takes numpy arrays as they are, and converting to lists would only cost time.
     keep = cv2.dnn.NMSBoxesBatched(
-        xywh, scores.astype(np.float32), groups.astype(np.int32), 0.0, float(threshold)
+        xywh,  # type: ignore[arg-type]
+        scores.astype(np.float32),  # type: ignore[arg-type]
+        groups.astype(np.int32),  # type: ignore[arg-type]
+        0.0,
+        float(threshold),
     )
     return np.asarray(keep, dtype=np.int64).reshape(-1)
 
 
-def _nms_min_one(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+def _nms_min_one(
+    boxes: NDArray[np.float32], scores: NDArray[np.float32], threshold: float
+) -> NDArray[np.int64]:
     """Greedy "Min"-overlap NMS of one frame's boxes, exactly like facenet's ``nms_numpy``."""
     x1, y1, x2, y2 = (np.asarray(boxes[:, i], np.float32) for i in range(4))
     one, zero = np.float32(1), np.float32(0)
@@ -384,8 +422,11 @@ def _nms_min_one(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.
 
 
 def _nms_min(
-    boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, threshold: float
-) -> np.ndarray:
+    boxes: NDArray[np.float32],
+    scores: NDArray[np.float32],
+    groups: NDArray[np.int64],
+    threshold: float,
+) -> NDArray[np.int64]:
     """Greedy NMS per group (frame) with facenet's "Min" overlap (``+1`` pixel areas).
 
     Mirrors facenet's ``nms_numpy`` (float32, ``np.argsort`` order, so ties between equal
@@ -399,7 +440,7 @@ def _nms_min(
     return np.concatenate(keep)
 
 
-def _rerec(boxes: np.ndarray) -> np.ndarray:
+def _rerec(boxes: NDArray[np.float32]) -> NDArray[np.float32]:
     """Make boxes square around their centre (facenet ``rerec``), in place on float32."""
     h = boxes[:, 3] - boxes[:, 1]
     w = boxes[:, 2] - boxes[:, 0]
@@ -411,7 +452,7 @@ def _rerec(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+def _bbreg(boxes: NDArray[np.float32], reg: NDArray[np.float32]) -> NDArray[np.float32]:
     """Apply R-/O-Net box regression (facenet ``bbreg``, ``+1`` widths), in place."""
     w = boxes[:, 2] - boxes[:, 0] + np.float32(1)
     h = boxes[:, 3] - boxes[:, 1] + np.float32(1)
@@ -424,8 +465,10 @@ def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
 
 
 def _crop_windows(
-    boxes: np.ndarray, width: int, height: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    boxes: NDArray[np.float32], width: int, height: int
+) -> tuple[
+    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]
+]:
     """Integer crop windows ``[y0:y1, x0:x1]`` like facenet's ``pad``, and which are non-empty."""
     coords = np.trunc(boxes[:, :4]).astype(np.int64)
     x = np.maximum(coords[:, 0], 1)
@@ -437,8 +480,8 @@ def _crop_windows(
 
 
 def _crop_batch(
-    frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
+    frames: NDArray[np.uint8], frame_index: NDArray[np.int64], boxes: NDArray[np.float32], size: int
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Crop every box from its frame and area-resize to ``size``.
 
     Returns (normalised NCHW batch for the valid boxes, boolean mask of valid boxes).
@@ -475,8 +518,8 @@ def _pyramid_scales(height: int, width: int, params: MtcnnParams) -> list[float]
 
 
 def _generate_boxes(
-    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
+    reg: NDArray[np.float32], prob: NDArray[np.float32], scale: float, threshold: float
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """P-Net output -> candidate rows ``[x1, y1, x2, y2, score, r1..r4]`` and frame indices."""
     mask = prob >= np.float32(threshold)
     image_inds, yy, xx = np.nonzero(mask)
@@ -490,7 +533,8 @@ def _generate_boxes(
     return rows, image_inds.astype(np.int64)
 
 
-def _validate_frames(frames: np.ndarray) -> np.ndarray:
+def _validate_frames(frames: NDArray[Any]) -> NDArray[np.uint8]:
+    # any dtype: callers outside the type checker may pass anything, and checking is the job
     if not isinstance(frames, np.ndarray):
         raise ValueError(
             f"frames must be a numpy array UINT8 [N, H, W, 3], got {type(frames).__name__}"
@@ -508,7 +552,9 @@ def _validate_frames(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def _downscale(frames: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float, float]:
+def _downscale(
+    frames: NDArray[np.uint8], max_side: int | None
+) -> tuple[NDArray[np.uint8], float, float]:
     """Downscale frames so the long side is at most ``max_side``; return (frames, sx, sy)."""
     height, width = frames.shape[1:3]
     if max_side is None or max(height, width) <= max_side:
@@ -527,7 +573,7 @@ def _empty() -> FaceDetections:
 # --------------------------------------------------------------------------------------------
 # The cascade
 # --------------------------------------------------------------------------------------------
-def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: MtcnnParams) -> FaceDetections:
+def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams) -> FaceDetections:
     """Detect faces in a batch of same-size frames with the MTCNN cascade.
 
     Behaves like facenet-pytorch 2.6.0 ``MTCNN(keep_all=True).detect(frames, landmarks=True)``

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from fakescope.contract import MIN_FRAME_SIDE
 
 
 def validate_request(
-    frames: np.ndarray,
-    timestamps: np.ndarray,
+    frames: NDArray[Any],  # any dtype: checking that it is UINT8 is part of the job
+    timestamps: NDArray[np.float32],
     *,
     max_frames: int,
     max_frame_side: int,

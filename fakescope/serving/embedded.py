@@ -235,7 +235,7 @@ class EmbeddedTriton:
         url = f"http://{self.address.http_url}/v2/health/ready"
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
-                return response.status == 200
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 

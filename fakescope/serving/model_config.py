@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fakescope import contract
 from fakescope.pipeline.aggregation import AggregationParams
@@ -19,7 +19,8 @@ from fakescope.pipeline.mtcnn import MtcnnParams
 
 def load_model_config(args: dict[str, str]) -> dict[str, Any]:
     """Parse ``args["model_config"]`` as given to ``TritonPythonModel.initialize``."""
-    return json.loads(args["model_config"])
+    # Triton passes the model configuration as a JSON object.
+    return cast("dict[str, Any]", json.loads(args["model_config"]))
 
 
 def parameters(model_config: dict[str, Any]) -> dict[str, str]:

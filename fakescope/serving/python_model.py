@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from numpy.typing import NDArray
 
 
 class BlsError(Exception):
@@ -45,7 +46,7 @@ def invalid_argument(problem: Exception | str) -> pb_utils.InferenceResponse:
 
 
 def bls_request(
-    model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+    model: str, inputs: Mapping[str, NDArray[Any]], outputs: Sequence[str]
 ) -> pb_utils.InferenceRequest:
     """Build a BLS ``pb_utils.InferenceRequest`` for ``model`` (inputs made C-contiguous)."""
     return pb_utils.InferenceRequest(
@@ -57,7 +58,7 @@ def bls_request(
 
 def bls_outputs(
     model: str, response: pb_utils.InferenceResponse, outputs: Sequence[str]
-) -> list[np.ndarray]:
+) -> list[NDArray[Any]]:
     """Return the named outputs of ``model``'s BLS ``response``.
 
     Raises:
