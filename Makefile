@@ -65,7 +65,7 @@ bench: $(VENV)/.dev-deps
 	$(VENV)/bin/fakescope -v bench $(BENCH_ARGS)
 
 fuzz: $(VENV)/.dev-deps
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/server/test_fuzz.py --hypothesis-show-statistics
 
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .

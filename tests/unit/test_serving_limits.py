@@ -25,7 +25,7 @@ from fakescope.serving.model_config import (
     max_batch_size,
     max_request_bytes,
 )
-from tests.servers import REPOSITORY
+from tests.support.servers import REPOSITORY
 
 COMPOSE = REPOSITORY.parent / "docker-compose.yml"
 

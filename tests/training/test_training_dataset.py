@@ -14,7 +14,7 @@ from fakescope.export.dataset import (
     assign_splits,
     load_dataset,
 )
-from tests.training_helpers import run_cli, snapshot, tiny_video, write_metadata
+from tests.support.training_helpers import run_cli, snapshot, tiny_video, write_metadata
 
 
 def _good(root: Path) -> None:

@@ -42,7 +42,7 @@ from fakescope import contract
 from fakescope.contract import MIN_FRAME_SIDE
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton
-from tests.media import make_face_video, write_video
+from tests.support.media import make_face_video, write_video
 
 settings.register_profile(
     "fuzz-ci",

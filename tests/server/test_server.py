@@ -29,7 +29,7 @@ from fakescope.serving.embedded import (
 )
 from fakescope.serving.model_config import detector_params, latest_version_dir
 from fakescope.serving.repository_check import RepositoryError
-from tests.servers import REPOSITORY, free_ports
+from tests.support.servers import REPOSITORY, free_ports
 
 OUTPUTS = [
     contract.FAKE_PROBABILITY,

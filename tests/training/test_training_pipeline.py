@@ -27,8 +27,8 @@ from fakescope import contract
 from fakescope.export.synthetic_data import SynthConfig, synthesize_dataset
 from fakescope.export.versions import export_new_version, list_versions, rollback
 from fakescope.pipeline.metadata import read_classifier_spec
-from tests.servers import REPOSITORY
-from tests.training_helpers import run_cli, tiny_video, write_metadata
+from tests.support.servers import REPOSITORY
+from tests.support.training_helpers import run_cli, tiny_video, write_metadata
 
 pytestmark = pytest.mark.slow
 

@@ -37,7 +37,7 @@ from fakescope.export.repository import (
 )
 from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
 from fakescope.serving.model_config import latest_version_dir
-from tests.servers import REPOSITORY
+from tests.support.servers import REPOSITORY
 
 GENERATED_MODELS = [
     "mtcnn_pnet/1/model.onnx",

@@ -26,10 +26,10 @@ from fakescope.export.versions import export_new_version
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import config_parameters
-from tests.face_crop_sets import rows_for, write_set
-from tests.media import make_face_video
-from tests.servers import REPOSITORY
-from tests.training_helpers import run_cli
+from tests.support.face_crop_sets import rows_for, write_set
+from tests.support.media import make_face_video
+from tests.support.servers import REPOSITORY
+from tests.support.training_helpers import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,9 @@ from fakescope.web import jobstore, keys
 from fakescope.web.db import open_database
 from fakescope.web.principals import VISITOR_COOKIE
 from fakescope.web.settings import Settings
-from tests.media import make_face_video, make_no_face_video
-from tests.servers import free_ports
-from tests.web_support import LiveServer, raw_request, upload, wait_for_job, web_settings
+from tests.support.media import make_face_video, make_no_face_video
+from tests.support.servers import free_ports
+from tests.support.web_support import LiveServer, raw_request, upload, wait_for_job, web_settings
 
 LIMIT = 1024 * 1024
 ADMIN = "admin-token-for-tests-0123"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fakescope.client.frames import SampledFrames, VideoReadError, even_frame_indices
 from fakescope.client.video import sample_frames
-from tests.media import (
+from tests.support.media import (
     face_frames,
     make_face_video,
     make_no_face_video,
@@ -22,7 +22,7 @@ from tests.media import (
     truncate_copy,
     write_video,
 )
-from tests.unprivileged import as_unprivileged, reachable_dir
+from tests.support.unprivileged import as_unprivileged, reachable_dir
 
 SMALL = (320, 180)
 FPS = 10

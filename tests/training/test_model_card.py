@@ -11,7 +11,7 @@ from fakescope import contract
 from fakescope.export.model_card import load_results, model_card
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import latest_version_dir
-from tests.servers import REPOSITORY
+from tests.support.servers import REPOSITORY
 
 PROJECT = REPOSITORY.parent
 SERVED = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL)

@@ -24,7 +24,7 @@ from fakescope.benchmarks.media import face_frames, make_face_video, no_face_fra
 from fakescope.client.analyze import analyze
 from fakescope.client.triton import DetectorClient, ServerUnreachableError
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
-from tests.servers import REPOSITORY, free_ports
+from tests.support.servers import REPOSITORY, free_ports
 
 READY = "ready: HTTP"
 

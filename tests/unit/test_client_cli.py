@@ -35,7 +35,7 @@ from fakescope.client.triton import (
     ServerUnreachableError,
 )
 from fakescope.client.verdict import UNTRAINED_WARNING
-from tests.media import make_face_video, make_no_face_video
+from tests.support.media import make_face_video, make_no_face_video
 
 CLOSED_PORT_URL = "127.0.0.1:1"  # nothing listens on port 1: connection refused
 BUSY_MESSAGE = "Exceeds maximum queue size"

@@ -10,8 +10,8 @@ import pytest
 
 from fakescope.export.dataset import DatasetError, assign_splits
 from fakescope.export.face_crops import load_face_crop_set, read_face_crops
-from tests.face_crop_sets import add_member, face_crop, jpeg, rows_for, write_set
-from tests.training_helpers import run_cli, snapshot
+from tests.support.face_crop_sets import add_member, face_crop, jpeg, rows_for, write_set
+from tests.support.training_helpers import run_cli, snapshot
 
 
 def _problems(excinfo: pytest.ExceptionInfo[DatasetError]) -> str:

@@ -15,7 +15,7 @@ from fakescope.web.presentation import LIMITATIONS_NOTICE, describe, timeline_sv
 from fakescope.web.settings import Settings, SettingsError
 from fakescope.web.uploads import looks_like_video
 from fakescope.web.webhooks import WebhookURLError, check_webhook_url
-from tests.media import make_face_video
+from tests.support.media import make_face_video
 
 
 def _verdict(label: str, p: float | None, trained: bool = True) -> dict:

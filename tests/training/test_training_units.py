@@ -29,7 +29,7 @@ from fakescope.export.self_blend import face_mask, self_blend
 from fakescope.pipeline.aggregation import AggregationParams
 from fakescope.pipeline.crops import crop_faces
 from fakescope.serving.model_config import aggregation_params, config_parameters, detector_params
-from tests.servers import REPOSITORY
+from tests.support.servers import REPOSITORY
 
 _labels_and_scores = st.integers(2, 40).flatmap(
     lambda n: st.tuples(

@@ -14,8 +14,8 @@ from fakescope import contract
 from fakescope.client.triton import DetectorClient, ServerError
 from fakescope.client.video import sample_frames
 from fakescope.serving.embedded import EmbeddedTriton
-from tests.media import make_face_video
-from tests.servers import REPOSITORY
+from tests.support.media import make_face_video
+from tests.support.servers import REPOSITORY
 
 QUEUE_FULL = "Exceeds maximum queue size"
 QUEUE_TIMEOUT = "Request timeout expired"

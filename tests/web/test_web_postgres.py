@@ -12,8 +12,8 @@ from sqlalchemy import Engine, text
 from fakescope.web import db, jobstore, keys
 from fakescope.web.db import open_database
 from fakescope.web.metrics import business_metrics
-from tests.media import make_face_video
-from tests.web_support import (
+from tests.support.media import make_face_video
+from tests.support.web_support import (
     LiveServer,
     postgres_unavailable_reason,
     throwaway_postgres,

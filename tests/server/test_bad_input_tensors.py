@@ -1,6 +1,6 @@
 """Malformed KServe-v2 requests sent straight to the ``deepfake_detector`` ensemble.
 
-Complements ``tests/test_server.py`` (zero/65 frames, timestamp count and order, frame size,
+Complements ``tests/server/test_server.py`` (zero/65 frames, timestamp count and order, frame size,
 FP32 frames, 3-D frames): here memory layouts numpy produces, wrong companion inputs, other
 dtypes/ranks, RGBA, and hand-written HTTP/JSON bodies. Every bad request must get
 ``INVALID_ARGUMENT`` (HTTP 400) with a message naming the tensor, and the server must stay

@@ -28,7 +28,7 @@ from skimage import data as skdata
 from fakescope import contract
 from fakescope.client import cli
 from fakescope.serving.embedded import EmbeddedTriton
-from tests.media import make_no_face_video, write_video
+from tests.support.media import make_no_face_video, write_video
 
 HD = (1280, 720)
 BACKGROUND = 40

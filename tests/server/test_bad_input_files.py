@@ -37,8 +37,8 @@ from fakescope import contract
 from fakescope.client import cli
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton
-from tests.media import draw_marker, face_frames, make_face_video, truncate_copy
-from tests.unprivileged import as_unprivileged, reachable_dir
+from tests.support.media import draw_marker, face_frames, make_face_video, truncate_copy
+from tests.support.unprivileged import as_unprivileged, reachable_dir
 
 SMALL = (320, 180)
 FPS = 10
@@ -698,7 +698,7 @@ _MEASURE = textwrap.dedent(
     """
     import json, resource, sys
     from fakescope.client.video import sample_frames
-    from tests.media import read_marker
+    from tests.support.media import read_marker
 
     def peak():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux

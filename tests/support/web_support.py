@@ -26,7 +26,7 @@ import uvicorn
 
 from fakescope.web.app import create_app
 from fakescope.web.settings import Settings
-from tests.servers import free_ports
+from tests.support.servers import free_ports
 
 
 def web_settings(root: Path, triton_url: str, **overrides: Any) -> Settings:

@@ -22,7 +22,7 @@ from fakescope.client.pyav_sampler import (
     sample_with_pyav,
 )
 from fakescope.client.video import sample_frames
-from tests.media import make_face_video, read_marker
+from tests.support.media import make_face_video, read_marker
 
 SIZE = (320, 180)
 FPS = 10

@@ -22,7 +22,7 @@ from fakescope.export.synthetic_data import (
     render_video,
 )
 from fakescope.serving.model_config import aggregation_params
-from tests.servers import REPOSITORY
+from tests.support.servers import REPOSITORY
 
 FRAMES = 8
 

@@ -26,8 +26,8 @@ from fakescope.export.dataset import file_sha256
 from fakescope.paths import SHARED_DATA
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import latest_version_dir
-from tests.media import make_face_video
-from tests.servers import REPOSITORY
+from tests.support.media import make_face_video
+from tests.support.servers import REPOSITORY
 
 SAMPLE = SHARED_DATA / "dfdc_sample"
 TOLERANCE = 0.04

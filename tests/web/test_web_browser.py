@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from fakescope.paths import PROJECT_ROOT
-from tests.media import make_face_video
-from tests.web_support import LiveServer, web_settings
+from tests.support.media import make_face_video
+from tests.support.web_support import LiveServer, web_settings
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = PROJECT_ROOT

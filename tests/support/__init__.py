@@ -1,0 +1,1 @@
+"""What the tests share: servers, media factories, small datasets, helpers."""
