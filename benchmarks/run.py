@@ -24,8 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
+from fakescope.benchmarks.inprocess import OrtPipeline, TorchBaseline
+from fakescope.benchmarks.videos import ensure_videos
+from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
+from fakescope.client.video import sample_frames
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
+from fakescope.serving.repository_check import check_repository
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +145,6 @@ def run_inprocess(
     videos: list[Path], frames: int, repository: Path, baseline: bool, repeats: int = 2
 ) -> dict[str, Any]:
     """Time the in-process ORT pipeline (and the PyTorch baseline) on every video."""
-    from fakescope.benchmarks.inprocess import OrtPipeline, TorchBaseline
-    from fakescope.client.video import sample_frames
-
     durations = {v.name: sample_frames(v, 1).duration_seconds for v in videos}
     result: dict[str, Any] = {}
     ort_pipeline = OrtPipeline(repository)
@@ -223,10 +225,6 @@ def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the whole benchmark; return the exit code (1 if the limit is broken)."""
-    from fakescope.benchmarks.videos import ensure_videos
-    from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
-    from fakescope.serving.repository_check import check_repository
-
     out: Path = args.output
     out.mkdir(parents=True, exist_ok=True)
     check_repository(args.repository)
@@ -266,8 +264,6 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     all_records: dict[str, dict[int, list[dict[str, Any]]]] = {}
     try:
-        from fakescope.client.analyze import analyze
-
         for video in videos:  # warm-up: first-run costs of every model, not counted
             analyze(video, url=address.grpc_url, protocol="grpc", num_frames=args.frames)
         for protocol in args.protocols:

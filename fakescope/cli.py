@@ -16,18 +16,17 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fakescope import contract
+from fakescope.benchmarks.run import add_bench_parser
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.cli import add_analyze_parser
 from fakescope.client.cli import main as analyze_main
 from fakescope.export.training_cli import add_training_parsers
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
+from fakescope.serving.repository_check import RepositoryError
 from fakescope.web.cli import add_web_parsers
-
-if TYPE_CHECKING:  # imported at run time only by the commands that start a server
-    from fakescope.serving.embedded import EmbeddedTriton
 
 EXIT_SERVER_START = 6
 #: A command needs the training extra, which is not installed.
@@ -49,7 +48,6 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _server(args: argparse.Namespace) -> EmbeddedTriton:
-    from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
     address = ServerAddress(args.host, args.http_port, args.grpc_port, args.metrics_port)
     return EmbeddedTriton(args.repository, address)
@@ -57,9 +55,6 @@ def _server(args: argparse.Namespace) -> EmbeddedTriton:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; exit non-zero if the server dies or cannot start."""
-    from fakescope.serving.embedded import ServerStartError
-    from fakescope.serving.repository_check import RepositoryError
-
     server = _server(args)
     stopping = False
 
@@ -100,9 +95,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Start the server, analyze the bundled samples, print verdicts, stop."""
-    from fakescope.serving.embedded import ServerStartError
-    from fakescope.serving.repository_check import RepositoryError
-
     videos = sorted(SAMPLES_DIR.glob("*.mp4"))
     if not videos:
         print(f"fakescope: error: no sample videos in {SAMPLES_DIR}", file=sys.stderr)
@@ -193,8 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=run_demo)
-
-    from fakescope.benchmarks.run import add_bench_parser
 
     add_bench_parser(sub)
 

@@ -22,6 +22,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from fakescope.client.triton import DetectorClient
+
 from . import db, jobstore, keys
 from .metrics import business_metrics
 from .principals import (
@@ -382,8 +384,6 @@ def admin_metrics(request: Request, days: int = Query(30, ge=1, le=366)) -> JSON
 def health(request: Request) -> JSONResponse:
     """200 when the database answers (Triton's state is reported, not required); else 503."""
     from sqlalchemy import text
-
-    from fakescope.client.triton import DetectorClient
 
     svc = service(request)
     s = svc.settings

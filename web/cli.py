@@ -29,6 +29,8 @@ from typing import Any, Final
 from fakescope import contract
 from fakescope.client.triton import DEFAULT_URLS
 from fakescope.paths import MODEL_REPOSITORY
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
+from fakescope.serving.repository_check import RepositoryError
 
 EXIT_OK: Final = 0
 EXIT_NO_SUCH_KEY: Final = 3
@@ -192,7 +194,6 @@ def _maybe_triton(args: argparse.Namespace) -> Iterator[str | None]:
     if not args.start_triton:
         yield None
         return
-    from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
     address = ServerAddress(
         "127.0.0.1", args.triton_http_port, args.triton_grpc_port, args.triton_metrics_port
@@ -250,9 +251,6 @@ def run_web_serve(args: argparse.Namespace) -> int:
                     app, host=args.host, port=args.port, log_level="info", proxy_headers=False
                 )
     except Exception as exc:
-        from fakescope.serving.embedded import ServerStartError
-        from fakescope.serving.repository_check import RepositoryError
-
         if isinstance(exc, (ServerStartError, RepositoryError)):
             print(f"fakescope: error: {exc}", file=sys.stderr)
             return EXIT_SERVER_START
