@@ -293,12 +293,14 @@ class DetectorClient:
 
     # --- public API ---------------------------------------------------------------------------
 
-    def infer(self, frames: NDArray[np.uint8], timestamps: NDArray[np.floating[Any]]) -> RawResult:
-        """Send one video's frames; return the validated outputs.
+    def infer(self, frames: NDArray[np.uint8]) -> RawResult:
+        """Send one video's frames (the ensemble's only input); return the validated outputs.
+
+        Frame timestamps are not sent: the server has no use for them, and the caller keeps
+        them to place the results in time (:meth:`fakescope.client.verdict.Verdict.from_result`).
 
         Args:
             frames: uint8 ``[N, H, W, 3]`` RGB, ``1 <= N <= MAX_FRAMES_PER_REQUEST``.
-            timestamps: ``[N]`` seconds (sent as float32).
 
         Raises:
             ValueError: the inputs break the contract (checked before sending).
@@ -307,7 +309,6 @@ class DetectorClient:
 
         """
         frames = np.ascontiguousarray(frames)
-        ts = np.ascontiguousarray(timestamps, dtype=np.float32).reshape(-1)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
             raise ValueError(
                 f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {list(frames.shape)}"
@@ -315,22 +316,18 @@ class DetectorClient:
         n = frames.shape[0]
         if not 1 <= n <= contract.MAX_FRAMES_PER_REQUEST:
             raise ValueError(f"1..{contract.MAX_FRAMES_PER_REQUEST} frames per request, got {n}")
-        if ts.size != n:
-            raise ValueError(f"{ts.size} timestamps for {n} frames")
 
         logger.debug(
             "infer %s: %d frames %s via %s", self.model_name, n, frames.shape[1:3], self.protocol
         )
         if not self._shared_memory:
-            result = self._retrying(lambda: self._infer_once(frames, ts, use_shm=False))
+            result = self._retrying(lambda: self._infer_once(frames, use_shm=False))
         else:
             with self._lock:
-                result = self._retrying(lambda: self._infer_once(frames, ts, use_shm=True))
+                result = self._retrying(lambda: self._infer_once(frames, use_shm=True))
         return parse_outputs(result.as_numpy, n)
 
-    def _infer_once(
-        self, frames: NDArray[np.uint8], ts: NDArray[np.float32], *, use_shm: bool
-    ) -> Any:
+    def _infer_once(self, frames: NDArray[np.uint8], *, use_shm: bool) -> Any:
         frames_input = self._mod.InferInput(contract.FRAMES, list(frames.shape), "UINT8")
         if use_shm and self._shared_memory:
             try:
@@ -347,7 +344,7 @@ class DetectorClient:
                 self._shared_memory = False
         if not (use_shm and self._shared_memory):
             frames_input = self._input(contract.FRAMES, frames, "UINT8")
-        inputs = [frames_input, self._input(contract.FRAME_TIMESTAMPS, ts, "FP32")]
+        inputs = [frames_input]
         if self.protocol == "http":
             outputs = [self._mod.InferRequestedOutput(o, binary_data=True) for o in _OUTPUTS]
             call = functools.partial(self._client.infer, self.model_name, inputs, outputs=outputs)
@@ -433,9 +430,7 @@ class DetectorClient:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _input(
-        self, name: str, array: NDArray[np.uint8] | NDArray[np.float32], datatype: str
-    ) -> Any:
+    def _input(self, name: str, array: NDArray[np.uint8], datatype: str) -> Any:
         tensor = self._mod.InferInput(name, list(array.shape), datatype)
         if self.protocol == "http":
             tensor.set_data_from_numpy(array, binary_data=True)

@@ -19,11 +19,10 @@ PNET_MODEL: Final = "mtcnn_pnet"
 RNET_MODEL: Final = "mtcnn_rnet"
 ONET_MODEL: Final = "mtcnn_onet"
 
-# --- Ensemble inputs -------------------------------------------------------------------------
-#: UINT8 [N, H, W, 3], RGB, the sampled frames of one video at their decoded resolution.
+# --- Ensemble input (the only one) ------------------------------------------------------------
+#: UINT8 [N, H, W, 3], RGB, the sampled frames of one video at their decoded resolution. Frame
+#: timestamps stay with the client (it stamps the faces of its verdict); they are not sent.
 FRAMES: Final = "FRAMES"
-#: FP32 [N], seconds from the start of the video, one per frame (non-decreasing).
-FRAME_TIMESTAMPS: Final = "FRAME_TIMESTAMPS"
 
 # --- Ensemble outputs ------------------------------------------------------------------------
 #: FP32 [1], probability that the faces in the video are synthetic; NaN when STATUS != "ok".
@@ -39,6 +38,9 @@ FACE_SCORES: Final = "FACE_SCORES"
 STATUS: Final = "STATUS"
 
 # --- Internal tensors between ensemble steps ------------------------------------------------
+#: INT32 [1], N, the number of frames in the request: face_detector (which has validated FRAMES)
+#: tells video_aggregator, which returns one FRAME_SCORES value per frame, faces or not.
+FRAME_COUNT: Final = "FRAME_COUNT"
 #: UINT8 [F, S, S, 3] RGB face crops at the classifier's input size.
 FACE_CROPS: Final = "FACE_CROPS"
 #: The classifier's ONNX input (UINT8 [B, S, S, 3] RGB; normalisation is inside the graph).

@@ -12,7 +12,6 @@ from fakescope.contract import MIN_FRAME_SIDE
 
 def validate_request(
     frames: NDArray[Any],  # any dtype: checking that it is UINT8 is part of the job
-    timestamps: NDArray[np.float32],
     *,
     max_frames: int,
     max_frame_side: int,
@@ -21,9 +20,7 @@ def validate_request(
     """Raise ``ValueError`` naming the problem when the request breaks the tensor contract.
 
     ``frames`` must be UINT8 ``[N, H, W, 3]`` with ``1 <= N <= max_frames`` and
-    ``MIN_FRAME_SIDE <= H, W <= max_frame_side`` and ``N * H * W <= max_request_pixels``;
-    ``timestamps`` FP32 ``[N]``, finite,
-    non-negative and non-decreasing.
+    ``MIN_FRAME_SIDE <= H, W <= max_frame_side`` and ``N * H * W <= max_request_pixels``.
     """
     if frames.dtype != np.uint8:
         raise ValueError(f"FRAMES must be UINT8, got {frames.dtype}")
@@ -49,11 +46,3 @@ def validate_request(
             f"{n} frames of {width}x{height} exceed the request limit of {max_request_pixels} "
             "pixels; send fewer or smaller frames"
         )
-    if timestamps.ndim != 1 or timestamps.shape[0] != n:
-        raise ValueError(
-            f"FRAME_TIMESTAMPS must be [N] = [{n}] (one per frame), got {list(timestamps.shape)}"
-        )
-    if not np.all(np.isfinite(timestamps)) or np.any(timestamps < 0):
-        raise ValueError("FRAME_TIMESTAMPS must be finite, non-negative seconds")
-    if np.any(np.diff(timestamps) < 0):
-        raise ValueError("FRAME_TIMESTAMPS must be non-decreasing")

@@ -1,8 +1,9 @@
 """Malformed KServe-v2 requests sent straight to the ``deepfake_detector`` ensemble.
 
-Complements ``tests/server/test_server.py`` (zero/65 frames, timestamp count and order, frame size,
-FP32 frames, 3-D frames): here memory layouts numpy produces, wrong companion inputs, other
-dtypes/ranks, RGBA, and hand-written HTTP/JSON bodies. Every bad request must get
+Complements ``tests/server/test_server.py`` (zero/65 frames, frame size, FP32 frames, 3-D
+frames): here memory layouts numpy produces, missing or extra inputs (among them the
+``FRAME_TIMESTAMPS`` input the ensemble no longer takes), other dtypes/ranks, RGBA, and
+hand-written HTTP/JSON bodies. Every bad request must get
 ``INVALID_ARGUMENT`` (HTTP 400) with a message naming the tensor, and the server must stay
 ready. Real server, real models; nothing is mocked.
 """
@@ -10,7 +11,6 @@ ready. Real server, real models; nothing is mocked.
 from __future__ import annotations
 
 import json
-import math
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -49,14 +49,6 @@ class Tensor:
 
 def frames_tensor(frames: np.ndarray) -> Tensor:
     return Tensor(contract.FRAMES, frames, "UINT8")
-
-
-def stamps_tensor(stamps: np.ndarray) -> Tensor:
-    return Tensor(contract.FRAME_TIMESTAMPS, stamps, "FP32")
-
-
-def stamps(n: int) -> np.ndarray:
-    return np.arange(n, dtype=np.float32) * 0.5
 
 
 def blank(n: int = 1, side: int = 32) -> np.ndarray:
@@ -152,7 +144,7 @@ LAYOUTS = {
 @pytest.fixture(scope="module")
 def contiguous_result(triton: EmbeddedTriton) -> dict[str, np.ndarray]:
     frames = face_frames()
-    result = infer("grpc", triton, [frames_tensor(frames), stamps_tensor(stamps(2))])
+    result = infer("grpc", triton, [frames_tensor(frames)])
     assert result[contract.STATUS].tolist() == [b"ok"]
     assert result[contract.FACE_BOXES].shape[0] >= 2
     return result
@@ -170,24 +162,11 @@ def test_ensemble_returns_the_contiguous_result_when_frames_are_a_strided_view(
     view = LAYOUTS[layout](frames)
     assert not view.flags.c_contiguous
     np.testing.assert_array_equal(view, frames)
-    ts = np.stack([stamps(2), np.full(2, -1, np.float32)], axis=1)[:, 0]  # strided too
-    assert not ts.flags.c_contiguous
-    got = infer(protocol, triton, [frames_tensor(view), stamps_tensor(ts)])
+    got = infer(protocol, triton, [frames_tensor(view)])
     assert_same_outputs(got, contiguous_result)
 
 
-# --- wrong companion inputs, dtypes and ranks ---------------------------------------------------
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize(
-    ("datatype", "dtype"), [("FP64", np.float64), ("FP16", np.float16), ("INT32", np.int32)]
-)
-def test_ensemble_rejects_timestamps_naming_them_when_dtype_is_not_fp32(
-    triton: EmbeddedTriton, protocol: str, datatype: str, dtype: type
-) -> None:
-    ts = Tensor(contract.FRAME_TIMESTAMPS, stamps(1).astype(dtype), datatype)
-    expect_invalid(protocol, triton, [frames_tensor(blank()), ts], contract.FRAME_TIMESTAMPS)
+# --- missing or extra inputs, wrong dtypes and ranks -------------------------------------------
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -204,21 +183,34 @@ def test_ensemble_rejects_frames_naming_them_when_dtype_is_not_uint8(
     triton: EmbeddedTriton, protocol: str, datatype: str, data: np.ndarray
 ) -> None:
     frames = Tensor(contract.FRAMES, data, datatype)
-    expect_invalid(protocol, triton, [frames, stamps_tensor(stamps(1))], contract.FRAMES, datatype)
+    expect_invalid(protocol, triton, [frames], contract.FRAMES, datatype)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("present", [contract.FRAMES, contract.FRAME_TIMESTAMPS])
-def test_ensemble_rejects_request_naming_the_missing_input_when_one_input_is_absent(
-    triton: EmbeddedTriton, protocol: str, present: str
+def test_ensemble_rejects_request_naming_frames_when_no_input_is_sent(
+    triton: EmbeddedTriton, protocol: str
 ) -> None:
-    tensors = {
-        contract.FRAMES: frames_tensor(blank()),
-        contract.FRAME_TIMESTAMPS: stamps_tensor(stamps(1)),
-    }
-    missing = next(name for name in tensors if name != present)
-    message = expect_invalid(protocol, triton, [tensors[present]], "missing required input")
-    assert f"'{missing}'" in message.split("missing required input")[1]
+    message = expect_invalid(protocol, triton, [], "missing required input")
+    assert f"'{contract.FRAMES}'" in message.split("missing required input")[1]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_ensemble_rejects_request_naming_frame_timestamps_when_a_client_still_sends_them(
+    triton: EmbeddedTriton, protocol: str
+) -> None:
+    """A client written for the old contract (FRAMES + FRAME_TIMESTAMPS) is told what is wrong.
+
+    Triton refuses the extra input before any model runs: its message says that the ensemble
+    takes one input, and lists the ones it got, FRAME_TIMESTAMPS among them.
+    """
+    old = Tensor("FRAME_TIMESTAMPS", np.zeros(1, np.float32), "FP32")
+    expect_invalid(
+        protocol,
+        triton,
+        [frames_tensor(blank()), old],
+        "expected 1 inputs but got 2 inputs",
+        "'FRAME_TIMESTAMPS'",
+    )
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -229,49 +221,40 @@ def test_ensemble_rejects_request_naming_the_extra_input_when_an_unknown_input_i
     expect_invalid(
         protocol,
         triton,
-        [frames_tensor(blank()), stamps_tensor(stamps(1)), extra],
+        [frames_tensor(blank()), extra],
         "FRAME_LABELS",
     )
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize(
-    ("frames", "ts", "phrases"),
+    ("frames", "phrases"),
     [
-        (np.zeros((1, 32, 32, 4), np.uint8), stamps(1), (contract.FRAMES, "[1,32,32,4]")),
-        (np.zeros((1, 32, 32, 1), np.uint8), stamps(1), (contract.FRAMES, "[1,32,32,1]")),
-        (np.zeros((1, 1, 32, 32, 3), np.uint8), stamps(1), (contract.FRAMES, "[1,1,32,32,3]")),
-        (blank(), stamps(1).reshape(1, 1), (contract.FRAME_TIMESTAMPS, "[1,1]")),
-        (blank(), np.array(0.0, np.float32), (contract.FRAME_TIMESTAMPS, "got []")),
+        (np.zeros((1, 32, 32, 4), np.uint8), (contract.FRAMES, "[1,32,32,4]")),
+        (np.zeros((1, 32, 32, 1), np.uint8), (contract.FRAMES, "[1,32,32,1]")),
+        (np.zeros((1, 1, 32, 32, 3), np.uint8), (contract.FRAMES, "[1,1,32,32,3]")),
     ],
-    ids=["rgba", "one_channel", "five_dims", "timestamps_2d", "timestamps_scalar"],
+    ids=["rgba", "one_channel", "five_dims"],
 )
 def test_ensemble_rejects_request_naming_tensor_and_shape_when_rank_or_channels_are_wrong(
-    triton: EmbeddedTriton,
-    protocol: str,
-    frames: np.ndarray,
-    ts: np.ndarray,
-    phrases: tuple[str, ...],
+    triton: EmbeddedTriton, protocol: str, frames: np.ndarray, phrases: tuple[str, ...]
 ) -> None:
-    expect_invalid(protocol, triton, [frames_tensor(frames), stamps_tensor(ts)], *phrases)
+    expect_invalid(protocol, triton, [frames_tensor(frames)], *phrases)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize(
-    ("frames", "ts", "phrase"),
+    ("frames", "phrase"),
     [
-        (blank(2), np.array([0.0, math.nan], np.float32), "finite"),
-        (blank(2), np.array([0.0, math.inf], np.float32), "finite"),
-        (blank(1), np.array([-1.0], np.float32), "non-negative"),
-        (np.zeros((1, 0, 0, 3), np.uint8), stamps(1), "frame size 0x0"),
-        (np.zeros((1, 12, 4097, 3), np.uint8), stamps(1), "frame size 4097x12"),
+        (np.zeros((1, 0, 0, 3), np.uint8), "frame size 0x0"),
+        (np.zeros((1, 12, 4097, 3), np.uint8), "frame size 4097x12"),
     ],
-    ids=["nan_timestamp", "inf_timestamp", "negative_timestamp", "empty_frame", "too_wide"],
+    ids=["empty_frame", "too_wide"],
 )
 def test_ensemble_rejects_request_with_a_message_when_values_break_the_contract(
-    triton: EmbeddedTriton, protocol: str, frames: np.ndarray, ts: np.ndarray, phrase: str
+    triton: EmbeddedTriton, protocol: str, frames: np.ndarray, phrase: str
 ) -> None:
-    expect_invalid(protocol, triton, [frames_tensor(frames), stamps_tensor(ts)], phrase)
+    expect_invalid(protocol, triton, [frames_tensor(frames)], phrase)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -279,13 +262,13 @@ def test_ensemble_accepts_the_documented_maximum_when_request_holds_64_frames(
     triton: EmbeddedTriton, protocol: str
 ) -> None:
     n = contract.MAX_FRAMES_PER_REQUEST
-    out = infer(protocol, triton, [frames_tensor(blank(n, 16)), stamps_tensor(stamps(n))])
+    out = infer(protocol, triton, [frames_tensor(blank(n, 16))])
     assert out[contract.STATUS].tolist() == [b"no_face"]
     assert out[contract.FRAME_SCORES].shape == (n,)
     expect_invalid(
         protocol,
         triton,
-        [frames_tensor(blank(n + 1, 16)), stamps_tensor(stamps(n + 1))],
+        [frames_tensor(blank(n + 1, 16))],
         f"{n + 1} frames",
         f"maximum per request is {n}",
     )
@@ -315,7 +298,6 @@ def json_body(frames_data: list[Any], frames_shape: list[int]) -> dict[str, Any]
                 "shape": frames_shape,
                 "data": frames_data,
             },
-            {"name": contract.FRAME_TIMESTAMPS, "datatype": "FP32", "shape": [1], "data": [0.0]},
         ]
     }
 

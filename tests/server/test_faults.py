@@ -133,14 +133,13 @@ def test_client_reports_unreachable_within_5s_when_server_dies_mid_request(tmp_p
     try:
         client = DetectorClient(server.address.grpc_url, "grpc", timeout_s=30)
         frames = np.zeros((64, 720, 1280, 3), np.uint8)  # slow enough to be in flight
-        stamps = np.arange(64, dtype=np.float32)
         errors: list[BaseException] = []
         done = threading.Event()
 
         def call() -> None:
             try:
                 while True:
-                    client.infer(frames, stamps)
+                    client.infer(frames)
             except BaseException as exc:  # collected for the assertion below
                 errors.append(exc)
             finally:
@@ -176,12 +175,8 @@ def test_ensemble_returns_model_message_when_python_model_raises(tmp_path):
     ) as server:
         client = grpcclient.InferenceServerClient(server.address.grpc_url)
         frames = np.zeros((1, 64, 64, 3), np.uint8)
-        inputs = [
-            grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
-            grpcclient.InferInput(contract.FRAME_TIMESTAMPS, [1], "FP32"),
-        ]
+        inputs = [grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8")]
         inputs[0].set_data_from_numpy(frames)
-        inputs[1].set_data_from_numpy(np.zeros(1, np.float32))
         with pytest.raises(InferenceServerException, match="injected fault: scorer exploded"):
             client.infer(contract.ENSEMBLE_MODEL, inputs)
         assert client.is_model_ready(contract.ENSEMBLE_MODEL)
@@ -206,12 +201,8 @@ def _rejecting(repository: Path, model: str) -> None:
 
 
 def _ensemble_inputs(frames: np.ndarray) -> list[grpcclient.InferInput]:
-    inputs = [
-        grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
-        grpcclient.InferInput(contract.FRAME_TIMESTAMPS, [len(frames)], "FP32"),
-    ]
+    inputs = [grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8")]
     inputs[0].set_data_from_numpy(frames)
-    inputs[1].set_data_from_numpy(np.arange(len(frames), dtype=np.float32))
     return inputs
 
 

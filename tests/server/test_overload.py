@@ -31,21 +31,21 @@ def detector_queue_size() -> int:
 
 
 @pytest.fixture(scope="module")
-def heavy_request(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.ndarray]:
+def heavy_request(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     """Frames with a face: the detector takes far longer on them than a refusal takes."""
     path = make_face_video(
         tmp_path_factory.mktemp("overload") / "face.mp4", seconds=3.2, fps=10, codec="avc1"
     )
     sampled = sample_frames(path, FRAMES_PER_REQUEST)
-    return sampled.frames, sampled.timestamps
+    return sampled.frames
 
 
 def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_overfills_the_queue(
-    triton: EmbeddedTriton, heavy_request: tuple[np.ndarray, np.ndarray]
+    triton: EmbeddedTriton, heavy_request: np.ndarray
 ) -> None:
     admitted = detector_queue_size() + 1  # waiting + the one running
     burst = admitted + 3
-    frames, timestamps = heavy_request
+    frames = heavy_request
     start = threading.Barrier(burst)
     outcomes: list[tuple[float, str, str]] = []  # (answered at, ok | rejected | error, detail)
     lock = threading.Lock()
@@ -56,7 +56,7 @@ def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_o
         ) as client:
             start.wait()
             try:
-                result = client.infer(frames, timestamps)
+                result = client.infer(frames)
                 outcome = ("ok", result.status)
             except ServerError as exc:
                 kind = "rejected" if exc.status == "StatusCode.UNAVAILABLE" else "error"

@@ -47,12 +47,7 @@ def _infer(client, model: str, tensors: dict[str, np.ndarray]):
 def _served_crops(triton, frames: np.ndarray) -> np.ndarray:
     """The crops the served ``face_cropper`` cuts at the served detector's boxes."""
     client = grpcclient.InferenceServerClient(triton.address.grpc_url)
-    stamps = np.arange(len(frames), dtype=np.float32)
-    found = _infer(
-        client,
-        contract.ENSEMBLE_MODEL,
-        {contract.FRAMES: frames, contract.FRAME_TIMESTAMPS: stamps},
-    )
+    found = _infer(client, contract.ENSEMBLE_MODEL, {contract.FRAMES: frames})
     boxes = found.as_numpy(contract.FACE_BOXES)
     crops = _infer(
         client, contract.FACE_CROPPER_MODEL, {contract.FRAMES: frames, contract.FACE_BOXES: boxes}

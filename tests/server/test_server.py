@@ -62,23 +62,15 @@ def crowd_frame(rows: int = 4, cols: int = 6) -> np.ndarray:
     return frame[None]
 
 
-def _infer(protocol: str, triton: EmbeddedTriton, frames: np.ndarray, stamps: np.ndarray):
+def _infer(protocol: str, triton: EmbeddedTriton, frames: np.ndarray):
     module = grpcclient if protocol == "grpc" else httpclient
     url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
     client = module.InferenceServerClient(url)
-    inputs = [
-        module.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
-        module.InferInput(contract.FRAME_TIMESTAMPS, list(stamps.shape), "FP32"),
-    ]
+    inputs = [module.InferInput(contract.FRAMES, list(frames.shape), "UINT8")]
     inputs[0].set_data_from_numpy(frames)
-    inputs[1].set_data_from_numpy(stamps)
     outputs = [module.InferRequestedOutput(name) for name in OUTPUTS]
     result = client.infer(contract.ENSEMBLE_MODEL, inputs, outputs=outputs)
     return {name: result.as_numpy(name) for name in OUTPUTS}
-
-
-def _stamps(n: int) -> np.ndarray:
-    return np.arange(n, dtype=np.float32) * 0.5
 
 
 def _detector_params() -> MtcnnParams:
@@ -109,7 +101,7 @@ def test_ensemble_config_is_an_ensemble_when_queried_over_http(triton):
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_ensemble_returns_documented_outputs_when_frames_have_a_face(triton, protocol):
     frames = face_frames(4)
-    out = _infer(protocol, triton, frames, _stamps(4))
+    out = _infer(protocol, triton, frames)
     assert out[contract.STATUS].tolist() == [b"ok"]
     boxes = out[contract.FACE_BOXES]
     assert boxes.shape == (4, 6)
@@ -128,7 +120,7 @@ def test_ensemble_returns_documented_outputs_when_frames_have_a_face(triton, pro
 def test_ensemble_scores_match_in_process_onnx_runtime_when_same_frames(triton):
     """The served pipeline equals the same ONNX models run in-process (no hidden transform)."""
     frames = face_frames(3)
-    out = _infer("grpc", triton, frames, _stamps(3))
+    out = _infer("grpc", triton, frames)
     nets = OnnxRuntimeMtcnnNets(REPOSITORY)
     found = detect_faces(frames, nets, _detector_params())
     np.testing.assert_allclose(out[contract.FACE_BOXES][:, 1:5], found.boxes, atol=1e-3)
@@ -149,7 +141,7 @@ def test_ensemble_scores_match_in_process_onnx_runtime_when_same_frames(triton):
 def test_ensemble_reports_no_face_status_when_frames_have_no_face(triton):
     coffee = cv2.resize(data.coffee(), (640, 360))
     frames = np.stack([coffee, np.zeros_like(coffee)])
-    out = _infer("http", triton, frames, _stamps(2))
+    out = _infer("http", triton, frames)
     assert out[contract.STATUS].tolist() == [b"no_face"]
     assert math.isnan(float(out[contract.FAKE_PROBABILITY][0]))
     assert out[contract.FACE_BOXES].shape == (0, 6)
@@ -159,7 +151,7 @@ def test_ensemble_reports_no_face_status_when_frames_have_no_face(triton):
 
 def test_ensemble_scores_every_face_when_faces_exceed_classifier_chunk(triton):
     frames = crowd_frame()
-    out = _infer("grpc", triton, frames, _stamps(1))
+    out = _infer("grpc", triton, frames)
     faces = out[contract.FACE_BOXES].shape[0]
     assert faces >= 20  # more than one chunk (chunk_size 16) goes to the classifier
     assert out[contract.FACE_SCORES].shape == (faces,)
@@ -167,20 +159,16 @@ def test_ensemble_scores_every_face_when_faces_exceed_classifier_chunk(triton):
 
 
 @pytest.mark.parametrize(
-    ("frames", "stamps", "message"),
+    ("frames", "message"),
     [
-        (np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.float32), "zero frames"),
-        (np.zeros((65, 16, 16, 3), np.uint8), _stamps(65), "maximum"),
-        (np.zeros((2, 64, 64, 3), np.uint8), _stamps(3), "one per frame"),
-        (np.zeros((2, 64, 64, 3), np.uint8), np.array([1, 0], np.float32), "non-decreasing"),
-        (np.zeros((1, 8, 64, 3), np.uint8), _stamps(1), "outside"),
+        (np.zeros((0, 64, 64, 3), np.uint8), "zero frames"),
+        (np.zeros((65, 16, 16, 3), np.uint8), "maximum"),
+        (np.zeros((1, 8, 64, 3), np.uint8), "outside"),
     ],
 )
-def test_ensemble_rejects_request_with_message_when_tensors_break_contract(
-    triton, frames, stamps, message
-):
+def test_ensemble_rejects_request_with_message_when_tensors_break_contract(triton, frames, message):
     with pytest.raises(InferenceServerException, match=message) as info:
-        _infer("grpc", triton, frames, stamps)
+        _infer("grpc", triton, frames)
     assert "INVALID_ARGUMENT" in str(info.value.status())
     assert _healthy(triton)
 
@@ -191,12 +179,8 @@ def test_ensemble_rejects_wrong_dtype_when_frames_are_float(triton, protocol):
     url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
     client = module.InferenceServerClient(url)
     frames = np.zeros((1, 64, 64, 3), np.float32)
-    inputs = [
-        module.InferInput(contract.FRAMES, list(frames.shape), "FP32"),
-        module.InferInput(contract.FRAME_TIMESTAMPS, [1], "FP32"),
-    ]
+    inputs = [module.InferInput(contract.FRAMES, list(frames.shape), "FP32")]
     inputs[0].set_data_from_numpy(frames)
-    inputs[1].set_data_from_numpy(_stamps(1))
     with pytest.raises(InferenceServerException, match=contract.FRAMES):
         client.infer(contract.ENSEMBLE_MODEL, inputs)
     assert _healthy(triton)
@@ -204,12 +188,8 @@ def test_ensemble_rejects_wrong_dtype_when_frames_are_float(triton, protocol):
 
 def test_ensemble_rejects_wrong_rank_when_frames_are_3d(triton):
     client = httpclient.InferenceServerClient(triton.address.http_url)
-    inputs = [
-        httpclient.InferInput(contract.FRAMES, [64, 64, 3], "UINT8"),
-        httpclient.InferInput(contract.FRAME_TIMESTAMPS, [1], "FP32"),
-    ]
+    inputs = [httpclient.InferInput(contract.FRAMES, [64, 64, 3], "UINT8")]
     inputs[0].set_data_from_numpy(np.zeros((64, 64, 3), np.uint8))
-    inputs[1].set_data_from_numpy(_stamps(1))
     with pytest.raises(InferenceServerException, match=contract.FRAMES):
         client.infer(contract.ENSEMBLE_MODEL, inputs)
     assert _healthy(triton)
@@ -226,7 +206,7 @@ def test_classifier_config_exposes_untrained_flag_when_queried(triton):
 
 
 def test_metrics_endpoint_counts_inferences_when_requests_were_served(triton):
-    _infer("http", triton, face_frames(1), _stamps(1))
+    _infer("http", triton, face_frames(1))
     url = f"http://{triton.address.host}:{triton.address.metrics_port}/metrics"
     with urllib.request.urlopen(url) as response:
         text = response.read().decode()
@@ -279,7 +259,7 @@ def test_served_face_detector_matches_facenet_mtcnn_when_given_real_faces(triton
     """Triton's detector vs facenet-pytorch's MTCNN.detect at the served parameters."""
     mtcnn_module = pytest.importorskip("facenet_pytorch", reason="needs the train extra")
     frames = np.concatenate([face_frames(2), crowd_frame(2, 3)])
-    out = _infer("grpc", triton, frames, _stamps(3))
+    out = _infer("grpc", triton, frames)
     params = _detector_params()
     reference = mtcnn_module.MTCNN(
         keep_all=True,

@@ -27,14 +27,10 @@ from tests.support.servers import REPOSITORY
 FRAMES = 8
 
 
-def _served(triton, frames: np.ndarray, stamps: np.ndarray) -> dict[str, np.ndarray]:
+def _served(triton, frames: np.ndarray) -> dict[str, np.ndarray]:
     client = grpcclient.InferenceServerClient(triton.address.grpc_url)
-    inputs = [
-        grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
-        grpcclient.InferInput(contract.FRAME_TIMESTAMPS, list(stamps.shape), "FP32"),
-    ]
+    inputs = [grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8")]
     inputs[0].set_data_from_numpy(frames)
-    inputs[1].set_data_from_numpy(stamps)
     result = client.infer(contract.ENSEMBLE_MODEL, inputs)
     names = [
         contract.FAKE_PROBABILITY,
@@ -73,7 +69,7 @@ def test_evaluate_score_equals_served_ensemble_when_same_video(triton, videos, t
         faces = extractor.extract(video)
         probability, frame_scores, face_scores = score_video(faces, classifier, params)
         sampled = sample_frames(video, FRAMES, DEFAULT_MAX_SIDE)
-        served = _served(triton, sampled.frames, sampled.timestamps)
+        served = _served(triton, sampled.frames)
         assert len(faces.boxes) >= FRAMES - 1, "the synthetic face must be found"
         np.testing.assert_allclose(served[contract.FACE_BOXES], faces.boxes, atol=1e-3)
         np.testing.assert_allclose(served[contract.FACE_SCORES], face_scores, atol=1e-5)

@@ -116,14 +116,12 @@ class _HttpHandler(BaseHTTPRequestHandler):
         request = json.loads(body[:header_len])
         inputs = {i["name"]: i for i in request["inputs"]}
         frames = inputs[contract.FRAMES]
-        ts_size = inputs[contract.FRAME_TIMESTAMPS]["parameters"]["binary_data_size"]
-        timestamps = np.frombuffer(body[len(body) - ts_size :], np.float32)
         self.state.infer_calls.append(
             {
                 "path": self.path,
+                "inputs": list(inputs),
                 "frames_shape": frames["shape"],
                 "frames_dtype": frames["datatype"],
-                "timestamps": timestamps.tolist(),
             }
         )
         time.sleep(self.state.delay_s)
@@ -166,13 +164,12 @@ class _GrpcServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         names = [i.name for i in request.inputs]
         frames = request.inputs[names.index(contract.FRAMES)]
-        ts_raw = request.raw_input_contents[names.index(contract.FRAME_TIMESTAMPS)]
         self.state.infer_calls.append(
             {
                 "path": request.model_name,
+                "inputs": names,
                 "frames_shape": list(frames.shape),
                 "frames_dtype": frames.datatype,
-                "timestamps": np.frombuffer(ts_raw, np.float32).tolist(),
             }
         )
         time.sleep(self.state.delay_s)
@@ -555,14 +552,16 @@ def test_run_analyze_prints_one_json_object_per_video_when_json_is_set(
     # sent at 160x90, source 320x180: boxes come back in source pixels
     assert verdict["frame_size"] == [160, 90] and verdict["source_size"] == [320, 180]
     assert verdict["face_boxes"][0]["box"] == pytest.approx([20, 40, 120, 180])
+    # the face is stamped with its frame's time by the client, which keeps the timestamps
+    assert verdict["face_boxes"][0]["timestamp"] == pytest.approx(0.1, abs=1e-3)
     assert verdict["frame_scores"][1] is None
     assert verdict["ratio"] == pytest.approx(
         verdict["processing_seconds"] / verdict["duration_seconds"], rel=1e-2
     )
-    # what the server received
+    # what the server received: the frames, nothing else
     call = server.state.infer_calls[0]
+    assert call["inputs"] == [contract.FRAMES]
     assert call["frames_shape"] == [5, 90, 160, 3] and call["frames_dtype"] == "UINT8"
-    assert call["timestamps"] == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9], abs=1e-3)
 
 
 def test_run_analyze_exits_0_with_null_probability_when_no_face_is_found(
@@ -594,7 +593,7 @@ def test_detector_client_raises_server_error_with_message_when_request_is_reject
     server.state.mode = "error"
     client = DetectorClient(server.url, server.protocol)  # type: ignore[arg-type]
     with client, pytest.raises(ServerError, match="unexpected shape") as info:
-        client.infer(np.zeros((2, 8, 8, 3), np.uint8), np.array([0, 1], np.float32))
+        client.infer(np.zeros((2, 8, 8, 3), np.uint8))
     assert info.value.status
 
 
@@ -611,28 +610,24 @@ def test_detector_client_counts_as_untrained_when_classifier_config_is_missing(
 def test_detector_client_raises_unreachable_when_port_is_closed(protocol: str) -> None:
     client = DetectorClient(CLOSED_PORT_URL, protocol)  # type: ignore[arg-type]
     with client, pytest.raises(ServerUnreachableError, match="cannot reach"):
-        client.infer(np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, np.float32))
+        client.infer(np.zeros((1, 8, 8, 3), np.uint8))
 
 
 @pytest.mark.parametrize(
-    ("frames", "timestamps", "message"),
+    ("frames", "message"),
     [
-        (np.zeros((2, 8, 8, 3), np.float32), np.zeros(2), "uint8"),
-        (np.zeros((8, 8, 3), np.uint8), np.zeros(1), "uint8"),
-        (np.zeros((2, 8, 8, 3), np.uint8), np.zeros(3), "3 timestamps for 2 frames"),
-        (
-            np.zeros((contract.MAX_FRAMES_PER_REQUEST + 1, 2, 2, 3), np.uint8),
-            np.zeros(contract.MAX_FRAMES_PER_REQUEST + 1),
-            "frames per request",
-        ),
+        (np.zeros((2, 8, 8, 3), np.float32), "uint8"),
+        (np.zeros((8, 8, 3), np.uint8), "uint8"),
+        (np.zeros((0, 8, 8, 3), np.uint8), "frames per request"),
+        (np.zeros((contract.MAX_FRAMES_PER_REQUEST + 1, 2, 2, 3), np.uint8), "frames per request"),
     ],
 )
 def test_detector_client_rejects_inputs_before_sending_when_they_break_the_contract(
-    frames: np.ndarray, timestamps: np.ndarray, message: str
+    frames: np.ndarray, message: str
 ) -> None:
     client = DetectorClient(CLOSED_PORT_URL, "grpc")
     with client, pytest.raises(ValueError, match=message):
-        client.infer(frames, timestamps)
+        client.infer(frames)
 
 
 def test_detector_client_uses_default_urls_when_none_is_given() -> None:

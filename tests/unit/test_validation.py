@@ -9,32 +9,25 @@ from fakescope.pipeline.validation import validate_request
 LIMITS = {"max_frames": 8, "max_frame_side": 256, "max_request_pixels": 4 * 256 * 256}
 
 
-def _ok(n: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros((n, 32, 48, 3), np.uint8), np.arange(n, dtype=np.float32)
-
-
 @pytest.mark.parametrize(
-    ("frames", "stamps", "message"),
+    ("frames", "message"),
     [
-        (np.zeros((2, 32, 48, 3), np.float32), np.arange(2, dtype=np.float32), "UINT8"),
-        (np.zeros((32, 48, 3), np.uint8), np.arange(1, dtype=np.float32), r"\[N, H, W, 3\]"),
-        (np.zeros((0, 32, 48, 3), np.uint8), np.zeros(0, np.float32), "zero frames"),
-        (np.zeros((9, 32, 48, 3), np.uint8), np.arange(9, dtype=np.float32), "maximum"),
-        (np.zeros((1, 8, 48, 3), np.uint8), np.zeros(1, np.float32), "outside"),
-        (np.zeros((1, 32, 300, 3), np.uint8), np.zeros(1, np.float32), "outside"),
-        (np.zeros((5, 256, 256, 3), np.uint8), np.arange(5, dtype=np.float32), "request limit"),
-        (np.zeros((2, 32, 48, 3), np.uint8), np.zeros(3, np.float32), "one per frame"),
-        (np.zeros((2, 32, 48, 3), np.uint8), np.array([0, np.nan], np.float32), "finite"),
-        (np.zeros((2, 32, 48, 3), np.uint8), np.array([1, 0], np.float32), "non-decreasing"),
+        (np.zeros((2, 32, 48, 3), np.float32), "UINT8"),
+        (np.zeros((32, 48, 3), np.uint8), r"\[N, H, W, 3\]"),
+        (np.zeros((0, 32, 48, 3), np.uint8), "zero frames"),
+        (np.zeros((9, 32, 48, 3), np.uint8), "maximum"),
+        (np.zeros((1, 8, 48, 3), np.uint8), "outside"),
+        (np.zeros((1, 32, 300, 3), np.uint8), "outside"),
+        (np.zeros((5, 256, 256, 3), np.uint8), "request limit"),
     ],
 )
-def test_validate_request_names_the_problem_when_tensor_is_bad(frames, stamps, message):
+def test_validate_request_names_the_problem_when_tensor_is_bad(frames, message):
     with pytest.raises(ValueError, match=message):
-        validate_request(frames, stamps, **LIMITS)
+        validate_request(frames, **LIMITS)
 
 
 def test_validate_request_accepts_contract_when_tensors_are_good():
-    validate_request(*_ok(), **LIMITS)
+    validate_request(np.zeros((2, 32, 48, 3), np.uint8), **LIMITS)
 
 
 @settings(max_examples=200, deadline=None)
@@ -43,11 +36,10 @@ def test_validate_request_accepts_contract_when_tensors_are_good():
         st.sampled_from([np.uint8, np.float32, np.int16]),
         array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=20),
     ),
-    stamps=arrays(np.float32, array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=10)),
 )
-def test_validate_request_raises_only_value_error_when_fuzzed(frames, stamps):
+def test_validate_request_raises_only_value_error_when_fuzzed(frames):
     try:
-        validate_request(frames, stamps, **LIMITS)
+        validate_request(frames, **LIMITS)
     except ValueError:
         return
-    assert frames.dtype == np.uint8 and frames.ndim == 4 and stamps.shape == (frames.shape[0],)
+    assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[0] >= 1

@@ -1,4 +1,4 @@
-"""face_detector: validates the request, runs the MTCNN cascade, emits FACE_BOXES.
+"""face_detector: validates the request, runs the MTCNN cascade, emits FACE_BOXES and FRAME_COUNT.
 
 The cascade's numpy part is :mod:`fakescope.pipeline.mtcnn` (shared with training and the
 in-process benchmark); its three networks are the ONNX models ``mtcnn_pnet``, ``mtcnn_rnet``
@@ -96,11 +96,9 @@ class TritonPythonModel:
 
     def _detect(self, request) -> pb_utils.InferenceResponse:
         frames = pb_utils.get_input_tensor_by_name(request, contract.FRAMES).as_numpy()
-        stamps = pb_utils.get_input_tensor_by_name(request, contract.FRAME_TIMESTAMPS).as_numpy()
         try:
             validate_request(
                 frames,
-                stamps,
                 max_frames=contract.MAX_FRAMES_PER_REQUEST,
                 max_frame_side=self.max_frame_side,
                 max_request_pixels=self.max_request_pixels,
@@ -119,4 +117,10 @@ class TritonPythonModel:
             ],
             axis=1,
         )
-        return pb_utils.InferenceResponse([pb_utils.Tensor(contract.FACE_BOXES, boxes)])
+        count = np.array([frames.shape[0]], dtype=np.int32)
+        return pb_utils.InferenceResponse(
+            [
+                pb_utils.Tensor(contract.FACE_BOXES, boxes),
+                pb_utils.Tensor(contract.FRAME_COUNT, count),
+            ]
+        )

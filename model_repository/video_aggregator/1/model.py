@@ -22,10 +22,10 @@ class TritonPythonModel:
         """Aggregate each request."""
         responses = []
         for request in requests:
-            stamps = pb_utils.get_input_tensor_by_name(request, contract.FRAME_TIMESTAMPS)
+            count = pb_utils.get_input_tensor_by_name(request, contract.FRAME_COUNT).as_numpy()
             boxes = pb_utils.get_input_tensor_by_name(request, contract.FACE_BOXES).as_numpy()
             scores = pb_utils.get_input_tensor_by_name(request, contract.FACE_SCORES).as_numpy()
-            num_frames = stamps.as_numpy().shape[0]
+            num_frames = int(count.reshape(-1)[0])  # face_detector's, of the validated FRAMES
             try:
                 result = aggregate(num_frames, boxes[:, 0].astype(np.int64), scores, self.params)
             except ValueError as exc:
