@@ -4,7 +4,7 @@
 (:func:`~.crop_geometry.measure_geometry`). Those crops cut the face, and MTCNN finds a bigger
 box in a crop that cuts the face than in the whole frame. So cutting served crops with the
 measured margin around boxes found in *whole frames* frames faces more tightly than the data
-does: on DFDC frames, a margin of -0.15 is re-found at about -0.25.
+does (the model card shows both framings, from the calibration record).
 
 The fix measures served crops the way the data was measured. On frames of real videos,
 :func:`calibrate_framing` searches the margin and centre shift whose crops, run through our
