@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from fakescope.benchmarks.inprocess import OrtPipeline, TorchBaseline
-from fakescope.benchmarks.videos import ensure_videos
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.video import sample_frames
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
@@ -225,6 +224,10 @@ def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the whole benchmark; return the exit code (1 if the limit is broken)."""
+    # The bench videos need scikit-image (the bench/dev extras); `fakescope --help` must load
+    # on a thin-client install, which imports this module for the bench parser.
+    from fakescope.benchmarks.videos import ensure_videos
+
     out: Path = args.output
     out.mkdir(parents=True, exist_ok=True)
     check_repository(args.repository)

@@ -31,8 +31,8 @@ def measure(sizes: list[int], batch: int, steps: int, rounds: int) -> dict[str, 
     import torch
     from torch import nn
 
-    from fakescope.export.augment import augment_crop
     from fakescope.export.classifier import ServingClassifier, build_backbone, default_spec
+    from fakescope.training.augment import augment_crop
 
     rng = np.random.default_rng(0)
     models = {}

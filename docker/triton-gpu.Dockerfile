@@ -7,6 +7,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY fakescope ./fakescope
 COPY client ./client
 COPY export ./export
+COPY training ./training
 COPY benchmarks ./benchmarks
 COPY web ./web
 RUN pip install --no-cache-dir -c constraints.txt "numpy<2" opencv-python-headless onnxruntime \

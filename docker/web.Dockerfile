@@ -8,6 +8,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY fakescope ./fakescope
 COPY client ./client
 COPY export ./export
+COPY training ./training
 COPY benchmarks ./benchmarks
 COPY web ./web
 RUN pip install --no-cache-dir -c constraints.txt ".[web]" \

@@ -27,9 +27,9 @@ import numpy as np
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
 from fakescope.export.crop_geometry import CropDetector, CropGeometry, measure_geometry
-from fakescope.export.dataset import file_sha256
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.mtcnn import detect_faces
+from fakescope.training.dataset import file_sha256
 
 __all__ = ["FramingCalibration", "FramingFrames", "calibrate_framing", "load_framing_frames"]
 

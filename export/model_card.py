@@ -106,6 +106,9 @@ def model_card(
     """Render the model card of a classifier version (provenance, metrics, reproduction)."""
     p = dict(provenance)
     status = "trained" if trained else "UNTRAINED"
+    code = p.pop("git_commit", "unknown")
+    if "export_git_commit" in p:  # exported by later code than the run that trained it
+        code = f"{code} (training), {p.pop('export_git_commit')} (export)"
     lines = [
         f"# face_classifier, version {version} — {status}",
         "",
@@ -118,7 +121,7 @@ def model_card(
         f"- data version: {p.pop('data_version', 'unknown')}",
         f"- served decision threshold: {spec.threshold!r} on the fake probability "
         f"({p.pop('threshold_rule', 'no rule recorded')}); temperature {spec.temperature!r}",
-        f"- code: git commit {p.pop('git_commit', 'unknown')}",
+        f"- code: git commit {code}",
         f"- ONNX Runtime vs PyTorch: max |logit difference| ≤ {PARITY_TOLERANCE:.0e} "
         "(PARITY_TOLERANCE), checked at export on real face crops",
     ]

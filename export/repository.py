@@ -30,8 +30,8 @@ from fakescope.export.classifier import (
     export_classifier,
     untrained_checkpoint,
 )
-from fakescope.export.mtcnn import META_MAX_ABS_DIFF, export_mtcnn
-from fakescope.export.mtcnn import TOLERANCE as MTCNN_TOLERANCE
+from fakescope.export.mtcnn_onnx import META_MAX_ABS_DIFF, export_mtcnn
+from fakescope.export.mtcnn_onnx import TOLERANCE as MTCNN_TOLERANCE
 from fakescope.pipeline.metadata import ClassifierSpec
 
 logger = logging.getLogger(__name__)

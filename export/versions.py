@@ -33,6 +33,7 @@ from fakescope.export.classifier import ClassifierCheckpoint, export_classifier,
 from fakescope.export.crop_geometry import CropDetector, CropGeometry
 from fakescope.export.framing import calibrate_framing, load_framing_frames
 from fakescope.export.model_card import load_results, model_card
+from fakescope.export.provenance import git_commit
 from fakescope.export.repository import classifier_config, parity_faces
 from fakescope.pipeline.metadata import (
     read_classifier_limitations,
@@ -154,6 +155,7 @@ def _with_calibrated_framing(
         **checkpoint.provenance,
         "framing_calibration": json.dumps(framing.to_json(), sort_keys=True),
         "export_command": command,
+        "export_git_commit": git_commit(),
     }
     return dataclasses.replace(checkpoint, spec=spec, provenance=provenance)
 

@@ -22,10 +22,10 @@ from fakescope.benchmarks.run import add_bench_parser
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.cli import add_analyze_parser
 from fakescope.client.cli import main as analyze_main
-from fakescope.export.training_cli import add_training_parsers
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
 from fakescope.serving.repository_check import RepositoryError
+from fakescope.training.cli import add_training_parsers
 from fakescope.web.cli import add_web_parsers
 
 EXIT_SERVER_START = 6
@@ -161,6 +161,19 @@ def run_model_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_rollback(args: argparse.Namespace) -> int:
+    """Retire the newest classifier version so that the previous one is served."""
+    from fakescope.export.versions import rollback  # torch-backed: the train extra
+
+    try:
+        version = rollback(args.repository, args.retired_dir)
+    except ValueError as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"face_classifier now serves version {version} (restart the server to load it)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``fakescope`` argument parser."""
     parser = argparse.ArgumentParser(prog="fakescope", description=__doc__.split("\n")[0])
@@ -216,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of `fakescope evaluate` reports (*/metrics.json) of this version",
     )
     card.set_defaults(func=run_model_card)
+
+    rollback = sub.add_parser("rollback", help="serve the previous classifier version")
+    rollback.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    rollback.add_argument(
+        "--retired-dir",
+        type=Path,
+        default=None,
+        help="where the retired version goes (default .fakescope/retired)",
+    )
+    rollback.set_defaults(func=run_rollback)
     return parser
 
 

@@ -187,7 +187,7 @@ def find_mtcnn_model(model_dir: Path, model_name: str) -> Path:
     raise FileNotFoundError(
         f"no ONNX model for {model_name!r}: looked for "
         + ", ".join(str(c) for c in candidates)
-        + " (export them with fakescope.export.mtcnn.export_mtcnn)"
+        + " (export them with fakescope.export.mtcnn_onnx.export_mtcnn)"
     )
 
 

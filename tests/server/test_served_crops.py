@@ -22,10 +22,10 @@ from fakescope import contract
 from fakescope.client.analyze import analyze
 from fakescope.client.video import sample_frames
 from fakescope.export.crop_geometry import CropDetector, measure_geometry
-from fakescope.export.dataset import file_sha256
 from fakescope.paths import SHARED_DATA
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import latest_version_dir
+from fakescope.training.dataset import file_sha256
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fakescope.export.training_cli import add_training_parsers
+from fakescope.training.cli import add_training_parsers
 
 
 def run_cli(argv: list[str]) -> int:

@@ -26,7 +26,7 @@ from fakescope.export.classifier import (
     export_classifier,
     untrained_checkpoint,
 )
-from fakescope.export.mtcnn import META_MAX_ABS_DIFF
+from fakescope.export.mtcnn_onnx import META_MAX_ABS_DIFF
 from fakescope.export.repository import (
     WEIGHT_ATOL,
     WEIGHT_RTOL,
@@ -35,6 +35,7 @@ from fakescope.export.repository import (
     onnx_differences,
     parity_faces,
 )
+from fakescope.export.versions import list_versions
 from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
 from fakescope.serving.model_config import latest_version_dir
 from tests.support.servers import REPOSITORY
@@ -106,7 +107,7 @@ def test_build_repository_reproduces_committed_text_when_run_from_wheel_weights(
     )
 
 
-@pytest.mark.parametrize("version", ["1", "2", "3"])
+@pytest.mark.parametrize("version", [str(v) for v in list_versions(REPOSITORY)])
 def test_model_card_states_parity_bound_when_committed(version):
     card = (REPOSITORY / "face_classifier" / version / "MODEL_CARD.md").read_text()
     line = next(x for x in card.splitlines() if "ONNX Runtime vs PyTorch" in x)

@@ -8,8 +8,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from fakescope.export.dataset import DatasetError, assign_splits
-from fakescope.export.face_crops import load_face_crop_set, read_face_crops
+from fakescope.training.dataset import DatasetError, assign_splits
+from fakescope.training.face_crops import load_face_crop_set, read_face_crops
 from tests.support.face_crop_sets import add_member, face_crop, jpeg, rows_for, write_set
 from tests.support.training_helpers import run_cli, snapshot
 

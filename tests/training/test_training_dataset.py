@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.export.dataset import (
+from fakescope.training.dataset import (
     DatasetError,
     VideoEntry,
     assign_splits,

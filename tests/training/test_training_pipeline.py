@@ -24,9 +24,10 @@ import sklearn.metrics as sklearn_metrics
 import torch
 
 from fakescope import contract
-from fakescope.export.synthetic_data import SynthConfig, synthesize_dataset
+from fakescope.cli import main as fakescope_main
 from fakescope.export.versions import export_new_version, list_versions, rollback
 from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.training.synthetic_data import SynthConfig, synthesize_dataset
 from tests.support.servers import REPOSITORY
 from tests.support.training_helpers import run_cli, tiny_video, write_metadata
 
@@ -306,7 +307,9 @@ def test_export_new_version_then_rollback_restores_served_files_when_versions_ex
     assert not list(folder.glob(".staging-*"))
 
     assert (
-        run_cli(["rollback", "--repository", str(repo), "--retired-dir", str(work / "retired")])
+        fakescope_main(
+            ["rollback", "--repository", str(repo), "--retired-dir", str(work / "retired")]
+        )
         == 0
     )
     assert f"now serves version {served_before}" in capsys.readouterr().out
@@ -320,7 +323,7 @@ def test_rollback_refuses_when_only_one_version_is_left(tmp_path, capsys):
     (tmp_path / contract.CLASSIFIER_MODEL / "1").mkdir(parents=True)
     with pytest.raises(ValueError, match="cannot roll back"):
         rollback(tmp_path)
-    assert run_cli(["rollback", "--repository", str(tmp_path)]) == 2
+    assert fakescope_main(["rollback", "--repository", str(tmp_path)]) == 2
     assert "cannot roll back" in capsys.readouterr().err
 
 

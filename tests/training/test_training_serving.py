@@ -12,16 +12,16 @@ import tritonclient.grpc as grpcclient
 from fakescope import contract
 from fakescope.client.analyze import DEFAULT_MAX_SIDE
 from fakescope.client.video import sample_frames
-from fakescope.export.evaluate import OnnxClassifier, resolve_model, score_video
-from fakescope.export.faces import FaceExtractor
-from fakescope.export.self_blend import self_blend
-from fakescope.export.synthetic_data import (
+from fakescope.serving.model_config import aggregation_params
+from fakescope.training.evaluate import OnnxClassifier, resolve_model, score_video
+from fakescope.training.self_blend import self_blend
+from fakescope.training.synthetic_data import (
     SynthConfig,
     face_swap,
     load_identities,
     render_video,
 )
-from fakescope.serving.model_config import aggregation_params
+from fakescope.training.video_faces import FaceExtractor
 from tests.support.servers import REPOSITORY
 
 FRAMES = 8

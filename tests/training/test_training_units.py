@@ -15,20 +15,20 @@ pytest.importorskip("sklearn", reason="metric parity needs scikit-learn")
 
 import sklearn.metrics as sklearn_metrics
 
-from fakescope.export.augment import augment_crop
-from fakescope.export.faces import landmarks_in_crops
-from fakescope.export.metrics import (
+from fakescope.export.provenance import command_line, git_commit
+from fakescope.pipeline.aggregation import AggregationParams
+from fakescope.pipeline.crops import crop_faces
+from fakescope.serving.model_config import aggregation_params, config_parameters, detector_params
+from fakescope.training.augment import augment_crop
+from fakescope.training.binary_metrics import (
     DFDC_EPS,
     binary_metrics,
     log_loss,
     roc_auc,
     youden_threshold,
 )
-from fakescope.export.provenance import command_line, git_commit
-from fakescope.export.self_blend import face_mask, self_blend
-from fakescope.pipeline.aggregation import AggregationParams
-from fakescope.pipeline.crops import crop_faces
-from fakescope.serving.model_config import aggregation_params, config_parameters, detector_params
+from fakescope.training.self_blend import face_mask, self_blend
+from fakescope.training.video_faces import landmarks_in_crops
 from tests.support.servers import REPOSITORY
 
 _labels_and_scores = st.integers(2, 40).flatmap(
@@ -186,12 +186,12 @@ def test_training_parsers_import_no_torch_when_mounted_in_the_cli():
 
     code = (
         "import sys, argparse\n"
-        "from fakescope.export.training_cli import ARCHS, add_training_parsers\n"
+        "from fakescope.training.cli import ARCHS, add_training_parsers\n"
         "p = argparse.ArgumentParser(); add_training_parsers(p.add_subparsers())\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     from fakescope.export.classifier import SUPPORTED_ARCHS
-    from fakescope.export.training_cli import ARCHS
+    from fakescope.training.cli import ARCHS
 
     assert tuple(SUPPORTED_ARCHS) == ARCHS

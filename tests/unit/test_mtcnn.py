@@ -1,4 +1,4 @@
-"""MTCNN: ONNX export (export/mtcnn.py) and the numpy cascade (fakescope/pipeline/mtcnn.py).
+"""MTCNN: ONNX export (export/mtcnn_onnx.py) and the numpy cascade (fakescope/pipeline/mtcnn.py).
 
 The cascade is compared with facenet-pytorch's ``MTCNN(keep_all=True).detect`` on real faces
 shipped by scikit-image. Tests that need torch / facenet-pytorch / scikit-image skip (with the
@@ -57,7 +57,7 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("facenet_pytorch", reason="the export needs facenet-pytorch's weights")
     pytest.importorskip("onnxruntime", reason="the export check needs onnxruntime")
     pytest.importorskip("skimage.data", reason="the export check uses skimage's astronaut")
-    from fakescope.export.mtcnn import export_mtcnn
+    from fakescope.export.mtcnn_onnx import export_mtcnn
 
     return export_mtcnn(tmp_path_factory.mktemp("mtcnn"))
 
@@ -243,7 +243,7 @@ def test_export_mtcnn_matches_torch_within_1e4_when_run_on_real_face(exported, f
 
 @pytest.mark.torch
 def test_export_mtcnn_is_byte_identical_when_exported_twice(exported, tmp_path):
-    from fakescope.export.mtcnn import export_mtcnn
+    from fakescope.export.mtcnn_onnx import export_mtcnn
 
     again = export_mtcnn(tmp_path)
     for name, path in exported.items():
@@ -252,7 +252,7 @@ def test_export_mtcnn_is_byte_identical_when_exported_twice(exported, tmp_path):
 
 @pytest.mark.torch
 def test_export_mtcnn_raises_export_error_when_ort_differs_beyond_tolerance(exported, tmp_path):
-    from fakescope.export.mtcnn import MtcnnExportError, export_mtcnn
+    from fakescope.export.mtcnn_onnx import MtcnnExportError, export_mtcnn
 
     with pytest.raises(MtcnnExportError, match=r"mtcnn_pnet.onnx: ONNX Runtime and PyTorch differ"):
         export_mtcnn(tmp_path, tolerance=1e-12)
@@ -260,7 +260,7 @@ def test_export_mtcnn_raises_export_error_when_ort_differs_beyond_tolerance(expo
 
 @pytest.mark.torch
 def test_export_mtcnn_raises_export_error_when_reference_image_is_not_rgb_uint8(exported, tmp_path):
-    from fakescope.export.mtcnn import MtcnnExportError, export_mtcnn
+    from fakescope.export.mtcnn_onnx import MtcnnExportError, export_mtcnn
 
     with pytest.raises(MtcnnExportError, match="reference_image must be UINT8"):
         export_mtcnn(tmp_path, reference_image=np.zeros((64, 64), np.float32))

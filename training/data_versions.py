@@ -16,7 +16,7 @@ honestly (``clearml.status``) and the parent link lives in the local manifest on
 
 Offline, ``Dataset.create`` makes its task with ``Task.init``; FakeScope has that task store the
 code as a standalone script (no ``git``) and detect it before ``Task.init`` returns
-(:func:`fakescope.export.tracking._detect_script_inline`). ClearML's default, a background
+(:func:`fakescope.training.tracking._detect_script_inline`). ClearML's default, a background
 thread, left the script section ``None`` when ``add_files`` appended to it, on a busy machine.
 """
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fakescope.export.dataset import METADATA_FILE, Dataset, content_sha256, file_sha256
-from fakescope.export.face_crops import METADATA_CSV, FaceCropSet, image_bytes
+from fakescope.training.dataset import METADATA_FILE, Dataset, content_sha256, file_sha256
+from fakescope.training.face_crops import METADATA_CSV, FaceCropSet, image_bytes
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -142,7 +142,7 @@ def _clearml_dataset(
     from clearml import Dataset as ClearmlDataset
     from clearml import Task
 
-    from fakescope.export.tracking import _detect_script_inline, _stdout_to_stderr
+    from fakescope.training.tracking import _detect_script_inline, _stdout_to_stderr
 
     Task.set_offline(offline)
     with _stdout_to_stderr():
@@ -187,7 +187,7 @@ def register_version(
     offline: bool | None = None,
 ) -> VersionRecord:
     """Register the dataset's current content as the next version (or return the same one)."""
-    from fakescope.export.tracking import clearml_online
+    from fakescope.training.tracking import clearml_online
 
     name = name or dataset.root.resolve().name
     folder = registry / name

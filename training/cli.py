@@ -1,4 +1,4 @@
-"""``fakescope dataset|train|evaluate|rollback`` — training-side subcommands.
+"""``fakescope dataset|train|evaluate`` — training-side subcommands.
 
 Mounted into the ``fakescope`` command by :func:`add_training_parsers`; each subcommand's
 ``func`` returns an exit code:
@@ -6,7 +6,7 @@ Mounted into the ``fakescope`` command by :func:`add_training_parsers`; each sub
 =====  ==========================================================================
 0      success
 1      the run failed (e.g. a split has no usable face, training cannot start)
-2      usage error (argparse; an output folder that is not empty; nothing to roll back)
+2      usage error (argparse; an output folder that is not empty)
 3      bad input data: an invalid dataset (every offender listed on stderr), a missing
        model file — nothing is written
 =====  ==========================================================================
@@ -27,9 +27,23 @@ from typing import Any
 import numpy as np
 
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
-from fakescope.export.face_crops import is_face_crop_set
 from fakescope.export.provenance import command_line, git_commit
 from fakescope.paths import MODEL_REPOSITORY
+from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.serving.model_config import aggregation_params
+from fakescope.training.data_versions import build_manifest, find_version, register_version
+from fakescope.training.dataset import DatasetError, assign_splits, load_dataset
+from fakescope.training.face_crop_cache import prepare_face_crops
+from fakescope.training.face_crops import is_face_crop_set, load_face_crop_set, read_face_crops
+from fakescope.training.synthetic_data import SynthConfig, synthesize_dataset
+from fakescope.training.tracking import (
+    report_artifact,
+    report_hyperparameters,
+    report_output_model,
+    report_scalar,
+    start_run,
+)
+from fakescope.training.video_faces import FaceCache, FaceExtractor
 
 __all__ = ["EXIT_BAD_DATA", "EXIT_FAILED", "EXIT_USAGE", "add_training_parsers"]
 
@@ -102,7 +116,6 @@ def _run_dir(kind: str, given: Path | None) -> Path:
 
 
 def _load(directory: Path, *, check_videos: bool = True):
-    from fakescope.export.dataset import DatasetError, load_dataset
 
     try:
         return load_dataset(directory, check_videos=check_videos)
@@ -119,9 +132,6 @@ def _load_any(directory: Path, *, decode: bool = True):
 
     ``decode``: decode every image (face crops) or video (DFDC folders) as part of the check.
     """
-    from fakescope.export.dataset import DatasetError
-    from fakescope.export.face_crops import load_face_crop_set, read_face_crops
-
     if not is_face_crop_set(directory):
         return _load(directory, check_videos=decode)
     try:
@@ -155,8 +165,6 @@ def run_dataset_check(args: argparse.Namespace) -> int:
 
 def run_dataset_version(args: argparse.Namespace) -> int:
     """Register the folder's content as the next dataset version (v0.1, v0.2, …)."""
-    from fakescope.export.data_versions import register_version
-
     _require(*_tracking_modules(args))
     # images are hashed, not decoded, by the version; `dataset check` decodes them
     dataset = _load_any(args.directory, decode=not is_face_crop_set(args.directory))
@@ -179,8 +187,6 @@ def run_dataset_version(args: argparse.Namespace) -> int:
 
 def run_dataset_synth(args: argparse.Namespace) -> int:
     """Build a DFDC-format dataset from faces that ship in installed packages."""
-    from fakescope.export.synthetic_data import SynthConfig, synthesize_dataset
-
     if args.output.exists() and any(args.output.iterdir()):
         _error(f"{args.output} is not empty; choose a new folder")
         return EXIT_USAGE
@@ -208,8 +214,6 @@ def _extract(dataset, entries, spec, args: argparse.Namespace, what: str) -> tup
     """Faces of ``entries`` through the cache, with a progress bar; also the content hashes."""
     from tqdm import tqdm
 
-    from fakescope.export.faces import FaceCache, FaceExtractor
-
     extractor = FaceExtractor(args.repository, spec, num_frames=args.frames)
     cache = FaceCache(args.cache, extractor)
     faces, hashes = {}, {}
@@ -222,7 +226,6 @@ def _extract(dataset, entries, spec, args: argparse.Namespace, what: str) -> tup
 
 
 def _data_version(dataset, hashes: dict[str, str], registry: Path) -> tuple[str, str]:
-    from fakescope.export.data_versions import build_manifest, find_version
 
     content = build_manifest(dataset, hashes)["content_hash"]
     found = find_version(content, registry)
@@ -232,7 +235,6 @@ def _data_version(dataset, hashes: dict[str, str], registry: Path) -> tuple[str,
 def _start_tracking(args: argparse.Namespace, name: str, kind: str):
     if args.no_clearml:
         return None
-    from fakescope.export.tracking import start_run
 
     return start_run(name, kind)
 
@@ -242,15 +244,15 @@ def _synthetic_record(root: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    return record if record.get("generator") == "fakescope.export.synthetic_data" else None
+    return record if record.get("generator") == "fakescope.training.synthetic_data" else None
 
 
 # --- train --------------------------------------------------------------------------------------
 
 
 def _train_config(args: argparse.Namespace):
-    """Build the :class:`~fakescope.export.train.TrainConfig` of the command line."""
-    from fakescope.export.train import TrainConfig
+    """Build the :class:`~fakescope.training.train.TrainConfig` of the command line."""
+    from fakescope.training.train import TrainConfig
 
     return TrainConfig(
         arch=args.arch,
@@ -274,10 +276,7 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
     """Train on a face-crop folder (``metadata.csv`` + shards or images): see the README."""
     from tqdm import tqdm
 
-    from fakescope.export.dataset import DatasetError, assign_splits
-    from fakescope.export.face_crop_cache import prepare_face_crops
-    from fakescope.export.face_crops import load_face_crop_set
-    from fakescope.export.train import FaceSet, spec_for
+    from fakescope.training.train import FaceSet, spec_for
 
     if args.eval_dir is not None:
         _error(
@@ -357,7 +356,6 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
         ),
     }
     logger.info("train faces %d, val faces %d", len(train_set), len(val_set))
-    from fakescope.export.tracking import report_artifact, report_hyperparameters
 
     run = _start_tracking(args, f"train {dataset.root.resolve().name}", "training")
     try:
@@ -401,7 +399,6 @@ def _split_record(splits, dataset) -> dict[str, Any]:
 
 
 def _registered_or_hash(content: str, registry: Path) -> str:
-    from fakescope.export.data_versions import find_version
 
     return find_version(content, registry) or f"unregistered (content sha256 {content[:16]})"
 
@@ -412,9 +409,7 @@ def run_train(args: argparse.Namespace) -> int:
     # on the 2 cores, spinning threads waited on each other: a run went from ~1.1 s to 3-6 s
     # per batch of 32 at 160 px; with PASSIVE it stayed near 1.1-1.3 s under the same load.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from fakescope.export.dataset import assign_splits
-    from fakescope.export.tracking import report_artifact, report_hyperparameters
-    from fakescope.export.train import (
+    from fakescope.training.train import (
         collect_faces,
         spec_for,
     )
@@ -547,8 +542,7 @@ def _train_and_report(
     """
     from tqdm import tqdm
 
-    from fakescope.export.tracking import report_artifact, report_output_model
-    from fakescope.export.train import TrainingError, train_classifier
+    from fakescope.training.train import TrainingError, train_classifier
 
     bar = tqdm(desc="train", unit="batch", file=sys.stderr, disable=args.quiet)
 
@@ -641,14 +635,12 @@ def _add_provenance(checkpoint: Path, extra: dict[str, str]) -> None:
 
 
 def _evaluate_checkpoint(checkpoint: Path, dataset, entries, args: argparse.Namespace, label: str):
-    from fakescope.export.evaluate import (
+    from fakescope.training.evaluate import (
         OnnxClassifier,
         evaluate_videos,
         resolve_model,
         write_report,
     )
-    from fakescope.export.tracking import report_scalar
-    from fakescope.serving.model_config import aggregation_params
 
     workdir = checkpoint.parent / f"eval-{label}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -668,8 +660,6 @@ def _evaluate_checkpoint(checkpoint: Path, dataset, entries, args: argparse.Name
 
 def _model_problem(model: Path) -> str | None:
     """Why ``model`` cannot be evaluated (checked before anything is written), or ``None``."""
-    from fakescope.pipeline.metadata import read_classifier_spec
-
     if not model.exists():
         return f"model not found: {model}"
     try:
@@ -688,15 +678,13 @@ def _model_problem(model: Path) -> str | None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a classifier per video on a DFDC-format folder, scored like the server."""
-    from fakescope.export.evaluate import (
+    from fakescope.training.evaluate import (
         OnnxClassifier,
         evaluate_videos,
         format_table,
         resolve_model,
         write_report,
     )
-    from fakescope.export.tracking import report_hyperparameters, report_scalar
-    from fakescope.serving.model_config import aggregation_params
 
     _require("matplotlib", *_tracking_modules(args))
     face_crops = is_face_crop_set(args.data_dir)
@@ -770,8 +758,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _split_entries(dataset, args: argparse.Namespace, provenance: dict[str, str]):
     """``(entries of --split, None)``, or ``([], exit code)`` with the error said."""
-    from fakescope.export.dataset import assign_splits
-
     entries = list(dataset.entries)
     if args.split == "all":
         return entries, None
@@ -794,15 +780,13 @@ def _evaluate_face_crops(args: argparse.Namespace, dataset, model: Path) -> int:
     """Evaluate a classifier on a face-crop folder: each crop, resized, straight into it."""
     from tqdm import tqdm
 
-    from fakescope.export.dataset import DatasetError
-    from fakescope.export.evaluate import (
+    from fakescope.training.evaluate import (
         OnnxClassifier,
         evaluate_face_crops,
         format_table,
         resolve_model,
         write_report,
     )
-    from fakescope.export.face_crops import read_face_crops
 
     output = _run_dir("evaluate", args.output)
     if model.suffix in {".pt", ".pth"}:  # exported into the run folder first
@@ -857,22 +841,6 @@ def _split_mismatch(
     return None
 
 
-# --- rollback -----------------------------------------------------------------------------------
-
-
-def run_rollback(args: argparse.Namespace) -> int:
-    """Retire the newest classifier version so that the previous one is served."""
-    from fakescope.export.versions import rollback
-
-    try:
-        version = rollback(args.repository, args.retired_dir)
-    except ValueError as exc:
-        _error(str(exc))
-        return EXIT_USAGE
-    _say(f"face_classifier now serves version {version} (restart the server to load it)")
-    return 0
-
-
 # --- parsers ------------------------------------------------------------------------------------
 
 
@@ -920,7 +888,7 @@ def _split_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_training_parsers(subparsers: Any) -> None:
-    """Register ``dataset`` (check|version|synth), ``train``, ``evaluate`` and ``rollback``.
+    """Register ``dataset`` (check|version|synth), ``train`` and ``evaluate``.
 
     Imports nothing heavy (no torch): the thin client's ``fakescope --help`` stays fast.
     """
@@ -1031,13 +999,3 @@ def add_training_parsers(subparsers: Any) -> None:
     _split_options(evaluate)
     _common(evaluate)
     evaluate.set_defaults(func=run_evaluate)
-
-    rollback = subparsers.add_parser("rollback", help="serve the previous classifier version")
-    rollback.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    rollback.add_argument(
-        "--retired-dir",
-        type=Path,
-        default=None,
-        help="where the retired version goes (default .fakescope/retired)",
-    )
-    rollback.set_defaults(func=run_rollback)

@@ -29,7 +29,7 @@ from typing import Final
 import cv2
 import numpy as np
 
-from fakescope.export.dataset import LABELS, DatasetError, Problem, VideoEntry
+from fakescope.training.dataset import LABELS, DatasetError, Problem, VideoEntry
 
 __all__ = [
     "FaceCropSet",

@@ -12,7 +12,7 @@ Each identity becomes a short **REAL** video: the portrait moving slowly over a 
 background (non-face images from scikit-image), MPEG-4 encoded with OpenCV. Each real video
 gets **FAKE** siblings rendered with the same motion and background, differing only in the face:
 
-* ``sbi``: the face self-blended (:func:`fakescope.export.self_blend.self_blend`);
+* ``sbi``: the face self-blended (:func:`fakescope.training.self_blend.self_blend`);
 * ``swap``: another identity's face aligned on the five MTCNN landmarks (similarity transform),
   colour-matched in Lab and blended inside a soft face mask — a classic graphics face swap.
 
@@ -37,8 +37,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from fakescope.export.self_blend import face_mask, self_blend
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
+from fakescope.training.self_blend import face_mask, self_blend
 
 __all__ = [
     "Identity",
@@ -244,7 +244,7 @@ def synthesize_dataset(
         logger.info("identity %d/%d: %s", i + 1, len(identities), person.name)
     (output_dir / "metadata.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
     record = {
-        "generator": "fakescope.export.synthetic_data",
+        "generator": "fakescope.training.synthetic_data",
         "config": asdict(config),
         "identities": [p.name for p in identities],
         "command": command,

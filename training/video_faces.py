@@ -31,11 +31,11 @@ import numpy as np
 from fakescope import contract
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
-from fakescope.export.dataset import file_sha256
 from fakescope.pipeline.crops import crop_faces, crop_window
 from fakescope.pipeline.metadata import ClassifierSpec
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.serving.model_config import detector_params
+from fakescope.training.dataset import file_sha256
 
 __all__ = [
     "FaceCache",

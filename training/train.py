@@ -40,8 +40,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from fakescope.export.augment import augment_crop
-from fakescope.export.calibration import cross_fitted_probabilities, fit_temperature, sigmoid
 from fakescope.export.classifier import (
     B_ARCHS,
     LITE_ARCHS,
@@ -49,12 +47,19 @@ from fakescope.export.classifier import (
     build_backbone,
     default_spec,
 )
-from fakescope.export.dataset import VideoEntry, file_sha256
-from fakescope.export.faces import VideoFaces
-from fakescope.export.metrics import DFDC_EPS, BinaryMetrics, binary_metrics, youden_threshold
-from fakescope.export.self_blend import self_blend
-from fakescope.export.tracking import report_scalar, report_text
 from fakescope.pipeline.metadata import ClassifierSpec, spec_to_metadata
+from fakescope.training.augment import augment_crop
+from fakescope.training.binary_metrics import (
+    DFDC_EPS,
+    BinaryMetrics,
+    binary_metrics,
+    youden_threshold,
+)
+from fakescope.training.calibration import cross_fitted_probabilities, fit_temperature, sigmoid
+from fakescope.training.dataset import VideoEntry, file_sha256
+from fakescope.training.self_blend import self_blend
+from fakescope.training.tracking import report_scalar, report_text
+from fakescope.training.video_faces import VideoFaces
 
 __all__ = [
     "FaceSet",

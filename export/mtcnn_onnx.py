@@ -21,7 +21,7 @@ inside the graph; the cascade in :mod:`fakescope.pipeline.mtcnn` applies it). Ev
 checked with ``onnx.checker`` and against PyTorch with ONNX Runtime on crops and pyramid levels
 of a real face image.
 
-Run as ``python -m fakescope.export.mtcnn OUTPUT_DIR``.
+Run as ``python -m fakescope.export.mtcnn_onnx OUTPUT_DIR``.
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def _ceil_pow10(value: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m fakescope.export.mtcnn OUTPUT_DIR``."""
+    """Command line: ``python -m fakescope.export.mtcnn_onnx OUTPUT_DIR``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output_dir", type=Path)
     args = parser.parse_args(argv)

@@ -29,9 +29,9 @@ from fakescope.export.crop_geometry import (
     CropGeometry,
     measure_geometry,
 )
-from fakescope.export.dataset import DatasetError, Problem, content_sha256, file_sha256
-from fakescope.export.face_crops import METADATA_CSV, FaceCropSet, decode_face, image_bytes
 from fakescope.serving.model_config import detector_params
+from fakescope.training.dataset import DatasetError, Problem, content_sha256, file_sha256
+from fakescope.training.face_crops import METADATA_CSV, FaceCropSet, decode_face, image_bytes
 
 __all__ = ["PreparedFaces", "prepare_face_crops"]
 

@@ -27,9 +27,6 @@ from typing import Any
 import numpy as np
 
 from fakescope import contract
-from fakescope.export.dataset import VideoEntry
-from fakescope.export.faces import VideoFaces
-from fakescope.export.metrics import BinaryMetrics, binary_metrics, roc_curve, youden_threshold
 from fakescope.pipeline.aggregation import AggregationParams, aggregate
 from fakescope.pipeline.metadata import (
     ClassifierSpec,
@@ -37,6 +34,14 @@ from fakescope.pipeline.metadata import (
     read_onnx_metadata,
     read_provenance,
 )
+from fakescope.training.binary_metrics import (
+    BinaryMetrics,
+    binary_metrics,
+    roc_curve,
+    youden_threshold,
+)
+from fakescope.training.dataset import VideoEntry
+from fakescope.training.video_faces import VideoFaces
 
 __all__ = [
     "NO_FACE_PROBABILITY",
@@ -318,7 +323,7 @@ def write_report(evaluation: Evaluation, output_dir: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fakescope.export.tracking import report_figure
+    from fakescope.training.tracking import report_figure
 
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": output_dir / "metrics.json"}

@@ -1,0 +1,1 @@
+"""Training, datasets, evaluation and experiment tracking of the face classifier."""
