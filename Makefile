@@ -6,7 +6,8 @@ PIP    := $(PY) -m pip
 # Exact versions of every package, transitive ones included (pip freeze of a working venv).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test serve export bench web fuzz lint clean help train-deps train
+.PHONY: demo test serve export bench web fuzz lint clean help train-deps train export-trained \
+	served-results
 
 help:
 	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
@@ -18,6 +19,8 @@ help:
 	@echo "make export rebuild the ONNX models of model_repository/ (placeholder classifier)"
 	@echo "make train-deps  install the training extra (torch, ClearML, ...) into the venv"
 	@echo "make train  retrain the served classifier on ../shared/data/dfdc_faces (~1-2 h, 2 cores)"
+	@echo "make export-trained  export that run as the next face_classifier version"
+	@echo "make served-results  evaluate the served version, write its result files and card"
 
 # Serving + client: no torch. Marker files make re-runs instant.
 $(VENV)/.serve-deps: pyproject.toml constraints.txt
@@ -41,12 +44,34 @@ train-deps: $(VENV)/.dev-deps
 # The served classifier's training run, exactly as its model card records it. DATA and
 # TRAIN_OUTPUT can be overridden; --resume continues an interrupted run in TRAIN_OUTPUT.
 DATA ?= ../shared/data/dfdc_faces
-TRAIN_OUTPUT ?= .fakescope/runs/dfdc-lite0-160-e16
+SAMPLE_VIDEOS ?= ../shared/data/dfdc_sample
+TRAIN_OUTPUT ?= .fakescope/runs/dfdc-lite0-160-e16-sbi0
+SPLIT_ARGS ?= --val-fraction 0.12 --seed 0
 TRAIN_ARGS ?= --arch efficientnet-lite0 --input-size 160 --batch-size 32 --epochs 16 \
-	--samples-per-epoch 6400 --val-faces-per-epoch 1000 --val-fraction 0.12 --sbi-rate 0.25 \
-	--patience 10 --seed 0
+	--samples-per-epoch 6400 --val-faces-per-epoch 1000 --sbi-rate 0 --patience 10 $(SPLIT_ARGS)
 train: $(VENV)/.dev-deps
 	$(VENV)/bin/fakescope -v train $(DATA) $(TRAIN_ARGS) --output $(TRAIN_OUTPUT) --resume
+
+# Serve that run as the next face_classifier version: its crop framing is calibrated on two
+# sample videos (one person's real video and its fake), which the geometry test then leaves out.
+FRAMING_VIDEOS ?= $(SAMPLE_VIDEOS)/519.mp4 $(SAMPLE_VIDEOS)/519_515.mp4
+export-trained: $(VENV)/.dev-deps
+	$(VENV)/bin/fakescope -v export --checkpoint $(TRAIN_OUTPUT)/best.pt \
+		--framing-videos $(FRAMING_VIDEOS)
+
+# The served version's result files and model card: validation faces, the sample videos and the
+# training run's own records, all written by code.
+SERVED = $(shell ls model_repository/face_classifier | grep -E '^[0-9]+$$' | sort -n | tail -1)
+RESULTS = docs/results/face_classifier/v$(SERVED)
+served-results: $(VENV)/.dev-deps
+	$(VENV)/bin/fakescope evaluate $(DATA) --split val $(SPLIT_ARGS) --output $(RESULTS)/val-faces \
+		--no-clearml --quiet
+	$(VENV)/bin/fakescope evaluate $(SAMPLE_VIDEOS) --output $(RESULTS)/dfdc-sample-videos \
+		--no-clearml --quiet
+	mkdir -p $(RESULTS)/training
+	cp $(addprefix $(TRAIN_OUTPUT)/,summary.json history.json provenance.json crop_geometry.json) \
+		$(RESULTS)/training/
+	$(VENV)/bin/fakescope model-card $(SERVED) --results $(RESULTS)
 
 demo: $(VENV)/.serve-deps
 	$(VENV)/bin/fakescope demo
