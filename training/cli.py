@@ -272,6 +272,21 @@ def _train_config(args: argparse.Namespace):
     )
 
 
+def _assign(args: argparse.Namespace, entries: list[Any]) -> Any:
+    """Split ``entries`` by ``--seed``, ``--val-fraction`` and ``--test-fraction`` (no leaks)."""
+    return assign_splits(
+        entries, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
+    )
+
+
+def _weights_missing(args: argparse.Namespace) -> bool:
+    """Say so (and return True) when ``--weights`` names no file."""
+    if args.weights is not None and not args.weights.is_file():
+        _error(f"weights file not found: {args.weights}")
+        return True
+    return False
+
+
 def run_train_face_crops(args: argparse.Namespace) -> int:
     """Train on a face-crop folder (``metadata.csv`` + shards or images): see the README."""
     from tqdm import tqdm
@@ -283,8 +298,7 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
             "--eval-dir takes a DFDC video folder; evaluate face crops with `fakescope evaluate`"
         )
         return EXIT_USAGE
-    if args.weights is not None and not args.weights.is_file():
-        _error(f"weights file not found: {args.weights}")
+    if _weights_missing(args):
         return EXIT_BAD_DATA
     try:
         dataset = load_face_crop_set(args.data_dir)
@@ -293,12 +307,7 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
         return EXIT_BAD_DATA
     config = _train_config(args)
     spec = spec_for(config)
-    splits = assign_splits(
-        dataset.entries,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-    )
+    splits = _assign(args, dataset.entries)
     bar = tqdm(
         total=len(dataset.entries), desc="faces", unit="face", file=sys.stderr, disable=args.quiet
     )
@@ -399,15 +408,14 @@ def _split_record(splits, dataset) -> dict[str, Any]:
 
 
 def _registered_or_hash(content: str, registry: Path) -> str:
-
     return find_version(content, registry) or f"unregistered (content sha256 {content[:16]})"
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train a classifier on a DFDC-format folder; see ``fakescope train --help``."""
-    # Before torch starts OpenMP: idle threads sleep instead of spinning. With another process
-    # on the 2 cores, spinning threads waited on each other: a run went from ~1.1 s to 3-6 s
-    # per batch of 32 at 160 px; with PASSIVE it stayed near 1.1-1.3 s under the same load.
+    # Before torch starts OpenMP: idle threads sleep instead of spinning, so that training beside
+    # another process on a 2-core machine does not slow down several-fold (spinning OpenMP
+    # threads then wait on each other).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from fakescope.training.train import (
         collect_faces,
@@ -425,17 +433,11 @@ def run_train(args: argparse.Namespace) -> int:
         eval_dataset = _load(args.eval_dir)
         if eval_dataset is None:
             return EXIT_BAD_DATA
-    if args.weights is not None and not args.weights.is_file():
-        _error(f"weights file not found: {args.weights}")
+    if _weights_missing(args):
         return EXIT_BAD_DATA
     config = _train_config(args)
     spec = spec_for(config)
-    splits = assign_splits(
-        dataset.entries,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-    )
+    splits = _assign(args, dataset.entries)
     by_name = dataset.by_name()
     train_entries = [by_name[n] for n in splits.names("train")]
     val_entries = [by_name[n] for n in splits.names("val")]
@@ -761,9 +763,7 @@ def _split_entries(dataset, args: argparse.Namespace, provenance: dict[str, str]
     entries = list(dataset.entries)
     if args.split == "all":
         return entries, None
-    splits = assign_splits(
-        entries, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
-    )
+    splits = _assign(args, entries)
     problem = _split_mismatch(provenance, _split_record(splits, dataset), args)
     if problem:
         _error(problem)
