@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.benchmarks.inprocess import OrtPipeline, TorchBaseline
+from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
+from fakescope.client.frames import even_frame_indices
 from fakescope.client.video import sample_frames
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
@@ -132,57 +133,110 @@ def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str,
     }
 
 
-def _per_video_median(records: list[dict[str, Any]]) -> dict[str, float]:
+def _per_video_runs(records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Return the processing seconds of each answered request, per video."""
     by_video: dict[str, list[float]] = {}
     for r in records:
         if r.get("ratio") is not None:
             by_video.setdefault(r["video"], []).append(r["processing_seconds"])
-    return {video: statistics.median(times) for video, times in by_video.items()}
+    return by_video
+
+
+#: Timed runs per video of every in-process path (after one warm-up run), medians reported.
+TIMED_RUNS = 3
+
+
+def time_runs(run: Any, videos: list[Path], runs: int) -> dict[str, list[float]]:
+    """Warm ``run`` up on the first video, then time ``runs`` runs of each video."""
+    run(videos[0])
+    return {v.name: [run(v)[0] for _ in range(runs)] for v in videos}
+
+
+def _path_summary(
+    times: dict[str, list[float]], durations: dict[str, float], what: str
+) -> dict[str, Any]:
+    medians = {name: statistics.median(runs) for name, runs in times.items()}
+    return {
+        "what": what,
+        "seconds": medians,
+        "runs": times,
+        "ratio": _stats([medians[n] / durations[n] for n in medians]),
+    }
 
 
 def run_inprocess(
-    videos: list[Path], frames: int, repository: Path, baseline: bool, repeats: int = 2
+    videos: list[Path], frames: int, repository: Path, baseline: bool, runs: int = TIMED_RUNS
 ) -> dict[str, Any]:
-    """Time the in-process ORT pipeline (and the PyTorch baseline) on every video."""
-    durations = {v.name: sample_frames(v, 1).duration_seconds for v in videos}
-    result: dict[str, Any] = {}
+    """Time the in-process paths on every video: warm-up, then the median of ``runs`` runs.
+
+    The ONNX Runtime path and the like-for-like baseline sample the same frame indices as the
+    served path (the same sampler, ``frames`` per video); the seed pipeline gets our sampler's
+    indices for its own 32 frames.
+    """
+    probes = {v.name: sample_frames(v, 1) for v in videos}
+    durations = {name: p.duration_seconds for name, p in probes.items()}
+    result: dict[str, Any] = {"timed_runs": runs, "durations": durations}
     ort_pipeline = OrtPipeline(repository)
-    ort_pipeline.run(videos[0], frames, DEFAULT_MAX_SIDE)  # warm-up
-    ort_times = {
-        v.name: min(ort_pipeline.run(v, frames, DEFAULT_MAX_SIDE)[0] for _ in range(repeats))
-        for v in videos
-    }
-    result["onnxruntime_inprocess"] = {
-        "seconds": ort_times,
-        "ratio": _stats([ort_times[n] / durations[n] for n in ort_times]),
-    }
+    result["onnxruntime_inprocess"] = _path_summary(
+        time_runs(lambda v: ort_pipeline.run(v, frames, DEFAULT_MAX_SIDE), videos, runs),
+        durations,
+        "the served steps with ONNX Runtime in one process, same frames",
+    )
     if baseline:
-        torch_pipeline = TorchBaseline(repository)
-        torch_times = {v.name: torch_pipeline.run(v, frames)[0] for v in videos}
-        result["pytorch_baseline"] = {
-            "seconds": torch_times,
-            "ratio": _stats([torch_times[n] / durations[n] for n in torch_times]),
-            "what": "OpenCV read-all + facenet-pytorch MTCNN (defaults, full resolution) + the "
-            "same EfficientNet-Lite0 in eager PyTorch, same frames",
+        like = LikeForLikeBaseline(repository)
+        result["like_for_like_baseline"] = _path_summary(
+            time_runs(lambda v: like.run(v, frames, DEFAULT_MAX_SIDE), videos, runs),
+            durations,
+            "same frames, facenet-pytorch MTCNN at the served parameters, same crops, the same "
+            "classifier architecture in eager PyTorch",
+        )
+        seed = SeedPipeline(repository)
+        indices = {
+            name: np.asarray(even_frame_indices(p.total_frames, SeedPipeline.FRAMES))
+            for name, p in probes.items()
         }
-    result["durations"] = durations
+        result["seed_pipeline"] = _path_summary(
+            time_runs(lambda v: seed.run(v, indices[v.name]), videos, runs),
+            durations,
+            "the seed project as written: OpenCV read-all, facenet-pytorch MTCNN() defaults on "
+            f"{SeedPipeline.FRAMES} full-resolution frames, efficientnet-pytorch B0 per face",
+        )
     return result
+
+
+def speedup_summary(base: dict[str, list[float]], ours: dict[str, list[float]]) -> dict[str, Any]:
+    """Median speed-up over videos, its range over videos, and per video (median of runs)."""
+    per_video = {
+        v: statistics.median(base[v]) / statistics.median(ours[v]) for v in ours if v in base
+    }
+    values = list(per_video.values())
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "per_video": per_video,
+    }
 
 
 def compare_with_inprocess(
     summary: dict[str, Any], records: dict[int, list[dict[str, Any]]]
 ) -> None:
-    """Add Triton's overhead over in-process ORT and the speedup over the baseline (1 user)."""
-    ours = _per_video_median(records[min(records)])
-    ort_times = summary["inprocess"]["onnxruntime_inprocess"]["seconds"]
-    summary["triton_overhead_per_video"] = {v: ours[v] / ort_times[v] - 1 for v in ours}
-    summary["triton_overhead"] = statistics.median(summary["triton_overhead_per_video"].values())
-    if "pytorch_baseline" in summary["inprocess"]:
-        base = summary["inprocess"]["pytorch_baseline"]["seconds"]
-        summary["speedup_vs_baseline_per_video"] = {v: base[v] / ours[v] for v in ours}
-        summary["speedup_vs_baseline"] = statistics.median(
-            summary["speedup_vs_baseline_per_video"].values()
-        )
+    """Add Triton's overhead over in-process ORT and the speed-ups over both baselines.
+
+    The served path's times are its warm 1-user requests (each video several times).
+    """
+    ours = _per_video_runs(records[min(records)])
+    inprocess = summary["inprocess"]
+    summary["served_runs_per_video"] = {v: len(t) for v, t in ours.items()}
+    ort = inprocess["onnxruntime_inprocess"]["runs"]
+    overhead = {
+        v: statistics.median(ours[v]) / statistics.median(ort[v]) - 1 for v in ours if v in ort
+    }
+    summary["triton_overhead_per_video"] = overhead
+    summary["triton_overhead"] = statistics.median(overhead.values())
+    for key in ("like_for_like_baseline", "seed_pipeline"):
+        if key in inprocess:
+            summary[f"speedup_vs_{key}"] = speedup_summary(inprocess[key]["runs"], ours)
 
 
 def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
@@ -201,7 +255,12 @@ def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
         ax.plot(
             users, [levels[str(u)]["ratio"]["p50"] for u in users], "x--", label=f"{protocol} p50"
         )
-    for key, style in (("onnxruntime_inprocess", ":"), ("pytorch_baseline", "-.")):
+    paths = (
+        ("onnxruntime_inprocess", ":"),
+        ("like_for_like_baseline", "-."),
+        ("seed_pipeline", "--"),
+    )
+    for key, style in paths:
         if key in summary["inprocess"]:
             ax.axhline(
                 summary["inprocess"][key]["ratio"]["p50"],
