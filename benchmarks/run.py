@@ -239,6 +239,66 @@ def compare_with_inprocess(
             summary[f"speedup_vs_{key}"] = speedup_summary(inprocess[key]["runs"], ours)
 
 
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """Render ``summary.json`` as the tables the READMEs point to (``summary.md``)."""
+    levels = summary["levels"]
+    protocols = list(levels)
+    users = sorted({int(u) for p in protocols for u in levels[p]})
+    head = " | ".join(f"{p} p50 / p95 ratio" for p in protocols)
+    lines = [
+        f"# Bench summary ({summary['mode']}, {summary['frames']} frames per video)",
+        "",
+        f"Written by `fakescope bench` from `summary.json`; limit {summary['limit']}, "
+        f"{summary['run_time_seconds_per_level']} s per level, load average at start "
+        f"{summary['machine']['load_average_at_start'][0]:.2f} on {summary['machine']['cores']} "
+        "cores.",
+        "",
+        f"| users | {head} | videos/min ({protocols[0]}) | accepted / refused / failed |",
+        "|---|" + "---|" * len(protocols) + "---|---|",
+    ]
+    for u in users:
+        cells = []
+        for p in protocols:
+            ratio = levels[p].get(str(u), {}).get("ratio", {})
+            cells.append(f"{_fmt(ratio.get('p50'))} / {_fmt(ratio.get('p95'))}")
+        first = levels[protocols[0]].get(str(u), {})
+        counts = f"{first.get('accepted')} / {first.get('rejected')} / {first.get('failures')}"
+        lines.append(
+            f"| {u} | {' | '.join(cells)} | {_fmt(first.get('videos_per_minute'), 0)} | {counts} |"
+        )
+    lines.append("")
+    if "triton_overhead" in summary:
+        lines.append(
+            f"- Triton over the same steps in-process (ONNX Runtime): "
+            f"{summary['triton_overhead'] * 100:+.1f} % (median per video)"
+        )
+    for key, name in (
+        ("speedup_vs_like_for_like_baseline", "like-for-like baseline"),
+        ("speedup_vs_seed_pipeline", "seed pipeline"),
+    ):
+        if key in summary:
+            s = summary[key]
+            per_video = ", ".join(f"{v} {x:.1f}×" for v, x in sorted(s["per_video"].items()))
+            lines.append(
+                f"- Speed-up over the {name}: {s['median']:.1f}× median over videos "
+                f"({s['min']:.1f}–{s['max']:.1f}×; {per_video})"
+            )
+    inprocess = summary.get("inprocess", {})
+    for key, value in inprocess.items():
+        if isinstance(value, dict) and "ratio" in value:
+            lines.append(
+                f"- `{key}` ratio p50 {_fmt(value['ratio']['p50'])}: {value.get('what', key)} "
+                f"(median of {inprocess.get('timed_runs', '?')} runs per video)"
+            )
+    lines.append(f"- Passed: {summary.get('passed')}")
+    lines.extend(f"  - {failure}" for failure in summary.get("failures", []))
+    return "\n".join(lines) + "\n"
+
+
 def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
     """Plot p95 and p50 ratio vs users per protocol, with the limit."""
     import matplotlib
@@ -359,8 +419,15 @@ def run_bench(args: argparse.Namespace) -> int:
     summary["passed"] = not failures
     summary["failures"] = failures
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(render_markdown(summary))
     plot(summary, args.limit, out / "ratio_vs_users.png")
-    shown = ("levels", "triton_overhead", "speedup_vs_baseline", "passed")
+    shown = (
+        "levels",
+        "triton_overhead",
+        "speedup_vs_like_for_like_baseline",
+        "speedup_vs_seed_pipeline",
+        "passed",
+    )
     print(json.dumps({k: summary.get(k) for k in shown}, indent=1))
     for failure in failures:
         print(f"fakescope bench: LIMIT BROKEN: {failure}", file=sys.stderr)

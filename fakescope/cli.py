@@ -22,6 +22,7 @@ from fakescope.benchmarks.run import add_bench_parser
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.cli import add_analyze_parser
 from fakescope.client.cli import main as analyze_main
+from fakescope.client.frames import VideoReadError
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
 from fakescope.serving.repository_check import RepositoryError
@@ -128,7 +129,7 @@ def run_export(args: argparse.Namespace) -> int:
 
         try:
             version = export_new_version(args.repository, args.checkpoint, args.framing_videos)
-        except ValueError as exc:
+        except (ValueError, VideoReadError) as exc:  # bad checkpoint, framing video or framing
             print(f"fakescope: error: {exc}", file=sys.stderr)
             return 2
         print(

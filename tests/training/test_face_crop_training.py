@@ -151,6 +151,27 @@ def test_export_refuses_face_crop_checkpoint_when_no_framing_videos(trained, cap
     assert sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir()) == before
 
 
+def test_export_refuses_framing_video_when_it_is_not_a_video(trained, capsys):
+    repository = trained["root"] / "repository"
+    before = sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir())
+    not_a_video = trained["root"] / "notes.mp4"
+    not_a_video.write_text("these are notes, not frames")
+    code = fakescope_main(
+        [
+            "export",
+            "--repository",
+            str(repository),
+            "--checkpoint",
+            str(trained["root"] / "run" / "best.pt"),
+            "--framing-videos",
+            str(not_a_video),
+        ]
+    )
+    assert code == 2
+    assert "notes.mp4" in capsys.readouterr().err
+    assert sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir()) == before
+
+
 def test_train_keeps_fakes_with_their_originals_when_face_crops_are_split(trained):
     splits = json.loads((trained["root"] / "run" / "splits.json").read_text())["splits"]
     where = {name: split for split, names in splits.items() for name in names}

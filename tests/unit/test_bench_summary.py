@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.benchmarks.run import speedup_summary, time_runs
+from fakescope.benchmarks.run import render_markdown, speedup_summary, time_runs
 
 
 def test_speedup_reports_median_and_range_over_videos_when_runs_differ():
@@ -28,3 +28,35 @@ def test_timed_warms_up_once_then_times_each_video_when_paths_are_measured():
     times = time_runs(run, [Path("x.mp4"), Path("y.mp4")], runs=2)
     assert calls == ["x.mp4", "x.mp4", "x.mp4", "y.mp4", "y.mp4"]
     assert times == {"x.mp4": [2.0, 3.0], "y.mp4": [4.0, 5.0]}
+
+
+def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
+    level = {
+        "ratio": {"p50": 0.05, "p95": 0.1},
+        "videos_per_minute": 90.0,
+        "accepted": 45,
+        "rejected": 0,
+        "failures": 0,
+    }
+    summary = {
+        "mode": "load",
+        "frames": 16,
+        "limit": 0.5,
+        "run_time_seconds_per_level": 30,
+        "machine": {"load_average_at_start": [0.4, 0.3, 0.2], "cores": 2},
+        "levels": {"grpc": {"1": level}, "http": {"1": level}},
+        "triton_overhead": 0.031,
+        "speedup_vs_seed_pipeline": {
+            "median": 40.0,
+            "min": 20.0,
+            "max": 60.5,
+            "per_video": {"a.mp4": 40.0},
+        },
+        "inprocess": {"timed_runs": 3},
+        "passed": True,
+        "failures": [],
+    }
+    text = render_markdown(summary)
+    assert "| 1 | 0.050 / 0.100 | 0.050 / 0.100 | 90 | 45 / 0 / 0 |" in text
+    assert "+3.1 %" in text
+    assert "seed pipeline: 40.0× median over videos (20.0–60.5×; a.mp4 40.0×)" in text
