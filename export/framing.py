@@ -107,6 +107,11 @@ def _measure(
     return values, geometry
 
 
+def _triple(values: np.ndarray) -> tuple[float, float, float]:
+    """(margin, x shift, y shift) as plain floats."""
+    return float(values[0]), float(values[1]), float(values[2])
+
+
 def calibrate_framing(
     frames: Sequence[FramingFrames], data: CropGeometry, size: int, detector: CropDetector
 ) -> FramingCalibration:
@@ -143,8 +148,8 @@ def calibrate_framing(
     return FramingCalibration(
         face_margin=round(float(framing[0]), 4),
         face_shift=(round(float(framing[1]), 4), round(float(framing[2]), 4)),
-        data=tuple(float(v) for v in target),  # type: ignore[arg-type]
-        served=tuple(round(float(v), 4) for v in measured),  # type: ignore[arg-type]
+        data=_triple(target),
+        served=_triple(measured.round(4)),
         faces=int(sum(len(f.face_boxes) for f in frames)),
         videos=[{"video": f.source, "sha256": f.sha256} for f in frames],
         steps=steps,

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-__all__ = ["MODEL_REPOSITORY", "PROJECT_ROOT", "SHARED_DATA"]
+__all__ = ["MODEL_REPOSITORY", "PROJECT_ROOT"]
 
 #: The checkout (``fakescope/`` sits at its top level; the package is installed editable).
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 #: The Triton model repository the server loads by default.
 MODEL_REPOSITORY: Final = PROJECT_ROOT / "model_repository"
-#: Data shared beside the checkout (``../shared/data``); absent on a user's machine.
-SHARED_DATA: Final = PROJECT_ROOT.parent / "shared" / "data"

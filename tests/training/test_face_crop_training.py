@@ -134,42 +134,29 @@ def test_export_frames_served_crops_like_data_when_framing_videos_given(trained)
     assert measured == pytest.approx(framing["data"], abs=FRAMING_TOLERANCE)
 
 
-def test_export_refuses_face_crop_checkpoint_when_no_framing_videos(trained, capsys):
-    repository = trained["root"] / "repository"
-    before = sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir())
+def _refused_export(trained, *extra: str) -> int:
+    """Run ``fakescope export`` of the trained checkpoint; check it left the versions alone."""
+    versions = trained["root"] / "repository" / contract.CLASSIFIER_MODEL
+    before = sorted(p.name for p in versions.iterdir())
+    checkpoint = str(trained["root"] / "run" / "best.pt")
+    repository = str(trained["root"] / "repository")
     code = fakescope_main(
-        [
-            "export",
-            "--repository",
-            str(repository),
-            "--checkpoint",
-            str(trained["root"] / "run" / "best.pt"),
-        ]
+        ["export", "--repository", repository, "--checkpoint", checkpoint, *extra]
     )
-    assert code == 2
+    assert sorted(p.name for p in versions.iterdir()) == before
+    return code
+
+
+def test_export_refuses_face_crop_checkpoint_when_no_framing_videos(trained, capsys):
+    assert _refused_export(trained) == 2
     assert "give videos of real faces (--framing-videos)" in capsys.readouterr().err
-    assert sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir()) == before
 
 
 def test_export_refuses_framing_video_when_it_is_not_a_video(trained, capsys):
-    repository = trained["root"] / "repository"
-    before = sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir())
     not_a_video = trained["root"] / "notes.mp4"
     not_a_video.write_text("these are notes, not frames")
-    code = fakescope_main(
-        [
-            "export",
-            "--repository",
-            str(repository),
-            "--checkpoint",
-            str(trained["root"] / "run" / "best.pt"),
-            "--framing-videos",
-            str(not_a_video),
-        ]
-    )
-    assert code == 2
+    assert _refused_export(trained, "--framing-videos", str(not_a_video)) == 2
     assert "notes.mp4" in capsys.readouterr().err
-    assert sorted(p.name for p in (repository / contract.CLASSIFIER_MODEL).iterdir()) == before
 
 
 def test_train_keeps_fakes_with_their_originals_when_face_crops_are_split(trained):
