@@ -70,10 +70,7 @@ model_warmup [
     }}
   }}
 ]
-# ONNX Runtime session entry (the embedded CPU backend applies "session." keys): idle intra-op
-# threads sleep instead of spinning, so concurrent models do not burn each other's cores.
 parameters [
-  {{ key: "session.intra_op.allow_spinning" value: {{ string_value: "0" }} }},
   {{ key: "arch" value: {{ string_value: "{arch}" }} }},
   {{ key: "{trained_key}" value: {{ string_value: "{trained}" }} }},
   {{ key: "input_size" value: {{ string_value: "{size}" }} }},

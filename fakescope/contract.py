@@ -97,6 +97,21 @@ LIMITATIONS_PARAMETER: Final = "limitations"
 #: ``face_classifier`` config parameter: ``"true"`` for a trained classifier, ``"false"`` for the
 #: placeholder (whose verdicts are never presented as findings).
 TRAINED_PARAMETER: Final = "trained"
+#: Every ``face_classifier`` config parameter: facts about the served version for clients, model
+#: cards and tests (no backend reads them). Any other key in an ONNX model's config must be a
+#: setting the real ONNX Runtime backend documents (see ``serving.model_config``).
+CLASSIFIER_FACT_PARAMETERS: Final = frozenset(
+    {
+        "arch",
+        TRAINED_PARAMETER,
+        "input_size",
+        "face_margin",
+        "face_shift",
+        "temperature",
+        THRESHOLD_PARAMETER,
+        LIMITATIONS_PARAMETER,
+    }
+)
 
 # --- Where the server listens by default (KServe v2 HTTP and gRPC, Prometheus metrics) -------
 DEFAULT_HOST: Final = "127.0.0.1"

@@ -28,6 +28,27 @@ def parameters(model_config: dict[str, Any]) -> dict[str, str]:
     return {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}
 
 
+#: The model-config ``parameters`` the real ONNX Runtime backend (the NGC image's) documents:
+#: onnxruntime_backend README, "Model Config Options" and "Deprecated Parameters". It ignores
+#: every other key without a word, so a setting outside this set would only ever act on the
+#: embedded CPU stand-in, never on the GPU deployment.
+ORT_BACKEND_PARAMETERS = frozenset(
+    {
+        "intra_op_thread_count",
+        "inter_op_thread_count",
+        "execution_mode",
+        "enable_mem_arena",
+        "enable_mem_pattern",
+        "memory.enable_memory_arena_shrinkage",
+        "session.use_device_allocator_for_initializers",
+        "cudnn_conv_algo_search",
+        "gpu_mem_limit",
+        "arena_extend_strategy",
+        "do_copy_in_default_stream",
+    }
+)
+
+
 _MAX_BATCH_SIZE = re.compile(r"^\s*max_batch_size\s*:\s*(\d+)\s*(?:#.*)?$", re.MULTILINE)
 
 

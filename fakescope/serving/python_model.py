@@ -48,11 +48,18 @@ def invalid_argument(problem: Exception | str) -> pb_utils.InferenceResponse:
 def bls_request(
     model: str, inputs: Mapping[str, NDArray[Any]], outputs: Sequence[str]
 ) -> pb_utils.InferenceRequest:
-    """Build a BLS ``pb_utils.InferenceRequest`` for ``model`` (inputs made C-contiguous)."""
+    """Build a BLS ``pb_utils.InferenceRequest`` for ``model`` (inputs made C-contiguous).
+
+    Its outputs are asked for in CPU memory: in the GPU image the ONNX models run on the real
+    ONNX Runtime backend on the GPU, and a bare ``as_numpy()`` on an output left in GPU memory
+    raises "Tensor is stored in GPU and cannot be converted to NumPy". Every step after a BLS
+    call here is numpy on the CPU, so Triton copies the (small) outputs once, where it can.
+    """
     return pb_utils.InferenceRequest(
         model_name=model,
         requested_output_names=list(outputs),
         inputs=[pb_utils.Tensor(name, np.ascontiguousarray(a)) for name, a in inputs.items()],
+        preferred_memory=pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0),
     )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from fakescope import contract
+from fakescope.serving.model_config import ORT_BACKEND_PARAMETERS, config_parameters
+
 
 class RepositoryError(RuntimeError):
     """The model repository is incomplete; the message names the file."""
@@ -18,7 +21,9 @@ def check_repository(repository: Path) -> list[str]:
     """Return the model names of ``repository``; raise :class:`RepositoryError` if one is broken.
 
     Every model directory needs ``config.pbtxt`` and a numeric version directory; python models
-    need ``<version>/model.py``, ONNX models ``<version>/model.onnx`` (non-empty).
+    need ``<version>/model.py``, ONNX models ``<version>/model.onnx`` (non-empty). An ONNX
+    model's parameters must be ones the real ONNX Runtime backend documents, or the classifier's
+    facts for clients: anything else would act only on the embedded CPU stand-in.
     """
     if not repository.is_dir():
         raise RepositoryError(f"model repository not found: {repository}")
@@ -33,6 +38,8 @@ def check_repository(repository: Path) -> list[str]:
         versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
         if not versions:
             raise RepositoryError(f"{model_dir}: no version directory (e.g. {model_dir}/1)")
+        if match.group(2) == "onnxruntime":
+            _check_ort_parameters(config)
         required = _REQUIRED.get(match.group(2))
         for version in versions:
             if required and not (version / required).is_file():
@@ -43,3 +50,13 @@ def check_repository(repository: Path) -> list[str]:
     if not models:
         raise RepositoryError(f"model repository {repository} holds no model")
     return models
+
+
+def _check_ort_parameters(config: Path) -> None:
+    unknown = set(config_parameters(config)) - ORT_BACKEND_PARAMETERS
+    unknown -= contract.CLASSIFIER_FACT_PARAMETERS
+    if unknown:
+        raise RepositoryError(
+            f"{config}: parameters {sorted(unknown)} are not settings of the real onnxruntime"
+            f" backend, which ignores them (it documents {sorted(ORT_BACKEND_PARAMETERS)})"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -66,3 +67,36 @@ def test_model_configs_name_no_cpu_only_setting_when_served_on_gpu():
         text = config.read_text()
         if 'backend: "onnxruntime"' in text:
             assert "KIND_CPU" not in text, f"{config} would never use the GPU"
+
+
+def _inference_request_calls() -> list[tuple[str, ast.Call]]:
+    """Every ``pb_utils.InferenceRequest(...)`` call in the code the python backend runs."""
+    sources = [
+        *(ROOT / "model_repository").glob("*/*/model.py"),
+        *(ROOT / "fakescope").rglob("*.py"),
+    ]
+    calls = []
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "InferenceRequest"
+            ):
+                calls.append((str(source.relative_to(ROOT)), node))
+    return calls
+
+
+def test_bls_requests_ask_for_cpu_outputs_when_built():
+    """In the GPU image the ONNX models' outputs stay in GPU memory unless a BLS call asks for the
+    CPU, and the python models read them with ``as_numpy()``, which then raises."""
+    calls = _inference_request_calls()
+    assert calls, "no BLS request found: the scan looks in the wrong place"
+    for where, call in calls:
+        preferred = {k.arg: k.value for k in call.keywords}.get("preferred_memory")
+        assert preferred is not None, (
+            f"{where}:{call.lineno} builds a BLS request without preferred_memory"
+        )
+        assert "TRITONSERVER_MEMORY_CPU" in ast.unparse(preferred), (
+            f"{where}:{call.lineno} asks for {ast.unparse(preferred)}, not CPU memory"
+        )

@@ -34,15 +34,25 @@ def test_check_repository_rejects_path_when_not_a_directory(tmp_path):
         check_repository(tmp_path / "nope")
 
 
-def test_onnx_model_configs_let_idle_threads_sleep_when_served_on_cpu():
-    from fakescope.serving.model_config import config_parameters
+def test_check_repository_rejects_parameter_when_real_onnxruntime_backend_ignores_it(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo)
+    config = repo / "mtcnn_pnet" / "config.pbtxt"
+    # A session entry only the embedded stand-in would apply: the NGC image's backend ignores it.
+    config.write_text(
+        config.read_text()
+        + 'parameters [ { key: "session.intra_op.allow_spinning" value: { string_value: "0" } } ]\n'
+    )
+    with pytest.raises(RepositoryError, match=r"mtcnn_pnet.*session\.intra_op\.allow_spinning"):
+        check_repository(repo)
 
-    onnx_models = [
-        config.parent.name
-        for config in sorted(REPO.glob("*/config.pbtxt"))
-        if 'backend: "onnxruntime"' in config.read_text()
-    ]
-    assert len(onnx_models) == 4, onnx_models
-    for model in onnx_models:
-        params = config_parameters(REPO / model / "config.pbtxt")
-        assert params.get("session.intra_op.allow_spinning") == "0", model
+
+def test_check_repository_accepts_parameter_when_real_onnxruntime_backend_documents_it(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo)
+    config = repo / "mtcnn_pnet" / "config.pbtxt"
+    config.write_text(
+        config.read_text()
+        + 'parameters [ { key: "intra_op_thread_count" value: { string_value: "2" } } ]\n'
+    )
+    assert "mtcnn_pnet" in check_repository(repo)

@@ -6,7 +6,9 @@ python-based backend from ``<backend-dir>/<backend name>/model.py``, so the embe
 this file as ``backends/onnxruntime/model.py`` and the *same* ``config.pbtxt``
 (``backend: "onnxruntime"``) serves both deployments. It honours the ORT backend's
 ``default_model_filename`` and the ``intra_op_thread_count`` / ``inter_op_thread_count``
-parameters, and runs one ONNX Runtime session per model instance on the whole dynamic batch.
+parameters (the model repository holds no parameter the real backend would ignore:
+:mod:`fakescope.serving.repository_check`), and runs one ONNX Runtime session per model
+instance on the whole dynamic batch.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ class TritonPythonModel:
             options.intra_op_num_threads = int(params["intra_op_thread_count"])
         if "inter_op_thread_count" in params:
             options.inter_op_num_threads = int(params["inter_op_thread_count"])
-        for key, value in params.items():
-            if key.startswith("session."):  # ORT session config entries, e.g. thread spinning
-                options.add_session_config_entry(key, value)
+        # The stand-in's own CPU policy, not a config parameter (the real backend has no such
+        # parameter): idle intra-op threads sleep instead of spinning, so the four ONNX models
+        # and the python models sharing a few cores do not burn each other's time
+        # (benchmarks/README.md, "What each setting bought").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU":
             device = int(args.get("model_instance_device_id", "0"))
