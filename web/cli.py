@@ -4,6 +4,7 @@ Mounted into the top-level CLI with :func:`add_web_parsers` (every leaf parser s
 ``func``, returning an int exit code); also runnable alone: ``python -m fakescope.web.cli``.
 
 * ``fakescope web serve [--host 127.0.0.1] [--port 8080] [--start-triton] …``
+* ``fakescope web worker [--threads N] [--drain-timeout S] …`` (job runner only, no HTTP)
 * ``fakescope web keys create --org NAME [--monthly-quota N] [--rate-per-minute N]``
 * ``fakescope web keys revoke KEY_ID``
 * ``fakescope web keys list [--json]``
@@ -258,8 +259,40 @@ def run_web_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- worker ----------------------------------------------------------------------------------
+def run_web_worker(args: argparse.Namespace) -> int:
+    """Run the job runner alone (no HTTP front end) until SIGTERM/SIGINT, then drain."""
+    import threading
+
+    from .db import DatabaseError
+    from .settings import SettingsError
+    from .worker import install_stop_signals, run_worker
+
+    stop = threading.Event()
+    install_stop_signals(stop)
+    overrides = {
+        "data_dir": args.data_dir,
+        "workers": args.threads,
+        "triton_url": args.triton_url,
+        "triton_protocol": args.triton_protocol,
+        "public_url": args.public_url,
+    }
+    try:
+        settings = _settings(args, **overrides)
+        print(
+            f"FakeScope worker: {settings.workers} analysis thread(s), Triton "
+            f"{settings.triton_url} (SIGTERM/Ctrl-C stops)",
+            flush=True,
+        )
+        run_worker(settings, stop, drain_s=args.drain_timeout)
+    except (SettingsError, DatabaseError) as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
 def add_web_parsers(subparsers: Any) -> None:
-    """Add ``web serve`` and ``web keys create|revoke|list`` to ``subparsers``."""
+    """Add ``web serve``, ``web worker`` and ``web keys create|revoke|list`` to ``subparsers``."""
     web = subparsers.add_parser("web", help="the web service: upload page, REST API, keys")
     web_sub = web.add_subparsers(dest="web_command", required=True)
 
@@ -299,6 +332,27 @@ def add_web_parsers(subparsers: Any) -> None:
     serve.add_argument("--triton-grpc-port", type=int, default=contract.GRPC_PORT)
     serve.add_argument("--triton-metrics-port", type=int, default=contract.METRICS_PORT)
     serve.set_defaults(func=run_web_serve)
+
+    worker = web_sub.add_parser("worker", help="run the job runner alone (no HTTP front end)")
+    _database_option(worker)
+    worker.add_argument("--data-dir", type=Path, default=None, help="as for serve")
+    worker.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="analysis threads (default $FAKESCOPE_WEB_WORKERS or 2)",
+    )
+    worker.add_argument("--triton-url", default=None, help="as for serve")
+    worker.add_argument("--triton-protocol", choices=("grpc", "http"), default=None)
+    worker.add_argument("--public-url", default=None, help="as for serve (webhook links)")
+    worker.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, wait this long for the jobs in hand (default 30)",
+    )
+    worker.set_defaults(func=run_web_worker)
 
     keys = web_sub.add_parser("keys", help="subscriber API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
