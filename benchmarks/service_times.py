@@ -1,0 +1,311 @@
+"""Per-video service times at 1 user, their stage split, and the replica start time.
+
+``python -m fakescope.benchmarks.service_times`` writes ``benchmarks/results/service_times.json``,
+the measurements the capacity model (:mod:`fakescope.benchmarks.capacity`) is driven by and
+``make bench``'s ``summary.json`` does not hold:
+
+* **replica start**: the embedded tritonserver from ``start()`` to ``/v2/health/ready``, the
+  median of ``--starts`` cold starts (each on its own, nothing else connected);
+* **per-video service times**: every benchmark video, one user, ``--runs`` timed runs each after
+  one warm-up, in interleaved order (so a change in the machine's load spreads over all videos):
+  the client's decode (wall and CPU seconds), the server call, and the **stage split** of the
+  server call from Triton's own per-model statistics (``face_detector`` with its MTCNN nets,
+  ``face_cropper``, ``face_scorer`` with ``face_classifier``, ``video_aggregator``), plus the CPU
+  seconds the server's processes used;
+* what the network would carry: the video file's bytes (its bitrate) and the frames' bytes.
+
+The machine is shared: the load average is recorded at start, at end and with every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tritonclient.grpc as grpcclient
+
+from fakescope import contract
+from fakescope.benchmarks.run import machine_facts
+from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decode_video
+from fakescope.client.triton import DetectorClient
+from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, port_in_use
+from fakescope.serving.repository_check import RepositoryError, check_repository
+
+logger = logging.getLogger(__name__)
+
+RESULT = PROJECT_ROOT / "benchmarks" / "results" / "service_times.json"
+#: Its own runtime folder: ``prepare_runtime`` rewrites the backends folder of the runtime it is
+#: given, which must not be the one a server started by someone else is using.
+RUNTIME_DIR = PROJECT_ROOT / ".fakescope" / "runtime-service-times"
+#: The models whose statistics make up the stage split (the ensemble's steps and the models they
+#: call through BLS). A BLS caller's time includes its callees' (``face_detector`` includes the
+#: three nets, ``face_scorer`` includes ``face_classifier``).
+STAGE_MODELS = (
+    contract.ENSEMBLE_MODEL,
+    contract.FACE_DETECTOR_MODEL,
+    contract.PNET_MODEL,
+    contract.RNET_MODEL,
+    contract.ONET_MODEL,
+    contract.FACE_CROPPER_MODEL,
+    contract.FACE_SCORER_MODEL,
+    contract.CLASSIFIER_MODEL,
+    contract.VIDEO_AGGREGATOR_MODEL,
+)
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Cumulative server-side counters at one moment."""
+
+    model_seconds: dict[str, float]
+    server_cpu_seconds: float
+
+
+def model_seconds(stats: dict[str, Any]) -> dict[str, float]:
+    """Return each model's cumulative successful-request seconds (all versions summed).
+
+    ``stats`` is Triton's inference statistics as JSON (``get_inference_statistics(...,
+    as_json=True)``); a request's ``success`` duration runs from its arrival at the model to its
+    response, queueing included.
+    """
+    seconds: dict[str, float] = {}
+    for model in stats.get("model_stats", []):
+        success = model.get("inference_stats", {}).get("success", {})
+        ns = int(success.get("ns", 0))  # protobuf's JSON writes 64-bit integers as strings
+        seconds[model["name"]] = seconds.get(model["name"], 0.0) + ns / 1e9
+    return seconds
+
+
+def process_group_cpu_seconds(pgid: int) -> float:
+    """Return the user + system CPU seconds of every live process in process group ``pgid``.
+
+    tritonserver is started in its own session, so its group holds it and its python stubs.
+    """
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        # the command name (field 2) may hold spaces: split after its closing parenthesis
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # fields[0] is field 3 (state): pgrp is field 5
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / _CLOCK_TICKS
+
+
+def snapshot(stats_client: grpcclient.InferenceServerClient, pgid: int) -> Snapshot:
+    """Read the server's per-model statistics and its processes' CPU time."""
+    stats = stats_client.get_inference_statistics(model_name="", as_json=True)
+    return Snapshot(model_seconds(stats), process_group_cpu_seconds(pgid))
+
+
+def stage_split(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """Seconds each model of :data:`STAGE_MODELS` spent between two snapshots."""
+    return {
+        name: after.model_seconds.get(name, 0.0) - before.model_seconds.get(name, 0.0)
+        for name in STAGE_MODELS
+    }
+
+
+def measure_starts(
+    repository: Path, address: ServerAddress, runtime_dir: Path, starts: int
+) -> list[float]:
+    """Start and stop the embedded tritonserver ``starts`` times; return start → ready seconds."""
+    seconds = []
+    for i in range(starts):
+        server = EmbeddedTriton(repository, address, runtime_dir=runtime_dir)
+        began = time.perf_counter()
+        server.start()
+        seconds.append(time.perf_counter() - began)
+        server.stop()
+        logger.info("start %d/%d: %.2f s to ready", i + 1, starts, seconds[-1])
+    return seconds
+
+
+def measure_run(
+    video: Path,
+    client: DetectorClient,
+    stats_client: grpcclient.InferenceServerClient,
+    pgid: int,
+    frames: int,
+) -> dict[str, Any]:
+    """Analyze ``video`` once at 1 user; return its timings, stage split and sizes."""
+    before = snapshot(stats_client, pgid)
+    cpu_began = time.process_time()
+    decoded = decode_video(video, frames, DEFAULT_MAX_SIDE)
+    decode_cpu = time.process_time() - cpu_began
+    began = time.perf_counter()
+    raw = client.infer(decoded.sampled.frames)
+    infer_seconds = time.perf_counter() - began
+    after = snapshot(stats_client, pgid)
+    duration = decoded.sampled.duration_seconds
+    processing = decoded.decode_seconds + infer_seconds
+    return {
+        "video": video.name,
+        "duration_seconds": duration,
+        "decode_seconds": decoded.decode_seconds,
+        "decode_cpu_seconds": decode_cpu,
+        "infer_seconds": infer_seconds,
+        "processing_seconds": processing,
+        "ratio": processing / duration,
+        "stage_seconds": stage_split(before, after),
+        "server_cpu_seconds": after.server_cpu_seconds - before.server_cpu_seconds,
+        "faces": len(raw.face_scores),
+        "frames_bytes": decoded.sampled.frames.nbytes,
+        "load_average_1min": os.getloadavg()[0],
+    }
+
+
+def interleaved(videos: list[Path], runs: int) -> Iterator[Path]:
+    """Yield every video ``runs`` times, one round over all videos at a time."""
+    for _ in range(runs):
+        yield from videos
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median of each timing per video."""
+    keys = ("processing_seconds", "decode_seconds", "decode_cpu_seconds", "infer_seconds")
+    keys += ("server_cpu_seconds", "ratio")
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted({r["video"] for r in records}):
+        mine = [r for r in records if r["video"] == name]
+        medians = {k: statistics.median(r[k] for r in mine) for k in keys}
+        for stage in STAGE_MODELS:
+            medians[f"stage_{stage}"] = statistics.median(r["stage_seconds"][stage] for r in mine)
+        out[name] = medians
+    return out
+
+
+@contextmanager
+def running_server(
+    repository: Path, address: ServerAddress, runtime_dir: Path
+) -> Iterator[EmbeddedTriton]:
+    """Start the embedded Triton for the timed runs; stop it afterwards."""
+    server = EmbeddedTriton(repository, address, runtime_dir=runtime_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every measurement; return the result document."""
+    from fakescope.benchmarks.videos import BENCH_VIDEOS, ensure_videos  # needs scikit-image
+
+    facts = machine_facts()
+    address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
+    starts = measure_starts(args.repository, address, args.runtime_dir, args.starts)
+    videos = ensure_videos(args.videos_dir)
+    files = {
+        v.name: {"bytes": v.stat().st_size, "width": b.width, "height": b.height}
+        for v, b in zip(videos, BENCH_VIDEOS, strict=True)
+    }
+    records: list[dict[str, Any]] = []
+    with running_server(args.repository, address, args.runtime_dir) as server:
+        assert server.process is not None  # started
+        pgid = server.process.pid
+        stats_client = grpcclient.InferenceServerClient(address.grpc_url)
+        client = DetectorClient(address.grpc_url, "grpc", timeout_s=120)
+        try:
+            client.model_facts()
+            for video in videos:  # warm-up: first-run costs of every model, not counted
+                measure_run(video, client, stats_client, pgid, args.frames)
+            for i, video in enumerate(interleaved(videos, args.runs)):
+                records.append(measure_run(video, client, stats_client, pgid, args.frames))
+                total = args.runs * len(videos)
+                seconds = records[-1]["processing_seconds"]
+                logger.info("%d/%d %s: %.3f s", i + 1, total, video.name, seconds)
+        finally:
+            client.close()  # before the stop: tritonserver waits for connected gRPC clients
+            stats_client.close()
+    facts["load_average_at_end"] = list(os.getloadavg())
+    for name, info in files.items():
+        duration = next(r["duration_seconds"] for r in records if r["video"] == name)
+        info["bitrate_mbit_s"] = info["bytes"] * 8 / duration / 1e6
+    return {
+        "what": "1 user, gRPC with shared memory, the embedded Triton on this machine; "
+        "server stage seconds are Triton's per-model success durations (a BLS caller includes "
+        "its callees)",
+        "machine": facts,
+        "frames": args.frames,
+        "max_side": DEFAULT_MAX_SIDE,
+        "replica_start_seconds": {
+            "runs": starts,
+            "median": statistics.median(starts),
+            "what": "EmbeddedTriton.start(): runtime laid out, tritonserver launched, "
+            "/v2/health/ready answers 200 (all models loaded); no pod scheduling or image pull",
+        },
+        "video_files": files,
+        "runs_per_video": args.runs,
+        "per_video_median": summarize(records),
+        "runs": records,
+    }
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.runs < 1 or args.starts < 1:
+        raise ValueError("--runs and --starts must be at least 1")
+    check_repository(args.repository)
+    for port in (args.http_port, args.grpc_port, args.metrics_port):
+        if port_in_use("127.0.0.1", port):
+            raise ValueError(f"port {port} is in use: pick free ones with --*-port")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line of ``python -m fakescope.benchmarks.service_times``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fakescope.benchmarks.service_times",
+        description="per-video service times at 1 user, stage split, replica start time",
+    )
+    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
+    parser.add_argument("--output", type=Path, default=RESULT)
+    parser.add_argument(
+        "--videos-dir", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
+    )
+    parser.add_argument("--runtime-dir", type=Path, default=RUNTIME_DIR)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per video")
+    parser.add_argument("--starts", type=int, default=5, help="cold starts to time")
+    parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
+    parser.add_argument("--http-port", type=int, default=18400)
+    parser.add_argument("--grpc-port", type=int, default=18401)
+    parser.add_argument("--metrics-port", type=int, default=18402)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and write the result file; exit 2 on bad arguments."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        _check_args(args)
+    except (ValueError, RepositoryError) as exc:
+        print(f"service_times: {exc}", file=sys.stderr)  # noqa: T201 - a CLI's error line
+        return 2
+    result = measure(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    medians = {v: round(m["processing_seconds"], 3) for v, m in result["per_video_median"].items()}
+    shown = {
+        "replica_start_median_s": result["replica_start_seconds"]["median"],
+        "processing_seconds_median": medians,
+    }
+    print(json.dumps(shown, indent=1))  # noqa: T201 - a CLI prints its result
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
