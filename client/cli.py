@@ -6,9 +6,12 @@ the parser default); also runnable alone as ``python -m fakescope.client.cli VID
 Output: one block per video on stdout (label, probability, frames, faces, processing time,
 ratio), followed by a ``WARNING`` line whenever the server's classifier is untrained; after
 the verdicts, one ``note:`` line with the limitations the served classifier states (config
-parameter ``limitations``, from its ONNX metadata), if it states any. With ``--json``, one
-JSON object per video per line on stdout (no NaN: ``null``; the limitations are the
-``model_limitations`` field). Errors go to stderr
+parameter ``limitations``, from its ONNX metadata), if it states any. Each block has a
+``content credentials:`` line: what the video's C2PA manifest says, read beside the verdict and
+never blended into its probability (:mod:`fakescope.client.content_credentials`; trusted
+signers come from ``--trust-anchors PEM`` only). With ``--json``, one JSON object per video per
+line on stdout (no NaN: ``null``; the limitations are the ``model_limitations`` field, the
+credentials the ``content_credentials`` object). Errors go to stderr
 as one line each, ``fakescope: error: <video>: <message>``, and the remaining videos are still
 processed. A tqdm progress bar is drawn on stderr when there is more than one video and stderr
 is a terminal.
@@ -40,6 +43,13 @@ from tqdm import tqdm
 
 from fakescope import contract
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
+from fakescope.client.content_credentials import (
+    JSON_FIELD,
+    ContentCredentials,
+    TrustAnchorsError,
+    load_trust_anchors,
+    read_content_credentials,
+)
 from fakescope.client.frames import VideoReadError
 from fakescope.client.triton import (
     DEFAULT_URLS,
@@ -58,6 +68,7 @@ __all__ = [
     "EXIT_USAGE",
     "add_analyze_parser",
     "build_parser",
+    "format_credentials",
     "format_verdict",
     "main",
     "run_analyze",
@@ -127,6 +138,13 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _trust_anchors(text: str) -> str:
+    try:
+        return load_trust_anchors(text)
+    except TrustAnchorsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video file(s) to analyse")
     parser.add_argument(
@@ -179,6 +197,15 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="send frames through system shared memory (auto: when the server is on loopback)",
     )
     parser.add_argument(
+        "--trust-anchors",
+        type=_trust_anchors,
+        default=None,
+        metavar="PEM",
+        help="PEM file of the root certificates whose Content Credentials (C2PA) signers you "
+        "trust (default: none, so a valid signature is reported as 'signed, signer not on "
+        "your trust list')",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object per video per line instead of text",
@@ -226,6 +253,11 @@ def format_verdict(verdict: Verdict) -> str:
     if verdict.warning:
         line += f"\n  {verdict.warning}"
     return line
+
+
+def format_credentials(credentials: ContentCredentials) -> str:
+    """Format a video's Content Credentials as the indented line under its verdict."""
+    return f"  content credentials: {credentials.one_line()}"
 
 
 def _error(video: str, message: str) -> None:
@@ -285,10 +317,13 @@ def _analyze_one(video: str, client: DetectorClient, args: argparse.Namespace) -
     except ServerError as exc:
         _error(video, str(exc))
         return EXIT_SERVER_ERROR
+    # Read beside the verdict, after it: evidence of its own, never part of the probability.
+    credentials = read_content_credentials(video, args.trust_anchors)
     if args.json:
-        text = json.dumps(verdict.to_json_dict(), allow_nan=False)
+        fields = {**verdict.to_json_dict(), JSON_FIELD: credentials.to_dict()}
+        text = json.dumps(fields, allow_nan=False)
     else:
-        text = format_verdict(verdict)
+        text = f"{format_verdict(verdict)}\n{format_credentials(credentials)}"
     tqdm.write(text, file=sys.stdout)
     sys.stdout.flush()
     return EXIT_OK

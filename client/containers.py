@@ -42,6 +42,7 @@ __all__ = [
     "explain_failure",
     "inspect_container",
     "refuse_single_frame",
+    "sniff",
 ]
 
 #: Bytes read from the start of every file to recognise non-videos before FFmpeg sees them.
@@ -193,6 +194,15 @@ _PLAYLISTS: Final[tuple[tuple[bytes, str], ...]] = (
     (b"#EXTM3U", "an HLS playlist"),
     (b"ffconcat version", "an FFmpeg concat script"),
 )
+
+
+def sniff(head: bytes, size: int) -> Sniffed | None:
+    """Say what a ``size``-byte file starting with ``head`` is, when it is not a video.
+
+    ``None``: probably a media container. Public for readers that look at a file before (or
+    beside) decoding it, such as the Content Credentials reader.
+    """
+    return _sniff(head, size)
 
 
 def _sniff(head: bytes, size: int) -> Sniffed | None:

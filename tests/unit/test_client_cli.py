@@ -479,12 +479,13 @@ def test_run_analyze_prints_a_warning_with_every_verdict_when_model_is_untrained
     captured = capsys.readouterr()
     assert code == cli.EXIT_OK
     lines = captured.out.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 6  # per video: verdict, warning, content credentials
     assert lines[0].startswith(f"{face_video}: FAKE  fake_probability=0.830  frames=4  faces=1")
     assert "ratio=" in lines[0] and "time=" in lines[0]
     assert lines[1].strip() == UNTRAINED_WARNING
-    assert lines[2].startswith(f"{coffee_video}: FAKE")
-    assert lines[3].strip() == UNTRAINED_WARNING
+    assert lines[2] == "  content credentials: no Content Credentials"
+    assert lines[3].startswith(f"{coffee_video}: FAKE")
+    assert lines[4].strip() == UNTRAINED_WARNING
     assert captured.err == ""  # stderr is not a TTY here: no progress bar
     assert server.state.config_calls == 1  # asked once per client, not per video
 
@@ -496,7 +497,7 @@ def test_run_analyze_prints_no_warning_when_model_is_trained(
     assert run([str(face_video), "--url", server.url, "--protocol", server.protocol]) == 0
     out = capsys.readouterr().out
     assert "WARNING" not in out
-    assert len(out.splitlines()) == 1
+    assert len(out.splitlines()) == 2  # the verdict and its content-credentials line
 
 
 def test_run_analyze_states_the_model_limitations_once_after_the_verdicts_when_config_has_them(
@@ -507,8 +508,8 @@ def test_run_analyze_states_the_model_limitations_once_after_the_verdicts_when_c
     argv = [str(face_video), str(face_video), "--url", server.url, "--protocol", server.protocol]
     assert run(argv) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3
-    assert lines[2] == (
+    assert len(lines) == 5  # two verdicts with their content-credentials lines, then the note
+    assert lines[4] == (
         cli.LIMITATIONS_PREFIX + "Trained only on synthetic faces; not evidence on real video."
     )
     assert run([*argv, "--json"]) == cli.EXIT_OK
