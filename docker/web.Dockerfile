@@ -12,8 +12,10 @@ COPY training ./training
 COPY benchmarks ./benchmarks
 COPY web ./web
 RUN pip install --no-cache-dir -c constraints.txt ".[web]" \
- && useradd --system --home-dir /var/lib/fakescope --create-home fakescope
-USER fakescope
+ && useradd --system --uid 10001 --user-group --home-dir /var/lib/fakescope --create-home fakescope
+# A fixed numeric user: Kubernetes can check runAsNonRoot against it, and the Helm chart's fsGroup
+# (deploy/helm/fakescope, web.podSecurityContext) makes mounted upload volumes writable by it.
+USER 10001:10001
 WORKDIR /var/lib/fakescope
 ENV FAKESCOPE_WEB_DATABASE_URL=sqlite:////var/lib/fakescope/web.db \
     FAKESCOPE_WEB_DATA_DIR=/var/lib/fakescope/web

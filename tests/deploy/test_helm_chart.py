@@ -480,3 +480,18 @@ def test_routes_point_at_rendered_services_when_any_case_rendered(rendered: dict
             assert port in services.get(name, set()), f"route to {name}:{port}, not rendered"
         # The metrics port is never routed to the outside.
         assert all(port != contract.METRICS_PORT for _, port in refs)
+
+
+def test_web_pods_run_as_image_user_with_writable_uploads_when_rendered(
+    rendered: dict[str, Rendered],
+):
+    dockerfile = (REPOSITORY.parent / "docker" / "web.Dockerfile").read_text()
+    user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    assert user, "docker/web.Dockerfile names no numeric USER uid:gid"
+    uid, gid = int(user.group(1)), int(user.group(2))
+    for suffix in ("-web", "-worker"):
+        pod = rendered["gpu-s3-gateway-defaults"].one("Deployment", suffix)["spec"]["template"]
+        context = pod["spec"]["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid)
+        assert context["fsGroup"] == gid  # the upload volume is group-writable for the user
