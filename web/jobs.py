@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fakescope.client.analyze import decode_video, verdict_for
+from fakescope.client.content_credentials import JSON_FIELD, read_with_trust_file
 from fakescope.client.frames import VideoReadError
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
 
@@ -64,6 +65,9 @@ def analyse_job_video(
 ) -> tuple[dict[str, Any], list[float], list[Any], float]:
     """Analyse one video; return (verdict JSON, frame timestamps, thumbnails, seconds).
 
+    The verdict JSON is the CLI's ``--json`` object: the classifier's fields and, beside them,
+    the ``content_credentials`` object (the video's C2PA manifest, read while the file exists).
+
     Raises:
         _JobFailedError: the video cannot be read or is too long, or the server answered an error.
         ServerUnreachableError: Triton did not answer (the caller retries later).
@@ -88,11 +92,14 @@ def analyse_job_video(
         ) from exc
     thumbs = face_thumbnails(sampled, verdict.face_boxes, limit=settings.max_face_thumbnails)
     timestamps = [float(t) for t in sampled.timestamps]
-    return verdict.to_json_dict(), timestamps, thumbs, verdict.processing_seconds
+    result = verdict.to_json_dict()
+    # While the upload still exists; stored beside the verdict's fields, never blended in.
+    result[JSON_FIELD] = read_with_trust_file(path, settings.trust_anchors_path).to_dict()
+    return result, timestamps, thumbs, verdict.processing_seconds
 
 
 def webhook_payload(job: jobstore.Job, base_url: str) -> dict[str, Any]:
-    """Build the JSON a completion webhook carries."""
+    """Build the JSON a completion webhook carries (a done job's verdict with its credentials)."""
     payload: dict[str, Any] = {
         "job_id": job.id,
         "status": job.status,

@@ -17,7 +17,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import or_, select, update
 
+from fakescope.client.content_credentials import JSON_FIELD
+
 from . import db, jobstore
+from .credentials_wording import describe_credentials
 from .metrics import MAX_PAGE_SECONDS, business_metrics
 from .presentation import clock, describe, percent, timeline_svg
 from .principals import ADMIN_COOKIE, ApiError, is_admin, set_visitor_cookie, visitor_id
@@ -149,6 +152,9 @@ def result_page(request: Request, job_id: str) -> HTMLResponse:
                 threshold=verdict["threshold"],
             ),
             faces=jobstore.list_faces(svc.engine, job.id),
+            credentials=(
+                describe_credentials(verdict[JSON_FIELD]) if verdict.get(JSON_FIELD) else None
+            ),
         )
     return _render(request, "job.html", context, visitor, new)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
+from fakescope.client.content_credentials import TrustAnchorsError, load_trust_anchors
 from fakescope.client.triton import DEFAULT_URLS
 
 __all__ = [
@@ -79,6 +80,10 @@ class Settings:
         secure_cookies: mark the visitor cookie ``Secure`` (set behind HTTPS).
         public_url: the service's external base URL (``https://host``), used for the absolute
             links in webhooks; empty: links are relative paths.
+        trust_anchors_path: PEM file of the root certificates whose Content Credentials
+            (C2PA) signers are trusted; ``None`` (the default): an empty trust list, so a valid
+            signature is reported as "signed, signer not on your trust list". Checked at start;
+            read again for every job, so a replaced file takes effect without a restart.
 
     """
 
@@ -107,6 +112,7 @@ class Settings:
     max_face_thumbnails: int = 48
     secure_cookies: bool = False
     public_url: str = ""
+    trust_anchors_path: Path | None = None
 
     def __post_init__(self) -> None:
         """Validate ranges; raise :class:`SettingsError` naming the first bad field."""
@@ -147,6 +153,11 @@ class Settings:
             )
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("admin_token must be at least 16 characters")
+        if self.trust_anchors_path is not None:
+            try:
+                load_trust_anchors(self.trust_anchors_path)
+            except TrustAnchorsError as exc:
+                raise SettingsError(f"trust_anchors_path: {exc}") from None
 
     @property
     def upload_dir(self) -> Path:
@@ -166,8 +177,8 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``FAKESCOPE_WEB_<FIELD>`` variables, then ``overrides``.
 
-        Booleans accept ``1/0/true/false/yes/no``; ``max_side``, ``admin_token`` and
-        ``webhook_secret`` accept an empty value for ``None``.
+        Booleans accept ``1/0/true/false/yes/no``; ``max_side``, ``admin_token``,
+        ``webhook_secret`` and ``trust_anchors_path`` accept an empty value for ``None``.
 
         Raises:
             SettingsError: a variable cannot be parsed or is out of range.
@@ -203,6 +214,8 @@ def _parse(name: str, type_name: str, raw: str) -> object:
             return float(text)
         if type_name == "Path":
             return Path(text)
+        if type_name == "Path | None":
+            return Path(text) if text else None
         if type_name == "str | None":
             return text or None
     except ValueError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from fakescope.paths import PROJECT_ROOT
+from tests.support.c2pa_media import DIGITAL_CAPTURE, make_test_ca, manifest, sign_video
 from tests.support.media import make_face_video
 from tests.support.web_support import LiveServer, web_settings
 
@@ -68,7 +69,11 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def checked(site: LiveServer, browser: Any, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One visitor drops a face video on the upload page and lands on its result page."""
-    video = make_face_video(tmp_path_factory.mktemp("web-browser-video") / "interview.mp4")
+    folder = tmp_path_factory.mktemp("web-browser-video")
+    camera = manifest(DIGITAL_CAPTURE, generator="Test Camera", agent="Camera firmware")
+    video = sign_video(
+        make_face_video(folder / "raw.mp4"), folder / "interview.mp4", make_test_ca(), camera
+    )
     context = browser.new_context(
         viewport={"width": 1000, "height": 900},
         device_scale_factor=1,
@@ -104,6 +109,10 @@ def test_result_page_shows_verdict_and_timeline_when_video_dropped(checked: dict
     widths = page.eval_on_selector_all("#faces img", "imgs => imgs.map(i => i.naturalWidth)")
     assert all(w > 0 for w in widths)
     assert "interview.mp4" in page.inner_text(".history")
+    credentials = page.locator("#content-credentials")  # beside the verdict, its own panel
+    assert credentials.is_visible()
+    assert "signer not on your trust list" in credentials.inner_text()
+    assert "recorded by a camera" in credentials.inner_text()
     if not job["verdict"]["model_trained"]:
         assert "not findings" in page.inner_text(".caveat")
     assert checked["errors"] == []  # no script error, no CSP violation, nothing from elsewhere
