@@ -28,6 +28,7 @@ from tests.support.helm_chart import (
     CHART,
     CRD_KINDS,
     KUBE_VERSIONS,
+    NAMESPACE,
     REQUIRED_VALUES,
     Rendered,
     chart_file,
@@ -357,9 +358,18 @@ def test_servicemonitor_scrapes_triton_metrics_port_when_enabled(rendered: dict[
     assert rendered["no-monitoring-no-autoscaling"].all("PrometheusRule") == []
 
 
-def test_prometheusrule_ships_rules_file_when_rendered(rendered: dict[str, Rendered]):
-    rule = rendered["gpu-s3-gateway-defaults"].one("PrometheusRule")
-    assert rule["spec"] == yaml.safe_load(chart_file("files/recording-rules.yaml").read_text())
+def test_prometheusrule_ships_rules_file_for_release_when_rendered(rendered: dict[str, Rendered]):
+    render_ = rendered["gpu-s3-gateway-defaults"]
+    text = chart_file("files/recording-rules.yaml").read_text()
+    # The file is a template only for the release's namespace and Triton Service name.
+    fields = {
+        ".Release.Namespace": NAMESPACE,
+        "include `fakescope.triton.fullname` .": render_.one("Service", "-triton")["metadata"][
+            "name"
+        ],
+    }
+    expanded = re.sub(r"\{\{\s*(.*?)\s*\}\}", lambda m: fields[m.group(1)], text)
+    assert render_.one("PrometheusRule")["spec"] == yaml.safe_load(expanded)
 
 
 def test_recording_rules_cover_exactly_batched_models_when_repository_parsed():

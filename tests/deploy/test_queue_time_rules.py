@@ -7,7 +7,8 @@ for a Pods metric. The input series are Triton's counters (``nv_inference_queue_
 signal must get right: requests spread over several batched models (a request-weighted mean),
 idle batched models beside a busy one (they must not pull the mean down), a busy unbatched
 model (left out), an idle pod (0, not missing), a container restart (counter reset), and rare
-requests (no ``+1`` bias). Skipped with the reason when promtool is not installed.
+requests (no ``+1`` bias); and the pods of another release, which the rules leave out. Skipped
+with the reason when promtool is not installed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from fakescope import contract
-from tests.support.helm_chart import REQUIRED_VALUES, chart_file, render
+from tests.support.helm_chart import NAMESPACE, REQUIRED_VALUES, chart_file, render
 
 PROMTOOL: Final = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(
@@ -32,15 +33,29 @@ pytestmark = pytest.mark.skipif(
 
 SIGNAL: Final = "pod:fakescope_triton_queue_us_per_request:ratio_rate2m"
 REQUESTS: Final = "pod:fakescope_triton_batched_requests:rate2m"
-NAMESPACE: Final = "fakescope"
 SCRAPE_S: Final = 30
 SAMPLES: Final = 21  # ten minutes of scrapes
 EVAL_TIME: Final = "5m"  # sample 10: its 2-minute window holds samples 6..10
+#: The release's Triton Service: its name is the ``service`` label of the pods' metrics.
+TRITON_SERVICE: Final = render(REQUIRED_VALUES).one("Service", "-triton")["metadata"]["name"]
 
 
-def _model_series(pod: str, model: str, requests: list[int], queue_us: int) -> list[dict[str, str]]:
-    """Triton's two counters for one model of one pod; every request queued ``queue_us``."""
-    labels = f'namespace="{NAMESPACE}",pod="{pod}",model="{model}",version="1"'
+def _model_series(
+    pod: str,
+    model: str,
+    requests: list[int],
+    queue_us: int,
+    *,
+    namespace: str = NAMESPACE,
+    service: str | None = None,
+) -> list[dict[str, str]]:
+    """Triton's two counters for one model of one pod; every request queued ``queue_us``.
+
+    The labels are those of a ServiceMonitor target of the release's Triton Service (the
+    Prometheus operator adds namespace, service and pod), unless ``service`` says otherwise.
+    """
+    service = service or TRITON_SERVICE
+    labels = f'namespace="{namespace}",service="{service}",pod="{pod}",model="{model}",version="1"'
     return [
         {
             "series": f"nv_inference_request_success{{{labels}}}",
@@ -111,6 +126,15 @@ PODS: Final[dict[str, tuple[list[dict[str, str]], float]]] = {
 }
 
 
+#: Busy Triton pods of other releases: another release in the same namespace, and one of the
+#: same name in another namespace. This release's rules must not record them.
+OTHER_RELEASES: Final = _model_series(
+    "other-release", contract.CLASSIFIER_MODEL, _steady(300), 9000, service="other-fakescope-triton"
+) + _model_series(
+    "other-namespace", contract.CLASSIFIER_MODEL, _steady(300), 9000, namespace="elsewhere"
+)
+
+
 def _adapter_rule() -> dict[str, Any]:
     [rule] = yaml.safe_load(chart_file("files/prometheus-adapter-rules.yaml").read_text())["rules"][
         "custom"
@@ -172,7 +196,7 @@ def test_queue_signal_matches_request_weighted_mean_when_promtool_evaluates(ship
         "tests": [
             {
                 "interval": f"{SCRAPE_S}s",
-                "input_series": [s for series, _ in PODS.values() for s in series],
+                "input_series": [s for series, _ in PODS.values() for s in series] + OTHER_RELEASES,
                 "promql_expr_test": [
                     # The recorded per-pod signal.
                     {"expr": SIGNAL, "eval_time": EVAL_TIME, "exp_samples": per_pod},
