@@ -21,11 +21,18 @@ never past ``timeout_s`` in total, logging each retry; then it raises :class:`Se
 Shared memory: when the server is on this machine (loopback URL) the frames travel through a
 system shared-memory region (:mod:`fakescope.client.shared_memory`) instead of the message; if
 the server cannot map it (e.g. it runs in a container), the client says so once and falls back.
+
+Besides the ensemble, the client scores face crops with the served ``face_classifier`` directly
+(:meth:`DetectorClient.score_faces`, what the occlusion heatmaps of
+:mod:`fakescope.client.occlusion` are made of), in requests of at most the classifier's
+``max_batch_size`` crops, with the input size, batch limit and face framing the server states
+(:meth:`DetectorClient.classifier_input`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import random
@@ -45,6 +52,7 @@ from fakescope.client.shared_memory import FrameRegion, is_loopback
 
 __all__ = [
     "DEFAULT_URLS",
+    "ClassifierInput",
     "DetectorClient",
     "DetectorClientError",
     "ModelFacts",
@@ -107,6 +115,11 @@ class ServerError(DetectorClientError):
         super().__init__(" ".join(message.split()))
         self.status = status
         self.server_message = server_message or message
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether the server refused the call as overloaded (``UNAVAILABLE`` / HTTP 503)."""
+        return self.status in _OVERLOADED
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,28 @@ class ModelFacts:
     limitations: str | None  #: config ``limitations``: its stated scope, if any
 
 
+@dataclass(frozen=True)
+class ClassifierInput:
+    """What calling the served classifier directly needs, as the server states it.
+
+    Attributes:
+        version: the served version (model metadata; the newest one under the repository's
+            ``latest`` policy).
+        input_size: ``S`` of its UINT8 ``[B, S, S, 3]`` RGB input (model metadata).
+        max_batch_size: most crops one request may carry (model config).
+        face_margin: how ``face_cropper`` frames a face for it (config parameter; see
+            :func:`fakescope.pipeline.crops.crop_window`).
+        face_shift: the crop centre's shift, ``(x, y)`` × the box's long side (config parameter).
+
+    """
+
+    version: str
+    input_size: int
+    max_batch_size: int
+    face_margin: float
+    face_shift: tuple[float, float]
+
+
 class DetectorClient:
     """Calls the ensemble for one video at a time over one reused tritonclient connection."""
 
@@ -262,6 +297,7 @@ class DetectorClient:
         self._region: FrameRegion | None = None
         self._lock = threading.Lock()
         self._facts: ModelFacts | None = None
+        self._classifier: ClassifierInput | None = None
         self._client: Any
         if protocol == "http":
             _check_http_url(self.url)
@@ -401,6 +437,53 @@ class DetectorClient:
             self._facts = self._fetch_facts()
         return self._facts
 
+    def classifier_input(self) -> ClassifierInput:
+        """Return the served classifier's input size, batch limit and framing (read once).
+
+        Read from Triton (model metadata and config), never assumed, so that a direct call fits
+        whichever version is served. Cached for the client's life, like :meth:`model_facts`.
+
+        Raises:
+            ServerUnreachableError: no answer from the server.
+            ServerError: the server answered with an error, or states no usable input shape,
+                ``max_batch_size``, ``face_margin`` or ``face_shift``.
+
+        """
+        if self._classifier is None:
+            self._classifier = self._fetch_classifier_input()
+        return self._classifier
+
+    def score_faces(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Score face crops with the served classifier; return one fake probability per crop.
+
+        The crops go in requests of at most :attr:`ClassifierInput.max_batch_size` (a larger
+        request would be refused), one after another.
+
+        Args:
+            crops: uint8 ``[B, S, S, 3]`` RGB, ``B >= 1``, ``S`` the served input size.
+
+        Raises:
+            ValueError: the crops are not uint8 ``[B, S, S, 3]`` at the served size.
+            ServerUnreachableError: no answer from the server.
+            ServerError: the server answered with an error or a malformed response.
+
+        """
+        spec = self.classifier_input()
+        crops = np.ascontiguousarray(crops)
+        expected = (spec.input_size, spec.input_size, 3)
+        if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1:] != expected:
+            raise ValueError(
+                f"crops must be uint8 [B, {spec.input_size}, {spec.input_size}, 3] (the served "
+                f"classifier's input), got {crops.dtype} {list(crops.shape)}"
+            )
+        if crops.shape[0] == 0:
+            raise ValueError("no crops to score")
+        scores: list[NDArray[np.float32]] = []
+        for start in range(0, crops.shape[0], spec.max_batch_size):
+            chunk = crops[start : start + spec.max_batch_size]
+            scores.append(self._retrying(functools.partial(self._score, chunk)))
+        return np.concatenate(scores).astype(np.float32)
+
     def is_live(self) -> bool:
         """``is_server_live`` that returns False instead of raising."""
         try:
@@ -463,6 +546,78 @@ class DetectorClient:
                 f"cannot reach the server at {where}: {' '.join(message.split())}"
             )
         return ServerError(f"{what} failed: {message}", status=status, server_message=message)
+
+    def _score(self, chunk: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """One classifier request; the probabilities ``[B]`` it returns."""
+        inputs = [self._input(contract.CLASSIFIER_INPUT, chunk, "UINT8")]
+        what = f"inference on {contract.CLASSIFIER_MODEL}"
+        if self.protocol == "http":
+            outputs = [self._mod.InferRequestedOutput(contract.CLASSIFIER_OUTPUT, binary_data=True)]
+            call = functools.partial(
+                self._client.infer, contract.CLASSIFIER_MODEL, inputs, outputs=outputs
+            )
+        else:
+            outputs = [self._mod.InferRequestedOutput(contract.CLASSIFIER_OUTPUT)]
+            call = functools.partial(
+                self._client.infer,
+                contract.CLASSIFIER_MODEL,
+                inputs,
+                outputs=outputs,
+                client_timeout=self.timeout_s,
+            )
+        result = self._call(call, what)
+        value = result.as_numpy(contract.CLASSIFIER_OUTPUT)
+        if value is None or np.asarray(value).size != chunk.shape[0]:
+            raise ServerError(
+                f"malformed response: {contract.CLASSIFIER_OUTPUT} does not hold one "
+                f"probability per crop ({chunk.shape[0]})"
+            )
+        return np.asarray(value, dtype=np.float32).reshape(-1)
+
+    def _fetch_classifier_input(self) -> ClassifierInput:
+        name = contract.CLASSIFIER_MODEL
+        config = self._fetch_classifier_config()
+        if self.protocol == "grpc":
+            metadata = self._call(
+                lambda: self._client.get_model_metadata(
+                    name, as_json=True, client_timeout=self.timeout_s
+                ),
+                f"model metadata of {name}",
+            )
+        else:
+            metadata = self._call(
+                lambda: self._client.get_model_metadata(name), f"model metadata of {name}"
+            )
+        try:
+            version = max((str(v) for v in metadata.get("versions") or ["0"]), key=int)
+            (tensor,) = [t for t in metadata["inputs"] if t["name"] == contract.CLASSIFIER_INPUT]
+            shape = [int(d) for d in tensor["shape"]]
+            max_batch = int(config.get("max_batch_size", config.get("maxBatchSize", 0)))
+            params = config.get("parameters") or {}
+
+            def param(key: str) -> str:
+                entry = params[key]
+                return str(entry.get("string_value", entry.get("stringValue")))
+
+            margin = float(param("face_margin"))
+            shift = [float(v) for v in json.loads(param("face_shift"))]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ServerError(
+                f"{name} does not state a usable input, max_batch_size or framing: "
+                f"{type(exc).__name__} {exc}"
+            ) from None
+        # the served shape is [-1, S, S, 3] (batch dimension first): square RGB crops
+        if len(shape) != 4 or shape[1] != shape[2] or shape[1] < 1 or shape[3] != 3:
+            raise ServerError(f"{name} input {contract.CLASSIFIER_INPUT} has shape {shape}")
+        if max_batch < 1 or len(shift) != 2:
+            raise ServerError(f"{name} states max_batch_size {max_batch}, face_shift {shift}")
+        return ClassifierInput(
+            version=version,
+            input_size=shape[1],
+            max_batch_size=max_batch,
+            face_margin=margin,
+            face_shift=(shift[0], shift[1]),
+        )
 
     def _fetch_facts(self) -> ModelFacts:
         try:
