@@ -11,6 +11,9 @@ Tables:
 * ``jobs`` — one row per accepted upload: state machine ``pending → running → done|failed``,
   the verdict JSON, the lease of the worker that runs it (so a dead worker's job is resumed).
 * ``faces`` — small JPEG thumbnails of the faces of a finished job, with their scores.
+* ``face_crops`` — per thumbnail, the classifier's input for that face (lossless PNG at the
+  served input size, as ``face_cropper`` framed it), scored again on request for heatmaps.
+  A table of its own, so that databases made before it gain it by ``create_all``.
 * ``uses`` — one row per accepted upload: who (``key:<id>`` or ``visitor:<id>``) and when;
   the source of quotas, rate limits, usage per key and the business metrics.
 * ``page_views`` — one row per service-page view; ``seconds`` is the visible time the page's
@@ -48,6 +51,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "DatabaseError",
     "api_keys",
+    "face_crops",
     "faces",
     "jobs",
     "metadata",
@@ -120,6 +124,15 @@ faces = Table(
     Column("detection_score", Float, nullable=True),
     Column("box_json", Text, nullable=False),
     Column("jpeg", LargeBinary, nullable=False),
+)
+
+face_crops = Table(
+    "face_crops",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("model_version", String(16), nullable=False),  # the classifier it was framed for
+    Column("png", LargeBinary, nullable=False),
 )
 
 uses = Table(

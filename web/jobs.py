@@ -4,8 +4,8 @@ Nothing about the queue lives in memory: a job is a row (see :mod:`.jobstore`). 
 thread claims the oldest due pending job, analyses it with the client's two steps
 (:func:`fakescope.client.analyze.decode_video`, then, once the duration is checked,
 :func:`fakescope.client.analyze.verdict_for`; the sampled frames stay at hand for the face
-thumbnails), stores the verdict and thumbnails, deletes the video unless the user asked to keep
-it, and calls the webhook.
+thumbnails), stores the verdict and thumbnails (with the classifier's crop of each face, for
+the heatmaps), deletes the video unless the user asked to keep it, and calls the webhook.
 
 Restart safety: a heartbeat thread keeps the lease of running jobs fresh; a job whose lease
 expired (its process died) goes back to pending and is resumed by any runner. A job claimed
@@ -33,7 +33,13 @@ from sqlalchemy import Engine
 from fakescope.client.analyze import decode_video, verdict_for
 from fakescope.client.content_credentials import JSON_FIELD, read_with_trust_file
 from fakescope.client.frames import VideoReadError
-from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
+from fakescope.client.triton import (
+    ClassifierInput,
+    DetectorClient,
+    DetectorClientError,
+    ServerError,
+    ServerUnreachableError,
+)
 
 from . import db, jobstore
 from .faces import face_thumbnails
@@ -90,12 +96,28 @@ def analyse_job_video(
         raise _JobFailedError(
             "server_error", f"the analysis server answered with an error: {exc}"
         ) from exc
-    thumbs = face_thumbnails(sampled, verdict.face_boxes, limit=settings.max_face_thumbnails)
+    # After the verdict, outside processing_seconds: the classifier's crops kept for heatmaps.
+    framing = _classifier_framing(client) if verdict.face_boxes else None
+    thumbs = face_thumbnails(
+        sampled, verdict.face_boxes, limit=settings.max_face_thumbnails, framing=framing
+    )
     timestamps = [float(t) for t in sampled.timestamps]
     result = verdict.to_json_dict()
     # While the upload still exists; stored beside the verdict's fields, never blended in.
     result[JSON_FIELD] = read_with_trust_file(path, settings.trust_anchors_path).to_dict()
     return result, timestamps, thumbs, verdict.processing_seconds
+
+
+def _classifier_framing(client: DetectorClient) -> ClassifierInput | None:
+    """Return the served classifier's input size and framing; ``None`` (logged) if unstated.
+
+    Heatmaps are an extra: a classifier that states no framing costs them, never the verdict.
+    """
+    try:
+        return client.classifier_input()
+    except DetectorClientError as exc:
+        logger.warning("no face crops kept for heatmaps: %s", exc)
+        return None
 
 
 def webhook_payload(job: jobstore.Job, base_url: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JOB_STATUSES",
+    "FaceCrop",
     "Job",
     "claim_next",
     "complete_job",
@@ -32,6 +33,7 @@ __all__ = [
     "create_job",
     "extend_leases",
     "fail_job",
+    "get_face_crop",
     "get_face_jpeg",
     "get_job",
     "list_faces",
@@ -281,6 +283,7 @@ def complete_job(
         if result.rowcount != 1:
             return False
         conn.execute(delete(db.faces).where(db.faces.c.job_id == job_id))
+        conn.execute(delete(db.face_crops).where(db.face_crops.c.job_id == job_id))
         if thumbnails:
             conn.execute(
                 db.faces.insert(),
@@ -296,6 +299,20 @@ def complete_job(
                         "jpeg": t.jpeg,
                     }
                     for t in thumbnails
+                ],
+            )
+        crops = [t for t in thumbnails if t.classifier_crop is not None]
+        if crops:
+            conn.execute(
+                db.face_crops.insert(),
+                [
+                    {
+                        "job_id": job_id,
+                        "position": t.position,
+                        "model_version": t.model_version or "",
+                        "png": t.classifier_crop,
+                    }
+                    for t in crops
                 ],
             )
     return True
@@ -413,6 +430,24 @@ def get_face_jpeg(engine: Engine, job_id: str, position: int) -> bytes | None:
             )
         ).first()
     return None if row is None else bytes(row[0])
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """The classifier's input for one face (PNG) and the classifier version it was framed for."""
+
+    png: bytes
+    model_version: str
+
+
+def get_face_crop(engine: Engine, job_id: str, position: int) -> FaceCrop | None:
+    """Return the classifier's input for one face, or ``None`` (no such face, or none kept)."""
+    c = db.face_crops.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(c.png, c.model_version).where(c.job_id == job_id, c.position == position)
+        ).first()
+    return None if row is None else FaceCrop(bytes(row.png), str(row.model_version))
 
 
 def count_by_status(engine: Engine) -> dict[str, int]:
