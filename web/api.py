@@ -5,7 +5,9 @@ Errors are JSON ``{"error": {"code": "...", "message": "..."}}`` with these stat
 403 revoked key or cross-site request, 404 unknown job (or another owner's), 409 verdict asked
 before the job finished, 413 video too large or too long, 415 not multipart or not a video, 422
 bad field (e.g. a webhook URL that is not allowed), 429 quota or rate limit (with
-``Retry-After``). A request without a key is an anonymous visitor's (see :mod:`.principals`).
+``Retry-After``), 502 Triton answered a heatmap request with an error, 503 Triton unreachable or
+busy for a heatmap (with ``Retry-After``). A request without a key is an anonymous visitor's (see
+:mod:`.principals`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from fakescope.client.triton import DetectorClient
+from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
 
 from . import db, jobstore, keys
+from .heatmaps import HeatmapBusyError
 from .metrics import business_metrics
 from .principals import (
     ApiError,
@@ -144,7 +147,14 @@ def job_view(job: jobstore.Job, faces: list[dict[str, Any]] | None = None) -> di
         ),
         "verdict": job.verdict,
         "frame_timestamps": job.frame_timestamps or None,
-        "faces": [dict(f, url=f"{base}/faces/{f['position']}.jpg") for f in (faces or [])],
+        "faces": [
+            dict(
+                f,
+                url=f"{base}/faces/{f['position']}.jpg",
+                heatmap_url=f"{base}/faces/{f['position']}/heatmap",
+            )
+            for f in (faces or [])
+        ],
         "links": {"self": base, "verdict": f"{base}/verdict", "page": f"/jobs/{job.id}"},
     }
 
@@ -337,6 +347,127 @@ def get_face(request: Request, job_id: str, position: int) -> Response:
         raise ApiError(404, "no_such_face", f"job {job_id} has no face {position}")
     return Response(
         jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+_HEATMAP_JSON: Final = {
+    "type": "object",
+    "properties": {
+        "job_id": {"type": "string"},
+        "position": {"type": "integer"},
+        "verdict_score": {"type": "number", "description": "the face's score in the verdict"},
+        "base_score": {"type": "number", "description": "its score now, nothing hidden"},
+        "drops": {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "number"}},
+            "description": "grid rows (top first) of base_score minus the score with that "
+            "cell's patch hidden: > 0 hiding it lowered the fake score",
+        },
+        "grid": {"type": "integer"},
+        "patch_pixels": {"type": "integer"},
+        "input_size": {"type": "integer"},
+        "resized_from": {"type": ["integer", "null"]},
+        "masking": {"type": "string"},
+        "model_version": {"type": "string", "description": "the classifier that scored now"},
+        "crop_model_version": {"type": "string", "description": "the one the crop was cut for"},
+        "seconds": {"type": "number", "description": "time the map took to compute"},
+        "png_url": {"type": "string"},
+    },
+}
+
+
+def _wants_json(output: str | None, accept: str) -> bool:
+    if output is not None:
+        return output == "json"
+    accept = accept.lower()
+    return "application/json" in accept and "image/" not in accept
+
+
+@router.get(
+    "/jobs/{job_id}/faces/{position}/heatmap",
+    summary="Where the classifier looked: an occlusion heatmap of one face",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "PNG by default: the face as the classifier saw it, red where "
+            "hiding a region lowered the fake score, blue where it raised it. JSON with "
+            "`?format=json`, or with `Accept: application/json` (and no image type).",
+            "content": {"image/png": {}, "application/json": {"schema": _HEATMAP_JSON}},
+        },
+        **_error_responses(401, 403, 404, 422, 502, 503),
+    },
+)
+def get_face_heatmap(
+    request: Request,
+    job_id: str,
+    position: int,
+    output: Literal["png", "json"] | None = Query(
+        None, alias="format", description="png or json; default: by the Accept header, else png"
+    ),
+) -> Response:
+    """Compute (on request, never during the analysis) the occlusion map of face ``position``.
+
+    The served classifier scores the face's crop — the very input the verdict scored, kept
+    with the face — once as it is and once per cell of an 8×8 grid with a patch around the
+    cell blurred away, through Triton in batches. 404 for an unknown job or face, or a face
+    analysed before crops were kept; 503 when Triton is unreachable or busy; 502 when it
+    answers with an error.
+    """
+    svc = service(request)
+    s = svc.settings
+    principal = resolve_principal(request, svc.engine, s)
+    job = _owned_job(svc, principal, job_id)
+    faces = {f["position"]: f for f in jobstore.list_faces(svc.engine, job.id)}
+    if position not in faces:
+        raise ApiError(404, "no_such_face", f"job {job_id} has no face {position}")
+    crop = jobstore.get_face_crop(svc.engine, job.id, position)
+    if crop is None:
+        raise ApiError(
+            404,
+            "no_heatmap",
+            f"face {position} was analysed without keeping the classifier's crop (before "
+            "heatmaps existed, or the classifier stated no framing); check the video again",
+        )
+    retry = {"Retry-After": "30"}
+    try:
+        with DetectorClient(s.triton_url, s.triton_protocol, timeout_s=s.triton_timeout_s) as c:
+            heatmap = svc.heatmaps.heatmap(c, job.id, position, crop)
+    except ServerUnreachableError as exc:
+        logger.warning("heatmap of job %s face %d: Triton unreachable: %s", job.id, position, exc)
+        raise ApiError(
+            503,
+            "classifier_unreachable",
+            "the analysis server is not answering, so the heatmap cannot be computed now; "
+            "please try again later",
+            retry,
+        ) from None
+    except HeatmapBusyError as exc:
+        raise ApiError(503, "heatmaps_busy", f"{exc}; please try again", retry) from None
+    except ServerError as exc:
+        if exc.overloaded:
+            raise ApiError(
+                503, "classifier_busy", "the analysis server is overloaded; try again", retry
+            ) from None
+        raise ApiError(
+            502, "classifier_error", f"the analysis server answered with an error: {exc}"
+        ) from None
+    if _wants_json(output, request.headers.get("accept", "")):
+        made = heatmap.occlusion
+        return _json(
+            {
+                "job_id": job.id,
+                "position": position,
+                "verdict_score": faces[position]["fake_score"],
+                **made.to_json_dict(),
+                "crop_model_version": crop.model_version,
+                "png_url": f"/api/v1/jobs/{job.id}/faces/{position}/heatmap?format=png",
+            },
+            headers={"Vary": "Accept"},
+        )
+    return Response(
+        heatmap.png,
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=3600", "Vary": "Accept"},
     )
 
 

@@ -1,13 +1,14 @@
-"""The per-app objects the routes share (settings, database, metrics, job runner)."""
+"""The per-app objects the routes share (settings, database, metrics, job runner, heatmaps)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from sqlalchemy import Engine
 from starlette.requests import Request
 
+from .heatmaps import HeatmapMaker
 from .jobs import JobRunner
 from .metrics import ServiceMetrics
 from .settings import Settings
@@ -23,6 +24,7 @@ class Service:
     engine: Engine
     metrics: ServiceMetrics
     runner: JobRunner | None
+    heatmaps: HeatmapMaker = field(default_factory=HeatmapMaker)
 
 
 def service(request: Request) -> Service:
