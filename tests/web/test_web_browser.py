@@ -25,6 +25,7 @@ from tests.support.web_support import LiveServer, web_settings
 CHROMIUM = "/usr/bin/chromium"
 ROOT = PROJECT_ROOT
 SCREENSHOT = ROOT / "docs" / "result-page.png"
+HEATMAP_SCREENSHOT = ROOT / "docs" / "result-page-heatmap.png"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -122,6 +123,32 @@ def test_result_page_shows_verdict_and_timeline_when_video_dropped(checked: dict
     if os.environ.get("FAKESCOPE_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_result_page_shows_heatmap_when_face_toggle_clicked(checked: dict, tmp_path):
+    page = checked["page"]
+    toggle = page.locator("#faces .heatmap-toggle").first
+    toggle.click()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#faces img.heatmap');"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        timeout=30_000,
+    )
+    assert toggle.get_attribute("aria-pressed") == "true"
+    assert page.locator("#faces img.heatmap").get_attribute("src").startswith("data:image/png")
+    assert "lowered the fake score" in page.inner_text("#heatmap-legend")
+    assert checked["errors"] == []
+    shot = tmp_path / "result-page-heatmap.png"
+    faces, legend = (page.locator(s).bounding_box() for s in ("#faces", "#heatmap-legend"))
+    assert faces and legend
+    bottom = legend["y"] + legend["height"]
+    top = faces["y"] + page.evaluate("() => window.scrollY")  # page, not viewport, pixels
+    clip = {"x": faces["x"], "y": top, "width": faces["width"], "height": bottom - faces["y"]}
+    page.screenshot(path=str(shot), clip=clip, full_page=True)
+    if os.environ.get("FAKESCOPE_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, HEATMAP_SCREENSHOT)
+    toggle.click()  # and back to the thumbnail
+    assert page.locator("#faces img.heatmap").count() == 0
 
 
 def test_admin_page_counts_the_use_when_visitor_checked_a_video(checked: dict, site):

@@ -113,6 +113,46 @@
     });
   }
 
+  // --- result page: "Where the classifier looked" (a face's heatmap, fetched when asked) ----
+  function dataUrl(blob) {  // the page's CSP allows images from 'self' and data: only
+    return new Promise(function (resolve, reject) {
+      const reader = new FileReader();
+      reader.onload = function () { resolve(reader.result); };
+      reader.onerror = function () { reject(new Error("Could not read the heatmap.")); };
+      reader.readAsDataURL(blob);
+    });
+  }
+  document.querySelectorAll(".heatmap-toggle").forEach(function (button) {
+    const item = button.closest("li");
+    const img = item.querySelector("img");
+    const note = item.querySelector(".heatmap-status");
+    const thumbnail = { src: img.src, alt: img.alt };
+    let heatmap = null;
+    function show(on) {
+      img.src = on ? heatmap : thumbnail.src;
+      img.alt = on ? "where the classifier looked, " + thumbnail.alt : thumbnail.alt;
+      img.classList.toggle("heatmap", on);
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+    }
+    button.addEventListener("click", function () {
+      if (button.getAttribute("aria-pressed") === "true") { show(false); return; }
+      if (heatmap) { show(true); return; }
+      button.disabled = true;
+      note.textContent = "Computing…";
+      fetch(button.dataset.heatmap, { credentials: "same-origin" })
+        .then(function (r) {
+          if (r.ok) return r.blob();
+          return r.json().catch(function () { return {}; }).then(function (body) {
+            throw new Error((body.error && body.error.message) || ("HTTP " + r.status));
+          });
+        })
+        .then(dataUrl)
+        .then(function (url) { heatmap = url; note.textContent = ""; show(true); })
+        .catch(function (e) { note.textContent = e.message; })
+        .finally(function () { button.disabled = false; });
+    });
+  });
+
   // --- result page still in progress: poll, then reload --------------------------------------
   const result = document.getElementById("result");
   if (result && (result.dataset.status === "pending" || result.dataset.status === "running")) {
