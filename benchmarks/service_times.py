@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -120,6 +121,33 @@ def stage_split(before: Snapshot, after: Snapshot) -> dict[str, float]:
     }
 
 
+#: Paths whose content decides the timings: a run on a tree with local changes there says so.
+TIMED_PATHS = ("model_repository", "fakescope", "client", "benchmarks")
+
+
+def code_version(root: Path = PROJECT_ROOT) -> str:
+    """Return the checkout's commit, with ``-dirty`` when :data:`TIMED_PATHS` have changes.
+
+    ``unknown`` outside a git checkout (e.g. an exported tree: pass ``--code-version`` then).
+    """
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", *TIMED_PATHS],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if changes else "")
+
+
 def measure_starts(
     repository: Path, address: ServerAddress, runtime_dir: Path, starts: int
 ) -> list[float]:
@@ -177,8 +205,14 @@ def interleaved(videos: list[Path], runs: int) -> Iterator[Path]:
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Median of each timing per video."""
-    keys = ("processing_seconds", "decode_seconds", "decode_cpu_seconds", "infer_seconds")
-    keys += ("server_cpu_seconds", "ratio")
+    keys = (
+        "processing_seconds",
+        "decode_seconds",
+        "decode_cpu_seconds",
+        "infer_seconds",
+        "server_cpu_seconds",
+        "ratio",
+    )
     out: dict[str, dict[str, float]] = {}
     for name in sorted({r["video"] for r in records}):
         mine = [r for r in records if r["video"] == name]
@@ -241,6 +275,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "server stage seconds are Triton's per-model success durations (a BLS caller includes "
         "its callees)",
         "machine": facts,
+        "code_version": args.code_version or code_version(),
         "frames": args.frames,
         "max_side": DEFAULT_MAX_SIDE,
         "replica_start_seconds": {
@@ -280,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=10, help="timed runs per video")
     parser.add_argument("--starts", type=int, default=5, help="cold starts to time")
     parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
+    parser.add_argument(
+        "--code-version", default=None, help="the measured commit, for a tree outside git"
+    )
     parser.add_argument("--http-port", type=int, default=18400)
     parser.add_argument("--grpc-port", type=int, default=18401)
     parser.add_argument("--metrics-port", type=int, default=18402)
