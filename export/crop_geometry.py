@@ -56,7 +56,7 @@ class CropDetector:
 
     def __init__(self, repository: Path) -> None:
         self.nets = OnnxRuntimeMtcnnNets(repository)
-        self.params = detector_params(repository)
+        self.params = detector_params(repository, video=False)
 
     def detect(self, crops: np.ndarray) -> CropDetections:
         """Detect the largest face of each UINT8 crop ``[N, S, S, 3]`` (one face per crop)."""

@@ -63,7 +63,11 @@ def _source_key(dataset: FaceCropSet, size: int, repository: Path) -> str:
         digest.update(f"{path.name}:{file_sha256(path)}\n".encode())
     for model in (contract.PNET_MODEL, contract.RNET_MODEL, contract.ONET_MODEL):
         digest.update(file_sha256(repository / model / "1" / "model.onnx").encode())
-    settings = {"format": _FORMAT, "size": size, "params": asdict(detector_params(repository))}
+    settings = {
+        "format": _FORMAT,
+        "size": size,
+        "params": asdict(detector_params(repository, video=False)),
+    }
     digest.update(json.dumps(settings, sort_keys=True, default=list).encode())
     return digest.hexdigest()[:16]
 

@@ -48,6 +48,7 @@ from fakescope.contract import (
     RNET_PROBABILITY,
     RNET_REGRESSION,
 )
+from fakescope.pipeline.keyframes import CARRY_MIN_SCORE, keyframe_indices, propose_boxes
 
 __all__ = [
     "FaceDetections",
@@ -111,6 +112,10 @@ class MtcnnParams:
             (facenet's behaviour) sends all frames of a call in one P-Net batch per pyramid
             level; a number bounds the working memory (about 20 bytes per pixel per frame in
             flight). Results do not depend on it.
+        keyframe_stride: 1 (facenet's behaviour) runs the whole cascade on every frame. ``k > 1``
+            runs it on every ``k``-th frame and the last; the frames between get the boxes of
+            the faces around them (:mod:`fakescope.pipeline.keyframes`), each verified and
+            refined by O-Net on its own frame, and a frame where one fails is detected in full.
 
     """
 
@@ -119,6 +124,7 @@ class MtcnnParams:
     factor: float = 0.709
     max_side: int | None = None
     pnet_batch_frames: int | None = None
+    keyframe_stride: int = 1
 
     def __post_init__(self) -> None:
         """Validate the parameters."""
@@ -130,6 +136,8 @@ class MtcnnParams:
             raise ValueError(f"factor must be in (0, 1), got {self.factor}")
         if self.max_side is not None and self.max_side < _PNET_CELL:
             raise ValueError(f"max_side must be None or >= {_PNET_CELL}, got {self.max_side}")
+        if self.keyframe_stride < 1:
+            raise ValueError(f"keyframe_stride must be >= 1, got {self.keyframe_stride}")
         if self.pnet_batch_frames is not None and self.pnet_batch_frames < 1:
             raise ValueError(
                 f"pnet_batch_frames must be None or >= 1, got {self.pnet_batch_frames}"
@@ -573,14 +581,56 @@ def _empty() -> FaceDetections:
 # --------------------------------------------------------------------------------------------
 # The cascade
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Found:
+    """Faces in the frames MTCNN sees (after the ``max_side`` downscale); rows unordered."""
+
+    frame_index: NDArray[np.int64]
+    boxes: NDArray[np.float32]  # [F, 5]: x1, y1, x2, y2, O-Net score
+    landmarks: NDArray[np.float32]  # [F, 5, 2]
+    # [F, 4]: the square box O-Net was given for each face, which is what keyframes carry to
+    # the frames between: O-Net then sees what the cascade would have shown it there.
+    onet_input: NDArray[np.float32]
+
+    @staticmethod
+    def empty() -> _Found:
+        return _Found(
+            np.zeros((0,), np.int64),
+            np.zeros((0, 5), np.float32),
+            np.zeros((0, 5, 2), np.float32),
+            np.zeros((0, 4), np.float32),
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[_Found]) -> _Found:
+        if not parts:
+            return _Found.empty()
+        return _Found(
+            np.concatenate([p.frame_index for p in parts]),
+            np.concatenate([p.boxes for p in parts]),
+            np.concatenate([p.landmarks for p in parts]),
+            np.concatenate([p.onet_input for p in parts]),
+        )
+
+    def select(self, keep: NDArray[Any]) -> _Found:
+        return _Found(
+            self.frame_index[keep], self.boxes[keep], self.landmarks[keep], self.onet_input[keep]
+        )
+
+    def in_frames(self, frames: NDArray[np.int64]) -> _Found:
+        """Return the same faces with ``frame_index`` mapped through ``frames``."""
+        return _Found(frames[self.frame_index], self.boxes, self.landmarks, self.onet_input)
+
+
 def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams) -> FaceDetections:
     """Detect faces in a batch of same-size frames with the MTCNN cascade.
 
-    Behaves like facenet-pytorch 2.6.0 ``MTCNN(keep_all=True).detect(frames, landmarks=True)``
-    with the same ``min_face_size``, ``thresholds`` and ``factor``: P-Net runs on every pyramid
-    level for the whole batch at once, then per-level NMS 0.5, cross-level NMS 0.7, R-Net on
-    24x24 crops with NMS 0.7, O-Net on 48x48 crops, box regression, landmarks and a final
-    "Min" NMS 0.7, all per frame.
+    With ``params.keyframe_stride == 1`` this behaves like facenet-pytorch 2.6.0
+    ``MTCNN(keep_all=True).detect(frames, landmarks=True)`` with the same ``min_face_size``,
+    ``thresholds`` and ``factor``: P-Net runs on every pyramid level for the whole batch at
+    once, then per-level NMS 0.5, cross-level NMS 0.7, R-Net on 24x24 crops with NMS 0.7, O-Net
+    on 48x48 crops, box regression, landmarks and a final "Min" NMS 0.7, all per frame. With a
+    larger stride the cascade runs on keyframes only (see :class:`MtcnnParams`).
 
     Args:
         frames: UINT8 ``[N, H, W, 3]`` RGB frames.
@@ -598,13 +648,54 @@ def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams
     if frames.shape[0] == 0:
         return _empty()
     frames, sx, sy = _downscale(frames, params.max_side)
+    if params.keyframe_stride > 1:
+        found = _detect_on_keyframes(frames, nets, params)
+    else:
+        found = _cascade(frames, nets, params)
+    return _in_input_pixels(found, sx, sy)
+
+
+def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams) -> _Found:
+    """Run the cascade on keyframes; O-Net verifies the boxes carried to the frames between."""
+    keys = keyframe_indices(frames.shape[0], params.keyframe_stride)
+    on_keys = _cascade(frames[keys], nets, params).in_frames(np.asarray(keys, np.int64))
+    carried = on_keys.boxes[:, 4] >= np.float32(CARRY_MIN_SCORE)
+    key_boxes = {k: on_keys.onet_input[carried & (on_keys.frame_index == k)] for k in keys}
+    proposal_frames, proposals = propose_boxes(keys, key_boxes)
+    if len(proposals) == 0:
+        return on_keys
+    proposals = np.concatenate([proposals, np.zeros((len(proposals), 1), np.float32)], axis=1)
+    # A carried box is kept only while O-Net stays as sure as it was on the keyframe: a face
+    # it accepts below that (a patch it would not have found by itself) sends the frame to
+    # full detection, which decides as it would without keyframes.
+    verified, passed = _onet_stage(
+        frames, proposal_frames, proposals, nets, max(params.thresholds[2], CARRY_MIN_SCORE)
+    )
+    # A proposal O-Net rejects means the track is lost (the face left, turned, or moved beyond
+    # what the interpolation guessed): that frame is detected in full instead.
+    lost = np.unique(proposal_frames[~passed])
+    parts = [on_keys, verified.select(~np.isin(verified.frame_index, lost))]
+    if len(lost):
+        parts.append(_cascade(frames[lost], nets, params).in_frames(lost))
+    logger.debug(
+        "keyframes %d of %d, %d proposals, %d frames re-detected",
+        len(keys),
+        frames.shape[0],
+        len(proposals),
+        len(lost),
+    )
+    return _Found.concat(parts)
+
+
+def _cascade(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams) -> _Found:
+    """P-Net, R-Net and O-Net on every frame (facenet's ``detect_face``)."""
     n_frames, height, width = frames.shape[:3]
     t1, t2, t3 = params.thresholds
 
     # ---- Stage 1: P-Net over the image pyramid ------------------------------------------
     scales = _pyramid_scales(height, width, params)
     if not scales:
-        return _empty()
+        return _Found.empty()
     chunk = params.pnet_batch_frames or n_frames
     candidates, candidate_frames = [], []
     for first in range(0, n_frames, chunk):
@@ -626,7 +717,7 @@ def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams
     boxes, frame_index = boxes[keep], frame_index[keep]
     logger.debug("P-Net: %d candidates over %d scales", len(boxes), len(scales))
     if len(boxes) == 0:
-        return _empty()
+        return _Found.empty()
 
     regw = boxes[:, 2] - boxes[:, 0]
     regh = boxes[:, 3] - boxes[:, 1]
@@ -646,7 +737,7 @@ def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams
     batch, valid = _crop_batch(frames, frame_index, boxes, _RNET_SIZE)
     boxes, frame_index = boxes[valid], frame_index[valid]
     if len(boxes) == 0:
-        return _empty()
+        return _Found.empty()
     reg, prob = nets.rnet(batch)
     score = prob[:, 1]
     passed = score > np.float32(t2)
@@ -657,16 +748,36 @@ def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams
     boxes = _rerec(_bbreg(boxes, reg))
     logger.debug("R-Net: %d candidates", len(boxes))
     if len(boxes) == 0:
-        return _empty()
+        return _Found.empty()
 
     # ---- Stage 3: O-Net on 48x48 crops -----------------------------------------------------
+    found, _ = _onet_stage(frames, frame_index, boxes, nets, t3)
+    logger.debug("O-Net: %d faces in %d frames", len(found.frame_index), n_frames)
+    return found
+
+
+def _onet_stage(
+    frames: NDArray[np.uint8],
+    frame_index: NDArray[np.int64],
+    boxes: NDArray[np.float32],
+    nets: MtcnnNets,
+    threshold: float,
+) -> tuple[_Found, NDArray[np.bool_]]:
+    """O-Net on square candidate boxes: score, regression, landmarks and the "Min" NMS 0.7.
+
+    Returns the faces and, per candidate, whether O-Net accepted it (a crop outside the frame
+    counts as rejected).
+    """
+    accepted = np.zeros(len(boxes), dtype=bool)
     batch, valid = _crop_batch(frames, frame_index, boxes, _ONET_SIZE)
     boxes, frame_index = boxes[valid], frame_index[valid]
     if len(boxes) == 0:
-        return _empty()
+        return _Found.empty(), accepted
     reg, points, prob = nets.onet(batch)
     score = prob[:, 1]
-    passed = score > np.float32(t3)
+    passed = score > np.float32(threshold)
+    accepted[np.flatnonzero(valid)[passed]] = True
+    onet_input = boxes[passed, :4].copy()
     boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1).astype(np.float32)
     frame_index, reg, points = frame_index[passed], reg[passed], points[passed]
     w = boxes[:, 2:3] - boxes[:, 0:1] + np.float32(1)
@@ -676,10 +787,12 @@ def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams
     landmarks = np.stack([points_x, points_y], axis=2).astype(np.float32)
     boxes = _bbreg(boxes, reg)
     keep = _nms_min(boxes[:, :4], boxes[:, 4], frame_index, 0.7)
-    boxes, frame_index, landmarks = boxes[keep], frame_index[keep], landmarks[keep]
-    logger.debug("O-Net: %d faces in %d frames", len(boxes), n_frames)
+    return _Found(frame_index[keep], boxes[keep], landmarks[keep], onet_input[keep]), accepted
 
-    # ---- Order like MTCNN.detect (per frame, largest first) and map back ------------------
+
+def _in_input_pixels(found: _Found, sx: float, sy: float) -> FaceDetections:
+    """Order like ``MTCNN.detect`` (per frame, largest first) and map back to input pixels."""
+    boxes, frame_index, landmarks = found.boxes, found.frame_index, found.landmarks
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     order = np.lexsort((-area, frame_index))
     boxes, frame_index, landmarks = boxes[order], frame_index[order], landmarks[order]

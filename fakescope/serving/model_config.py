@@ -7,6 +7,7 @@ into objects here, by the same functions the python models use.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -89,6 +90,7 @@ def detector_params_from(params: dict[str, str]) -> MtcnnParams:
         thresholds=(thresholds[0], thresholds[1], thresholds[2]),
         factor=float(params["scale_factor"]),
         max_side=int(params["detection_max_side"]) or None,
+        keyframe_stride=int(params["keyframe_stride"]),
     )
 
 
@@ -112,10 +114,15 @@ def config_parameters(config_path: Path) -> dict[str, str]:
     return {key: value.string_value for key, value in config.parameters.items()}
 
 
-def detector_params(repository: Path) -> MtcnnParams:
-    """Return the :class:`MtcnnParams` that ``face_detector`` builds from its config."""
+def detector_params(repository: Path, *, video: bool = True) -> MtcnnParams:
+    """Return the :class:`MtcnnParams` that ``face_detector`` builds from its config.
+
+    ``video=False`` is for batches of unrelated images (face crops): nothing can be carried
+    from one to the next, so every image is detected in full (``keyframe_stride`` 1).
+    """
     config = repository / contract.FACE_DETECTOR_MODEL / "config.pbtxt"
-    return detector_params_from(config_parameters(config))
+    params = detector_params_from(config_parameters(config))
+    return params if video else dataclasses.replace(params, keyframe_stride=1)
 
 
 #: Bytes per pixel of ``FRAMES`` (UINT8 RGB).

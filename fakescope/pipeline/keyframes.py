@@ -1,0 +1,105 @@
+"""Carry face boxes from keyframes to the frames between them (detection on a subset).
+
+The full MTCNN cascade runs only on keyframes; every other frame gets *proposals*: boxes of the
+same face in the keyframes before and after it, matched by IoU and interpolated linearly, or
+carried unchanged when a face is seen in only one of the two. The cascade's last stage (O-Net)
+then verifies and refines each proposal on its own frame; a frame whose proposal fails is
+re-detected in full (see :func:`fakescope.pipeline.mtcnn.detect_faces`). Pure numpy: no nets.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["CARRY_MIN_SCORE", "box_iou", "keyframe_indices", "propose_boxes"]
+
+#: Two keyframe boxes belong to the same face when their IoU reaches this (faces move between
+#: sampled frames, which are ~0.3-0.7 s apart; O-Net's refinement absorbs the residual offset).
+MATCH_IOU = 0.3
+
+#: Only keyframe faces O-Net is this sure of are carried to other frames. Real faces score
+#: ~1.0; the rare face-like patches MTCNN accepts near its 0.7 threshold (seen at 0.78 on DFDC
+#: sample videos) appear in single frames, so carrying them would only fail verification and
+#: force needless re-detection of the frames around them.
+CARRY_MIN_SCORE = 0.95
+
+
+def keyframe_indices(n_frames: int, stride: int) -> list[int]:
+    """Return the frames detected in full: every ``stride``-th frame and the last one."""
+    if n_frames < 0 or stride < 1:
+        raise ValueError(f"need n_frames >= 0 and stride >= 1, got {n_frames} and {stride}")
+    if n_frames == 0:
+        return []
+    return sorted({*range(0, n_frames, stride), n_frames - 1})
+
+
+def box_iou(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float32]:
+    """IoU of every box of ``a`` ``[A, 4]`` with every box of ``b`` ``[B, 4]`` (x1, y1, x2, y2)."""
+    a64, b64 = a[:, None, :4].astype(np.float64), b[None, :, :4].astype(np.float64)
+    iw = np.minimum(a64[..., 2], b64[..., 2]) - np.maximum(a64[..., 0], b64[..., 0])
+    ih = np.minimum(a64[..., 3], b64[..., 3]) - np.maximum(a64[..., 1], b64[..., 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = (a64[..., 2] - a64[..., 0]) * (a64[..., 3] - a64[..., 1])
+    area_b = (b64[..., 2] - b64[..., 0]) * (b64[..., 3] - b64[..., 1])
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)
+
+
+def _match(before: NDArray[np.float32], after: NDArray[np.float32]) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching, highest IoU first, at IoU >= :data:`MATCH_IOU`."""
+    if len(before) == 0 or len(after) == 0:
+        return []
+    iou = box_iou(before, after)
+    pairs = []
+    used_b: set[int] = set()
+    used_a: set[int] = set()
+    for flat in np.argsort(-iou, axis=None):
+        i, j = divmod(int(flat), iou.shape[1])
+        if iou[i, j] < MATCH_IOU:
+            break
+        if i not in used_b and j not in used_a:
+            pairs.append((i, j))
+            used_b.add(i)
+            used_a.add(j)
+    return pairs
+
+
+def propose_boxes(
+    keyframes: list[int], key_boxes: dict[int, NDArray[np.float32]]
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Proposals for every frame that is not a keyframe.
+
+    Args:
+        keyframes: ascending keyframe indices (from :func:`keyframe_indices`).
+        key_boxes: each keyframe's detected boxes ``[K, 4]`` (x1, y1, x2, y2).
+
+    Returns:
+        ``(frame_index [P], boxes [P, 4])``: a face seen in both surrounding keyframes is
+        interpolated linearly between them; one seen in only one of them is carried as it is
+        there (it may have left, or been missed: verification decides).
+
+    """
+    frame_rows: list[int] = []
+    box_rows: list[NDArray[np.float32]] = []
+    for before_key, after_key in itertools.pairwise(keyframes):
+        before, after = key_boxes[before_key][:, :4], key_boxes[after_key][:, :4]
+        pairs = _match(before, after)
+        lone_before = sorted(set(range(len(before))) - {i for i, _ in pairs})
+        lone_after = sorted(set(range(len(after))) - {j for _, j in pairs})
+        for frame in range(before_key + 1, after_key):
+            t = np.float32((frame - before_key) / (after_key - before_key))
+            for i, j in pairs:
+                box_rows.append(before[i] + t * (after[j] - before[i]))
+                frame_rows.append(frame)
+            for i in lone_before:
+                box_rows.append(before[i].copy())
+                frame_rows.append(frame)
+            for j in lone_after:
+                box_rows.append(after[j].copy())
+                frame_rows.append(frame)
+    if not box_rows:
+        return np.zeros((0,), np.int64), np.zeros((0, 4), np.float32)
+    return np.asarray(frame_rows, np.int64), np.stack(box_rows).astype(np.float32)

@@ -1,0 +1,123 @@
+"""Detection on keyframes (fakescope/pipeline/keyframes.py and the keyframe path of
+``detect_faces``), on the served MTCNN models and a real face (scikit-image's astronaut)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from fakescope.paths import MODEL_REPOSITORY
+from fakescope.pipeline.keyframes import box_iou, keyframe_indices, propose_boxes
+from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
+from fakescope.serving.model_config import detector_params
+
+FRAMES = 9
+FACE_SIDE = 200
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the face")
+    return cv2.resize(skdata.astronaut(), (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
+
+
+class CountingNets:
+    """The served ONNX nets, counting the frames that go through P-Net's first pyramid level."""
+
+    def __init__(self) -> None:
+        self.nets = OnnxRuntimeMtcnnNets(MODEL_REPOSITORY)
+        self.pnet_shapes: list[tuple[int, ...]] = []
+
+    def pnet(self, batch):
+        self.pnet_shapes.append(batch.shape)
+        return self.nets.pnet(batch)
+
+    def rnet(self, batch):
+        return self.nets.rnet(batch)
+
+    def onet(self, batch):
+        return self.nets.onet(batch)
+
+    def frames_through_pnet(self) -> int:
+        largest = max(s[2] * s[3] for s in self.pnet_shapes)
+        return sum(s[0] for s in self.pnet_shapes if s[2] * s[3] == largest)
+
+
+def video(face: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
+    frames = np.full((len(positions), 360, 640, 3), 90, np.uint8)
+    for frame, (x, y) in zip(frames, positions, strict=True):
+        frame[y : y + FACE_SIDE, x : x + FACE_SIDE] = face
+    return frames
+
+
+def served(stride: int) -> MtcnnParams:
+    return dataclasses.replace(detector_params(MODEL_REPOSITORY), keyframe_stride=stride)
+
+
+def test_keyframe_indices_include_last_frame_when_stride_does_not_divide():
+    assert keyframe_indices(10, 4) == [0, 4, 8, 9]
+    assert keyframe_indices(9, 4) == [0, 4, 8]
+    assert keyframe_indices(1, 4) == [0]
+    assert keyframe_indices(0, 4) == []
+
+
+def test_keyframe_indices_raise_value_error_when_stride_is_zero():
+    with pytest.raises(ValueError, match="stride"):
+        keyframe_indices(8, 0)
+
+
+def test_propose_boxes_interpolates_face_when_seen_in_both_keyframes():
+    boxes = {0: np.array([[0, 0, 10, 10]], np.float32), 4: np.array([[4, 0, 14, 10]], np.float32)}
+    frames, proposals = propose_boxes([0, 4], boxes)
+    assert frames.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(proposals[:, 0], [1, 2, 3])
+    np.testing.assert_allclose(proposals[:, 2], [11, 12, 13])
+
+
+def test_propose_boxes_carries_face_when_seen_in_one_keyframe_only():
+    boxes = {
+        0: np.array([[0, 0, 10, 10]], np.float32),
+        3: np.array([[100, 100, 110, 110]], np.float32),
+    }
+    frames, proposals = propose_boxes([0, 3], boxes)
+    # IoU 0: two faces, each carried from where it was seen
+    assert frames.tolist() == [1, 1, 2, 2]
+    assert {tuple(b) for b in proposals.tolist()} == {(0, 0, 10, 10), (100, 100, 110, 110)}
+
+
+def test_box_iou_is_one_when_boxes_are_equal_and_zero_when_apart():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
+    np.testing.assert_allclose(box_iou(a, b), [[1.0, 0.0]])
+
+
+def test_detect_faces_detects_keyframes_only_and_keeps_every_face_when_face_moves_slowly(face):
+    frames = video(face, [(200 + 4 * i, 80 + 2 * i) for i in range(FRAMES)])
+    every = detect_faces(frames, OnnxRuntimeMtcnnNets(MODEL_REPOSITORY), served(1))
+    nets = CountingNets()
+    tracked = detect_faces(frames, nets, served(4))
+    assert nets.frames_through_pnet() == len(keyframe_indices(FRAMES, 4))
+    # the astronaut's face, the largest box (first) of every frame, in both
+    assert sorted(set(every.frame_index.tolist())) == list(range(FRAMES))
+    assert sorted(set(tracked.frame_index.tolist())) == list(range(FRAMES))
+    for i in range(FRAMES):
+        ours, reference = tracked.for_frame(i), every.for_frame(i)
+        assert box_iou(ours.boxes[:1], reference.boxes[:1])[0, 0] > 0.8, i
+        assert ours.scores[0] > served(4).thresholds[2]
+
+
+def test_detect_faces_redetects_frames_when_face_jumps_between_keyframes(face):
+    positions = [(20, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
+    frames = video(face, positions)
+    nets = CountingNets()
+    tracked = detect_faces(frames, nets, served(4))
+    assert tracked.frame_index.tolist() == list(range(FRAMES))
+    # keyframes 0, 4, 8 see the face on the right; the odd frames lose it and are re-detected,
+    # frames 2 and 6 (right again) keep the carried box
+    assert nets.frames_through_pnet() == 3 + 4
+    centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
+    expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
+    assert np.abs(centres - expected).max() < FACE_SIDE / 4
