@@ -118,6 +118,7 @@ def test_postgres_job_survives_restart_and_stores_faces_when_analysed(
         job = wait_for_job(c, job_id)
         face = c.get(job["faces"][0]["url"])
     assert job["status"] == "done" and job["verdict"]["faces"] > 0
+    assert job["verdict"]["content_credentials"]["status"] == "absent"  # stored with the verdict
     assert face.content[:3] == b"\xff\xd8\xff"
     with pg.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM faces")).scalar_one() == len(job["faces"])
