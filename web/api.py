@@ -317,7 +317,12 @@ def get_job(request: Request, job_id: str) -> JSONResponse:
     responses=_error_responses(401, 403, 404, 409),
 )
 def get_verdict(request: Request, job_id: str) -> JSONResponse:
-    """Return the verdict once the job is done; 409 (with its status) before, or if it failed."""
+    """Return the verdict once the job is done; 409 (with its status) before, or if it failed.
+
+    The fields are the CLI's ``--json`` ones: the classifier's, and beside them the
+    ``content_credentials`` object (the video's C2PA manifest: status, signer, declared digital
+    source type, actions), which never changes the fake probability.
+    """
     svc = service(request)
     principal = resolve_principal(request, svc.engine, svc.settings)
     job = _owned_job(svc, principal, job_id)
