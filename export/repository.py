@@ -59,7 +59,9 @@ dynamic_batching {{
   preferred_batch_size: [ 16, {max_batch} ]
   max_queue_delay_microseconds: 2000
 }}
-version_policy: {{ latest: {{ num_versions: 1 }} }}
+# The served version is pinned here, not "the newest folder": this file is the one pointer that
+# makes a version served, so a new version's folder can be uploaded completely (to S3) before it.
+version_policy: {{ specific: {{ versions: [ {version} ] }} }}
 model_warmup [
   {{
     name: "zeros"
@@ -96,6 +98,7 @@ def classifier_config(
     return _CLASSIFIER_CONFIG.format(
         limitations=extra,
         onnx=f"{version}/model.onnx",
+        version=version,
         name=contract.CLASSIFIER_MODEL,
         max_batch=CLASSIFIER_MAX_BATCH,
         input=contract.CLASSIFIER_INPUT,

@@ -7,6 +7,11 @@ a python-based backend that serves the ONNX models with ONNX Runtime under the s
 ``backend: "onnxruntime"`` name the NGC image uses on GPU. :class:`EmbeddedTriton` starts the
 server on loopback, waits for ``/v2/health/ready`` and stops it with SIGTERM (which lets the
 python stubs remove their ``/dev/shm`` regions).
+
+The repository is a local folder or an S3 location (:mod:`fakescope.storage`). An S3 one is
+passed to tritonserver as it is (``--model-repository=s3://…``, credentials in its
+environment); the local file check is then replaced by a remote one — bucket reachable,
+credentials accepted, models present — and tritonserver reports anything deeper as load errors.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from pathlib import Path
 
 from fakescope import contract
 from fakescope.serving.model_config import max_request_bytes
-from fakescope.serving.repository_check import check_repository
+from fakescope.serving.repository_check import RepositoryError, check_repository
+from fakescope.serving.siblings import REPOSITORY_ENV
+from fakescope.storage import S3Location, S3Storage, StorageError, s3_environment
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +116,9 @@ def prepare_runtime(runtime_dir: Path) -> tuple[Path, Path]:
 
 def _environment() -> dict[str, str]:
     env = dict(os.environ)
+    # Set again below only for an S3 repository: a stale value would make the python models
+    # read their sibling models from S3 while tritonserver serves a local folder.
+    env.pop(REPOSITORY_ENV, None)
     libs = [
         sysconfig.get_config_var("LIBDIR") or "",
         str(_pytriton_dir().parent / "nvidia_pytriton.libs"),
@@ -148,33 +158,85 @@ def _load_errors(log: str) -> list[str]:
     return errors
 
 
+def check_s3_repository(location: S3Location, copy_dir: Path) -> Path:
+    """Check an S3 model repository from here; return a local copy of its small config files.
+
+    Checked: the credentials (environment), the bucket, and that the prefix holds models
+    (``<model>/config.pbtxt``). Every ``config.pbtxt`` is copied under ``copy_dir`` (the
+    shared-memory size is computed from ``face_detector``'s); the model files are not
+    downloaded here: tritonserver reads them and names any it cannot load.
+
+    Raises:
+        RepositoryError: missing credentials, unreachable endpoint, refused credentials,
+            missing bucket, or no model under the prefix (the message says which).
+
+    """
+    try:
+        storage = S3Storage(location)
+        storage.check_bucket()
+        configs = sorted(
+            k for k in storage.listing() if k.count("/") == 1 and k.endswith("/config.pbtxt")
+        )
+        if not configs:
+            raise RepositoryError(f"model repository {location} holds no model (no */config.pbtxt)")
+        if copy_dir.exists():
+            shutil.rmtree(copy_dir)
+        for key in configs:
+            storage.download(key, copy_dir / key)
+    except StorageError as exc:
+        raise RepositoryError(str(exc)) from exc
+    logger.info(
+        "model repository %s: %d models; the file-by-file check is left to tritonserver, which "
+        "reads the repository from S3 itself",
+        location,
+        len(configs),
+    )
+    return copy_dir
+
+
 class EmbeddedTriton:
-    """A tritonserver child process serving ``repository`` on loopback."""
+    """A tritonserver child process serving ``repository`` (a folder or S3) on loopback."""
 
     def __init__(
         self,
-        repository: Path,
+        repository: Path | S3Location,
         address: ServerAddress | None = None,
         runtime_dir: Path | None = None,
         ready_timeout_s: float = 120.0,
     ) -> None:
-        self.repository = repository.resolve()
+        self.repository = repository if isinstance(repository, S3Location) else repository.resolve()
         self.address = address or ServerAddress()
         self.runtime_dir = (runtime_dir or Path(".fakescope") / "runtime").resolve()
         self.ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.runtime_dir / f"tritonserver-{self.address.http_port}.log"
+        #: Where the configs of an S3 repository are copied (the shm size is read there), and
+        #: where tritonserver copies its models (TRITON_AWS_MOUNT_DIRECTORY), per server.
+        self._s3_configs = self.runtime_dir / f"s3-configs-{self.address.http_port}"
+        self._s3_mount = self.runtime_dir / f"s3-models-{self.address.http_port}"
+
+    @property
+    def repository_url(self) -> str:
+        """The ``--model-repository`` value: a folder or an ``s3://`` URL."""
+        return (
+            self.repository.url if isinstance(self.repository, S3Location) else str(self.repository)
+        )
+
+    def _config_source(self) -> Path:
+        """Return a local folder holding the repository's ``config.pbtxt`` files."""
+        return self._s3_configs if isinstance(self.repository, S3Location) else self.repository
 
     def command(self, binary: Path, backends: Path) -> list[str]:
         """Return the tritonserver command line.
 
         Each python stub's shared memory starts at :data:`PYTHON_SHM_START_BYTES` and grows by
-        :func:`python_shm_growth_bytes`.
+        :func:`python_shm_growth_bytes` (for an S3 repository, of the configs copied by
+        :func:`check_s3_repository` in :meth:`start`).
         """
         a = self.address
         return [
             str(binary),
-            f"--model-repository={self.repository}",
+            f"--model-repository={self.repository_url}",
             f"--backend-directory={backends}",
             "--model-control-mode=none",
             "--disable-auto-complete-config",
@@ -191,14 +253,33 @@ class EmbeddedTriton:
             f"--metrics-port={a.metrics_port}",
             f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_START_BYTES}",
             "--backend-config=python,shm-growth-byte-size="
-            f"{python_shm_growth_bytes(self.repository)}",
+            f"{python_shm_growth_bytes(self._config_source())}",
             f"--backend-config=python,shm-region-prefix-name={SHM_PREFIX}_{a.http_port}_",
             "--log-verbose=0",
         ]
 
     def start(self) -> None:
-        """Start the server and wait until it is ready; raise :class:`ServerStartError` if not."""
-        check_repository(self.repository)
+        """Start the server and wait until it is ready; raise :class:`ServerStartError` if not.
+
+        Raises :class:`RepositoryError` first when the repository is incomplete or, on S3,
+        unreachable (see :func:`check_s3_repository`).
+        """
+        env = _environment()
+        if isinstance(self.repository, S3Location):
+            try:
+                env.update(s3_environment())
+            except StorageError as exc:
+                raise RepositoryError(str(exc)) from exc
+            check_s3_repository(self.repository, self._s3_configs)
+            env[REPOSITORY_ENV] = self.repository.url
+            # An empty folder of its own per server: tritonserver's copies of the models go
+            # there (not /tmp) and are removed with the runtime folder.
+            if self._s3_mount.exists():
+                shutil.rmtree(self._s3_mount)
+            self._s3_mount.mkdir(parents=True)
+            env["TRITON_AWS_MOUNT_DIRECTORY"] = str(self._s3_mount)
+        else:
+            check_repository(self.repository)
         a = self.address
         if a.host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("binding to %s: the server will be reachable from the network", a.host)
@@ -212,7 +293,7 @@ class EmbeddedTriton:
             self.command(binary, backends),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=_environment(),
+            env=env,
             start_new_session=True,
         )
         log.close()
@@ -261,6 +342,8 @@ class EmbeddedTriton:
         for region in shm_regions(self.address.http_port):
             logger.warning("removing leftover shared memory %s", region)
             region.unlink(missing_ok=True)
+        if isinstance(self.repository, S3Location):  # this server's copies of the S3 models
+            shutil.rmtree(self._s3_mount, ignore_errors=True)
         return process.returncode
 
     def supervise(

@@ -72,6 +72,39 @@ def max_batch_size(config_path: Path) -> int:
     return int(found[0])
 
 
+_SPECIFIC_VERSIONS = re.compile(
+    r"^\s*version_policy\s*:\s*\{\s*specific\s*:\s*\{\s*versions\s*:\s*\[?([\d\s,]*)\]?",
+    re.MULTILINE,
+)
+
+
+def pinned_version(config_path: Path) -> int | None:
+    """Return the version a ``config.pbtxt`` pins, or ``None`` under another version policy.
+
+    ``version_policy: { specific: { versions: [N] } }`` pins ``N``. A plain text match, like
+    :func:`max_batch_size` (the python models call it).
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: when the policy names several versions (a served model has one).
+
+    """
+    if not config_path.is_file():
+        raise FileNotFoundError(f"model configuration not found: {config_path}")
+    return parse_pinned_version(config_path.read_text(encoding="utf-8"), str(config_path))
+
+
+def parse_pinned_version(text: str, where: str = "config.pbtxt") -> int | None:
+    """Return the version the ``config.pbtxt`` text ``text`` pins (see :func:`pinned_version`)."""
+    match = _SPECIFIC_VERSIONS.search(text)
+    if match is None:
+        return None
+    versions = [int(v) for v in re.findall(r"\d+", match.group(1))]
+    if len(versions) != 1:
+        raise ValueError(f"{where}: expected one pinned version, found {versions}")
+    return versions[0]
+
+
 def latest_version_dir(model_dir: Path) -> Path:
     """Return the highest numeric version directory of a Triton model directory."""
     versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]

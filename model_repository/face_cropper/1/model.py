@@ -1,20 +1,19 @@
 """face_cropper: square face crops framed like the classifier's training crops.
 
-Size, margin and centre shift are read once from the served classifier's ONNX metadata (its
-newest version, the one Triton serves), so they exist in one place: the export.
+Size, margin and centre shift are read once from the served classifier's ONNX metadata (the
+version its ``config.pbtxt`` pins, the one Triton serves), so they exist in one place: the
+export. From an S3 repository those files are fetched (:mod:`fakescope.serving.siblings`).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
 from fakescope import contract
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
-from fakescope.serving.model_config import latest_version_dir
 from fakescope.serving.python_model import invalid_argument
+from fakescope.serving.siblings import served_version_file
 
 
 class TritonPythonModel:
@@ -22,8 +21,8 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Read the classifier's preprocessing spec."""
-        classifier_dir = Path(args["model_repository"]).parent / contract.CLASSIFIER_MODEL
-        spec, _ = read_classifier_spec(latest_version_dir(classifier_dir) / "model.onnx")
+        onnx = served_version_file(args, contract.CLASSIFIER_MODEL, "model.onnx")
+        spec, _ = read_classifier_spec(onnx)
         self.size = spec.input_size
         self.margin = spec.face_margin
         self.shift = spec.face_shift

@@ -8,8 +8,6 @@ them (python-backend ONNX Runtime on CPU, the ONNX Runtime backend on GPU).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -23,6 +21,7 @@ from fakescope.serving.model_config import (
     parameters,
 )
 from fakescope.serving.python_model import BlsError, bls_outputs, bls_request, invalid_argument
+from fakescope.serving.siblings import sibling_file
 
 
 def _run(model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
@@ -84,10 +83,9 @@ class TritonPythonModel:
         self.params = detector_params_from(params)
         self.max_frame_side = int(params["max_frame_side"])
         self.max_request_pixels = int(params["max_request_pixels"])
-        repository = Path(args["model_repository"]).parent
         self.nets = BlsMtcnnNets(
-            rnet_max_batch=max_batch_size(repository / contract.RNET_MODEL / "config.pbtxt"),
-            onet_max_batch=max_batch_size(repository / contract.ONET_MODEL / "config.pbtxt"),
+            rnet_max_batch=max_batch_size(sibling_file(args, contract.RNET_MODEL, "config.pbtxt")),
+            onet_max_batch=max_batch_size(sibling_file(args, contract.ONET_MODEL, "config.pbtxt")),
         )
 
     def execute(self, requests: list) -> list:
