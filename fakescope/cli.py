@@ -5,6 +5,10 @@
 * ``fakescope demo``    serve, analyze the bundled sample videos, stop
 * ``fakescope export``  (re)build the ONNX models of the model repository (needs the train extra)
 
+``--repository`` takes a folder or an S3 URL (``s3://HOST:PORT/BUCKET/PREFIX``; credentials from
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, see :mod:`fakescope.storage`): ``serve`` and
+``demo`` hand it to tritonserver, ``export --checkpoint`` and ``rollback`` publish there.
+
 Exit codes are those of :mod:`fakescope.client.cli` (0 ok, 2 usage, 3 unreadable input,
 4 server unreachable, 5 server error), plus 6 when the server cannot start.
 """
@@ -26,18 +30,36 @@ from fakescope.client.frames import VideoReadError
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
 from fakescope.serving.repository_check import RepositoryError
+from fakescope.storage import S3Location, StorageError, is_s3_url, parse_s3_url
 from fakescope.training.cli import add_training_parsers
 from fakescope.web.cli import add_web_parsers
 
 EXIT_SERVER_START = 6
+#: ``export``/``rollback`` on S3: the storage refused or did not answer (nothing was switched).
+EXIT_STORAGE = 4
 #: A command needs the training extra, which is not installed.
 EXIT_MISSING_DEPENDENCY = 2
 DEFAULT_REPOSITORY = MODEL_REPOSITORY
 SAMPLES_DIR = PROJECT_ROOT / "samples"
 
 
+def repository_arg(text: str) -> Path | S3Location:
+    """Parse ``--repository``: a folder, or an ``s3://`` URL (refused with its reason if bad)."""
+    if not is_s3_url(text):
+        return Path(text)
+    try:
+        return parse_s3_url(text)
+    except StorageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+REPOSITORY_HELP = "model repository: a folder or s3://HOST:PORT/BUCKET/PREFIX (default %(default)s)"
+
+
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument(
+        "--repository", type=repository_arg, default=DEFAULT_REPOSITORY, help=REPOSITORY_HELP
+    )
     parser.add_argument(
         "--host",
         default=contract.DEFAULT_HOST,
@@ -124,14 +146,30 @@ def run_export(args: argparse.Namespace) -> int:
     if args.framing_videos and not args.checkpoint:
         print("fakescope: error: --framing-videos needs --checkpoint", file=sys.stderr)
         return 2
+    remote = isinstance(args.repository, S3Location)
+    if remote and not args.checkpoint:
+        print(
+            "fakescope: error: rebuilding the placeholder models works on a folder; "
+            "give --checkpoint to publish a new classifier version to S3",
+            file=sys.stderr,
+        )
+        return 2
     if args.checkpoint:
         from fakescope.export.versions import export_new_version
 
         try:
-            version = export_new_version(args.repository, args.checkpoint, args.framing_videos)
+            if remote:
+                from fakescope.export.s3_versions import export_to_s3
+
+                version = export_to_s3(args.repository, args.checkpoint, args.framing_videos)
+            else:
+                version = export_new_version(args.repository, args.checkpoint, args.framing_videos)
         except (ValueError, VideoReadError) as exc:  # bad checkpoint, framing video or framing
             print(f"fakescope: error: {exc}", file=sys.stderr)
             return 2
+        except StorageError as exc:
+            print(f"fakescope: error: {exc}", file=sys.stderr)
+            return EXIT_STORAGE
         print(
             f"face_classifier version {version} written to {args.repository} (restart the server)"
         )
@@ -166,11 +204,27 @@ def run_rollback(args: argparse.Namespace) -> int:
     """Retire the newest classifier version so that the previous one is served."""
     from fakescope.export.versions import rollback  # torch-backed: the train extra
 
+    remote = isinstance(args.repository, S3Location)
+    if remote != isinstance(args.retired_dir, S3Location) and args.retired_dir is not None:
+        print(
+            "fakescope: error: --retired-dir must be on the same kind of storage as "
+            "--repository (both folders, or both s3:// URLs)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        version = rollback(args.repository, args.retired_dir)
+        if remote:
+            from fakescope.export.s3_versions import rollback_on_s3
+
+            version = rollback_on_s3(args.repository, args.retired_dir)
+        else:
+            version = rollback(args.repository, args.retired_dir)
     except ValueError as exc:
         print(f"fakescope: error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
     print(f"face_classifier now serves version {version} (restart the server to load it)")
     return 0
 
@@ -205,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser(
         "export", help="new classifier version from a checkpoint, or rebuild the ONNX models"
     )
-    export.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    export.add_argument(
+        "--repository", type=repository_arg, default=DEFAULT_REPOSITORY, help=REPOSITORY_HELP
+    )
     export.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")
     export.add_argument(
         "--framing-videos",
@@ -232,12 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     card.set_defaults(func=run_model_card)
 
     rollback = sub.add_parser("rollback", help="serve the previous classifier version")
-    rollback.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    rollback.add_argument(
+        "--repository", type=repository_arg, default=DEFAULT_REPOSITORY, help=REPOSITORY_HELP
+    )
     rollback.add_argument(
         "--retired-dir",
-        type=Path,
+        type=repository_arg,
         default=None,
-        help="where the retired version goes (default .fakescope/retired)",
+        help="where the retired version goes (default .fakescope/retired beside the "
+        "repository; an s3:// URL for a repository on S3)",
     )
     rollback.set_defaults(func=run_rollback)
     return parser
