@@ -118,6 +118,7 @@ _IPTC_SOURCE_TYPE_PREFIXES: Final = (
 _MAX_ITEMS: Final = 32
 _MAX_TEXT: Final = 200
 
+_UNTRUSTED: Final = "signingCredential.untrusted"
 _PEM_CERTIFICATE: Final = re.compile(
     r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----"
 )
@@ -126,6 +127,10 @@ _PEM_PRIVATE_KEY: Final = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 class TrustAnchorsError(ValueError):
     """The trust-anchor file is missing, unreadable, holds no certificate or a bad one."""
+
+
+class _TrustListRefusedError(Exception):
+    """The C2PA library refused the trust anchors it was given (not the video's fault)."""
 
 
 @dataclass(frozen=True)
@@ -185,14 +190,18 @@ class ContentCredentials:
 
     @property
     def declares_ai_generated(self) -> bool:
-        """The manifest *declares* (it does not prove) media made by a trained model."""
+        """The manifest *declares* (it does not prove) media made by a trained model.
+
+        Only a claim to rely on when ``status`` is ``valid_trusted`` or ``valid_untrusted``.
+        """
         return bool(AI_SOURCE_TYPES.intersection(self.digital_source_types))
 
     def one_line(self) -> str:
         """Return the credentials in one line, for the CLI's text output."""
         parts = [self.summary]
-        if self.status in ("invalid", "unreadable", "error") and self.failure_codes:
-            parts.append(", ".join(c for c in self.failure_codes if c != _UNTRUSTED) or "")
+        failures = [c for c in self.failure_codes if c != _UNTRUSTED]
+        if self.status == "invalid" and failures:
+            parts.append(", ".join(failures))
         if self.message:
             parts.append(self.message)
         if self.digital_source_types:
@@ -241,9 +250,6 @@ class ContentCredentials:
             "message": self.message,
             "read_seconds": None if self.read_seconds is None else round(self.read_seconds, 4),
         }
-
-
-_UNTRUSTED: Final = "signingCredential.untrusted"
 
 
 def load_trust_anchors(path: str | os.PathLike[str]) -> str:
@@ -384,6 +390,8 @@ def _read(
             reason="timeout",
             message=f"reading the manifest took longer than {timeout_s:g} s; abandoned",
         )
+    except _TrustListRefusedError as exc:
+        return outcome("error", None, reason="trust_list", message=f"trust list refused: {exc}")
     except c2pa.C2paError as exc:
         return _from_c2pa_error(exc, anchored)
     except OSError as exc:
@@ -414,7 +422,10 @@ def _reader_settings(anchors: str | None, max_manifest_bytes: int | None = None)
 def _native_read(
     path: str | os.PathLike[str], mime_type: str | None, anchors: str | None, max_bytes: int
 ) -> tuple[str | None, dict[str, Any]]:
-    context = c2pa.Context.from_dict(_reader_settings(anchors, max_bytes))
+    try:
+        context = c2pa.Context.from_dict(_reader_settings(anchors, max_bytes))
+    except c2pa.C2paError as exc:
+        raise _TrustListRefusedError(_text(str(exc)) or type(exc).__name__) from exc
     try:
         with open(path, "rb") as fh, c2pa.Reader(mime_type, fh, context=context) as reader:
             state = reader.get_validation_state()

@@ -345,6 +345,13 @@ def test_analyze_parser_exits_2_when_trust_anchors_file_has_no_certificate(
     assert "--trust-anchors" in err and "no certificate" in err
 
 
+def test_read_reports_trust_list_error_not_a_bad_manifest_when_anchors_are_garbage(
+    ai_video: Path,
+):
+    cc = read_content_credentials(ai_video, "-----BEGIN CERTIFICATE-----\ngarbage\n")
+    assert (cc.status, cc.reason) == ("error", "trust_list")
+
+
 def test_read_with_trust_file_reports_error_when_trust_file_became_unusable(
     ai_video: Path, folder: Path, signer: SigningIdentity
 ):
