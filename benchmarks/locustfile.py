@@ -144,6 +144,7 @@ class _VideoUser(User):
             elapsed = time.perf_counter() - start
             record.update(status="error", error=str(exc), processing_seconds=elapsed)
         record["users"] = self.environment.runner.user_count if self.environment.runner else 0
+        record["finished_at"] = time.time()  # wall clock: the soak's 5-minute windows
         RECORDS.append(record)
         events.request.fire(
             request_type=self.protocol,

@@ -1,0 +1,338 @@
+"""``make soak``: hold the embedded Triton at its measured capacity for an hour, watch for leaks.
+
+gRPC and HTTP Locust users (half each) push the benchmark videos for ``--minutes`` (60 by
+default) at the capacity ``make bench`` measured: the most users at which p95(processing /
+duration) stayed within the limit with nothing refused (``benchmarks/results/summary.json``). A
+sampler records the RSS of every process every ``--sample-seconds``: tritonserver, each python
+stub, and the two load generators. The report gives, per 5-minute window, the p95 ratio, the
+videos answered, refused and lost, and each process group's RSS; and the RSS growth after the
+first (warm-up) window. Targets: RSS growth < 5 %, 0 lost, p95 flat (no window above the limit,
+the last within 20 % of the first after warm-up). The run exits non-zero when one is missed.
+
+Results: ``benchmarks/results/soak.json``, ``soak.md`` and ``soak.png`` (not in ``make test``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from fakescope.benchmarks.run import PRODUCT_LIMIT, RESULTS, machine_facts, run_level
+from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
+from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
+
+logger = logging.getLogger(__name__)
+
+WINDOW_S = 300
+RSS_GROWTH_LIMIT = 0.05
+P95_DRIFT_LIMIT = 0.20
+
+
+def measured_capacity(summary_path: Path, limit: float) -> int:
+    """Return the most users at which ``make bench`` stayed within ``limit``, none refused."""
+    summary = json.loads(summary_path.read_text())
+    fits = [
+        int(users)
+        for levels in summary["levels"].values()
+        for users, level in levels.items()
+        if level["ratio"]["p95"] is not None
+        and level["ratio"]["p95"] <= limit
+        and not level["rejected"]
+        and not level["failures"]
+    ]
+    if not fits:
+        raise ValueError(f"{summary_path}: no level within the limit {limit}; run make bench")
+    return max(fits)
+
+
+def _group(process: psutil.Process, server_pid: int) -> str:
+    """Name a process for the report: the server, a python stub (by model), or a load generator."""
+    if process.pid == server_pid:
+        return "tritonserver"
+    cmdline = " ".join(process.cmdline())
+    if "triton_python_backend_stub" in cmdline:
+        # the stub's first argument is the model's path: .../<model>/<version>/model.py
+        parts = Path(process.cmdline()[1]).parts
+        return f"stub:{parts[-3]}" if len(parts) >= 3 else "stub"
+    if "locust" in cmdline:
+        return "locust:http" if "Http" in cmdline else "locust:grpc"
+    return process.name()
+
+
+class RssSampler(threading.Thread):
+    """Every ``period_s``, the RSS of the server's process tree and of this process's children."""
+
+    def __init__(self, server_pid: int, period_s: float) -> None:
+        super().__init__(daemon=True)
+        self.server_pid = server_pid
+        self.period_s = period_s
+        self.samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+
+    def sample(self) -> dict[str, Any]:
+        """One sample: seconds since the epoch and RSS bytes per process group."""
+        roots = [psutil.Process(self.server_pid), psutil.Process(os.getpid())]
+        rss: dict[str, int] = {}
+        for root in roots:
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    name = _group(process, self.server_pid)
+                    if root.pid == os.getpid() and not name.startswith("locust"):
+                        continue  # this sampler and the server are counted elsewhere
+                    rss[name] = rss.get(name, 0) + process.memory_info().rss
+                except psutil.Error:  # a process that ended between listing and reading
+                    continue
+        return {"t": time.time(), "rss": rss}
+
+    def run(self) -> None:
+        """Sample until :meth:`stop`."""
+        while not self._stop.is_set():
+            self.samples.append(self.sample())
+            self._stop.wait(self.period_s)
+
+    def stop(self) -> None:
+        """End the sampling (the last sample is taken first)."""
+        self.samples.append(self.sample())
+        self._stop.set()
+
+
+def windows(
+    records: list[dict[str, Any]], samples: list[dict[str, Any]], start: float, minutes: int
+) -> list[dict[str, Any]]:
+    """Per ``WINDOW_S`` window: answered / refused / lost videos, ratio p95, RSS per group."""
+    rows = []
+    for w in range(max(1, minutes * 60 // WINDOW_S)):
+        lo, hi = start + w * WINDOW_S, start + (w + 1) * WINDOW_S
+        mine = [r for r in records if lo <= r["finished_at"] < hi]
+        ratios = [r["ratio"] for r in mine if r.get("ratio") is not None]
+        in_window = [s for s in samples if lo <= s["t"] < hi]
+        groups = sorted({g for s in in_window for g in s["rss"]})
+        rows.append(
+            {
+                "window": w,
+                "minutes": [w * WINDOW_S / 60, (w + 1) * WINDOW_S / 60],
+                "answered": len(ratios),
+                "refused": sum(r["status"] == "rejected" for r in mine),
+                "lost": sum(r["status"] == "error" for r in mine),
+                "p95_ratio": float(np.percentile(ratios, 95)) if ratios else None,
+                "rss_mib": {
+                    g: float(np.mean([s["rss"].get(g, 0) for s in in_window])) / 2**20
+                    for g in groups
+                },
+            }
+        )
+    return rows
+
+
+def verdict(rows: list[dict[str, Any]], limit: float) -> dict[str, Any]:
+    """Judge the run: RSS growth after warm-up, lost and refused totals, p95 drift, targets."""
+    steady = rows[1:] if len(rows) > 1 else rows  # the first window is the warm-up
+    first, last = steady[0], steady[-1]
+    growth = {
+        g: (last["rss_mib"].get(g, 0.0) - mib) / mib
+        for g, mib in first["rss_mib"].items()
+        if mib > 0 and not g.startswith("locust")
+    }
+    total_first = sum(v for g, v in first["rss_mib"].items() if not g.startswith("locust"))
+    total_last = sum(v for g, v in last["rss_mib"].items() if not g.startswith("locust"))
+    p95s = [r["p95_ratio"] for r in steady if r["p95_ratio"] is not None]
+    drift = (p95s[-1] - p95s[0]) / p95s[0] if len(p95s) > 1 and p95s[0] else None
+    lost = sum(r["lost"] for r in rows)
+    targets = {
+        "server_rss_growth_below_5_percent": total_first > 0
+        and (total_last - total_first) / total_first < RSS_GROWTH_LIMIT,
+        "nothing_lost": lost == 0,
+        "p95_within_limit_every_window": bool(p95s) and max(p95s) <= limit,
+        "p95_flat": drift is not None and drift <= P95_DRIFT_LIMIT,
+    }
+    return {
+        "server_rss_growth": (total_last - total_first) / total_first if total_first else None,
+        "rss_growth_per_process": growth,
+        "answered": sum(r["answered"] for r in rows),
+        "refused": sum(r["refused"] for r in rows),
+        "lost": lost,
+        "p95_drift": drift,
+        "targets": targets,
+        "passed": all(targets.values()),
+    }
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Render the soak report as Markdown (generated; quoted by benchmarks/README.md)."""
+    v = result["verdict"]
+    lines = [
+        "# Soak run",
+        "",
+        "Written by `make soak` (`python -m fakescope.benchmarks.soak`); do not edit. "
+        f"{result['users']} users ({result['users_grpc']} gRPC + {result['users_http']} HTTP) "
+        f"for {result['minutes']} min on the benchmark videos; RSS sampled every "
+        f"{result['sample_seconds']} s. The first window is the warm-up.",
+        "",
+        "| minutes | answered | refused | lost | p95 ratio | server RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["windows"]:
+        server = sum(m for g, m in row["rss_mib"].items() if not g.startswith("locust"))
+        p95 = "—" if row["p95_ratio"] is None else f"{row['p95_ratio']:.3f}"
+        lines.append(
+            f"| {row['minutes'][0]:.0f}–{row['minutes'][1]:.0f} | {row['answered']} "
+            f"| {row['refused']} | {row['lost']} | {p95} | {server:.0f} |"
+        )
+    growth = v["server_rss_growth"]
+    drift = v["p95_drift"]
+    lines += [
+        "",
+        f"- Server RSS growth after warm-up: {growth * 100:+.1f} %" if growth is not None else "",
+        f"- p95 drift, first to last window after warm-up: {drift * 100:+.1f} %"
+        if drift is not None
+        else "",
+        f"- Answered {v['answered']}, refused {v['refused']}, lost {v['lost']}.",
+        "- Targets: "
+        + ", ".join(
+            f"{k.replace('_', ' ')}: {'met' if ok else 'NOT met'}" for k, ok in v["targets"].items()
+        ),
+        "",
+        "Per process (RSS growth after warm-up): "
+        + ", ".join(
+            f"{g} {x * 100:+.1f} %" for g, x in sorted(v["rss_growth_per_process"].items())
+        ),
+        "",
+    ]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def plot(result: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> None:
+    """RSS per process group over time, and p95 per window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    start = result["started_at"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    groups = sorted({g for s in samples for g in s["rss"]})
+    for g in groups:
+        top.plot(
+            [(s["t"] - start) / 60 for s in samples],
+            [s["rss"].get(g, 0) / 2**20 for s in samples],
+            label=g,
+        )
+    top.set_ylabel("RSS (MiB)")
+    top.legend(fontsize=7, ncol=2)
+    rows = [r for r in result["windows"] if r["p95_ratio"] is not None]
+    bottom.plot([r["minutes"][1] for r in rows], [r["p95_ratio"] for r in rows], "o-")
+    bottom.axhline(result["limit"], color="red", linestyle="--", label="product limit")
+    bottom.set_ylabel("p95 processing / duration")
+    bottom.set_xlabel("minutes")
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    """Run the soak; write the result files; return 1 when a target is missed."""
+    from fakescope.benchmarks.videos import ensure_videos
+
+    users = args.users or measured_capacity(args.summary, args.limit)
+    users_grpc, users_http = (users + 1) // 2, users // 2
+    videos = ensure_videos(args.videos_dir)
+    out: Path = args.output
+    raw = out / "soak-raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
+    server = EmbeddedTriton(args.repository, address)
+    server.start()
+    assert server.process is not None
+    env = dict(
+        os.environ,
+        FAKESCOPE_BENCH_VIDEOS=os.pathsep.join(str(v) for v in videos),
+        FAKESCOPE_BENCH_URL_GRPC=address.grpc_url,
+        FAKESCOPE_BENCH_URL_HTTP=address.http_url,
+        FAKESCOPE_BENCH_FRAMES=str(DEFAULT_NUM_FRAMES),
+        FAKESCOPE_BENCH_LIMIT=str(args.limit),
+        FAKESCOPE_BENCH_SHARED_MEMORY="on",
+        FAKESCOPE_BENCH_RETRIES="3",
+        FAKESCOPE_BENCH_PREDECODED="0",
+    )
+    sampler = RssSampler(server.process.pid, args.sample_seconds)
+    records: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for video in videos:  # first-run costs, as in make bench
+            analyze(video, url=address.grpc_url, protocol="grpc")
+        started = time.time()
+        sampler.start()
+        seconds = args.minutes * 60
+
+        def level(protocol: str, n: int) -> None:
+            records[protocol] = run_level(protocol, n, env, seconds, raw)
+
+        threads = [
+            threading.Thread(target=level, args=(p, n))
+            for p, n in (("grpc", users_grpc), ("http", users_http))
+            if n
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sampler.stop()
+    finally:
+        server.stop()
+    everything = [r for rs in records.values() for r in rs]
+    rows = windows(everything, sampler.samples, started, args.minutes)
+    result = {
+        "machine": machine_facts(),
+        "started_at": started,
+        "minutes": args.minutes,
+        "users": users,
+        "users_grpc": users_grpc,
+        "users_http": users_http,
+        "sample_seconds": args.sample_seconds,
+        "limit": args.limit,
+        "windows": rows,
+        "verdict": verdict(rows, args.limit),
+    }
+    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "soak.md").write_text(render_markdown(result))
+    plot(result, sampler.samples, out / "soak.png")
+    logger.info("soak: %s", json.dumps(result["verdict"]))
+    return 0 if result["verdict"]["passed"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run the soak."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--users", type=int, default=None, help="default: measured capacity")
+    parser.add_argument("--summary", type=Path, default=RESULTS / "summary.json")
+    parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT)
+    parser.add_argument("--sample-seconds", type=float, default=10.0)
+    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--videos-dir", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
+    )
+    parser.add_argument("--http-port", type=int, default=18100)
+    parser.add_argument("--grpc-port", type=int, default=18101)
+    parser.add_argument("--metrics-port", type=int, default=18102)
+    args = parser.parse_args(argv)
+    if args.minutes < 1:
+        parser.error(f"--minutes must be >= 1, got {args.minutes}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return run_soak(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

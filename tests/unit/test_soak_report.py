@@ -1,0 +1,58 @@
+"""The soak run's arithmetic (benchmarks/soak.py): capacity, 5-minute windows and targets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fakescope.benchmarks.soak import WINDOW_S, measured_capacity, verdict, windows
+
+
+def _level(p95: float, rejected: int = 0) -> dict:
+    return {"ratio": {"p95": p95}, "rejected": rejected, "failures": 0}
+
+
+def test_measured_capacity_is_most_users_within_limit_when_bench_summary_given(tmp_path):
+    summary = tmp_path / "summary.json"
+    levels = {"1": _level(0.1), "4": _level(0.4), "8": _level(0.45, rejected=3)}
+    summary.write_text(json.dumps({"levels": {"grpc": levels, "http": {"2": _level(0.3)}}}))
+    assert measured_capacity(summary, 0.5) == 4
+
+
+def test_measured_capacity_raises_value_error_when_no_level_fits(tmp_path):
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"levels": {"grpc": {"1": _level(0.9)}}}))
+    with pytest.raises(ValueError, match="no level within the limit"):
+        measured_capacity(summary, 0.5)
+
+
+def _run(rss_growth: float, lost_in_last: int) -> dict:
+    start = 1000.0
+    records, samples = [], []
+    for w in range(3):
+        t = start + w * WINDOW_S + 10
+        records += [{"finished_at": t, "status": "ok", "ratio": 0.2 + 0.01 * i} for i in range(20)]
+        if w == 2:
+            records += [{"finished_at": t, "status": "error"}] * lost_in_last
+        rss = 1000 * (1 + rss_growth * (w >= 2))
+        samples.append({"t": t, "rss": {"tritonserver": rss * 2**20, "locust:grpc": 7 * 2**20}})
+    return verdict(windows(records, samples, start, 15), 0.5)
+
+
+def test_soak_verdict_passes_when_rss_is_flat_and_nothing_lost():
+    judged = _run(rss_growth=0.01, lost_in_last=0)
+    assert judged["passed"], judged
+    assert judged["server_rss_growth"] == pytest.approx(0.01)
+
+
+def test_soak_verdict_fails_when_server_rss_grows_5_percent_after_warm_up():
+    judged = _run(rss_growth=0.06, lost_in_last=0)
+    assert not judged["targets"]["server_rss_growth_below_5_percent"]
+    assert not judged["passed"]
+
+
+def test_soak_verdict_fails_when_a_request_is_lost():
+    judged = _run(rss_growth=0.0, lost_in_last=1)
+    assert judged["lost"] == 1
+    assert not judged["passed"]
