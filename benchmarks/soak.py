@@ -92,7 +92,7 @@ class RssSampler(threading.Thread):
                     rss[name] = rss.get(name, 0) + process.memory_info().rss
                 except psutil.Error:  # a process that ended between listing and reading
                     continue
-        return {"t": time.time(), "rss": rss}
+        return {"t": time.time(), "rss": rss, "load1": os.getloadavg()[0]}
 
     def run(self) -> None:
         """Sample until :meth:`stop`."""
@@ -125,6 +125,8 @@ def windows(
                 "refused": sum(r["status"] == "rejected" for r in mine),
                 "lost": sum(r["status"] == "error" for r in mine),
                 "p95_ratio": float(np.percentile(ratios, 95)) if ratios else None,
+                # the machine's 1-minute load: a busy neighbour shows here, not as a leak
+                "load1": float(np.mean([s["load1"] for s in in_window])) if in_window else None,
                 "rss_mib": {
                     g: float(np.mean([s["rss"].get(g, 0) for s in in_window])) / 2**20
                     for g in groups
@@ -178,15 +180,16 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"for {result['minutes']} min on the benchmark videos; RSS sampled every "
         f"{result['sample_seconds']} s. The first window is the warm-up.",
         "",
-        "| minutes | answered | refused | lost | p95 ratio | server RSS MiB |",
-        "|---|---|---|---|---|---|",
+        "| minutes | answered | refused | lost | p95 ratio | server RSS MiB | load (1 min) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in result["windows"]:
         server = sum(m for g, m in row["rss_mib"].items() if not g.startswith("locust"))
         p95 = "—" if row["p95_ratio"] is None else f"{row['p95_ratio']:.3f}"
         lines.append(
             f"| {row['minutes'][0]:.0f}–{row['minutes'][1]:.0f} | {row['answered']} "
-            f"| {row['refused']} | {row['lost']} | {p95} | {server:.0f} |"
+            f"| {row['refused']} | {row['lost']} | {p95} | {server:.0f} "
+            f"| {row['load1']:.1f} |"
         )
     growth = v["server_rss_growth"]
     drift = v["p95_drift"]

@@ -36,7 +36,9 @@ def _run(rss_growth: float, lost_in_last: int) -> dict:
         if w == 2:
             records += [{"finished_at": t, "status": "error"}] * lost_in_last
         rss = 1000 * (1 + rss_growth * (w >= 2))
-        samples.append({"t": t, "rss": {"tritonserver": rss * 2**20, "locust:grpc": 7 * 2**20}})
+        samples.append(
+            {"t": t, "load1": 1.0, "rss": {"tritonserver": rss * 2**20, "locust:grpc": 7 * 2**20}}
+        )
     return verdict(windows(records, samples, start, 15), 0.5)
 
 
