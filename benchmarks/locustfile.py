@@ -6,6 +6,8 @@ Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
 * ``FAKESCOPE_BENCH_URL_GRPC`` / ``FAKESCOPE_BENCH_URL_HTTP`` — the server;
 * ``FAKESCOPE_BENCH_FRAMES`` — frames sampled per video;
 * ``FAKESCOPE_BENCH_SHARED_MEMORY`` — ``on``/``off``: frames through system shared memory;
+* ``FAKESCOPE_BENCH_DECODE_THREADS`` — decoding threads of the load generator (default: one
+  per core);
 * ``FAKESCOPE_BENCH_RETRIES`` — client retries of UNAVAILABLE answers (0 in overload runs);
 * ``FAKESCOPE_BENCH_PREDECODED`` — ``1`` (overload runs): each video is decoded once, before
   the run, and every request reuses its frames; the decode time measured then is added to each
@@ -47,7 +49,9 @@ grpc_gevent.init_gevent()
 # client machine (32 simultaneous decodes on the server's 2 cores starve tritonserver's python
 # stubs). Not the hub's pool: gRPC's gevent mode waits for every call in a thread of *that*
 # pool, so bounding it to the cores made calls (rejections too) queue behind each other.
-DECODE_POOL = gevent.threadpool.ThreadPool(os.cpu_count() or 2)
+DECODE_POOL = gevent.threadpool.ThreadPool(
+    int(os.environ.get("FAKESCOPE_BENCH_DECODE_THREADS", "0")) or os.cpu_count() or 2
+)
 gevent.get_hub().threadpool.maxsize = 256  # >= concurrent users: one waiting gRPC call each
 
 VIDEOS = [p for p in os.environ.get("FAKESCOPE_BENCH_VIDEOS", "").split(os.pathsep) if p]
