@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 
 import c2pa
 from cryptography import x509
@@ -135,18 +135,22 @@ class _TrustListRefusedError(Exception):
 
 @dataclass(frozen=True)
 class SignerInfo:
-    """Who signed the manifest, as its signing certificate states (``issuer`` is C2PA's term).
+    """Who signed the manifest, as its signing certificate states (unverified unless trusted).
 
     Attributes:
-        issuer: the organisation named in the signing certificate.
-        common_name: the certificate's common name.
+        common_name: the signing certificate's common name.
+        organisation: the organisation in the signing certificate (C2PA's ``issuer`` field).
+        certificate_issuer: who issued the signing certificate (its issuer's CN and O).
+        valid_until: the end of the signing certificate's validity (RFC 3339).
         algorithm: the signature algorithm (``es256``, ``ps256``, …).
         time: the trusted timestamp of the signature, when it has one (RFC 3339).
 
     """
 
-    issuer: str | None
     common_name: str | None
+    organisation: str | None
+    certificate_issuer: str | None = None
+    valid_until: str | None = None
     algorithm: str | None = None
     time: str | None = None
 
@@ -210,9 +214,8 @@ class ContentCredentials:
             parts.append(f"declares {ai}({declared})")
         if self.signer is not None:
             who = self.signer.common_name or "?"
-            parts.append(
-                f"signer {who}" + (f" ({self.signer.issuer})" if self.signer.issuer else "")
-            )
+            org = self.signer.organisation
+            parts.append(f"signer {who}" + (f" ({org})" if org else ""))
         if self.claim_generator:
             parts.append(f"made with {self.claim_generator}")
         return "; ".join(p for p in parts if p)
@@ -225,14 +228,7 @@ class ContentCredentials:
             "manifest_present": self.manifest_present,
             "validation_state": self.validation_state,
             "failure_codes": list(self.failure_codes),
-            "signer": None
-            if self.signer is None
-            else {
-                "issuer": self.signer.issuer,
-                "common_name": self.signer.common_name,
-                "algorithm": self.signer.algorithm,
-                "time": self.signer.time,
-            },
+            "signer": None if self.signer is None else dataclasses.asdict(self.signer),
             "claim_generator": self.claim_generator,
             "digital_source_types": list(self.digital_source_types),
             "declares_ai_generated": self.declares_ai_generated,
@@ -380,7 +376,7 @@ def _read(
             f"{max_manifest_bytes} are read",
         )
     try:
-        state, report = _with_deadline(
+        native = _with_deadline(
             lambda: _native_read(path, location.mime_type, anchors, max_manifest_bytes), timeout_s
         )
     except TimeoutError:
@@ -399,7 +395,7 @@ def _read(
     except Exception as exc:  # a bug in the bindings must not fail the analysis job
         logger.exception("%s: unexpected failure reading content credentials", path)
         return outcome("error", None, reason="internal", message=type(exc).__name__)
-    return _from_report(state, report, anchored)
+    return _from_report(native, anchored)
 
 
 def _reader_settings(anchors: str | None, max_manifest_bytes: int | None = None) -> dict[str, Any]:
@@ -419,9 +415,15 @@ def _reader_settings(anchors: str | None, max_manifest_bytes: int | None = None)
     return settings
 
 
+class _NativeReport(NamedTuple):
+    state: str | None
+    report: dict[str, Any]  # Reader.json()
+    certificate: dict[str, Any] | None  # the active manifest's certificateInfo (crJSON)
+
+
 def _native_read(
     path: str | os.PathLike[str], mime_type: str | None, anchors: str | None, max_bytes: int
-) -> tuple[str | None, dict[str, Any]]:
+) -> _NativeReport:
     try:
         context = c2pa.Context.from_dict(_reader_settings(anchors, max_bytes))
     except c2pa.C2paError as exc:
@@ -430,9 +432,24 @@ def _native_read(
         with open(path, "rb") as fh, c2pa.Reader(mime_type, fh, context=context) as reader:
             state = reader.get_validation_state()
             report = json.loads(reader.json())
+            certificate = _certificate_info(reader, report.get("active_manifest"))
     finally:
         context.close()
-    return (None if state is None else str(state)), report
+    return _NativeReport(None if state is None else str(state), report, certificate)
+
+
+def _certificate_info(reader: Any, label: Any) -> dict[str, Any] | None:
+    """Return the signing certificate's issuer and validity (only crJSON reports them)."""
+    try:
+        manifests = json.loads(reader.crjson()).get("manifests")
+    except (c2pa.C2paError, ValueError, AttributeError):
+        return None  # optional detail: the rest of the report stands without it
+    for manifest in manifests if isinstance(manifests, list) else []:
+        if isinstance(manifest, dict) and manifest.get("label") == label:
+            signature = manifest.get("signature")
+            info = signature.get("certificateInfo") if isinstance(signature, dict) else None
+            return info if isinstance(info, dict) else None
+    return None
 
 
 _T = TypeVar("_T")
@@ -490,8 +507,9 @@ def _from_c2pa_error(exc: c2pa.C2paError, anchored: bool) -> ContentCredentials:
     return outcome("unreadable", True, reason="corrupt", message=message)
 
 
-def _from_report(state: str | None, report: dict[str, Any], anchored: bool) -> ContentCredentials:
+def _from_report(native: _NativeReport, anchored: bool) -> ContentCredentials:
     """Turn the reader's JSON report into the credentials."""
+    state, report = native.state, native.report
 
     def outcome(status: CredentialsStatus, **facts: Any) -> ContentCredentials:
         return ContentCredentials(status, True, anchored, **facts)
@@ -503,7 +521,7 @@ def _from_report(state: str | None, report: dict[str, Any], anchored: bool) -> C
     facts: dict[str, Any] = {
         "validation_state": state,
         "failure_codes": codes,
-        "signer": _signer(active.get("signature_info")),
+        "signer": _signer(active.get("signature_info"), native.certificate),
         "claim_generator": _claim_generator(active),
     }
     actions = _actions(active.get("assertions"))
@@ -534,15 +552,29 @@ def _failure_codes(report: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in codes if c))[:_MAX_ITEMS]
 
 
-def _signer(info: Any) -> SignerInfo | None:
+def _signer(info: Any, certificate: dict[str, Any] | None) -> SignerInfo | None:
     if not isinstance(info, dict):
         return None
+    certificate = certificate or {}
+    validity = certificate.get("validity")
     return SignerInfo(
-        issuer=_text(info.get("issuer")),
         common_name=_text(info.get("common_name")),
+        organisation=_text(info.get("issuer")),
+        certificate_issuer=_distinguished_name(certificate.get("issuer")),
+        valid_until=_text(validity.get("notAfter")) if isinstance(validity, dict) else None,
         algorithm=(_text(info.get("alg")) or "").lower() or None,
         time=_text(info.get("time")),
     )
+
+
+def _distinguished_name(name: Any) -> str | None:
+    """Return ``CN (O)`` of a certificate name as crJSON gives it (``{"CN": …, "O": …}``)."""
+    if not isinstance(name, dict):
+        return None
+    common, org = _text(name.get("CN")), _text(name.get("O"))
+    if common and org and org != common:
+        return _text(f"{common} ({org})")
+    return common or org
 
 
 def _claim_generator(manifest: dict[str, Any]) -> str | None:

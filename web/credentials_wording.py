@@ -165,9 +165,11 @@ def describe_credentials(cc: dict[str, Any]) -> CredentialsPanel:
 def _facts(cc: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     rows: list[tuple[str, str]] = []
     signer = cc.get("signer") or {}
-    who = " · ".join(str(v) for v in (signer.get("common_name"), signer.get("issuer")) if v)
+    who = " · ".join(str(v) for v in (signer.get("common_name"), signer.get("organisation")) if v)
     if who:
         rows.append(("Signed by", who))
+    if signer.get("certificate_issuer"):
+        rows.append(("Certificate issued by", str(signer["certificate_issuer"])))
     if cc.get("claim_generator"):
         rows.append(("Made with", str(cc["claim_generator"])))
     actions = []

@@ -93,7 +93,12 @@ def test_read_reports_declared_ai_generation_untrusted_when_no_trust_list(
     assert cc.digital_source_types == ("trainedAlgorithmicMedia",)
     assert cc.declares_ai_generated
     assert cc.signer is not None
-    assert (cc.signer.common_name, cc.signer.issuer) == (signer.common_name, signer.organisation)
+    assert (cc.signer.common_name, cc.signer.organisation) == (
+        signer.common_name,
+        signer.organisation,
+    )
+    assert cc.signer.certificate_issuer == f"{signer.organisation} Root CA ({signer.organisation})"
+    assert cc.signer.valid_until is not None
     assert cc.signer.algorithm == "es256"
     assert cc.claim_generator == "FakeScope Test Generator 1.0"
     assert [(a.action, a.digital_source_type, a.software_agent) for a in cc.actions] == [
@@ -178,6 +183,7 @@ def test_read_reports_invalid_expired_when_certificate_expired_after_signing(
     cc = read_content_credentials(signed)
     assert cc.status == "invalid"
     assert "signingCredential.expired" in cc.failure_codes
+    assert cc.signer is not None and cc.signer.valid_until == expiry.isoformat()
 
 
 # --- bad or hostile manifests --------------------------------------------------------------------

@@ -82,7 +82,8 @@ def test_job_verdict_carries_trusted_ai_declaration_when_signer_is_on_the_trust_
     assert (cc["status"], cc["validation_state"]) == ("valid_trusted", "Trusted")
     assert cc["declares_ai_generated"] is True
     assert cc["digital_source_types"] == ["trainedAlgorithmicMedia"]
-    assert cc["signer"]["issuer"] == "Test Newsroom Generator"
+    assert cc["signer"]["organisation"] == "Test Newsroom Generator"
+    assert cc["signer"]["certificate_issuer"].startswith("Test Newsroom Generator Root CA")
     assert jobs["verdict"] == job["verdict"]  # GET …/verdict: the CLI's --json fields
 
 
