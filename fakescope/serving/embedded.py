@@ -114,13 +114,19 @@ def prepare_runtime(runtime_dir: Path) -> tuple[Path, Path]:
     return binary, backends
 
 
+#: The interpreter's library folder (its libpython), read once at import: ``sysconfig`` fills its
+#: cache unlocked on first use, and a second thread asking meanwhile gets ``None`` (servers
+#: started from two threads then ran their python stubs against another libpython).
+_PYTHON_LIBDIR: str = sysconfig.get_config_var("LIBDIR") or ""
+
+
 def _environment() -> dict[str, str]:
     env = dict(os.environ)
     # Set again below only for an S3 repository: a stale value would make the python models
     # read their sibling models from S3 while tritonserver serves a local folder.
     env.pop(REPOSITORY_ENV, None)
     libs = [
-        sysconfig.get_config_var("LIBDIR") or "",
+        _PYTHON_LIBDIR,
         str(_pytriton_dir().parent / "nvidia_pytriton.libs"),
     ]
     if env.get("LD_LIBRARY_PATH"):
