@@ -17,10 +17,16 @@ With shared memory (the default on loopback) calls of one client are serialised 
 Overload: a server whose admission queue is full answers ``UNAVAILABLE`` (HTTP 503); the client
 retries such answers with exponential backoff and full jitter, at most ``retries`` times and
 never past ``timeout_s`` in total, logging each retry; then it raises :class:`ServerError`.
+Behind an L7 balancer, a request in flight on a replica that dies is answered by the balancer
+itself: HTTP 502, or over gRPC an HTTP/2 5xx header (Traefik sends 500). A balancer does not
+re-send a request its replica already received, so the client does, the same way as an overload;
+safe because an inference is a pure function of the frames (nothing is stored or counted twice).
 
 Shared memory: when the server is on this machine (loopback URL) the frames travel through a
 system shared-memory region (:mod:`fakescope.client.shared_memory`) instead of the message; if
-the server cannot map it (e.g. it runs in a container), the client says so once and falls back.
+the server cannot map it (e.g. it runs in a container), or the server that answers does not know
+the region (a balancer on loopback sent the registration to another replica), the client says so
+once and falls back.
 
 Besides the ensemble, the client scores face crops with the served ``face_classifier`` directly
 (:meth:`DetectorClient.score_faces`, what the occlusion heatmaps of
@@ -36,6 +42,7 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -83,6 +90,13 @@ DEFAULT_RETRIES: Final = 3
 BACKOFF_BASE_S: Final = 0.25
 BACKOFF_MAX_S: Final = 4.0
 _OVERLOADED: Final = frozenset({"StatusCode.UNAVAILABLE", "503"})
+#: Answers retried with the same backoff: overload, and a balancer whose replica died mid-request.
+_RETRIED: Final = _OVERLOADED | {"502"}
+#: How gRPC reports an HTTP 5xx answer: from an HTTP/2 proxy (a balancer), never from Triton,
+#: whose own errors travel as gRPC statuses. Traefik answers 500 for a stream its replica reset.
+_PROXY_5XX: Final = re.compile(r"Received http2 header with status: 5\d\d")
+#: Triton's error for a shared-memory region it has not registered.
+_UNKNOWN_REGION: Final = "Unable to find shared memory region"
 
 _OUTPUTS: Final = (
     contract.FAKE_PROBABILITY,
@@ -356,12 +370,33 @@ class DetectorClient:
         logger.debug(
             "infer %s: %d frames %s via %s", self.model_name, n, frames.shape[1:3], self.protocol
         )
+        if self._shared_memory:
+            with self._lock:
+                try:
+                    result = self._retrying(lambda: self._infer_once(frames, use_shm=True))
+                except ServerError as exc:
+                    if _UNKNOWN_REGION not in exc.server_message:
+                        raise
+                    self._drop_shared_memory(exc)
         if not self._shared_memory:
             result = self._retrying(lambda: self._infer_once(frames, use_shm=False))
-        else:
-            with self._lock:
-                result = self._retrying(lambda: self._infer_once(frames, use_shm=True))
         return parse_outputs(result.as_numpy, n)
+
+    def _drop_shared_memory(self, exc: ServerError) -> None:
+        """Stop using shared memory: the server that answered has not registered the region."""
+        logger.warning(
+            "%s does not know this client's shared memory (%s): a balancer in front of several "
+            "servers? Sending frames in the request from now on",
+            self.url,
+            exc.server_message.strip(),
+        )
+        self._shared_memory = False
+        if self._region is not None:
+            region, self._region = self._region, None
+            try:
+                region.close()
+            except Exception as close_error:  # a replica that never saw it may refuse
+                logger.debug("closing the shared-memory region failed: %s", close_error)
 
     def _infer_once(self, frames: NDArray[np.uint8], *, use_shm: bool) -> Any:
         frames_input = self._mod.InferInput(contract.FRAMES, list(frames.shape), "UINT8")
@@ -396,7 +431,7 @@ class DetectorClient:
         return self._call(call, f"inference on {self.model_name}")
 
     def _retrying(self, attempt: Callable[[], Any]) -> Any:
-        """Run ``attempt``; retry UNAVAILABLE answers with capped exponential backoff + jitter."""
+        """Run ``attempt``; retry overload and failed-replica answers, capped backoff + jitter."""
         deadline = time.monotonic() + self.timeout_s
         for retry in range(self.retries + 1):
             try:
@@ -404,13 +439,13 @@ class DetectorClient:
             except ServerError as exc:
                 delay = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**retry))
                 if (
-                    exc.status not in _OVERLOADED
+                    not _retryable(exc)
                     or retry == self.retries
                     or time.monotonic() + delay > deadline
                 ):
                     raise
                 logger.warning(
-                    "server busy (%s); retry %d/%d in %.2f s",
+                    "server busy or a balanced replica failed (%s); retry %d/%d in %.2f s",
                     exc.status,
                     retry + 1,
                     self.retries,
@@ -535,6 +570,11 @@ class DetectorClient:
         else:
             status = None
             message = exc.strerror or str(exc) or type(exc).__name__
+        if status == "502" or _PROXY_5XX.search(message) or _UNKNOWN_REGION in message:
+            # Answers no absent server gives: from a balancer whose replica failed, or from a
+            # replica that never saw this client's shared memory. No liveness probe: behind a
+            # balancer it may reach the failed replica and call the service unreachable.
+            return ServerError(f"{what} failed: {message}", status=status, server_message=message)
         timed_out = isinstance(exc, TimeoutError) or status == "StatusCode.DEADLINE_EXCEEDED"
         if timed_out:
             live = "the server is live but slow" if self.is_live() else "no answer"
@@ -660,6 +700,11 @@ class DetectorClient:
                 f"model config of {contract.CLASSIFIER_MODEL}",
             )
         return dict(config)
+
+
+def _retryable(exc: ServerError) -> bool:
+    """Whether re-sending the same request is the answer to ``exc`` (see :data:`_RETRIED`)."""
+    return exc.status in _RETRIED or bool(_PROXY_5XX.search(exc.server_message))
 
 
 def trained_from_config(config: dict[str, Any]) -> bool:
