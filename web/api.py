@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import secrets
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -25,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
+from fakescope.storage import StorageError
 
 from . import db, jobstore, keys
 from .heatmaps import HeatmapBusyError
@@ -193,7 +193,7 @@ def _json(
     status_code=202,
     summary="Upload a video for analysis",
     openapi_extra=_UPLOAD_BODY,
-    responses=_error_responses(400, 401, 403, 413, 415, 422, 429),
+    responses=_error_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )
 async def submit_job(request: Request) -> JSONResponse:
     """Stream the video to disk (size limit enforced while streaming), check it, queue a job.
@@ -227,7 +227,7 @@ async def submit_job(request: Request) -> JSONResponse:
         )
     except UploadError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
-    destination: Path | None = None
+    stored: str | None = None
     try:
         unknown = set(upload.fields) - {"keep_video", "webhook_url"}
         if unknown:
@@ -245,9 +245,14 @@ async def submit_job(request: Request) -> JSONResponse:
             raise ApiError(exc.status, exc.code, exc.message) from None
         job_id = secrets.token_hex(16)
         suffix = Path(upload.filename).suffix.lower()
-        s.upload_dir.mkdir(parents=True, exist_ok=True)
-        destination = s.upload_dir / f"{job_id}{suffix if suffix in _VIDEO_SUFFIXES else ''}"
-        os.replace(upload.path, destination)
+        name = f"{job_id}{suffix if suffix in _VIDEO_SUFFIXES else ''}"
+        try:  # into the upload store: a folder here, or S3 shared with other machines
+            stored = await run_in_threadpool(svc.store.put, upload.path, name)
+        except StorageError as exc:
+            logger.error("upload %s not stored: %s", name, exc)
+            raise ApiError(
+                503, "storage_unavailable", "the video could not be stored; try again shortly"
+            ) from None
         job = await run_in_threadpool(
             lambda: jobstore.create_job(
                 svc.engine,
@@ -257,7 +262,7 @@ async def submit_job(request: Request) -> JSONResponse:
                 key_id=principal.key.id if principal.key else None,
                 filename=upload.filename,
                 size_bytes=upload.size,
-                video_path=str(destination),
+                video_path=stored,
                 keep_video=keep,
                 webhook_url=webhook,
             )
@@ -265,9 +270,9 @@ async def submit_job(request: Request) -> JSONResponse:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             upload.path.unlink()
-        if destination is not None:
-            with contextlib.suppress(FileNotFoundError):
-                destination.unlink()
+        if stored is not None:
+            with contextlib.suppress(StorageError):
+                svc.store.delete(stored)
         raise
     if svc.runner is not None:
         svc.runner.notify()

@@ -30,6 +30,7 @@ from .metrics import ServiceMetrics
 from .principals import ApiError
 from .settings import Settings
 from .state import Service
+from .upload_store import upload_store
 
 __all__ = ["create_app"]
 
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings.from_env()
     engine = open_database(settings.database_url)
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    settings.upload_dir.mkdir(parents=True, exist_ok=True)
+    store = upload_store(settings)  # checks an S3 bucket now, not at the first upload
     metrics = ServiceMetrics(engine)
     runner = (
         JobRunner(engine, settings, metrics, base_url=settings.public_url)
@@ -130,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "are synthetic, per-frame scores and face thumbnails.",
         lifespan=lifespan,
     )
-    app.state.service = Service(settings, engine, metrics, runner)
+    app.state.service = Service(settings, engine, metrics, runner, store)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:

@@ -25,7 +25,6 @@ import secrets
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -40,11 +39,13 @@ from fakescope.client.triton import (
     ServerError,
     ServerUnreachableError,
 )
+from fakescope.storage import StorageError
 
 from . import db, jobstore
 from .faces import face_thumbnails
 from .metrics import ServiceMetrics
 from .settings import Settings
+from .upload_store import VideoMissingError, upload_store
 from .webhooks import send_webhook
 
 __all__ = ["JobRunner", "analyse_job_video", "webhook_payload"]
@@ -148,9 +149,15 @@ class JobRunner:
         metrics: ServiceMetrics | None = None,
         base_url: str = "",
     ):
-        """Prepare the runner (no thread starts before :meth:`start`)."""
+        """Prepare the runner (no thread starts before :meth:`start`).
+
+        Raises:
+            SettingsError: the upload store (``settings.upload_url``) cannot be used.
+
+        """
         self.engine = engine
         self.settings = settings
+        self.store = upload_store(settings)
         self.metrics = metrics
         self.base_url = base_url.rstrip("/")
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -255,19 +262,24 @@ class JobRunner:
                 job, "gave_up", f"the analysis was interrupted {job.attempts - 1} times"
             )
             return
-        if not job.video_path or not Path(job.video_path).is_file():
+        if not job.video_path:
             self._finish_failed(job, "video_missing", "the uploaded video is no longer stored")
             return
         try:
-            verdict, stamps, thumbs, seconds = analyse_job_video(
-                job.video_path, job.filename, client, s
-            )
+            # From S3, a temporary local copy (removed after the analysis).
+            with self.store.local_copy(job.video_path) as video:
+                verdict, stamps, thumbs, seconds = analyse_job_video(
+                    str(video), job.filename, client, s
+                )
+        except VideoMissingError:
+            self._finish_failed(job, "video_missing", "the uploaded video is no longer stored")
+            return
         except _JobFailedError as exc:
             self._finish_failed(job, exc.code, exc.message)
             return
-        except ServerUnreachableError as exc:
+        except (ServerUnreachableError, StorageError) as exc:  # Triton or the upload store
             # The details (addresses) go to the log; the user sees what happened, not where.
-            logger.warning("job %s: attempt %d, Triton unreachable: %s", job.id, job.attempts, exc)
+            logger.warning("job %s: attempt %d, unreachable: %s", job.id, job.attempts, exc)
             if job.attempts >= s.max_attempts:
                 self._finish_failed(
                     job,
@@ -323,11 +335,14 @@ class JobRunner:
             self._webhook(job.id)
 
     def _dispose_video(self, job: jobstore.Job) -> str | None:
-        """Delete the video unless kept; return the path still stored (or ``None``)."""
+        """Delete the video unless kept; return the reference still stored (or ``None``)."""
         if job.keep_video or not job.video_path:
             return job.video_path
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(job.video_path)
+        try:
+            self.store.delete(job.video_path)
+        except StorageError as exc:  # left stored, and said so (video_stored stays true)
+            logger.error("job %s: the video could not be deleted: %s", job.id, exc)
+            return job.video_path
         return None
 
     def _webhook(self, job_id: str) -> None:
@@ -351,8 +366,11 @@ class JobRunner:
         cutoff = db.now() - self.settings.video_retention_s
         removed = 0
         for job_id, path in jobstore.kept_videos_older_than(self.engine, cutoff):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            try:
+                self.store.delete(path)
+            except StorageError as exc:  # tried again at the next sweep
+                logger.error("retention: job %s's video could not be deleted: %s", job_id, exc)
+                continue
             jobstore.clear_video_path(self.engine, job_id)
             removed += 1
         if removed:

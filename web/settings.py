@@ -20,6 +20,7 @@ from typing import Final, Literal
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.content_credentials import TrustAnchorsError, load_trust_anchors
 from fakescope.client.triton import DEFAULT_URLS
+from fakescope.storage import StorageError, parse_s3_url
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -84,6 +85,10 @@ class Settings:
             (C2PA) signers are trusted; ``None`` (the default): an empty trust list, so a valid
             signature is reported as "signed, signer not on your trust list". Checked at start;
             read again for every job, so a replaced file takes effect without a restart.
+        upload_url: where complete uploads wait for analysis: empty, ``data_dir/uploads`` on
+            this machine; ``s3://HOST:PORT/BUCKET/PREFIX``, S3 shared by every web replica and
+            job worker (credentials ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``; see
+            :mod:`.upload_store`).
 
     """
 
@@ -113,6 +118,7 @@ class Settings:
     secure_cookies: bool = False
     public_url: str = ""
     trust_anchors_path: Path | None = None
+    upload_url: str = ""
 
     def __post_init__(self) -> None:
         """Validate ranges; raise :class:`SettingsError` naming the first bad field."""
@@ -153,6 +159,11 @@ class Settings:
             )
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("admin_token must be at least 16 characters")
+        if self.upload_url:
+            try:
+                parse_s3_url(self.upload_url)
+            except StorageError as exc:
+                raise SettingsError(f"upload_url: {exc}") from None
         if self.trust_anchors_path is not None:
             try:
                 load_trust_anchors(self.trust_anchors_path)

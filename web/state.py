@@ -12,6 +12,7 @@ from .heatmaps import HeatmapMaker
 from .jobs import JobRunner
 from .metrics import ServiceMetrics
 from .settings import Settings
+from .upload_store import UploadStore
 
 __all__ = ["Service", "iso", "service"]
 
@@ -24,6 +25,7 @@ class Service:
     engine: Engine
     metrics: ServiceMetrics
     runner: JobRunner | None
+    store: UploadStore  #: where complete uploads go (a folder, or S3)
     heatmaps: HeatmapMaker = field(default_factory=HeatmapMaker)
 
 
