@@ -57,13 +57,6 @@ class UploadStore:
         """Move the complete upload ``source`` into the store as ``name``; return its reference."""
         raise NotImplementedError
 
-    def exists(self, ref: str) -> bool:
-        """Whether the video ``ref`` is still stored."""
-        if is_s3_url(ref):
-            storage, key = self._object(ref)
-            return storage.exists(key)
-        return Path(ref).is_file()
-
     @contextlib.contextmanager
     def local_copy(self, ref: str) -> Iterator[Path]:
         """Yield a local file of the video ``ref`` (an S3 object is downloaded, then removed).
