@@ -22,6 +22,7 @@ from tritonclient.grpc import model_config_pb2
 from fakescope import contract
 from fakescope.cli import build_parser
 from fakescope.serving.embedded import PYTHON_SHM_START_BYTES, python_shm_growth_bytes
+from fakescope.serving.siblings import REPOSITORY_ENV
 from fakescope.web.cli import run_web_serve, run_web_worker
 from fakescope.web.settings import Settings
 from tests.support.helm_chart import (
@@ -273,6 +274,9 @@ def test_triton_reads_s3_repository_with_secret_when_source_is_s3(rendered: dict
     assert _flag(container["args"], "model-repository") == s3["url"]
     assert container["envFrom"] == [{"secretRef": {"name": s3["credentialsSecret"]}}]
     assert all(m["mountPath"] != "/models" for m in container["volumeMounts"])
+    # the python models fetch sibling models' files from the same URL (serving/siblings.py)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env[REPOSITORY_ENV] == _flag(container["args"], "model-repository")
 
 
 def test_triton_mounts_claim_read_only_when_source_is_pvc(rendered: dict[str, Rendered]):
