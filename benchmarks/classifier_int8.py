@@ -1,0 +1,581 @@
+"""An int8 face classifier: what it costs in quality and buys in speed (issue #14, item 3).
+
+The served ``face_classifier`` (the newest version folder of the model repository) is quantized
+with ONNX Runtime's static quantization (QDQ, int8 weights per channel, uint8 activations),
+calibrated on ``--calibration-faces`` faces drawn from the TRAIN split of the face-crop set
+(``../shared/data/dfdc_faces``). Variants:
+
+* ``float``: the served model, unchanged (its temperature and threshold were fitted on the
+  validation faces at training time);
+* ``int8-all``: every operator quantized, the two outputs (logit, probability) included;
+* ``int8``: the backbone quantized, the head (``Gemm``, the temperature ``Div``, ``Sigmoid``)
+  kept in float, so the outputs are not rounded to 256 levels;
+* ``float+T`` and ``int8+T``: the same models with a temperature refitted on the calibration
+  faces (:func:`fakescope.training.calibration.fit_temperature`, appended to the graph, so the
+  file itself is the calibrated model). Each model is calibrated on the same training faces,
+  none on the validation faces, and ``int8+T`` is judged against ``float+T``.
+
+Every variant is scored on the same validation faces by the code of
+``fakescope evaluate DATA --split val --val-fraction 0.12 --seed 0`` (the split the quality work
+uses, Makefile ``SPLIT_ARGS``; the split is checked against the one the model recorded): its
+split selection, :func:`~fakescope.training.face_crops.read_face_crops` and
+:func:`~fakescope.training.evaluate.evaluate_face_crops`. A variant is accepted when its AUC is
+at most ``0.005`` lower and its LogLoss at most ``0.005`` higher than its reference's
+(:func:`accepted`). Time: ONNX Runtime with 2 intra-op threads and idle threads sleeping (the
+served backend's setting), batches of 16 and 32 validation faces, all models interleaved round
+by round so a busy neighbour slows them alike; median of ``--rounds``.
+
+Run: ``python -m fakescope.benchmarks.classifier_int8`` (writes
+``benchmarks/results/classifier_int8.json`` and its table ``classifier_int8.md``). Exit 0 once
+measured, whatever the verdict; 2 when the face-crop set is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from numpy.typing import NDArray
+from onnx import helper, numpy_helper
+
+from fakescope import contract
+from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+RESULT = PROJECT_ROOT / "benchmarks" / "results" / "classifier_int8.json"
+DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces"
+#: The acceptance rule of issue #14, item 3: AUC and LogLoss within this of the float model.
+TOLERANCE = 0.005
+#: The split the quality work uses (Makefile ``SPLIT_ARGS``).
+SPLIT_SEED = 0
+VAL_FRACTION = 0.12
+CALIBRATION_FACES = 512
+CALIBRATION_SEED = 0
+INTRA_OP_THREADS = 2
+TIMED_BATCHES = (16, 32)
+WARMUP_ROUNDS = 3
+EXIT_NO_DATA = 2
+#: Float rounding must not turn a delta of exactly the tolerance into a rejection.
+_ROUNDING = 1e-12
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The two figures the acceptance rule compares."""
+
+    auc: float
+    logloss: float
+
+
+def accepted(reference: Quality, candidate: Quality, tolerance: float = TOLERANCE) -> bool:
+    """Return whether ``candidate`` keeps the reference's quality.
+
+    That is: AUC at most ``tolerance`` lower and LogLoss at most ``tolerance`` higher (better
+    figures pass).
+    """
+    return (
+        reference.auc - candidate.auc <= tolerance + _ROUNDING
+        and candidate.logloss - reference.logloss <= tolerance + _ROUNDING
+    )
+
+
+def calibration_names(train_names: Sequence[str], count: int, seed: int) -> list[str]:
+    """``count`` names drawn without replacement from ``train_names`` (seeded; sorted).
+
+    Raises:
+        ValueError: when ``count`` is not in ``1..len(train_names)``.
+
+    """
+    pool = sorted(train_names)
+    if not 1 <= count <= len(pool):
+        raise ValueError(f"calibration faces must be 1..{len(pool)} (the train split), got {count}")
+    picked = np.random.default_rng(seed).choice(len(pool), size=count, replace=False)
+    return sorted(pool[i] for i in picked)
+
+
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """Return the names of the classifier head's nodes.
+
+    The fully connected layer(s) and the nodes writing the logit and the probability (the
+    temperature ``Div``, ``Sigmoid``).
+    """
+    outputs = {contract.CLASSIFIER_LOGIT, contract.CLASSIFIER_OUTPUT}
+    return [n.name for n in model.graph.node if n.op_type == "Gemm" or outputs & set(n.output)]
+
+
+def with_extra_temperature(model: onnx.ModelProto, temperature: float) -> onnx.ModelProto:
+    """Return a copy of ``model`` whose logit is divided by ``temperature`` once more.
+
+    The division goes in front of everything that reads the logit (the probability too), and
+    the metadata's temperature becomes the product, so the file describes itself.
+
+    Raises:
+        ValueError: when ``temperature`` is not positive or no single node writes the logit.
+
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    out = copy.deepcopy(model)
+    logit = contract.CLASSIFIER_LOGIT
+    writers = [i for i, n in enumerate(out.graph.node) if logit in n.output]
+    if len(writers) != 1:
+        raise ValueError(f"expected one node writing {logit}, found {len(writers)}")
+    writer = out.graph.node[writers[0]]
+    before = f"{logit}_before_refit"
+    writer.output[list(writer.output).index(logit)] = before
+    divisor = numpy_helper.from_array(np.array(temperature, np.float32), "refit_temperature")
+    out.graph.initializer.append(divisor)
+    out.graph.node.insert(
+        writers[0] + 1,
+        helper.make_node("Div", [before, divisor.name], [logit], name="/refit_temperature/Div"),
+    )
+    for prop in out.metadata_props:
+        if prop.key == contract.META_TEMPERATURE:
+            prop.value = repr(float(prop.value) * temperature)
+    return out
+
+
+# --- building the variants ----------------------------------------------------------------------
+
+
+def _reader(crops: NDArray[Any], batch: int = 32) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Batches(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._batches = iter(
+                [
+                    {contract.CLASSIFIER_INPUT: crops[i : i + batch]}
+                    for i in range(0, len(crops), batch)
+                ]
+            )
+
+        def get_next(self) -> dict[str, NDArray[Any]] | None:
+            return next(self._batches, None)
+
+    return Batches()
+
+
+def quantize(
+    source: Path, target: Path, calibration: NDArray[Any], *, float_head: bool, method: str
+) -> None:
+    """Write the int8 (QDQ) version of ``source`` to ``target``, calibrated on ``calibration``.
+
+    ``float_head`` keeps :func:`head_nodes` in float. The source's metadata (the classifier's
+    spec and provenance) is carried over.
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = target.with_suffix(".pre.onnx")
+    # symbolic shape inference is for transformer graphs; ONNX's own is enough here
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    exclude = head_nodes(onnx.load(str(prepared))) if float_head else []
+    quantize_static(
+        str(prepared),
+        str(target),
+        _reader(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
+        calibrate_method=CalibrationMethod[method],
+        nodes_to_exclude=exclude,
+    )
+    prepared.unlink()
+    quantized, original = onnx.load(str(target)), onnx.load(str(source))
+    del quantized.metadata_props[:]
+    quantized.metadata_props.extend(original.metadata_props)
+    onnx.save(quantized, str(target))
+
+
+def _logits(path: Path, crops: NDArray[Any]) -> NDArray[Any]:
+    from fakescope.training.evaluate import OnnxClassifier
+
+    session = OnnxClassifier(path).session
+    out = [
+        session.run([contract.CLASSIFIER_LOGIT], {contract.CLASSIFIER_INPUT: crops[i : i + 32]})[0]
+        for i in range(0, len(crops), 32)
+    ]
+    logits: NDArray[Any] = np.concatenate(out).reshape(-1).astype(np.float64)
+    return logits
+
+
+def refit_temperature(
+    source: Path, target: Path, crops: NDArray[Any], labels: NDArray[Any]
+) -> float:
+    """Fit a temperature on ``source``'s logits of ``crops``; write the calibrated model."""
+    from fakescope.training.calibration import fit_temperature
+
+    temperature = fit_temperature(labels, _logits(source, crops))
+    onnx.save(with_extra_temperature(onnx.load(str(source)), temperature), str(target))
+    return temperature
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One measured model."""
+
+    name: str
+    description: str
+    path: Path
+    reference: str | None  #: the variant it is judged against; ``None``: it is a reference
+    refit_temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """ms per batch of one size: wall median and minimum, CPU median (all threads)."""
+
+    wall_median: float
+    wall_min: float
+    cpu_median: float
+
+
+def time_models(
+    paths: dict[str, Path], faces: NDArray[Any], rounds: int
+) -> dict[str, dict[int, Timing]]:
+    """Time each model on batches of each :data:`TIMED_BATCHES` size, interleaved.
+
+    Per round every model runs every batch once, so a busy neighbour slows all alike. CPU time
+    is this process's (ONNX Runtime's threads included): what a saturated server pays, and far
+    less disturbed by other work on the machine than wall time.
+    """
+    import onnxruntime as ort
+
+    sessions = {}
+    for name, path in paths.items():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = INTRA_OP_THREADS
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sessions[name] = ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    batches = {size: np.ascontiguousarray(faces[:size]) for size in TIMED_BATCHES}
+    wall: dict[str, dict[int, list[float]]] = {n: {s: [] for s in batches} for n in sessions}
+    cpu: dict[str, dict[int, list[float]]] = {n: {s: [] for s in batches} for n in sessions}
+    for warm in (True, False):
+        for _ in range(WARMUP_ROUNDS if warm else rounds):
+            for name, session in sessions.items():
+                for size, batch in batches.items():
+                    started, started_cpu = time.perf_counter(), time.process_time()
+                    session.run(None, {contract.CLASSIFIER_INPUT: batch})
+                    if not warm:
+                        wall[name][size].append((time.perf_counter() - started) * 1000.0)
+                        cpu[name][size].append((time.process_time() - started_cpu) * 1000.0)
+    return {
+        n: {
+            s: Timing(statistics.median(wall[n][s]), min(wall[n][s]), statistics.median(cpu[n][s]))
+            for s in batches
+        }
+        for n in sessions
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def measure(
+    data: Path, model_source: Path, workdir: Path, *, count: int, method: str, rounds: int
+) -> dict[str, Any] | int:
+    """Build, evaluate and time the variants; the result, or the exit code of a data error."""
+    import onnxruntime as ort
+
+    from fakescope.training.cli import _split_entries
+    from fakescope.training.dataset import DatasetError
+    from fakescope.training.evaluate import OnnxClassifier, evaluate_face_crops, resolve_model
+    from fakescope.training.face_crops import load_face_crop_set, read_face_crops
+
+    started = time.monotonic()
+    loadavg_before = os.getloadavg()
+    served = resolve_model(model_source, workdir)
+    classifier = OnnxClassifier(served)
+    size = classifier.spec.input_size
+    try:
+        dataset = load_face_crop_set(data)
+    except DatasetError as exc:
+        logger.error("%s", exc)
+        return 1
+
+    def split(name: str) -> Any:
+        # the selection of `fakescope evaluate --split NAME`, its check of the recorded split too
+        args = argparse.Namespace(
+            split=name, seed=SPLIT_SEED, val_fraction=VAL_FRACTION, test_fraction=0.0
+        )
+        return _split_entries(dataset, args, classifier.provenance)
+
+    val_entries, code = split("val")
+    if code is not None:
+        return int(code)
+    train_entries, code = split("train")
+    if code is not None:
+        return int(code)
+    by_name = {e.name: e for e in train_entries}
+    chosen = calibration_names(list(by_name), count, CALIBRATION_SEED)
+    logger.info("reading %d validation and %d calibration faces", len(val_entries), count)
+    val_crops = read_face_crops(dataset, [e.name for e in val_entries], size).crops
+    calibration = read_face_crops(dataset, chosen, size).crops
+    calibration_labels = np.array([int(by_name[n].is_fake) for n in chosen], np.float64)
+
+    paths = {"float": served}
+    for name, float_head in (("int8-all", False), ("int8", True)):
+        logger.info("quantizing: %s", name)
+        paths[name] = workdir / f"{name}.onnx"
+        quantize(served, paths[name], calibration, float_head=float_head, method=method)
+    temperatures = {}
+    for base in ("float", "int8"):
+        paths[f"{base}+T"] = workdir / f"{base}-refit.onnx"
+        temperatures[f"{base}+T"] = refit_temperature(
+            paths[base], paths[f"{base}+T"], calibration, calibration_labels
+        )
+    variants = [
+        Variant("float", "served model (temperature fitted on validation)", paths["float"], None),
+        Variant("int8-all", "every op int8, outputs included", paths["int8-all"], "float"),
+        Variant("int8", "backbone int8, head float", paths["int8"], "float"),
+        Variant(
+            "float+T",
+            "served model, temperature refitted on the calibration faces",
+            paths["float+T"],
+            None,
+            temperatures["float+T"],
+        ),
+        Variant(
+            "int8+T",
+            "int8 (head float), temperature refitted on the calibration faces",
+            paths["int8+T"],
+            "float+T",
+            temperatures["int8+T"],
+        ),
+    ]
+    quality: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        logger.info("evaluating %s on %d validation faces", variant.name, len(val_entries))
+        evaluation = evaluate_face_crops(val_entries, val_crops, OnnxClassifier(variant.path))
+        quality[variant.name] = {
+            "metrics": evaluation.metrics.to_json(),
+            "threshold_source": evaluation.threshold_source,
+            "youden_threshold_on_this_set": evaluation.youden_threshold,
+        }
+    logger.info("timing %d rounds", rounds)
+    ms = time_models({v.name: v.path for v in variants}, val_crops, rounds)
+    rows = []
+    for variant in variants:
+        metrics = quality[variant.name]["metrics"]
+        row: dict[str, Any] = {
+            "variant": variant.name,
+            "description": variant.description,
+            "reference": variant.reference,
+            "refit_temperature": variant.refit_temperature,
+            "model_bytes": variant.path.stat().st_size,
+            **quality[variant.name],
+            **{f"ms_per_{s}_faces": ms[variant.name][s].wall_median for s in TIMED_BATCHES},
+            **{f"min_ms_per_{s}_faces": ms[variant.name][s].wall_min for s in TIMED_BATCHES},
+            **{f"cpu_ms_per_{s}_faces": ms[variant.name][s].cpu_median for s in TIMED_BATCHES},
+            **{
+                f"speedup_{s}": ms["float"][s].wall_median / ms[variant.name][s].wall_median
+                for s in TIMED_BATCHES
+            },
+            **{
+                f"cpu_speedup_{s}": ms["float"][s].cpu_median / ms[variant.name][s].cpu_median
+                for s in TIMED_BATCHES
+            },
+        }
+        if variant.reference is not None:
+            ref = quality[variant.reference]["metrics"]
+            row["delta_auc"] = metrics["auc"] - ref["auc"]
+            row["delta_logloss"] = metrics["logloss"] - ref["logloss"]
+            row["accepted"] = accepted(
+                Quality(ref["auc"], ref["logloss"]), Quality(metrics["auc"], metrics["logloss"])
+            )
+        rows.append(row)
+    return {
+        "model": str(served.relative_to(PROJECT_ROOT))
+        if served.is_relative_to(PROJECT_ROOT)
+        else str(served),
+        "model_version": served.parent.name,
+        "served_temperature": classifier.spec.temperature,
+        "data": {
+            "dir": str(data.resolve()),
+            "split": {"seed": SPLIT_SEED, "val_fraction": VAL_FRACTION, "test_fraction": 0.0},
+            "val_faces": len(val_entries),
+            "calibration_faces": count,
+            "calibration_split": "train",
+            "calibration_seed": CALIBRATION_SEED,
+            "calibration_fake_share": float(calibration_labels.mean()),
+        },
+        "quantization": {
+            "format": "QDQ",
+            "weights": "int8, per channel",
+            "activations": "uint8, asymmetric",
+            "calibration_method": method,
+            "float_head_nodes": head_nodes(onnx.load(str(served))),
+        },
+        "acceptance": {
+            "tolerance": TOLERANCE,
+            "rule": "AUC at most tolerance lower and LogLoss at most tolerance higher than the "
+            "reference variant's, on the same validation faces",
+        },
+        "timing": {
+            "intra_op_threads": INTRA_OP_THREADS,
+            "allow_spinning": False,
+            "rounds": rounds,
+            "warmup_rounds": WARMUP_ROUNDS,
+            "statistic": "median ms per batch (wall and process CPU); minimum wall ms too",
+        },
+        "variants": rows,
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "onnxruntime": ort.__version__,
+            "loadavg_before": loadavg_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "seconds": time.monotonic() - started,
+    }
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.4f}"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Render the table of ``result``: quality, deltas, time and verdict per variant."""
+    data, timing = result["data"], result["timing"]
+    lines = [
+        "# int8 face classifier (written by `fakescope.benchmarks.classifier_int8` from "
+        "classifier_int8.json)",
+        "",
+        f"Classifier v{result['model_version']} quantized with ONNX Runtime "
+        f"{result['machine']['onnxruntime']} ({result['quantization']['format']}, "
+        f"{result['quantization']['weights']} weights, {result['quantization']['activations']} "
+        f"activations, {result['quantization']['calibration_method']} calibration on "
+        f"{data['calibration_faces']} faces of the train split). Quality on the "
+        f"{data['val_faces']} validation faces (seed {data['split']['seed']}, val fraction "
+        f"{data['split']['val_fraction']}); time: median of {timing['rounds']} interleaved "
+        f"rounds, {timing['intra_op_threads']} intra-op threads, {result['machine']['cores']} "
+        f"cores, load {result['machine']['loadavg_before'][0]:.2f} at start and "
+        f"{result['machine']['loadavg_after'][0]:.2f} at the end; CPU ms counts all threads, "
+        "speed-ups are against `float`. Accepted: AUC at most "
+        f"{result['acceptance']['tolerance']} lower and LogLoss at most "
+        f"{result['acceptance']['tolerance']} higher than the reference variant's.",
+        "",
+        "| variant | what | reference | AUC | LogLoss | ΔAUC | ΔLogLoss | ms / 16 faces "
+        "| ms / 32 faces | CPU ms / 16 faces | speed-up (16, wall) | speed-up (16, CPU) "
+        "| accepted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["variants"]:
+        m = row["metrics"]
+        verdict = "reference" if row["reference"] is None else "yes" if row["accepted"] else "no"
+        lines.append(
+            f"| {row['variant']} | {row['description']} | {row['reference'] or '–'} "
+            f"| {m['auc']:.4f} | {m['logloss']:.4f} | {_signed(row.get('delta_auc'))} "
+            f"| {_signed(row.get('delta_logloss'))} | {row['ms_per_16_faces']:.1f} "
+            f"| {row['ms_per_32_faces']:.1f} | {row['cpu_ms_per_16_faces']:.1f} "
+            f"| {row['speedup_16']:.2f}x | {row['cpu_speedup_16']:.2f}x | {verdict} |"
+        )
+    refits = [r for r in result["variants"] if r["refit_temperature"] is not None]
+    if refits:
+        factors = ", ".join(f"{r['variant']} ×{r['refit_temperature']:.3f}" for r in refits)
+        lines += [
+            "",
+            f"Refitted temperatures (dividing the served logit, whose own temperature is "
+            f"{result['served_temperature']:.3f}): {factors}. The calibration faces come from "
+            "the training split, which the model was trained on"
+            + (
+                "; a factor below 1 sharpens the probabilities beyond what new faces warrant."
+                if any(r["refit_temperature"] < 1 for r in refits)
+                else "."
+            ),
+        ]
+    taken = [r["variant"] for r in result["variants"] if r.get("accepted")]
+    lines += [
+        "",
+        f"Accepted: {', '.join(taken)}."
+        if taken
+        else "Accepted: none — the served classifier stays float.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and write the result file and its table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="face-crop set")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=MODEL_REPOSITORY,
+        help="model repository, face_classifier folder or .onnx (default: the served newest)",
+    )
+    parser.add_argument("--calibration-faces", type=int, default=CALIBRATION_FACES)
+    parser.add_argument(
+        "--calibration-method", choices=["MinMax", "Entropy", "Percentile"], default="MinMax"
+    )
+    parser.add_argument("--rounds", type=int, default=40, help="timed rounds per model")
+    parser.add_argument("--output", type=Path, default=RESULT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if not args.data.is_dir():
+        logger.error("%s not found: no real faces to calibrate and validate on; skipped", args.data)
+        return EXIT_NO_DATA
+    with tempfile.TemporaryDirectory(prefix="classifier-int8-") as work:
+        try:
+            result = measure(
+                args.data,
+                args.model,
+                Path(work),
+                count=args.calibration_faces,
+                method=args.calibration_method,
+                rounds=args.rounds,
+            )
+        except (ValueError, FileNotFoundError) as exc:
+            logger.error("%s", exc)
+            return 1
+    if isinstance(result, int):
+        return result
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    args.output.with_suffix(".md").write_text(render_markdown(result))
+    sys.stdout.write(render_markdown(result))
+    logger.info("wrote %s and its table", args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
