@@ -551,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.calibration_faces < 1:
+        parser.error("--calibration-faces must be at least 1")
     if not args.data.is_dir():
         logger.error("%s not found: no real faces to calibrate and validate on; skipped", args.data)
         return EXIT_NO_DATA

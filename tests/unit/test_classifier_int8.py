@@ -14,6 +14,7 @@ from fakescope.benchmarks.classifier_int8 import (
     accepted,
     calibration_names,
     head_nodes,
+    main,
     with_extra_temperature,
 )
 
@@ -109,3 +110,10 @@ def test_with_extra_temperature_raises_when_temperature_is_not_positive():
 
 def test_head_nodes_are_the_fc_layer_and_the_writers_of_both_outputs():
     assert head_nodes(_tiny_classifier(1.0)) == ["fc", "divide", "sig"]
+
+
+def test_main_skips_with_exit_2_when_the_face_crop_set_is_absent(tmp_path):
+    output = tmp_path / "classifier_int8.json"
+    code = main(["--data", str(tmp_path / "no-faces"), "--output", str(output)])
+    assert code == 2
+    assert not output.exists()
