@@ -4,10 +4,13 @@ gRPC and HTTP Locust users (half each) push the benchmark videos for ``--minutes
 default) at the capacity ``make bench`` measured: the most users at which p95(processing /
 duration) stayed within the limit with nothing refused (``benchmarks/results/summary.json``). A
 sampler records the RSS of every process every ``--sample-seconds``: tritonserver, each python
-stub, and the two load generators. The report gives, per 5-minute window, the p95 ratio, the
-videos answered, refused and lost, and each process group's RSS; and the RSS growth after the
-first (warm-up) window. Targets: RSS growth < 5 %, 0 lost, p95 flat (no window above the limit,
-the last within 20 % of the first after warm-up). The run exits non-zero when one is missed.
+stub, and the two load generators. The server runs supervised: if tritonserver dies, the time
+and exit code are recorded, its log is kept, and it is restarted (as ``fakescope serve
+--restart`` does), so the run goes on and shows what a crash costs. The report gives, per
+5-minute window, the p95 ratio, the videos answered, refused and lost, and each process group's
+RSS; the RSS growth after the first (warm-up) window; and the server's exits. Targets: no server
+exit, RSS growth < 5 %, 0 lost, p95 flat (no window above the limit, the last within 20 % of
+the first after warm-up). The run exits non-zero when one is missed.
 
 Results: ``benchmarks/results/soak.json``, ``soak.md`` and ``soak.png`` (not in ``make test``).
 """
@@ -15,9 +18,11 @@ Results: ``benchmarks/results/soak.json``, ``soak.md`` and ``soak.png`` (not in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -72,21 +77,27 @@ def _group(process: psutil.Process, server_pid: int) -> str:
 class RssSampler(threading.Thread):
     """Every ``period_s``, the RSS of the server's process tree and of this process's children."""
 
-    def __init__(self, server_pid: int, period_s: float) -> None:
+    def __init__(self, server: EmbeddedTriton, period_s: float) -> None:
         super().__init__(daemon=True)
-        self.server_pid = server_pid
+        self.server = server
         self.period_s = period_s
         self.samples: list[dict[str, Any]] = []
         self._stop = threading.Event()
 
     def sample(self) -> dict[str, Any]:
         """One sample: seconds since the epoch and RSS bytes per process group."""
-        roots = [psutil.Process(self.server_pid), psutil.Process(os.getpid())]
+        server = self.server.process  # a new one after a restart
+        mine = psutil.Process(os.getpid())
+        roots = [mine]
+        if server is not None and server.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                roots.insert(0, psutil.Process(server.pid))
+        server_pid = server.pid if server is not None else -1
         rss: dict[str, int] = {}
         for root in roots:
             for process in [root, *root.children(recursive=True)]:
                 try:
-                    name = _group(process, self.server_pid)
+                    name = _group(process, server_pid)
                     if root.pid == os.getpid() and not name.startswith("locust"):
                         continue  # this sampler and the server are counted elsewhere
                     rss[name] = rss.get(name, 0) + process.memory_info().rss
@@ -136,7 +147,9 @@ def windows(
     return rows
 
 
-def verdict(rows: list[dict[str, Any]], limit: float) -> dict[str, Any]:
+def verdict(
+    rows: list[dict[str, Any]], limit: float, server_exits: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Judge the run: RSS growth after warm-up, lost and refused totals, p95 drift, targets."""
     steady = rows[1:] if len(rows) > 1 else rows  # the first window is the warm-up
     first, last = steady[0], steady[-1]
@@ -151,6 +164,7 @@ def verdict(rows: list[dict[str, Any]], limit: float) -> dict[str, Any]:
     drift = (p95s[-1] - p95s[0]) / p95s[0] if len(p95s) > 1 and p95s[0] else None
     lost = sum(r["lost"] for r in rows)
     targets = {
+        "server_never_exited": not server_exits,
         "server_rss_growth_below_5_percent": total_first > 0
         and (total_last - total_first) / total_first < RSS_GROWTH_LIMIT,
         "nothing_lost": lost == 0,
@@ -164,6 +178,7 @@ def verdict(rows: list[dict[str, Any]], limit: float) -> dict[str, Any]:
         "refused": sum(r["refused"] for r in rows),
         "lost": lost,
         "p95_drift": drift,
+        "server_exits": len(server_exits),
         "targets": targets,
         "passed": all(targets.values()),
     }
@@ -200,6 +215,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         if drift is not None
         else "",
         f"- Answered {v['answered']}, refused {v['refused']}, lost {v['lost']}.",
+        "- Server exits (restarted each time): "
+        + (
+            ", ".join(
+                f"minute {e['minute']:.1f}, exit code {e['code']}" for e in result["server_exits"]
+            )
+            or "none"
+        ),
         "- Targets: "
         + ", ".join(
             f"{k.replace('_', ' ')}: {'met' if ok else 'NOT met'}" for k, ok in v["targets"].items()
@@ -268,13 +290,28 @@ def run_soak(args: argparse.Namespace) -> int:
         FAKESCOPE_BENCH_RETRIES="3",
         FAKESCOPE_BENCH_PREDECODED="0",
     )
-    sampler = RssSampler(server.process.pid, args.sample_seconds)
+    sampler = RssSampler(server, args.sample_seconds)
     records: dict[str, list[dict[str, Any]]] = {}
+    exits: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def exited(code: int | None) -> None:
+        kept = raw / f"tritonserver-exit-{len(exits)}.log"
+        shutil.copyfile(server.log_path, kept)
+        exits.append({"t": time.time(), "code": code, "log": kept.name})
+
+    supervisor = threading.Thread(
+        target=server.supervise,
+        args=(done.is_set,),
+        kwargs={"restart": True, "max_restarts": 10, "on_exit": exited},
+        daemon=True,
+    )
     try:
         for video in videos:  # first-run costs, as in make bench
             analyze(video, url=address.grpc_url, protocol="grpc")
         started = time.time()
         sampler.start()
+        supervisor.start()
         seconds = args.minutes * 60
 
         def level(protocol: str, n: int) -> None:
@@ -291,6 +328,9 @@ def run_soak(args: argparse.Namespace) -> int:
             t.join()
         sampler.stop()
     finally:
+        done.set()
+        if supervisor.is_alive():
+            supervisor.join()
         server.stop()
     everything = [r for rs in records.values() for r in rs]
     rows = windows(everything, sampler.samples, started, args.minutes)
@@ -304,7 +344,10 @@ def run_soak(args: argparse.Namespace) -> int:
         "sample_seconds": args.sample_seconds,
         "limit": args.limit,
         "windows": rows,
-        "verdict": verdict(rows, args.limit),
+        "server_exits": [
+            {"minute": (e["t"] - started) / 60, "code": e["code"], "log": e["log"]} for e in exits
+        ],
+        "verdict": verdict(rows, args.limit, exits),
     }
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")

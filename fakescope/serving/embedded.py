@@ -359,11 +359,13 @@ class EmbeddedTriton:
         restart: bool,
         max_restarts: int = 5,
         poll_s: float = 0.2,
+        on_exit: Callable[[int | None], None] | None = None,
     ) -> int | None:
         """Watch the running server until ``stop_requested()``; return None then.
 
-        When tritonserver dies on its own, clean up after it and, with ``restart``, start it
-        again (at most ``max_restarts`` times); otherwise return its exit code.
+        When tritonserver dies on its own, clean up after it, tell ``on_exit`` (its exit code)
+        and, with ``restart``, start it again (at most ``max_restarts`` times); otherwise return
+        its exit code.
         """
         restarts = 0
         while not stop_requested():
@@ -376,6 +378,8 @@ class EmbeddedTriton:
             code = process.returncode
             logger.error("tritonserver exited unexpectedly (code %s); log: %s", code, self.log_path)
             self.stop()
+            if on_exit is not None:
+                on_exit(code)
             if not restart or restarts >= max_restarts:
                 return code
             restarts += 1

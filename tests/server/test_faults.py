@@ -279,3 +279,40 @@ def test_ensemble_names_failed_net_without_traceback_when_onet_rejects(tmp_path)
         assert "Failed to process the request(s)" not in message
         assert "RuntimeError" not in message and "At:" not in message
         assert client.is_model_ready(contract.ENSEMBLE_MODEL)
+
+
+def test_supervise_reports_exit_code_and_restarts_when_tritonserver_dies(tmp_path):
+    """What the soak run records: the code of an unexpected exit, then a server serving again."""
+    http, grpc, metrics = free_ports(3)
+    server = EmbeddedTriton(
+        REPOSITORY, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
+    )
+    server.start()
+    exits: list[int | None] = []
+    done = threading.Event()
+    supervisor = threading.Thread(
+        target=server.supervise,
+        args=(done.is_set,),
+        kwargs={"restart": True, "max_restarts": 1, "on_exit": exits.append},
+    )
+    supervisor.start()
+    try:
+        assert server.process is not None
+        first = server.process.pid
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            process = server.process
+            if exits and process is not None and process.pid != first and server.is_ready():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("tritonserver was not restarted")
+        assert exits == [-signal.SIGKILL]
+        frames = np.stack(list(face_frames(seconds=0.4, fps=10, size=(320, 180))))
+        result = DetectorClient(f"127.0.0.1:{grpc}").infer(frames)
+        assert len(result.frame_scores) == len(frames) == 4
+    finally:
+        done.set()
+        supervisor.join(timeout=60)
+        server.stop()

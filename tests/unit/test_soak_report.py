@@ -39,7 +39,7 @@ def _run(rss_growth: float, lost_in_last: int) -> dict:
         samples.append(
             {"t": t, "load1": 1.0, "rss": {"tritonserver": rss * 2**20, "locust:grpc": 7 * 2**20}}
         )
-    return verdict(windows(records, samples, start, 15), 0.5)
+    return verdict(windows(records, samples, start, 15), 0.5, [])
 
 
 def test_soak_verdict_passes_when_rss_is_flat_and_nothing_lost():
@@ -57,4 +57,17 @@ def test_soak_verdict_fails_when_server_rss_grows_5_percent_after_warm_up():
 def test_soak_verdict_fails_when_a_request_is_lost():
     judged = _run(rss_growth=0.0, lost_in_last=1)
     assert judged["lost"] == 1
+    assert not judged["passed"]
+
+
+def test_soak_verdict_fails_when_the_server_exited():
+    records = [
+        {"finished_at": 1010.0 + w * WINDOW_S, "status": "ok", "ratio": 0.2} for w in range(3)
+    ]
+    samples = [
+        {"t": 1010.0 + w * WINDOW_S, "load1": 1.0, "rss": {"tritonserver": 2**30}} for w in range(3)
+    ]
+    judged = verdict(windows(records, samples, 1000.0, 15), 0.5, [{"t": 1500.0, "code": -6}])
+    assert judged["server_exits"] == 1
+    assert not judged["targets"]["server_never_exited"]
     assert not judged["passed"]
