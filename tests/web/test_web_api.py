@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from fakescope.web.settings import Settings
 from tests.support.media import make_face_video, make_no_face_video
 from tests.support.servers import free_ports
 from tests.support.web_support import LiveServer, raw_request, upload, wait_for_job, web_settings
+from tests.support.webhook_receiver import webhook_receiver
 
 LIMIT = 1024 * 1024
 ADMIN = "admin-token-for-tests-0123"
@@ -320,41 +319,17 @@ def test_key_jobs_shared_within_organisation_when_listed(server, videos):
 
 
 # --- webhooks ----------------------------------------------------------------------------------
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    received: list[dict] = []  # noqa: RUF012 (one receiver per test)
-    event = threading.Event()
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-        type(self).event.set()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_webhook_posts_verdict_when_job_done(server, videos):
-    port = free_ports(1)[0]
-    receiver = http.server.HTTPServer(("127.0.0.1", port), _Receiver)
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with server.client() as client:
-            response = upload(
-                client, videos["no_face"], webhook_url=f"http://127.0.0.1:{port}/hook"
-            )
-            assert response.status_code == 202, response.text
-            assert _Receiver.event.wait(60)
-            job = wait_for_job(client, response.json()["id"])
-            deadline = time.monotonic() + 10
-            while job["webhook"]["result"] is None and time.monotonic() < deadline:
-                time.sleep(0.1)  # the outcome is stored right after the receiver answered
-                job = client.get(f"/api/v1/jobs/{job['id']}").json()
-    finally:
-        receiver.shutdown()
-    payload = _Receiver.received[0]
+    with webhook_receiver() as hook, server.client() as client:
+        response = upload(client, videos["no_face"], webhook_url=hook.url)
+        assert response.status_code == 202, response.text
+        assert hook.event.wait(60)
+        job = wait_for_job(client, response.json()["id"])
+        deadline = time.monotonic() + 10
+        while job["webhook"]["result"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the outcome is stored right after the receiver answered
+            job = client.get(f"/api/v1/jobs/{job['id']}").json()
+    payload = hook.received[0]
     assert payload["job_id"] == job["id"] and payload["status"] == "done"
     assert payload["verdict"]["label"] == "NO_FACE"
     assert job["webhook"]["result"] == "HTTP 200"

@@ -6,12 +6,9 @@ root is the service's trust list (``FAKESCOPE_WEB_TRUST_ANCHORS_PATH``).
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -19,23 +16,8 @@ from fakescope.client.content_credentials import JSON_FIELD
 from fakescope.web.settings import Settings, SettingsError
 from tests.support.c2pa_media import AI_GENERATED, make_test_ca, manifest, sign_video
 from tests.support.media import make_face_video
-from tests.support.servers import free_ports
 from tests.support.web_support import LiveServer, upload, wait_for_job, web_settings
-
-
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, Any]]] = []
-    event: ClassVar[threading.Event] = threading.Event()
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-        type(self).event.set()
-
-    def log_message(self, *args: object) -> None:
-        pass
+from tests.support.webhook_receiver import webhook_receiver
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +36,22 @@ def jobs(triton, media, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     """One visitor uploads the signed video (with a webhook) and the unsigned one."""
     root = tmp_path_factory.mktemp("web-c2pa-server")
     settings = web_settings(root, triton.address.grpc_url, trust_anchors_path=media["trust"])
-    port = free_ports(1)[0]
-    receiver = http.server.HTTPServer(("127.0.0.1", port), _Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    try:
-        with LiveServer(settings) as live, live.client() as client:
-            hook = f"http://127.0.0.1:{port}/hook"
-            signed = upload(client, media["signed"], webhook_url=hook)
-            unsigned = upload(client, media["unsigned"])
-            assert signed.status_code == unsigned.status_code == 202, signed.text
-            done = {
-                name: wait_for_job(client, response.json()["id"])
-                for name, response in (("signed", signed), ("unsigned", unsigned))
-            }
-            assert _Receiver.event.wait(30)
-            pages = {name: client.get(f"/jobs/{job['id']}").text for name, job in done.items()}
-            verdict = client.get(done["signed"]["links"]["verdict"]).json()
-            yield {"jobs": done, "pages": pages, "verdict": verdict, "hook": _Receiver.received}
-    finally:
-        receiver.shutdown()
+    with (
+        webhook_receiver() as hook,
+        LiveServer(settings) as live,
+        live.client() as client,
+    ):
+        signed = upload(client, media["signed"], webhook_url=hook.url)
+        unsigned = upload(client, media["unsigned"])
+        assert signed.status_code == unsigned.status_code == 202, signed.text
+        done = {
+            name: wait_for_job(client, response.json()["id"])
+            for name, response in (("signed", signed), ("unsigned", unsigned))
+        }
+        assert hook.event.wait(30)
+        pages = {name: client.get(f"/jobs/{job['id']}").text for name, job in done.items()}
+        verdict = client.get(done["signed"]["links"]["verdict"]).json()
+        yield {"jobs": done, "pages": pages, "verdict": verdict, "hook": hook.received}
 
 
 def test_job_verdict_carries_trusted_ai_declaration_when_signer_is_on_the_trust_list(jobs):
