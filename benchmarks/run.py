@@ -438,12 +438,24 @@ def _csv_ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-def add_bench_parser(subparsers: Any) -> None:
-    """Register ``fakescope bench``."""
-    parser = subparsers.add_parser("bench", help="load test (Locust) + baselines -> summary.json")
+def add_server_arguments(parser: argparse.ArgumentParser, *, first_port: int) -> None:
+    """Add the options of a benchmark that serves the repository on its own embedded Triton.
+
+    ``--repository``, ``--output`` (result folder), ``--videos-dir`` and the three ports from
+    ``first_port``: each benchmark has its own ports, so two can run side by side.
+    """
     parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
+    parser.add_argument("--http-port", type=int, default=first_port)
+    parser.add_argument("--grpc-port", type=int, default=first_port + 1)
+    parser.add_argument("--metrics-port", type=int, default=first_port + 2)
+
+
+def add_bench_parser(subparsers: Any) -> None:
+    """Register ``fakescope bench``."""
+    parser = subparsers.add_parser("bench", help="load test (Locust) + baselines -> summary.json")
+    add_server_arguments(parser, first_port=18000)
     parser.add_argument("--users", type=_csv_ints, default=[1, 2, 4, 8])
     parser.add_argument("--protocols", type=lambda s: s.split(","), default=["grpc", "http"])
     parser.add_argument("--run-time", type=int, default=30, help="seconds per load level")
@@ -462,7 +474,4 @@ def add_bench_parser(subparsers: Any) -> None:
         default="on",
         help="frames through system shared memory (client and server share this host)",
     )
-    parser.add_argument("--http-port", type=int, default=18000)
-    parser.add_argument("--grpc-port", type=int, default=18001)
-    parser.add_argument("--metrics-port", type=int, default=18002)
     parser.set_defaults(func=run_bench)

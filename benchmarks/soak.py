@@ -31,9 +31,14 @@ from typing import Any
 import numpy as np
 import psutil
 
-from fakescope.benchmarks.run import PRODUCT_LIMIT, RESULTS, machine_facts, run_level
+from fakescope.benchmarks.run import (
+    PRODUCT_LIMIT,
+    RESULTS,
+    add_server_arguments,
+    machine_facts,
+    run_level,
+)
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
-from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
 logger = logging.getLogger(__name__)
@@ -365,14 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", type=Path, default=RESULTS / "summary.json")
     parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT)
     parser.add_argument("--sample-seconds", type=float, default=10.0)
-    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--videos-dir", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
-    )
-    parser.add_argument("--http-port", type=int, default=18100)
-    parser.add_argument("--grpc-port", type=int, default=18101)
-    parser.add_argument("--metrics-port", type=int, default=18102)
+    add_server_arguments(parser, first_port=18100)
     args = parser.parse_args(argv)
     if args.minutes < 1:
         parser.error(f"--minutes must be >= 1, got {args.minutes}")

@@ -32,13 +32,12 @@ from typing import Any
 from fakescope import contract
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
-    RESULTS,
+    add_server_arguments,
     machine_facts,
     run_level,
     summarize_level,
 )
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
-from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
 logger = logging.getLogger(__name__)
@@ -217,17 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     from fakescope.benchmarks.videos import ensure_videos
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--videos-dir", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
-    )
+    add_server_arguments(parser, first_port=18200)
     parser.add_argument("--single-seconds", type=int, default=20)
     parser.add_argument("--saturated-seconds", type=int, default=40)
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
-    parser.add_argument("--http-port", type=int, default=18200)
-    parser.add_argument("--grpc-port", type=int, default=18201)
-    parser.add_argument("--metrics-port", type=int, default=18202)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     chosen = [v for v in variants() if not args.only or v.name in args.only]
