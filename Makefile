@@ -7,13 +7,14 @@ PIP    := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
 .PHONY: demo test serve export bench web fuzz lint clean help train-deps train export-trained \
-	served-results soak
+	served-results soak capacity
 
 help:
 	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
 	@echo "make test   set up (with training/export deps) and run lint + the whole test suite"
 	@echo "make serve  run the embedded Triton on loopback (HTTP, gRPC, metrics) until Ctrl-C"
 	@echo "make bench  load test at 1/2/4/8 users + baselines; fails if p95 ratio > 0.5 (<= 4 users)"
+	@echo "make capacity  capacity model (simpy + HPA) from the bench results -> docs/capacity.md"
 	@echo "make soak   hold the server at its measured capacity for 60 min: RSS, lost, p95 per 5 min"
 	@echo "make web    run Triton + the web service on 127.0.0.1:8080 until Ctrl-C"
 	@echo "make fuzz   long fuzz run (hypothesis, ~10 min) of the client's input handling and the server"
@@ -89,6 +90,10 @@ export: $(VENV)/.dev-deps
 # Load test (Locust) + in-process ONNX Runtime + PyTorch baseline -> benchmarks/results/.
 bench: $(VENV)/.dev-deps
 	$(VENV)/bin/fakescope -v bench $(BENCH_ARGS)
+
+# Capacity model: simulation driven by benchmarks/results/{summary,service_times}.json.
+capacity: $(VENV)/.dev-deps
+	$(PY) -m fakescope.benchmarks.capacity
 
 # Soak: gRPC + HTTP users at the capacity make bench measured, for SOAK_MINUTES (not in make test).
 SOAK_MINUTES ?= 60

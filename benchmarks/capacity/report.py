@@ -23,6 +23,10 @@ def _pct(value: float, digits: int = 0) -> str:
     return f"{value * 100:.{digits}f} %"
 
 
+def _signed_pct(value: float) -> str:
+    return f"{round(value * 100):+d} %"  # an int: never "-0"
+
+
 def _link(page: Path, target: Path) -> str:
     return os.path.relpath(target.resolve(), page.resolve().parent)
 
@@ -54,6 +58,15 @@ def _volumes(doc: dict[str, Any]) -> list[str]:
             f"{_pct(hpa['over_limit_share'], 2)} of {hpa['videos']:,} | not measured |"
         )
     return lines
+
+
+def _unfinished_sentence(doc: dict[str, Any]) -> str:
+    runs = [v["hpa"] for v in doc["daily_volumes"]]
+    runs += [v["static_at_peak"]["worst_run"] for v in doc["daily_volumes"]]
+    left = sum(r["unfinished"] for r in runs)
+    if left == 0:
+        return "Every counted video got its verdict within the run."
+    return f"{left} counted videos had no verdict by the end of their run (not in the p95)."
 
 
 def _calibration(doc: dict[str, Any]) -> list[str]:
@@ -90,8 +103,8 @@ def _error_sentence(doc: dict[str, Any]) -> str:
         parts.append(
             f"{PROTOCOL_NAMES.get(protocol, protocol)} ({role}): p50 within "
             f"{_pct(e['p50_max_abs_relative'])} "
-            f"(mean {e['p50_mean_relative'] * 100:+.0f} %), p95 within "
-            f"{_pct(e['p95_max_abs_relative'])} (mean {e['p95_mean_relative'] * 100:+.0f} %); "
+            f"(mean {_signed_pct(e['p50_mean_relative'])}), p95 within "
+            f"{_pct(e['p95_max_abs_relative'])} (mean {_signed_pct(e['p95_mean_relative'])}); "
             f"the measured p95 lies inside the simulated window range at "
             f"{e['p95_inside_window_range']} of {e['levels']} levels"
         )
@@ -159,21 +172,26 @@ def _bottleneck_moves(doc: dict[str, Any]) -> list[str]:
     inputs = doc["inputs"]
     speedup = inputs["speedup"]
     largest = stages["largest"]
+    share = stages["share"]
+    ranked = sorted(share, key=lambda name: -share[name])
     biggest = doc["daily_volumes"][-1]
     ingress = net["ingress_mbit_s_at_peak"][str(biggest["uploads_per_day"])]
     hpa_p95 = biggest["hpa"]["p95"]
     network_wins = net["upload_ratio"] > hpa_p95
     return [
-        f"1. **One video, one replica** — the {largest} is the largest stage "
-        f"({_pct(stages['share'][largest])} of the time; table above). The model's replica "
-        "runs the client decode too (the web worker decodes on the same 2 cores, as the bench's "
-        "Locust users did).",
+        "1. **One video, one replica** — the time splits "
+        + ", ".join(f"{name} {_pct(share[name])}" for name in ranked if share[name] >= 0.05)
+        + f", the rest under 5 % each; the {largest} is the largest. The bench videos hold one "
+        "face per frame: the classifier's share grows with the faces per video, the "
+        "decode's with resolution and codec; the detector works on downscaled frames, so its "
+        "share follows the frames sampled.",
         f"2. **One replica under load** — the 2 cores saturate: {speedup['factors'][-1]:.2f}× "
         f"the 1-user throughput at {speedup['users'][-1]} users, "
-        f"{cpu['videos_per_s_measured_saturated']:.2f} videos/s "
-        f"(CPU time per video {cpu['decode_cpu_s']:.2f} s decode + {cpu['server_cpu_s']:.2f} s "
-        f"server predicts {cpu['videos_per_s_by_cpu']:.2f} videos/s). Past that the wait, not a "
-        "stage, is the bottleneck: the one-replica curve in the plot.",
+        f"{cpu['videos_per_s_measured_saturated']:.2f} videos/s measured. The CPU seconds of a "
+        f"lone video ({cpu['decode_cpu_s']:.2f} s decode + {cpu['server_cpu_s']:.2f} s server) "
+        f"would allow {cpu['videos_per_s_by_cpu']:.2f} videos/s: under load a video costs more "
+        "CPU or the cores idle between stages. Past saturation the wait, not a stage, is the "
+        "bottleneck: the one-replica curve in the plot.",
         f"3. **Many replicas** — compute scales with the HPA; the user's own upload does not. At "
         f"{a['upload_bitrate_mbit_s']:g} Mbit/s over a {a['uplink_mbit_s']:g} Mbit/s uplink the "
         f"upload alone takes {net['upload_ratio']:.2f} of the video's duration, whatever its "
@@ -244,14 +262,15 @@ def render_markdown(doc: dict[str, Any], page: Path, result: Path, plot_path: Pa
         f"{doc['daily_volumes'][0]['window_from_peak_s'][0] / -3600:g} h before the daily peak "
         f"to {doc['daily_volumes'][0]['window_from_peak_s'][1] / 3600:g} h after it (arrivals "
         "rising to the peak), the first "
-        f"{doc['simulation']['warmup_s'] / 60:.0f} min not counted.",
+        f"{doc['simulation']['warmup_s'] / 60:.0f} min not counted. " + _unfinished_sentence(doc),
         "",
         "## The model",
         "",
         "- **Replica**: the 2-core box of `make bench` — the web worker that decodes the uploaded "
         "video *and* Triton, on the same cores (the bench's Locust users decoded beside the "
         "server too). The uploader sends the video file; the decode happens on the web "
-        "workers, not on the uploader's side.",
+        "workers, not on the uploader's side. (The Helm chart runs workers and Triton as "
+        "separate pods; the replica here is the pair as measured together on 2 cores.)",
         f"- **Concurrency behaviour**: the videos a replica has in hand share it; with *n* in "
         "hand it does *S(n)* seconds of 1-user work per second, *S* being the measured "
         f"throughput at *n* closed-loop users over the 1-user throughput ({inputs['protocol']}): "
@@ -390,7 +409,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     ratio.set(xscale="log", xlabel="arrivals per second", ylabel="processing / duration")
     ratio.set_ylim(0, max(limit * 1.1, *(r["hpa"]["p95"] for r in sweep)))
     ratio.set_title("ratio against arrival rate, 2-core replicas")
-    ratio.legend(fontsize=7)
+    ratio.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.88))
     reps.set(xscale="log", yscale="log", xlabel="arrivals per second", ylabel="replicas")
     reps.set_title("replicas (GPU: not measured)")
     reps.legend(fontsize=7)
