@@ -1,8 +1,8 @@
 """Per-video service times at 1 user, their stage split, and the replica start time.
 
-``python -m fakescope.benchmarks.service_times`` writes ``benchmarks/results/service_times.json``,
-the measurements the capacity model (:mod:`fakescope.benchmarks.capacity`) is driven by and
-``make bench``'s ``summary.json`` does not hold:
+``python -m fakescope.benchmarks.service_times`` writes ``service_times.json`` into ``--output``
+(``benchmarks/results/``): the measurements the capacity model
+(:mod:`fakescope.benchmarks.capacity`) needs and ``make bench``'s ``summary.json`` does not hold:
 
 * **replica start**: the embedded tritonserver from ``start()`` to ``/v2/health/ready``, the
   median of ``--starts`` cold starts (each on its own, nothing else connected);
@@ -36,16 +36,17 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 
 from fakescope import contract
-from fakescope.benchmarks.run import machine_facts
+from fakescope.benchmarks.run import add_server_arguments, machine_facts
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decode_video
 from fakescope.client.triton import DetectorClient
-from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, port_in_use
 from fakescope.serving.repository_check import RepositoryError, check_repository
 
 logger = logging.getLogger(__name__)
 
-RESULT = PROJECT_ROOT / "benchmarks" / "results" / "service_times.json"
+#: The result file's name in the ``--output`` folder.
+RESULT_NAME = "service_times.json"
 #: Its own runtime folder: ``prepare_runtime`` rewrites the backends folder of the runtime it is
 #: given, which must not be the one a server started by someone else is using.
 RUNTIME_DIR = PROJECT_ROOT / ".fakescope" / "runtime-service-times"
@@ -306,11 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fakescope.benchmarks.service_times",
         description="per-video service times at 1 user, stage split, replica start time",
     )
-    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
-    parser.add_argument("--output", type=Path, default=RESULT)
-    parser.add_argument(
-        "--videos-dir", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
-    )
+    # --repository, --output (the result folder), --videos-dir and the ports, as every
+    # benchmark that starts its own Triton has them
+    add_server_arguments(parser, first_port=18400)
     parser.add_argument("--runtime-dir", type=Path, default=RUNTIME_DIR)
     parser.add_argument("--runs", type=int, default=10, help="timed runs per video")
     parser.add_argument("--starts", type=int, default=5, help="cold starts to time")
@@ -318,9 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--code-version", default=None, help="the measured commit, for a tree outside git"
     )
-    parser.add_argument("--http-port", type=int, default=18400)
-    parser.add_argument("--grpc-port", type=int, default=18401)
-    parser.add_argument("--metrics-port", type=int, default=18402)
     return parser
 
 
@@ -334,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"service_times: {exc}", file=sys.stderr)  # noqa: T201 - a CLI's error line
         return 2
     result = measure(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / RESULT_NAME).write_text(json.dumps(result, indent=1) + "\n")
     medians = {v: round(m["processing_seconds"], 3) for v, m in result["per_video_median"].items()}
     shown = {
         "replica_start_median_s": result["replica_start_seconds"]["median"],

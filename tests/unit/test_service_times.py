@@ -1,0 +1,61 @@
+"""How the service-time measurement reads Triton's statistics and the server's CPU time."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from fakescope.benchmarks.service_times import (
+    Snapshot,
+    interleaved,
+    model_seconds,
+    process_group_cpu_seconds,
+    stage_split,
+)
+
+
+def test_model_seconds_sums_versions_when_a_model_has_several():
+    # the shape of get_inference_statistics(as_json=True): 64-bit counters as strings
+    stats = {
+        "model_stats": [
+            {
+                "name": "face_classifier",
+                "version": "3",
+                "inference_stats": {"success": {"ns": "2000000000"}},
+            },
+            {
+                "name": "face_classifier",
+                "version": "4",
+                "inference_stats": {"success": {"ns": "500000000"}},
+            },
+            {"name": "face_detector", "version": "1", "inference_stats": {"success": {}}},
+        ]
+    }
+    assert model_seconds(stats) == {"face_classifier": 2.5, "face_detector": 0.0}
+
+
+def test_stage_split_reports_each_stage_model_when_counters_grow():
+    before = Snapshot({"face_detector": 1.0, "face_scorer": 2.0}, 10.0)
+    after = Snapshot({"face_detector": 1.25, "face_scorer": 2.5, "face_classifier": 0.4}, 11.0)
+    split = stage_split(before, after)
+    assert split["face_detector"] == pytest.approx(0.25)
+    assert split["face_scorer"] == pytest.approx(0.5)
+    assert split["face_classifier"] == pytest.approx(0.4)
+    assert split["video_aggregator"] == 0.0
+
+
+def test_process_group_cpu_seconds_counts_this_process_when_it_burns_cpu():
+    group = os.getpgid(0)
+    before = process_group_cpu_seconds(group)
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    assert process_group_cpu_seconds(group) - before >= 0.2
+
+
+def test_interleaved_visits_every_video_once_per_round():
+    a, b = Path("a.mp4"), Path("b.mp4")
+    assert list(interleaved([a, b], 2)) == [a, b, a, b]
