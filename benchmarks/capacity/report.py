@@ -242,7 +242,9 @@ def render_markdown(doc: dict[str, Any], page: Path, result: Path, plot_path: Pa
         "",
         f"*Generated file.* `{REGENERATE}` reruns the model (`{doc['generated_by']}`: "
         f"simulation → [`{_rel(result)}`]({_link(page, result)}) → this page and its plot); "
-        f"`{doc['generated_by']} --render-only` re-renders them from the JSON. Inputs: {files}.",
+        f"`{doc['generated_by']} --render-only` re-renders them from the JSON. Inputs: {files} "
+        "(`make bench`; `python -m fakescope.benchmarks.service_times` re-measures the stage "
+        "split and the replica start).",
         "",
         "How many replicas FakeScope needs for a day's uploads, and what the users then wait, "
         f"as processing time / video duration (the product's limit is {doc['limit']}). A "
