@@ -3,18 +3,29 @@
 The full MTCNN cascade runs only on keyframes; every other frame gets *proposals*: boxes of the
 same face in the keyframes before and after it, matched by IoU and interpolated linearly, or
 carried unchanged when a face is seen in only one of the two. The cascade's last stage (O-Net)
-then verifies and refines each proposal on its own frame; a frame whose proposal fails is
-re-detected in full (see :func:`fakescope.pipeline.mtcnn.detect_faces`). Pure numpy: no nets.
+then verifies and refines each proposal on its own frame. A frame whose proposal fails (the
+face moved further than the interpolation guessed) is searched again *locally*: the whole
+cascade, but only in a window around its proposals and only for faces of about their size
+(:func:`search_windows`); a frame where that finds nothing is re-detected in full (see
+:func:`fakescope.pipeline.mtcnn.detect_faces`). Pure numpy: no nets.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CARRY_MIN_SCORE", "box_iou", "keyframe_indices", "propose_boxes"]
+__all__ = [
+    "CARRY_MIN_SCORE",
+    "SearchWindows",
+    "box_iou",
+    "keyframe_indices",
+    "propose_boxes",
+    "search_windows",
+]
 
 #: Two keyframe boxes belong to the same face when their IoU reaches this (faces move between
 #: sampled frames, which are ~0.3-0.7 s apart; O-Net's refinement absorbs the residual offset).
@@ -25,6 +36,15 @@ MATCH_IOU = 0.3
 #: sample videos) appear in single frames, so carrying them would only fail verification and
 #: force needless re-detection of the frames around them.
 CARRY_MIN_SCORE = 0.95
+
+#: A lost frame is searched for faces of its proposals' size divided or multiplied by this
+#: (a face's size changes far less than its position between sampled frames).
+SEARCH_SIZE_SPAN = 2.0
+
+#: ... and within its proposals' bounding box widened on every side by this many times their
+#: largest side: the interpolation misses a moving face by about a face width (the benchmark's
+#: face moves ~1 width between keyframes; DFDC faces far less).
+SEARCH_MARGIN = 1.5
 
 
 def keyframe_indices(n_frames: int, stride: int) -> list[int]:
@@ -103,3 +123,76 @@ def propose_boxes(
     if not box_rows:
         return np.zeros((0,), np.int64), np.zeros((0, 4), np.float32)
     return np.asarray(frame_rows, np.int64), np.stack(box_rows).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SearchWindows:
+    """Where and for which face sizes lost frames are searched again.
+
+    Attributes:
+        origins: ``[L, 2]`` top-left corner (x, y) of each frame's window, in frame pixels.
+        width: the windows' common width (one batch of equal crops: one P-Net call per level).
+        height: the windows' common height.
+        min_face: smallest face side searched for, in pixels.
+        max_face: largest face side searched for, in pixels.
+
+    """
+
+    origins: NDArray[np.int64]
+    width: int
+    height: int
+    min_face: float
+    max_face: float
+
+
+def search_windows(
+    frame_size: tuple[int, int],
+    lost: NDArray[np.int64],
+    proposal_frames: NDArray[np.int64],
+    proposals: NDArray[np.float32],
+    min_face_size: float,
+) -> SearchWindows:
+    """Windows of one common size around each lost frame's proposals, and the sizes to search.
+
+    Args:
+        frame_size: ``(width, height)`` of the frames.
+        lost: the lost frames (each has at least one proposal).
+        proposal_frames: frame of every proposal.
+        proposals: ``[P, >=4]`` the proposals (x1, y1, x2, y2, ...).
+        min_face_size: the detector's smallest face; the search never goes below it.
+
+    Each window is the bounding box of the frame's proposals widened by :data:`SEARCH_MARGIN`
+    times their largest side, grown to the largest such box of all lost frames (clipped to the
+    frame) and shifted inside the frame. Sizes span :data:`SEARCH_SIZE_SPAN` around the
+    proposals' smallest and largest sides.
+
+    """
+    width, height = frame_size
+    boxes = proposals[np.isin(proposal_frames, lost), :4].astype(np.float64)
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    extents = []
+    for frame in lost:
+        own = proposal_frames[np.isin(proposal_frames, lost)] == frame
+        b, margin = boxes[own], SEARCH_MARGIN * float(sides[own].max())
+        extents.append(
+            (
+                b[:, 0].min() - margin,
+                b[:, 1].min() - margin,
+                b[:, 2].max() + margin,
+                b[:, 3].max() + margin,
+            )
+        )
+    box = np.asarray(extents, np.float64).reshape(-1, 4)
+    w = int(min(width, np.ceil((box[:, 2] - box[:, 0]).max())))
+    h = int(min(height, np.ceil((box[:, 3] - box[:, 1]).max())))
+    centre_x = (box[:, 0] + box[:, 2]) / 2
+    centre_y = (box[:, 1] + box[:, 3]) / 2
+    x0 = np.clip(np.round(centre_x - w / 2), 0, width - w).astype(np.int64)
+    y0 = np.clip(np.round(centre_y - h / 2), 0, height - h).astype(np.int64)
+    return SearchWindows(
+        origins=np.stack([x0, y0], axis=1),
+        width=w,
+        height=h,
+        min_face=max(float(min_face_size), float(sides.min()) / SEARCH_SIZE_SPAN),
+        max_face=max(float(min_face_size), float(sides.max()) * SEARCH_SIZE_SPAN),
+    )

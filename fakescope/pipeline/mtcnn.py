@@ -48,7 +48,12 @@ from fakescope.contract import (
     RNET_PROBABILITY,
     RNET_REGRESSION,
 )
-from fakescope.pipeline.keyframes import CARRY_MIN_SCORE, keyframe_indices, propose_boxes
+from fakescope.pipeline.keyframes import (
+    CARRY_MIN_SCORE,
+    keyframe_indices,
+    propose_boxes,
+    search_windows,
+)
 
 __all__ = [
     "FaceDetections",
@@ -512,16 +517,24 @@ def _crop_batch(
     return _normalise_(batch), valid
 
 
-def _pyramid_scales(height: int, width: int, params: MtcnnParams) -> list[float]:
-    """Scales of the image pyramid, exactly as facenet computes them."""
-    m = 12.0 / params.min_face_size
+def _pyramid_scales(
+    height: int, width: int, min_face: float, factor: float, max_face: float | None = None
+) -> list[float]:
+    """Scales of the image pyramid, exactly as facenet computes them.
+
+    ``max_face`` (not facenet's) drops the levels that only find faces larger than it: P-Net
+    sees a face of side ``F`` at scale ``12 / F``, and one more level is kept below that.
+    """
+    m = 12.0 / min_face
     min_side = min(height, width) * m
     scales = []
     scale = m
     while min_side >= 12:
         scales.append(scale)
-        scale = scale * params.factor
-        min_side = min_side * params.factor
+        if max_face is not None and 12.0 / scale > max_face:
+            break
+        scale = scale * factor
+        min_side = min_side * factor
     return scales
 
 
@@ -672,11 +685,11 @@ def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: Mtc
         frames, proposal_frames, proposals, nets, max(params.thresholds[2], CARRY_MIN_SCORE)
     )
     # A proposal O-Net rejects means the track is lost (the face left, turned, or moved beyond
-    # what the interpolation guessed): that frame is detected in full instead.
+    # what the interpolation guessed): that frame is searched again, around its proposals first.
     lost = np.unique(proposal_frames[~passed])
     parts = [on_keys, verified.select(~np.isin(verified.frame_index, lost))]
     if len(lost):
-        parts.append(_cascade(frames[lost], nets, params).in_frames(lost))
+        parts.append(_redetect(frames, lost, proposal_frames, proposals, nets, params))
     logger.debug(
         "keyframes %d of %d, %d proposals, %d frames re-detected",
         len(keys),
@@ -687,13 +700,60 @@ def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: Mtc
     return _Found.concat(parts)
 
 
-def _cascade(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams) -> _Found:
-    """P-Net, R-Net and O-Net on every frame (facenet's ``detect_face``)."""
+def _redetect(
+    frames: NDArray[np.uint8],
+    lost: NDArray[np.int64],
+    proposal_frames: NDArray[np.int64],
+    proposals: NDArray[np.float32],
+    nets: MtcnnNets,
+    params: MtcnnParams,
+) -> _Found:
+    """Detect lost frames again, locally first, in full where that finds no face.
+
+    Locally: the cascade in a window around each frame's proposals, for faces of about their
+    size (:func:`fakescope.pipeline.keyframes.search_windows`), a fraction of a full pass.
+    """
+    height, width = frames.shape[1:3]
+    windows = search_windows(
+        (width, height), lost, proposal_frames, proposals, params.min_face_size
+    )
+    crops = np.stack(
+        [
+            frames[f, y : y + windows.height, x : x + windows.width]
+            for f, (x, y) in zip(lost, windows.origins, strict=True)
+        ]
+    )
+    local = _cascade(crops, nets, params, (windows.min_face, windows.max_face))
+    shift = windows.origins[local.frame_index].astype(np.float32)
+    found = _Found(
+        lost[local.frame_index],
+        local.boxes + np.concatenate([shift, shift, np.zeros((len(shift), 1), np.float32)], 1),
+        local.landmarks + shift[:, None, :],
+        local.onet_input + np.concatenate([shift, shift], 1),
+    )
+    missing = lost[~np.isin(lost, found.frame_index)]
+    if len(missing) == 0:
+        return found
+    return _Found.concat([found, _cascade(frames[missing], nets, params).in_frames(missing)])
+
+
+def _cascade(
+    frames: NDArray[np.uint8],
+    nets: MtcnnNets,
+    params: MtcnnParams,
+    face_sizes: tuple[float, float] | None = None,
+) -> _Found:
+    """P-Net, R-Net and O-Net on every frame (facenet's ``detect_face``).
+
+    ``face_sizes`` ``(smallest, largest)`` restricts the pyramid to faces of about those sides
+    (``None``: from ``params.min_face_size`` up, as facenet does).
+    """
     n_frames, height, width = frames.shape[:3]
     t1, t2, t3 = params.thresholds
 
     # ---- Stage 1: P-Net over the image pyramid ------------------------------------------
-    scales = _pyramid_scales(height, width, params)
+    smallest, largest = face_sizes or (params.min_face_size, None)
+    scales = _pyramid_scales(height, width, smallest, params.factor, largest)
     if not scales:
         return _Found.empty()
     chunk = params.pnet_batch_frames or n_frames

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from fakescope.paths import MODEL_REPOSITORY
-from fakescope.pipeline.keyframes import box_iou, keyframe_indices, propose_boxes
+from fakescope.pipeline.keyframes import (
+    SEARCH_MARGIN,
+    SEARCH_SIZE_SPAN,
+    box_iou,
+    keyframe_indices,
+    propose_boxes,
+    search_windows,
+)
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.serving.model_config import detector_params
 
@@ -42,8 +49,20 @@ class CountingNets:
         return self.nets.onet(batch)
 
     def frames_through_pnet(self) -> int:
+        """Frames P-Net saw at the full pyramid's first (largest) level: full detections."""
         largest = max(s[2] * s[3] for s in self.pnet_shapes)
         return sum(s[0] for s in self.pnet_shapes if s[2] * s[3] == largest)
+
+    def batches_below_first_level(self) -> list[int]:
+        """Frame counts of the P-Net batches that started below that level: local searches."""
+        largest = max(s[2] * s[3] for s in self.pnet_shapes)
+        firsts, previous = [], None
+        for shape in self.pnet_shapes:
+            # a batch starts a new pyramid when its level is larger than the one before it
+            if previous is None or shape[2] * shape[3] > previous[2] * previous[3]:
+                firsts.append(shape)
+            previous = shape
+        return [s[0] for s in firsts if s[2] * s[3] < largest]
 
 
 def video(face: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
@@ -109,15 +128,66 @@ def test_detect_faces_detects_keyframes_only_and_keeps_every_face_when_face_move
         assert ours.scores[0] > served(4).thresholds[2]
 
 
-def test_detect_faces_redetects_frames_when_face_jumps_between_keyframes(face):
+def _centres_off_by(tracked, positions: list[tuple[int, int]]) -> float:
+    centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
+    expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
+    return float(np.abs(centres - expected).max())
+
+
+def test_detect_faces_searches_lost_frames_locally_when_face_moves_a_face_width(face):
+    # the astronaut's face is ~35 px wide in the 200 px picture: a 50 px step loses the box
+    positions = [(370, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
+    frames = video(face, positions)
+    nets = CountingNets()
+    tracked = detect_faces(frames, nets, served(4))
+    assert tracked.frame_index.tolist() == list(range(FRAMES))
+    # keyframes 0, 4, 8 see the face on the right; the odd frames lose it and are searched
+    # again around the carried box, for faces of its size only (one smaller pyramid); frames
+    # 2 and 6 (right again) keep the carried box; nothing is detected in full but keyframes
+    assert nets.frames_through_pnet() == 3
+    assert nets.batches_below_first_level() == [4]
+    assert _centres_off_by(tracked, positions) < FACE_SIDE / 4
+
+
+def test_detect_faces_detects_in_full_when_face_jumps_beyond_search_window(face):
     positions = [(20, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
     frames = video(face, positions)
     nets = CountingNets()
     tracked = detect_faces(frames, nets, served(4))
     assert tracked.frame_index.tolist() == list(range(FRAMES))
-    # keyframes 0, 4, 8 see the face on the right; the odd frames lose it and are re-detected,
-    # frames 2 and 6 (right again) keep the carried box
+    # the odd frames are searched around the carried box first, then detected in full
+    assert nets.batches_below_first_level() == [4]
     assert nets.frames_through_pnet() == 3 + 4
-    centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
-    expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
-    assert np.abs(centres - expected).max() < FACE_SIDE / 4
+    assert _centres_off_by(tracked, positions) < FACE_SIDE / 4
+
+
+def test_search_windows_share_one_size_inside_frame_when_faces_sit_near_edges():
+    proposal_frames = np.array([1, 2, 2, 3], np.int64)
+    proposals = np.array(
+        [[0, 0, 40, 40], [300, 100, 360, 160], [320, 110, 380, 170], [600, 320, 640, 360]],
+        np.float32,
+    )
+    windows = search_windows((640, 360), np.array([1, 2, 3]), proposal_frames, proposals, 20)
+    # frame 2's boxes span 80 x 70 px, its largest side is 60: the widest window of the three
+    margin = 2 * SEARCH_MARGIN * 60
+    assert (windows.width, windows.height) == (int(80 + margin), int(70 + margin))
+    x, y = windows.origins[:, 0], windows.origins[:, 1]
+    assert (x >= 0).all() and (y >= 0).all()
+    assert (x + windows.width <= 640).all() and (y + windows.height <= 360).all()
+    # frame 2's window is centred on its boxes (340, 135); frames 1 and 3 are pushed inside
+    assert abs(x[1] + windows.width / 2 - 340) <= 1 and abs(y[1] + windows.height / 2 - 135) <= 1
+    assert (x[0], y[0]) == (0, 0) and (x[2], y[2]) == (640 - windows.width, 360 - windows.height)
+    assert windows.min_face == 40 / SEARCH_SIZE_SPAN
+    assert windows.max_face == 60 * SEARCH_SIZE_SPAN
+
+
+def test_search_windows_never_search_below_min_face_when_proposals_are_small():
+    windows = search_windows(
+        (640, 360),
+        np.array([0]),
+        np.array([0], np.int64),
+        np.array([[100, 100, 130, 130]], np.float32),
+        min_face_size=40,
+    )
+    assert windows.min_face == 40
+    assert windows.max_face == 30 * SEARCH_SIZE_SPAN
