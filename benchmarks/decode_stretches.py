@@ -57,7 +57,7 @@ def measure(paths: list[Path], runs: int) -> dict[str, Any]:
             for mode in times:
                 wall, cpu, picks[mode] = _timed(path, mode)
                 times[mode].append((wall, cpu))
-        row = {
+        row: dict[str, Any] = {
             str(mode): {
                 "wall_s": statistics.median(t[0] for t in samples),
                 "cpu_s": statistics.median(t[1] for t in samples),
