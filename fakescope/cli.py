@@ -30,6 +30,7 @@ from fakescope.client.frames import VideoReadError
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
 from fakescope.serving.repository_check import RepositoryError
+from fakescope.serving.watchdog import DEFAULT_STALL_TIMEOUT_S
 from fakescope.storage import S3Location, StorageError, is_s3_url, parse_s3_url
 from fakescope.training.cli import add_training_parsers
 from fakescope.web.cli import add_web_parsers
@@ -51,6 +52,17 @@ def repository_arg(text: str) -> Path | S3Location:
         return parse_s3_url(text)
     except StorageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def stall_timeout_arg(text: str) -> float:
+    """Parse ``--stall-timeout``: seconds >= 0 (0 turns the watchdog off)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or a positive number, got {text}")
+    return seconds
 
 
 REPOSITORY_HELP = "model repository: a folder or s3://HOST:PORT/BUCKET/PREFIX (default %(default)s)"
@@ -100,16 +112,19 @@ def run_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        code = server.supervise(lambda: stopping, restart=args.restart)
+        gone = server.supervise(
+            lambda: stopping, restart=args.restart, stall_timeout_s=args.stall_timeout
+        )
     except (ServerStartError, RepositoryError) as exc:
         print(f"fakescope: error: restart failed: {exc}", file=sys.stderr)
         return EXIT_SERVER_START
-    if code is not None:
-        print(
-            f"fakescope: error: tritonserver exited unexpectedly (code {code}); "
-            f"log: {server.log_path}",
-            file=sys.stderr,
+    if gone is not None:
+        what = (
+            f"exited unexpectedly (code {gone.code})"
+            if gone.stall is None
+            else f"stalled: {gone.stall.describe()}; killed"
         )
+        print(f"fakescope: error: tritonserver {what}; log: {server.log_path}", file=sys.stderr)
         return EXIT_SERVER_START
     server.stop()
     print("FakeScope stopped.", flush=True)
@@ -240,7 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--restart",
         action="store_true",
-        help="restart tritonserver if it dies (default: exit non-zero with a message)",
+        help="restart tritonserver if it dies or stalls (default: exit non-zero with a message)",
+    )
+    serve.add_argument(
+        "--stall-timeout",
+        type=stall_timeout_arg,
+        default=DEFAULT_STALL_TIMEOUT_S,
+        metavar="SECONDS",
+        help="kill tritonserver when a model has had requests waiting this long while "
+        "finishing none (its Prometheus metrics, read every few seconds; a hang its health "
+        "endpoints do not show); then restart with --restart, else exit 6. 0 turns this off "
+        "(default %(default)s)",
     )
     serve.set_defaults(func=run_serve)
 

@@ -38,6 +38,13 @@ from fakescope import contract
 from fakescope.serving.model_config import max_request_bytes
 from fakescope.serving.repository_check import RepositoryError, check_repository
 from fakescope.serving.siblings import REPOSITORY_ENV
+from fakescope.serving.watchdog import (
+    DEFAULT_STALL_TIMEOUT_S,
+    DEFAULT_WATCHDOG_POLL_S,
+    ProgressWatchdog,
+    Stall,
+    read_snapshot,
+)
 from fakescope.storage import S3Location, S3Storage, StorageError, s3_environment
 
 logger = logging.getLogger(__name__)
@@ -55,6 +62,20 @@ SHM_PREFIX = "fakescope"
 
 class ServerStartError(RuntimeError):
     """The server could not be started; the message says why (port, model file, load error)."""
+
+
+@dataclass(frozen=True)
+class ServerGone:
+    """How a supervised server went away: it exited, or it stalled and was killed.
+
+    Attributes:
+        code: tritonserver's exit code (``-SIGKILL`` after a stall).
+        stall: why it counted as stalled; None when it exited on its own.
+
+    """
+
+    code: int | None
+    stall: Stall | None = None
 
 
 @dataclass(frozen=True)
@@ -360,33 +381,77 @@ class EmbeddedTriton:
         max_restarts: int = 5,
         poll_s: float = 0.2,
         on_exit: Callable[[int | None], None] | None = None,
-    ) -> int | None:
+        stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+        watchdog_poll_s: float = DEFAULT_WATCHDOG_POLL_S,
+        on_stall: Callable[[Stall], None] | None = None,
+    ) -> ServerGone | None:
         """Watch the running server until ``stop_requested()``; return None then.
 
-        When tritonserver dies on its own, clean up after it, tell ``on_exit`` (its exit code)
-        and, with ``restart``, start it again (at most ``max_restarts`` times); otherwise return
-        its exit code.
+        The server is gone when tritonserver dies on its own, or when it stalls: every
+        ``watchdog_poll_s`` its metrics go to a :class:`ProgressWatchdog` (``stall_timeout_s``;
+        0 turns the watchdog off), and a stalled server is killed with SIGKILL to its process
+        group (a hung server may ignore SIGTERM). Either way it is cleaned up after, ``on_exit``
+        (its exit code) or ``on_stall`` (the :class:`Stall`) is told, and with ``restart`` it
+        is started again (at most ``max_restarts`` times, stalls and exits together); otherwise
+        the :class:`ServerGone` is returned.
         """
         restarts = 0
+        watchdog = self._watchdog(stall_timeout_s)
+        next_check = time.monotonic() + watchdog_poll_s
         while not stop_requested():
             process = self.process
             if process is None:
                 raise ServerStartError("supervise() needs a started server")
+            stall = None
             if process.poll() is None:
-                time.sleep(poll_s)
-                continue
-            code = process.returncode
-            logger.error("tritonserver exited unexpectedly (code %s); log: %s", code, self.log_path)
+                if watchdog is None or time.monotonic() < next_check:
+                    time.sleep(poll_s)
+                    continue
+                stall = watchdog.observe(read_snapshot(self.metrics_url), time.monotonic())
+                next_check = time.monotonic() + watchdog_poll_s
+                if stall is None:
+                    continue
+                logger.error(
+                    "tritonserver (pid %s) stalled: %s; killing it; log: %s",
+                    process.pid,
+                    stall.describe(),
+                    self.log_path,
+                )
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            else:
+                logger.error(
+                    "tritonserver exited unexpectedly (code %s); log: %s",
+                    process.returncode,
+                    self.log_path,
+                )
+            gone = ServerGone(code=process.returncode, stall=stall)
             self.stop()
-            if on_exit is not None:
-                on_exit(code)
+            if stall is not None and on_stall is not None:
+                on_stall(stall)
+            elif stall is None and on_exit is not None:
+                on_exit(gone.code)
             if not restart or restarts >= max_restarts:
-                return code
+                return gone
             restarts += 1
             logger.warning("restarting tritonserver (%d/%d)", restarts, max_restarts)
             self.start()
             logger.warning("tritonserver restarted (pid %s)", self.process and self.process.pid)
+            watchdog = self._watchdog(stall_timeout_s)  # a new server: its counters start at 0
+            next_check = time.monotonic() + watchdog_poll_s
         return None
+
+    @property
+    def metrics_url(self) -> str:
+        """Triton's Prometheus endpoint."""
+        return f"http://{self.address.host}:{self.address.metrics_port}/metrics"
+
+    @staticmethod
+    def _watchdog(stall_timeout_s: float) -> ProgressWatchdog | None:
+        if stall_timeout_s == 0:
+            return None
+        return ProgressWatchdog(stall_timeout_s, started_at=time.monotonic())
 
     def __enter__(self) -> EmbeddedTriton:
         self.start()

@@ -1,0 +1,227 @@
+"""A real tritonserver whose model hangs: the watchdog kills it, and it is restarted or reported.
+
+The repository is built per test: one python model that never returns from ``execute`` for a
+request whose first byte is 1 (as the soak's hung server never finished its last request) and
+echoes any other. It is named ``face_detector`` and states ``max_request_pixels`` because
+``EmbeddedTriton`` sizes the python stubs' shared memory from that model's config; the
+repository check accepts it as it is (a config, a version folder, ``model.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerGone, shm_regions
+from fakescope.serving.watchdog import Stall, fetch_snapshot
+from tests.support.servers import free_ports
+
+MODEL = "face_detector"
+HANG, ECHO = 1, 0
+STALL_TIMEOUT_S = 2.0
+
+CONFIG = f"""
+name: "{MODEL}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "DATA" data_type: TYPE_UINT8 dims: [ -1 ] }} ]
+output [ {{ name: "ECHO" data_type: TYPE_UINT8 dims: [ -1 ] }} ]
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+# a queue without a timeout: a request sent after the hung one waits until the server dies
+dynamic_batching {{ }}
+parameters [ {{ key: "max_request_pixels" value: {{ string_value: "1024" }} }} ]
+"""
+
+MODEL_PY = f"""
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            data = pb_utils.get_input_tensor_by_name(request, "DATA").as_numpy()
+            if data[0] == {HANG}:
+                time.sleep(3600)  # far longer than any test: only a kill ends it
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("ECHO", data)]))
+        return responses
+"""
+
+
+def _hanging_repository(root: Path) -> Path:
+    repository = root / "repo"
+    (repository / MODEL / "1").mkdir(parents=True)
+    (repository / MODEL / "config.pbtxt").write_text(CONFIG)
+    (repository / MODEL / "1" / "model.py").write_text(MODEL_PY)
+    return repository
+
+
+def _send(grpc_url: str, first_byte: int) -> np.ndarray:
+    data = np.array([first_byte, 7], np.uint8)
+    inputs = [grpcclient.InferInput("DATA", list(data.shape), "UINT8")]
+    inputs[0].set_data_from_numpy(data)
+    result = grpcclient.InferenceServerClient(grpc_url).infer(MODEL, inputs, client_timeout=60)
+    return result.as_numpy("ECHO")
+
+
+def _send_in_background(grpc_url: str, first_byte: int) -> threading.Event:
+    """Send one request from a thread; the event is set if it was answered."""
+    answered = threading.Event()
+
+    def call() -> None:
+        # the server is killed under this request: it ends with an error, which is expected
+        with contextlib.suppress(InferenceServerException):
+            _send(grpc_url, first_byte)
+            answered.set()
+
+    threading.Thread(target=call, daemon=True).start()
+    return answered
+
+
+def _hang_with_one_waiting(grpc_url: str, metrics_url: str) -> None:
+    """Hang the model on one request, then queue one request behind it."""
+    _send_in_background(grpc_url, HANG)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        # an echo that overtook the hanging request is answered: then send another
+        answered = _send_in_background(grpc_url, ECHO)
+        while not answered.is_set() and time.monotonic() < deadline:
+            if fetch_snapshot(metrics_url)[MODEL].pending >= 1:
+                return
+            time.sleep(0.1)
+    pytest.fail(f"no request ever waited behind the hung one in {MODEL}")
+
+
+def _group_alive(pgid: int) -> list[int]:
+    alive = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != "zombie":
+                alive.append(process.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
+@pytest.fixture
+def hung_server(tmp_path: Path):
+    """A started server with one request hung in the model and one waiting behind it."""
+    http, grpc, metrics = free_ports(3)
+    server = EmbeddedTriton(
+        _hanging_repository(tmp_path),
+        ServerAddress("127.0.0.1", http, grpc, metrics),
+        runtime_dir=tmp_path / "rt",
+    )
+    server.start()
+    try:
+        _hang_with_one_waiting(server.address.grpc_url, server.metrics_url)
+        yield server
+    finally:
+        if server.process is not None:  # a test failed: SIGTERM would wait for the hung request
+            os.killpg(server.process.pid, signal.SIGKILL)
+        server.stop()
+    assert shm_regions(http) == []
+
+
+def test_supervise_kills_and_restarts_server_when_a_model_stalls(hung_server):
+    server = hung_server
+    assert server.process is not None and server.is_ready()  # health says all is well
+    first = server.process.pid
+    stalls: list[Stall] = []
+    exits: list[int | None] = []
+    done = threading.Event()
+    supervisor = threading.Thread(
+        target=server.supervise,
+        args=(done.is_set,),
+        kwargs={
+            "restart": True,
+            "max_restarts": 1,
+            "stall_timeout_s": STALL_TIMEOUT_S,
+            "watchdog_poll_s": 0.25,
+            "on_stall": stalls.append,
+            "on_exit": exits.append,
+        },
+    )
+    supervisor.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            process = server.process
+            if stalls and process is not None and process.pid != first and server.is_ready():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the stalled tritonserver was not killed and restarted")
+        assert exits == []  # a stall is reported as a stall, not as an exit
+        assert stalls[0].pending == {MODEL: 1}
+        assert stalls[0].waited_s > STALL_TIMEOUT_S
+        assert _group_alive(first) == []  # the hung python stub died with its server
+        np.testing.assert_array_equal(_send(server.address.grpc_url, ECHO), [ECHO, 7])
+    finally:
+        done.set()
+        supervisor.join(timeout=60)
+    assert not supervisor.is_alive()
+
+
+def test_supervise_returns_stall_without_restart_when_a_model_stalls(hung_server):
+    server = hung_server
+    assert server.process is not None
+    first = server.process.pid
+    gone = server.supervise(
+        lambda: False, restart=False, stall_timeout_s=STALL_TIMEOUT_S, watchdog_poll_s=0.25
+    )
+    assert isinstance(gone, ServerGone)
+    assert gone.stall is not None and gone.stall.pending == {MODEL: 1}
+    assert gone.code == -signal.SIGKILL
+    assert server.process is None
+    assert _group_alive(first) == []
+
+
+def test_serve_exits_6_naming_stalled_model_when_a_model_stalls(tmp_path):
+    http, grpc, metrics = free_ports(3)
+    command = [sys.executable, "-m", "fakescope.cli", "serve"]
+    command += ["--repository", str(_hanging_repository(tmp_path))]
+    command += ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    command += ["--stall-timeout", "1"]
+    serve = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert serve.stdout is not None
+        assert "ready" in serve.stdout.readline()
+        _hang_with_one_waiting(f"127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics")
+        # the watchdog reads every 5 s: the stall is past the 1 s timeout at the second read
+        code = serve.wait(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    stderr = serve.stderr.read() if serve.stderr else ""
+    assert code == 6, stderr
+    assert "tritonserver stalled" in stderr and f"{MODEL} (1 pending)" in stderr
+    assert "killed" in stderr
+    assert shm_regions(http) == []
+
+
+def test_serve_refuses_negative_stall_timeout_with_exit_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "fakescope.cli", "serve", "--stall-timeout", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--stall-timeout" in result.stderr
