@@ -4,13 +4,16 @@ gRPC and HTTP Locust users (half each) push the benchmark videos for ``--minutes
 default) at the capacity ``make bench`` measured: the most users at which p95(processing /
 duration) stayed within the limit with nothing refused (``benchmarks/results/summary.json``). A
 sampler records the RSS of every process every ``--sample-seconds``: tritonserver, each python
-stub, and the two load generators. The server runs supervised: if tritonserver dies, the time
-and exit code are recorded, its log is kept, and it is restarted (as ``fakescope serve
---restart`` does), so the run goes on and shows what a crash costs. The report gives, per
-5-minute window, the p95 ratio, the videos answered, refused and lost, and each process group's
-RSS; the RSS growth after the first (warm-up) window; and the server's exits. Targets: no server
-exit, RSS growth < 5 %, 0 lost, p95 flat (no window above the limit, the last within 20 % of
-the first after warm-up). The run exits non-zero when one is missed.
+stub, and the two load generators. The server runs supervised: if tritonserver dies, or stalls
+(a model has requests waiting and finishes none for the watchdog's timeout,
+:mod:`fakescope.serving.watchdog`; it is then killed), the time, the kind (``exit`` or
+``stall``), the exit code and the models left waiting are recorded, its log is kept, and it is
+restarted (as ``fakescope serve --restart`` does), so the run goes on and shows what a crash or
+a hang costs. The report gives, per 5-minute window, the p95 ratio, the videos answered,
+refused and lost, and each process group's RSS; the RSS growth after the first (warm-up)
+window; and the server's exits and stalls. Targets: no server exit or stall, RSS growth < 5 %,
+0 lost, p95 flat (no window above the limit, the last within 20 % of the first after warm-up).
+The run exits non-zero when one is missed.
 
 Results: ``benchmarks/results/soak.json``, ``soak.md`` and ``soak.png`` (not in ``make test``).
 """
@@ -40,6 +43,7 @@ from fakescope.benchmarks.run import (
 )
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
+from fakescope.serving.watchdog import DEFAULT_STALL_TIMEOUT_S, Stall
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +188,7 @@ def verdict(
         "lost": lost,
         "p95_drift": drift,
         "server_exits": len(server_exits),
+        "server_stalls": sum(e.get("kind") == "stall" for e in server_exits),
         "targets": targets,
         "passed": all(targets.values()),
     }
@@ -220,13 +225,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         if drift is not None
         else "",
         f"- Answered {v['answered']}, refused {v['refused']}, lost {v['lost']}.",
-        "- Server exits (restarted each time): "
-        + (
-            ", ".join(
-                f"minute {e['minute']:.1f}, exit code {e['code']}" for e in result["server_exits"]
-            )
-            or "none"
-        ),
+        "- Server exits and stalls (restarted each time): "
+        + (", ".join(describe_server_exit(e) for e in result["server_exits"]) or "none"),
         "- Targets: "
         + ", ".join(
             f"{k.replace('_', ' ')}: {'met' if ok else 'NOT met'}" for k, ok in v["targets"].items()
@@ -239,6 +239,19 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def describe_server_exit(event: dict[str, Any]) -> str:
+    """Describe one server exit or stall for the report.
+
+    E.g. ``minute 28.1, stall (face_detector 4 pending), killed``. Entries of runs from before
+    stalls were recorded have no ``kind``: they are exits.
+    """
+    if event.get("kind") != "stall":
+        return f"minute {event['minute']:.1f}, exit code {event['code']}"
+    pending = event.get("pending") or {}
+    waiting = ", ".join(f"{m} {n} pending" for m, n in sorted(pending.items()))
+    return f"minute {event['minute']:.1f}, stall ({waiting or 'metrics unanswered'}), killed"
 
 
 def plot(result: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> None:
@@ -300,15 +313,29 @@ def run_soak(args: argparse.Namespace) -> int:
     exits: list[dict[str, Any]] = []
     done = threading.Event()
 
-    def exited(code: int | None) -> None:
-        kept = raw / f"tritonserver-exit-{len(exits)}.log"
+    def gone(kind: str, code: int | None, pending: dict[str, int]) -> None:
+        kept = raw / f"tritonserver-{kind}-{len(exits)}.log"
         shutil.copyfile(server.log_path, kept)
-        exits.append({"t": time.time(), "code": code, "log": kept.name})
+        exits.append(
+            {"t": time.time(), "kind": kind, "code": code, "pending": pending, "log": kept.name}
+        )
+
+    def exited(code: int | None) -> None:
+        gone("exit", code, {})
+
+    def stalled(stall: Stall) -> None:
+        gone("stall", None, stall.pending)
 
     supervisor = threading.Thread(
         target=server.supervise,
         args=(done.is_set,),
-        kwargs={"restart": True, "max_restarts": 10, "on_exit": exited},
+        kwargs={
+            "restart": True,
+            "max_restarts": 10,
+            "on_exit": exited,
+            "on_stall": stalled,
+            "stall_timeout_s": args.stall_timeout,
+        },
         daemon=True,
     )
     try:
@@ -349,8 +376,10 @@ def run_soak(args: argparse.Namespace) -> int:
         "sample_seconds": args.sample_seconds,
         "limit": args.limit,
         "windows": rows,
+        "stall_timeout_s": args.stall_timeout,
         "server_exits": [
-            {"minute": (e["t"] - started) / 60, "code": e["code"], "log": e["log"]} for e in exits
+            {"minute": (e["t"] - started) / 60, **{k: v for k, v in e.items() if k != "t"}}
+            for e in exits
         ],
         "verdict": verdict(rows, args.limit, exits),
     }
@@ -370,10 +399,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", type=Path, default=RESULTS / "summary.json")
     parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT)
     parser.add_argument("--sample-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=DEFAULT_STALL_TIMEOUT_S,
+        help="seconds a model may have requests waiting while finishing none before the "
+        "server is killed and restarted (0: off; default %(default)s)",
+    )
     add_server_arguments(parser, first_port=18100)
     args = parser.parse_args(argv)
     if args.minutes < 1:
         parser.error(f"--minutes must be >= 1, got {args.minutes}")
+    if not args.stall_timeout >= 0:
+        parser.error(f"--stall-timeout must be 0 (off) or positive, got {args.stall_timeout}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return run_soak(args)
 
