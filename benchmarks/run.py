@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from fakescope import contract
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
@@ -39,7 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 USER_CLASSES = {"grpc": "GrpcVideoUser", "http": "HttpVideoUser"}
 #: The product's hard limit: a video is processed in at most half its duration.
-PRODUCT_LIMIT = 0.5
+PRODUCT_LIMIT = contract.PROCESSING_LIMIT_RATIO
 #: Levels that must meet the limit; 8 users is measured and reported.
 CHECKED_MAX_USERS = 4
 

@@ -177,7 +177,7 @@ def measure_run(
     decoded = decode_video(video, frames, DEFAULT_MAX_SIDE)
     decode_cpu = time.process_time() - cpu_began
     began = time.perf_counter()
-    raw = client.infer(decoded.sampled.frames)
+    raw = client.infer(decoded.sampled.frames, duration_seconds=decoded.sampled.duration_seconds)
     infer_seconds = time.perf_counter() - began
     after = snapshot(stats_client, pgid)
     duration = decoded.sampled.duration_seconds

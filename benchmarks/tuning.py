@@ -9,7 +9,8 @@ of ``make bench`` stay the reference.
 
 Settings: ONNX Runtime intra-op threads per ONNX model, instances of ``face_detector`` and of
 ``face_classifier``, the detector's admission queue (``max_queue_size``), the two detector
-settings together, the load generator's decoding threads, and detection on keyframes
+settings together, arrival order instead of deadline classes in the detector's queue, the load
+generator's decoding threads, and detection on keyframes
 (``keyframe_stride``). With ``--rounds N`` the chosen variants run round-robin ``N`` times
 (a neighbour's load then falls on all of them alike); the table gives each variant's median
 round and the spread of its throughput.
@@ -82,6 +83,16 @@ def set_max_queue_size(text: str, size: int) -> str:
     return new
 
 
+def without_priorities(text: str) -> str:
+    """Return a ``config.pbtxt`` text whose dynamic batcher serves requests in arrival order."""
+    new, n = re.subn(
+        r"^\s*(priority_levels|default_priority_level):\s*\d+\s*\n", "", text, flags=re.M
+    )
+    if n != 2:
+        raise ValueError("expected priority_levels and default_priority_level")
+    return new
+
+
 Edit = Callable[[str], str]
 
 
@@ -135,6 +146,11 @@ def variants() -> list[Variant]:
             "detector_instances_2_queue_8",
             "face_detector: 2 instances and max_queue_size 8",
             {contract.FACE_DETECTOR_MODEL: _two_detectors_queue_8},
+        ),
+        Variant(
+            "no_priorities",
+            "face_detector: arrival order (no deadline classes)",
+            {contract.FACE_DETECTOR_MODEL: without_priorities},
         ),
         Variant(
             "keyframes_off",

@@ -86,7 +86,7 @@ def verdict_for(
     """
     sampled = decoded.sampled
     start = time.perf_counter()
-    raw = client.infer(sampled.frames)
+    raw = client.infer(sampled.frames, duration_seconds=sampled.duration_seconds)
     infer_seconds = time.perf_counter() - start
     facts = client.model_facts()
     logger.info(

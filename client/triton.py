@@ -343,7 +343,9 @@ class DetectorClient:
 
     # --- public API ---------------------------------------------------------------------------
 
-    def infer(self, frames: NDArray[np.uint8]) -> RawResult:
+    def infer(
+        self, frames: NDArray[np.uint8], *, duration_seconds: float | None = None
+    ) -> RawResult:
         """Send one video's frames (the ensemble's only input); return the validated outputs.
 
         Frame timestamps are not sent: the server has no use for them, and the caller keeps
@@ -351,6 +353,9 @@ class DetectorClient:
 
         Args:
             frames: uint8 ``[N, H, W, 3]`` RGB, ``1 <= N <= MAX_FRAMES_PER_REQUEST``.
+            duration_seconds: the video's duration; it sets the request's priority (a shorter
+                video, whose verdict is due sooner, is served first:
+                :func:`fakescope.contract.request_priority`). ``None``: the server's default.
 
         Raises:
             ValueError: the inputs break the contract (checked before sending).
@@ -366,20 +371,30 @@ class DetectorClient:
         n = frames.shape[0]
         if not 1 <= n <= contract.MAX_FRAMES_PER_REQUEST:
             raise ValueError(f"1..{contract.MAX_FRAMES_PER_REQUEST} frames per request, got {n}")
+        if duration_seconds is not None and not duration_seconds > 0:
+            raise ValueError(f"duration_seconds must be > 0, got {duration_seconds}")
+        priority = contract.request_priority(duration_seconds)
 
         logger.debug(
-            "infer %s: %d frames %s via %s", self.model_name, n, frames.shape[1:3], self.protocol
+            "infer %s: %d frames %s via %s, priority %d",
+            self.model_name,
+            n,
+            frames.shape[1:3],
+            self.protocol,
+            priority,
         )
         if self._shared_memory:
             with self._lock:
                 try:
-                    result = self._retrying(lambda: self._infer_once(frames, use_shm=True))
+                    result = self._retrying(
+                        lambda: self._infer_once(frames, priority, use_shm=True)
+                    )
                 except ServerError as exc:
                     if _UNKNOWN_REGION not in exc.server_message:
                         raise
                     self._drop_shared_memory(exc)
         if not self._shared_memory:
-            result = self._retrying(lambda: self._infer_once(frames, use_shm=False))
+            result = self._retrying(lambda: self._infer_once(frames, priority, use_shm=False))
         return parse_outputs(result.as_numpy, n)
 
     def _drop_shared_memory(self, exc: ServerError) -> None:
@@ -398,7 +413,7 @@ class DetectorClient:
             except Exception as close_error:  # a replica that never saw it may refuse
                 logger.debug("closing the shared-memory region failed: %s", close_error)
 
-    def _infer_once(self, frames: NDArray[np.uint8], *, use_shm: bool) -> Any:
+    def _infer_once(self, frames: NDArray[np.uint8], priority: int, *, use_shm: bool) -> Any:
         frames_input = self._mod.InferInput(contract.FRAMES, list(frames.shape), "UINT8")
         if use_shm and self._shared_memory:
             try:
@@ -418,7 +433,9 @@ class DetectorClient:
         inputs = [frames_input]
         if self.protocol == "http":
             outputs = [self._mod.InferRequestedOutput(o, binary_data=True) for o in _OUTPUTS]
-            call = functools.partial(self._client.infer, self.model_name, inputs, outputs=outputs)
+            call = functools.partial(
+                self._client.infer, self.model_name, inputs, outputs=outputs, priority=priority
+            )
         else:
             outputs = [self._mod.InferRequestedOutput(o) for o in _OUTPUTS]
             call = functools.partial(
@@ -426,6 +443,7 @@ class DetectorClient:
                 self.model_name,
                 inputs,
                 outputs=outputs,
+                priority=priority,
                 client_timeout=self.timeout_s,
             )
         return self._call(call, f"inference on {self.model_name}")

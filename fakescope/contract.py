@@ -113,6 +113,31 @@ CLASSIFIER_FACT_PARAMETERS: Final = frozenset(
     }
 )
 
+# --- Deadlines: the product limit, and the request priorities that follow it -----------------
+#: The product's hard limit: a video's verdict takes at most this fraction of its duration.
+PROCESSING_LIMIT_RATIO: Final = 0.5
+
+#: ``face_detector`` (the ensemble's entry queue; Triton passes an ensemble request's priority
+#: to its steps) serves waiting videos by deadline class, shortest budget first: a video whose
+#: budget (``PROCESSING_LIMIT_RATIO`` x duration) is under the first bound gets priority 1,
+#: under the second 2, else 3. A 6 s video must be done in 3 s, a 60 s one has 30 s: served in
+#: arrival order, the short one misses its limit behind long ones that could have waited.
+PRIORITY_BUDGET_BOUNDS_S: Final = (5.0, 15.0)
+#: Priority levels ``face_detector`` declares (``priority_levels`` in its config).
+PRIORITY_LEVELS: Final = len(PRIORITY_BUDGET_BOUNDS_S) + 1
+
+
+def request_priority(duration_seconds: float | None) -> int:
+    """Return the Triton request priority of a video lasting ``duration_seconds``.
+
+    ``None`` (unknown) gives 0: the server's default level.
+    """
+    if duration_seconds is None:
+        return 0
+    budget = PROCESSING_LIMIT_RATIO * duration_seconds
+    return 1 + sum(budget >= bound for bound in PRIORITY_BUDGET_BOUNDS_S)
+
+
 # --- Where the server listens by default (KServe v2 HTTP and gRPC, Prometheus metrics) -------
 DEFAULT_HOST: Final = "127.0.0.1"
 HTTP_PORT: Final = 8000

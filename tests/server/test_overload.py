@@ -83,3 +83,41 @@ def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_o
     # refused on arrival, not after waiting: every queue-full refusal came before the first verdict
     assert max(t for t, _, _ in queue_full) < min(t for t, _, _ in answered)
     assert triton.is_ready()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running_one(
+    triton: EmbeddedTriton, heavy_request: np.ndarray, protocol: str
+) -> None:
+    # one video runs (the most frames a request may hold, to keep the detector busy); a 60 s
+    # video (30 s budget) queues, then a 6 s one (3 s budget): the detector takes the 6 s video
+    # next although it arrived last
+    running = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def analyze(name: str, duration: float | None) -> None:
+        with DetectorClient(
+            getattr(triton.address, f"{protocol}_url"),
+            protocol,
+            retries=0,
+            shared_memory=False,
+            timeout_s=120,
+        ) as client:
+            frames = running if name == "running" else heavy_request
+            client.infer(frames, duration_seconds=duration)
+            with lock:
+                finished.append(name)
+
+    users = [
+        threading.Thread(target=analyze, args=("running", None)),
+        threading.Thread(target=analyze, args=("long", 60.0)),
+        threading.Thread(target=analyze, args=("short", 6.0)),
+    ]
+    for user in users:
+        user.start()
+        time.sleep(0.1)  # arrival order: running, long, short (the running one takes ~1 s)
+    for user in users:
+        user.join()
+    assert contract.request_priority(6.0) < contract.request_priority(60.0)
+    assert finished == ["running", "short", "long"]

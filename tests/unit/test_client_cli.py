@@ -631,6 +631,15 @@ def test_detector_client_rejects_inputs_before_sending_when_they_break_the_contr
         client.infer(frames)
 
 
+@pytest.mark.parametrize("duration", [0.0, -6.0, float("nan")])
+def test_detector_client_rejects_duration_before_sending_when_not_positive(
+    duration: float,
+) -> None:
+    client = DetectorClient(CLOSED_PORT_URL, "grpc")
+    with client, pytest.raises(ValueError, match="duration_seconds must be > 0"):
+        client.infer(np.zeros((1, 8, 8, 3), np.uint8), duration_seconds=duration)
+
+
 def test_detector_client_uses_default_urls_when_none_is_given() -> None:
     assert DetectorClient(protocol="grpc").url == "127.0.0.1:8001"
     assert DetectorClient(protocol="http").url == "127.0.0.1:8000"

@@ -103,3 +103,22 @@ def test_docker_compose_shm_matches_embedded_server_when_parsed():
     )
     shm_size = yaml.safe_load(COMPOSE.read_text())["services"]["triton"]["shm_size"]
     assert _docker_bytes(str(shm_size)) >= python_instances * (start + growth)
+
+
+def test_face_detector_declares_the_clients_priority_levels_when_parsed():
+    batching = _config(contract.FACE_DETECTOR_MODEL).dynamic_batching
+    assert batching.priority_levels == contract.PRIORITY_LEVELS
+    assert 1 <= batching.default_priority_level <= contract.PRIORITY_LEVELS
+    # every priority a client can send names a level the detector has
+    durations = [0.5, 9.9, 10.0, 29.9, 30.0, 3600.0]
+    assert {contract.request_priority(d) for d in durations} == set(
+        range(1, contract.PRIORITY_LEVELS + 1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("duration", "priority"),
+    [(None, 0), (1.0, 1), (6.0, 1), (9.99, 1), (10.0, 2), (15.0, 2), (29.9, 2), (30.0, 3), (60, 3)],
+)
+def test_request_priority_puts_shorter_budgets_first_when_duration_is_known(duration, priority):
+    assert contract.request_priority(duration) == priority

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from fakescope import contract
 from fakescope.benchmarks.tuning import (
@@ -10,6 +12,7 @@ from fakescope.benchmarks.tuning import (
     set_max_queue_size,
     set_parameter,
     variants,
+    without_priorities,
 )
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.model_config import config_parameters
@@ -52,3 +55,12 @@ def test_set_instance_count_and_queue_size_change_one_value_when_applied():
 def test_variants_have_unique_names_when_listed():
     names = [v.name for v in variants()]
     assert len(names) == len(set(names)) and names[0] == "served"
+
+
+def test_without_priorities_leaves_one_arrival_order_queue_when_applied():
+    text = without_priorities(_config(contract.FACE_DETECTOR_MODEL))
+    batching = text_format.Parse(text, model_config_pb2.ModelConfig()).dynamic_batching
+    assert batching.priority_levels == 0 and batching.default_priority_level == 0
+    assert batching.default_queue_policy.max_queue_size == 4
+    with pytest.raises(ValueError, match="priority_levels"):
+        without_priorities(_config(contract.PNET_MODEL))
