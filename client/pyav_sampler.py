@@ -305,8 +305,8 @@ def _decode_nearest(
 ) -> None:
     """Decode the sequential pass, split at a keyframe into stretches decoded at once.
 
-    Falls back to one stretch when the picks of two stretches overlap (a pick at the border
-    taken by both), which the single pass cannot do.
+    Falls back to one stretch when the stretches' picks overlap (a frame at the border taken
+    by both, which one pass cannot do) or leave a pick empty.
     """
     stretches = _stretches(index, targets, DECODE_STRETCHES)
     if len(stretches) > 1:
@@ -319,7 +319,7 @@ def _decode_nearest(
                 future.result()
         if all(b > a for a, b in itertools.pairwise(sink.positions)):
             return
-        logger.debug("%s: stretches overlapped at a border; decoding in one pass", path)
+        logger.debug("%s: stretches overlap or fall short; decoding in one pass", path)
         sink.positions = [-1] * len(targets)
     _decode_stretch(path, index, _Stretch(None, 0, targets), sink, skip_nonref)
 
