@@ -134,31 +134,29 @@ def _centres_off_by(tracked, positions: list[tuple[int, int]]) -> float:
     return float(np.abs(centres - expected).max())
 
 
-def test_detect_faces_searches_lost_frames_locally_when_face_moves_a_face_width(face):
-    # the astronaut's face is ~35 px wide in the 200 px picture: a 50 px step loses the box
-    positions = [(370, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
+@pytest.mark.parametrize(
+    ("left_x", "detected_in_full"),
+    # the astronaut's face is ~35 px wide in the 200 px picture: a 50 px step loses the box but
+    # stays inside the search window; a 400 px step leaves it
+    [(370, 0), (20, 4)],
+    ids=["within_search_window", "beyond_search_window"],
+)
+def test_detect_faces_searches_lost_frames_locally_first_when_face_jumps_between_keyframes(
+    face, left_x: int, detected_in_full: int
+):
+    positions = [(left_x, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
     frames = video(face, positions)
     nets = CountingNets()
     tracked = detect_faces(frames, nets, served(4))
     assert tracked.frame_index.tolist() == list(range(FRAMES))
-    # keyframes 0, 4, 8 see the face on the right; the odd frames lose it and are searched
-    # again around the carried box, for faces of its size only (one smaller pyramid); frames
-    # 2 and 6 (right again) keep the carried box; nothing is detected in full but keyframes
-    assert nets.frames_through_pnet() == 3
+    # keyframes 0, 4, 8 see the face on the right; frames 2 and 6 (right again) keep the
+    # carried box; the odd frames lose it and are searched again around the carried box, for
+    # faces of its size only (one smaller pyramid), then in full where that finds none
     assert nets.batches_below_first_level() == [4]
-    assert _centres_off_by(tracked, positions) < FACE_SIDE / 4
-
-
-def test_detect_faces_detects_in_full_when_face_jumps_beyond_search_window(face):
-    positions = [(20, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
-    frames = video(face, positions)
-    nets = CountingNets()
-    tracked = detect_faces(frames, nets, served(4))
-    assert tracked.frame_index.tolist() == list(range(FRAMES))
-    # the odd frames are searched around the carried box first, then detected in full
-    assert nets.batches_below_first_level() == [4]
-    assert nets.frames_through_pnet() == 3 + 4
-    assert _centres_off_by(tracked, positions) < FACE_SIDE / 4
+    assert nets.frames_through_pnet() == 3 + detected_in_full
+    centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
+    expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
+    assert np.abs(centres - expected).max() < FACE_SIDE / 4
 
 
 def test_search_windows_share_one_size_inside_frame_when_faces_sit_near_edges():
