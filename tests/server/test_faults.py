@@ -24,7 +24,7 @@ from fakescope.benchmarks.media import face_frames, make_face_video, no_face_fra
 from fakescope.client.analyze import analyze
 from fakescope.client.triton import DetectorClient, ServerUnreachableError
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
-from tests.support.servers import REPOSITORY, free_ports
+from tests.support.servers import REPOSITORY, free_ports, restarted
 
 READY = "ready: HTTP"
 
@@ -300,13 +300,7 @@ def test_supervise_reports_exit_code_and_restarts_when_tritonserver_dies(tmp_pat
         assert server.process is not None
         first = server.process.pid
         os.kill(first, signal.SIGKILL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            process = server.process
-            if exits and process is not None and process.pid != first and server.is_ready():
-                break
-            time.sleep(0.2)
-        else:
+        if not restarted(server, first, exits, timeout_s=120, poll_s=0.2):
             pytest.fail("tritonserver was not restarted")
         assert exits == [-signal.SIGKILL]
         frames = np.stack(list(face_frames(seconds=0.4, fps=10, size=(320, 180))))

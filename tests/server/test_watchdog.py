@@ -26,7 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerGone, shm_regions
 from fakescope.serving.watchdog import Stall, fetch_snapshot
-from tests.support.servers import free_ports
+from tests.support.servers import free_ports, restarted
 
 MODEL = "face_detector"
 HANG, ECHO = 1, 0
@@ -158,13 +158,7 @@ def test_supervise_kills_and_restarts_server_when_a_model_stalls(hung_server):
     )
     supervisor.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            process = server.process
-            if stalls and process is not None and process.pid != first and server.is_ready():
-                break
-            time.sleep(0.1)
-        else:
+        if not restarted(server, first, stalls, timeout_s=20):
             pytest.fail("the stalled tritonserver was not killed and restarted")
         assert exits == []  # a stall is reported as a stall, not as an exit
         assert stalls[0].pending == {MODEL: 1}

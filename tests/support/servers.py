@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Sized
 
 from fakescope.paths import MODEL_REPOSITORY
+from fakescope.serving.embedded import EmbeddedTriton
 
 REPOSITORY = MODEL_REPOSITORY
 
@@ -20,3 +23,20 @@ def free_ports(count: int) -> list[int]:
     for s in sockets:
         s.close()
     return ports
+
+
+def restarted(
+    server: EmbeddedTriton, first_pid: int, reported: Sized, timeout_s: float, poll_s: float = 0.1
+) -> bool:
+    """Wait until the supervisor ``reported`` something and ``server`` runs a new, ready process.
+
+    Returns False when that has not happened within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        process = server.process
+        new = len(reported) and process is not None and process.pid != first_pid
+        if new and server.is_ready():
+            return True
+        time.sleep(poll_s)
+    return False
