@@ -29,13 +29,10 @@ the OpenCV path decides (and names the problem). Nothing here raises for a bad f
 from __future__ import annotations
 
 import bisect
-import itertools
 import logging
 import os
-import threading
 from array import array
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final
@@ -53,10 +50,6 @@ logger = logging.getLogger(__name__)
 
 #: Skip non-reference frames only when the stream has at least this many frames per pick.
 NONREF_MIN_FRAMES_PER_PICK: Final = 4
-
-#: Stretches of a sequential pass decoded at once (threads per video). Two: the client's
-#: machine has at least two cores, and at 8 users the decoding pool already fills them.
-DECODE_STRETCHES: Final = 2
 
 
 @dataclass(frozen=True)
@@ -198,38 +191,33 @@ class _FrameSink:
         self._capacity = capacity
         self._max_side = max_side
         self._buffer: NDArray[np.uint8] | None = None
-        self._lock = threading.Lock()  # stretches decoded at once share the buffer
-        self._local = threading.local()  # a scaler context per thread, reused for its frames
-        self.positions: list[int] = [-1] * capacity
+        self._reformatter: av.video.reformatter.VideoReformatter | None = None
+        self.positions: list[int] = []
         self._turns = 0
         self._stored = (0, 0)  # size to scale to before rotating
         self._interpolation = "BILINEAR"
         self.source_size = (0, 0)
 
-    def add(self, slot: int, position: int, frame: av.video.frame.VideoFrame) -> None:
-        """Store ``frame`` (stream position ``position``) as pick number ``slot``."""
-        with self._lock:
-            if self._buffer is None:
-                self._start(frame)
-        assert self._buffer is not None
-        if not 0 <= slot < self._capacity or self.positions[slot] != -1:
+    def add(self, position: int, frame: av.video.frame.VideoFrame) -> None:
+        if self._buffer is None:
+            self._start(frame)
+        assert self._buffer is not None and self._reformatter is not None
+        if len(self.positions) == self._capacity:
             raise _UnexpectedStreamError("more frames than picks")
-        reformatter = getattr(self._local, "reformatter", None)
-        if reformatter is None:
-            from av.video.reformatter import VideoReformatter
-
-            reformatter = self._local.reformatter = VideoReformatter()
-        rgb = reformatter.reformat(
+        rgb = self._reformatter.reformat(
             frame,
             width=self._stored[0],
             height=self._stored[1],
             format="rgb24",
             interpolation=self._interpolation,
         ).to_ndarray()
-        self._buffer[slot] = np.rot90(rgb, k=self._turns) if self._turns else rgb
-        self.positions[slot] = position
+        slot = self._buffer[len(self.positions)]
+        slot[...] = np.rot90(rgb, k=self._turns) if self._turns else rgb
+        self.positions.append(position)
 
     def _start(self, frame: av.video.frame.VideoFrame) -> None:
+        from av.video.reformatter import VideoReformatter
+
         if frame.rotation % 90:
             raise _UnexpectedStreamError(
                 f"display rotation {frame.rotation} is not a multiple of 90 degrees"
@@ -242,12 +230,11 @@ class _FrameSink:
         self._interpolation = "AREA" if shrink else "BILINEAR"
         self.source_size = upright
         self._buffer = np.empty((self._capacity, height, width, 3), np.uint8)
+        self._reformatter = VideoReformatter()  # one scaler context for all the frames
 
     def sampled(self, index: StreamIndex) -> SampledFrames:
-        if self._buffer is None or -1 in self.positions:
+        if self._buffer is None or len(self.positions) != self._capacity:
             raise _UnexpectedStreamError("the decoded frames do not match the stream's index")
-        if any(b <= a for a, b in itertools.pairwise(self.positions)):
-            raise _UnexpectedStreamError("frames out of presentation order")
         origin = index.pts[0]
         seconds = [float((index.pts[p] - origin) * index.time_base) for p in self.positions]
         span = float((index.pts[-1] - origin) * index.time_base)
@@ -279,7 +266,7 @@ def _decode_keyframes(
         stream = container.streams.video[0]
         stream.thread_type = "NONE"
         codec = stream.codec_context
-        for slot, position in enumerate(picks):
+        for position in picks:
             wanted = index.pts[position]
             container.seek(wanted, stream=stream, backward=True, any_frame=False)
             packet = next((p for p in container.demux(stream) if p.size), None)
@@ -292,7 +279,7 @@ def _decode_keyframes(
             frame = next((f for f in frames if f.pts == wanted), None)
             if frame is None:
                 raise _UnexpectedStreamError("a keyframe did not decode")
-            sink.add(slot, position, frame)
+            sink.add(position, frame)
 
 
 def _decode_nearest(
@@ -303,109 +290,35 @@ def _decode_nearest(
     *,
     skip_nonref: bool,
 ) -> None:
-    """Decode the sequential pass, split at a keyframe into stretches decoded at once.
+    """One decoding pass; for each target, the decoded frame nearest to it (each used once).
 
-    Falls back to one stretch when the stretches' picks overlap (a frame at the border taken
-    by both, which one pass cannot do) or leave a pick empty.
-    """
-    stretches = _stretches(index, targets, DECODE_STRETCHES)
-    if len(stretches) > 1:
-        with ThreadPoolExecutor(len(stretches), thread_name_prefix="decode") as pool:
-            futures = [
-                pool.submit(_decode_stretch, path, index, stretch, sink, skip_nonref)
-                for stretch in stretches
-            ]
-            for future in futures:
-                future.result()
-        if all(b > a for a, b in itertools.pairwise(sink.positions)):
-            return
-        logger.debug("%s: stretches overlap or fall short; decoding in one pass", path)
-        sink.positions = [-1] * len(targets)
-    _decode_stretch(path, index, _Stretch(None, 0, targets), sink, skip_nonref)
-
-
-@dataclass(frozen=True)
-class _Stretch:
-    """Consecutive picks decoded from one keyframe on.
-
-    Attributes:
-        keyframe: where decoding starts (a position in the index); ``None``: the stream start.
-        first_slot: the pick number of ``targets[0]``.
-        targets: the ideal positions of these picks.
-
-    """
-
-    keyframe: int | None
-    first_slot: int
-    targets: list[int]
-
-
-def _stretches(index: StreamIndex, targets: list[int], count: int) -> list[_Stretch]:
-    """Split ``targets`` at keyframes into at most ``count`` stretches of similar length."""
-    cuts: list[int] = []
-    first, last = targets[0], targets[-1]
-    for part in range(1, count):
-        middle = first + (last - first) * part / count
-        inside = [k for k in index.keyframes if first < k <= last and k not in cuts]
-        if inside:
-            cuts.append(min(inside, key=lambda k: abs(k - middle)))
-    stretches, slot = [], 0
-    for start, end in itertools.pairwise([None, *sorted(cuts), None]):
-        chosen = [t for t in targets if (start is None or t >= start) and (end is None or t < end)]
-        if chosen:
-            stretches.append(_Stretch(start, slot, chosen))
-            slot += len(chosen)
-    return stretches
-
-
-def _decode_stretch(
-    path: str | os.PathLike[str],
-    index: StreamIndex,
-    stretch: _Stretch,
-    sink: _FrameSink,
-    skip_nonref: bool,
-) -> None:
-    """Decode from the stretch's keyframe; each target gets the decoded frame nearest to it.
-
-    Each decoded frame is used once. Holds at most one decoded frame besides the output: the
-    last one before the next target.
+    Holds at most one decoded frame besides the output: the last one before the next target.
     """
     import av
 
-    targets = stretch.targets
     previous: tuple[int, av.video.frame.VideoFrame] | None = None
     pts_sorted = np.frombuffer(index.pts, dtype=np.int64)
-    j, last = 0, -1
-
-    def add(found: tuple[int, av.video.frame.VideoFrame]) -> None:
-        sink.add(stretch.first_slot + j, *found)
-
+    j = 0
     with av.open(os.fspath(path), metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.thread_type = "NONE"
         if skip_nonref:
             stream.codec_context.skip_frame = "NONREF"
-        if stretch.keyframe is not None:
-            wanted = index.pts[stretch.keyframe]
-            container.seek(wanted, stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
             if frame.pts is None:
                 raise _UnexpectedStreamError("a decoded frame has no timestamp")
             position = int(np.searchsorted(pts_sorted, frame.pts))
             if position >= len(pts_sorted) or pts_sorted[position] != frame.pts:
                 raise _UnexpectedStreamError("a decoded frame is not in the index")
-            if stretch.keyframe is not None and position < stretch.keyframe:
-                continue  # before the stretch (a seek that landed early, an open GOP's lead)
-            if position <= last:
+            if sink.positions and position <= sink.positions[-1]:
                 raise _UnexpectedStreamError("frames out of presentation order")
-            last = position
             current: tuple[int, av.video.frame.VideoFrame] | None = (position, frame)
             while j < len(targets) and current is not None and position >= targets[j]:
                 target = targets[j]
                 if previous is not None and target - previous[0] < position - target:
-                    add(previous)
+                    sink.add(*previous)
                 else:
-                    add(current)
+                    sink.add(*current)
                     current = None
                 previous = None
                 j += 1
@@ -413,4 +326,4 @@ def _decode_stretch(
             if j == len(targets):
                 break
     if j < len(targets) and previous is not None:
-        add(previous)
+        sink.add(*previous)

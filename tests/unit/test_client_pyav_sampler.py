@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fakescope.client.pyav_sampler as pyav_sampler
 import fakescope.client.video as video
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.pyav_sampler import (
@@ -123,33 +122,6 @@ def test_sample_with_pyav_downscales_like_the_scan_when_max_side_is_set(
     assert sampled.source_size == SIZE
 
 
-@pytest.fixture(scope="module")
-def four_keyframes(videos: Path) -> Path:
-    """200 frames, a keyframe every 50: too few for one per segment, enough to split the pass."""
-    return make_face_video(
-        videos / "gop50.mp4", seconds=20, fps=FPS, size=SIZE, codec="avc1", gop=50
-    )
-
-
-def test_sample_with_pyav_decodes_stretches_at_once_and_picks_like_one_pass_when_keyframes_allow(
-    four_keyframes: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    index = read_stream_index(four_keyframes)
-    assert index is not None and index.keyframes == [0, 50, 100, 150]
-    targets = even_frame_indices(200, 16)
-    stretches = pyav_sampler._stretches(index, targets, 2)
-    # split at the keyframe nearest the middle of the picks; slots follow on
-    assert [(s.keyframe, s.first_slot) for s in stretches] == [(None, 0), (100, 8)]
-    assert [t for s in stretches for t in s.targets] == targets
-    split = sample_with_pyav(four_keyframes, picks(16), None)
-    monkeypatch.setattr(pyav_sampler, "DECODE_STRETCHES", 1)
-    one_pass = sample_with_pyav(four_keyframes, picks(16), None)
-    assert split is not None and one_pass is not None
-    assert split.frame_indices.tolist() == one_pass.frame_indices.tolist()
-    np.testing.assert_array_equal(split.frames, one_pass.frames)
-    assert [read_marker(f) for f in split.frames] == split.frame_indices.tolist()
-
-
 def test_sample_with_pyav_gives_up_when_file_is_not_a_video(tmp_path: Path) -> None:
     path = tmp_path / "noise.mp4"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 10_000, np.uint8).tobytes())
@@ -171,9 +143,7 @@ def test_keyframe_picks_is_none_when_a_segment_has_no_keyframe() -> None:
     assert keyframe_picks(index, even_frame_indices(100, 5)) is None  # [40, 60) has none
 
 
-@pytest.mark.parametrize(
-    "gop", [10, 50, 250], ids=["keyframe_path", "stretches_path", "decode_path"]
-)
+@pytest.mark.parametrize("gop", [10, 250], ids=["keyframe_path", "decode_path"])
 @pytest.mark.parametrize(
     ("name", "codec"),
     [("h264.mkv", "avc1"), ("vp9.webm", "vp9"), ("h264.mov", "avc1"), ("mpeg4.avi", "mpeg4")],
