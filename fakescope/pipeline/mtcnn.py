@@ -50,6 +50,7 @@ from fakescope.contract import (
 )
 from fakescope.pipeline.keyframes import (
     CARRY_MIN_SCORE,
+    SearchWindows,
     keyframe_indices,
     propose_boxes,
     search_windows,
@@ -539,14 +540,25 @@ def _pyramid_scales(
 
 
 def _generate_boxes(
-    reg: NDArray[np.float32], prob: NDArray[np.float32], scale: float, threshold: float
+    reg: NDArray[np.float32],
+    prob: NDArray[np.float32],
+    scale: float,
+    threshold: float,
+    cell_offsets: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """P-Net output -> candidate rows ``[x1, y1, x2, y2, score, r1..r4]`` and frame indices."""
+    """P-Net output -> candidate rows ``[x1, y1, x2, y2, score, r1..r4]`` and frame indices.
+
+    ``cell_offsets`` ``[N, 2]`` (x, y): where each image's first cell sits in the whole level,
+    for P-Net run on a slice of the level.
+    """
     mask = prob >= np.float32(threshold)
     image_inds, yy, xx = np.nonzero(mask)
     scores = prob[mask]
     regs = reg.transpose(0, 2, 3, 1)[mask]  # [K, 4], same order as np.nonzero
-    cells = np.stack([xx, yy], axis=1).astype(np.float32)
+    cells = np.stack([xx, yy], axis=1)
+    if cell_offsets is not None:
+        cells = cells + cell_offsets[image_inds]
+    cells = cells.astype(np.float32)
     scale32 = np.float32(scale)
     q1 = np.floor((np.float32(_PNET_STRIDE) * cells + np.float32(1)) / scale32)
     q2 = np.floor((np.float32(_PNET_STRIDE) * cells + np.float32(_PNET_CELL)) / scale32)
@@ -710,50 +722,67 @@ def _redetect(
 ) -> _Found:
     """Detect lost frames again, locally first, in full where that finds no face.
 
-    Locally: the cascade in a window around each frame's proposals, for faces of about their
-    size (:func:`fakescope.pipeline.keyframes.search_windows`), a fraction of a full pass.
+    Locally: P-Net in a window around each frame's proposals, for faces of about their size
+    (:func:`fakescope.pipeline.keyframes.search_windows`), a fraction of a full pass; R-Net
+    and O-Net as in a full pass.
     """
     height, width = frames.shape[1:3]
     windows = search_windows(
         (width, height), lost, proposal_frames, proposals, params.min_face_size
     )
-    crops = np.stack(
-        [
-            frames[f, y : y + windows.height, x : x + windows.width]
-            for f, (x, y) in zip(lost, windows.origins, strict=True)
-        ]
-    )
-    local = _cascade(crops, nets, params, (windows.min_face, windows.max_face))
-    shift = windows.origins[local.frame_index].astype(np.float32)
-    found = _Found(
-        lost[local.frame_index],
-        local.boxes + np.concatenate([shift, shift, np.zeros((len(shift), 1), np.float32)], 1),
-        local.landmarks + shift[:, None, :],
-        local.onet_input + np.concatenate([shift, shift], 1),
-    )
+    found = _cascade(frames[lost], nets, params, windows).in_frames(lost)
     missing = lost[~np.isin(lost, found.frame_index)]
     if len(missing) == 0:
         return found
     return _Found.concat([found, _cascade(frames[missing], nets, params).in_frames(missing)])
 
 
+def _window_slices(
+    level: NDArray[np.float32], windows: SearchWindows, scale: float, first: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Cut each frame's window (plus one P-Net cell) out of its pyramid level.
+
+    Returns the slices ``[N, 3, h, w]`` (one size for all) and each slice's first P-Net cell in
+    the whole level ``[N, 2]`` (x, y); ``first`` is the frame number of ``level[0]``.
+    """
+    out_h, out_w = level.shape[2:]
+    slice_w = min(out_w, int(np.ceil(windows.width * scale)) + _PNET_CELL)
+    slice_h = min(out_h, int(np.ceil(windows.height * scale)) + _PNET_CELL)
+    origins = windows.origins[first : first + len(level)].astype(np.float64) * scale
+    # even level pixels: P-Net's cells are 2 pixels apart, so a slice starting at an even pixel
+    # holds the same cells as the whole level; and never past the level's last even start
+    x0 = np.minimum(np.floor(origins[:, 0] / 2), (out_w - slice_w) // 2).astype(np.int64) * 2
+    y0 = np.minimum(np.floor(origins[:, 1] / 2), (out_h - slice_h) // 2).astype(np.int64) * 2
+    slices = np.stack(
+        [
+            level[i, :, y : y + slice_h, x : x + slice_w]
+            for i, (x, y) in enumerate(zip(x0, y0, strict=True))
+        ]
+    )
+    return slices, np.stack([x0 // 2, y0 // 2], axis=1)
+
+
 def _cascade(
     frames: NDArray[np.uint8],
     nets: MtcnnNets,
     params: MtcnnParams,
-    face_sizes: tuple[float, float] | None = None,
+    windows: SearchWindows | None = None,
 ) -> _Found:
     """P-Net, R-Net and O-Net on every frame (facenet's ``detect_face``).
 
-    ``face_sizes`` ``(smallest, largest)`` restricts the pyramid to faces of about those sides
-    (``None``: from ``params.min_face_size`` up, as facenet does).
+    With ``windows`` (one per frame) P-Net looks only inside each frame's window, for faces of
+    the windows' sizes: on slices of the frame's pyramid levels cut at even level pixels, so
+    every P-Net cell inside a window is the cell the whole frame gives (P-Net's stride is 2).
+    R-Net and O-Net then work on the whole frames, as without windows.
     """
     n_frames, height, width = frames.shape[:3]
     t1, t2, t3 = params.thresholds
 
     # ---- Stage 1: P-Net over the image pyramid ------------------------------------------
-    smallest, largest = face_sizes or (params.min_face_size, None)
-    scales = _pyramid_scales(height, width, smallest, params.factor, largest)
+    if windows is None:
+        scales = _pyramid_scales(height, width, params.min_face_size, params.factor)
+    else:
+        scales = _pyramid_scales(height, width, windows.min_face, params.factor, windows.max_face)
     if not scales:
         return _Found.empty()
     chunk = params.pnet_batch_frames or n_frames
@@ -765,8 +794,11 @@ def _cascade(
             level = np.empty((len(integrals), 3, out_h, out_w), np.float32)
             for i, integral in enumerate(integrals):
                 _area_resize_into(integral, level[i])
+            offsets = None
+            if windows is not None:
+                level, offsets = _window_slices(level, windows, scale, first)
             reg, prob = nets.pnet(_normalise_(level))
-            rows, inds = _generate_boxes(reg, prob[:, 1], scale, t1)
+            rows, inds = _generate_boxes(reg, prob[:, 1], scale, t1, offsets)
             keep = _nms(rows[:, :4], rows[:, 4], inds, 0.5)
             candidates.append(rows[keep])
             candidate_frames.append(inds[keep] + first)

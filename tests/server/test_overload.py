@@ -14,6 +14,7 @@ from fakescope import contract
 from fakescope.client.triton import DetectorClient, ServerError
 from fakescope.client.video import sample_frames
 from fakescope.serving.embedded import EmbeddedTriton
+from fakescope.serving.watchdog import fetch_snapshot
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY
 
@@ -85,18 +86,28 @@ def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_o
     assert triton.is_ready()
 
 
+def _wait_until_waiting(triton: EmbeddedTriton, count: int) -> None:
+    """Wait until ``count`` requests wait in ``face_detector``'s queue (Triton's metrics)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if fetch_snapshot(triton.metrics_url)[contract.FACE_DETECTOR_MODEL].pending >= count:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"face_detector never had {count} requests waiting")
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running_one(
     triton: EmbeddedTriton, heavy_request: np.ndarray, protocol: str
 ) -> None:
-    # one video runs (the most frames a request may hold, to keep the detector busy); a 60 s
-    # video (30 s budget) queues, then a 6 s one (3 s budget): the detector takes the 6 s video
-    # next although it arrived last
-    running = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
+    # two videos without a duration (the default level) take the detector: one runs, one
+    # waits; then a 60 s video (30 s budget) queues, then a 6 s one (3 s budget). The detector
+    # takes the 6 s video next although it arrived last, ahead of the two waiting.
+    busy = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
     finished: list[str] = []
     lock = threading.Lock()
 
-    def analyze(name: str, duration: float | None) -> None:
+    def analyze(name: str, frames: np.ndarray, duration: float | None) -> None:
         with DetectorClient(
             getattr(triton.address, f"{protocol}_url"),
             protocol,
@@ -104,20 +115,25 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
             shared_memory=False,
             timeout_s=120,
         ) as client:
-            frames = running if name == "running" else heavy_request
             client.infer(frames, duration_seconds=duration)
             with lock:
                 finished.append(name)
 
-    users = [
-        threading.Thread(target=analyze, args=("running", None)),
-        threading.Thread(target=analyze, args=("long", 60.0)),
-        threading.Thread(target=analyze, args=("short", 6.0)),
+    arrivals = [
+        ("busy", busy, None),
+        ("busy", busy, None),
+        ("long", heavy_request, 60.0),
+        ("short", heavy_request, 6.0),
     ]
-    for user in users:
+    users = []
+    for waiting, arrival in enumerate(arrivals):
+        user = threading.Thread(target=analyze, args=arrival)
         user.start()
-        time.sleep(0.1)  # arrival order: running, long, short (the running one takes ~1 s)
+        users.append(user)
+        if waiting:  # arrived: one busy video holds the detector, the others queue in turn
+            _wait_until_waiting(triton, waiting)
     for user in users:
         user.join()
     assert contract.request_priority(6.0) < contract.request_priority(60.0)
-    assert finished == ["running", "short", "long"]
+    # in arrival order it would finish last; by deadline, right after the one running
+    assert finished.index("short") == 1, finished
