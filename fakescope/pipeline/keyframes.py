@@ -168,11 +168,12 @@ def search_windows(
 
     """
     width, height = frame_size
-    boxes = proposals[np.isin(proposal_frames, lost), :4].astype(np.float64)
+    of_lost = np.isin(proposal_frames, lost)
+    boxes, frames_of = proposals[of_lost, :4].astype(np.float64), proposal_frames[of_lost]
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     extents = []
     for frame in lost:
-        own = proposal_frames[np.isin(proposal_frames, lost)] == frame
+        own = frames_of == frame
         b, margin = boxes[own], SEARCH_MARGIN * float(sides[own].max())
         extents.append(
             (
