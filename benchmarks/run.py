@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,33 @@ def _stats(ratios: list[float]) -> dict[str, float | None]:
         "p95": float(np.percentile(ratios, 95)),
         "max": float(max(ratios)),
     }
+
+
+def locust_env(
+    videos: Sequence[Path],
+    address: ServerAddress,
+    *,
+    frames: int,
+    limit: float,
+    shared_memory: bool = True,
+    overload: bool = False,
+) -> dict[str, str]:
+    """Return the environment that configures the users of :mod:`~.benchmarks.locustfile`.
+
+    ``overload``: no client retries (every refusal is seen) and each video decoded once
+    before the run (see the locustfile's docstring).
+    """
+    return dict(
+        os.environ,
+        FAKESCOPE_BENCH_VIDEOS=os.pathsep.join(str(v) for v in videos),
+        FAKESCOPE_BENCH_URL_GRPC=address.grpc_url,
+        FAKESCOPE_BENCH_URL_HTTP=address.http_url,
+        FAKESCOPE_BENCH_FRAMES=str(frames),
+        FAKESCOPE_BENCH_LIMIT=str(limit),
+        FAKESCOPE_BENCH_SHARED_MEMORY="on" if shared_memory else "off",
+        FAKESCOPE_BENCH_RETRIES="0" if overload else "3",
+        FAKESCOPE_BENCH_PREDECODED="1" if overload else "0",
+    )
 
 
 def run_level(
@@ -254,7 +282,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"# Bench summary ({summary['mode']}, {summary['frames']} frames per video)",
         "",
         f"Written by `fakescope bench` from `summary.json`; limit {summary['limit']}, "
-        f"{summary['run_time_seconds_per_level']} s per level, load average at start "
+        f"{summary['run_time_seconds_per_level']} s per level (each user's first video is an "
+        "untimed warm-up), load average at start "
         f"{summary['machine']['load_average_at_start'][0]:.2f} on {summary['machine']['cores']} "
         "cores.",
         "",
@@ -374,16 +403,13 @@ def run_bench(args: argparse.Namespace) -> int:
         "videos": [v.name for v in videos],
         "levels": {},
     }
-    env = dict(
-        os.environ,
-        FAKESCOPE_BENCH_VIDEOS=os.pathsep.join(str(v) for v in videos),
-        FAKESCOPE_BENCH_URL_GRPC=address.grpc_url,
-        FAKESCOPE_BENCH_URL_HTTP=address.http_url,
-        FAKESCOPE_BENCH_FRAMES=str(args.frames),
-        FAKESCOPE_BENCH_LIMIT=str(args.limit),
-        FAKESCOPE_BENCH_SHARED_MEMORY=args.shared_memory,
-        FAKESCOPE_BENCH_RETRIES="0" if args.overload else "3",
-        FAKESCOPE_BENCH_PREDECODED="1" if args.overload else "0",
+    env = locust_env(
+        videos,
+        address,
+        frames=args.frames,
+        limit=args.limit,
+        shared_memory=args.shared_memory == "on",
+        overload=args.overload,
     )
     all_records: dict[str, dict[int, list[dict[str, Any]]]] = {}
     try:

@@ -38,6 +38,7 @@ from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
     RESULTS,
     add_server_arguments,
+    locust_env,
     machine_facts,
     run_level,
 )
@@ -297,17 +298,7 @@ def run_soak(args: argparse.Namespace) -> int:
     server = EmbeddedTriton(args.repository, address)
     server.start()
     assert server.process is not None
-    env = dict(
-        os.environ,
-        FAKESCOPE_BENCH_VIDEOS=os.pathsep.join(str(v) for v in videos),
-        FAKESCOPE_BENCH_URL_GRPC=address.grpc_url,
-        FAKESCOPE_BENCH_URL_HTTP=address.http_url,
-        FAKESCOPE_BENCH_FRAMES=str(DEFAULT_NUM_FRAMES),
-        FAKESCOPE_BENCH_LIMIT=str(args.limit),
-        FAKESCOPE_BENCH_SHARED_MEMORY="on",
-        FAKESCOPE_BENCH_RETRIES="3",
-        FAKESCOPE_BENCH_PREDECODED="0",
-    )
+    env = locust_env(videos, address, frames=DEFAULT_NUM_FRAMES, limit=args.limit)
     sampler = RssSampler(server, args.sample_seconds)
     records: dict[str, list[dict[str, Any]]] = {}
     exits: list[dict[str, Any]] = []

@@ -37,6 +37,7 @@ from fakescope import contract
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
     add_server_arguments,
+    locust_env,
     machine_facts,
     run_level,
     summarize_level,
@@ -77,9 +78,11 @@ def set_instance_count(text: str, count: int) -> str:
 
 def set_max_queue_size(text: str, size: int) -> str:
     """Return a ``config.pbtxt`` text whose default queue policy admits ``size`` waiting."""
-    new, n = re.subn(r"(max_queue_size:\s*)\d+", rf"\g<1>{size}", text)
+    new, n = re.subn(
+        r"(default_queue_policy\s*\{[^}]*?max_queue_size:\s*)\d+", rf"\g<1>{size}", text
+    )
     if n != 1:
-        raise ValueError("expected exactly one max_queue_size")
+        raise ValueError("expected exactly one default_queue_policy with a max_queue_size")
     return new
 
 
@@ -90,7 +93,8 @@ def without_priorities(text: str) -> str:
     )
     if n != 2:
         raise ValueError("expected priority_levels and default_priority_level")
-    return new
+    # a per-level policy names a level that no longer exists: Triton would refuse the config
+    return re.sub(r"^\s*priority_queue_policy\s*\{.*?^  \}\s*\n", "", new, flags=re.M | re.S)
 
 
 Edit = Callable[[str], str]
@@ -182,18 +186,8 @@ def measure(variant: Variant, videos: list[Path], args: argparse.Namespace) -> d
         address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
         server = EmbeddedTriton(repository, address)
         server.start()
-        env = dict(
-            os.environ,
-            FAKESCOPE_BENCH_VIDEOS=os.pathsep.join(str(v) for v in videos),
-            FAKESCOPE_BENCH_URL_GRPC=address.grpc_url,
-            FAKESCOPE_BENCH_URL_HTTP=address.http_url,
-            FAKESCOPE_BENCH_FRAMES=str(DEFAULT_NUM_FRAMES),
-            FAKESCOPE_BENCH_LIMIT=str(PRODUCT_LIMIT),
-            FAKESCOPE_BENCH_SHARED_MEMORY="on",
-            FAKESCOPE_BENCH_RETRIES="3",
-            FAKESCOPE_BENCH_PREDECODED="0",
-            **variant.env,
-        )
+        env = locust_env(videos, address, frames=DEFAULT_NUM_FRAMES, limit=PRODUCT_LIMIT)
+        env.update(variant.env)
         levels = {}
         try:
             for video in videos:

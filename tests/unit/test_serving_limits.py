@@ -116,6 +116,21 @@ def test_face_detector_declares_the_clients_priority_levels_when_parsed():
     )
 
 
+def test_face_detector_lets_the_longest_deadline_class_wait_longer_when_parsed():
+    batching = _config(contract.FACE_DETECTOR_MODEL).dynamic_batching
+    default = batching.default_queue_policy
+    longest = batching.priority_queue_policy[contract.PRIORITY_LEVELS]
+    smallest_budget_us = contract.PRIORITY_BUDGET_BOUNDS_S[-1] * 1e6
+    # served last, it may wait longer than the others...
+    assert longest.default_timeout_microseconds > default.default_timeout_microseconds
+    assert longest.max_queue_size >= default.max_queue_size
+    # ...but never so long that an admitted video has no budget left, and it is still refused
+    assert longest.default_timeout_microseconds < smallest_budget_us
+    assert longest.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    # only declared levels have a policy
+    assert set(batching.priority_queue_policy) <= set(range(1, contract.PRIORITY_LEVELS + 1))
+
+
 @pytest.mark.parametrize(
     ("duration", "priority"),
     [(None, 0), (1.0, 1), (6.0, 1), (9.99, 1), (10.0, 2), (15.0, 2), (29.9, 2), (30.0, 3), (60, 3)],

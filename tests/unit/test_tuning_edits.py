@@ -47,7 +47,14 @@ def test_set_parameter_keeps_classifier_facts_when_adding_a_setting(tmp_path):
 def test_set_instance_count_and_queue_size_change_one_value_when_applied():
     text = _config(contract.FACE_DETECTOR_MODEL)
     assert "count: 2 kind" in set_instance_count(text, 2)
-    assert "max_queue_size: 8" in set_max_queue_size(text, 8)
+    edited = text_format.Parse(set_max_queue_size(text, 6), model_config_pb2.ModelConfig())
+    served = text_format.Parse(text, model_config_pb2.ModelConfig())
+    assert edited.dynamic_batching.default_queue_policy.max_queue_size == 6
+    # the per-level policies are the served ones
+    assert (
+        edited.dynamic_batching.priority_queue_policy
+        == served.dynamic_batching.priority_queue_policy
+    )
     with pytest.raises(ValueError, match="max_queue_size"):
         set_max_queue_size(_config(contract.PNET_MODEL), 8)
 
@@ -62,5 +69,6 @@ def test_without_priorities_leaves_one_arrival_order_queue_when_applied():
     batching = text_format.Parse(text, model_config_pb2.ModelConfig()).dynamic_batching
     assert batching.priority_levels == 0 and batching.default_priority_level == 0
     assert batching.default_queue_policy.max_queue_size == 4
+    assert not batching.priority_queue_policy
     with pytest.raises(ValueError, match="priority_levels"):
         without_priorities(_config(contract.PNET_MODEL))

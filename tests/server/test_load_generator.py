@@ -1,0 +1,36 @@
+"""The benchmark's Locust users against the real server: what they send and what they record."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+from fakescope import contract
+from fakescope.benchmarks.run import locust_env, run_level
+from fakescope.serving.embedded import EmbeddedTriton
+from tests.support.media import make_face_video
+
+
+def _ensemble_successes(metrics_url: str) -> int:
+    """Requests the ensemble answered since the server started (Triton's counter)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    pattern = rf'^nv_inference_request_success\{{[^}}]*model="{contract.ENSEMBLE_MODEL}"[^}}]*\}} (\S+)'
+    return sum(int(float(m)) for m in re.findall(pattern, text, flags=re.M))
+
+
+def test_locust_user_records_every_video_but_its_warm_up_when_a_level_runs(
+    triton: EmbeddedTriton, tmp_path: Path
+) -> None:
+    video = make_face_video(tmp_path / "face.mp4", seconds=2.0, fps=10, codec="avc1")
+    env = locust_env([video], triton.address, frames=4, limit=contract.PROCESSING_LIMIT_RATIO)
+    before = _ensemble_successes(triton.metrics_url)
+
+    records = run_level("grpc", 1, env, run_time_s=3, out=tmp_path)
+
+    answered = _ensemble_successes(triton.metrics_url) - before
+    assert records and all(r["status"] == "ok" for r in records)
+    assert all(r["video"] == video.name and r["ratio"] > 0 for r in records)
+    # the server answered one video more than was recorded: the user's untimed first one
+    assert answered == len(records) + 1
