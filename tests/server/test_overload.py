@@ -24,11 +24,18 @@ FRAMES_PER_REQUEST = 32
 
 
 def detector_queue_size() -> int:
-    """``max_queue_size`` of the entry model, read from its committed config."""
+    """``max_queue_size`` of the entry model's queue that a request without a priority joins.
+
+    Read from the committed config: the default level's own policy, else the default policy.
+    """
     config = text_format.Parse(
         (REPOSITORY / "face_detector" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
     )
-    return int(config.dynamic_batching.default_queue_policy.max_queue_size)
+    batching = config.dynamic_batching
+    policy = batching.priority_queue_policy.get(
+        batching.default_priority_level, batching.default_queue_policy
+    )
+    return int(policy.max_queue_size)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +88,7 @@ def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_o
     # the rest waited past the queue timeout (possible on a slow machine): also refused cleanly
     assert all(QUEUE_TIMEOUT in o[2] for o in rejected if o not in queue_full), rejected
     assert len(queue_full) >= burst - admitted - 1, outcomes  # one may slip in as one finishes
+    assert len(queue_full) <= burst - admitted, outcomes  # the level's whole queue was used
     # refused on arrival, not after waiting: every queue-full refusal came before the first verdict
     assert max(t for t, _, _ in queue_full) < min(t for t, _, _ in answered)
     assert triton.is_ready()

@@ -116,19 +116,22 @@ def test_face_detector_declares_the_clients_priority_levels_when_parsed():
     )
 
 
-def test_face_detector_lets_the_longest_deadline_class_wait_longer_when_parsed():
+def test_face_detector_queues_leave_each_deadline_class_time_to_answer_when_parsed():
     batching = _config(contract.FACE_DETECTOR_MODEL).dynamic_batching
     default = batching.default_queue_policy
-    longest = batching.priority_queue_policy[contract.PRIORITY_LEVELS]
-    smallest_budget_us = contract.PRIORITY_BUDGET_BOUNDS_S[-1] * 1e6
-    # served last, it may wait longer than the others...
-    assert longest.default_timeout_microseconds > default.default_timeout_microseconds
-    assert longest.max_queue_size >= default.max_queue_size
-    # ...but never so long that an admitted video has no budget left, and it is still refused
-    assert longest.default_timeout_microseconds < smallest_budget_us
-    assert longest.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
-    # only declared levels have a policy
-    assert set(batching.priority_queue_policy) <= set(range(1, contract.PRIORITY_LEVELS + 1))
+    levels = batching.priority_queue_policy
+    assert set(levels) <= set(range(2, contract.PRIORITY_LEVELS + 1))  # only declared levels
+    assert contract.PRIORITY_LEVELS in levels  # the class served last has its own policy
+    for level, policy in levels.items():
+        smallest_budget_us = contract.PRIORITY_BUDGET_BOUNDS_S[level - 2] * 1e6
+        # an admitted video that waited the whole timeout still has time to be analysed...
+        assert policy.default_timeout_microseconds < smallest_budget_us, level
+        # ...and the late are still refused, not answered after their limit
+        assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT, level
+        assert policy.max_queue_size >= default.max_queue_size, level
+    # served last, the longest class may wait longest
+    longest = levels[contract.PRIORITY_LEVELS].default_timeout_microseconds
+    assert longest == max(p.default_timeout_microseconds for p in [default, *levels.values()])
 
 
 @pytest.mark.parametrize(
