@@ -17,9 +17,11 @@ centre — with a tolerance that lets the decoder skip work:
    the decoded frame nearest each segment centre (at most a frame or two away). Videos with
    fewer than ``4 k`` frames skip nothing. Phone videos without B-frames decode fully.
 
-Single-threaded decoding: under load (several videos at once on a few cores, the case the
-product limit is about) frame threads cost more CPU than they save wall time. What each mode
-costs is measured in ``benchmarks/README.md``, section "Frame sampling".
+Slice threads, never frame threads: under load (several videos at once on a few cores, the
+case the product limit is about) frame threads cost more CPU than they save wall time. Slice
+threads decode the slices of one frame in parallel for no extra CPU; a stream with one slice
+per frame decodes as with one thread. What each mode costs:
+``python -m fakescope.benchmarks.decode_threads`` (``benchmarks/results/decode_threads.md``).
 
 Anything unexpected — no timestamps, duplicate timestamps, a rotation that is not a multiple
 of 90°, a seek that lands elsewhere, a decode error, too few frames — returns ``None`` so that
@@ -50,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 #: Skip non-reference frames only when the stream has at least this many frames per pick.
 NONREF_MIN_FRAMES_PER_PICK: Final = 4
+#: PyAV ``thread_type`` of the decoder (see the module docstring); the thread count is FFmpeg's
+#: automatic one (the cores).
+DECODE_THREAD_TYPE: Final = "SLICE"
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,11 @@ def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
 
 
 def sample_with_pyav(
-    path: str | os.PathLike[str], targets_for: Callable[[int], list[int]], max_side: int | None
+    path: str | os.PathLike[str],
+    targets_for: Callable[[int], list[int]],
+    max_side: int | None,
+    *,
+    thread_type: str = DECODE_THREAD_TYPE,
 ) -> SampledFrames | None:
     """Sample ``path`` decoding as little as possible; ``None`` when the OpenCV path must.
 
@@ -147,6 +156,8 @@ def sample_with_pyav(
         targets_for: maps the real frame count to the ideal picks
             (:func:`fakescope.client.frames.even_frame_indices` with ``num_frames`` bound).
         max_side: the long-side limit of the returned frames (``None``: full size).
+        thread_type: the decoder's PyAV ``thread_type`` (``"NONE"``, ``"SLICE"``, ``"FRAME"``,
+            ``"AUTO"``); the default is the served client's, others are for measurements.
 
     """
     try:
@@ -161,10 +172,10 @@ def sample_with_pyav(
         sink = _FrameSink(len(targets), max_side)
         picks = keyframe_picks(index, targets) if len(targets) < index.total else None
         if picks is not None:
-            _decode_keyframes(path, index, picks, sink)
+            _decode_keyframes(path, index, picks, sink, thread_type)
         else:
             skip = index.total >= NONREF_MIN_FRAMES_PER_PICK * len(targets)
-            _decode_nearest(path, index, targets, sink, skip_nonref=skip)
+            _decode_nearest(path, index, targets, sink, thread_type, skip_nonref=skip)
         return sink.sampled(index)
     except (av.FFmpegError, OSError, _UnexpectedStreamError) as exc:
         logger.info("%s: PyAV fast path gave up (%s); scanning with OpenCV", path, exc)
@@ -258,13 +269,17 @@ class _FrameSink:
 
 
 def _decode_keyframes(
-    path: str | os.PathLike[str], index: StreamIndex, picks: list[int], sink: _FrameSink
+    path: str | os.PathLike[str],
+    index: StreamIndex,
+    picks: list[int],
+    sink: _FrameSink,
+    thread_type: str,
 ) -> None:
     import av
 
     with av.open(os.fspath(path), metadata_errors="ignore") as container:
         stream = container.streams.video[0]
-        stream.thread_type = "NONE"
+        stream.thread_type = thread_type
         codec = stream.codec_context
         for position in picks:
             wanted = index.pts[position]
@@ -287,6 +302,7 @@ def _decode_nearest(
     index: StreamIndex,
     targets: list[int],
     sink: _FrameSink,
+    thread_type: str,
     *,
     skip_nonref: bool,
 ) -> None:
@@ -301,7 +317,7 @@ def _decode_nearest(
     j = 0
     with av.open(os.fspath(path), metadata_errors="ignore") as container:
         stream = container.streams.video[0]
-        stream.thread_type = "NONE"
+        stream.thread_type = thread_type
         if skip_nonref:
             stream.codec_context.skip_frame = "NONREF"
         for frame in container.decode(stream):

@@ -158,3 +158,15 @@ def test_sample_with_pyav_returns_the_frames_it_names_when_container_is_not_mp4(
     assert sampled is not None  # no fallback: these containers index and seek fine
     assert sampled.total_frames == 200
     assert [read_marker(f) for f in sampled.frames] == sampled.frame_indices.tolist()
+
+
+@pytest.mark.parametrize("video", ["dense_keyframes", "one_keyframe"])
+def test_sample_with_pyav_gives_the_single_thread_frames_when_slices_decode_in_threads(
+    request: pytest.FixtureRequest, video: str
+) -> None:
+    path = request.getfixturevalue(video)
+    threaded = sample_with_pyav(path, picks(16), None)  # the client's slice threads
+    single = sample_with_pyav(path, picks(16), None, thread_type="NONE")
+    assert threaded is not None and single is not None
+    assert threaded.frame_indices.tolist() == single.frame_indices.tolist()
+    assert np.array_equal(threaded.frames, single.frames)

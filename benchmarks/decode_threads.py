@@ -1,0 +1,145 @@
+"""The client's decoder threads: wall and CPU time of one video's sample, per PyAV thread type.
+
+For each video, the client's sample (its default frame count and size, the PyAV fast path of
+:mod:`fakescope.client.pyav_sampler`) is decoded with the decoder in one thread (``NONE``), in
+slice threads (``SLICE``, what the client uses) and in frame threads (``FRAME``): one warm-up,
+then the median of ``--runs`` runs of wall time and of this process's CPU time (all threads).
+Wall time is what one user waits; CPU time is what a machine decoding many videos at once pays.
+Every mode must give the very frames of the one-thread decode, or the run fails. Videos: the
+committed samples, the benchmark videos and, where present, ``../shared/data/dfdc_sample``.
+
+Run: ``python -m fakescope.benchmarks.decode_threads`` (writes
+``benchmarks/results/decode_threads.json`` and its table, ``decode_threads.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fakescope.benchmarks.detector_keyframes import default_videos
+from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
+from fakescope.client.frames import SampledFrames, even_frame_indices
+from fakescope.client.pyav_sampler import DECODE_THREAD_TYPE, sample_with_pyav
+from fakescope.paths import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+RESULT = PROJECT_ROOT / "benchmarks" / "results" / "decode_threads.json"
+MODES = ("NONE", "SLICE", "FRAME")
+
+
+def _sample(video: Path, thread_type: str) -> SampledFrames:
+    sampled = sample_with_pyav(
+        video,
+        lambda total: even_frame_indices(total, DEFAULT_NUM_FRAMES),
+        DEFAULT_MAX_SIDE,
+        thread_type=thread_type,
+    )
+    if sampled is None:
+        raise RuntimeError(f"{video}: the PyAV fast path gave up; nothing to measure")
+    return sampled
+
+
+def _timed(video: Path, thread_type: str, runs: int) -> tuple[SampledFrames, float, float]:
+    """Sample ``video`` once untimed, then ``runs`` times; the frames, median wall and CPU s."""
+    sampled = _sample(video, thread_type)
+    wall, cpu = [], []
+    for _ in range(runs):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        _sample(video, thread_type)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return sampled, statistics.median(wall), statistics.median(cpu)
+
+
+def measure(videos: list[Path], runs: int) -> list[dict[str, Any]]:
+    """Wall and CPU seconds per video and thread type; raises if a mode changes the frames."""
+    rows = []
+    for video in videos:
+        row: dict[str, Any] = {"video": video.name}
+        reference: SampledFrames | None = None
+        for mode in MODES:
+            sampled, wall, cpu = _timed(video, mode, runs)
+            if reference is None:
+                reference = sampled
+            elif not np.array_equal(sampled.frames, reference.frames):
+                raise RuntimeError(f"{video.name}: {mode} threads decoded other frames than NONE")
+            row[mode] = {"wall_s": wall, "cpu_s": cpu}
+        assert reference is not None
+        row["size"] = list(reference.source_size)
+        for mode in MODES[1:]:
+            row[mode]["wall_vs_none"] = row[mode]["wall_s"] / row["NONE"]["wall_s"]
+            row[mode]["cpu_vs_none"] = row[mode]["cpu_s"] / row["NONE"]["cpu_s"]
+        logger.info("%s: %s", video.name, {m: row[m] for m in MODES})
+        rows.append(row)
+    return rows
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Render ``decode_threads.json`` as a table."""
+    method = result["method"]
+    lines = [
+        "# Client decoding: one thread, slice threads, frame threads",
+        "",
+        f"Written by `python -m fakescope.benchmarks.decode_threads`; do not edit. The client's "
+        f"sample ({method['num_frames']} frames, long side <= {method['max_side']}) through "
+        f"the PyAV fast path; median of {method['runs']} runs after a warm-up, seconds; load "
+        f"average before {method['loadavg_before'][0]:.2f} on {method['cores']} cores. Every "
+        f"mode gave the frames of the one-thread decode. The client uses "
+        f"`{method['client_thread_type']}`.",
+        "",
+        "| video | size | NONE wall / CPU | SLICE wall / CPU | FRAME wall / CPU "
+        "| SLICE wall, CPU vs NONE | FRAME wall, CPU vs NONE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in result["videos"]:
+        cells = [f"{row[m]['wall_s']:.3f} / {row[m]['cpu_s']:.3f}" for m in MODES]
+        ratios = [f"{row[m]['wall_vs_none']:.2f}x, {row[m]['cpu_vs_none']:.2f}x" for m in MODES[1:]]
+        size = "x".join(str(v) for v in row["size"])
+        lines.append(f"| {row['video']} | {size} | {' | '.join(cells + ratios)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and write the result file."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--output", type=Path, default=RESULT)
+    parser.add_argument(
+        "--bench-videos", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
+    )
+    parser.add_argument(
+        "--dfdc-sample", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    loadavg = os.getloadavg()
+    rows = measure(default_videos(args.bench_videos, args.dfdc_sample), args.runs)
+    result = {
+        "videos": rows,
+        "method": {
+            "runs": args.runs,
+            "num_frames": DEFAULT_NUM_FRAMES,
+            "max_side": DEFAULT_MAX_SIDE,
+            "client_thread_type": DECODE_THREAD_TYPE,
+            "cores": os.cpu_count(),
+            "loadavg_before": loadavg,
+        },
+    }
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    args.output.with_suffix(".md").write_text(render_markdown(result))
+    logger.info("wrote %s and its table", args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
