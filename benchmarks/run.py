@@ -278,12 +278,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
     protocols = list(levels)
     users = sorted({int(u) for p in protocols for u in levels[p]})
     head = " | ".join(f"{p} p50 / p95 ratio" for p in protocols)
+    # overload runs decode once before the run and skip the warm-up (see the locustfile)
+    warm_up = (
+        "" if summary["mode"] == "overload" else " (each user's first video is an untimed warm-up)"
+    )
     lines = [
         f"# Bench summary ({summary['mode']}, {summary['frames']} frames per video)",
         "",
         f"Written by `fakescope bench` from `summary.json`; limit {summary['limit']}, "
-        f"{summary['run_time_seconds_per_level']} s per level (each user's first video is an "
-        "untimed warm-up), load average at start "
+        f"{summary['run_time_seconds_per_level']} s per level{warm_up}, load average at start "
         f"{summary['machine']['load_average_at_start'][0]:.2f} on {summary['machine']['cores']} "
         "cores.",
         "",
