@@ -303,6 +303,25 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {u} | {' | '.join(cells)} | {_fmt(first.get('videos_per_minute'), 0)} | {counts} |"
         )
+    lines += [
+        "",
+        "| protocol | users | requests | accepted | refused | failed | videos/min "
+        "| p95 ratio (accepted) | refusal ms p50 / p95 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in protocols:
+        for u in users:
+            level = levels[p].get(str(u))
+            if level is None:
+                continue
+            refusal = level.get("rejection_ms", {})
+            lines.append(
+                f"| {p} | {u} | {level.get('requests')} | {level.get('accepted')} "
+                f"| {level.get('rejected')} | {level.get('failures')} "
+                f"| {_fmt(level.get('videos_per_minute'), 0)} "
+                f"| {_fmt(level.get('ratio', {}).get('p95'))} "
+                f"| {_fmt(refusal.get('p50'), 0)} / {_fmt(refusal.get('p95'), 0)} |"
+            )
     lines.append("")
     if "triton_overhead" in summary:
         lines.append(

@@ -34,6 +34,7 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     level = {
         "ratio": {"p50": 0.05, "p95": 0.1},
         "videos_per_minute": 90.0,
+        "requests": 45,
         "accepted": 45,
         "rejected": 0,
         "failures": 0,
@@ -60,6 +61,7 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     assert "| 1 | 0.050 / 0.100 | 0.050 / 0.100 | 90 | 45 / 0 / 0 |" in text
     assert "+3.1 %" in text
     assert "seed pipeline: 40.0× median over videos (20.0–60.5×; a.mp4 40.0×)" in text
+    assert "| http | 1 | 45 | 45 | 0 | 0 | 90 | 0.100 | n/a / n/a |" in text
     assert "first video is an untimed warm-up" in text
     # overload runs decode before the run and send no warm-up video
     assert "warm-up" not in render_markdown(dict(summary, mode="overload"))
