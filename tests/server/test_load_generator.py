@@ -16,7 +16,9 @@ def _ensemble_successes(metrics_url: str) -> int:
     """Requests the ensemble answered since the server started (Triton's counter)."""
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         text = response.read().decode()
-    pattern = rf'^nv_inference_request_success\{{[^}}]*model="{contract.ENSEMBLE_MODEL}"[^}}]*\}} (\S+)'
+    pattern = (
+        rf'^nv_inference_request_success\{{[^}}]*model="{contract.ENSEMBLE_MODEL}"[^}}]*\}} (\S+)'
+    )
     return sum(int(float(m)) for m in re.findall(pattern, text, flags=re.M))
 
 
