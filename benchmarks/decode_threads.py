@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.benchmarks.detector_keyframes import default_videos
+from fakescope.benchmarks.detector_keyframes import add_video_arguments, default_videos
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.frames import SampledFrames, even_frame_indices
 from fakescope.client.pyav_sampler import DECODE_THREAD_TYPE, sample_with_pyav
@@ -114,12 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--output", type=Path, default=RESULT)
-    parser.add_argument(
-        "--bench-videos", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
-    )
-    parser.add_argument(
-        "--dfdc-sample", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
-    )
+    add_video_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     loadavg = os.getloadavg()

@@ -195,17 +195,22 @@ def default_videos(bench_dir: Path, shared: Path) -> list[Path]:
     return videos
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Measure and write the result file."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=RESULT)
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--bench-videos`` and ``--dfdc-sample``, the folders :func:`default_videos` reads."""
     parser.add_argument(
         "--bench-videos", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
     )
     parser.add_argument(
         "--dfdc-sample", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and write the result file."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=RESULT)
+    add_video_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     videos = default_videos(args.bench_videos, args.dfdc_sample)
