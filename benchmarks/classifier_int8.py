@@ -54,6 +54,7 @@ from onnx import helper, numpy_helper
 
 from fakescope import contract
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.pipeline.onnx_session import cpu_session_options
 
 logger = logging.getLogger(__name__)
 
@@ -268,11 +269,8 @@ def time_models(
 
     sessions = {}
     for name, path in paths.items():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = INTRA_OP_THREADS
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sessions[name] = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
+            str(path), cpu_session_options(INTRA_OP_THREADS), providers=["CPUExecutionProvider"]
         )
     batches = {size: np.ascontiguousarray(faces[:size]) for size in TIMED_BATCHES}
     wall: dict[str, dict[int, list[float]]] = {n: {s: [] for s in batches} for n in sessions}

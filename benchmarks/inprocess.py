@@ -31,6 +31,7 @@ from fakescope.pipeline.aggregation import aggregate
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
+from fakescope.pipeline.onnx_session import cpu_session_options
 from fakescope.serving.model_config import aggregation_params, detector_params, latest_version_dir
 
 
@@ -49,7 +50,9 @@ class OrtPipeline:
         self.aggregation = aggregation_params(repository)
         path = _classifier_path(repository)
         self.spec, _ = read_classifier_spec(path)
-        self.classifier = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.classifier = ort.InferenceSession(
+            str(path), cpu_session_options(), providers=["CPUExecutionProvider"]
+        )
 
     def run(self, video: Path, num_frames: int, max_side: int | None) -> tuple[float, float]:
         """Analyze ``video``; return ``(seconds, fake_probability)``."""

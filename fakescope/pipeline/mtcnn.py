@@ -55,6 +55,7 @@ from fakescope.pipeline.keyframes import (
     propose_boxes,
     search_windows,
 )
+from fakescope.pipeline.onnx_session import cpu_session_options
 
 __all__ = [
     "FaceDetections",
@@ -230,10 +231,7 @@ class OnnxRuntimeMtcnnNets:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.max_batch_size = max_batch_size
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_num_threads is not None:
-            options.intra_op_num_threads = intra_op_num_threads
+        options = cpu_session_options(intra_op_num_threads)
         chosen = list(providers) if providers is not None else ["CPUExecutionProvider"]
         model_dir = Path(model_dir)
         self._sessions = {

@@ -19,7 +19,12 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+from fakescope.pipeline.onnx_session import cpu_session_options
 from fakescope.serving.model_config import load_model_config, parameters
+
+
+def _thread_count(params: dict[str, str], key: str) -> int | None:
+    return int(params[key]) if key in params else None
 
 
 class TritonPythonModel:
@@ -33,17 +38,12 @@ class TritonPythonModel:
         path = Path(args["model_repository"]) / args["model_version"] / filename
         if not path.is_file():
             raise pb_utils.TritonModelException(f"{config['name']}: model file missing: {path}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if "intra_op_thread_count" in params:
-            options.intra_op_num_threads = int(params["intra_op_thread_count"])
-        if "inter_op_thread_count" in params:
-            options.inter_op_num_threads = int(params["inter_op_thread_count"])
-        # The stand-in's own CPU policy, not a config parameter (the real backend has no such
-        # parameter): idle intra-op threads sleep instead of spinning, so the four ONNX models
-        # and the python models sharing a few cores do not burn each other's time
-        # (benchmarks/README.md, "What each setting bought").
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Sleeping idle threads are the stand-in's own CPU policy, not a config parameter (the
+        # real backend has no such parameter): see cpu_session_options.
+        options = cpu_session_options(
+            _thread_count(params, "intra_op_thread_count"),
+            _thread_count(params, "inter_op_thread_count"),
+        )
         providers = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU":
             device = int(args.get("model_instance_device_id", "0"))
