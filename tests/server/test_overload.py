@@ -55,14 +55,18 @@ def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_o
     burst = admitted + 3
     frames = heavy_request
     start = threading.Barrier(burst)
-    outcomes: list[tuple[float, str, str]] = []  # (answered at, ok | rejected | error, detail)
+    # (seconds from sending to the answer, ok | rejected | error, detail)
+    outcomes: list[tuple[float, str, str]] = []
     lock = threading.Lock()
 
     def one_user() -> None:
+        # frames through shared memory: the burst reaches the server within milliseconds, so the
+        # queue, not 12 clients pushing 20 MB each over gRPC, decides who waits
         with DetectorClient(
-            triton.address.grpc_url, "grpc", retries=0, shared_memory=False, timeout_s=120
+            triton.address.grpc_url, "grpc", retries=0, shared_memory=True, timeout_s=120
         ) as client:
             start.wait()
+            sent = time.monotonic()
             try:
                 result = client.infer(frames)
                 outcome = ("ok", result.status)
@@ -70,7 +74,7 @@ def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_o
                 kind = "rejected" if exc.status == "StatusCode.UNAVAILABLE" else "error"
                 outcome = (kind, str(exc))
             with lock:
-                outcomes.append((time.monotonic(), *outcome))
+                outcomes.append((time.monotonic() - sent, *outcome))
 
     threads = [threading.Thread(target=one_user) for _ in range(burst)]
     for thread in threads:
@@ -89,8 +93,9 @@ def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_o
     assert all(QUEUE_TIMEOUT in o[2] for o in rejected if o not in queue_full), rejected
     assert len(queue_full) >= burst - admitted - 1, outcomes  # one may slip in as one finishes
     assert len(queue_full) <= burst - admitted, outcomes  # the level's whole queue was used
-    # refused on arrival, not after waiting: every queue-full refusal came before the first verdict
-    assert max(t for t, _, _ in queue_full) < min(t for t, _, _ in answered)
+    # refused on arrival, not after waiting: every queue-full refusal took less time than the
+    # quickest verdict, which is one video's analysis
+    assert max(t for t, _, _ in queue_full) < min(t for t, _, _ in answered), outcomes
     assert triton.is_ready()
 
 
