@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from fakescope import contract
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
+from fakescope.client.triton import DetectorClient
 from fakescope.client.video import sample_frames
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
@@ -162,23 +163,30 @@ def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str,
     }
 
 
-def _per_video_runs(records: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Return the processing seconds of each answered request, per video."""
-    by_video: dict[str, list[float]] = {}
-    for r in records:
-        if r.get("ratio") is not None:
-            by_video.setdefault(r["video"], []).append(r["processing_seconds"])
-    return by_video
+#: Timed runs per video of every path (after one warm-up run of each video), medians reported.
+TIMED_RUNS = 5
+
+#: A timed path: analyze one video, return ``(seconds, fake_probability)``.
+TimedPath = Callable[[Path], tuple[float, float]]
 
 
-#: Timed runs per video of every in-process path (after one warm-up run), medians reported.
-TIMED_RUNS = 3
+def time_paths(
+    paths: dict[str, TimedPath], videos: list[Path], runs: int
+) -> dict[str, dict[str, list[float]]]:
+    """Warm every path up on every video, then time ``runs`` rounds, interleaved.
 
-
-def time_runs(run: Any, videos: list[Path], runs: int) -> dict[str, list[float]]:
-    """Warm ``run`` up on the first video, then time ``runs`` runs of each video."""
-    run(videos[0])
-    return {v.name: [run(v)[0] for _ in range(runs)] for v in videos}
+    Each round runs every video through every path in turn, so load from a neighbour falls on
+    all paths alike instead of on whichever ran at that moment. Returns path -> video -> seconds.
+    """
+    for video in videos:
+        for run in paths.values():
+            run(video)
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in paths}
+    for _ in range(runs):
+        for video in videos:
+            for name, run in paths.items():
+                times[name].setdefault(video.name, []).append(run(video)[0])
+    return times
 
 
 def _path_summary(
@@ -193,43 +201,70 @@ def _path_summary(
     }
 
 
-def run_inprocess(
-    videos: list[Path], frames: int, repository: Path, baseline: bool, runs: int = TIMED_RUNS
-) -> dict[str, Any]:
-    """Time the in-process paths on every video: warm-up, then the median of ``runs`` runs.
+def served_path(address: ServerAddress, frames: int) -> tuple[TimedPath, DetectorClient]:
+    """Return the served path as one user calls it, and its client (close it when done).
 
-    The ONNX Runtime path and the like-for-like baseline sample the same frame indices as the
-    served path (the same sampler, ``frames`` per video); the seed pipeline gets our sampler's
-    indices for its own 32 frames.
+    The client's decode + sample + infer over gRPC with frames through shared memory, timed
+    like the in-process paths.
+    """
+    client = DetectorClient(address.grpc_url, "grpc", shared_memory=True)
+
+    def run(video: Path) -> tuple[float, float]:
+        start = time.perf_counter()
+        verdict = analyze(video, client=client, num_frames=frames, max_side=DEFAULT_MAX_SIDE)
+        return time.perf_counter() - start, verdict.fake_probability
+
+    return run, client
+
+
+def run_paths(
+    videos: list[Path],
+    frames: int,
+    repository: Path,
+    served: TimedPath,
+    baseline: bool,
+    runs: int = TIMED_RUNS,
+) -> dict[str, Any]:
+    """Time the served path and the in-process paths on every video, interleaved.
+
+    Warm-up, then the median of ``runs`` runs (:func:`time_paths`). The ONNX Runtime path and
+    the like-for-like baseline sample the same frame indices as the served path (the same
+    sampler, ``frames`` per video); the seed pipeline gets our sampler's indices for its own 32
+    frames.
     """
     probes = {v.name: sample_frames(v, 1) for v in videos}
     durations = {name: p.duration_seconds for name, p in probes.items()}
-    result: dict[str, Any] = {"timed_runs": runs, "durations": durations}
     ort_pipeline = OrtPipeline(repository)
-    result["onnxruntime_inprocess"] = _path_summary(
-        time_runs(lambda v: ort_pipeline.run(v, frames, DEFAULT_MAX_SIDE), videos, runs),
-        durations,
-        "the served steps with ONNX Runtime in one process, same frames",
-    )
+    paths: dict[str, TimedPath] = {
+        "served": served,
+        "onnxruntime_inprocess": lambda v: ort_pipeline.run(v, frames, DEFAULT_MAX_SIDE),
+    }
+    what = {
+        "served": "the served path, one gRPC user: the client's decode and sample, the "
+        "ensemble on the embedded Triton (frames through shared memory)",
+        "onnxruntime_inprocess": "the served steps with ONNX Runtime in one process, same frames",
+    }
     if baseline:
         like = LikeForLikeBaseline(repository)
-        result["like_for_like_baseline"] = _path_summary(
-            time_runs(lambda v: like.run(v, frames, DEFAULT_MAX_SIDE), videos, runs),
-            durations,
-            "same frames, facenet-pytorch MTCNN at the served parameters, same crops, the same "
-            "classifier architecture in eager PyTorch",
-        )
         seed = SeedPipeline(repository)
         indices = {
             name: np.asarray(even_frame_indices(p.total_frames, SeedPipeline.FRAMES))
             for name, p in probes.items()
         }
-        result["seed_pipeline"] = _path_summary(
-            time_runs(lambda v: seed.run(v, indices[v.name]), videos, runs),
-            durations,
-            "the seed project as written: OpenCV read-all, facenet-pytorch MTCNN() defaults on "
-            f"{SeedPipeline.FRAMES} full-resolution frames, efficientnet-pytorch B0 per face",
+        paths["like_for_like_baseline"] = lambda v: like.run(v, frames, DEFAULT_MAX_SIDE)
+        paths["seed_pipeline"] = lambda v: seed.run(v, indices[v.name])
+        what["like_for_like_baseline"] = (
+            "same frames, facenet-pytorch MTCNN at the served parameters, same crops, the same "
+            "classifier architecture in eager PyTorch"
         )
+        what["seed_pipeline"] = (
+            "the seed project as written: OpenCV read-all, facenet-pytorch MTCNN() defaults on "
+            f"{SeedPipeline.FRAMES} full-resolution frames, efficientnet-pytorch B0 per face"
+        )
+    times = time_paths(paths, videos, runs)
+    result: dict[str, Any] = {"timed_runs": runs, "durations": durations}
+    for name, per_video in times.items():
+        result[name] = _path_summary(per_video, durations, what[name])
     return result
 
 
@@ -247,16 +282,13 @@ def speedup_summary(base: dict[str, list[float]], ours: dict[str, list[float]]) 
     }
 
 
-def compare_with_inprocess(
-    summary: dict[str, Any], records: dict[int, list[dict[str, Any]]]
-) -> None:
+def compare_with_inprocess(summary: dict[str, Any]) -> None:
     """Add Triton's overhead over in-process ORT and the speed-ups over both baselines.
 
-    The served path's times are its warm 1-user requests (each video several times).
+    All from the interleaved runs of :func:`run_paths` (``summary["inprocess"]``).
     """
-    ours = _per_video_runs(records[min(records)])
     inprocess = summary["inprocess"]
-    summary["served_runs_per_video"] = {v: len(t) for v, t in ours.items()}
+    ours = inprocess["served"]["runs"]
     ort = inprocess["onnxruntime_inprocess"]["runs"]
     overhead = {
         v: statistics.median(ours[v]) / statistics.median(ort[v]) - 1 for v in ours if v in ort
@@ -433,25 +465,25 @@ def run_bench(args: argparse.Namespace) -> int:
         shared_memory=args.shared_memory == "on",
         overload=args.overload,
     )
-    all_records: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    summary["inprocess"] = {}
     try:
         for video in videos:  # warm-up: first-run costs of every model, not counted
             analyze(video, url=address.grpc_url, protocol="grpc", num_frames=args.frames)
         for protocol in args.protocols:
             for users in args.users:
                 records = run_level(protocol, users, env, args.run_time, out)
-                all_records.setdefault(protocol, {})[users] = records
                 summary["levels"].setdefault(protocol, {})[str(users)] = summarize_level(
                     records, args.run_time
                 )
+        if not args.overload:  # the server is still up: the served path is timed beside the rest
+            served, client = served_path(address, args.frames)
+            with client:
+                summary["inprocess"] = run_paths(
+                    videos, args.frames, args.repository, served, not args.skip_baseline
+                )
+            compare_with_inprocess(summary)
     finally:
         server.stop()
-    summary["inprocess"] = {}
-    if not args.overload:
-        summary["inprocess"] = run_inprocess(
-            videos, args.frames, args.repository, not args.skip_baseline
-        )
-        compare_with_inprocess(summary, all_records[args.protocols[0]])
     summary["machine"]["load_average_at_end"] = list(os.getloadavg())
     failures = []
     for protocol, levels in summary["levels"].items():

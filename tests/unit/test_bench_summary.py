@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.benchmarks.run import render_markdown, speedup_summary, time_runs
+from fakescope.benchmarks.run import render_markdown, speedup_summary, time_paths
 
 
 def test_speedup_reports_median_and_range_over_videos_when_runs_differ():
@@ -18,16 +18,24 @@ def test_speedup_reports_median_and_range_over_videos_when_runs_differ():
     assert (result["min"], result["max"]) == pytest.approx((2.0, 11.0))
 
 
-def test_timed_warms_up_once_then_times_each_video_when_paths_are_measured():
-    calls: list[str] = []
+def test_time_paths_warms_every_path_up_then_interleaves_rounds_when_paths_are_measured():
+    calls: list[tuple[str, str]] = []
 
-    def run(video):
-        calls.append(video.name)
-        return float(len(calls)), 0.5
+    def path(name):
+        def run(video):
+            calls.append((name, video.name))
+            return float(len(calls)), 0.5
 
-    times = time_runs(run, [Path("x.mp4"), Path("y.mp4")], runs=2)
-    assert calls == ["x.mp4", "x.mp4", "x.mp4", "y.mp4", "y.mp4"]
-    assert times == {"x.mp4": [2.0, 3.0], "y.mp4": [4.0, 5.0]}
+        return run
+
+    times = time_paths({"a": path("a"), "b": path("b")}, [Path("x.mp4"), Path("y.mp4")], runs=2)
+    warm_up = [("a", "x.mp4"), ("b", "x.mp4"), ("a", "y.mp4"), ("b", "y.mp4")]
+    assert calls[:4] == warm_up  # every path on every video, not counted
+    assert calls[4:] == warm_up * 2  # then each round takes every video through every path
+    assert times == {
+        "a": {"x.mp4": [5.0, 9.0], "y.mp4": [7.0, 11.0]},
+        "b": {"x.mp4": [6.0, 10.0], "y.mp4": [8.0, 12.0]},
+    }
 
 
 def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
