@@ -166,8 +166,8 @@ def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str,
 #: Timed runs per video of every path (after one warm-up run of each video), medians reported.
 TIMED_RUNS = 5
 
-#: A timed path: analyze one video, return ``(seconds, fake_probability)``.
-TimedPath = Callable[[Path], tuple[float, float]]
+#: A timed path: analyze one video, return ``(seconds, fake_probability)`` (``None``: no face).
+TimedPath = Callable[[Path], tuple[float, float | None]]
 
 
 def time_paths(

@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,17 @@ class Snapshot:
 
     model_seconds: dict[str, float]
     server_cpu_seconds: float
+    model_requests: dict[str, float] = field(default_factory=dict)
+
+
+def _summed_success(stats: dict[str, Any], key: str) -> dict[str, float]:
+    """Each model's cumulative ``success`` counter ``key`` (all versions summed)."""
+    totals: dict[str, float] = {}
+    for model in stats.get("model_stats", []):
+        success = model.get("inference_stats", {}).get("success", {})
+        value = int(success.get(key, 0))  # protobuf's JSON writes 64-bit integers as strings
+        totals[model["name"]] = totals.get(model["name"], 0.0) + value
+    return totals
 
 
 def model_seconds(stats: dict[str, Any]) -> dict[str, float]:
@@ -82,12 +93,15 @@ def model_seconds(stats: dict[str, Any]) -> dict[str, float]:
     as_json=True)``); a request's ``success`` duration runs from its arrival at the model to its
     response, queueing included.
     """
-    seconds: dict[str, float] = {}
-    for model in stats.get("model_stats", []):
-        success = model.get("inference_stats", {}).get("success", {})
-        ns = int(success.get("ns", 0))  # protobuf's JSON writes 64-bit integers as strings
-        seconds[model["name"]] = seconds.get(model["name"], 0.0) + ns / 1e9
-    return seconds
+    return {name: ns / 1e9 for name, ns in _summed_success(stats, "ns").items()}
+
+
+def model_requests(stats: dict[str, Any]) -> dict[str, float]:
+    """Return each model's cumulative count of successful requests (all versions summed).
+
+    For a model called through BLS, one per call: how many round trips a video costs.
+    """
+    return _summed_success(stats, "count")
 
 
 def process_group_cpu_seconds(pgid: int) -> float:
@@ -111,15 +125,21 @@ def process_group_cpu_seconds(pgid: int) -> float:
 def snapshot(stats_client: grpcclient.InferenceServerClient, pgid: int) -> Snapshot:
     """Read the server's per-model statistics and its processes' CPU time."""
     stats = stats_client.get_inference_statistics(model_name="", as_json=True)
-    return Snapshot(model_seconds(stats), process_group_cpu_seconds(pgid))
+    return Snapshot(model_seconds(stats), process_group_cpu_seconds(pgid), model_requests(stats))
+
+
+def _growth(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after.get(name, 0.0) - before.get(name, 0.0) for name in STAGE_MODELS}
 
 
 def stage_split(before: Snapshot, after: Snapshot) -> dict[str, float]:
     """Seconds each model of :data:`STAGE_MODELS` spent between two snapshots."""
-    return {
-        name: after.model_seconds.get(name, 0.0) - before.model_seconds.get(name, 0.0)
-        for name in STAGE_MODELS
-    }
+    return _growth(before.model_seconds, after.model_seconds)
+
+
+def request_split(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """Count the requests each model of :data:`STAGE_MODELS` answered between two snapshots."""
+    return _growth(before.model_requests, after.model_requests)
 
 
 #: Paths whose content decides the timings: a run on a tree with local changes there says so.
@@ -191,6 +211,7 @@ def measure_run(
         "processing_seconds": processing,
         "ratio": processing / duration,
         "stage_seconds": stage_split(before, after),
+        "stage_requests": request_split(before, after),
         "server_cpu_seconds": after.server_cpu_seconds - before.server_cpu_seconds,
         "faces": len(raw.face_scores),
         "frames_bytes": decoded.sampled.frames.nbytes,
@@ -220,6 +241,9 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         medians = {k: statistics.median(r[k] for r in mine) for k in keys}
         for stage in STAGE_MODELS:
             medians[f"stage_{stage}"] = statistics.median(r["stage_seconds"][stage] for r in mine)
+            medians[f"requests_{stage}"] = statistics.median(
+                r["stage_requests"][stage] for r in mine
+            )
         out[name] = medians
     return out
 

@@ -11,8 +11,10 @@ import pytest
 from fakescope.benchmarks.service_times import (
     Snapshot,
     interleaved,
+    model_requests,
     model_seconds,
     process_group_cpu_seconds,
+    request_split,
     stage_split,
 )
 
@@ -35,6 +37,19 @@ def test_model_seconds_sums_versions_when_a_model_has_several():
         ]
     }
     assert model_seconds(stats) == {"face_classifier": 2.5, "face_detector": 0.0}
+
+
+def test_request_split_counts_each_stage_models_calls_when_counters_grow():
+    stats = {
+        "model_stats": [
+            {"name": "mtcnn_pnet", "version": "1", "inference_stats": {"success": {"count": "7"}}},
+            {"name": "mtcnn_rnet", "version": "1", "inference_stats": {"success": {"count": "2"}}},
+        ]
+    }
+    before = Snapshot({}, 0.0, {"mtcnn_pnet": 3.0})
+    after = Snapshot({}, 0.0, model_requests(stats))
+    split = request_split(before, after)
+    assert (split["mtcnn_pnet"], split["mtcnn_rnet"], split["face_detector"]) == (4.0, 2.0, 0.0)
 
 
 def test_stage_split_reports_each_stage_model_when_counters_grow():
