@@ -2,9 +2,12 @@
 
 The repository is built per test: one python model that never returns from ``execute`` for a
 request whose first byte is 1 (as the soak's hung server never finished its last request) and
-echoes any other. It is named ``face_detector`` and states ``max_request_pixels`` because
-``EmbeddedTriton`` sizes the python stubs' shared memory from that model's config; the
-repository check accepts it as it is (a config, a version folder, ``model.py``).
+echoes any other. On the hanging request it first creates a marker file, so the test knows the
+model is busy before it queues a request behind it (a request that merely waits behind an echo for
+a moment is no stall: the CI once saw such a wait, and then nothing ever stalled). It is named
+``face_detector`` and states ``max_request_pixels`` because ``EmbeddedTriton`` sizes the python
+stubs' shared memory from that model's config; the repository check accepts it as it is (a config,
+a version folder, ``model.py``).
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ dynamic_batching {{ }}
 parameters [ {{ key: "max_request_pixels" value: {{ string_value: "1024" }} }} ]
 """
 
-MODEL_PY = f"""
+MODEL_PY = """
+import pathlib
 import time
 
 import triton_python_backend_utils as pb_utils
+
+HANGING_MARKER = pathlib.Path({marker!r})
 
 
 class TritonPythonModel:
@@ -55,19 +61,28 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             data = pb_utils.get_input_tensor_by_name(request, "DATA").as_numpy()
-            if data[0] == {HANG}:
+            if data[0] == {hang}:
+                HANGING_MARKER.touch()
                 time.sleep(3600)  # far longer than any test: only a kill ends it
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("ECHO", data)]))
         return responses
 """
+#: How long the fixture waits for the model to hang and for a request to queue behind it.
+SETUP_TIMEOUT_S = 30.0
 
 
 def _hanging_repository(root: Path) -> Path:
+    """Write the repository under ``root``; its model marks ``_marker(root)`` when it hangs."""
     repository = root / "repo"
     (repository / MODEL / "1").mkdir(parents=True)
     (repository / MODEL / "config.pbtxt").write_text(CONFIG)
-    (repository / MODEL / "1" / "model.py").write_text(MODEL_PY)
+    model_py = MODEL_PY.format(marker=str(_marker(root)), hang=HANG)
+    (repository / MODEL / "1" / "model.py").write_text(model_py)
     return repository
+
+
+def _marker(root: Path) -> Path:
+    return root / "model-is-hanging"
 
 
 def _send(grpc_url: str, first_byte: int) -> np.ndarray:
@@ -92,17 +107,21 @@ def _send_in_background(grpc_url: str, first_byte: int) -> threading.Event:
     return answered
 
 
-def _hang_with_one_waiting(grpc_url: str, metrics_url: str) -> None:
-    """Hang the model on one request, then queue one request behind it."""
+def _hang_with_one_waiting(root: Path, grpc_url: str, metrics_url: str) -> None:
+    """Hang the model on one request, then queue one request behind it (``root``: see above)."""
     _send_in_background(grpc_url, HANG)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + SETUP_TIMEOUT_S
+    while not _marker(root).exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{MODEL} never started the hanging request")
+        time.sleep(0.05)
+    # the one instance is busy for good: this request waits until the server dies
+    answered = _send_in_background(grpc_url, ECHO)
     while time.monotonic() < deadline:
-        # an echo that overtook the hanging request is answered: then send another
-        answered = _send_in_background(grpc_url, ECHO)
-        while not answered.is_set() and time.monotonic() < deadline:
-            if fetch_snapshot(metrics_url)[MODEL].pending >= 1:
-                return
-            time.sleep(0.1)
+        assert not answered.is_set(), f"{MODEL} answered while it should hang"
+        if fetch_snapshot(metrics_url)[MODEL].pending >= 1:
+            return
+        time.sleep(0.1)
     pytest.fail(f"no request ever waited behind the hung one in {MODEL}")
 
 
@@ -128,7 +147,7 @@ def hung_server(tmp_path: Path):
     )
     server.start()
     try:
-        _hang_with_one_waiting(server.address.grpc_url, server.metrics_url)
+        _hang_with_one_waiting(tmp_path, server.address.grpc_url, server.metrics_url)
         yield server
     finally:
         if server.process is not None:  # a test failed: SIGTERM would wait for the hung request
@@ -197,7 +216,7 @@ def test_serve_exits_6_naming_stalled_model_when_a_model_stalls(tmp_path):
     try:
         assert serve.stdout is not None
         assert "ready" in serve.stdout.readline()
-        _hang_with_one_waiting(f"127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics")
+        _hang_with_one_waiting(tmp_path, f"127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics")
         # the watchdog reads every 5 s: the stall is past the 1 s timeout at the second read
         code = serve.wait(timeout=30)
     finally:
