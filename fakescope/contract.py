@@ -18,6 +18,8 @@ CLASSIFIER_MODEL: Final = "face_classifier"
 PNET_MODEL: Final = "mtcnn_pnet"
 RNET_MODEL: Final = "mtcnn_rnet"
 ONET_MODEL: Final = "mtcnn_onet"
+#: The three MTCNN nets, in cascade order.
+MTCNN_MODELS: Final = (PNET_MODEL, RNET_MODEL, ONET_MODEL)
 
 # --- Ensemble input (the only one) ------------------------------------------------------------
 #: UINT8 [N, H, W, 3], RGB, the sampled frames of one video at their decoded resolution. Frame

@@ -61,7 +61,7 @@ def _source_key(dataset: FaceCropSet, size: int, repository: Path) -> str:
     }
     for path in sorted(files):
         digest.update(f"{path.name}:{file_sha256(path)}\n".encode())
-    for model in (contract.PNET_MODEL, contract.RNET_MODEL, contract.ONET_MODEL):
+    for model in contract.MTCNN_MODELS:
         digest.update(file_sha256(repository / model / "1" / "model.onnx").encode())
     settings = {
         "format": _FORMAT,

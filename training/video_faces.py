@@ -132,7 +132,7 @@ class FaceExtractor:
 
     def _key(self) -> str:
         digest = hashlib.sha256()
-        for model in (contract.PNET_MODEL, contract.RNET_MODEL, contract.ONET_MODEL):
+        for model in contract.MTCNN_MODELS:
             digest.update(file_sha256(self.repository / model / "1" / "model.onnx").encode())
         settings = {
             "format": _CACHE_FORMAT,

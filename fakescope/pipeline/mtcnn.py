@@ -24,7 +24,7 @@ Fidelity notes (see also :func:`detect_faces`):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fakescope.contract import (
+    MTCNN_MODELS,
     ONET_INPUT,
     ONET_LANDMARKS,
     ONET_MODEL,
@@ -228,18 +229,37 @@ class OnnxRuntimeMtcnnNets:
     ) -> None:
         import onnxruntime as ort  # imported here: the cascade itself needs only numpy + cv2
 
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        self.max_batch_size = max_batch_size
         options = cpu_session_options(intra_op_num_threads)
         chosen = list(providers) if providers is not None else ["CPUExecutionProvider"]
         model_dir = Path(model_dir)
-        self._sessions = {
+        sessions = {
             name: ort.InferenceSession(
                 str(find_mtcnn_model(model_dir, name)), sess_options=options, providers=chosen
             )
-            for name in (PNET_MODEL, RNET_MODEL, ONET_MODEL)
+            for name in MTCNN_MODELS
         }
+        self._use(sessions, max_batch_size)
+
+    @classmethod
+    def from_sessions(
+        cls, sessions: Mapping[str, Any], *, max_batch_size: int = 512
+    ) -> OnnxRuntimeMtcnnNets:
+        """Wrap ONNX Runtime sessions opened elsewhere, one per name of :data:`MTCNN_MODELS`.
+
+        For a caller that finds the model files and session settings itself (the served
+        ``face_detector`` reads them from each net's own ``config.pbtxt``).
+        """
+        nets = cls.__new__(cls)
+        nets._use(sessions, max_batch_size)
+        return nets
+
+    def _use(self, sessions: Mapping[str, Any], max_batch_size: int) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if set(sessions) != set(MTCNN_MODELS):
+            raise ValueError(f"need one session each for {MTCNN_MODELS}, got {sorted(sessions)}")
+        self.max_batch_size = max_batch_size
+        self._sessions = dict(sessions)
 
     def _run(
         self,

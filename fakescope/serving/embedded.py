@@ -35,6 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakescope import contract
+from fakescope.serving.detector_nets import (
+    IN_PROCESS,
+    NETS_ENV,
+    NetsPlacement,
+    check_placement,
+)
 from fakescope.serving.model_config import max_request_bytes
 from fakescope.serving.repository_check import RepositoryError, check_repository
 from fakescope.serving.siblings import REPOSITORY_ENV
@@ -230,8 +236,13 @@ class EmbeddedTriton:
         address: ServerAddress | None = None,
         runtime_dir: Path | None = None,
         ready_timeout_s: float = 120.0,
+        detector_nets: NetsPlacement = IN_PROCESS,
     ) -> None:
         self.repository = repository if isinstance(repository, S3Location) else repository.resolve()
+        #: Where ``face_detector`` runs the MTCNN nets: in its own process by default, as the
+        #: ONNX models here run on the python stand-in anyway (:mod:`.detector_nets`); ``"bls"``
+        #: calls the ``mtcnn_*`` models, as the NGC image does.
+        self.detector_nets = check_placement(detector_nets)
         self.address = address or ServerAddress()
         self.runtime_dir = (runtime_dir or Path(".fakescope") / "runtime").resolve()
         self.ready_timeout_s = ready_timeout_s
@@ -292,6 +303,7 @@ class EmbeddedTriton:
         unreachable (see :func:`check_s3_repository`).
         """
         env = _environment()
+        env[NETS_ENV] = self.detector_nets
         if isinstance(self.repository, S3Location):
             try:
                 env.update(s3_environment())

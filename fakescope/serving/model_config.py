@@ -127,15 +127,18 @@ def detector_params_from(params: dict[str, str]) -> MtcnnParams:
     )
 
 
-def config_parameters(config_path: Path) -> dict[str, str]:
-    """Return the ``parameters`` of a Triton ``config.pbtxt`` as a ``str -> str`` dict.
+def read_model_config(config_path: Path) -> dict[str, Any]:
+    """Parse a ``config.pbtxt`` into the JSON form Triton hands python models (field names kept).
+
+    Needs ``tritonclient`` (its protobuf classes): the embedded server's and the tools' install,
+    not the GPU image's python models.
 
     Raises:
         FileNotFoundError: when the file does not exist.
         ValueError: when it is not a valid model configuration (the message names the file).
 
     """
-    from google.protobuf import text_format
+    from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 
     if not config_path.is_file():
@@ -144,7 +147,48 @@ def config_parameters(config_path: Path) -> dict[str, str]:
         config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
     except text_format.ParseError as exc:
         raise ValueError(f"{config_path}: not a valid Triton model configuration: {exc}") from exc
-    return {key: value.string_value for key, value in config.parameters.items()}
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)
+
+
+def config_parameters(config_path: Path) -> dict[str, str]:
+    """Return the ``parameters`` of a Triton ``config.pbtxt`` as a ``str -> str`` dict.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: when it is not a valid model configuration (the message names the file).
+
+    """
+    return parameters(read_model_config(config_path))
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxModelSettings:
+    """What an ONNX model's configuration says about running it, as the ORT backend reads it.
+
+    Attributes:
+        filename: the model file in its version folder (``default_model_filename``).
+        intra_op_threads: ``intra_op_thread_count``; ``None``: ONNX Runtime's default.
+        inter_op_threads: ``inter_op_thread_count``; ``None``: ONNX Runtime's default.
+
+    """
+
+    filename: str
+    intra_op_threads: int | None
+    inter_op_threads: int | None
+
+
+def onnx_model_settings(model_config: dict[str, Any]) -> OnnxModelSettings:
+    """Read :class:`OnnxModelSettings` from a model configuration in its JSON form."""
+    params = parameters(model_config)
+
+    def threads(key: str) -> int | None:
+        return int(params[key]) if key in params else None
+
+    return OnnxModelSettings(
+        filename=model_config.get("default_model_filename") or "model.onnx",
+        intra_op_threads=threads("intra_op_thread_count"),
+        inter_op_threads=threads("inter_op_thread_count"),
+    )
 
 
 def detector_params(repository: Path, *, video: bool = True) -> MtcnnParams:

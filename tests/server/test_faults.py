@@ -23,6 +23,7 @@ from fakescope import contract
 from fakescope.benchmarks.media import face_frames, make_face_video, no_face_frames
 from fakescope.client.analyze import analyze
 from fakescope.client.triton import DetectorClient, ServerUnreachableError
+from fakescope.serving.detector_nets import BLS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
 from tests.support.servers import REPOSITORY, free_ports, restarted
 
@@ -262,13 +263,19 @@ def test_ensemble_answers_unavailable_when_classifier_rejects(classifier_rejects
 
 
 def test_ensemble_names_failed_net_without_traceback_when_onet_rejects(tmp_path):
-    """face_detector answers a failed BLS call with an error response; it raises nothing."""
+    """face_detector answers a failed BLS call with an error response; it raises nothing.
+
+    The nets placed as the NGC image places them: the ``mtcnn_*`` models, through BLS.
+    """
     repo = tmp_path / "repo"
     shutil.copytree(REPOSITORY, repo)
     _rejecting(repo, contract.ONET_MODEL)
     http, grpc, metrics = free_ports(3)
     with EmbeddedTriton(
-        repo, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
+        repo,
+        ServerAddress("127.0.0.1", http, grpc, metrics),
+        runtime_dir=tmp_path / "rt",
+        detector_nets=BLS,
     ) as server:
         client = grpcclient.InferenceServerClient(server.address.grpc_url)
         with pytest.raises(InferenceServerException) as failed:

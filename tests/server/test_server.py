@@ -21,6 +21,7 @@ from fakescope import contract
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
+from fakescope.serving.detector_nets import BLS, IN_PROCESS
 from fakescope.serving.embedded import (
     EmbeddedTriton,
     ServerAddress,
@@ -115,6 +116,38 @@ def test_ensemble_returns_documented_outputs_when_frames_have_a_face(triton, pro
     assert scores.shape == (4,) and np.all((scores > 0) & (scores < 1))
     assert out[contract.FRAME_SCORES].shape == (4,)
     assert 0.0 < float(out[contract.FAKE_PROBABILITY][0]) < 1.0
+
+
+def _net_requests(server: EmbeddedTriton) -> dict[str, int]:
+    client = grpcclient.InferenceServerClient(server.address.grpc_url)
+    counts = {}
+    for name in contract.MTCNN_MODELS:
+        stats = client.get_inference_statistics(name, as_json=True)["model_stats"]
+        counts[name] = sum(int(s.get("inference_count", 0)) for s in stats)
+    return counts
+
+
+def test_face_detector_finds_same_faces_when_nets_run_in_process_or_through_bls(triton, tmp_path):
+    """The embedded server's placement (nets in face_detector) equals the NGC image's (BLS)."""
+    assert triton.detector_nets == IN_PROCESS
+    http, grpc, metrics = free_ports(3)
+    with EmbeddedTriton(
+        REPOSITORY,
+        ServerAddress("127.0.0.1", http, grpc, metrics),
+        runtime_dir=tmp_path / "rt",
+        detector_nets=BLS,
+    ) as bls:
+        # moving faces (carried between keyframes and verified by O-Net), and a crowd
+        for frames in (face_frames(8), crowd_frame()):
+            in_process_before, bls_before = _net_requests(triton), _net_requests(bls)
+            here = _infer("grpc", triton, frames)[contract.FACE_BOXES]
+            there = _infer("grpc", bls, frames)[contract.FACE_BOXES]
+            assert len(here) >= len(frames)
+            np.testing.assert_array_equal(here[:, 0], there[:, 0])
+            np.testing.assert_allclose(here[:, 1:], there[:, 1:], atol=1e-3)
+            # each placement really ran where it says: only BLS calls the mtcnn_* models
+            assert _net_requests(triton) == in_process_before
+            assert all(_net_requests(bls)[n] > bls_before[n] for n in contract.MTCNN_MODELS)
 
 
 def test_ensemble_scores_match_in_process_onnx_runtime_when_same_frames(triton):

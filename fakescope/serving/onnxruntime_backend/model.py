@@ -20,11 +20,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 from fakescope.pipeline.onnx_session import cpu_session_options
-from fakescope.serving.model_config import load_model_config, parameters
-
-
-def _thread_count(params: dict[str, str], key: str) -> int | None:
-    return int(params[key]) if key in params else None
+from fakescope.serving.model_config import load_model_config, onnx_model_settings
 
 
 class TritonPythonModel:
@@ -33,17 +29,13 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Create the session once and check that its tensors match ``config.pbtxt``."""
         config = load_model_config(args)
-        params = parameters(config)
-        filename = config.get("default_model_filename") or "model.onnx"
-        path = Path(args["model_repository"]) / args["model_version"] / filename
+        settings = onnx_model_settings(config)
+        path = Path(args["model_repository"]) / args["model_version"] / settings.filename
         if not path.is_file():
             raise pb_utils.TritonModelException(f"{config['name']}: model file missing: {path}")
         # Sleeping idle threads are the stand-in's own CPU policy, not a config parameter (the
         # real backend has no such parameter): see cpu_session_options.
-        options = cpu_session_options(
-            _thread_count(params, "intra_op_thread_count"),
-            _thread_count(params, "inter_op_thread_count"),
-        )
+        options = cpu_session_options(settings.intra_op_threads, settings.inter_op_threads)
         providers = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU":
             device = int(args.get("model_instance_device_id", "0"))

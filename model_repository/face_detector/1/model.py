@@ -2,8 +2,9 @@
 
 The cascade's numpy part is :mod:`fakescope.pipeline.mtcnn` (shared with training and the
 in-process benchmark); its three networks are the ONNX models ``mtcnn_pnet``, ``mtcnn_rnet``
-and ``mtcnn_onet``, called here through BLS so that they run on whatever the deployment gives
-them (python-backend ONNX Runtime on CPU, the ONNX Runtime backend on GPU).
+and ``mtcnn_onet``. They are called through BLS, so that they run on whatever the deployment
+gives them (the ONNX Runtime backend, on the GPU in the NGC image), except where the server
+places them in this process (the embedded CPU server: :mod:`fakescope.serving.detector_nets`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from fakescope import contract
-from fakescope.pipeline.mtcnn import detect_faces
+from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.pipeline.validation import validate_request
+from fakescope.serving.detector_nets import IN_PROCESS, in_process_nets, nets_placement
 from fakescope.serving.model_config import (
     detector_params_from,
     load_model_config,
@@ -78,15 +80,23 @@ class TritonPythonModel:
     """Face detection for one video per request."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Read the detection parameters and the R-/O-Net batch limits once."""
+        """Read the detection parameters once; open the nets where the server places them."""
         params = parameters(load_model_config(args))
         self.params = detector_params_from(params)
         self.max_frame_side = int(params["max_frame_side"])
         self.max_request_pixels = int(params["max_request_pixels"])
-        self.nets = BlsMtcnnNets(
-            rnet_max_batch=max_batch_size(sibling_file(args, contract.RNET_MODEL, "config.pbtxt")),
-            onet_max_batch=max_batch_size(sibling_file(args, contract.ONET_MODEL, "config.pbtxt")),
-        )
+        self.nets: BlsMtcnnNets | OnnxRuntimeMtcnnNets
+        if nets_placement() == IN_PROCESS:
+            self.nets = in_process_nets(args)
+        else:
+            self.nets = BlsMtcnnNets(
+                rnet_max_batch=max_batch_size(
+                    sibling_file(args, contract.RNET_MODEL, "config.pbtxt")
+                ),
+                onet_max_batch=max_batch_size(
+                    sibling_file(args, contract.ONET_MODEL, "config.pbtxt")
+                ),
+            )
 
     def execute(self, requests: list) -> list:
         """Detect faces in each request's frames."""
