@@ -10,8 +10,10 @@ stub, and the two load generators. The server runs supervised: if tritonserver d
 ``stall``), the exit code and the models left waiting are recorded, its log is kept, and it is
 restarted (as ``fakescope serve --restart`` does), so the run goes on and shows what a crash or
 a hang costs. The report gives, per 5-minute window, the p95 ratio, the videos answered,
-refused and lost, and each process group's RSS; the RSS growth after the first (warm-up)
-window; and the server's exits and stalls. Targets: no server exit or stall, RSS growth < 5 %,
+refused and lost, and each process group's RSS and the part of it that is shared memory (the
+python backend's pools, which tritonserver and a stub both map: a page of them counts in both
+once touched); the RSS growth after the first (warm-up) window, in all and without shared
+memory; and the server's exits and stalls. Targets: no server exit or stall, RSS growth < 5 %,
 0 lost, p95 flat (no window above the limit, the last within 20 % of the first after warm-up).
 The run exits non-zero when one is missed.
 
@@ -95,7 +97,7 @@ class RssSampler(threading.Thread):
         self._stop = threading.Event()
 
     def sample(self) -> dict[str, Any]:
-        """One sample: seconds since the epoch and RSS bytes per process group."""
+        """One sample: seconds since the epoch, RSS and shared-memory RSS bytes per group."""
         server = self.server.process  # a new one after a restart
         mine = psutil.Process(os.getpid())
         roots = [mine]
@@ -104,6 +106,7 @@ class RssSampler(threading.Thread):
                 roots.insert(0, psutil.Process(server.pid))
         server_pid = server.pid if server is not None else -1
         rss: dict[str, int] = {}
+        shmem: dict[str, int] = {}
         for root in roots:
             for process in [root, *root.children(recursive=True)]:
                 try:
@@ -111,9 +114,10 @@ class RssSampler(threading.Thread):
                     if root.pid == os.getpid() and not name.startswith("locust"):
                         continue  # this sampler and the server are counted elsewhere
                     rss[name] = rss.get(name, 0) + process.memory_info().rss
-                except psutil.Error:  # a process that ended between listing and reading
+                    shmem[name] = shmem.get(name, 0) + shmem_rss_bytes(process.pid)
+                except (psutil.Error, OSError):  # a process that ended meanwhile
                     continue
-        return {"t": time.time(), "rss": rss, "load1": os.getloadavg()[0]}
+        return {"t": time.time(), "rss": rss, "rss_shmem": shmem, "load1": os.getloadavg()[0]}
 
     def run(self) -> None:
         """Sample until :meth:`stop`."""
@@ -125,6 +129,20 @@ class RssSampler(threading.Thread):
         """End the sampling (the last sample is taken first)."""
         self.samples.append(self.sample())
         self._stop.set()
+
+
+def shmem_rss_bytes(pid: int) -> int:
+    """Return the resident shared memory (``RssShmem``) of process ``pid``, in bytes.
+
+    Raises:
+        OSError: the process is gone (or its status unreadable).
+
+    """
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("RssShmem:"):
+                return int(line.split()[1]) * 1024  # the kernel writes kB
+    return 0
 
 
 def windows(
@@ -152,9 +170,26 @@ def windows(
                     g: float(np.mean([s["rss"].get(g, 0) for s in in_window])) / 2**20
                     for g in groups
                 },
+                # runs from before the split was sampled have none: 0
+                "rss_shmem_mib": {
+                    g: float(np.mean([s.get("rss_shmem", {}).get(g, 0) for s in in_window])) / 2**20
+                    for g in groups
+                },
             }
         )
     return rows
+
+
+def _growth_per_process(first: dict[str, float], last: dict[str, float]) -> dict[str, float]:
+    return {
+        g: (last.get(g, 0.0) - mib) / mib
+        for g, mib in first.items()
+        if mib > 0 and not g.startswith("locust")
+    }
+
+
+def _without(rss: dict[str, float], shmem: dict[str, float]) -> dict[str, float]:
+    return {g: mib - shmem.get(g, 0.0) for g, mib in rss.items()}
 
 
 def verdict(
@@ -163,13 +198,14 @@ def verdict(
     """Judge the run: RSS growth after warm-up, lost and refused totals, p95 drift, targets."""
     steady = rows[1:] if len(rows) > 1 else rows  # the first window is the warm-up
     first, last = steady[0], steady[-1]
-    growth = {
-        g: (last["rss_mib"].get(g, 0.0) - mib) / mib
-        for g, mib in first["rss_mib"].items()
-        if mib > 0 and not g.startswith("locust")
-    }
-    total_first = sum(v for g, v in first["rss_mib"].items() if not g.startswith("locust"))
-    total_last = sum(v for g, v in last["rss_mib"].items() if not g.startswith("locust"))
+    growth = _growth_per_process(first["rss_mib"], last["rss_mib"])
+    private_growth = _growth_per_process(
+        _without(first["rss_mib"], first.get("rss_shmem_mib", {})),
+        _without(last["rss_mib"], last.get("rss_shmem_mib", {})),
+    )
+    total_first, total_last = _server_mib(first, "rss_mib"), _server_mib(last, "rss_mib")
+    private_first = total_first - _server_mib(first, "rss_shmem_mib")
+    private_last = total_last - _server_mib(last, "rss_shmem_mib")
     p95s = [r["p95_ratio"] for r in steady if r["p95_ratio"] is not None]
     drift = (p95s[-1] - p95s[0]) / p95s[0] if len(p95s) > 1 and p95s[0] else None
     lost = sum(r["lost"] for r in rows)
@@ -183,7 +219,12 @@ def verdict(
     }
     return {
         "server_rss_growth": (total_last - total_first) / total_first if total_first else None,
+        # the same without shared memory: what the processes hold privately
+        "server_private_rss_growth": (private_last - private_first) / private_first
+        if private_first > 0
+        else None,
         "rss_growth_per_process": growth,
+        "private_rss_growth_per_process": private_growth,
         "answered": sum(r["answered"] for r in rows),
         "refused": sum(r["refused"] for r in rows),
         "lost": lost,
@@ -195,10 +236,15 @@ def verdict(
     }
 
 
+def _server_mib(row: dict[str, Any], key: str) -> float:
+    """Sum ``row[key]`` (MiB per group) over the server's processes, load generators left out."""
+    return sum(v for g, v in row.get(key, {}).items() if not g.startswith("locust"))
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """Render the soak report as Markdown (generated; quoted by benchmarks/README.md)."""
     v = result["verdict"]
-    lines = [
+    lines: list[str | None] = [
         "# Soak run",
         "",
         "Written by `make soak` (`python -m fakescope.benchmarks.soak`); do not edit. "
@@ -206,25 +252,30 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"for {result['minutes']} min on the benchmark videos; RSS sampled every "
         f"{result['sample_seconds']} s. The first window is the warm-up.",
         "",
-        "| minutes | answered | refused | lost | p95 ratio | server RSS MiB | load (1 min) |",
-        "|---|---|---|---|---|---|---|",
+        "| minutes | answered | refused | lost | p95 ratio | server RSS MiB "
+        "| of it shared memory MiB | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in result["windows"]:
-        server = sum(m for g, m in row["rss_mib"].items() if not g.startswith("locust"))
         p95 = "—" if row["p95_ratio"] is None else f"{row['p95_ratio']:.3f}"
         lines.append(
             f"| {row['minutes'][0]:.0f}–{row['minutes'][1]:.0f} | {row['answered']} "
-            f"| {row['refused']} | {row['lost']} | {p95} | {server:.0f} "
-            f"| {row['load1']:.1f} |"
+            f"| {row['refused']} | {row['lost']} | {p95} | {_server_mib(row, 'rss_mib'):.0f} "
+            f"| {_server_mib(row, 'rss_shmem_mib'):.0f} | {row['load1']:.1f} |"
         )
     growth = v["server_rss_growth"]
+    private = v.get("server_private_rss_growth")
     drift = v["p95_drift"]
     lines += [
         "",
-        f"- Server RSS growth after warm-up: {growth * 100:+.1f} %" if growth is not None else "",
+        f"- Server RSS growth after warm-up: {growth * 100:+.1f} %" if growth is not None else None,
+        f"- The same without shared memory (the python backend's pools, counted in tritonserver "
+        f"and in a stub alike): {private * 100:+.1f} %"
+        if private is not None
+        else None,
         f"- p95 drift, first to last window after warm-up: {drift * 100:+.1f} %"
         if drift is not None
-        else "",
+        else None,
         f"- Answered {v['answered']}, refused {v['refused']}, lost {v['lost']}.",
         "- Server exits and stalls (restarted each time): "
         + (", ".join(describe_server_exit(e) for e in result["server_exits"]) or "none"),
@@ -239,6 +290,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         ),
         "",
     ]
+    per_process = v.get("private_rss_growth_per_process")
+    if per_process:  # runs from before the split was sampled have none
+        lines += [
+            "Per process, without shared memory: "
+            + ", ".join(f"{g} {x * 100:+.1f} %" for g, x in sorted(per_process.items())),
+            "",
+        ]
     return "\n".join(line for line in lines if line is not None) + "\n"
 
 

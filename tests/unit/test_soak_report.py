@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+from multiprocessing import shared_memory
 
 import pytest
 
-from fakescope.benchmarks.soak import WINDOW_S, measured_capacity, verdict, windows
+from fakescope.benchmarks.soak import (
+    WINDOW_S,
+    measured_capacity,
+    shmem_rss_bytes,
+    verdict,
+    windows,
+)
 
 
 def _level(p95: float, rejected: int = 0) -> dict:
@@ -71,3 +79,38 @@ def test_soak_verdict_fails_when_the_server_exited():
     assert judged["server_exits"] == 1
     assert not judged["targets"]["server_never_exited"]
     assert not judged["passed"]
+
+
+def test_soak_verdict_separates_shared_memory_when_only_the_pools_grew():
+    start = 1000.0
+    records, samples = [], []
+    for w in range(3):
+        t = start + w * WINDOW_S + 10
+        records += [{"finished_at": t, "status": "ok", "ratio": 0.2} for _ in range(5)]
+        shmem = 100 + 80 * (w >= 2)  # a python backend pool touched further, in both processes
+        samples.append(
+            {
+                "t": t,
+                "load1": 1.0,
+                "rss": {"tritonserver": (500 + shmem) * 2**20, "stub:x": (100 + shmem) * 2**20},
+                "rss_shmem": {"tritonserver": shmem * 2**20, "stub:x": shmem * 2**20},
+            }
+        )
+    judged = verdict(windows(records, samples, start, 15), 0.5, [])
+    assert judged["server_rss_growth"] == pytest.approx(160 / 800)
+    assert judged["server_private_rss_growth"] == pytest.approx(0.0)
+    assert judged["private_rss_growth_per_process"] == pytest.approx(
+        {"tritonserver": 0.0, "stub:x": 0.0}
+    )
+    assert not judged["targets"]["server_rss_growth_below_5_percent"]  # the target is all RSS
+
+
+def test_shmem_rss_bytes_counts_shared_memory_when_process_touches_a_segment():
+    before = shmem_rss_bytes(os.getpid())
+    segment = shared_memory.SharedMemory(create=True, size=16 * 2**20)
+    try:
+        segment.buf[:] = b"\x01" * segment.size  # resident only once touched
+        assert shmem_rss_bytes(os.getpid()) - before >= 15 * 2**20
+    finally:
+        segment.close()
+        segment.unlink()
