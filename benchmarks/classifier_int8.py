@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 import platform
@@ -53,6 +52,7 @@ from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
 from fakescope import contract
+from fakescope.benchmarks.result_files import write_result
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.onnx_session import cpu_session_options
 
@@ -569,11 +569,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if isinstance(result, int):
         return result
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(render_markdown(result))
+    write_result(args.output, result, render_markdown)
     sys.stdout.write(render_markdown(result))
-    logger.info("wrote %s and its table", args.output)
     return 0
 
 

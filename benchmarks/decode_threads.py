@@ -15,7 +15,6 @@ Run: ``python -m fakescope.benchmarks.decode_threads`` (writes
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from fakescope.benchmarks.detector_keyframes import add_video_arguments, default_videos
+from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.frames import SampledFrames, even_frame_indices
 from fakescope.client.pyav_sampler import DECODE_THREAD_TYPE, sample_with_pyav
@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": loadavg,
         },
     }
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(render_markdown(result))
-    logger.info("wrote %s and its table", args.output)
+    write_result(args.output, result, render_markdown)
     return 0
 
 

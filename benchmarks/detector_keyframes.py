@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import statistics
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
@@ -223,9 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "detector": dataclasses.asdict(detector_params(MODEL_REPOSITORY)),
         "loadavg_before": os.getloadavg(),
     }
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(render_markdown(result))
-    logger.info("wrote %s and its table", args.output)
+    write_result(args.output, result, render_markdown)
     return 0
 
 

@@ -17,7 +17,6 @@ Run: ``python -m fakescope.benchmarks.detector_nets`` (writes
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from fakescope.benchmarks.detector_keyframes import add_video_arguments, default_videos
+from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.service_times import code_version, process_group_cpu_seconds
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.triton import DetectorClient, RawResult
@@ -183,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             "code_version": code_version(),
         },
     }
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(render_markdown(result))
-    logger.info("wrote %s and its table", args.output)
+    write_result(args.output, result, render_markdown)
     return 0
 
 
