@@ -144,10 +144,12 @@ def request_split(before: Snapshot, after: Snapshot) -> dict[str, float]:
 
 #: Paths whose content decides the timings: a run on a tree with local changes there says so.
 TIMED_PATHS = ("model_repository", "fakescope", "client", "benchmarks")
+# A benchmark writes its results before they are committed: they are not code that was timed.
+UNTIMED_PATHS = (":(exclude)benchmarks/results",)
 
 
 def code_version(root: Path = PROJECT_ROOT) -> str:
-    """Return the checkout's commit, with ``-dirty`` when :data:`TIMED_PATHS` have changes.
+    """Return the checkout's commit, ``-dirty`` when :data:`TIMED_PATHS` (results aside) changed.
 
     ``unknown`` outside a git checkout (e.g. an exported tree: pass ``--code-version`` then).
     """
@@ -159,7 +161,7 @@ def code_version(root: Path = PROJECT_ROOT) -> str:
             check=True,
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", *TIMED_PATHS],
+            ["git", "-C", str(root), "status", "--porcelain", "--", *TIMED_PATHS, *UNTIMED_PATHS],
             capture_output=True,
             text=True,
             check=True,

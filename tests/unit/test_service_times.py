@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from fakescope.benchmarks.service_times import (
     Snapshot,
+    code_version,
     interleaved,
     model_requests,
     model_seconds,
@@ -74,3 +76,29 @@ def test_process_group_cpu_seconds_counts_this_process_when_it_burns_cpu():
 def test_interleaved_visits_every_video_once_per_round():
     a, b = Path("a.mp4"), Path("b.mp4")
     assert list(interleaved([a, b], 2)) == [a, b, a, b]
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A git checkout with one committed benchmark file."""
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "run.py").write_text("x = 1\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    return tmp_path
+
+
+def test_code_version_stays_clean_when_only_new_results_are_uncommitted(checkout: Path):
+    (checkout / "benchmarks" / "results").mkdir()
+    (checkout / "benchmarks" / "results" / "summary.json").write_text("{}\n")
+    assert not code_version(checkout).endswith("-dirty")
+
+
+def test_code_version_is_dirty_when_timed_code_changed(checkout: Path):
+    (checkout / "benchmarks" / "run.py").write_text("x = 2\n")
+    assert code_version(checkout).endswith("-dirty")
