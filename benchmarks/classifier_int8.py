@@ -36,7 +36,6 @@ import argparse
 import copy
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
 from fakescope import contract
+from fakescope.benchmarks.machine import cpu_facts
 from fakescope.benchmarks.result_files import write_result
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.onnx_session import cpu_session_options
@@ -293,16 +293,6 @@ def time_models(
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def measure(
     data: Path, model_source: Path, workdir: Path, *, count: int, method: str, rounds: int
 ) -> dict[str, Any] | int:
@@ -452,7 +442,7 @@ def measure(
         },
         "variants": rows,
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_facts()["cpu_model"],
             "cores": os.cpu_count(),
             "onnxruntime": ort.__version__,
             "loadavg_before": loadavg_before,

@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import numpy as np
 
 from fakescope import contract
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
+from fakescope.benchmarks.machine import describe_cpu, machine_facts
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.triton import DetectorClient
@@ -45,23 +45,6 @@ USER_CLASSES = {"grpc": "GrpcVideoUser", "http": "HttpVideoUser"}
 PRODUCT_LIMIT = contract.PROCESSING_LIMIT_RATIO
 #: Levels that must meet the limit; 8 users is measured and reported.
 CHECKED_MAX_USERS = 4
-
-
-def machine_facts() -> dict[str, Any]:
-    """Cores, CPU model, memory and load: what a reader needs to compare runs."""
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
 
 
 def _stats(ratios: list[float]) -> dict[str, float | None]:
@@ -320,7 +303,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"Written by `fakescope bench` from `summary.json`; limit {summary['limit']}, "
         f"{summary['run_time_seconds_per_level']} s per level{warm_up}, load average at start "
         f"{summary['machine']['load_average_at_start'][0]:.2f} on {summary['machine']['cores']} "
-        "cores.",
+        f"cores ({describe_cpu(summary['machine'])}).",
         "",
         f"| users | {head} | videos/min ({protocols[0]}) | accepted / refused / failed |",
         "|---|" + "---|" * len(protocols) + "---|---|",

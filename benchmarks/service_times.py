@@ -36,7 +36,8 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 
 from fakescope import contract
-from fakescope.benchmarks.run import add_server_arguments, machine_facts
+from fakescope.benchmarks.machine import machine_facts
+from fakescope.benchmarks.run import add_server_arguments
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decode_video
 from fakescope.client.triton import DetectorClient
 from fakescope.paths import PROJECT_ROOT

@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 import psutil
 
+from fakescope.benchmarks.machine import machine_facts
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
     RESULTS,
     add_server_arguments,
     locust_env,
-    machine_facts,
     run_level,
 )
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze

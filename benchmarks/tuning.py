@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from fakescope import contract
+from fakescope.benchmarks.machine import machine_facts
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
     add_server_arguments,
     locust_env,
-    machine_facts,
     run_level,
     summarize_level,
 )

@@ -1,0 +1,75 @@
+"""What machine a benchmark ran on: what a reader needs to compare runs made on different hosts.
+
+The hosts behind this environment differ: the same code measured about 2× apart on two of them,
+both reported as "AMD EPYC" with 2 cores. ONNX Runtime and PyTorch pick their kernels by the
+CPU's vector extensions, so those (and the clock) are recorded beside the model name.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+CPUINFO = Path("/proc/cpuinfo")
+#: The vector extensions that change which CPU kernels ONNX Runtime and PyTorch run.
+VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def _first_cpu(cpuinfo: str) -> dict[str, str]:
+    """Return the ``key: value`` lines of the first processor in ``/proc/cpuinfo`` text."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_facts(cpuinfo: str | None = None) -> dict[str, Any]:
+    """Return the CPU's model name, clock (MHz) and which :data:`VECTOR_EXTENSIONS` it has.
+
+    ``cpuinfo`` is ``/proc/cpuinfo``'s text (read when omitted); without it (not Linux) the
+    model is :func:`platform.processor` and the rest unknown (``None``).
+    """
+    if cpuinfo is None:
+        cpuinfo = CPUINFO.read_text() if CPUINFO.is_file() else ""
+    fields = _first_cpu(cpuinfo)
+    if not fields:
+        return {
+            "cpu_model": platform.processor() or "unknown",
+            "cpu_mhz": None,
+            "cpu_vector_extensions": None,
+        }
+    flags = set(fields.get("flags", "").split())
+    mhz = fields.get("cpu MHz")
+    return {
+        "cpu_model": fields.get("model name", "unknown"),
+        "cpu_mhz": round(float(mhz)) if mhz else None,
+        "cpu_vector_extensions": [x for x in VECTOR_EXTENSIONS if x in flags],
+    }
+
+
+def machine_facts() -> dict[str, Any]:
+    """Cores, CPU (:func:`cpu_facts`), Python and load at the start of a run."""
+    return {
+        "cores": os.cpu_count(),
+        **cpu_facts(),
+        "python": platform.python_version(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def describe_cpu(machine: dict[str, Any]) -> str:
+    """One phrase for a result table's header: ``AMD EPYC, 2445 MHz, avx2 fma``."""
+    parts = [str(machine.get("cpu_model", "unknown"))]
+    if machine.get("cpu_mhz"):
+        parts.append(f"{machine['cpu_mhz']} MHz")
+    extensions = machine.get("cpu_vector_extensions")
+    if extensions is not None:
+        parts.append(" ".join(extensions) or "no AVX2")
+    return ", ".join(parts)

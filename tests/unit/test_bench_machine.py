@@ -1,0 +1,53 @@
+"""What a benchmark records about the host it ran on."""
+
+from __future__ import annotations
+
+from fakescope.benchmarks.machine import cpu_facts, describe_cpu, machine_facts
+
+TWO_CPUS = """processor\t: 0
+model name\t: AMD EPYC
+cpu MHz\t\t: 2445.406
+flags\t\t: fpu sse2 avx fma avx2 sha_ni
+
+processor\t: 1
+model name\t: Other CPU
+cpu MHz\t\t: 1000.000
+flags\t\t: fpu avx512f avx512_vnni
+"""
+
+
+def test_cpu_facts_reads_first_cpu_when_cpuinfo_lists_several():
+    facts = cpu_facts(TWO_CPUS)
+    assert facts == {
+        "cpu_model": "AMD EPYC",
+        "cpu_mhz": 2445,
+        "cpu_vector_extensions": ["avx2", "fma"],
+    }
+
+
+def test_cpu_facts_reports_avx512_when_flags_have_it():
+    cpuinfo = "model name : Xeon\nflags : avx2 avx512f avx512_vnni amx_tile\n"
+    assert cpu_facts(cpuinfo)["cpu_vector_extensions"] == [
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+        "amx_tile",
+    ]
+
+
+def test_cpu_facts_leaves_clock_and_extensions_unknown_when_no_cpuinfo():
+    facts = cpu_facts("")
+    assert facts["cpu_mhz"] is None
+    assert facts["cpu_vector_extensions"] is None
+
+
+def test_describe_cpu_names_model_clock_and_extensions_when_known():
+    assert describe_cpu(cpu_facts(TWO_CPUS)) == "AMD EPYC, 2445 MHz, avx2 fma"
+    assert describe_cpu({"cpu_model": "x", "cpu_vector_extensions": []}) == "x, no AVX2"
+
+
+def test_machine_facts_reads_this_machine_when_called():
+    facts = machine_facts()
+    assert facts["cores"] >= 1
+    assert len(facts["load_average_at_start"]) == 3
+    assert facts["cpu_model"]
