@@ -43,7 +43,7 @@ RESULT = PROJECT_ROOT / "benchmarks" / "results" / "detector_nets.json"
 BOX_TOLERANCE_PX = 1e-2
 
 
-def _timed_infer(
+def timed_infer(
     client: DetectorClient, server: EmbeddedTriton, frames: np.ndarray, duration: float
 ) -> tuple[RawResult, float, float]:
     """Send ``frames`` once; return the answer, wall seconds and the server's CPU seconds."""
@@ -55,11 +55,12 @@ def _timed_infer(
     return answer, wall, process_group_cpu_seconds(server.process.pid) - cpu
 
 
-def _same_faces(video: str, here: RawResult, there: RawResult) -> None:
+def check_same_faces(video: str, here: RawResult, there: RawResult) -> None:
+    """Raise RuntimeError when two servers' answers for ``video`` hold different faces."""
     if here.face_boxes.shape != there.face_boxes.shape or not np.allclose(
         here.face_boxes, there.face_boxes, atol=BOX_TOLERANCE_PX
     ):
-        raise RuntimeError(f"{video}: the two placements found different faces")
+        raise RuntimeError(f"{video}: the two servers found different faces")
 
 
 def measure(
@@ -76,15 +77,15 @@ def measure(
             sampled = sample_frames(video, DEFAULT_NUM_FRAMES, DEFAULT_MAX_SIDE)
             frames, duration = sampled.frames, sampled.duration_seconds
             answers = {
-                name: _timed_infer(clients[name], servers[name], frames, duration)[0]
+                name: timed_infer(clients[name], servers[name], frames, duration)[0]
                 for name in servers
             }  # the warm-up
-            _same_faces(video.name, answers[IN_PROCESS], answers[BLS])
+            check_same_faces(video.name, answers[IN_PROCESS], answers[BLS])
             wall: dict[str, list[float]] = {name: [] for name in servers}
             cpu: dict[str, list[float]] = {name: [] for name in servers}
             for _ in range(runs):
                 for name in servers:
-                    _, seconds, cpu_seconds = _timed_infer(
+                    _, seconds, cpu_seconds = timed_infer(
                         clients[name], servers[name], frames, duration
                     )
                     wall[name].append(seconds)

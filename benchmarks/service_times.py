@@ -105,12 +105,9 @@ def model_requests(stats: dict[str, Any]) -> dict[str, float]:
     return _summed_success(stats, "count")
 
 
-def process_group_cpu_seconds(pgid: int) -> float:
-    """Return the user + system CPU seconds of every live process in process group ``pgid``.
-
-    tritonserver is started in its own session, so its group holds it and its python stubs.
-    """
-    total = 0
+def _group_stat_fields(pgid: int) -> list[list[str]]:
+    """Return the ``/proc/<pid>/stat`` fields from field 3 on, per process of group ``pgid``."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -119,8 +116,25 @@ def process_group_cpu_seconds(pgid: int) -> float:
         # the command name (field 2) may hold spaces: split after its closing parenthesis
         fields = text[text.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid:  # fields[0] is field 3 (state): pgrp is field 5
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / _CLOCK_TICKS
+            found.append(fields)
+    return found
+
+
+def process_group_cpu_seconds(pgid: int) -> float:
+    """Return the user + system CPU seconds of every live process in process group ``pgid``.
+
+    tritonserver is started in its own session, so its group holds it and its python stubs.
+    """
+    ticks = sum(int(f[11]) + int(f[12]) for f in _group_stat_fields(pgid))  # utime, stime
+    return ticks / _CLOCK_TICKS
+
+
+def process_group_minor_faults(pgid: int) -> int:
+    """Return the minor page faults of every live process in process group ``pgid`` so far.
+
+    A minor fault is a page the kernel hands a process on first touch: memory mapped afresh.
+    """
+    return sum(int(f[7]) for f in _group_stat_fields(pgid))  # minflt (field 10)
 
 
 def snapshot(stats_client: grpcclient.InferenceServerClient, pgid: int) -> Snapshot:

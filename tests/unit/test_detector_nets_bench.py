@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fakescope.benchmarks.detector_nets import _same_faces, render_markdown
+from fakescope.benchmarks.detector_nets import check_same_faces, render_markdown
 from fakescope.client.triton import RawResult
 from fakescope.serving.detector_nets import BLS, IN_PROCESS
 
@@ -21,8 +21,8 @@ def _result(boxes: list[list[float]]) -> RawResult:
     )
 
 
-def test_same_faces_accepts_when_boxes_differ_by_rounding_only():
-    _same_faces(
+def test_check_same_faces_accepts_when_boxes_differ_by_rounding_only():
+    check_same_faces(
         "v.mp4", _result([[0, 10, 10, 50, 50, 0.99]]), _result([[0, 10, 10, 50.001, 50, 0.99]])
     )
 
@@ -31,9 +31,9 @@ def test_same_faces_accepts_when_boxes_differ_by_rounding_only():
     "other",
     [[], [[0, 10, 10, 50, 50, 0.99], [1, 10, 10, 50, 50, 0.99]], [[0, 12, 10, 50, 50, 0.99]]],
 )
-def test_same_faces_refuses_when_placements_find_different_faces(other):
-    with pytest.raises(RuntimeError, match=r"v\.mp4: the two placements found different faces"):
-        _same_faces("v.mp4", _result([[0, 10, 10, 50, 50, 0.99]]), _result(other))
+def test_check_same_faces_refuses_when_placements_find_different_faces(other):
+    with pytest.raises(RuntimeError, match=r"v\.mp4: the two servers found different faces"):
+        check_same_faces("v.mp4", _result([[0, 10, 10, 50, 50, 0.99]]), _result(other))
 
 
 def test_detector_nets_table_gives_both_placements_and_ratios_when_rendered():

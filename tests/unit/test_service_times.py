@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import time
@@ -16,6 +17,7 @@ from fakescope.benchmarks.service_times import (
     model_requests,
     model_seconds,
     process_group_cpu_seconds,
+    process_group_minor_faults,
     request_split,
     stage_split,
 )
@@ -71,6 +73,18 @@ def test_process_group_cpu_seconds_counts_this_process_when_it_burns_cpu():
     while time.process_time() < deadline:
         pass
     assert process_group_cpu_seconds(group) - before >= 0.2
+
+
+def test_process_group_minor_faults_counts_pages_when_this_process_maps_memory():
+    group = os.getpgid(0)
+    before = process_group_minor_faults(group)
+    pages = mmap.mmap(-1, 64 * 1024 * 1024)  # anonymous: each page faults on first touch
+    try:
+        for offset in range(0, len(pages), mmap.PAGESIZE):
+            pages[offset] = 1
+    finally:
+        pages.close()
+    assert process_group_minor_faults(group) - before >= 64 * 1024 * 1024 // mmap.PAGESIZE
 
 
 def test_interleaved_visits_every_video_once_per_round():

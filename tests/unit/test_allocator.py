@@ -1,0 +1,45 @@
+"""The allocator settings the embedded server starts tritonserver with (serving/allocator.py)."""
+
+from __future__ import annotations
+
+from fakescope.benchmarks.server_allocator import GLIBC_DEFAULT, KEPT, render_markdown
+from fakescope.serving.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV, keep_freed_memory
+
+
+def test_keep_freed_memory_sets_tunables_when_environment_has_none():
+    env = {"PATH": "/bin"}
+    keep_freed_memory(env)
+    assert env == {"PATH": "/bin", TUNABLES_ENV: KEEP_FREED_MEMORY}
+    assert "glibc.malloc.mmap_threshold=33554432" in KEEP_FREED_MEMORY
+    assert "glibc.malloc.trim_threshold=" in KEEP_FREED_MEMORY
+
+
+def test_keep_freed_memory_keeps_operator_setting_when_already_set():
+    for theirs in ("glibc.malloc.arena_max=2", ""):  # "": glibc's defaults
+        env = {TUNABLES_ENV: theirs}
+        keep_freed_memory(env)
+        assert env == {TUNABLES_ENV: theirs}
+
+
+def test_server_allocator_table_gives_both_servers_and_ratios_when_rendered():
+    row = {
+        "video": "v.mp4",
+        "size": [1280, 720],
+        KEPT: {"wall_s": 0.4, "server_cpu_s": 0.5, "faulted_mib": 3.2},
+        GLIBC_DEFAULT: {"wall_s": 0.5, "server_cpu_s": 0.6, "faulted_mib": 34.0},
+        "wall_vs_default": 0.8,
+        "cpu_vs_default": 0.833,
+    }
+    method = {
+        "runs": 7,
+        "pause_s": 1.0,
+        "num_frames": 16,
+        "max_side": 1280,
+        "tunables": {KEPT: KEEP_FREED_MEMORY, GLIBC_DEFAULT: ""},
+        "cores": 2,
+        "loadavg_before": [0.5, 0.5, 0.5],
+        "code_version": "abc",
+    }
+    table = render_markdown({"videos": [row], "method": method})
+    assert "| v.mp4 | 1280x720 | 0.400 / 0.500 / 3 | 0.500 / 0.600 / 34 | 0.80x, 0.83x |" in table
+    assert KEEP_FREED_MEMORY in table
