@@ -1,13 +1,13 @@
 """The server's allocator: freed memory kept for the next request against glibc's defaults.
 
-Two embedded servers serve the same repository side by side: one as the embedded server starts
-(``GLIBC_TUNABLES`` set to :data:`fakescope.serving.allocator.KEEP_FREED_MEMORY`), one with
-glibc's defaults (``GLIBC_TUNABLES`` empty). Each video is decoded once (the client's sample);
-its frames go to both servers, one warm-up each, then ``--runs`` interleaved rounds, with a
-pause after each round as between a user's videos. Per video and server: the median wall
-seconds of the call (gRPC, frames through shared memory), the mean server CPU seconds and the
-median MiB the server's processes faulted in per call (tritonserver and its python stubs).
-Both must find the same faces, or the run fails.
+Two embedded servers serve the same repository side by side: one started with
+``GLIBC_TUNABLES`` set to :data:`fakescope.serving.allocator.KEEP_FREED_MEMORY`, one with
+glibc's defaults (``GLIBC_TUNABLES`` empty, as the embedded server starts). Each video is
+decoded once (the client's sample); its frames go to both servers, one warm-up each, then
+``--runs`` interleaved rounds, with a pause after each round as between a user's videos. Per
+video and server: the median wall seconds of the call (gRPC, frames through shared memory), the
+mean server CPU seconds and the median MiB the server's processes faulted in per call
+(tritonserver and its python stubs). Both must find the same faces, or the run fails.
 
 Run: ``python -m fakescope.benchmarks.server_allocator`` (writes
 ``benchmarks/results/server_allocator.json`` and its table, ``server_allocator.md``).

@@ -10,13 +10,15 @@ threshold from the heap and keep the heap's free memory: the next request reuses
 server's memory then stays at its peak (bounded by ``max_request_pixels``) instead of
 returning to it on every request. Before and after: ``benchmarks/README.md``.
 
-An operator who sets ``GLIBC_TUNABLES`` keeps their own setting (an empty value: glibc's
-defaults).
+It is measured, not the embedded server's default: the first full test run with it as the
+default saw one replica abort at start-up in the python backend
+(``boost::interprocess::lock_exception``, as upstream triton-inference-server/server#8882, a
+crash also seen without it), and until that is understood it stays an operator's choice:
+``GLIBC_TUNABLES`` set to :data:`KEEP_FREED_MEMORY` in tritonserver's environment.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from typing import Final
 
 #: The environment variable glibc reads its tunables from.
@@ -29,8 +31,3 @@ KEEP_FREED_MEMORY: Final = (
     f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD_BYTES}"
     f":glibc.malloc.trim_threshold={TRIM_THRESHOLD_BYTES}"
 )
-
-
-def keep_freed_memory(environ: MutableMapping[str, str]) -> None:
-    """Set :data:`KEEP_FREED_MEMORY` in ``environ`` unless it already has ``GLIBC_TUNABLES``."""
-    environ.setdefault(TUNABLES_ENV, KEEP_FREED_MEMORY)

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakescope import contract
-from fakescope.serving.allocator import keep_freed_memory
 from fakescope.serving.detector_nets import (
     IN_PROCESS,
     NETS_ENV,
@@ -162,8 +161,6 @@ def _environment() -> dict[str, str]:
     env["LD_LIBRARY_PATH"] = ":".join(p for p in libs if p)
     # The python stub runs the interpreter found first on PATH: make it this one (the venv).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    # tritonserver and every stub it starts reuse freed memory across requests (.allocator)
-    keep_freed_memory(env)
     return env
 
 

@@ -1,24 +1,16 @@
-"""The allocator settings the embedded server starts tritonserver with (serving/allocator.py)."""
+"""The allocator setting the server_allocator benchmark measures (serving/allocator.py)."""
 
 from __future__ import annotations
 
 from fakescope.benchmarks.server_allocator import GLIBC_DEFAULT, KEPT, render_markdown
-from fakescope.serving.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV, keep_freed_memory
+from fakescope.serving.allocator import KEEP_FREED_MEMORY
 
 
-def test_keep_freed_memory_sets_tunables_when_environment_has_none():
-    env = {"PATH": "/bin"}
-    keep_freed_memory(env)
-    assert env == {"PATH": "/bin", TUNABLES_ENV: KEEP_FREED_MEMORY}
-    assert "glibc.malloc.mmap_threshold=33554432" in KEEP_FREED_MEMORY
-    assert "glibc.malloc.trim_threshold=" in KEEP_FREED_MEMORY
-
-
-def test_keep_freed_memory_keeps_operator_setting_when_already_set():
-    for theirs in ("glibc.malloc.arena_max=2", ""):  # "": glibc's defaults
-        env = {TUNABLES_ENV: theirs}
-        keep_freed_memory(env)
-        assert env == {TUNABLES_ENV: theirs}
+def test_keep_freed_memory_names_both_tunables_when_read():
+    assert KEEP_FREED_MEMORY.split(":") == [
+        "glibc.malloc.mmap_threshold=33554432",
+        "glibc.malloc.trim_threshold=4294967295",
+    ]
 
 
 def test_server_allocator_table_gives_both_servers_and_ratios_when_rendered():
