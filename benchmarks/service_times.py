@@ -9,8 +9,8 @@
 * **per-video service times**: every benchmark video, one user, ``--runs`` timed runs each after
   one warm-up, in interleaved order (so a change in the machine's load spreads over all videos):
   the client's decode (wall and CPU seconds), the server call, and the **stage split** of the
-  server call from Triton's own per-model statistics (``face_detector`` with its MTCNN nets,
-  ``face_cropper``, ``face_scorer`` with ``face_classifier``, ``video_aggregator``), plus the CPU
+  server call from Triton's own per-model statistics (``face_detector`` with its MTCNN nets and
+  the face crops, ``face_scorer`` with ``face_classifier``, ``video_aggregator``), plus the CPU
   seconds the server's processes used;
 * what the network would carry: the video file's bytes (its bitrate) and the frames' bytes.
 
@@ -60,7 +60,6 @@ STAGE_MODELS = (
     contract.PNET_MODEL,
     contract.RNET_MODEL,
     contract.ONET_MODEL,
-    contract.FACE_CROPPER_MODEL,
     contract.FACE_SCORER_MODEL,
     contract.CLASSIFIER_MODEL,
     contract.VIDEO_AGGREGATOR_MODEL,

@@ -175,7 +175,7 @@ def occlusion_map(
 
     Args:
         client: the Triton client; it scores with the served ``face_classifier``.
-        face_crop: uint8 ``[S, S, 3]`` RGB, framed as ``face_cropper`` frames faces for the
+        face_crop: uint8 ``[S, S, 3]`` RGB, framed as ``face_detector`` frames faces for the
             classifier; resized to the served input size when ``S`` differs (noted in the map).
         grid: cells per side, 2…32 (``grid**2 + 1`` crops are scored).
         patch: side of a hidden patch as a fraction of the crop side, in (0, 1].

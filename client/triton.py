@@ -257,7 +257,7 @@ class ClassifierInput:
             ``latest`` policy).
         input_size: ``S`` of its UINT8 ``[B, S, S, 3]`` RGB input (model metadata).
         max_batch_size: most crops one request may carry (model config).
-        face_margin: how ``face_cropper`` frames a face for it (config parameter; see
+        face_margin: how ``face_detector`` frames a face for it (config parameter; see
             :func:`fakescope.pipeline.crops.crop_window`).
         face_shift: the crop centre's shift, ``(x, y)`` × the box's long side (config parameter).
 

@@ -1,8 +1,8 @@
 # GPU deployment: the NGC Triton image (ONNX Runtime backend, CUDA) serving model_repository/.
-# The python-backend models (face_detector, face_cropper, face_scorer, video_aggregator) import
-# the fakescope package, installed here without its client/training dependencies. boto3: with the
-# repository on S3, face_detector and face_cropper read their sibling models' files from the URL
-# in FAKESCOPE_MODEL_REPOSITORY (set it to the --model-repository value; see README).
+# The python-backend models (face_detector, face_scorer, video_aggregator) import the fakescope
+# package, installed here without its client/training dependencies. boto3: with the repository
+# on S3, face_detector reads its sibling models' files from the URL in
+# FAKESCOPE_MODEL_REPOSITORY (set it to the --model-repository value; see README).
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
 WORKDIR /opt/fakescope
 COPY pyproject.toml README.md constraints.txt ./

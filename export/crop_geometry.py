@@ -1,9 +1,9 @@
 """Where our own MTCNN finds the face inside face crops cut by someone else's detector.
 
 A classifier trained on ``dfdc_faces`` has seen faces framed the way *that* data's detector
-framed them. The server cuts its crops around *our* MTCNN boxes (``face_cropper``), so the two
+framed them. The server cuts its crops around *our* MTCNN boxes (``face_detector``), so the two
 framings must agree. :func:`measure_geometry` turns our boxes inside the data's crops into
-the crop geometry ``face_cropper`` reproduces:
+the crop geometry ``face_detector`` reproduces:
 
 * ``face_margin``: the crop's side is ``max(box w, box h) * (1 + 2 * margin)``;
 * ``face_shift``: the crop's centre is the box centre plus ``shift * max(box w, box h)``

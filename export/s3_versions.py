@@ -3,7 +3,7 @@
 Both run the local code of :mod:`fakescope.export.versions` on a small local copy of the
 repository, then write the changes back in an order that keeps every reader consistent. A
 reader is a Triton replica starting up (it reads ``face_classifier/config.pbtxt`` and the
-version folders) or ``face_cropper`` on it (which reads the version the config pins).
+version folders) or ``face_detector`` on it (which reads the version the config pins).
 
 What makes a version served is one object: ``face_classifier/config.pbtxt``, whose
 ``version_policy`` pins it (:func:`fakescope.export.repository.classifier_config`). S3 has no

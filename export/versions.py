@@ -1,7 +1,7 @@
 """Numbered classifier versions in the model repository: export a new one, roll back one.
 
 Triton serves the newest version of ``face_classifier`` (``version_policy: latest 1``) and
-``face_cropper`` reads its crop size from that same newest version, so "what is served" is
+``face_detector`` reads its crop size from that same newest version, so "what is served" is
 always "the highest numbered folder". Hence:
 
 * :func:`export_new_version` exports a checkpoint into ``face_classifier/<N+1>/`` (into a

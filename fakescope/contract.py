@@ -11,7 +11,6 @@ from typing import Final
 # --- Triton models (role-named) -------------------------------------------------------------
 ENSEMBLE_MODEL: Final = "deepfake_detector"
 FACE_DETECTOR_MODEL: Final = "face_detector"
-FACE_CROPPER_MODEL: Final = "face_cropper"
 FACE_SCORER_MODEL: Final = "face_scorer"
 VIDEO_AGGREGATOR_MODEL: Final = "video_aggregator"
 CLASSIFIER_MODEL: Final = "face_classifier"
@@ -43,7 +42,8 @@ STATUS: Final = "STATUS"
 #: INT32 [1], N, the number of frames in the request: face_detector (which has validated FRAMES)
 #: tells video_aggregator, which returns one FRAME_SCORES value per frame, faces or not.
 FRAME_COUNT: Final = "FRAME_COUNT"
-#: UINT8 [F, S, S, 3] RGB face crops at the classifier's input size.
+#: UINT8 [F, S, S, 3] RGB face crops at the classifier's input size, one per FACE_BOXES row:
+#: face_detector cuts them, face_scorer scores them.
 FACE_CROPS: Final = "FACE_CROPS"
 #: The classifier's ONNX input (UINT8 [B, S, S, 3] RGB; normalisation is inside the graph).
 CLASSIFIER_INPUT: Final = "FACE_IMAGES"

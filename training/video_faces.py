@@ -54,7 +54,7 @@ class VideoFaces:
     """The faces of one video, as the server would crop them.
 
     Attributes:
-        crops: UINT8 ``[F, S, S, 3]`` RGB crops (``face_cropper``'s output).
+        crops: UINT8 ``[F, S, S, 3]`` RGB crops (``face_detector``'s ``FACE_CROPS``).
         boxes: FP32 ``[F, 6]`` ``frame_index, x1, y1, x2, y2, score`` (``FACE_BOXES``).
         landmarks: FP32 ``[F, 5, 2]`` MTCNN landmarks in *crop* pixels.
         num_frames: frames sampled (``N`` of the request).

@@ -12,7 +12,7 @@ Tables:
   the verdict JSON, the lease of the worker that runs it (so a dead worker's job is resumed).
 * ``faces`` — small JPEG thumbnails of the faces of a finished job, with their scores.
 * ``face_crops`` — per thumbnail, the classifier's input for that face (lossless PNG at the
-  served input size, as ``face_cropper`` framed it), scored again on request for heatmaps.
+  served input size, as ``face_detector`` framed it), scored again on request for heatmaps.
   A table of its own, so that databases made before it gain it by ``create_all``.
 * ``uses`` — one row per accepted upload: who (``key:<id>`` or ``visitor:<id>``) and when;
   the source of quotas, rate limits, usage per key and the business metrics.

@@ -67,7 +67,7 @@ def classifier_crop_png(
     ``size`` pixels and JPEG-compressed, while the classifier saw a square crop framed by the
     served ``face_margin`` and ``face_shift``, cut from the full-resolution sent frame and
     resized to the input size. The video is deleted once analysed, so the crop cannot be cut
-    later: it is cut here, from the same frames with the same code as ``face_cropper``
+    later: it is cut here, from the same frames with the same code as ``face_detector``
     (:func:`fakescope.pipeline.crops.crop_faces`) and the served framing, and kept lossless,
     so that a heatmap scores exactly what the verdict scored.
     """

@@ -1,7 +1,7 @@
 """Where a video's time goes, stage by stage, and what the network adds.
 
 From ``service_times.json`` (1 user, this machine): the client's decode, Triton's per-model
-times (``face_detector`` with its MTCNN nets, ``face_cropper``, ``face_scorer`` with
+times (``face_detector`` with its MTCNN nets and the face crops, ``face_scorer`` with
 ``face_classifier``, ``video_aggregator``) and what is left of the server call (the frames'
 transfer, the ensemble's scheduling). From the video files and the assumed bitrate and links:
 what uploading costs. All in seconds per video, and as a share of the product's limit.
@@ -18,11 +18,12 @@ from fakescope.benchmarks.capacity.inputs import Measured
 #: Stage name in the report -> the service_times.json median it is read from.
 STAGES = {
     "client decode": "decode_seconds",
-    "detector": "stage_face_detector",
-    "face crops": "stage_face_cropper",
+    "detector and crops": "stage_face_detector",
     "classifier": "stage_face_scorer",
     "aggregation": "stage_video_aggregator",
 }
+#: The stages that are parts of the server call (all but the client's decode).
+SERVER_STAGES = tuple(s for s in STAGES if s != "client decode")
 MBIT = 1e6
 
 
@@ -31,7 +32,7 @@ def stage_split(measured: Measured) -> dict[str, Any]:
     per_video: dict[str, dict[str, float]] = {}
     for name, medians in sorted(measured.service_median.items()):
         row = {stage: medians[key] for stage, key in STAGES.items()}
-        server_steps = sum(row[s] for s in ("detector", "face crops", "classifier", "aggregation"))
+        server_steps = sum(row[s] for s in SERVER_STAGES)
         row["transfer + ensemble"] = max(0.0, medians["infer_seconds"] - server_steps)
         row["total"] = medians["processing_seconds"]
         per_video[name] = row

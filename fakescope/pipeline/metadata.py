@@ -1,8 +1,8 @@
 """Preprocessing as data: the classifier's spec, stored in its ONNX ``metadata_props``.
 
-The export writes a :class:`ClassifierSpec` into the ONNX file; the server (face cropper),
-the in-process benchmarks and training read it back from there, so input size, mean/std and
-the crop margin exist in one place.
+The export writes a :class:`ClassifierSpec` into the ONNX file; the server (``face_detector``,
+which cuts the crops), the in-process benchmarks and training read it back from there, so input
+size, mean/std and the crop margin exist in one place.
 """
 
 from __future__ import annotations

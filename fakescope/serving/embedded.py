@@ -108,8 +108,8 @@ def python_shm_growth_bytes(repository: Path) -> int:
     """Return the step by which a python stub's shared memory grows.
 
     The request limit in bytes (:func:`fakescope.serving.model_config.max_request_bytes`) plus
-    :data:`PYTHON_SHM_HEADROOM_BYTES`: a stub handed a request at the limit (``face_detector``,
-    ``face_cropper``) grows once, by one step. ``docker-compose.yml`` passes the same value.
+    :data:`PYTHON_SHM_HEADROOM_BYTES`: the stub handed a request at the limit
+    (``face_detector``) grows once, by one step. ``docker-compose.yml`` passes the same value.
     """
     return max_request_bytes(repository) + PYTHON_SHM_HEADROOM_BYTES
 

@@ -1,7 +1,7 @@
 """Files of other models of the repository, for the python models that read them at start-up.
 
-``face_detector`` reads the batch limits of ``mtcnn_rnet``/``mtcnn_onet``, and
-``face_cropper`` the served ``face_classifier``'s config and ONNX metadata. From a local
+``face_detector`` reads the batch limits of ``mtcnn_rnet``/``mtcnn_onet`` and the served
+``face_classifier``'s config and ONNX metadata. From a local
 repository those files lie beside the model's own folder. From S3, tritonserver copies each
 model into a temporary folder of its own (``/tmp/folderXXXXXX``), so nothing lies beside it:
 then the repository's URL is in :data:`REPOSITORY_ENV` (``EmbeddedTriton`` sets it; a

@@ -1,7 +1,7 @@
 """The served crops are framed like the classifier's training crops, and the served threshold
 reaches the client.
 
-Geometry: the served ``face_cropper`` cuts faces out of frames of real DFDC videos
+Geometry: the served ``face_detector`` cuts faces out of frames of real DFDC videos
 (``../shared/data/dfdc_sample``); our MTCNN, run again on those crops, must find the face where
 it found it in the training data's crops (the ``crop_geometry`` the model records, measured by
 ``fakescope train``). Only the sample videos the served framing was *not* calibrated on
@@ -46,18 +46,16 @@ def _infer(client, model: str, tensors: dict[str, np.ndarray]):
 
 
 def _served_crops(triton, frames: np.ndarray) -> np.ndarray:
-    """The crops the served ``face_cropper`` cuts at the served detector's boxes."""
+    """The crops the served ``face_detector`` cuts at the boxes it found."""
     client = grpcclient.InferenceServerClient(triton.address.grpc_url)
-    found = _infer(client, contract.ENSEMBLE_MODEL, {contract.FRAMES: frames})
-    boxes = found.as_numpy(contract.FACE_BOXES)
-    crops = _infer(
-        client, contract.FACE_CROPPER_MODEL, {contract.FRAMES: frames, contract.FACE_BOXES: boxes}
-    )
-    return crops.as_numpy(contract.FACE_CROPS)
+    found = _infer(client, contract.FACE_DETECTOR_MODEL, {contract.FRAMES: frames})
+    crops = found.as_numpy(contract.FACE_CROPS)
+    assert len(crops) == len(found.as_numpy(contract.FACE_BOXES))
+    return crops
 
 
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"{SAMPLE} is not here (shared data)")
-def test_face_cropper_frames_faces_like_training_data_when_real_dfdc_videos(triton):
+def test_face_detector_frames_faces_like_training_data_when_real_dfdc_videos(triton):
     provenance = read_provenance(SERVED)
     if "crop_geometry" not in provenance:
         pytest.fail("the served classifier records no crop geometry (trained on face crops?)")

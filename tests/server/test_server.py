@@ -92,7 +92,6 @@ def test_ensemble_config_is_an_ensemble_when_queried_over_http(triton):
     steps = [s["model_name"] for s in config["ensemble_scheduling"]["step"]]
     assert steps == [
         contract.FACE_DETECTOR_MODEL,
-        contract.FACE_CROPPER_MODEL,
         contract.FACE_SCORER_MODEL,
         contract.VIDEO_AGGREGATOR_MODEL,
     ]

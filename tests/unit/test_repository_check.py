@@ -24,8 +24,8 @@ def test_check_repository_names_file_when_onnx_model_is_missing(tmp_path):
 def test_check_repository_names_file_when_config_is_missing(tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(REPO, repo)
-    (repo / "face_cropper" / "config.pbtxt").unlink()
-    with pytest.raises(RepositoryError, match=r"face_cropper/config.pbtxt"):
+    (repo / "face_scorer" / "config.pbtxt").unlink()
+    with pytest.raises(RepositoryError, match=r"face_scorer/config.pbtxt"):
         check_repository(repo)
 
 

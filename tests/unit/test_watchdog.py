@@ -70,9 +70,9 @@ def test_watchdog_stalls_one_model_when_other_models_keep_finishing():
     """Per model: an upstream step that keeps working does not hide a hung later step."""
     watchdog = _watchdog()
     for i, t in enumerate(range(0, 61, 5)):
-        assert watchdog.observe(_snap(face_detector=(1, i), face_cropper=(3, 5)), t) is None
-    stall = watchdog.observe(_snap(face_detector=(1, 99), face_cropper=(3, 5)), 65)
-    assert stall is not None and stall.pending == {"face_cropper": 3}
+        assert watchdog.observe(_snap(face_detector=(1, i), face_scorer=(3, 5)), t) is None
+    stall = watchdog.observe(_snap(face_detector=(1, 99), face_scorer=(3, 5)), 65)
+    assert stall is not None and stall.pending == {"face_scorer": 3}
 
 
 def test_watchdog_stalls_when_metrics_do_not_answer_past_timeout():
@@ -94,15 +94,15 @@ def test_watchdog_stalls_when_metrics_never_answer_from_the_start():
 def test_watchdog_starts_over_when_counters_go_down_after_a_restart():
     """A new server process counts from 0: not negative progress, and old waits are forgotten."""
     watchdog = _watchdog()
-    # face_cropper has waited since t=0 without finishing anything (its counter is still 0)
-    watchdog.observe(_snap(face_detector=(1, 500), face_cropper=(1, 0)), 0)
-    assert watchdog.observe(_snap(face_detector=(1, 500), face_cropper=(1, 0)), 50) is None
-    # restarted at t=55: face_detector's counter is back near 0; face_cropper's reads the same,
+    # face_scorer has waited since t=0 without finishing anything (its counter is still 0)
+    watchdog.observe(_snap(face_detector=(1, 500), face_scorer=(1, 0)), 0)
+    assert watchdog.observe(_snap(face_detector=(1, 500), face_scorer=(1, 0)), 50) is None
+    # restarted at t=55: face_detector's counter is back near 0; face_scorer's reads the same,
     # yet its wait began with the new process, not at t=0
-    assert watchdog.observe(_snap(face_detector=(0, 2), face_cropper=(1, 0)), 62) is None
-    assert watchdog.observe(_snap(face_detector=(0, 2), face_cropper=(1, 0)), 100) is None
-    stall = watchdog.observe(_snap(face_detector=(0, 2), face_cropper=(1, 0)), 123)
-    assert stall is not None and stall.pending == {"face_cropper": 1}
+    assert watchdog.observe(_snap(face_detector=(0, 2), face_scorer=(1, 0)), 62) is None
+    assert watchdog.observe(_snap(face_detector=(0, 2), face_scorer=(1, 0)), 100) is None
+    stall = watchdog.observe(_snap(face_detector=(0, 2), face_scorer=(1, 0)), 123)
+    assert stall is not None and stall.pending == {"face_scorer": 1}
     assert stall.waited_s == pytest.approx(61)
 
 

@@ -1,10 +1,19 @@
-"""face_detector: validates the request, runs the MTCNN cascade, emits FACE_BOXES and FRAME_COUNT.
+"""face_detector: validates the request, finds the faces and cuts them out.
 
-The cascade's numpy part is :mod:`fakescope.pipeline.mtcnn` (shared with training and the
-in-process benchmark); its three networks are the ONNX models ``mtcnn_pnet``, ``mtcnn_rnet``
-and ``mtcnn_onet``. They are called through BLS, so that they run on whatever the deployment
-gives them (the ONNX Runtime backend, on the GPU in the NGC image), except where the server
-places them in this process (the embedded CPU server: :mod:`fakescope.serving.detector_nets`).
+Emits FACE_BOXES, FACE_CROPS and FRAME_COUNT. The cascade's numpy part is
+:mod:`fakescope.pipeline.mtcnn` (shared with training and the in-process benchmark); its three
+networks are the ONNX models ``mtcnn_pnet``, ``mtcnn_rnet`` and ``mtcnn_onet``. They are called
+through BLS, so that they run on whatever the deployment gives them (the ONNX Runtime backend,
+on the GPU in the NGC image), except where the server places them in this process (the
+embedded CPU server: :mod:`fakescope.serving.detector_nets`).
+
+The crops are cut here, from the frames this step already holds, rather than in a step of
+their own: a separate step was handed its own copy of every request's frames (tens of MB)
+through another python stub, which cost more than the cropping (benchmarks/README.md,
+"Triton's overhead"). Their size, margin and centre shift are read once from the served
+classifier's ONNX metadata (the version its ``config.pbtxt`` pins, the one Triton serves), so
+they exist in one place: the export. From an S3 repository those files are fetched
+(:mod:`fakescope.serving.siblings`).
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from fakescope import contract
+from fakescope.pipeline.crops import crop_faces
+from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.pipeline.validation import validate_request
 from fakescope.serving.detector_nets import IN_PROCESS, in_process_nets, nets_placement
@@ -23,7 +34,7 @@ from fakescope.serving.model_config import (
     parameters,
 )
 from fakescope.serving.python_model import BlsError, bls_outputs, bls_request, invalid_argument
-from fakescope.serving.siblings import sibling_file
+from fakescope.serving.siblings import served_version_file, sibling_file
 
 
 def _run(model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
@@ -77,10 +88,16 @@ class BlsMtcnnNets:
 
 
 class TritonPythonModel:
-    """Face detection for one video per request."""
+    """Face detection and face crops for one video per request."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Read the detection parameters once; open the nets where the server places them."""
+        """Read the detection parameters and the classifier's crop spec once; open the nets."""
+        spec, _ = read_classifier_spec(
+            served_version_file(args, contract.CLASSIFIER_MODEL, "model.onnx")
+        )
+        self.crop_size = spec.input_size
+        self.crop_margin = spec.face_margin
+        self.crop_shift = spec.face_shift
         params = parameters(load_model_config(args))
         self.params = detector_params_from(params)
         self.max_frame_side = int(params["max_frame_side"])
@@ -99,7 +116,7 @@ class TritonPythonModel:
             )
 
     def execute(self, requests: list) -> list:
-        """Detect faces in each request's frames."""
+        """Detect and crop the faces in each request's frames."""
         return [self._detect(request) for request in requests]
 
     def _detect(self, request) -> pb_utils.InferenceResponse:
@@ -125,10 +142,17 @@ class TritonPythonModel:
             ],
             axis=1,
         )
+        try:
+            crops = crop_faces(
+                frames, boxes, size=self.crop_size, margin=self.crop_margin, shift=self.crop_shift
+            )
+        except ValueError as exc:
+            return invalid_argument(exc)
         count = np.array([frames.shape[0]], dtype=np.int32)
         return pb_utils.InferenceResponse(
             [
                 pb_utils.Tensor(contract.FACE_BOXES, boxes),
+                pb_utils.Tensor(contract.FACE_CROPS, crops),
                 pb_utils.Tensor(contract.FRAME_COUNT, count),
             ]
         )
