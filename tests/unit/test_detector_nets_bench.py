@@ -1,39 +1,9 @@
-"""The placement benchmark's checks and table (benchmarks/detector_nets.py)."""
+"""The placement benchmark's table (benchmarks/detector_nets.py)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
-from fakescope.benchmarks.detector_nets import check_same_faces, render_markdown
-from fakescope.client.triton import RawResult
+from fakescope.benchmarks.detector_nets import render_markdown
 from fakescope.serving.detector_nets import BLS, IN_PROCESS
-
-
-def _result(boxes: list[list[float]]) -> RawResult:
-    face_boxes = np.asarray(boxes, np.float32).reshape(-1, 6)
-    return RawResult(
-        fake_probability=0.5,
-        frame_scores=np.zeros(1, np.float32),
-        face_boxes=face_boxes,
-        face_scores=np.full(len(face_boxes), 0.5, np.float32),
-        status="ok",
-    )
-
-
-def test_check_same_faces_accepts_when_boxes_differ_by_rounding_only():
-    check_same_faces(
-        "v.mp4", _result([[0, 10, 10, 50, 50, 0.99]]), _result([[0, 10, 10, 50.001, 50, 0.99]])
-    )
-
-
-@pytest.mark.parametrize(
-    "other",
-    [[], [[0, 10, 10, 50, 50, 0.99], [1, 10, 10, 50, 50, 0.99]], [[0, 12, 10, 50, 50, 0.99]]],
-)
-def test_check_same_faces_refuses_when_placements_find_different_faces(other):
-    with pytest.raises(RuntimeError, match=r"v\.mp4: the two servers found different faces"):
-        check_same_faces("v.mp4", _result([[0, 10, 10, 50, 50, 0.99]]), _result(other))
 
 
 def test_detector_nets_table_gives_both_placements_and_ratios_when_rendered():

@@ -1,0 +1,146 @@
+"""The served model repository against an earlier commit's, side by side on the same frames.
+
+What a change to the served models bought, measured in one run on one machine: one embedded
+server serves ``--repository`` (this checkout's), the other the ``model_repository/`` of the
+commit ``--before`` (taken from git), and :mod:`fakescope.benchmarks.side_by_side` sends both
+the same frames: ``--runs`` interleaved rounds after a warm-up. Per video and server: the
+median wall seconds of the call (gRPC, frames through shared memory), the mean server CPU
+seconds and the median MiB faulted in per call. Both must find the same faces, or the run fails.
+
+The earlier commit's python models import *this* checkout's ``fakescope`` package: a commit
+whose models need another version of it cannot be compared this way (its server fails to
+load, and the run stops with tritonserver's message).
+
+Run: ``python -m fakescope.benchmarks.repository_ab --before <commit>`` (writes
+``benchmarks/results/repository_ab.json`` and its table, ``repository_ab.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fakescope.benchmarks.detector_keyframes import default_videos
+from fakescope.benchmarks.result_files import write_result
+from fakescope.benchmarks.side_by_side import (
+    Contender,
+    add_arguments,
+    add_ratios,
+    check_runs,
+    measure,
+    method_facts,
+    running_side_by_side,
+)
+from fakescope.paths import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+RESULT = PROJECT_ROOT / "benchmarks" / "results" / "repository_ab.json"
+THIS = "this"
+BEFORE = "before"
+#: The repository's folder in a commit's tree.
+REPOSITORY_IN_GIT = "model_repository"
+
+
+def resolve_commit(commit: str, root: Path = PROJECT_ROOT) -> str:
+    """Return the full hash of ``commit``; raise ValueError when git does not know it."""
+    found = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        raise ValueError(f"{commit!r} is not a commit of the git checkout at {root}")
+    return found.stdout.strip()
+
+
+def extract_repository(commit: str, target: Path, root: Path = PROJECT_ROOT) -> Path:
+    """Write ``model_repository/`` as it is at ``commit`` under ``target``; return its path."""
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", commit, REPOSITORY_IN_GIT],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        message = archive.stderr.decode(errors="replace").strip()
+        raise ValueError(f"commit {commit} has no {REPOSITORY_IN_GIT}/: {message}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+    return target / REPOSITORY_IN_GIT
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Render ``repository_ab.json`` as a table."""
+    method = result["method"]
+    before = method["before_commit"][:7]
+    lines = [
+        "# The served repository against an earlier commit's",
+        "",
+        f"Written by `python -m fakescope.benchmarks.repository_ab`; do not edit. This: code "
+        f"`{method['code_version']}`; before: `model_repository/` of commit `{before}`, run by "
+        f"the same `fakescope` package. The client's sample ({method['num_frames']} frames, long "
+        f"side <= {method['max_side']}) sent to two embedded servers side by side, one call of "
+        f"the ensemble over gRPC with shared memory; {method['runs']} interleaved runs after a "
+        f"warm-up; call: median seconds, server CPU: mean seconds, faulted in: median MiB per "
+        f"call over tritonserver and its stubs; load average before "
+        f"{method['loadavg_before'][0]:.2f} on {method['cores']} cores. Both found the same "
+        "faces in every video.",
+        "",
+        f"| video | frames | faces | this: call / server CPU / faulted in | {before}: call / "
+        f"server CPU / faulted in | this vs {before}: call, CPU |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["videos"]:
+        cells = [
+            f"{row[n]['wall_s']:.3f} / {row[n]['server_cpu_s']:.3f} / {row[n]['faulted_mib']:.0f}"
+            for n in (THIS, BEFORE)
+        ]
+        size = "x".join(str(v) for v in row["size"])
+        lines.append(
+            f"| {row['video']} | {size} | {row['faces']} | {' | '.join(cells)} "
+            f"| {row['wall_vs_before']:.2f}x, {row['cpu_vs_before']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and write the result file; exit 2 when ``--before`` is not a usable commit."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser, result=RESULT, first_port=18800)
+    parser.add_argument(
+        "--before", required=True, help="the commit whose model_repository/ to compare with"
+    )
+    args = parser.parse_args(argv)
+    check_runs(parser, args)
+    try:
+        before_commit = resolve_commit(args.before)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    loadavg = os.getloadavg()
+    videos = default_videos(args.bench_videos, args.dfdc_sample)
+    with tempfile.TemporaryDirectory(prefix="fakescope-repository-ab-") as folder:
+        try:
+            earlier = extract_repository(before_commit, Path(folder))
+        except ValueError as exc:
+            parser.error(str(exc))
+        contenders = {THIS: Contender(args.repository), BEFORE: Contender(earlier)}
+        with running_side_by_side(contenders, args.first_port, "repository-ab") as servers:
+            rows = measure(videos, servers, args.runs)
+    add_ratios(rows, THIS, BEFORE, "before")
+    method = {**method_facts(args, loadavg), "before_commit": before_commit}
+    result: dict[str, Any] = {"videos": rows, "method": method}
+    write_result(args.output, result, render_markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""Two embedded servers side by side, sent the same frames in interleaved rounds.
+
+The harness of the benchmarks that compare two ways of serving on one machine in one run
+(:mod:`~fakescope.benchmarks.detector_nets`, :mod:`~fakescope.benchmarks.server_allocator`,
+:mod:`~fakescope.benchmarks.repository_ab`): each :class:`Contender` is an embedded tritonserver
+of its own (its repository, its detector-net placement, its environment); each video is decoded
+once (the client's sample) and its frames go to every server, one warm-up each, then ``runs``
+rounds in which every server answers once, so a change in the machine's load spreads over all
+of them. Per video and server: the median wall seconds of the call (gRPC, frames through shared
+memory), the mean server CPU seconds and the median MiB faulted in per call (tritonserver and
+its python stubs). All servers must find the same faces, or the run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import resource
+import statistics
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fakescope.benchmarks.detector_keyframes import add_video_arguments
+from fakescope.benchmarks.service_times import (
+    code_version,
+    process_group_cpu_seconds,
+    process_group_minor_faults,
+)
+from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
+from fakescope.client.triton import DetectorClient, RawResult
+from fakescope.client.video import sample_frames
+from fakescope.paths import PROJECT_ROOT
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
+
+logger = logging.getLogger(__name__)
+
+#: Box coordinates of two servers may differ by float rounding only (pixels).
+BOX_TOLERANCE_PX = 1e-2
+#: Ports each server takes (HTTP, gRPC, metrics), from ``--first-port`` on.
+PORTS_PER_SERVER = 3
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way of serving: the repository, where the detector's nets run, extra environment."""
+
+    repository: Path
+    detector_nets: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+def timed_infer(
+    client: DetectorClient, server: EmbeddedTriton, frames: np.ndarray, duration: float
+) -> tuple[RawResult, float, float]:
+    """Send ``frames`` once; return the answer, wall seconds and the server's CPU seconds."""
+    assert server.process is not None
+    cpu = process_group_cpu_seconds(server.process.pid)
+    start = time.perf_counter()
+    answer = client.infer(frames, duration_seconds=duration)
+    wall = time.perf_counter() - start
+    return answer, wall, process_group_cpu_seconds(server.process.pid) - cpu
+
+
+def check_same_faces(video: str, here: RawResult, there: RawResult) -> None:
+    """Raise RuntimeError when two servers' answers for ``video`` hold different faces."""
+    if here.face_boxes.shape != there.face_boxes.shape or not np.allclose(
+        here.face_boxes, there.face_boxes, atol=BOX_TOLERANCE_PX
+    ):
+        raise RuntimeError(f"{video}: the two servers found different faces")
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Run the block with ``values`` set in this process's environment (a server inherits it)."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def running_side_by_side(
+    contenders: Mapping[str, Contender], first_port: int, runtime_prefix: str
+) -> Iterator[dict[str, EmbeddedTriton]]:
+    """Start one embedded server per contender (ports from ``first_port``); stop them after."""
+    servers = {
+        name: EmbeddedTriton(
+            contender.repository,
+            ServerAddress(
+                "127.0.0.1",
+                *range(first_port + PORTS_PER_SERVER * i, first_port + PORTS_PER_SERVER * (i + 1)),
+            ),
+            runtime_dir=PROJECT_ROOT / ".fakescope" / f"runtime-{runtime_prefix}-{name}",
+            detector_nets=contender.detector_nets,
+        )
+        for i, (name, contender) in enumerate(contenders.items())
+    }
+    try:
+        for name, server in servers.items():
+            with _environment(contenders[name].environment):
+                server.start()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def measure(
+    videos: list[Path], servers: Mapping[str, EmbeddedTriton], runs: int, pause_s: float = 0.0
+) -> list[dict[str, Any]]:
+    """Per video: its size, its faces, and per server the call, server CPU and faults.
+
+    ``pause_s`` is slept after each round, as between one user's videos.
+    """
+    clients = {
+        name: DetectorClient(s.address.grpc_url, "grpc", shared_memory=True, timeout_s=120)
+        for name, s in servers.items()
+    }
+    page = resource.getpagesize()
+    rows = []
+    try:
+        for video in videos:
+            sampled = sample_frames(video, DEFAULT_NUM_FRAMES, DEFAULT_MAX_SIDE)
+            frames, duration = sampled.frames, sampled.duration_seconds
+            answers = [
+                timed_infer(clients[name], servers[name], frames, duration)[0] for name in servers
+            ]  # the warm-up
+            for other in answers[1:]:
+                check_same_faces(video.name, answers[0], other)
+            samples: dict[str, dict[str, list[float]]] = {
+                name: {"wall": [], "cpu": [], "faults": []} for name in servers
+            }
+            for _ in range(runs):
+                for name, server in servers.items():
+                    assert server.process is not None
+                    faults = process_group_minor_faults(server.process.pid)
+                    _, wall, cpu = timed_infer(clients[name], server, frames, duration)
+                    faults = process_group_minor_faults(server.process.pid) - faults
+                    samples[name]["wall"].append(wall)
+                    samples[name]["cpu"].append(cpu)
+                    samples[name]["faults"].append(faults * page / _MIB)
+                time.sleep(pause_s)
+            row: dict[str, Any] = {
+                "video": video.name,
+                "size": list(sampled.frame_size),
+                "faces": len(answers[0].face_scores),
+            }
+            for name in servers:
+                row[name] = {
+                    "wall_s": statistics.median(samples[name]["wall"]),
+                    # the mean: /proc counts CPU time in ticks of 10 ms, a median stays on them
+                    "server_cpu_s": statistics.mean(samples[name]["cpu"]),
+                    "faulted_mib": statistics.median(samples[name]["faults"]),
+                }
+            logger.info("%s: %s", video.name, row)
+            rows.append(row)
+    finally:
+        for client in clients.values():
+            client.close()
+    return rows
+
+
+def add_ratios(rows: list[dict[str, Any]], this: str, other: str, suffix: str) -> None:
+    """Add ``wall_vs_<suffix>`` and ``cpu_vs_<suffix>`` (``this`` over ``other``) to each row."""
+    for row in rows:
+        row[f"wall_vs_{suffix}"] = row[this]["wall_s"] / row[other]["wall_s"]
+        row[f"cpu_vs_{suffix}"] = row[this]["server_cpu_s"] / row[other]["server_cpu_s"]
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, result: Path, first_port: int) -> None:
+    """Add the options every side-by-side benchmark has: runs, output, repository, ports, videos."""
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--output", type=Path, default=result)
+    parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
+    parser.add_argument(
+        "--first-port",
+        type=int,
+        default=first_port,
+        help=f"{PORTS_PER_SERVER} ports per server from here",
+    )
+    add_video_arguments(parser)
+
+
+def check_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit through ``parser`` when ``--runs`` is below 1."""
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+
+
+def method_facts(args: argparse.Namespace, loadavg: tuple[float, float, float]) -> dict[str, Any]:
+    """Return what every side-by-side result records of how it was measured."""
+    return {
+        "runs": args.runs,
+        "num_frames": DEFAULT_NUM_FRAMES,
+        "max_side": DEFAULT_MAX_SIDE,
+        "cores": os.cpu_count(),
+        "loadavg_before": list(loadavg),
+        "code_version": code_version(),
+    }

@@ -1,0 +1,54 @@
+"""The side-by-side harness's checks, ratios and environment (benchmarks/side_by_side.py)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from fakescope.benchmarks.side_by_side import _environment, add_ratios, check_same_faces
+from fakescope.client.triton import RawResult
+
+
+def _result(boxes: list[list[float]]) -> RawResult:
+    face_boxes = np.asarray(boxes, np.float32).reshape(-1, 6)
+    return RawResult(
+        fake_probability=0.5,
+        frame_scores=np.zeros(1, np.float32),
+        face_boxes=face_boxes,
+        face_scores=np.full(len(face_boxes), 0.5, np.float32),
+        status="ok",
+    )
+
+
+def test_check_same_faces_accepts_when_boxes_differ_by_rounding_only():
+    check_same_faces(
+        "v.mp4", _result([[0, 10, 10, 50, 50, 0.99]]), _result([[0, 10, 10, 50.001, 50, 0.99]])
+    )
+
+
+@pytest.mark.parametrize(
+    "other",
+    [[], [[0, 10, 10, 50, 50, 0.99], [1, 10, 10, 50, 50, 0.99]], [[0, 12, 10, 50, 50, 0.99]]],
+)
+def test_check_same_faces_refuses_when_servers_find_different_faces(other):
+    with pytest.raises(RuntimeError, match=r"v\.mp4: the two servers found different faces"):
+        check_same_faces("v.mp4", _result([[0, 10, 10, 50, 50, 0.99]]), _result(other))
+
+
+def test_add_ratios_divides_the_first_server_by_the_second_when_rows_have_both():
+    rows = [{"a": {"wall_s": 0.3, "server_cpu_s": 0.2}, "b": {"wall_s": 0.4, "server_cpu_s": 0.5}}]
+    add_ratios(rows, "a", "b", "b")
+    assert rows[0]["wall_vs_b"] == pytest.approx(0.75)
+    assert rows[0]["cpu_vs_b"] == pytest.approx(0.4)
+
+
+def test_environment_restores_set_and_unset_variables_when_the_block_ends(monkeypatch):
+    monkeypatch.setenv("FAKESCOPE_TEST_SET", "before")
+    monkeypatch.delenv("FAKESCOPE_TEST_UNSET", raising=False)
+    with _environment({"FAKESCOPE_TEST_SET": "", "FAKESCOPE_TEST_UNSET": "x"}):
+        assert os.environ["FAKESCOPE_TEST_SET"] == ""
+        assert os.environ["FAKESCOPE_TEST_UNSET"] == "x"
+    assert os.environ["FAKESCOPE_TEST_SET"] == "before"
+    assert "FAKESCOPE_TEST_UNSET" not in os.environ
