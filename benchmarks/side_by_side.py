@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fakescope.benchmarks.detector_keyframes import add_video_arguments
 from fakescope.benchmarks.service_times import (
@@ -37,6 +38,7 @@ from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.triton import DetectorClient, RawResult
 from fakescope.client.video import sample_frames
 from fakescope.paths import PROJECT_ROOT
+from fakescope.serving.detector_nets import IN_PROCESS, NetsPlacement
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
 logger = logging.getLogger(__name__)
@@ -53,12 +55,12 @@ class Contender:
     """One way of serving: the repository, where the detector's nets run, extra environment."""
 
     repository: Path
-    detector_nets: str | None = None
+    detector_nets: NetsPlacement = IN_PROCESS  # the embedded server's default
     environment: Mapping[str, str] = field(default_factory=dict)
 
 
 def timed_infer(
-    client: DetectorClient, server: EmbeddedTriton, frames: np.ndarray, duration: float
+    client: DetectorClient, server: EmbeddedTriton, frames: NDArray[np.uint8], duration: float
 ) -> tuple[RawResult, float, float]:
     """Send ``frames`` once; return the answer, wall seconds and the server's CPU seconds."""
     assert server.process is not None
