@@ -536,10 +536,10 @@ def _crop_batch(
     return _normalise_(batch), valid
 
 
-def _pyramid_scales(
+def pyramid_scales(
     height: int, width: int, min_face: float, factor: float, max_face: float | None = None
 ) -> list[float]:
-    """Scales of the image pyramid, exactly as facenet computes them.
+    """Return the scales of the image pyramid, exactly as facenet computes them.
 
     ``max_face`` (not facenet's) drops the levels that only find faces larger than it: P-Net
     sees a face of side ``F`` at scale ``12 / F``, and one more level is kept below that.
@@ -798,9 +798,9 @@ def _cascade(
 
     # ---- Stage 1: P-Net over the image pyramid ------------------------------------------
     if windows is None:
-        scales = _pyramid_scales(height, width, params.min_face_size, params.factor)
+        scales = pyramid_scales(height, width, params.min_face_size, params.factor)
     else:
-        scales = _pyramid_scales(height, width, windows.min_face, params.factor, windows.max_face)
+        scales = pyramid_scales(height, width, windows.min_face, params.factor, windows.max_face)
     if not scales:
         return _Found.empty()
     chunk = params.pnet_batch_frames or n_frames
