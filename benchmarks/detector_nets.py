@@ -31,6 +31,7 @@ from fakescope.benchmarks.side_by_side import (
     measure,
     method_facts,
     running_side_by_side,
+    table_row,
 )
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.detector_nets import BLS, IN_PROCESS, PLACEMENTS
@@ -58,13 +59,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         "| in process vs BLS: call, CPU |",
         "|---|---|---|---|---|---|",
     ]
-    for row in result["videos"]:
-        cells = [f"{row[p]['wall_s']:.3f} / {row[p]['server_cpu_s']:.3f}" for p in PLACEMENTS[::-1]]
-        size = "x".join(str(v) for v in row["size"])
-        lines.append(
-            f"| {row['video']} | {size} | {row['faces']} | {' | '.join(cells)} "
-            f"| {row['wall_vs_bls']:.2f}x, {row['cpu_vs_bls']:.2f}x |"
-        )
+    lines += [
+        table_row(row, (IN_PROCESS, BLS), "bls", faces=True, faults=False)
+        for row in result["videos"]
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -37,6 +37,7 @@ from fakescope.benchmarks.side_by_side import (
     measure,
     method_facts,
     running_side_by_side,
+    table_row,
 )
 from fakescope.paths import PROJECT_ROOT
 
@@ -98,16 +99,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"server CPU / faulted in | this vs {before}: call, CPU |",
         "|---|---|---|---|---|---|",
     ]
-    for row in result["videos"]:
-        cells = [
-            f"{row[n]['wall_s']:.3f} / {row[n]['server_cpu_s']:.3f} / {row[n]['faulted_mib']:.0f}"
-            for n in (THIS, BEFORE)
-        ]
-        size = "x".join(str(v) for v in row["size"])
-        lines.append(
-            f"| {row['video']} | {size} | {row['faces']} | {' | '.join(cells)} "
-            f"| {row['wall_vs_before']:.2f}x, {row['cpu_vs_before']:.2f}x |"
-        )
+    lines += [
+        table_row(row, (THIS, BEFORE), "before", faces=True, faults=True)
+        for row in result["videos"]
+    ]
     return "\n".join(lines) + "\n"
 
 

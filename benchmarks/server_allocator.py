@@ -30,6 +30,7 @@ from fakescope.benchmarks.side_by_side import (
     measure,
     method_facts,
     running_side_by_side,
+    table_row,
 )
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV
@@ -62,16 +63,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         "server CPU / faulted in | kept vs defaults: call, CPU |",
         "|---|---|---|---|---|",
     ]
-    for row in result["videos"]:
-        cells = [
-            f"{row[n]['wall_s']:.3f} / {row[n]['server_cpu_s']:.3f} / {row[n]['faulted_mib']:.0f}"
-            for n in (KEPT, GLIBC_DEFAULT)
-        ]
-        size = "x".join(str(v) for v in row["size"])
-        lines.append(
-            f"| {row['video']} | {size} | {' | '.join(cells)} "
-            f"| {row['wall_vs_default']:.2f}x, {row['cpu_vs_default']:.2f}x |"
-        )
+    lines += [
+        table_row(row, (KEPT, GLIBC_DEFAULT), "default", faces=False, faults=True)
+        for row in result["videos"]
+    ]
     return "\n".join(lines) + "\n"
 
 

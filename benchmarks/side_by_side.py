@@ -183,6 +183,24 @@ def add_ratios(rows: list[dict[str, Any]], this: str, other: str, suffix: str) -
         row[f"cpu_vs_{suffix}"] = row[this]["server_cpu_s"] / row[other]["server_cpu_s"]
 
 
+def table_row(
+    row: dict[str, Any], names: tuple[str, str], suffix: str, *, faces: bool, faults: bool
+) -> str:
+    """Render one video of a result as a Markdown row.
+
+    Video, frame size, the faces when ``faces``, each server's ``call / server CPU`` (and
+    ``/ faulted in`` when ``faults``), then the ratios :func:`add_ratios` added with ``suffix``.
+    """
+    cells = [row["video"], "x".join(str(v) for v in row["size"])]
+    if faces:
+        cells.append(str(row["faces"]))
+    for name in names:
+        cell = f"{row[name]['wall_s']:.3f} / {row[name]['server_cpu_s']:.3f}"
+        cells.append(cell + (f" / {row[name]['faulted_mib']:.0f}" if faults else ""))
+    cells.append(f"{row[f'wall_vs_{suffix}']:.2f}x, {row[f'cpu_vs_{suffix}']:.2f}x")
+    return f"| {' | '.join(cells)} |"
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, result: Path, first_port: int) -> None:
     """Add the options every side-by-side benchmark has: runs, output, repository, ports, videos."""
     parser.add_argument("--runs", type=int, default=7)
