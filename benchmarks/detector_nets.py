@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import Any
 
-from fakescope.benchmarks.detector_keyframes import default_videos
-from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.side_by_side import (
     Contender,
     add_arguments,
-    add_ratios,
     check_runs,
-    measure,
-    method_facts,
-    running_side_by_side,
+    run_and_write,
     table_row,
 )
 from fakescope.paths import PROJECT_ROOT
@@ -73,14 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_runs(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    loadavg = os.getloadavg()
-    videos = default_videos(args.bench_videos, args.dfdc_sample)
     contenders = {p: Contender(args.repository, detector_nets=p) for p in PLACEMENTS}
-    with running_side_by_side(contenders, args.first_port, "detector-nets") as servers:
-        rows = measure(videos, servers, args.runs)
-    add_ratios(rows, IN_PROCESS, BLS, "bls")
-    result: dict[str, Any] = {"videos": rows, "method": method_facts(args, loadavg)}
-    write_result(args.output, result, render_markdown)
+    run_and_write(
+        args,
+        contenders,
+        (IN_PROCESS, BLS),
+        render_markdown,
+        suffix="bls",
+        runtime_prefix="detector-nets",
+    )
     return 0
 
 

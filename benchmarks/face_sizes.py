@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fakescope import contract
 from fakescope.benchmarks.result_files import write_result
@@ -47,7 +48,7 @@ CANDIDATES = (40, 48, 56, 64, 80)
 PERCENTILES = (1, 5, 10, 25, 50)
 
 
-def crop_sides(metadata: Path) -> np.ndarray:
+def crop_sides(metadata: Path) -> NDArray[np.float64]:
     """Return the long side of every face crop in ``metadata`` (pixels of its video).
 
     Raises:
@@ -82,7 +83,7 @@ def pnet_pixels(height: int, width: int, min_face: float, factor: float) -> int:
 
 
 def measure(
-    sides: np.ndarray,
+    sides: NDArray[np.float64],
     *,
     face_margin: float,
     frame_long_side: int,

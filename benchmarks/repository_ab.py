@@ -20,23 +20,17 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from fakescope.benchmarks.detector_keyframes import default_videos
-from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.side_by_side import (
     Contender,
     add_arguments,
-    add_ratios,
     check_runs,
-    measure,
-    method_facts,
-    running_side_by_side,
+    run_and_write,
     table_row,
 )
 from fakescope.paths import PROJECT_ROOT
@@ -120,20 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    loadavg = os.getloadavg()
-    videos = default_videos(args.bench_videos, args.dfdc_sample)
     with tempfile.TemporaryDirectory(prefix="fakescope-repository-ab-") as folder:
         try:
             earlier = extract_repository(before_commit, Path(folder))
         except ValueError as exc:
             parser.error(str(exc))
-        contenders = {THIS: Contender(args.repository), BEFORE: Contender(earlier)}
-        with running_side_by_side(contenders, args.first_port, "repository-ab") as servers:
-            rows = measure(videos, servers, args.runs)
-    add_ratios(rows, THIS, BEFORE, "before")
-    method = {**method_facts(args, loadavg), "before_commit": before_commit}
-    result: dict[str, Any] = {"videos": rows, "method": method}
-    write_result(args.output, result, render_markdown)
+        run_and_write(
+            args,
+            {THIS: Contender(args.repository), BEFORE: Contender(earlier)},
+            (THIS, BEFORE),
+            render_markdown,
+            suffix="before",
+            runtime_prefix="repository-ab",
+            method={"before_commit": before_commit},
+        )
     return 0
 
 

@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import Any
 
-from fakescope.benchmarks.detector_keyframes import default_videos
-from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.side_by_side import (
     Contender,
     add_arguments,
-    add_ratios,
     check_runs,
-    measure,
-    method_facts,
-    running_side_by_side,
+    run_and_write,
     table_row,
 )
 from fakescope.paths import PROJECT_ROOT
@@ -80,18 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.pause < 0:
         parser.error("--pause must be 0 or more")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    loadavg = os.getloadavg()
-    videos = default_videos(args.bench_videos, args.dfdc_sample)
     contenders = {
         name: Contender(args.repository, environment={TUNABLES_ENV: value})
         for name, value in TUNABLES.items()
     }
-    with running_side_by_side(contenders, args.first_port, "allocator") as servers:
-        rows = measure(videos, servers, args.runs, args.pause)
-    add_ratios(rows, KEPT, GLIBC_DEFAULT, "default")
-    method = {**method_facts(args, loadavg), "pause_s": args.pause, "tunables": TUNABLES}
-    result: dict[str, Any] = {"videos": rows, "method": method}
-    write_result(args.output, result, render_markdown)
+    run_and_write(
+        args,
+        contenders,
+        (KEPT, GLIBC_DEFAULT),
+        render_markdown,
+        suffix="default",
+        runtime_prefix="allocator",
+        pause_s=args.pause,
+        method={"pause_s": args.pause, "tunables": TUNABLES},
+    )
     return 0
 
 

@@ -20,7 +20,7 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fakescope.benchmarks.detector_keyframes import add_video_arguments
+from fakescope.benchmarks.detector_keyframes import add_video_arguments, default_videos
+from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.service_times import (
     code_version,
     process_group_cpu_seconds,
@@ -94,22 +95,34 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def consecutive_addresses(first_port: int, count: int) -> list[ServerAddress]:
+    """Return loopback addresses of ``count`` servers, ``PORTS_PER_SERVER`` ports each."""
+    return [
+        ServerAddress(
+            "127.0.0.1",
+            *range(first_port + PORTS_PER_SERVER * i, first_port + PORTS_PER_SERVER * (i + 1)),
+        )
+        for i in range(count)
+    ]
+
+
 @contextlib.contextmanager
 def running_side_by_side(
-    contenders: Mapping[str, Contender], first_port: int, runtime_prefix: str
+    contenders: Mapping[str, Contender], addresses: Sequence[ServerAddress], runtime_prefix: str
 ) -> Iterator[dict[str, EmbeddedTriton]]:
-    """Start one embedded server per contender (ports from ``first_port``); stop them after."""
+    """Start one embedded server per contender, at its address; stop them all afterwards."""
+    if len(addresses) != len(contenders):
+        raise ValueError(
+            f"{len(contenders)} contenders need as many addresses, got {len(addresses)}"
+        )
     servers = {
         name: EmbeddedTriton(
             contender.repository,
-            ServerAddress(
-                "127.0.0.1",
-                *range(first_port + PORTS_PER_SERVER * i, first_port + PORTS_PER_SERVER * (i + 1)),
-            ),
+            address,
             runtime_dir=PROJECT_ROOT / ".fakescope" / f"runtime-{runtime_prefix}-{name}",
             detector_nets=contender.detector_nets,
         )
-        for i, (name, contender) in enumerate(contenders.items())
+        for (name, contender), address in zip(contenders.items(), addresses, strict=True)
     }
     try:
         for name, server in servers.items():
@@ -221,13 +234,35 @@ def check_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--runs must be at least 1")
 
 
-def method_facts(args: argparse.Namespace, loadavg: tuple[float, float, float]) -> dict[str, Any]:
-    """Return what every side-by-side result records of how it was measured."""
-    return {
+def run_and_write(
+    args: argparse.Namespace,
+    contenders: Mapping[str, Contender],
+    compared: tuple[str, str],
+    render: Callable[[dict[str, Any]], str],
+    *,
+    suffix: str,
+    runtime_prefix: str,
+    pause_s: float = 0.0,
+    method: Mapping[str, Any] | None = None,
+) -> None:
+    """Measure ``contenders`` on the videos of ``args`` and write the result to ``args.output``.
+
+    The rows get the ratios of ``compared[0]`` over ``compared[1]`` (:func:`add_ratios` with
+    ``suffix``); the result's ``method`` holds the run's facts and ``method``.
+    """
+    loadavg = os.getloadavg()
+    videos = default_videos(args.bench_videos, args.dfdc_sample)
+    addresses = consecutive_addresses(args.first_port, len(contenders))
+    with running_side_by_side(contenders, addresses, runtime_prefix) as servers:
+        rows = measure(videos, servers, args.runs, pause_s)
+    add_ratios(rows, *compared, suffix)
+    facts = {
         "runs": args.runs,
         "num_frames": DEFAULT_NUM_FRAMES,
         "max_side": DEFAULT_MAX_SIDE,
         "cores": os.cpu_count(),
         "loadavg_before": list(loadavg),
         "code_version": code_version(),
+        **(method or {}),
     }
+    write_result(args.output, {"videos": rows, "method": facts}, render)
