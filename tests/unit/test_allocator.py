@@ -1,6 +1,10 @@
-"""The allocator setting the server_allocator benchmark measures (serving/allocator.py)."""
+"""The allocator setting (serving/allocator.py): its tunables, its effect, its benchmark's table."""
 
 from __future__ import annotations
+
+import resource
+import subprocess
+import sys
 
 from fakescope.benchmarks.server_allocator import GLIBC_DEFAULT, KEPT, render_markdown
 from fakescope.serving.allocator import KEEP_FREED_MEMORY
@@ -9,7 +13,7 @@ from fakescope.serving.allocator import KEEP_FREED_MEMORY
 def test_keep_freed_memory_names_both_tunables_when_read():
     assert KEEP_FREED_MEMORY.split(":") == [
         "glibc.malloc.mmap_threshold=33554432",
-        "glibc.malloc.trim_threshold=4294967295",
+        "glibc.malloc.trim_threshold=2147483647",
     ]
 
 
@@ -35,3 +39,44 @@ def test_server_allocator_table_gives_both_servers_and_ratios_when_rendered():
     table = render_markdown({"videos": [row], "method": method})
     assert "| v.mp4 | 1280x720 | 0.400 / 0.500 / 3 | 0.500 / 0.600 / 34 | 0.80x, 0.83x |" in table
     assert KEEP_FREED_MEMORY in table
+
+
+# One "request" in a fresh process: six 8 MiB blocks allocated, written and freed, as the
+# detector's arrays are; prints the minor faults of each of four requests.
+_REQUESTS = """
+import ctypes, ctypes.util, resource, sys
+from fakescope.serving.allocator import keep_freed_memory
+if sys.argv[1] == "kept":
+    assert keep_freed_memory()
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def request():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    blocks = [libc.malloc(8 << 20) for _ in range(6)]
+    for block in blocks:
+        ctypes.memset(block, 1, 8 << 20)
+    for block in blocks:
+        libc.free(block)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(*[request() for _ in range(4)])
+"""
+
+
+def _faults_per_request(mode: str) -> list[int]:
+    done = subprocess.run(
+        [sys.executable, "-c", _REQUESTS, mode], capture_output=True, text=True, check=True
+    )
+    return [int(v) for v in done.stdout.split()]
+
+
+def test_keep_freed_memory_stops_later_requests_faulting_when_set_in_the_process():
+    pages = 48 * 2**20 // resource.getpagesize()
+    default = _faults_per_request("default")
+    kept = _faults_per_request("kept")
+    # glibc's defaults hand the freed heap top back: every request faults its 48 MiB again
+    assert min(default[1:]) > 0.9 * pages
+    # kept: only the first request faults; the others reuse its pages
+    assert kept[0] > 0.9 * pages
+    assert max(kept[1:]) < 0.05 * pages
