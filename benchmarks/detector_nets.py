@@ -30,8 +30,6 @@ from fakescope.benchmarks.side_by_side import (
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.detector_nets import BLS, IN_PROCESS, PLACEMENTS
 
-logger = logging.getLogger(__name__)
-
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "detector_nets.json"
 
 

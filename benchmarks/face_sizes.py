@@ -39,8 +39,6 @@ from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import pyramid_scales
 from fakescope.serving.model_config import detector_params, latest_version_dir
 
-logger = logging.getLogger(__name__)
-
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "face_sizes.json"
 METADATA = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces" / "metadata.csv"
 #: Minimum faces (pixels at detection scale) compared with the served one.

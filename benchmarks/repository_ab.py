@@ -35,8 +35,6 @@ from fakescope.benchmarks.side_by_side import (
 )
 from fakescope.paths import PROJECT_ROOT
 
-logger = logging.getLogger(__name__)
-
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "repository_ab.json"
 THIS = "this"
 BEFORE = "before"

@@ -29,8 +29,6 @@ from fakescope.benchmarks.side_by_side import (
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV
 
-logger = logging.getLogger(__name__)
-
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "server_allocator.json"
 KEPT = "kept"
 GLIBC_DEFAULT = "glibc_default"
