@@ -9,11 +9,11 @@ embedded CPU server: :mod:`fakescope.serving.detector_nets`).
 
 The crops are cut here, from the frames this step already holds, rather than in a step of
 their own: a separate step was handed its own copy of every request's frames (tens of MB)
-through another python stub, which cost more than the cropping (benchmarks/README.md,
-"Triton's overhead"). Their size, margin and centre shift are read once from the served
-classifier's ONNX metadata (the version its ``config.pbtxt`` pins, the one Triton serves), so
-they exist in one place: the export. From an S3 repository those files are fetched
-(:mod:`fakescope.serving.siblings`).
+through another python stub, which cost more than the cropping (``benchmarks/README.md``,
+"Triton against in-process"). Their size, margin and centre shift are read once from the
+served classifier's ONNX metadata (the version its ``config.pbtxt`` pins, the one Triton
+serves), so they exist in one place: the export. From an S3 repository those files are
+fetched (:mod:`fakescope.serving.siblings`).
 """
 
 from __future__ import annotations
