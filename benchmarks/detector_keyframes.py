@@ -41,7 +41,7 @@ SAME_FACE_IOU = 0.5
 STRIDES = (1, 2, 3, 4, 5)
 
 
-def _found(reference: FaceDetections, other: FaceDetections) -> tuple[int, list[float]]:
+def faces_found(reference: FaceDetections, other: FaceDetections) -> tuple[int, list[float]]:
     """How many reference faces ``other`` finds (IoU >= 0.5 in the same frame), and their IoUs."""
     hits, ious = 0, []
     for frame in np.unique(reference.frame_index):
@@ -83,7 +83,7 @@ def measure(videos: list[Path], strides: tuple[int, ...], runs: int) -> dict[str
         reference, _, ref_cpu = results[1]
         for stride in strides:
             found, seconds, cpu = results[stride]
-            hits, ious = _found(reference, found)
+            hits, ious = faces_found(reference, found)
             rows.append(
                 {
                     "video": video.name,
