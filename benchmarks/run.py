@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,31 @@ def run_level(
     if not records.is_file():
         raise RuntimeError(f"locust wrote no records for {protocol} at {users} users")
     return [json.loads(line) for line in records.read_text().splitlines() if line]
+
+
+def cpu_per_video(
+    load_generator_seconds: float, server_seconds: float, videos: int
+) -> dict[str, float | int | None]:
+    """CPU seconds of one level per video the server analysed, by side of the machine.
+
+    ``load_generator_seconds``: the Locust process (decoding, sampling, the client calls);
+    ``server_seconds``: tritonserver and its python stubs. ``videos`` counts every video the
+    level analysed, untimed warm-ups included, since they cost the same.
+    """
+    if videos <= 0:
+        return {"videos": videos, "load_generator": None, "server": None, "total": None}
+    return {
+        "videos": videos,
+        "load_generator": load_generator_seconds / videos,
+        "server": server_seconds / videos,
+        "total": (load_generator_seconds + server_seconds) / videos,
+    }
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's ended children (each Locust run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str, Any]:
@@ -321,8 +347,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += [
         "",
         "| protocol | users | requests | accepted | refused | failed | videos/min "
-        "| p95 ratio (accepted) | refusal ms p50 / p95 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| p95 ratio (accepted) | refusal ms p50 / p95 "
+        "| CPU s per video: load generator / server |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in protocols:
         for u in users:
@@ -330,12 +357,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
             if level is None:
                 continue
             refusal = level.get("rejection_ms", {})
+            cpu = level.get("cpu_seconds_per_video", {})
             lines.append(
                 f"| {p} | {u} | {level.get('requests')} | {level.get('accepted')} "
                 f"| {level.get('rejected')} | {level.get('failures')} "
                 f"| {_fmt(level.get('videos_per_minute'), 0)} "
                 f"| {_fmt(level.get('ratio', {}).get('p95'))} "
-                f"| {_fmt(refusal.get('p50'), 0)} / {_fmt(refusal.get('p95'), 0)} |"
+                f"| {_fmt(refusal.get('p50'), 0)} / {_fmt(refusal.get('p95'), 0)} "
+                f"| {_fmt(cpu.get('load_generator'), 2)} / {_fmt(cpu.get('server'), 2)} |"
             )
     lines.append("")
     if "triton_overhead" in summary:
@@ -410,6 +439,9 @@ def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the whole benchmark; return the exit code (1 if the limit is broken)."""
+    # Here, not at the top: service_times imports this module.
+    from fakescope.benchmarks.service_times import process_group_cpu_seconds
+
     # The bench videos need scikit-image (the bench/dev extras); `fakescope --help` must load
     # on a thin-client install, which imports this module for the bench parser.
     from fakescope.benchmarks.videos import ensure_videos
@@ -429,6 +461,8 @@ def run_bench(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     server.start()
     start_seconds = time.perf_counter() - started
+    assert server.process is not None  # started; tritonserver leads its own process group
+    pgid = server.process.pid
     summary: dict[str, Any] = {
         "mode": "overload" if args.overload else "load",
         "machine": facts,
@@ -454,10 +488,17 @@ def run_bench(args: argparse.Namespace) -> int:
             analyze(video, url=address.grpc_url, protocol="grpc", num_frames=args.frames)
         for protocol in args.protocols:
             for users in args.users:
+                client_cpu, server_cpu = _children_cpu_seconds(), process_group_cpu_seconds(pgid)
                 records = run_level(protocol, users, env, args.run_time, out)
-                summary["levels"].setdefault(protocol, {})[str(users)] = summarize_level(
-                    records, args.run_time
+                level = summarize_level(records, args.run_time)
+                # each user's untimed warm-up video is work too (overload runs have none)
+                warm_ups = 0 if args.overload else users
+                level["cpu_seconds_per_video"] = cpu_per_video(
+                    _children_cpu_seconds() - client_cpu,
+                    process_group_cpu_seconds(pgid) - server_cpu,
+                    level["accepted"] + warm_ups,
                 )
+                summary["levels"].setdefault(protocol, {})[str(users)] = level
         if not args.overload:  # the server is still up: the served path is timed beside the rest
             served, client = served_path(address, args.frames)
             with client:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.benchmarks.run import render_markdown, speedup_summary, time_paths
+from fakescope.benchmarks.run import cpu_per_video, render_markdown, speedup_summary, time_paths
 
 
 def test_speedup_reports_median_and_range_over_videos_when_runs_differ():
@@ -46,6 +46,7 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
         "accepted": 45,
         "rejected": 0,
         "failures": 0,
+        "cpu_seconds_per_video": {"load_generator": 0.61, "server": 0.655},
     }
     summary = {
         "mode": "load",
@@ -69,7 +70,16 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     assert "| 1 | 0.050 / 0.100 | 0.050 / 0.100 | 90 | 45 / 0 / 0 |" in text
     assert "+3.1 %" in text
     assert "seed pipeline: 40.0× median over videos (20.0–60.5×; a.mp4 40.0×)" in text
-    assert "| http | 1 | 45 | 45 | 0 | 0 | 90 | 0.100 | n/a / n/a |" in text
+    assert "| http | 1 | 45 | 45 | 0 | 0 | 90 | 0.100 | n/a / n/a | 0.61 / 0.66 |" in text
     assert "first video is an untimed warm-up" in text
     # overload runs decode before the run and send no warm-up video
     assert "warm-up" not in render_markdown(dict(summary, mode="overload"))
+
+
+def test_cpu_per_video_splits_the_level_cpu_by_side_when_videos_were_analysed():
+    cpu = cpu_per_video(12.0, 9.0, 30)
+    assert cpu == {"videos": 30, "load_generator": 0.4, "server": 0.3, "total": 0.7}
+
+
+def test_cpu_per_video_has_no_figures_when_no_video_was_analysed():
+    assert cpu_per_video(1.0, 2.0, 0)["total"] is None
