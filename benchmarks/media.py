@@ -157,21 +157,23 @@ def write_video(
     faststart: bool = False,
     gop: int | None = None,
     container_format: str | None = None,
+    b_frames: bool = True,
 ) -> Path:
     """Write RGB frames to ``path``; the container follows the file extension.
 
     ``codec`` in :data:`OPENCV_FOURCCS` uses ``cv2.VideoWriter``; the rest (see
     :data:`PYAV_CODECS`) use PyAV. ``rotate`` (degrees counter-clockwise, PyAV only) stores a
     display matrix, as phones do for portrait video; ``faststart`` (MP4/MOV, PyAV only) puts the
-    index in front of the data; ``gop`` sets the keyframe interval (PyAV only).
+    index in front of the data; ``gop`` sets the keyframe interval (PyAV only); ``b_frames=False``
+    writes none (libx264 only), as phones record.
     """
     path = Path(path)
     it = iter(frames)
     first = next(it)
     h, w = first.shape[:2]
     if codec in OPENCV_FOURCCS:
-        if rotate or faststart or gop or container_format:
-            raise ValueError("rotate/faststart/gop/container_format need a PyAV codec")
+        if rotate or faststart or gop or container_format or not b_frames:
+            raise ValueError("rotate/faststart/gop/container_format/b_frames need a PyAV codec")
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), float(fps), (w, h))
         if not writer.isOpened():
             raise RuntimeError(f"cv2.VideoWriter cannot write {codec} to {path}")
@@ -185,6 +187,8 @@ def write_video(
     encoder = PYAV_CODECS.get(codec)
     if encoder is None:
         raise ValueError(f"unknown codec {codec!r}")
+    if not b_frames and encoder != "libx264":
+        raise ValueError(f"b_frames=False needs libx264, not {encoder}")
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", format=container_format, options=options) as container:
         rate = Fraction(fps).limit_denominator(1001)
@@ -194,6 +198,8 @@ def write_video(
             stream.options = {"preset": "veryfast"}  # keeps B-frames (real-world reordering)
         if gop:
             stream.codec_context.gop_size = gop
+        if not b_frames:
+            stream.codec_context.max_b_frames = 0
         if rotate:
             stream.set_display_rotation(rotate)
         for frame in (first, *it):

@@ -29,6 +29,8 @@ class BenchVideo:
     height: int
     seconds: float
     fps: int = 30
+    gop_seconds: float = 2.0  #: keyframe interval
+    b_frames: bool = True  #: x264's B-frames; phones record without
 
     def path(self, folder: Path) -> Path:
         """Where the video lives in ``folder``."""
@@ -42,6 +44,9 @@ BENCH_VIDEOS = (
     BenchVideo("face_720p_15s", 1280, 720, 15.0),
     BenchVideo("face_720p_60s", 1280, 720, 60.0),
 )
+
+#: What a phone records: a keyframe every second, no B-frames (not in the load test's mix).
+PHONE_LIKE_VIDEO = BenchVideo("phone_720p_10s", 1280, 720, 10.0, gop_seconds=1.0, b_frames=False)
 
 
 def _frames(video: BenchVideo) -> Iterator[np.ndarray]:
@@ -72,7 +77,14 @@ def ensure_videos(folder: Path, videos: tuple[BenchVideo, ...] = BENCH_VIDEOS) -
         if not path.is_file():
             logger.info("writing %s", path)
             tmp = path.with_suffix(".tmp.mp4")
-            write_video(tmp, _frames(video), fps=video.fps, codec="libx264", gop=2 * video.fps)
+            write_video(
+                tmp,
+                _frames(video),
+                fps=video.fps,
+                codec="libx264",
+                gop=round(video.gop_seconds * video.fps),
+                b_frames=video.b_frames,
+            )
             tmp.replace(path)
         paths.append(path)
     return paths

@@ -16,6 +16,13 @@ centre — with a tolerance that lets the decoder skip work:
    frames (``skip_frame=NONREF``; typically B-frames, about 40 % of an x264 stream), taking
    the decoded frame nearest each segment centre (at most a frame or two away). Videos with
    fewer than ``4 k`` frames skip nothing. Phone videos without B-frames decode fully.
+   The pass also jumps over the packets no pick needs: once every target before the next
+   *IDR* keyframe has its frame, it feeds the decoder nothing until the last IDR keyframe at or
+   before the next target. An IDR frame (H.264's instantaneous decoder refresh) starts a
+   closed group of pictures: no frame after it in decoding order refers to a frame before it,
+   so the frames decoded after the jump are those of the whole pass. Which keyframes are IDR
+   is read while indexing (the NAL unit type of each keyframe packet of an H.264 stream in
+   ``avcC`` form, as MP4 and Matroska store it); other codecs and layouts do not jump.
 
 Slice threads, never frame threads: under load (several videos at once on a few cores, the
 case the product limit is about) frame threads cost more CPU than they save wall time. Slice
@@ -35,7 +42,7 @@ import logging
 import os
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
@@ -67,6 +74,8 @@ class StreamIndex:
         time_base: seconds per ``pts`` unit.
         reported_frames: the container's frame count (0 when it has none).
         rate: the container's average frame rate, if any.
+        idr_keyframes: positions in ``pts`` of the keyframes known to be IDR frames (see the
+            module docstring), sorted; empty when the stream does not say.
 
     """
 
@@ -75,6 +84,7 @@ class StreamIndex:
     time_base: Fraction
     reported_frames: int
     rate: Fraction | None
+    idr_keyframes: list[int] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -120,6 +130,8 @@ def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
             return None
         pts: array[int] = array("q")
         keys: array[int] = array("q")
+        idr: array[int] = array("q")
+        nal_length = avcc_nal_length(stream.codec_context.name, stream.codec_context.extradata)
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream flush packet
                 continue
@@ -128,10 +140,13 @@ def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
             pts.append(packet.pts)
             if packet.is_keyframe:
                 keys.append(packet.pts)
+                if nal_length and is_h264_idr(bytes(packet), nal_length):
+                    idr.append(packet.pts)
         ordered = np.sort(np.frombuffer(pts, dtype=np.int64))
         if len(ordered) > 1 and not bool(np.all(np.diff(ordered) > 0)):
             return None  # duplicate timestamps: frames cannot be told apart by pts
         key_positions = np.searchsorted(ordered, np.frombuffer(keys, dtype=np.int64))
+        idr_positions = np.searchsorted(ordered, np.frombuffer(idr, dtype=np.int64))
         rate = stream.average_rate
         return StreamIndex(
             pts=array("q", ordered.tobytes()),
@@ -139,7 +154,44 @@ def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
             time_base=Fraction(stream.time_base),
             reported_frames=int(stream.frames or 0),
             rate=Fraction(rate) if rate else None,
+            idr_keyframes=sorted(int(p) for p in idr_positions),
         )
+
+
+#: H.264 NAL unit types: coded slices are 1-5, 5 being a slice of an IDR picture.
+_H264_IDR_SLICE: Final = 5
+_H264_SLICE_TYPES: Final = range(1, 6)
+
+
+def avcc_nal_length(codec_name: str, extradata: bytes | None) -> int | None:
+    """Bytes of each NAL unit's length prefix of an H.264 stream in ``avcC`` form, else ``None``.
+
+    ``extradata`` is the stream's decoder configuration: an ``AVCDecoderConfigurationRecord``
+    (version byte 1; the length size minus one in the low two bits of byte 4) when packets are
+    length-prefixed NAL units; Annex B streams (start codes) and other codecs give ``None``.
+    """
+    if codec_name != "h264" or not extradata or len(extradata) < 7 or extradata[0] != 1:
+        return None
+    return (extradata[4] & 0b11) + 1
+
+
+def is_h264_idr(packet: bytes, nal_length: int) -> bool:
+    """Whether the first coded slice of an ``avcC`` H.264 packet belongs to an IDR picture.
+
+    Walks the packet's length-prefixed NAL units (SEI and parameter sets may come first); a
+    malformed length ends the walk with ``False``, so a damaged packet never allows a jump.
+    """
+    offset = 0
+    while offset + nal_length < len(packet):
+        size = int.from_bytes(packet[offset : offset + nal_length], "big")
+        offset += nal_length
+        if size <= 0 or offset + size > len(packet):
+            return False
+        nal_type = packet[offset] & 0x1F
+        if nal_type in _H264_SLICE_TYPES:
+            return nal_type == _H264_IDR_SLICE
+        offset += size
+    return False
 
 
 def sample_with_pyav(
@@ -148,6 +200,7 @@ def sample_with_pyav(
     max_side: int | None,
     *,
     thread_type: str = DECODE_THREAD_TYPE,
+    jump_to_idr: bool = True,
 ) -> SampledFrames | None:
     """Sample ``path`` decoding as little as possible; ``None`` when the OpenCV path must.
 
@@ -158,6 +211,8 @@ def sample_with_pyav(
         max_side: the long-side limit of the returned frames (``None``: full size).
         thread_type: the decoder's PyAV ``thread_type`` (``"NONE"``, ``"SLICE"``, ``"FRAME"``,
             ``"AUTO"``); the default is the served client's, others are for measurements.
+        jump_to_idr: let the reference-frame pass jump over packets no pick needs (see the
+            module docstring); ``False`` is for measurements.
 
     """
     try:
@@ -175,7 +230,8 @@ def sample_with_pyav(
             _decode_keyframes(path, index, picks, sink, thread_type)
         else:
             skip = index.total >= NONREF_MIN_FRAMES_PER_PICK * len(targets)
-            _decode_nearest(path, index, targets, sink, thread_type, skip_nonref=skip)
+            jumps = index.idr_keyframes if jump_to_idr else []
+            _decode_nearest(path, index, targets, sink, thread_type, skip_nonref=skip, jumps=jumps)
         return sink.sampled(index)
     except (av.FFmpegError, OSError, _UnexpectedStreamError) as exc:
         logger.info("%s: PyAV fast path gave up (%s); scanning with OpenCV", path, exc)
@@ -305,41 +361,72 @@ def _decode_nearest(
     thread_type: str,
     *,
     skip_nonref: bool,
+    jumps: list[int],
 ) -> None:
     """One decoding pass; for each target, the decoded frame nearest to it (each used once).
 
+    ``jumps``: IDR keyframe positions the pass may jump to (the module docstring says when).
     Holds at most one decoded frame besides the output: the last one before the next target.
     """
     import av
 
     previous: tuple[int, av.video.frame.VideoFrame] | None = None
     pts_sorted = np.frombuffer(index.pts, dtype=np.int64)
-    j = 0
+    jump_pts = {int(pts_sorted[k]): k for k in jumps}
+    fed_jump = -1  # the last jump keyframe fed to the decoder
+    skip_to: int | None = None  # while jumping: the pts of the keyframe to resume at
+    j = fed = 0
     with av.open(os.fspath(path), metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.thread_type = thread_type
+        codec = stream.codec_context
         if skip_nonref:
-            stream.codec_context.skip_frame = "NONREF"
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                raise _UnexpectedStreamError("a decoded frame has no timestamp")
-            position = int(np.searchsorted(pts_sorted, frame.pts))
-            if position >= len(pts_sorted) or pts_sorted[position] != frame.pts:
-                raise _UnexpectedStreamError("a decoded frame is not in the index")
-            if sink.positions and position <= sink.positions[-1]:
-                raise _UnexpectedStreamError("frames out of presentation order")
-            current: tuple[int, av.video.frame.VideoFrame] | None = (position, frame)
-            while j < len(targets) and current is not None and position >= targets[j]:
-                target = targets[j]
-                if previous is not None and target - previous[0] < position - target:
-                    sink.add(*previous)
-                else:
-                    sink.add(*current)
-                    current = None
-                previous = None
-                j += 1
-            previous = current
+            codec.skip_frame = "NONREF"
+        for packet in container.demux(stream):
+            if packet.size:
+                if skip_to is not None and packet.pts != skip_to:
+                    continue
+                skip_to = None
+                fed_jump = max(fed_jump, jump_pts.get(int(packet.pts or 0), -1))
+                fed += 1
+            for frame in codec.decode(packet if packet.size else None):
+                if frame.pts is None:
+                    raise _UnexpectedStreamError("a decoded frame has no timestamp")
+                position = int(np.searchsorted(pts_sorted, frame.pts))
+                if position >= len(pts_sorted) or pts_sorted[position] != frame.pts:
+                    raise _UnexpectedStreamError("a decoded frame is not in the index")
+                if sink.positions and position <= sink.positions[-1]:
+                    raise _UnexpectedStreamError("frames out of presentation order")
+                current: tuple[int, av.video.frame.VideoFrame] | None = (position, frame)
+                while j < len(targets) and current is not None and position >= targets[j]:
+                    target = targets[j]
+                    if previous is not None and target - previous[0] < position - target:
+                        sink.add(*previous)
+                    else:
+                        sink.add(*current)
+                        current = None
+                    previous = None
+                    j += 1
+                previous = current
+                if j == len(targets):
+                    break
+                if skip_to is None:
+                    resume = _jump_target(jumps, targets[j], max(position, fed_jump))
+                    skip_to = None if resume is None else int(pts_sorted[resume])
             if j == len(targets):
                 break
     if j < len(targets) and previous is not None:
         sink.add(*previous)
+    logger.debug("%s: fed the decoder %d of %d packets", path, fed, index.total)
+
+
+def _jump_target(jumps: list[int], target: int, reached: int) -> int | None:
+    """Return the last jump keyframe at or before ``target`` if it lies beyond ``reached``.
+
+    No frame before that keyframe can be the nearest decoded frame to ``target`` (the keyframe
+    itself is decoded and no farther from it), nor is one needed to decode the frames after it.
+    """
+    k = bisect.bisect_right(jumps, target) - 1
+    if k < 0 or jumps[k] <= reached:
+        return None
+    return jumps[k]

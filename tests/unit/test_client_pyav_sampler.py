@@ -17,12 +17,14 @@ import fakescope.client.video as video
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.pyav_sampler import (
     StreamIndex,
+    avcc_nal_length,
+    is_h264_idr,
     keyframe_picks,
     read_stream_index,
     sample_with_pyav,
 )
 from fakescope.client.video import sample_frames
-from tests.support.media import make_face_video, read_marker
+from tests.support.media import face_frames, make_face_video, read_marker, write_video
 
 SIZE = (320, 180)
 FPS = 10
@@ -170,3 +172,85 @@ def test_sample_with_pyav_gives_the_single_thread_frames_when_slices_decode_in_t
     assert threaded is not None and single is not None
     assert threaded.frame_indices.tolist() == single.frame_indices.tolist()
     assert np.array_equal(threaded.frames, single.frames)
+
+
+def _nal(nal_type: int, payload: bytes = b"\x88\x84") -> bytes:
+    body = bytes([0x60 | nal_type]) + payload  # nal_ref_idc 3, then the type
+    return len(body).to_bytes(4, "big") + body
+
+
+def test_is_h264_idr_reads_the_first_slice_when_other_nal_units_come_first() -> None:
+    sei, sps = _nal(6, b"\x05\x10"), _nal(7)
+    assert is_h264_idr(sei + sps + _nal(5), 4)
+    assert not is_h264_idr(sei + _nal(1) + _nal(5), 4)  # a non-IDR slice comes first
+    assert not is_h264_idr(sei, 4)  # no slice at all
+
+
+def test_is_h264_idr_is_false_when_a_length_runs_past_the_packet() -> None:
+    damaged = (200).to_bytes(4, "big") + bytes([0x65, 0x88])
+    assert not is_h264_idr(damaged, 4)
+
+
+def test_avcc_nal_length_is_none_when_the_stream_is_not_length_prefixed_h264() -> None:
+    avcc = bytes([1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0])
+    assert avcc_nal_length("h264", avcc) == 4
+    assert avcc_nal_length("h264", b"\x00\x00\x00\x01\x67") is None  # Annex B start code
+    assert avcc_nal_length("h264", None) is None
+    assert avcc_nal_length("hevc", avcc) is None
+
+
+def _x264(path: Path, x264_params: str) -> Path:
+    """200 frames of 10 fps x264 with B-frames and these ``x264-params``."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+        stream.options = {"preset": "veryfast", "x264-params": x264_params}
+        for frame in face_frames(seconds=20, fps=FPS, size=SIZE):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_read_stream_index_marks_idr_keyframes_only_when_the_group_of_pictures_is_closed(
+    videos: Path,
+) -> None:
+    gop = "keyint=30:min-keyint=30:scenecut=0"
+    closed = read_stream_index(_x264(videos / "closed.mp4", gop))
+    opened = read_stream_index(_x264(videos / "open.mp4", gop + ":open-gop=1"))
+    assert closed is not None and opened is not None
+    assert closed.keyframes == opened.keyframes == [0, 30, 60, 90, 120, 150, 180]
+    assert closed.idr_keyframes == closed.keyframes
+    assert opened.idr_keyframes == [0]  # the later keyframes are open I-frames, not IDR
+
+
+@pytest.mark.parametrize("b_frames", [True, False], ids=["b_frames", "phone_like"])
+def test_sample_with_pyav_gives_the_frames_of_the_whole_pass_when_it_jumps_to_idr_keyframes(
+    videos: Path, b_frames: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a keyframe every 3 s, a pick every 1.25 s: not every segment holds a keyframe, so the
+    # sample takes the one pass, which can jump over the end of each group of pictures
+    path = write_video(
+        videos / f"gop30_b{int(b_frames)}.mp4",
+        face_frames(seconds=20, fps=FPS, size=SIZE),
+        fps=FPS,
+        codec="libx264",
+        gop=30,
+        b_frames=b_frames,
+    )
+    fed = {}
+    sampled = {}
+    for jump in (True, False):
+        caplog.clear()
+        with caplog.at_level("DEBUG", logger="fakescope.client.pyav_sampler"):
+            sampled[jump] = sample_with_pyav(path, picks(16), None, jump_to_idr=jump)
+        fed[jump] = next(r.args[1] for r in caplog.records if "fed the decoder" in r.msg)
+    jumped, whole = sampled[True], sampled[False]
+    assert jumped is not None and whole is not None
+    assert jumped.frame_indices.tolist() == whole.frame_indices.tolist()
+    assert np.array_equal(jumped.frames, whole.frames)
+    assert [read_marker(f) for f in jumped.frames] == jumped.frame_indices.tolist()
+    assert fed[True] < fed[False]
