@@ -18,11 +18,13 @@ centre — with a tolerance that lets the decoder skip work:
    fewer than ``4 k`` frames skip nothing. Phone videos without B-frames decode fully.
    The pass also jumps over the packets no pick needs: once every target before the next
    *IDR* keyframe has its frame, it feeds the decoder nothing until the last IDR keyframe at or
-   before the next target. An IDR frame (H.264's instantaneous decoder refresh) starts a
-   closed group of pictures: no frame after it in decoding order refers to a frame before it,
-   so the frames decoded after the jump are those of the whole pass. Which keyframes are IDR
-   is read while indexing (the NAL unit type of each keyframe packet of an H.264 stream in
-   ``avcC`` form, as MP4 and Matroska store it); other codecs and layouts do not jump.
+   before the next target. An IDR frame (H.264's and HEVC's instantaneous decoder refresh)
+   starts a closed group of pictures: no frame after it in decoding order refers to a frame
+   before it, so the frames decoded after the jump are those of the whole pass. Which
+   keyframes are IDR is read while indexing (the NAL unit type of each keyframe packet of an
+   H.264 or HEVC stream of length-prefixed NAL units, as MP4, MOV and Matroska store them);
+   open keyframes (an H.264 I-frame without IDR, an HEVC CRA frame), other codecs and other
+   layouts do not jump.
 
 Slice threads, never frame threads: under load (several videos at once on a few cores, the
 case the product limit is about) frame threads cost more CPU than they save wall time. Slice
@@ -131,7 +133,8 @@ def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
         pts: array[int] = array("q")
         keys: array[int] = array("q")
         idr: array[int] = array("q")
-        nal_length = avcc_nal_length(stream.codec_context.name, stream.codec_context.extradata)
+        codec_name = stream.codec_context.name
+        nal_length = nal_length_size(codec_name, stream.codec_context.extradata)
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream flush packet
                 continue
@@ -140,7 +143,7 @@ def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
             pts.append(packet.pts)
             if packet.is_keyframe:
                 keys.append(packet.pts)
-                if nal_length and is_h264_idr(bytes(packet), nal_length):
+                if nal_length and starts_with_idr(bytes(packet), codec_name, nal_length):
                     idr.append(packet.pts)
         ordered = np.sort(np.frombuffer(pts, dtype=np.int64))
         if len(ordered) > 1 and not bool(np.all(np.diff(ordered) > 0)):
@@ -158,38 +161,58 @@ def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
         )
 
 
-#: H.264 NAL unit types: coded slices are 1-5, 5 being a slice of an IDR picture.
-_H264_IDR_SLICE: Final = 5
-_H264_SLICE_TYPES: Final = range(1, 6)
+@dataclass(frozen=True)
+class _NalTypes:
+    """Where a codec keeps a NAL unit's type, which types are coded slices, which are IDR."""
+
+    shift: int  #: the type is ``(first byte >> shift) & mask``
+    mask: int
+    slices: range  #: coded slice (VCL) types
+    idr: frozenset[int]
+    length_byte: int  #: the configuration record's byte holding the length size minus one
 
 
-def avcc_nal_length(codec_name: str, extradata: bytes | None) -> int | None:
-    """Bytes of each NAL unit's length prefix of an H.264 stream in ``avcC`` form, else ``None``.
+_NAL_TYPES: Final = {
+    # AVCDecoderConfigurationRecord; slices 1-5, 5 = IDR
+    "h264": _NalTypes(0, 0x1F, range(1, 6), frozenset({5}), 4),
+    # HEVCDecoderConfigurationRecord; slices 0-31, 19 and 20 = IDR (21, CRA, is open)
+    "hevc": _NalTypes(1, 0x3F, range(32), frozenset({19, 20}), 21),
+}
 
-    ``extradata`` is the stream's decoder configuration: an ``AVCDecoderConfigurationRecord``
-    (version byte 1; the length size minus one in the low two bits of byte 4) when packets are
-    length-prefixed NAL units; Annex B streams (start codes) and other codecs give ``None``.
+
+def nal_length_size(codec_name: str, extradata: bytes | None) -> int | None:
+    """Bytes of each NAL unit's length prefix of an H.264 or HEVC stream, else ``None``.
+
+    ``extradata`` is the stream's decoder configuration record (version byte 1, the length
+    size minus one in the low two bits of one of its bytes) when packets are length-prefixed
+    NAL units, as in MP4; Annex B streams (start codes) and other codecs give ``None``.
     """
-    if codec_name != "h264" or not extradata or len(extradata) < 7 or extradata[0] != 1:
+    types = _NAL_TYPES.get(codec_name)
+    if types is None or not extradata or len(extradata) <= types.length_byte + 2:
         return None
-    return (extradata[4] & 0b11) + 1
+    if extradata[0] != 1:
+        return None
+    return (extradata[types.length_byte] & 0b11) + 1
 
 
-def is_h264_idr(packet: bytes, nal_length: int) -> bool:
-    """Whether the first coded slice of an ``avcC`` H.264 packet belongs to an IDR picture.
+def starts_with_idr(packet: bytes, codec_name: str, nal_length: int) -> bool:
+    """Whether the first coded slice of a length-prefixed H.264 / HEVC packet is an IDR one.
 
-    Walks the packet's length-prefixed NAL units (SEI and parameter sets may come first); a
-    malformed length ends the walk with ``False``, so a damaged packet never allows a jump.
+    Walks the packet's NAL units (SEI and parameter sets may come first); a malformed length
+    ends the walk with ``False``, so a damaged packet never allows a jump.
     """
+    types = _NAL_TYPES.get(codec_name)
+    if types is None:
+        return False
     offset = 0
     while offset + nal_length < len(packet):
         size = int.from_bytes(packet[offset : offset + nal_length], "big")
         offset += nal_length
         if size <= 0 or offset + size > len(packet):
             return False
-        nal_type = packet[offset] & 0x1F
-        if nal_type in _H264_SLICE_TYPES:
-            return nal_type == _H264_IDR_SLICE
+        nal_type = (packet[offset] >> types.shift) & types.mask
+        if nal_type in types.slices:
+            return nal_type in types.idr
         offset += size
     return False
 

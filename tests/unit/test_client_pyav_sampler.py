@@ -17,11 +17,11 @@ import fakescope.client.video as video
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.pyav_sampler import (
     StreamIndex,
-    avcc_nal_length,
-    is_h264_idr,
     keyframe_picks,
+    nal_length_size,
     read_stream_index,
     sample_with_pyav,
+    starts_with_idr,
 )
 from fakescope.client.video import sample_frames
 from tests.support.media import face_frames, make_face_video, read_marker, write_video
@@ -174,39 +174,53 @@ def test_sample_with_pyav_gives_the_single_thread_frames_when_slices_decode_in_t
     assert np.array_equal(threaded.frames, single.frames)
 
 
-def _nal(nal_type: int, payload: bytes = b"\x88\x84") -> bytes:
+def _h264_nal(nal_type: int, payload: bytes = b"\x88\x84") -> bytes:
     body = bytes([0x60 | nal_type]) + payload  # nal_ref_idc 3, then the type
     return len(body).to_bytes(4, "big") + body
 
 
-def test_is_h264_idr_reads_the_first_slice_when_other_nal_units_come_first() -> None:
-    sei, sps = _nal(6, b"\x05\x10"), _nal(7)
-    assert is_h264_idr(sei + sps + _nal(5), 4)
-    assert not is_h264_idr(sei + _nal(1) + _nal(5), 4)  # a non-IDR slice comes first
-    assert not is_h264_idr(sei, 4)  # no slice at all
+def _hevc_nal(nal_type: int, payload: bytes = b"\xaf\x10") -> bytes:
+    body = bytes([nal_type << 1, 0x01]) + payload  # two header bytes, the type in bits 1-6
+    return len(body).to_bytes(4, "big") + body
 
 
-def test_is_h264_idr_is_false_when_a_length_runs_past_the_packet() -> None:
+def test_starts_with_idr_reads_the_first_slice_when_other_nal_units_come_first() -> None:
+    sei, sps = _h264_nal(6, b"\x05\x10"), _h264_nal(7)
+    assert starts_with_idr(sei + sps + _h264_nal(5), "h264", 4)
+    assert not starts_with_idr(sei + _h264_nal(1) + _h264_nal(5), "h264", 4)  # non-IDR first
+    assert not starts_with_idr(sei, "h264", 4)  # no slice at all
+    prefix_sei = _hevc_nal(39)
+    assert starts_with_idr(prefix_sei + _hevc_nal(19), "hevc", 4)  # IDR_W_RADL
+    assert starts_with_idr(_hevc_nal(20), "hevc", 4)  # IDR_N_LP
+    assert not starts_with_idr(prefix_sei + _hevc_nal(21), "hevc", 4)  # CRA: open
+    assert not starts_with_idr(_h264_nal(5), "vp9", 4)
+
+
+def test_starts_with_idr_is_false_when_a_length_runs_past_the_packet() -> None:
     damaged = (200).to_bytes(4, "big") + bytes([0x65, 0x88])
-    assert not is_h264_idr(damaged, 4)
+    assert not starts_with_idr(damaged, "h264", 4)
 
 
-def test_avcc_nal_length_is_none_when_the_stream_is_not_length_prefixed_h264() -> None:
+def test_nal_length_size_is_none_when_the_stream_is_not_length_prefixed() -> None:
     avcc = bytes([1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0])
-    assert avcc_nal_length("h264", avcc) == 4
-    assert avcc_nal_length("h264", b"\x00\x00\x00\x01\x67") is None  # Annex B start code
-    assert avcc_nal_length("h264", None) is None
-    assert avcc_nal_length("hevc", avcc) is None
+    hvcc = bytes([1] + [0] * 20 + [0x0F, 0, 0])  # lengthSizeMinusOne 3 in byte 21
+    assert nal_length_size("h264", avcc) == 4
+    assert nal_length_size("hevc", hvcc) == 4
+    assert nal_length_size("h264", b"\x00\x00\x00\x01\x67") is None  # Annex B start code
+    assert nal_length_size("h264", None) is None
+    assert nal_length_size("hevc", avcc) is None  # too short for an HEVC record
+    assert nal_length_size("vp9", avcc) is None
 
 
-def _x264(path: Path, x264_params: str) -> Path:
-    """200 frames of 10 fps x264 with B-frames and these ``x264-params``."""
+def _encoded(path: Path, encoder: str, params: str) -> Path:
+    """200 frames of 10 fps from ``encoder`` (libx264 / libx265) with these parameters."""
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
+        stream = container.add_stream(encoder, rate=FPS)
         stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
-        stream.options = {"preset": "veryfast", "x264-params": x264_params}
+        name = encoder.removeprefix("lib")
+        stream.options = {"preset": "veryfast", f"{name}-params": params}
         for frame in face_frames(seconds=20, fps=FPS, size=SIZE):
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -215,16 +229,52 @@ def _x264(path: Path, x264_params: str) -> Path:
     return path
 
 
+GOP30 = "keyint=30:min-keyint=30:scenecut=0"
+ENCODINGS = {
+    "h264": ("libx264", GOP30, GOP30 + ":open-gop=1"),
+    "hevc": ("libx265", GOP30 + ":open-gop=0:log-level=error", GOP30 + ":log-level=error"),
+}
+
+
+@pytest.mark.parametrize("codec", list(ENCODINGS))
 def test_read_stream_index_marks_idr_keyframes_only_when_the_group_of_pictures_is_closed(
-    videos: Path,
+    videos: Path, codec: str
 ) -> None:
-    gop = "keyint=30:min-keyint=30:scenecut=0"
-    closed = read_stream_index(_x264(videos / "closed.mp4", gop))
-    opened = read_stream_index(_x264(videos / "open.mp4", gop + ":open-gop=1"))
+    encoder, closed_params, open_params = ENCODINGS[codec]
+    closed = read_stream_index(_encoded(videos / f"closed_{codec}.mp4", encoder, closed_params))
+    opened = read_stream_index(_encoded(videos / f"open_{codec}.mp4", encoder, open_params))
     assert closed is not None and opened is not None
     assert closed.keyframes == opened.keyframes == [0, 30, 60, 90, 120, 150, 180]
     assert closed.idr_keyframes == closed.keyframes
-    assert opened.idr_keyframes == [0]  # the later keyframes are open I-frames, not IDR
+    assert opened.idr_keyframes == [0]  # the later keyframes are open ones, not IDR
+
+
+@pytest.mark.parametrize("codec", list(ENCODINGS))
+def test_sample_with_pyav_jumps_to_idr_keyframes_when_the_stream_is_hevc_or_h264(
+    videos: Path, codec: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    encoder, closed_params, _ = ENCODINGS[codec]
+    path = videos / f"closed_{codec}.mp4"
+    if not path.exists():
+        _encoded(path, encoder, closed_params)
+    _assert_jumps_keep_the_frames(path, caplog)
+
+
+def _assert_jumps_keep_the_frames(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The pass with jumps feeds the decoder fewer packets and gives the very same frames."""
+    fed = {}
+    sampled = {}
+    for jump in (True, False):
+        caplog.clear()
+        with caplog.at_level("DEBUG", logger="fakescope.client.pyav_sampler"):
+            sampled[jump] = sample_with_pyav(path, picks(16), None, jump_to_idr=jump)
+        fed[jump] = next(r.args[1] for r in caplog.records if "fed the decoder" in r.msg)
+    jumped, whole = sampled[True], sampled[False]
+    assert jumped is not None and whole is not None
+    assert jumped.frame_indices.tolist() == whole.frame_indices.tolist()
+    assert np.array_equal(jumped.frames, whole.frames)
+    assert [read_marker(f) for f in jumped.frames] == jumped.frame_indices.tolist()
+    assert fed[True] < fed[False]
 
 
 @pytest.mark.parametrize("b_frames", [True, False], ids=["b_frames", "phone_like"])
@@ -241,16 +291,4 @@ def test_sample_with_pyav_gives_the_frames_of_the_whole_pass_when_it_jumps_to_id
         gop=30,
         b_frames=b_frames,
     )
-    fed = {}
-    sampled = {}
-    for jump in (True, False):
-        caplog.clear()
-        with caplog.at_level("DEBUG", logger="fakescope.client.pyav_sampler"):
-            sampled[jump] = sample_with_pyav(path, picks(16), None, jump_to_idr=jump)
-        fed[jump] = next(r.args[1] for r in caplog.records if "fed the decoder" in r.msg)
-    jumped, whole = sampled[True], sampled[False]
-    assert jumped is not None and whole is not None
-    assert jumped.frame_indices.tolist() == whole.frame_indices.tolist()
-    assert np.array_equal(jumped.frames, whole.frames)
-    assert [read_marker(f) for f in jumped.frames] == jumped.frame_indices.tolist()
-    assert fed[True] < fed[False]
+    _assert_jumps_keep_the_frames(path, caplog)
