@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.benchmarks.decode_threads import client_sample
 from fakescope.benchmarks.detector_keyframes import add_video_arguments, default_videos
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.videos import PHONE_LIKE_VIDEO, ensure_videos
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
-from fakescope.client.frames import SampledFrames, even_frame_indices
-from fakescope.client.pyav_sampler import keyframe_picks, read_stream_index, sample_with_pyav
+from fakescope.client.frames import even_frame_indices
+from fakescope.client.pyav_sampler import keyframe_picks, read_stream_index
 from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -40,18 +41,6 @@ logger = logging.getLogger(__name__)
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "decode_jumps.json"
 #: The compared settings of ``sample_with_pyav(jump_to_idr=...)``; the first is the client's.
 MODES = {"jumps": True, "no_jumps": False}
-
-
-def _sample(video: Path, jump: bool) -> SampledFrames:
-    sampled = sample_with_pyav(
-        video,
-        lambda total: even_frame_indices(total, DEFAULT_NUM_FRAMES),
-        DEFAULT_MAX_SIDE,
-        jump_to_idr=jump,
-    )
-    if sampled is None:
-        raise RuntimeError(f"{video}: the PyAV fast path gave up; nothing to measure")
-    return sampled
 
 
 def _path(video: Path) -> str:
@@ -68,7 +57,8 @@ def measure(videos: list[Path], runs: int) -> list[dict[str, Any]]:
     """Wall and CPU seconds per video with and without jumps; raises if the frames differ."""
     rows = []
     for video in videos:
-        first = {mode: _sample(video, jump) for mode, jump in MODES.items()}  # warm-up
+        # the warm-up, and the frames both ways must agree on
+        first = {mode: client_sample(video, jump_to_idr=jump) for mode, jump in MODES.items()}
         reference = first["no_jumps"]
         if not (
             np.array_equal(first["jumps"].frames, reference.frames)
@@ -80,7 +70,7 @@ def measure(videos: list[Path], runs: int) -> list[dict[str, Any]]:
         for _ in range(runs):
             for mode, jump in MODES.items():
                 start, start_cpu = time.perf_counter(), time.process_time()
-                _sample(video, jump)
+                client_sample(video, jump_to_idr=jump)
                 wall[mode].append(time.perf_counter() - start)
                 cpu[mode].append(time.process_time() - start_cpu)
         index = read_stream_index(video)

@@ -37,12 +37,17 @@ RESULT = PROJECT_ROOT / "benchmarks" / "results" / "decode_threads.json"
 MODES = ("NONE", "SLICE", "FRAME")
 
 
-def _sample(video: Path, thread_type: str) -> SampledFrames:
+def client_sample(video: Path, **options: Any) -> SampledFrames:
+    """Return the client's sample of ``video`` through the PyAV fast path, ``options`` changed.
+
+    ``options``: keywords of :func:`~fakescope.client.pyav_sampler.sample_with_pyav` (the
+    decoder settings a benchmark compares). Raises when the fast path gives up.
+    """
     sampled = sample_with_pyav(
         video,
         lambda total: even_frame_indices(total, DEFAULT_NUM_FRAMES),
         DEFAULT_MAX_SIDE,
-        thread_type=thread_type,
+        **options,
     )
     if sampled is None:
         raise RuntimeError(f"{video}: the PyAV fast path gave up; nothing to measure")
@@ -51,11 +56,11 @@ def _sample(video: Path, thread_type: str) -> SampledFrames:
 
 def _timed(video: Path, thread_type: str, runs: int) -> tuple[SampledFrames, float, float]:
     """Sample ``video`` once untimed, then ``runs`` times; the frames, median wall and CPU s."""
-    sampled = _sample(video, thread_type)
+    sampled = client_sample(video, thread_type=thread_type)
     wall, cpu = [], []
     for _ in range(runs):
         start, start_cpu = time.perf_counter(), time.process_time()
-        _sample(video, thread_type)
+        client_sample(video, thread_type=thread_type)
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return sampled, statistics.median(wall), statistics.median(cpu)
