@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from fakescope import contract
+from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
+from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
 from fakescope.benchmarks.machine import describe_cpu, machine_facts
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
@@ -313,6 +315,10 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share * 100:.1f}"
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """Render ``summary.json`` as the tables the READMEs point to (``summary.md``)."""
     levels = summary["levels"]
@@ -348,8 +354,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "",
         "| protocol | users | requests | accepted | refused | failed | videos/min "
         "| p95 ratio (accepted) | refusal ms p50 / p95 "
-        "| CPU s per video: load generator / server |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU s per video: load generator / server | host probe ms | steal % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in protocols:
         for u in users:
@@ -364,9 +370,17 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 f"| {_fmt(level.get('videos_per_minute'), 0)} "
                 f"| {_fmt(level.get('ratio', {}).get('p95'))} "
                 f"| {_fmt(refusal.get('p50'), 0)} / {_fmt(refusal.get('p95'), 0)} "
-                f"| {_fmt(cpu.get('load_generator'), 2)} / {_fmt(cpu.get('server'), 2)} |"
+                f"| {_fmt(cpu.get('load_generator'), 2)} / {_fmt(cpu.get('server'), 2)} "
+                f"| {_fmt(level.get('host_probe', {}).get('median_ms'), 1)} "
+                f"| {_percent(level.get('steal_share'))} |"
             )
     lines.append("")
+    if "host_probe_what" in summary:
+        before = summary.get("host_probe_before_inprocess", {}).get("median_ms")
+        lines.append(
+            f"- Host probe: {summary['host_probe_what']}; before the in-process comparison: "
+            f"{_fmt(before, 1)} ms. Steal %: the hypervisor's share of the level's CPU time."
+        )
     if "triton_overhead" in summary:
         lines.append(
             f"- Triton over the same steps in-process (ONNX Runtime): "
@@ -463,9 +477,11 @@ def run_bench(args: argparse.Namespace) -> int:
     start_seconds = time.perf_counter() - started
     assert server.process is not None  # started; tritonserver leads its own process group
     pgid = server.process.pid
+    probe = HostProbe(args.repository)
     summary: dict[str, Any] = {
         "mode": "overload" if args.overload else "load",
         "machine": facts,
+        "host_probe_what": HOST_PROBE_WHAT,
         "frames": args.frames,
         "shared_memory": args.shared_memory,
         "limit": args.limit,
@@ -488,9 +504,13 @@ def run_bench(args: argparse.Namespace) -> int:
             analyze(video, url=address.grpc_url, protocol="grpc", num_frames=args.frames)
         for protocol in args.protocols:
             for users in args.users:
+                host_probe = probe.read()
+                ticks = read_cpu_ticks()
                 client_cpu, server_cpu = _children_cpu_seconds(), process_group_cpu_seconds(pgid)
                 records = run_level(protocol, users, env, args.run_time, out)
                 level = summarize_level(records, args.run_time)
+                level["host_probe"] = host_probe
+                level["steal_share"] = steal_share(ticks, read_cpu_ticks())
                 # each user's untimed warm-up video is work too (overload runs have none)
                 warm_ups = 0 if args.overload else users
                 level["cpu_seconds_per_video"] = cpu_per_video(
@@ -500,6 +520,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 )
                 summary["levels"].setdefault(protocol, {})[str(users)] = level
         if not args.overload:  # the server is still up: the served path is timed beside the rest
+            summary["host_probe_before_inprocess"] = probe.read()
             served, client = served_path(address, args.frames)
             with client:
                 summary["inprocess"] = run_paths(

@@ -47,6 +47,8 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
         "rejected": 0,
         "failures": 0,
         "cpu_seconds_per_video": {"load_generator": 0.61, "server": 0.655},
+        "host_probe": {"median_ms": 66.44},
+        "steal_share": 0.0123,
     }
     summary = {
         "mode": "load",
@@ -70,7 +72,13 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     assert "| 1 | 0.050 / 0.100 | 0.050 / 0.100 | 90 | 45 / 0 / 0 |" in text
     assert "+3.1 %" in text
     assert "seed pipeline: 40.0× median over videos (20.0–60.5×; a.mp4 40.0×)" in text
-    assert "| http | 1 | 45 | 45 | 0 | 0 | 90 | 0.100 | n/a / n/a | 0.61 / 0.66 |" in text
+    assert (
+        "| http | 1 | 45 | 45 | 0 | 0 | 90 | 0.100 | n/a / n/a | 0.61 / 0.66 | 66.4 | 1.2 |" in text
+    )
+    # a summary without probe readings (older runs) still renders
+    no_probe = {k: v for k, v in level.items() if k not in ("host_probe", "steal_share")}
+    old_run = dict(summary, levels={"grpc": {"1": no_probe}})
+    assert "| 0.61 / 0.66 | n/a | n/a |" in render_markdown(old_run)
     assert "first video is an untimed warm-up" in text
     # overload runs decode before the run and send no warm-up video
     assert "warm-up" not in render_markdown(dict(summary, mode="overload"))

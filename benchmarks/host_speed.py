@@ -1,0 +1,112 @@
+"""How fast the host runs one fixed piece of work right now, to set beside a run's timings.
+
+The hosts behind this environment change speed by the hour: the same code, with the same CPU
+model, clock and vector extensions (:mod:`~.benchmarks.machine`), measured about 2× apart two
+hours apart, its eager-PyTorch baselines too. The guest cannot see why: the hypervisor's steal
+time (``/proc/stat``) stayed under 1 % of the CPU time of the uptime that held both runs.
+So a run times one fixed workload, the probe, before each load level: the served detector's
+R-Net on a fixed batch of windows, one ONNX Runtime thread, the median of a few rounds taken
+while nothing else of the benchmark runs. Two runs' figures compare only after each is set
+against its own probe; a level whose probe moved from the others ran on a host that changed
+speed under it. The steal share of each level is recorded too (:func:`steal_share`), so that a
+host that does show its contention says so.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fakescope import contract
+from fakescope.pipeline.mtcnn import find_mtcnn_model
+from fakescope.pipeline.onnx_session import cpu_session_options
+
+#: R-Net windows per probe round: a round of tens of milliseconds on one core.
+PROBE_WINDOWS = 512
+#: Rounds per reading, the median reported.
+PROBE_ROUNDS = 7
+#: The probe's input never changes: one seed, one batch.
+PROBE_SEED = 0
+PROC_STAT = Path("/proc/stat")
+#: Field of ``/proc/stat``'s ``cpu`` line that counts stolen ticks (after the label).
+_STEAL_FIELD = 7
+
+
+@dataclass(frozen=True)
+class CpuTicks:
+    """The machine's CPU ticks so far: all of them and those the hypervisor stole."""
+
+    total: int
+    steal: int
+
+
+def read_cpu_ticks(stat: str | None = None) -> CpuTicks | None:
+    """Return the ``cpu`` line of ``/proc/stat`` (read when ``stat`` is omitted) as ticks.
+
+    ``None`` where there is no such file (not Linux) or its line has no steal field.
+    """
+    if stat is None:
+        if not PROC_STAT.is_file():
+            return None
+        stat = PROC_STAT.read_text()
+    for line in stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            ticks = [int(v) for v in fields[1:]]
+            if len(ticks) <= _STEAL_FIELD:
+                return None
+            # guest time is counted inside user time already: only the first 8 fields add up
+            return CpuTicks(total=sum(ticks[: _STEAL_FIELD + 1]), steal=ticks[_STEAL_FIELD])
+    return None
+
+
+def steal_share(before: CpuTicks | None, after: CpuTicks | None) -> float | None:
+    """Share of the CPU ticks between two readings that the hypervisor stole (``None``: unknown)."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    return (after.steal - before.steal) / (after.total - before.total)
+
+
+class HostProbe:
+    """The probe workload, its session opened once: call :meth:`read` for a reading."""
+
+    def __init__(self, repository: Path) -> None:
+        import onnxruntime as ort  # imported here: `fakescope --help` must not need it
+
+        path = find_mtcnn_model(repository, contract.RNET_MODEL)
+        # one thread: the reading is one core's speed, not how the scheduler shares two
+        self._session = ort.InferenceSession(
+            str(path), cpu_session_options(1, 1), providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+        rng = np.random.default_rng(PROBE_SEED)
+        self._batch = rng.uniform(-1, 1, (PROBE_WINDOWS, 3, 24, 24)).astype(np.float32)
+        self._session.run(None, {self._input: self._batch})  # first-run costs, not timed
+
+    def read(self, rounds: int = PROBE_ROUNDS) -> dict[str, Any]:
+        """Time ``rounds`` rounds of the workload; return the median and the spread, in ms."""
+        if rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {rounds}")
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            self._session.run(None, {self._input: self._batch})
+            times.append((time.perf_counter() - start) * 1000)
+        return {
+            "median_ms": statistics.median(times),
+            "min_ms": min(times),
+            "max_ms": max(times),
+            "rounds": rounds,
+        }
+
+
+WHAT = (
+    f"host probe: R-Net of the served detector on {PROBE_WINDOWS} fixed windows, one ONNX "
+    f"Runtime thread, median of {PROBE_ROUNDS} rounds, taken before each level with nothing "
+    "else of the benchmark running (ms; larger is a slower host)"
+)
