@@ -27,11 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.benchmarks.decode_threads import client_sample
+from fakescope.benchmarks.decode_threads import (
+    client_sample,
+    describe_method,
+    sampling_method,
+)
 from fakescope.benchmarks.detector_keyframes import add_video_arguments, default_videos
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.videos import PHONE_LIKE_VIDEO, ensure_videos
-from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
+from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.pyav_sampler import keyframe_picks, read_stream_index
 from fakescope.paths import PROJECT_ROOT
@@ -103,11 +107,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Client decoding: the reference-frame pass with and without jumps to IDR keyframes",
         "",
-        f"Written by `python -m fakescope.benchmarks.decode_jumps`; do not edit. The client's "
-        f"sample ({method['num_frames']} frames, long side <= {method['max_side']}) through "
-        f"the PyAV fast path; median of {method['runs']} interleaved runs after a warm-up, "
-        f"seconds; load average before {method['loadavg_before'][0]:.2f} on {method['cores']} "
-        f"cores. Both ways gave the same frames at the same indices on every video.",
+        f"Written by `python -m fakescope.benchmarks.decode_jumps`; do not edit. "
+        f"{describe_method(method, 'interleaved runs')} Both ways gave the same frames at the "
+        f"same indices on every video.",
         "",
         "| video | size | frames | keyframes (IDR) | path | no jumps wall / CPU "
         "| jumps wall / CPU | CPU, wall vs no jumps |",
@@ -139,13 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     videos += ensure_videos(args.bench_videos, (PHONE_LIKE_VIDEO,))
     result = {
         "videos": measure(videos, args.runs),
-        "method": {
-            "runs": args.runs,
-            "num_frames": DEFAULT_NUM_FRAMES,
-            "max_side": DEFAULT_MAX_SIDE,
-            "cores": os.cpu_count(),
-            "loadavg_before": loadavg,
-        },
+        "method": sampling_method(args.runs, loadavg),
     }
     write_result(args.output, result, render_markdown)
     return 0

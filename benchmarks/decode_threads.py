@@ -54,6 +54,34 @@ def client_sample(video: Path, **options: Any) -> SampledFrames:
     return sampled
 
 
+def sampling_method(runs: int, loadavg: tuple[float, float, float], **extra: Any) -> dict[str, Any]:
+    """Return the ``method`` of a client-decoding result file: runs, sample, machine.
+
+    ``loadavg``: the load average read before measuring; ``extra``: the benchmark's own facts.
+    """
+    return {
+        "runs": runs,
+        "num_frames": DEFAULT_NUM_FRAMES,
+        "max_side": DEFAULT_MAX_SIDE,
+        **extra,
+        "cores": os.cpu_count(),
+        "loadavg_before": loadavg,
+    }
+
+
+def describe_method(method: dict[str, Any], runs: str = "runs") -> str:
+    """Return the sentence a client-decoding table opens with, from its :func:`sampling_method`.
+
+    ``runs``: how the runs were made (``"interleaved runs"``).
+    """
+    return (
+        f"The client's sample ({method['num_frames']} frames, long side <= "
+        f"{method['max_side']}) through the PyAV fast path; median of {method['runs']} {runs} "
+        f"after a warm-up, seconds; load average before {method['loadavg_before'][0]:.2f} on "
+        f"{method['cores']} cores."
+    )
+
+
 def _timed(video: Path, thread_type: str, runs: int) -> tuple[SampledFrames, float, float]:
     """Sample ``video`` once untimed, then ``runs`` times; the frames, median wall and CPU s."""
     sampled = client_sample(video, thread_type=thread_type)
@@ -95,11 +123,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Client decoding: one thread, slice threads, frame threads",
         "",
-        f"Written by `python -m fakescope.benchmarks.decode_threads`; do not edit. The client's "
-        f"sample ({method['num_frames']} frames, long side <= {method['max_side']}) through "
-        f"the PyAV fast path; median of {method['runs']} runs after a warm-up, seconds; load "
-        f"average before {method['loadavg_before'][0]:.2f} on {method['cores']} cores. Every "
-        f"mode gave the frames of the one-thread decode. The client uses "
+        f"Written by `python -m fakescope.benchmarks.decode_threads`; do not edit. "
+        f"{describe_method(method)} Every mode gave the frames of the one-thread decode. "
+        f"The client uses "
         f"`{method['client_thread_type']}`.",
         "",
         "| video | size | NONE wall / CPU | SLICE wall / CPU | FRAME wall / CPU "
@@ -126,14 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(default_videos(args.bench_videos, args.dfdc_sample), args.runs)
     result = {
         "videos": rows,
-        "method": {
-            "runs": args.runs,
-            "num_frames": DEFAULT_NUM_FRAMES,
-            "max_side": DEFAULT_MAX_SIDE,
-            "client_thread_type": DECODE_THREAD_TYPE,
-            "cores": os.cpu_count(),
-            "loadavg_before": loadavg,
-        },
+        "method": sampling_method(args.runs, loadavg, client_thread_type=DECODE_THREAD_TYPE),
     }
     write_result(args.output, result, render_markdown)
     return 0
