@@ -1,9 +1,10 @@
 """How fast the host runs one fixed piece of work right now, to set beside a run's timings.
 
 The hosts behind this environment change speed by the hour: the same code, with the same CPU
-model, clock and vector extensions (:mod:`~.benchmarks.machine`), measured about 2× apart two
-hours apart, its eager-PyTorch baselines too. The guest cannot see why: the hypervisor's steal
-time (``/proc/stat``) stayed under 1 % of the CPU time of the uptime that held both runs.
+model, clock and vector extensions (:mod:`~.benchmarks.machine`), measured far apart at
+different hours, its eager-PyTorch baselines too (``benchmarks/README.md``, "Hosts differ").
+The guest need not see why: the hypervisor's steal time counts only the time it ran someone
+else instead, not a neighbour slowing this guest on a shared core, cache or memory bus.
 So a run times one fixed workload, the probe, before each load level: the served detector's
 R-Net on a fixed batch of windows, one ONNX Runtime thread, the median of a few rounds taken
 while nothing else of the benchmark runs. Two runs' figures compare only after each is set
@@ -106,7 +107,7 @@ class HostProbe:
 
 
 WHAT = (
-    f"host probe: R-Net of the served detector on {PROBE_WINDOWS} fixed windows, one ONNX "
+    f"R-Net of the served detector on {PROBE_WINDOWS} fixed windows, one ONNX "
     f"Runtime thread, median of {PROBE_ROUNDS} rounds, taken before each level with nothing "
     "else of the benchmark running (ms; larger is a slower host)"
 )
