@@ -106,8 +106,8 @@ class HostProbe:
         }
 
 
+#: What the probe is, in a result file's words.
 WHAT = (
-    f"R-Net of the served detector on {PROBE_WINDOWS} fixed windows, one ONNX "
-    f"Runtime thread, median of {PROBE_ROUNDS} rounds, taken before each level with nothing "
-    "else of the benchmark running (ms; larger is a slower host)"
+    f"R-Net of the served detector on {PROBE_WINDOWS} fixed windows, one ONNX Runtime thread, "
+    f"median of {PROBE_ROUNDS} rounds, in ms: larger on a slower host"
 )

@@ -378,7 +378,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if "host_probe_what" in summary:
         before = summary.get("host_probe_before_inprocess", {}).get("median_ms")
         lines.append(
-            f"- Host probe: {summary['host_probe_what']}; before the in-process comparison: "
+            f"- Host probe, timed before each level with nothing else of the benchmark "
+            f"running: {summary['host_probe_what']}; before the in-process comparison: "
             f"{_fmt(before, 1)} ms. Steal %: the hypervisor's share of the level's CPU time."
         )
     if "triton_overhead" in summary:

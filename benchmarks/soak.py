@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import psutil
 
+from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
+from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.machine import machine_facts
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
@@ -277,6 +279,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         if drift is not None
         else None,
         f"- Answered {v['answered']}, refused {v['refused']}, lost {v['lost']}.",
+        describe_host_probe(result.get("host_probe")),
         "- Server exits and stalls (restarted each time): "
         + (", ".join(describe_server_exit(e) for e in result["server_exits"]) or "none"),
         "- Targets: "
@@ -298,6 +301,26 @@ def render_markdown(result: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def describe_host_probe(host: dict[str, Any] | None) -> str | None:
+    """Return the report's line on the host's speed before and after the load (``None``: no probe).
+
+    Runs from before the probe have none; a reading cut short by a failure is "n/a".
+    """
+    if not host:
+        return None
+
+    def ms(key: str) -> str:
+        reading = host.get(key)
+        return "n/a" if reading is None else f"{reading['median_ms']:.1f}"
+
+    steal = host.get("steal_share")
+    stolen = "n/a" if steal is None else f"{steal * 100:.1f} %"
+    return (
+        f"- Host probe before / after the load: {ms('before')} / {ms('after')} ms "
+        f"({host['what']}); steal: {stolen} of the run's CPU time."
+    )
 
 
 def describe_server_exit(event: dict[str, Any]) -> str:
@@ -387,9 +410,15 @@ def run_soak(args: argparse.Namespace) -> int:
         },
         daemon=True,
     )
+    probe = HostProbe(args.repository)
+    host: dict[str, Any] = {"what": HOST_PROBE_WHAT}
     try:
         for video in videos:  # first-run costs, as in make bench
             analyze(video, url=address.grpc_url, protocol="grpc")
+        # the host's speed before and after the hour: a p95 that drifts on a host that
+        # changed speed under the load says nothing of the server
+        host["before"] = probe.read()
+        ticks = read_cpu_ticks()
         started = time.time()
         sampler.start()
         supervisor.start()
@@ -408,6 +437,8 @@ def run_soak(args: argparse.Namespace) -> int:
         for t in threads:
             t.join()
         sampler.stop()
+        host["steal_share"] = steal_share(ticks, read_cpu_ticks())
+        host["after"] = probe.read()
     finally:
         done.set()
         if supervisor.is_alive():
@@ -425,6 +456,7 @@ def run_soak(args: argparse.Namespace) -> int:
         "sample_seconds": args.sample_seconds,
         "limit": args.limit,
         "windows": rows,
+        "host_probe": host,
         "stall_timeout_s": args.stall_timeout,
         "server_exits": [
             {"minute": (e["t"] - started) / 60, **{k: v for k, v in e.items() if k != "t"}}

@@ -57,6 +57,8 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
         "run_time_seconds_per_level": 30,
         "machine": {"load_average_at_start": [0.4, 0.3, 0.2], "cores": 2},
         "levels": {"grpc": {"1": level}, "http": {"1": level}},
+        "host_probe_what": "R-Net on fixed windows",
+        "host_probe_before_inprocess": {"median_ms": 65.06},
         "triton_overhead": 0.031,
         "speedup_vs_seed_pipeline": {
             "median": 40.0,
@@ -80,6 +82,7 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     old_run = dict(summary, levels={"grpc": {"1": no_probe}})
     assert "| 0.61 / 0.66 | n/a | n/a |" in render_markdown(old_run)
     assert "first video is an untimed warm-up" in text
+    assert "running: R-Net on fixed windows; before the in-process comparison: 65.1 ms." in text
     # overload runs decode before the run and send no warm-up video
     assert "warm-up" not in render_markdown(dict(summary, mode="overload"))
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fakescope.benchmarks.soak import WINDOW_S, describe_server_exit, render_markdown, verdict
+from fakescope.benchmarks.soak import (
+    WINDOW_S,
+    describe_host_probe,
+    describe_server_exit,
+    render_markdown,
+    verdict,
+)
 from fakescope.benchmarks.soak import windows as soak_windows
 
 
@@ -47,3 +53,26 @@ def test_describe_server_exit_reads_entries_without_kind_when_written_before_sta
 def test_describe_server_exit_says_metrics_unanswered_when_stall_had_no_waiting_model():
     event = {"minute": 3.0, "kind": "stall", "code": None, "pending": {}}
     assert describe_server_exit(event) == "minute 3.0, stall (metrics unanswered), killed"
+
+
+def test_soak_report_gives_host_probe_before_and_after_when_the_run_probed_the_host():
+    result = _result([])
+    assert "Host probe" not in render_markdown(result)  # runs from before the probe
+    result["host_probe"] = {
+        "what": "R-Net",
+        "before": {"median_ms": 64.84},
+        "after": {"median_ms": 130.2},
+        "steal_share": 0.004,
+    }
+    assert (
+        "- Host probe before / after the load: 64.8 / 130.2 ms (R-Net); steal: 0.4 % of the "
+        "run's CPU time." in render_markdown(result)
+    )
+
+
+def test_describe_host_probe_says_na_when_the_run_ended_before_the_second_reading():
+    host = {"what": "R-Net", "before": {"median_ms": 65.0}}
+    assert describe_host_probe(host) == (
+        "- Host probe before / after the load: 65.0 / n/a ms (R-Net); steal: n/a of the run's "
+        "CPU time."
+    )
