@@ -471,6 +471,7 @@ def run_bench(args: argparse.Namespace) -> int:
             facts["load_average_at_start"][0],
         )
     videos = ensure_videos(args.videos_dir)
+    probe = HostProbe(args.repository)
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
     server = EmbeddedTriton(args.repository, address)
     started = time.perf_counter()
@@ -478,7 +479,6 @@ def run_bench(args: argparse.Namespace) -> int:
     start_seconds = time.perf_counter() - started
     assert server.process is not None  # started; tritonserver leads its own process group
     pgid = server.process.pid
-    probe = HostProbe(args.repository)
     summary: dict[str, Any] = {
         "mode": "overload" if args.overload else "load",
         "machine": facts,

@@ -304,22 +304,19 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 
 def describe_host_probe(host: dict[str, Any] | None) -> str | None:
-    """Return the report's line on the host's speed before and after the load (``None``: no probe).
+    """Return the report's line on the host's speed before and after the load.
 
-    Runs from before the probe have none; a reading cut short by a failure is "n/a".
+    ``None`` for runs from before the probe. The steal share is "n/a" on a machine whose
+    ``/proc/stat`` gives none.
     """
     if not host:
         return None
-
-    def ms(key: str) -> str:
-        reading = host.get(key)
-        return "n/a" if reading is None else f"{reading['median_ms']:.1f}"
-
-    steal = host.get("steal_share")
+    steal = host["steal_share"]
     stolen = "n/a" if steal is None else f"{steal * 100:.1f} %"
     return (
-        f"- Host probe before / after the load: {ms('before')} / {ms('after')} ms "
-        f"({host['what']}); steal: {stolen} of the run's CPU time."
+        f"- Host probe before / after the load: {host['before']['median_ms']:.1f} / "
+        f"{host['after']['median_ms']:.1f} ms ({host['what']}); steal: {stolen} of the run's "
+        f"CPU time."
     )
 
 
@@ -376,6 +373,7 @@ def run_soak(args: argparse.Namespace) -> int:
     raw = out / "soak-raw"
     raw.mkdir(parents=True, exist_ok=True)
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
+    probe = HostProbe(args.repository)
     server = EmbeddedTriton(args.repository, address)
     server.start()
     assert server.process is not None
@@ -410,7 +408,6 @@ def run_soak(args: argparse.Namespace) -> int:
         },
         daemon=True,
     )
-    probe = HostProbe(args.repository)
     host: dict[str, Any] = {"what": HOST_PROBE_WHAT}
     try:
         for video in videos:  # first-run costs, as in make bench

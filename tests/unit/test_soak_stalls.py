@@ -70,9 +70,14 @@ def test_soak_report_gives_host_probe_before_and_after_when_the_run_probed_the_h
     )
 
 
-def test_describe_host_probe_says_na_when_the_run_ended_before_the_second_reading():
-    host = {"what": "R-Net", "before": {"median_ms": 65.0}}
+def test_describe_host_probe_says_steal_is_unknown_when_the_machine_gives_none():
+    host = {
+        "what": "R-Net",
+        "before": {"median_ms": 65.0},
+        "after": {"median_ms": 66.0},
+        "steal_share": None,
+    }
     assert describe_host_probe(host) == (
-        "- Host probe before / after the load: 65.0 / n/a ms (R-Net); steal: n/a of the run's "
+        "- Host probe before / after the load: 65.0 / 66.0 ms (R-Net); steal: n/a of the run's "
         "CPU time."
     )
