@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.benchmarks.run import cpu_per_video, render_markdown, speedup_summary, time_paths
+from fakescope.benchmarks.run import (
+    CLIENT_SAMPLE,
+    compare_with_inprocess,
+    cpu_per_video,
+    render_markdown,
+    speedup_summary,
+    time_paths,
+)
 
 
 def test_speedup_reports_median_and_range_over_videos_when_runs_differ():
@@ -60,6 +67,12 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
         "host_probe_what": "R-Net on fixed windows",
         "host_probe_before_inprocess": {"median_ms": 65.06},
         "triton_overhead": 0.031,
+        "speedup_ceiling_vs_like_for_like_baseline": {
+            "median": 2.5,
+            "min": 2.0,
+            "max": 3.0,
+            "per_video": {"a.mp4": 2.5},
+        },
         "speedup_vs_seed_pipeline": {
             "median": 40.0,
             "min": 20.0,
@@ -74,6 +87,7 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     assert "| 1 | 0.050 / 0.100 | 0.050 / 0.100 | 90 | 45 / 0 / 0 |" in text
     assert "+3.1 %" in text
     assert "seed pipeline: 40.0× median over videos (20.0–60.5×; a.mp4 40.0×)" in text
+    assert "decode and sample alone): 2.5× median over videos (2.0–3.0×; a.mp4 2.5×)" in text
     assert (
         "| http | 1 | 45 | 45 | 0 | 0 | 90 | 0.100 | n/a / n/a | 0.61 / 0.66 | 66.4 | 1.2 |" in text
     )
@@ -94,3 +108,21 @@ def test_cpu_per_video_splits_the_level_cpu_by_side_when_videos_were_analysed():
 
 def test_cpu_per_video_has_no_figures_when_no_video_was_analysed():
     assert cpu_per_video(1.0, 2.0, 0)["total"] is None
+
+
+def test_compare_with_inprocess_bounds_the_like_for_like_speedup_by_decoding_when_it_was_timed():
+    inprocess = {
+        "served": {"runs": {"a.mp4": [0.5, 0.5, 0.5]}},
+        "onnxruntime_inprocess": {"runs": {"a.mp4": [0.4, 0.4, 0.4]}},
+        CLIENT_SAMPLE: {"runs": {"a.mp4": [0.25, 0.3, 0.2]}},
+        "like_for_like_baseline": {"runs": {"a.mp4": [0.75, 0.75, 0.75]}},
+    }
+    summary = {"inprocess": inprocess}
+    compare_with_inprocess(summary)
+    assert summary["speedup_vs_like_for_like_baseline"]["median"] == pytest.approx(1.5)
+    # even a server that took no time would leave the decode: 0.75 s over 0.25 s at best
+    assert summary["speedup_ceiling_vs_like_for_like_baseline"]["median"] == pytest.approx(3.0)
+    del inprocess[CLIENT_SAMPLE]
+    older = {"inprocess": inprocess}
+    compare_with_inprocess(older)
+    assert "speedup_ceiling_vs_like_for_like_baseline" not in older
