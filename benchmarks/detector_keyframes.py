@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
 from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
@@ -183,35 +184,12 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def default_videos(bench_dir: Path, shared: Path) -> list[Path]:
-    """Return the committed samples, the benchmark videos and, where present, the DFDC samples."""
-    from fakescope.benchmarks.videos import ensure_videos
-
-    videos = sorted((PROJECT_ROOT / "samples").glob("*.mp4")) + ensure_videos(bench_dir)
-    if shared.is_dir():
-        videos += sorted(shared.glob("*.mp4"))
-    else:
-        logger.warning("%s not found: measuring without real DFDC videos", shared)
-    return videos
-
-
-def add_video_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--bench-videos`` and ``--dfdc-sample``, the folders :func:`default_videos` reads."""
-    parser.add_argument(
-        "--bench-videos", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
-    )
-    parser.add_argument(
-        "--dfdc-sample", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=RESULT)
-    add_video_arguments(parser)
+    add_run_arguments(parser, runs=3, result=RESULT)
     args = parser.parse_args(argv)
+    check_runs(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     videos = default_videos(args.bench_videos, args.dfdc_sample)
     result = measure(videos, STRIDES, args.runs)

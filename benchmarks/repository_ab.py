@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fakescope.benchmarks.arguments import check_runs
 from fakescope.benchmarks.side_by_side import (
     Contender,
     add_arguments,
-    check_runs,
     run_and_write,
     table_row,
 )

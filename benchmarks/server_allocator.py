@@ -19,10 +19,10 @@ import argparse
 import logging
 from typing import Any
 
+from fakescope.benchmarks.arguments import check_runs
 from fakescope.benchmarks.side_by_side import (
     Contender,
     add_arguments,
-    check_runs,
     run_and_write,
     table_row,
 )

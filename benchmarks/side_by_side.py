@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fakescope.benchmarks.detector_keyframes import add_video_arguments, default_videos
+from fakescope.benchmarks.arguments import add_run_arguments, default_videos
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.service_times import (
     code_version,
@@ -216,8 +216,7 @@ def table_row(
 
 def add_arguments(parser: argparse.ArgumentParser, *, result: Path, first_port: int) -> None:
     """Add the options every side-by-side benchmark has: runs, output, repository, ports, videos."""
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--output", type=Path, default=result)
+    add_run_arguments(parser, runs=7, result=result)
     parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
     parser.add_argument(
         "--first-port",
@@ -225,13 +224,6 @@ def add_arguments(parser: argparse.ArgumentParser, *, result: Path, first_port: 
         default=first_port,
         help=f"{PORTS_PER_SERVER} ports per server from here",
     )
-    add_video_arguments(parser)
-
-
-def check_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exit through ``parser`` when ``--runs`` is below 1."""
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
 
 
 def run_and_write(

@@ -1,0 +1,46 @@
+"""The command-line options and videos the in-process and side-by-side benchmarks share."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from fakescope.paths import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+
+def default_videos(bench_dir: Path, shared: Path) -> list[Path]:
+    """Return the committed samples, the benchmark videos and, where present, the DFDC samples."""
+    from fakescope.benchmarks.videos import ensure_videos  # needs the bench extra
+
+    videos = sorted((PROJECT_ROOT / "samples").glob("*.mp4")) + ensure_videos(bench_dir)
+    if shared.is_dir():
+        videos += sorted(shared.glob("*.mp4"))
+    else:
+        logger.warning("%s not found: measuring without real DFDC videos", shared)
+    return videos
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--bench-videos`` and ``--dfdc-sample``, the folders :func:`default_videos` reads."""
+    parser.add_argument(
+        "--bench-videos", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
+    )
+    parser.add_argument(
+        "--dfdc-sample", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
+    )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, runs: int, result: Path) -> None:
+    """Add ``--runs`` (default ``runs``), ``--output`` (default ``result``) and the videos."""
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--output", type=Path, default=result)
+    add_video_arguments(parser)
+
+
+def check_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit through ``parser`` when ``--runs`` is below 1."""
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
