@@ -13,7 +13,6 @@ outcome for "nothing we can judge".
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import tritonclient.http as httpclient
 from skimage import data as skdata
 
 from fakescope import contract
 from fakescope.client import cli
 from fakescope.serving.embedded import EmbeddedTriton
+from tests.support.analyze_cli import assert_server_ready, run_analyze
 from tests.support.media import make_no_face_video, write_video
 
 HD = (1280, 720)
@@ -71,45 +70,13 @@ def grid(rows: int, cols: int, side: int, step_x: int, step_y: int) -> list[Plac
 # --- running the CLI --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CliRun:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def verdict(self) -> dict[str, Any]:
-        lines = self.out.splitlines()
-        assert len(lines) == 1, self.out
-        return json.loads(lines[0])
-
-
 def analyze_video(
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], video: Path, frames: int
 ) -> dict[str, Any]:
     """Run ``fakescope analyze --json`` on ``video``; assert success; return the verdict."""
-    capsys.readouterr()
-    code = cli.main(
-        [
-            str(video),
-            "--url",
-            triton.address.grpc_url,
-            "--protocol",
-            "grpc",
-            "--json",
-            "--frames",
-            str(frames),
-        ]
-    )
-    captured = capsys.readouterr()
-    run = CliRun(code, captured.out, captured.err)
+    run = run_analyze(triton, capsys, video, "--frames", str(frames))
     assert (run.code, run.err) == (cli.EXIT_OK, ""), run
     return run.verdict
-
-
-def assert_server_ready(triton: EmbeddedTriton) -> None:
-    client = httpclient.InferenceServerClient(triton.address.http_url)
-    assert client.is_model_ready(contract.ENSEMBLE_MODEL)
 
 
 def assert_no_face(verdict: dict[str, Any]) -> None:

@@ -30,13 +30,13 @@ import av
 import cv2
 import numpy as np
 import pytest
-import tritonclient.http as httpclient
 from skimage import data as skdata
 
 from fakescope import contract
 from fakescope.client import cli
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton
+from tests.support.analyze_cli import CliRun, assert_server_ready, run_analyze
 from tests.support.media import draw_marker, face_frames, make_face_video, truncate_copy
 from tests.support.unprivileged import as_unprivileged, reachable_dir
 
@@ -54,41 +54,6 @@ VFR_TIME_BASE = Fraction(1, 20)
 
 
 # --- running the CLI --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CliRun:
-    """What one in-process ``fakescope analyze`` run produced."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def verdict(self) -> dict[str, Any]:
-        lines = self.out.splitlines()
-        assert len(lines) == 1, self.out
-        return json.loads(lines[0])
-
-
-def run_cli(
-    triton: EmbeddedTriton,
-    capsys: pytest.CaptureFixture[str],
-    video: Path,
-    *extra: str,
-) -> CliRun:
-    capsys.readouterr()  # drop anything printed before
-    code = cli.main(
-        [str(video), "--url", triton.address.grpc_url, "--protocol", "grpc", "--json", *extra]
-    )
-    captured = capsys.readouterr()
-    return CliRun(code, captured.out, captured.err)
-
-
-def assert_server_ready(triton: EmbeddedTriton) -> None:
-    client = httpclient.InferenceServerClient(triton.address.http_url)
-    assert client.is_server_ready()
-    assert client.is_model_ready(contract.ENSEMBLE_MODEL)
 
 
 def assert_one_error_line(run: CliRun, video: Path, code: int, message: str) -> None:
@@ -449,7 +414,7 @@ def test_analyze_exits_with_one_error_line_when_file_is_bad(
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media, case: Failing
 ) -> None:
     video = media.get(case.name, lambda path: case.build(path, media))
-    run = run_cli(triton, capsys, video, "--frames", "4")
+    run = run_analyze(triton, capsys, video, "--frames", "4")
     assert_one_error_line(run, video, case.code, case.message)
     assert_server_ready(triton)
 
@@ -466,7 +431,7 @@ def test_analyze_exits_3_with_one_error_line_when_path_is_not_a_file(
     message: str,
 ) -> None:
     video = tmp_path / "nothing_here.mp4" if kind == "missing" else tmp_path
-    run = run_cli(triton, capsys, video)
+    run = run_analyze(triton, capsys, video)
     assert_one_error_line(run, video, cli.EXIT_BAD_INPUT, message)
     assert_server_ready(triton)
 
@@ -490,13 +455,13 @@ def test_analyze_exits_3_with_one_error_line_when_file_is_not_readable(
         video.chmod(0)
         # The same CLI path, here, on a missing file: it imports what the path imports lazily
         # (gRPC's channel modules), which nobody may not be able to read (a Python under /root).
-        missing = run_cli(triton, capsys, folder / "missing.mp4")
+        missing = run_analyze(triton, capsys, folder / "missing.mp4")
         assert missing.code == cli.EXIT_BAD_INPUT and "no such file" in missing.err
 
         def analyze_as_caller() -> CliRun:
             # the folder is reachable: a denial can only come from the file's own mode
             assert video.stat().st_mode & 0o777 == 0
-            return run_cli(triton, capsys, video)
+            return run_analyze(triton, capsys, video)
 
         run = as_unprivileged(analyze_as_caller)
     assert_one_error_line(run, video, cli.EXIT_BAD_INPUT, "permission denied")
@@ -510,7 +475,7 @@ def test_analyze_exits_3_naming_the_codec_when_no_frame_decodes(
     if not encoder_supports("libsvtav1", "yuv420p"):
         pytest.skip("no AV1 encoder (libsvtav1) in this PyAV build")
     video = media.get("av1.mp4", lambda p: pyav_write(p, small_faces(4), codec="libsvtav1"))
-    run = run_cli(triton, capsys, video, "--frames", "2")
+    run = run_analyze(triton, capsys, video, "--frames", "2")
     if run.code == cli.EXIT_OK:
         assert run.verdict["status"] in (contract.STATUS_OK, contract.STATUS_NO_FACE)
     else:
@@ -581,7 +546,7 @@ def test_analyze_prints_a_verdict_when_file_is_unusual_but_valid(
     if case.needs is not None and not encoder_supports(*case.needs):
         pytest.skip(f"encoder {case.needs[0]} cannot write {case.needs[1]} in this PyAV build")
     video = media.get(case.name, case.build)
-    run = run_cli(triton, capsys, video, "--frames", "4")
+    run = run_analyze(triton, capsys, video, "--frames", "4")
     assert (run.code, run.err) == (cli.EXIT_OK, ""), run
     verdict = run.verdict
     assert verdict["status"] == case.status
@@ -601,7 +566,7 @@ def test_analyze_uses_the_frames_before_the_cut_when_mp4_is_truncated_midway(
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media
 ) -> None:
     video = media.get("truncated_midway.mp4", lambda p: _truncated_midway(p, media))
-    run = run_cli(triton, capsys, video, "--frames", "4")
+    run = run_analyze(triton, capsys, video, "--frames", "4")
     assert (run.code, run.err) == (cli.EXIT_OK, ""), run
     verdict = run.verdict
     assert verdict["status"] == contract.STATUS_OK
@@ -614,7 +579,7 @@ def test_analyze_reports_real_timestamps_when_frame_rate_is_variable(
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media
 ) -> None:
     video = media.get("variable_rate.mp4", _vfr)
-    run = run_cli(triton, capsys, video, "--frames", str(len(VFR_PTS)))
+    run = run_analyze(triton, capsys, video, "--frames", str(len(VFR_PTS)))
     assert (run.code, run.err) == (cli.EXIT_OK, ""), run
     verdict = run.verdict
     assert verdict["frames"] == len(VFR_PTS)
@@ -631,7 +596,7 @@ def test_analyze_finds_the_upright_face_in_upright_pixels_when_phone_video_is_ro
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media
 ) -> None:
     video = media.get("portrait_phone.mp4", portrait_phone_video)
-    run = run_cli(triton, capsys, video, "--frames", "4")
+    run = run_analyze(triton, capsys, video, "--frames", "4")
     assert (run.code, run.err) == (cli.EXIT_OK, ""), run
     verdict = run.verdict
     assert verdict["source_size"] == [180, 320]  # displayed (upright) size, not stored 320x180
@@ -647,7 +612,7 @@ def test_analyze_downscales_8k_and_reports_boxes_in_8k_pixels_when_video_is_8k(
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media
 ) -> None:
     video = media.get("uhd_8k.mp4", uhd_face_video)
-    run = run_cli(triton, capsys, video)
+    run = run_analyze(triton, capsys, video)
     assert (run.code, run.err) == (cli.EXIT_OK, ""), run
     verdict = run.verdict
     assert verdict["source_size"] == list(UHD_8K)
@@ -667,7 +632,7 @@ def test_analyze_exits_5_naming_the_size_limit_when_8k_is_sent_without_downscali
 ) -> None:
     """~100 MB of frames reach the server, which refuses them and stays healthy."""
     video = media.get("uhd_8k.mp4", uhd_face_video)
-    run = run_cli(triton, capsys, video, "--max-side", "0", "--frames", "1")
+    run = run_analyze(triton, capsys, video, "--max-side", "0", "--frames", "1")
     assert_one_error_line(
         run, video, cli.EXIT_SERVER_ERROR, "frame size 7680x4320 is outside 12..4096 pixels"
     )
@@ -678,7 +643,7 @@ def test_analyze_reports_the_hour_when_video_lasts_one_hour(
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media
 ) -> None:
     video = media.get("hour_1fps.mkv", hour_video)
-    run = run_cli(triton, capsys, video)
+    run = run_analyze(triton, capsys, video)
     assert (run.code, run.err) == (cli.EXIT_OK, ""), run
     verdict = run.verdict
     assert verdict["duration_seconds"] == pytest.approx(HOUR_SECONDS, abs=1)

@@ -26,6 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
 from fakescope.serving.embedded import EmbeddedTriton
+from tests.support.analyze_cli import assert_server_ready
 
 PROTOCOLS = ["http", "grpc"]
 OUTPUTS = [
@@ -94,12 +95,6 @@ def expect_invalid(
         assert phrase in message, message
     assert_server_ready(triton)
     return message
-
-
-def assert_server_ready(triton: EmbeddedTriton) -> None:
-    client = httpclient.InferenceServerClient(triton.address.http_url)
-    assert client.is_server_ready()
-    assert client.is_model_ready(contract.ENSEMBLE_MODEL)
 
 
 def assert_same_outputs(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
