@@ -30,6 +30,7 @@ from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
 from fakescope.benchmarks.machine import describe_cpu, machine_facts
+from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.triton import DetectorClient
@@ -433,6 +434,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
             )
     lines.append(f"- Passed: {summary.get('passed')}")
     lines.extend(f"  - {failure}" for failure in summary.get("failures", []))
+    targets = render_targets(summary.get("targets", []))
+    if targets:
+        lines += ["", *targets]
     return "\n".join(lines) + "\n"
 
 
@@ -572,6 +576,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 failures.append(f"{protocol} {users} users: p95 ratio {p95} > limit {args.limit}")
     summary["passed"] = not failures
     summary["failures"] = failures
+    summary["targets"] = check_targets(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(render_markdown(summary))
     plot(summary, args.limit, out / "ratio_vs_users.png")

@@ -14,6 +14,7 @@ from fakescope.benchmarks.run import (
     speedup_summary,
     time_paths,
 )
+from fakescope.benchmarks.targets import check_targets
 
 
 def test_speedup_reports_median_and_range_over_videos_when_runs_differ():
@@ -99,6 +100,12 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     assert "running: R-Net on fixed windows; before the in-process comparison: 65.1 ms." in text
     # overload runs decode before the run and send no warm-up video
     assert "warm-up" not in render_markdown(dict(summary, mode="overload"))
+    # the targets, as the run checked them, close the page; an older run has none
+    assert "targets" not in text
+    checked = dict(summary, targets=check_targets(summary))
+    assert render_markdown(checked).endswith(
+        "| seed speed-up | >= 25x, median over videos | 40.0x (20.0-60.5x) | met |\n"
+    )
 
 
 def test_cpu_per_video_splits_the_level_cpu_by_side_when_videos_were_analysed():

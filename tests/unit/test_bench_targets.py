@@ -1,0 +1,91 @@
+"""Issue #14's targets as each `fakescope bench` run reports them: met, not met, not measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakescope.benchmarks.targets import check_targets, render_targets
+from fakescope.benchmarks.videos import FACE_720P_10S
+
+VIDEO = FACE_720P_10S.file_name
+
+
+def _level(p95: float, *, video_p95: float | None = None, rejected: int = 0) -> dict[str, Any]:
+    level: dict[str, Any] = {"ratio": {"p95": p95}, "rejected": rejected, "failures": 0}
+    if video_p95 is not None:
+        level["ratio_per_video"] = {VIDEO: {"p95": video_p95}, "other.mp4": {"p95": 0.9}}
+    return level
+
+
+def _speedup(median: float) -> dict[str, Any]:
+    return {"median": median, "min": median - 1, "max": median + 1, "per_video": {}}
+
+
+def _summary(**overrides: Any) -> dict[str, Any]:
+    summary = {
+        "mode": "load",
+        "levels": {
+            "grpc": {"1": _level(0.2, video_p95=0.05), "8": _level(0.5)},
+            "http": {"1": _level(0.2, video_p95=0.04), "8": _level(0.3)},
+        },
+        "triton_overhead": 0.1,
+        "speedup_vs_like_for_like_baseline": _speedup(15.0),
+        "speedup_ceiling_vs_like_for_like_baseline": _speedup(20.0),
+        "speedup_vs_seed_pipeline": _speedup(25.0),
+    }
+    return summary | overrides
+
+
+def _met(summary: dict[str, Any]) -> dict[str, bool | None]:
+    return {check["name"]: check["met"] for check in check_targets(summary)}
+
+
+def test_check_targets_meets_every_target_when_each_figure_sits_on_its_bound():
+    assert _met(_summary()) == {
+        "1 user, 10 s 720p": True,
+        "8 users": True,
+        "Triton vs in-process": True,
+        "like-for-like speed-up": True,
+        "seed speed-up": True,
+    }
+
+
+def test_check_targets_fails_each_target_when_its_figure_is_past_the_bound():
+    summary = _summary(
+        levels={
+            "grpc": {"1": _level(0.01, video_p95=0.051), "8": _level(0.4, rejected=1)},
+            "http": {"1": _level(0.01, video_p95=0.01), "8": _level(0.4)},
+        },
+        triton_overhead=0.101,
+        speedup_vs_like_for_like_baseline=_speedup(14.9),
+        speedup_vs_seed_pipeline=_speedup(24.9),
+    )
+    # the 1-user target reads the 10 s 720p video alone; one refusal at 8 users misses it
+    assert set(_met(summary).values()) == {False}
+
+
+def test_check_targets_says_not_measured_when_the_run_lacks_the_level_or_the_baseline():
+    summary = _summary(
+        levels={"grpc": {"1": _level(0.2), "2": _level(0.3)}},
+        triton_overhead=None,
+    )
+    del summary["speedup_vs_like_for_like_baseline"], summary["speedup_vs_seed_pipeline"]
+    assert set(_met(summary).values()) == {None}
+
+
+def test_check_targets_names_what_was_measured_when_rendered():
+    checks = check_targets(_summary())
+    measured = {check["name"]: check["measured"] for check in checks}
+    assert measured["1 user, 10 s 720p"] == "grpc 0.050, http 0.040"
+    assert measured["like-for-like speed-up"] == (
+        "15.0x (14.0-16.0x); at most 20.0x after the client's decode"
+    )
+    lines = render_targets(checks)
+    assert lines[2] == "| target | what | measured | met |"
+    assert lines[-1].startswith("| seed speed-up | >= 25x, median over videos | 25.0x")
+    assert lines[-1].endswith("| met |")
+
+
+def test_check_targets_has_none_when_the_run_is_an_overload_run():
+    assert check_targets(_summary(mode="overload")) == []
+    assert render_targets([]) == []
