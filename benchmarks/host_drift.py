@@ -7,9 +7,8 @@ changed speed between them. Whether it does that is itself measured here: for tw
 CPU seconds per video moved, and, before the in-process comparison, how much the probe moved
 against each in-process path's ratio. Every figure is read from the two files; nothing runs.
 
-``python -m fakescope.benchmarks.host_drift BEFORE.json AFTER.json --labels 'run 7' 'run 8'``
-writes the JSON and, beside it, its Markdown tables (default
-``benchmarks/results/slower-host/host_drift.json``).
+``python -m fakescope.benchmarks.host_drift BEFORE.json AFTER.json --labels 'run 7' 'run 8'
+--output OUT.json`` writes the JSON and, beside it, its Markdown tables (``OUT.md``).
 """
 
 from __future__ import annotations
@@ -22,21 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from fakescope.benchmarks.result_files import write_result
-from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "slower-host" / "host_drift.json"
 #: The CPU each level records per video: the load generator's and the server's.
 CPU_SIDES = ("load_generator", "server")
-#: The in-process paths ``fakescope bench`` times in one run, in the order it reports them.
-INPROCESS_PATHS = (
-    "served",
-    "onnxruntime_inprocess",
-    "client_sample",
-    "like_for_like_baseline",
-    "seed_pipeline",
-)
 
 
 class RunFileError(ValueError):
@@ -66,6 +55,11 @@ def read_run(path: Path) -> dict[str, Any]:
                     f"{path}: {protocol} at {users} users has no host probe or CPU per video"
                 )
     return summary
+
+
+def _is_path(entry: Any) -> bool:
+    """Whether an entry of ``summary["inprocess"]`` is a timed path (not a setting)."""
+    return isinstance(entry, dict) and "ratio" in entry
 
 
 def _change(before: float, after: float) -> float:
@@ -107,10 +101,11 @@ def compare_runs(
             )
     if not levels:
         raise RunFileError("the two runs share no protocol and user level")
+    # every timed path both runs have, in the order the earlier run reports them
     inprocess = [
         {"path": name, "ratio_p50": _pair(ours["ratio"]["p50"], theirs["ratio"]["p50"])}
-        for name in INPROCESS_PATHS
-        if (ours := before["inprocess"].get(name)) and (theirs := after["inprocess"].get(name))
+        for name, ours in before["inprocess"].items()
+        if _is_path(ours) and _is_path(theirs := after["inprocess"].get(name))
     ]
     probe_changes = [row["host_probe_ms"]["change"] for row in levels]
     cpu_changes = [row[f"cpu_{side}"]["change"] for row in levels for side in CPU_SIDES]
@@ -200,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("BEFORE", "AFTER"),
         help="how the tables name the two runs (default: the file paths)",
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, required=True, help="the JSON to write")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     labels = tuple(args.labels) if args.labels else (str(args.before), str(args.after))

@@ -45,7 +45,8 @@ def _one_user(levels: dict[str, Any], video: str) -> dict[str, Any]:
 
 
 def _load(levels: dict[str, Any]) -> dict[str, Any]:
-    parts, met = [], []
+    parts: list[str] = []
+    met: list[bool | None] = []
     for protocol, by_users in levels.items():
         level = by_users.get(str(LOAD_USERS))
         if level is None or level["ratio"]["p95"] is None:
