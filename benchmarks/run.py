@@ -587,6 +587,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "speedup_ceiling_vs_like_for_like_baseline",
         "speedup_vs_seed_pipeline",
         "passed",
+        "targets",
     )
     print(json.dumps({k: summary.get(k) for k in shown}, indent=1))
     for failure in failures:
