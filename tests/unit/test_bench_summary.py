@@ -12,6 +12,7 @@ from fakescope.benchmarks.run import (
     cpu_per_video,
     render_markdown,
     speedup_summary,
+    summarize_level,
     time_paths,
 )
 from fakescope.benchmarks.targets import check_targets
@@ -133,3 +134,20 @@ def test_compare_with_inprocess_bounds_the_like_for_like_speedup_by_decoding_whe
     older = {"inprocess": inprocess}
     compare_with_inprocess(older)
     assert "speedup_ceiling_vs_like_for_like_baseline" not in older
+
+
+def test_summarize_level_counts_the_answered_videos_of_each_file_when_some_were_refused():
+    records = [
+        {"video": "a.mp4", "status": "ok", "ratio": 0.1, "processing_seconds": 1.0},
+        {"video": "a.mp4", "status": "ok", "ratio": 0.3, "processing_seconds": 3.0},
+        {"video": "b.mp4", "status": "ok", "ratio": 0.2, "processing_seconds": 2.0},
+        {"video": "b.mp4", "status": "rejected", "infer_seconds": 0.02},
+    ]
+    level = summarize_level(records, run_time_s=60)
+    assert (level["accepted"], level["rejected"], level["failures"]) == (3, 1, 0)
+    assert level["ratio"]["count"] == 3
+    assert level["ratio_per_video"]["a.mp4"]["count"] == 2
+    assert level["ratio_per_video"]["b.mp4"] == pytest.approx(
+        {"count": 1, "p50": 0.2, "p95": 0.2, "max": 0.2}
+    )
+    assert level["rejection_ms"]["count"] == 1

@@ -74,9 +74,11 @@ def test_check_targets_says_not_measured_when_the_run_lacks_the_level_or_the_bas
 
 
 def test_check_targets_names_what_was_measured_when_rendered():
-    checks = check_targets(_summary())
+    summary = _summary()
+    summary["levels"]["grpc"]["1"]["ratio_per_video"][VIDEO]["count"] = 11  # older runs: none
+    checks = check_targets(summary)
     measured = {check["name"]: check["measured"] for check in checks}
-    assert measured["1 user, 10 s 720p"] == "grpc 0.050, http 0.040"
+    assert measured["1 user, 10 s 720p"] == "grpc 0.050 (11 videos), http 0.040"
     assert measured["like-for-like speed-up"] == (
         "15.0x (14.0-16.0x); at most 20.0x after the client's decode"
     )
