@@ -111,7 +111,11 @@ def test_key_stored_hashed_when_created(tmp_path):
     key, secret = keys.create_key(engine, "Gazette", monthly_quota=5, rate_per_minute=2)
     engine.dispose()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("k.db*"))
-    assert secret.split("_")[-1].encode() not in raw
+    # fsk_<id>_<secret>: the secret is URL-safe base64, which may hold "_" itself
+    prefix = f"{keys.KEY_PREFIX}_{key.id}_"
+    assert secret.startswith(prefix)
+    assert len(secret) - len(prefix) >= 32
+    assert secret[len(prefix) :].encode() not in raw
     assert key.id.encode() in raw
 
 
