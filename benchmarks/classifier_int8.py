@@ -10,6 +10,10 @@ calibrated on ``--calibration-faces`` faces drawn from the TRAIN split of the fa
 * ``int8-all``: every operator quantized, the two outputs (logit, probability) included;
 * ``int8``: the backbone quantized, the head (``Gemm``, the temperature ``Div``, ``Sigmoid``)
   kept in float, so the outputs are not rounded to 256 levels;
+* ``int8-7bit``: as ``int8``, with weights of 7 bits (``reduce_range``). On a CPU without VNNI
+  (``avx512_vnni`` / ``avx_vnni`` in :func:`~fakescope.benchmarks.machine.cpu_facts`) ONNX
+  Runtime's int8 kernels multiply uint8 activations by int8 weights with 16-bit intermediate
+  sums, which can saturate; 7-bit weights cannot;
 * ``float+T`` and ``int8+T``: the same models with a temperature refitted on the calibration
   faces (:func:`fakescope.training.calibration.fit_temperature`, appended to the graph, so the
   file itself is the calibrated model). Each model is calibrated on the same training faces,
@@ -21,9 +25,14 @@ uses, Makefile ``SPLIT_ARGS``; the split is checked against the one the model re
 split selection, :func:`~fakescope.training.face_crops.read_face_crops` and
 :func:`~fakescope.training.evaluate.evaluate_face_crops`. A variant is accepted when its AUC is
 at most ``0.005`` lower and its LogLoss at most ``0.005`` higher than its reference's
-(:func:`accepted`). Time: ONNX Runtime with 2 intra-op threads and idle threads sleeping (the
-served backend's setting), batches of 16 and 32 validation faces, all models interleaved round
-by round so a busy neighbour slows them alike; median of ``--rounds``.
+(:func:`accepted`). A quantized variant is scored twice: as ONNX Runtime runs it on this CPU
+(its fused int8 kernels), and in the model's own arithmetic (graph optimisations off, so each
+``QuantizeLinear`` / ``DequantizeLinear`` pair and float operator runs as written: what a CPU
+whose kernels do not saturate gives). It is accepted only when both pass: where the figures
+differ, the int8 model's quality depends on the server's CPU. Time: ONNX Runtime with 2
+intra-op threads and idle threads sleeping (the served backend's setting), batches of 16 and 32
+validation faces, all models interleaved round by round so a busy neighbour slows them alike;
+median of ``--rounds``.
 
 Run: ``python -m fakescope.benchmarks.classifier_int8`` (writes
 ``benchmarks/results/classifier_int8.json`` and its table ``classifier_int8.md``). Exit 0 once
@@ -51,7 +60,7 @@ from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
 from fakescope import contract
-from fakescope.benchmarks.machine import cpu_facts
+from fakescope.benchmarks.machine import cpu_facts, describe_cpu
 from fakescope.benchmarks.result_files import write_result
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.onnx_session import cpu_session_options
@@ -173,12 +182,19 @@ def _reader(crops: NDArray[Any], batch: int = 32) -> Any:
 
 
 def quantize(
-    source: Path, target: Path, calibration: NDArray[Any], *, float_head: bool, method: str
+    source: Path,
+    target: Path,
+    calibration: NDArray[Any],
+    *,
+    float_head: bool,
+    method: str,
+    seven_bit_weights: bool = False,
 ) -> None:
     """Write the int8 (QDQ) version of ``source`` to ``target``, calibrated on ``calibration``.
 
-    ``float_head`` keeps :func:`head_nodes` in float. The source's metadata (the classifier's
-    spec and provenance) is carried over.
+    ``float_head`` keeps :func:`head_nodes` in float; ``seven_bit_weights`` quantizes weights
+    to 7 bits (ONNX Runtime's ``reduce_range``). The source's metadata (the classifier's spec
+    and provenance) is carried over.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -198,6 +214,7 @@ def quantize(
         _reader(calibration),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
+        reduce_range=seven_bit_weights,
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
         calibrate_method=CalibrationMethod[method],
@@ -245,6 +262,7 @@ class Variant:
     path: Path
     reference: str | None  #: the variant it is judged against; ``None``: it is a reference
     refit_temperature: float | None = None
+    quantized: bool = True
 
 
 @dataclass(frozen=True)
@@ -254,6 +272,20 @@ class Timing:
     wall_median: float
     wall_min: float
     cpu_median: float
+
+
+def own_arithmetic_options() -> Any:
+    """ONNX Runtime session options that run a QDQ model in its own arithmetic.
+
+    Graph optimisations off: no fused int8 kernels, each ``QuantizeLinear`` /
+    ``DequantizeLinear`` pair and float operator runs as written, so the figures do not depend
+    on the CPU's int8 instructions.
+    """
+    import onnxruntime as ort
+
+    options = cpu_session_options(INTRA_OP_THREADS)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
 
 
 def time_models(
@@ -336,10 +368,21 @@ def measure(
     calibration_labels = np.array([int(by_name[n].is_fake) for n in chosen], np.float64)
 
     paths = {"float": served}
-    for name, float_head in (("int8-all", False), ("int8", True)):
+    for name, float_head, seven_bit in (
+        ("int8-all", False, False),
+        ("int8", True, False),
+        ("int8-7bit", True, True),
+    ):
         logger.info("quantizing: %s", name)
         paths[name] = workdir / f"{name}.onnx"
-        quantize(served, paths[name], calibration, float_head=float_head, method=method)
+        quantize(
+            served,
+            paths[name],
+            calibration,
+            float_head=float_head,
+            method=method,
+            seven_bit_weights=seven_bit,
+        )
     temperatures = {}
     for base in ("float", "int8"):
         paths[f"{base}+T"] = workdir / f"{base}-refit.onnx"
@@ -347,15 +390,25 @@ def measure(
             paths[base], paths[f"{base}+T"], calibration, calibration_labels
         )
     variants = [
-        Variant("float", "served model (temperature fitted on validation)", paths["float"], None),
+        Variant(
+            "float",
+            "served model (temperature fitted on validation)",
+            paths["float"],
+            None,
+            quantized=False,
+        ),
         Variant("int8-all", "every op int8, outputs included", paths["int8-all"], "float"),
         Variant("int8", "backbone int8, head float", paths["int8"], "float"),
+        Variant(
+            "int8-7bit", "backbone int8 with 7-bit weights, head float", paths["int8-7bit"], "float"
+        ),
         Variant(
             "float+T",
             "served model, temperature refitted on the calibration faces",
             paths["float+T"],
             None,
             temperatures["float+T"],
+            quantized=False,
         ),
         Variant(
             "int8+T",
@@ -374,6 +427,10 @@ def measure(
             "threshold_source": evaluation.threshold_source,
             "youden_threshold_on_this_set": evaluation.youden_threshold,
         }
+        if variant.quantized:
+            own = OnnxClassifier(variant.path, session_options=own_arithmetic_options())
+            metrics = evaluate_face_crops(val_entries, val_crops, own).metrics.to_json()
+            quality[variant.name]["metrics_own_arithmetic"] = metrics
     logger.info("timing %d rounds", rounds)
     ms = time_models({v.name: v.path for v in variants}, val_crops, rounds)
     rows = []
@@ -402,8 +459,10 @@ def measure(
             ref = quality[variant.reference]["metrics"]
             row["delta_auc"] = metrics["auc"] - ref["auc"]
             row["delta_logloss"] = metrics["logloss"] - ref["logloss"]
-            row["accepted"] = accepted(
-                Quality(ref["auc"], ref["logloss"]), Quality(metrics["auc"], metrics["logloss"])
+            reference = Quality(ref["auc"], ref["logloss"])
+            scored = [metrics, quality[variant.name].get("metrics_own_arithmetic", metrics)]
+            row["accepted"] = all(
+                accepted(reference, Quality(m["auc"], m["logloss"])) for m in scored
             )
         rows.append(row)
     return {
@@ -442,7 +501,7 @@ def measure(
         },
         "variants": rows,
         "machine": {
-            "cpu": cpu_facts()["cpu_model"],
+            **cpu_facts(),
             "cores": os.cpu_count(),
             "onnxruntime": ort.__version__,
             "loadavg_before": loadavg_before,
@@ -474,24 +533,30 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"{data['val_faces']} validation faces (seed {data['split']['seed']}, val fraction "
         f"{data['split']['val_fraction']}); time: median of {timing['rounds']} interleaved "
         f"rounds, {timing['intra_op_threads']} intra-op threads, {result['machine']['cores']} "
-        f"cores, load {result['machine']['loadavg_before'][0]:.2f} at start and "
+        f"cores ({describe_cpu(result['machine'])}), load "
+        f"{result['machine']['loadavg_before'][0]:.2f} at start and "
         f"{result['machine']['loadavg_after'][0]:.2f} at the end; CPU ms counts all threads, "
         "speed-ups are against `float`. Accepted: AUC at most "
         f"{result['acceptance']['tolerance']} lower and LogLoss at most "
-        f"{result['acceptance']['tolerance']} higher than the reference variant's.",
+        f"{result['acceptance']['tolerance']} higher than the reference variant's, "
+        "both on this CPU and in the model's own arithmetic (ONNX Runtime's graph optimisations "
+        "off: no fused int8 kernels, so no dependence on the CPU's int8 instructions).",
         "",
-        "| variant | what | reference | AUC | LogLoss | ΔAUC | ΔLogLoss | ms / 16 faces "
+        "| variant | what | reference | AUC | LogLoss | ΔAUC | ΔLogLoss "
+        "| AUC / LogLoss, own arithmetic | ms / 16 faces "
         "| ms / 32 faces | CPU ms / 16 faces | speed-up (16, wall) | speed-up (16, CPU) "
         "| accepted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["variants"]:
         m = row["metrics"]
+        own = row.get("metrics_own_arithmetic")
+        own_text = "–" if own is None else f"{own['auc']:.4f} / {own['logloss']:.4f}"
         verdict = "reference" if row["reference"] is None else "yes" if row["accepted"] else "no"
         lines.append(
             f"| {row['variant']} | {row['description']} | {row['reference'] or '–'} "
             f"| {m['auc']:.4f} | {m['logloss']:.4f} | {_signed(row.get('delta_auc'))} "
-            f"| {_signed(row.get('delta_logloss'))} | {row['ms_per_16_faces']:.1f} "
+            f"| {_signed(row.get('delta_logloss'))} | {own_text} | {row['ms_per_16_faces']:.1f} "
             f"| {row['ms_per_32_faces']:.1f} | {row['cpu_ms_per_16_faces']:.1f} "
             f"| {row['speedup_16']:.2f}x | {row['cpu_speedup_16']:.2f}x | {verdict} |"
         )

@@ -14,7 +14,17 @@ from typing import Any
 
 CPUINFO = Path("/proc/cpuinfo")
 #: The vector extensions that change which CPU kernels ONNX Runtime and PyTorch run.
-VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+#: The VNNI ones (``avx512_vnni``, ``avx_vnni``) decide whether ONNX Runtime's int8 kernels can
+#: saturate (``benchmarks/classifier_int8.py``).
+VECTOR_EXTENSIONS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+)
 
 
 def _first_cpu(cpuinfo: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from fakescope.training.binary_metrics import (
 )
 from fakescope.training.dataset import VideoEntry
 from fakescope.training.video_faces import VideoFaces
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 __all__ = [
     "NO_FACE_PROBABILITY",
@@ -67,7 +70,10 @@ _ROC_POINTS = 201
 class OnnxClassifier:
     """The classifier ONNX file in ONNX Runtime (what ``face_classifier`` serves)."""
 
-    def __init__(self, path: Path, batch_size: int = 32) -> None:
+    def __init__(
+        self, path: Path, batch_size: int = 32, session_options: ort.SessionOptions | None = None
+    ) -> None:
+        """Open ``path`` on the CPU; ``session_options`` are ONNX Runtime's defaults if omitted."""
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -75,7 +81,9 @@ class OnnxClassifier:
         self.spec, self.trained = read_classifier_spec(self.path)
         self.provenance = read_provenance(self.path)
         self.batch_size = batch_size
-        self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=session_options, providers=["CPUExecutionProvider"]
+        )
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """FP32 ``[F]`` fake probability of UINT8 crops ``[F, S, S, 3]``."""

@@ -15,6 +15,9 @@ from fakescope.benchmarks.classifier_int8 import (
     calibration_names,
     head_nodes,
     main,
+    own_arithmetic_options,
+    quantize,
+    render_markdown,
     with_extra_temperature,
 )
 
@@ -117,3 +120,132 @@ def test_main_skips_with_exit_2_when_the_face_crop_set_is_absent(tmp_path):
     code = main(["--data", str(tmp_path / "no-faces"), "--output", str(output)])
     assert code == 2
     assert not output.exists()
+
+
+def _tiny_convnet(path) -> None:
+    """``[N, 3, 6, 6]`` -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm = logit -> prob."""
+    rng = np.random.default_rng(0)
+    conv = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "cw")
+    fc = numpy_helper.from_array(rng.normal(size=(1, 4)).astype(np.float32), "fw")
+    bias = numpy_helper.from_array(np.zeros((1,), np.float32), "fb")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", [contract.CLASSIFIER_INPUT, "cw"], ["c"], name="conv"),
+            helper.make_node("Relu", ["c"], ["r"], name="relu"),
+            helper.make_node("GlobalAveragePool", ["r"], ["g"], name="pool"),
+            helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+            helper.make_node("Gemm", ["f", "fw", "fb"], [contract.CLASSIFIER_LOGIT], transB=1),
+            helper.make_node(
+                "Sigmoid", [contract.CLASSIFIER_LOGIT], [contract.CLASSIFIER_OUTPUT], name="sig"
+            ),
+        ],
+        "convnet",
+        [
+            helper.make_tensor_value_info(
+                contract.CLASSIFIER_INPUT, TensorProto.FLOAT, ["n", 3, 6, 6]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(contract.CLASSIFIER_LOGIT, TensorProto.FLOAT, ["n", 1]),
+            helper.make_tensor_value_info(contract.CLASSIFIER_OUTPUT, TensorProto.FLOAT, ["n", 1]),
+        ],
+        [conv, fc, bias],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def _int8_weights(path) -> np.ndarray:
+    model = onnx.load(str(path))
+    weights = [
+        numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8
+    ]
+    assert weights, "no int8 weights: nothing was quantized"
+    return np.concatenate([w.ravel() for w in weights]).astype(np.int64)
+
+
+@pytest.mark.parametrize(("seven_bit", "largest"), [(False, 127), (True, 64)])
+def test_quantize_bounds_the_weights_when_seven_bit_weights_are_asked(tmp_path, seven_bit, largest):
+    source, target = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    _tiny_convnet(source)
+    calibration = np.random.default_rng(1).normal(size=(8, 3, 6, 6)).astype(np.float32)
+    quantize(
+        source,
+        target,
+        calibration,
+        float_head=True,
+        method="MinMax",
+        seven_bit_weights=seven_bit,
+    )
+    weights = _int8_weights(target)
+    # per channel and symmetric, each channel's largest weight maps to the range's end
+    assert int(np.abs(weights).max()) == largest
+    x = calibration[:2]
+    session = ort.InferenceSession(
+        str(target), own_arithmetic_options(), providers=["CPUExecutionProvider"]
+    )
+    reference = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    logit = session.run([contract.CLASSIFIER_LOGIT], {contract.CLASSIFIER_INPUT: x})[0]
+    expected = reference.run([contract.CLASSIFIER_LOGIT], {contract.CLASSIFIER_INPUT: x})[0]
+    np.testing.assert_allclose(logit, expected, atol=0.1)  # int8 rounding, not another model
+
+
+def test_own_arithmetic_options_turn_graph_optimisations_off_when_built():
+    options = own_arithmetic_options()
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+
+def _row(name: str, reference: str | None, **extra) -> dict:
+    timing = {
+        f"{kind}{size}": 1.0
+        for size in (16, 32)
+        for kind in ("ms_per_", "cpu_ms_per_", "speedup_", "cpu_speedup_")
+    }
+    timing = {k + ("_faces" if "ms_per" in k else ""): v for k, v in timing.items()}
+    return {
+        "variant": name,
+        "description": name,
+        "reference": reference,
+        "refit_temperature": None,
+        "metrics": {"auc": 0.94, "logloss": 0.33},
+        **timing,
+        **extra,
+    }
+
+
+def test_render_markdown_shows_own_arithmetic_figures_when_a_variant_has_them():
+    result = {
+        "model_version": "4",
+        "machine": {
+            "onnxruntime": "1.32.0",
+            "cores": 2,
+            "cpu_model": "AMD EPYC",
+            "cpu_vector_extensions": ["avx2", "fma"],
+            "loadavg_before": [0.5],
+            "loadavg_after": [0.6],
+        },
+        "quantization": {"format": "QDQ", "weights": "w", "activations": "a"}
+        | {"calibration_method": "MinMax"},
+        "data": {"calibration_faces": 512, "val_faces": 4892}
+        | {"split": {"seed": 0, "val_fraction": 0.12}},
+        "timing": {"rounds": 40, "intra_op_threads": 2},
+        "acceptance": {"tolerance": 0.005},
+        "served_temperature": 1.05,
+        "variants": [
+            _row("float", None),
+            _row(
+                "int8",
+                "float",
+                delta_auc=-0.0085,
+                delta_logloss=0.0268,
+                accepted=False,
+                metrics_own_arithmetic={"auc": 0.9381, "logloss": 0.3443},
+            ),
+        ],
+    }
+    table = render_markdown(result)
+    assert "AMD EPYC, avx2 fma" in table
+    float_row = next(line for line in table.splitlines() if line.startswith("| float |"))
+    int8_row = next(line for line in table.splitlines() if line.startswith("| int8 |"))
+    assert "| 0.9381 / 0.3443 |" in int8_row and "| no |" in int8_row
+    cells = [cell.strip() for cell in float_row.split("|")]
+    assert cells.count("–") == 4  # reference, both deltas and the own-arithmetic figures
