@@ -92,15 +92,17 @@ class Quality:
     logloss: float
 
 
-def accepted(reference: Quality, candidate: Quality, tolerance: float = TOLERANCE) -> bool:
-    """Return whether ``candidate`` keeps the reference's quality.
+def accepted(reference: Quality, *candidates: Quality, tolerance: float = TOLERANCE) -> bool:
+    """Return whether every one of ``candidates`` keeps the reference's quality.
 
     That is: AUC at most ``tolerance`` lower and LogLoss at most ``tolerance`` higher (better
-    figures pass).
+    figures pass). A quantized model's candidates are its figures on this CPU and in its own
+    arithmetic.
     """
-    return (
+    return bool(candidates) and all(
         reference.auc - candidate.auc <= tolerance + _ROUNDING
         and candidate.logloss - reference.logloss <= tolerance + _ROUNDING
+        for candidate in candidates
     )
 
 
@@ -459,10 +461,10 @@ def measure(
             ref = quality[variant.reference]["metrics"]
             row["delta_auc"] = metrics["auc"] - ref["auc"]
             row["delta_logloss"] = metrics["logloss"] - ref["logloss"]
-            reference = Quality(ref["auc"], ref["logloss"])
             scored = [metrics, quality[variant.name].get("metrics_own_arithmetic", metrics)]
-            row["accepted"] = all(
-                accepted(reference, Quality(m["auc"], m["logloss"])) for m in scored
+            row["accepted"] = accepted(
+                Quality(ref["auc"], ref["logloss"]),
+                *(Quality(m["auc"], m["logloss"]) for m in scored),
             )
         rows.append(row)
     return {

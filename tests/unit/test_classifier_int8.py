@@ -44,6 +44,18 @@ def test_accepted_is_true_when_the_candidate_is_better():
     assert accepted(FLOAT, Quality(auc=0.96, logloss=0.30))
 
 
+def test_accepted_is_false_when_one_of_several_candidates_fails():
+    on_this_cpu = Quality(auc=0.9313, logloss=0.3521)  # saturating int8 kernels
+    own_arithmetic = Quality(auc=0.9396, logloss=0.3260)
+    assert accepted(FLOAT, own_arithmetic)
+    assert not accepted(FLOAT, own_arithmetic, on_this_cpu)
+    assert accepted(FLOAT, own_arithmetic, own_arithmetic)
+
+
+def test_accepted_is_false_when_there_is_no_candidate():
+    assert not accepted(FLOAT)
+
+
 def test_calibration_names_are_a_seeded_sorted_subset_when_drawn_twice():
     train = [f"face{i:03d}.mp4" for i in range(100)]
     first = calibration_names(list(reversed(train)), 10, seed=0)
