@@ -52,7 +52,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -64,6 +64,9 @@ from fakescope.benchmarks.machine import cpu_facts, describe_cpu
 from fakescope.benchmarks.result_files import write_result
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.onnx_session import cpu_session_options
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +279,7 @@ class Timing:
     cpu_median: float
 
 
-def own_arithmetic_options() -> Any:
+def own_arithmetic_options() -> ort.SessionOptions:
     """ONNX Runtime session options that run a QDQ model in its own arithmetic.
 
     Graph optimisations off: no fused int8 kernels, each ``QuantizeLinear`` /
