@@ -35,6 +35,12 @@ def test_cpu_facts_reports_avx512_when_flags_have_it():
     ]
 
 
+def test_cpu_facts_reports_avx_vnni_when_flags_have_it():
+    # AVX-VNNI without AVX-512 (recent desktop and Zen 5 cores): int8 kernels that do not saturate
+    cpuinfo = "model name : Core\nflags : avx2 fma avx_vnni\n"
+    assert cpu_facts(cpuinfo)["cpu_vector_extensions"] == ["avx2", "fma", "avx_vnni"]
+
+
 def test_cpu_facts_leaves_clock_and_extensions_unknown_when_no_cpuinfo():
     facts = cpu_facts("")
     assert facts["cpu_mhz"] is None
