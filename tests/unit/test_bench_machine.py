@@ -36,7 +36,7 @@ def test_cpu_facts_reports_avx512_when_flags_have_it():
 
 
 def test_cpu_facts_reports_avx_vnni_when_flags_have_it():
-    # AVX-VNNI without AVX-512 (recent desktop and Zen 5 cores): int8 kernels that do not saturate
+    # AVX-VNNI without AVX-512 (Intel desktop cores since Alder Lake): int8 without saturation
     cpuinfo = "model name : Core\nflags : avx2 fma avx_vnni\n"
     assert cpu_facts(cpuinfo)["cpu_vector_extensions"] == ["avx2", "fma", "avx_vnni"]
 
