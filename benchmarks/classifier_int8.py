@@ -14,6 +14,10 @@ calibrated on ``--calibration-faces`` faces drawn from the TRAIN split of the fa
   (``avx512_vnni`` / ``avx_vnni`` in :func:`~fakescope.benchmarks.machine.cpu_facts`) ONNX
   Runtime's int8 kernels multiply uint8 activations by int8 weights with 16-bit intermediate
   sums, which can saturate; 7-bit weights cannot;
+* ``int8-mixed``: as ``int8-7bit``, with ``--float-blocks`` of the backbone's blocks kept in
+  float: those whose quantization costs the most LogLoss, chosen on ``--selection-faces``
+  faces of the TRAIN split that are not calibration faces (each block kept in float alone,
+  :func:`choose_float_blocks`), so the validation faces play no part in the choice;
 * ``float+T`` and ``int8+T``: the same models with a temperature refitted on the calibration
   faces (:func:`fakescope.training.calibration.fit_temperature`, appended to the graph, so the
   file itself is the calibrated model). Each model is calibrated on the same training faces,
@@ -45,11 +49,12 @@ import argparse
 import copy
 import logging
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +84,11 @@ SPLIT_SEED = 0
 VAL_FRACTION = 0.12
 CALIBRATION_FACES = 512
 CALIBRATION_SEED = 0
+#: Training faces (not calibration faces) on which ``int8-mixed`` chooses its float blocks.
+SELECTION_FACES = 2048
+SELECTION_SEED = 1
+#: Blocks of the backbone ``int8-mixed`` keeps in float.
+FLOAT_BLOCKS = 2
 INTRA_OP_THREADS = 2
 TIMED_BATCHES = (16, 32)
 WARMUP_ROUNDS = 3
@@ -131,6 +141,20 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
     """
     outputs = {contract.CLASSIFIER_LOGIT, contract.CLASSIFIER_OUTPUT}
     return [n.name for n in model.graph.node if n.op_type == "Gemm" or outputs & set(n.output)]
+
+
+#: The backbone block a node belongs to, from the exported node names (``/backbone/_blocks.3/...``).
+_BLOCK = re.compile(r"/_blocks\.(\d+)/")
+
+
+def backbone_blocks(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Return the names of each backbone block's nodes, by block number (as a string)."""
+    blocks: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        found = _BLOCK.search(node.name)
+        if found:
+            blocks.setdefault(found.group(1), []).append(node.name)
+    return dict(sorted(blocks.items(), key=lambda item: int(item[0])))
 
 
 def with_extra_temperature(model: onnx.ModelProto, temperature: float) -> onnx.ModelProto:
@@ -194,12 +218,14 @@ def quantize(
     float_head: bool,
     method: str,
     seven_bit_weights: bool = False,
+    float_blocks: Collection[str] = (),
 ) -> None:
     """Write the int8 (QDQ) version of ``source`` to ``target``, calibrated on ``calibration``.
 
-    ``float_head`` keeps :func:`head_nodes` in float; ``seven_bit_weights`` quantizes weights
-    to 7 bits (ONNX Runtime's ``reduce_range``). The source's metadata (the classifier's spec
-    and provenance) is carried over.
+    ``float_head`` keeps :func:`head_nodes` in float, ``float_blocks`` the nodes of those
+    :func:`backbone_blocks`; ``seven_bit_weights`` quantizes weights to 7 bits (ONNX Runtime's
+    ``reduce_range``). The source's metadata (the classifier's spec and provenance) is carried
+    over.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -212,7 +238,13 @@ def quantize(
     prepared = target.with_suffix(".pre.onnx")
     # symbolic shape inference is for transformer graphs; ONNX's own is enough here
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    exclude = head_nodes(onnx.load(str(prepared))) if float_head else []
+    model = onnx.load(str(prepared))
+    exclude = head_nodes(model) if float_head else []
+    blocks = backbone_blocks(model)
+    unknown = sorted(set(float_blocks) - set(blocks))
+    if unknown:
+        raise ValueError(f"no backbone block {', '.join(unknown)} (blocks: {', '.join(blocks)})")
+    exclude += [name for block in float_blocks for name in blocks[block]]
     quantize_static(
         str(prepared),
         str(target),
@@ -253,6 +285,43 @@ def refit_temperature(
     temperature = fit_temperature(labels, _logits(source, crops))
     onnx.save(with_extra_temperature(onnx.load(str(source)), temperature), str(target))
     return temperature
+
+
+def choose_float_blocks(
+    source: Path,
+    workdir: Path,
+    calibration: NDArray[Any],
+    faces: NDArray[Any],
+    labels: NDArray[Any],
+    *,
+    count: int,
+    method: str,
+) -> tuple[list[str], dict[str, float]]:
+    """Return the ``count`` backbone blocks whose quantization costs the most LogLoss on ``faces``.
+
+    Each block in turn is kept in float, everything else quantized as ``int8-7bit``; the blocks
+    whose float-keeping gives the lowest LogLoss (served temperature) win. Returns them in
+    block order, and the LogLoss of every block's model.
+    """
+    from fakescope.training.binary_metrics import binary_metrics
+    from fakescope.training.calibration import sigmoid
+
+    losses = {}
+    for block in backbone_blocks(onnx.load(str(source))):
+        path = workdir / f"float-block-{block}.onnx"
+        quantize(
+            source,
+            path,
+            calibration,
+            float_head=True,
+            method=method,
+            seven_bit_weights=True,
+            float_blocks=[block],
+        )
+        losses[block] = binary_metrics(labels, sigmoid(_logits(path, faces)), 0.5).logloss
+        path.unlink()
+    ranked = sorted(losses, key=lambda block: (losses[block], int(block)))
+    return sorted(ranked[:count], key=int), losses
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -331,7 +400,15 @@ def time_models(
 
 
 def measure(
-    data: Path, model_source: Path, workdir: Path, *, count: int, method: str, rounds: int
+    data: Path,
+    model_source: Path,
+    workdir: Path,
+    *,
+    count: int,
+    method: str,
+    rounds: int,
+    selection_count: int = SELECTION_FACES,
+    float_block_count: int = FLOAT_BLOCKS,
 ) -> dict[str, Any] | int:
     """Build, evaluate and time the variants; the result, or the exit code of a data error."""
     import onnxruntime as ort
@@ -370,6 +447,11 @@ def measure(
     logger.info("reading %d validation and %d calibration faces", len(val_entries), count)
     val_crops = read_face_crops(dataset, [e.name for e in val_entries], size).crops
     calibration = read_face_crops(dataset, chosen, size).crops
+    selection = calibration_names(
+        sorted(set(by_name) - set(chosen)), selection_count, SELECTION_SEED
+    )
+    selection_crops = read_face_crops(dataset, selection, size).crops
+    selection_labels = np.array([int(by_name[n].is_fake) for n in selection], np.float64)
     calibration_labels = np.array([int(by_name[n].is_fake) for n in chosen], np.float64)
 
     paths = {"float": served}
@@ -388,6 +470,26 @@ def measure(
             method=method,
             seven_bit_weights=seven_bit,
         )
+    logger.info("choosing %d float blocks on %d training faces", float_block_count, selection_count)
+    float_blocks, block_losses = choose_float_blocks(
+        served,
+        workdir,
+        calibration,
+        selection_crops,
+        selection_labels,
+        count=float_block_count,
+        method=method,
+    )
+    paths["int8-mixed"] = workdir / "int8-mixed.onnx"
+    quantize(
+        served,
+        paths["int8-mixed"],
+        calibration,
+        float_head=True,
+        method=method,
+        seven_bit_weights=True,
+        float_blocks=float_blocks,
+    )
     temperatures = {}
     for base in ("float", "int8"):
         paths[f"{base}+T"] = workdir / f"{base}-refit.onnx"
@@ -406,6 +508,12 @@ def measure(
         Variant("int8", "backbone int8, head float", paths["int8"], "float"),
         Variant(
             "int8-7bit", "backbone int8 with 7-bit weights, head float", paths["int8-7bit"], "float"
+        ),
+        Variant(
+            "int8-mixed",
+            f"as int8-7bit, blocks {' and '.join(float_blocks)} float (chosen on training faces)",
+            paths["int8-mixed"],
+            "float",
         ),
         Variant(
             "float+T",
@@ -484,6 +592,15 @@ def measure(
             "calibration_split": "train",
             "calibration_seed": CALIBRATION_SEED,
             "calibration_fake_share": float(calibration_labels.mean()),
+        },
+        "mixed_precision": {
+            "float_blocks": float_blocks,
+            "selection_faces": selection_count,
+            "selection_split": "train, none of them calibration faces",
+            "selection_seed": SELECTION_SEED,
+            "selection_logloss_by_float_block": block_losses,
+            "rule": "each backbone block kept in float alone (7-bit weights elsewhere, head "
+            "float); the blocks whose model has the lowest LogLoss on the selection faces",
         },
         "quantization": {
             "format": "QDQ",
@@ -579,6 +696,16 @@ def render_markdown(result: dict[str, Any]) -> str:
                 else "."
             ),
         ]
+    mixed = result.get("mixed_precision")
+    if mixed:
+        lines += [
+            "",
+            f"int8-mixed keeps blocks {' and '.join(mixed['float_blocks'])} of the backbone in "
+            f"float: of its {len(mixed['selection_logloss_by_float_block'])} blocks, each kept "
+            "in float alone, those whose model had the lowest LogLoss on "
+            f"{mixed['selection_faces']} faces of the train split that are not calibration "
+            "faces; the validation faces play no part in the choice.",
+        ]
     taken = [r["variant"] for r in result["variants"] if r.get("accepted")]
     lines += [
         "",
@@ -603,6 +730,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibration-method", choices=["MinMax", "Entropy", "Percentile"], default="MinMax"
     )
+    parser.add_argument(
+        "--selection-faces",
+        type=int,
+        default=SELECTION_FACES,
+        help="training faces (not calibration faces) on which int8-mixed chooses its float blocks",
+    )
+    parser.add_argument(
+        "--float-blocks", type=int, default=FLOAT_BLOCKS, help="blocks int8-mixed keeps in float"
+    )
     parser.add_argument("--rounds", type=int, default=40, help="timed rounds per model")
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args(argv)
@@ -611,6 +747,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be at least 1")
     if args.calibration_faces < 1:
         parser.error("--calibration-faces must be at least 1")
+    if args.selection_faces < 1:
+        parser.error("--selection-faces must be at least 1")
+    if args.float_blocks < 0:
+        parser.error("--float-blocks must be at least 0")
     if not args.data.is_dir():
         logger.error("%s not found: no real faces to calibrate and validate on; skipped", args.data)
         return EXIT_NO_DATA
@@ -623,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
                 count=args.calibration_faces,
                 method=args.calibration_method,
                 rounds=args.rounds,
+                selection_count=args.selection_faces,
+                float_block_count=args.float_blocks,
             )
         except (ValueError, FileNotFoundError) as exc:
             logger.error("%s", exc)

@@ -12,7 +12,9 @@ from fakescope import contract
 from fakescope.benchmarks.classifier_int8 import (
     Quality,
     accepted,
+    backbone_blocks,
     calibration_names,
+    choose_float_blocks,
     head_nodes,
     main,
     own_arithmetic_options,
@@ -20,6 +22,7 @@ from fakescope.benchmarks.classifier_int8 import (
     render_markdown,
     with_extra_temperature,
 )
+from fakescope.pipeline.metadata import ClassifierSpec, spec_to_metadata
 
 FLOAT = Quality(auc=0.9398, logloss=0.3255)
 
@@ -261,3 +264,107 @@ def test_render_markdown_shows_own_arithmetic_figures_when_a_variant_has_them():
     assert "| 0.9381 / 0.3443 |" in int8_row and "| no |" in int8_row
     cells = [cell.strip() for cell in float_row.split("|")]
     assert cells.count("–") == 4  # reference, both deltas and the own-arithmetic figures
+
+
+def _two_block_convnet(path) -> None:
+    """Two conv blocks named as the exported backbone's, then the head of :func:`_tiny_convnet`."""
+    rng = np.random.default_rng(2)
+    first = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w0")
+    second = numpy_helper.from_array(rng.normal(size=(4, 4, 1, 1)).astype(np.float32), "w1")
+    fc = numpy_helper.from_array(rng.normal(size=(1, 4)).astype(np.float32), "fw")
+    bias = numpy_helper.from_array(np.zeros((1,), np.float32), "fb")
+    nodes = [
+        helper.make_node(
+            "Conv", [contract.CLASSIFIER_INPUT, "w0"], ["c0"], name="/backbone/_blocks.0/conv/Conv"
+        ),
+        helper.make_node("Relu", ["c0"], ["r0"], name="/backbone/_blocks.0/relu/Relu"),
+        helper.make_node("Conv", ["r0", "w1"], ["c1"], name="/backbone/_blocks.1/conv/Conv"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="/backbone/_blocks.1/relu/Relu"),
+        helper.make_node("GlobalAveragePool", ["r1"], ["g"], name="/backbone/pool"),
+        helper.make_node("Flatten", ["g"], ["f"], name="/backbone/flatten"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], [contract.CLASSIFIER_LOGIT], transB=1),
+        helper.make_node(
+            "Sigmoid", [contract.CLASSIFIER_LOGIT], [contract.CLASSIFIER_OUTPUT], name="sig"
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_blocks",
+        [
+            helper.make_tensor_value_info(
+                contract.CLASSIFIER_INPUT, TensorProto.FLOAT, ["n", 3, 6, 6]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(contract.CLASSIFIER_LOGIT, TensorProto.FLOAT, ["n", 1]),
+            helper.make_tensor_value_info(contract.CLASSIFIER_OUTPUT, TensorProto.FLOAT, ["n", 1]),
+        ],
+        [first, second, fc, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    spec = ClassifierSpec("tiny", 6, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 0.0)
+    helper.set_model_props(model, spec_to_metadata(spec, trained=True))  # a classifier's facts
+    onnx.save(model, str(path))
+
+
+def test_backbone_blocks_group_nodes_by_block_number_when_named_as_exported(tmp_path):
+    _two_block_convnet(tmp_path / "model.onnx")
+    blocks = backbone_blocks(onnx.load(str(tmp_path / "model.onnx")))
+    assert blocks == {
+        "0": ["/backbone/_blocks.0/conv/Conv", "/backbone/_blocks.0/relu/Relu"],
+        "1": ["/backbone/_blocks.1/conv/Conv", "/backbone/_blocks.1/relu/Relu"],
+    }
+
+
+def _float_conv_weights(path) -> set[str]:
+    model = onnx.load(str(path))
+    float_inits = {t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT}
+    return {n.input[1] for n in model.graph.node if n.op_type == "Conv"} & float_inits
+
+
+def test_quantize_keeps_a_block_in_float_when_asked(tmp_path):
+    source = tmp_path / "float.onnx"
+    _two_block_convnet(source)
+    calibration = np.random.default_rng(3).normal(size=(8, 3, 6, 6)).astype(np.float32)
+    quantize(source, tmp_path / "all.onnx", calibration, float_head=True, method="MinMax")
+    quantize(
+        source,
+        tmp_path / "mixed.onnx",
+        calibration,
+        float_head=True,
+        method="MinMax",
+        float_blocks=["1"],
+    )
+    assert _float_conv_weights(tmp_path / "all.onnx") == set()  # both convs read int8 weights
+    assert _float_conv_weights(tmp_path / "mixed.onnx") == {"w1"}
+
+
+def test_quantize_raises_when_a_float_block_does_not_exist(tmp_path):
+    source = tmp_path / "float.onnx"
+    _two_block_convnet(source)
+    calibration = np.zeros((2, 3, 6, 6), np.float32)
+    with pytest.raises(ValueError, match="no backbone block 7"):
+        quantize(
+            source,
+            tmp_path / "x.onnx",
+            calibration,
+            float_head=True,
+            method="MinMax",
+            float_blocks=["7"],
+        )
+
+
+def test_choose_float_blocks_returns_the_lowest_logloss_blocks_when_ranked(tmp_path):
+    source = tmp_path / "float.onnx"
+    _two_block_convnet(source)
+    rng = np.random.default_rng(4)
+    calibration = rng.normal(size=(16, 3, 6, 6)).astype(np.float32)
+    faces = rng.normal(size=(64, 3, 6, 6)).astype(np.float32)
+    labels = (rng.random(64) < 0.5).astype(np.float64)
+    chosen, losses = choose_float_blocks(
+        source, tmp_path, calibration, faces, labels, count=1, method="MinMax"
+    )
+    assert set(losses) == {"0", "1"} and len(chosen) == 1
+    (other,) = set(losses) - set(chosen)
+    assert losses[chosen[0]] <= losses[other]
+    assert not list(tmp_path.glob("float-block-*.onnx"))  # the per-block models are removed
