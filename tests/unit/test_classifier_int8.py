@@ -137,24 +137,30 @@ def test_main_skips_with_exit_2_when_the_face_crop_set_is_absent(tmp_path):
     assert not output.exists()
 
 
-def _tiny_convnet(path) -> None:
-    """``[N, 3, 6, 6]`` -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm = logit -> prob."""
-    rng = np.random.default_rng(0)
-    conv = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "cw")
+def _two_block_convnet(path) -> None:
+    """``[N, 3, 6, 6]`` -> two conv blocks named as the exported backbone's -> Gemm head."""
+    rng = np.random.default_rng(2)
+    first = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w0")
+    second = numpy_helper.from_array(rng.normal(size=(4, 4, 1, 1)).astype(np.float32), "w1")
     fc = numpy_helper.from_array(rng.normal(size=(1, 4)).astype(np.float32), "fw")
     bias = numpy_helper.from_array(np.zeros((1,), np.float32), "fb")
+    nodes = [
+        helper.make_node(
+            "Conv", [contract.CLASSIFIER_INPUT, "w0"], ["c0"], name="/backbone/_blocks.0/conv/Conv"
+        ),
+        helper.make_node("Relu", ["c0"], ["r0"], name="/backbone/_blocks.0/relu/Relu"),
+        helper.make_node("Conv", ["r0", "w1"], ["c1"], name="/backbone/_blocks.1/conv/Conv"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="/backbone/_blocks.1/relu/Relu"),
+        helper.make_node("GlobalAveragePool", ["r1"], ["g"], name="/backbone/pool"),
+        helper.make_node("Flatten", ["g"], ["f"], name="/backbone/flatten"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], [contract.CLASSIFIER_LOGIT], transB=1),
+        helper.make_node(
+            "Sigmoid", [contract.CLASSIFIER_LOGIT], [contract.CLASSIFIER_OUTPUT], name="sig"
+        ),
+    ]
     graph = helper.make_graph(
-        [
-            helper.make_node("Conv", [contract.CLASSIFIER_INPUT, "cw"], ["c"], name="conv"),
-            helper.make_node("Relu", ["c"], ["r"], name="relu"),
-            helper.make_node("GlobalAveragePool", ["r"], ["g"], name="pool"),
-            helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
-            helper.make_node("Gemm", ["f", "fw", "fb"], [contract.CLASSIFIER_LOGIT], transB=1),
-            helper.make_node(
-                "Sigmoid", [contract.CLASSIFIER_LOGIT], [contract.CLASSIFIER_OUTPUT], name="sig"
-            ),
-        ],
-        "convnet",
+        nodes,
+        "two_blocks",
         [
             helper.make_tensor_value_info(
                 contract.CLASSIFIER_INPUT, TensorProto.FLOAT, ["n", 3, 6, 6]
@@ -164,9 +170,12 @@ def _tiny_convnet(path) -> None:
             helper.make_tensor_value_info(contract.CLASSIFIER_LOGIT, TensorProto.FLOAT, ["n", 1]),
             helper.make_tensor_value_info(contract.CLASSIFIER_OUTPUT, TensorProto.FLOAT, ["n", 1]),
         ],
-        [conv, fc, bias],
+        [first, second, fc, bias],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    spec = ClassifierSpec("tiny", 6, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 0.0)
+    helper.set_model_props(model, spec_to_metadata(spec, trained=True))  # a classifier's facts
+    onnx.save(model, str(path))
 
 
 def _int8_weights(path) -> np.ndarray:
@@ -181,7 +190,7 @@ def _int8_weights(path) -> np.ndarray:
 @pytest.mark.parametrize(("seven_bit", "largest"), [(False, 127), (True, 64)])
 def test_quantize_bounds_the_weights_when_seven_bit_weights_are_asked(tmp_path, seven_bit, largest):
     source, target = tmp_path / "float.onnx", tmp_path / "int8.onnx"
-    _tiny_convnet(source)
+    _two_block_convnet(source)
     calibration = np.random.default_rng(1).normal(size=(8, 3, 6, 6)).astype(np.float32)
     quantize(
         source,
@@ -264,47 +273,6 @@ def test_render_markdown_shows_own_arithmetic_figures_when_a_variant_has_them():
     assert "| 0.9381 / 0.3443 |" in int8_row and "| no |" in int8_row
     cells = [cell.strip() for cell in float_row.split("|")]
     assert cells.count("–") == 4  # reference, both deltas and the own-arithmetic figures
-
-
-def _two_block_convnet(path) -> None:
-    """Two conv blocks named as the exported backbone's, then the head of :func:`_tiny_convnet`."""
-    rng = np.random.default_rng(2)
-    first = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w0")
-    second = numpy_helper.from_array(rng.normal(size=(4, 4, 1, 1)).astype(np.float32), "w1")
-    fc = numpy_helper.from_array(rng.normal(size=(1, 4)).astype(np.float32), "fw")
-    bias = numpy_helper.from_array(np.zeros((1,), np.float32), "fb")
-    nodes = [
-        helper.make_node(
-            "Conv", [contract.CLASSIFIER_INPUT, "w0"], ["c0"], name="/backbone/_blocks.0/conv/Conv"
-        ),
-        helper.make_node("Relu", ["c0"], ["r0"], name="/backbone/_blocks.0/relu/Relu"),
-        helper.make_node("Conv", ["r0", "w1"], ["c1"], name="/backbone/_blocks.1/conv/Conv"),
-        helper.make_node("Relu", ["c1"], ["r1"], name="/backbone/_blocks.1/relu/Relu"),
-        helper.make_node("GlobalAveragePool", ["r1"], ["g"], name="/backbone/pool"),
-        helper.make_node("Flatten", ["g"], ["f"], name="/backbone/flatten"),
-        helper.make_node("Gemm", ["f", "fw", "fb"], [contract.CLASSIFIER_LOGIT], transB=1),
-        helper.make_node(
-            "Sigmoid", [contract.CLASSIFIER_LOGIT], [contract.CLASSIFIER_OUTPUT], name="sig"
-        ),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "two_blocks",
-        [
-            helper.make_tensor_value_info(
-                contract.CLASSIFIER_INPUT, TensorProto.FLOAT, ["n", 3, 6, 6]
-            )
-        ],
-        [
-            helper.make_tensor_value_info(contract.CLASSIFIER_LOGIT, TensorProto.FLOAT, ["n", 1]),
-            helper.make_tensor_value_info(contract.CLASSIFIER_OUTPUT, TensorProto.FLOAT, ["n", 1]),
-        ],
-        [first, second, fc, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    spec = ClassifierSpec("tiny", 6, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 0.0)
-    helper.set_model_props(model, spec_to_metadata(spec, trained=True))  # a classifier's facts
-    onnx.save(model, str(path))
 
 
 def test_backbone_blocks_group_nodes_by_block_number_when_named_as_exported(tmp_path):
