@@ -119,8 +119,12 @@ def accepted(reference: Quality, *candidates: Quality, tolerance: float = TOLERA
     )
 
 
-def calibration_names(train_names: Sequence[str], count: int, seed: int) -> list[str]:
+def calibration_names(
+    train_names: Sequence[str], count: int, seed: int, what: str = "calibration faces"
+) -> list[str]:
     """``count`` names drawn without replacement from ``train_names`` (seeded; sorted).
+
+    ``what`` names the faces in the error (calibration or selection faces).
 
     Raises:
         ValueError: when ``count`` is not in ``1..len(train_names)``.
@@ -128,7 +132,7 @@ def calibration_names(train_names: Sequence[str], count: int, seed: int) -> list
     """
     pool = sorted(train_names)
     if not 1 <= count <= len(pool):
-        raise ValueError(f"calibration faces must be 1..{len(pool)} (the train split), got {count}")
+        raise ValueError(f"{what} must be 1..{len(pool)} (of the train split), got {count}")
     picked = np.random.default_rng(seed).choice(len(pool), size=count, replace=False)
     return sorted(pool[i] for i in picked)
 
@@ -448,7 +452,7 @@ def measure(
     val_crops = read_face_crops(dataset, [e.name for e in val_entries], size).crops
     calibration = read_face_crops(dataset, chosen, size).crops
     selection = calibration_names(
-        sorted(set(by_name) - set(chosen)), selection_count, SELECTION_SEED
+        sorted(set(by_name) - set(chosen)), selection_count, SELECTION_SEED, "selection faces"
     )
     selection_crops = read_face_crops(dataset, selection, size).crops
     selection_labels = np.array([int(by_name[n].is_fake) for n in selection], np.float64)
@@ -749,8 +753,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--calibration-faces must be at least 1")
     if args.selection_faces < 1:
         parser.error("--selection-faces must be at least 1")
-    if args.float_blocks < 0:
-        parser.error("--float-blocks must be at least 0")
+    if args.float_blocks < 1:
+        parser.error("--float-blocks must be at least 1 (int8-7bit is the model without any)")
     if not args.data.is_dir():
         logger.error("%s not found: no real faces to calibrate and validate on; skipped", args.data)
         return EXIT_NO_DATA

@@ -71,6 +71,21 @@ def test_calibration_names_are_a_seeded_sorted_subset_when_drawn_twice():
 def test_calibration_names_raise_when_count_is_out_of_range(count):
     with pytest.raises(ValueError, match="calibration faces"):
         calibration_names([f"face{i}" for i in range(100)], count, seed=0)
+    with pytest.raises(ValueError, match=r"selection faces must be 1\.\.100"):
+        calibration_names([f"face{i}" for i in range(100)], count, 0, "selection faces")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--float-blocks", "0"), ("--selection-faces", "0"), ("--calibration-faces", "0")],
+)
+def test_main_exits_2_when_a_count_option_is_below_1(tmp_path, option, value, capsys):
+    output = tmp_path / "classifier_int8.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main([option, value, "--data", str(tmp_path), "--output", str(output)])
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
+    assert not output.exists()
 
 
 def _tiny_classifier(temperature: float) -> onnx.ModelProto:
