@@ -1,4 +1,4 @@
-"""The pure parts of the int8 classifier benchmark (benchmarks/classifier_int8.py)."""
+"""The int8 classifier benchmark (benchmarks/classifier_int8.py) on small models, no real faces."""
 
 from __future__ import annotations
 
