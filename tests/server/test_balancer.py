@@ -9,6 +9,7 @@ video answered, a dead replica costs no video), not capacity.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -142,13 +143,23 @@ def test_balancer_loses_no_video_when_a_replica_is_killed_mid_run(cluster, caplo
     balancer, victim = cluster.balancer, cluster.replicas[0]
     workers = [("grpc", balancer.grpc_url)] * 2 + [("http", balancer.http_url)] * 2
     per_worker = 4
+    attempted: list[Path] = []
     verdicts: list[tuple[Path, Verdict]] = []
     errors: list[str] = []
+    killed = threading.Event()  # set at the kill, or when waiting for the moment failed
 
     def work(protocol: str, url: str) -> None:
+        # Videos back to back until the kill, then per_worker more: a fixed handful could all
+        # be answered before the victim was ever seen holding two at once (a fast host).
         with DetectorClient(url, protocol) as client:
-            for i in range(per_worker):
+            after_kill = 0
+            for i in itertools.count():
+                if killed.is_set():
+                    after_kill += 1
+                    if after_kill > per_worker:
+                        return
                 video = VIDEOS[i % len(VIDEOS)]
+                attempted.append(video)
                 try:
                     verdicts.append((video, analyze(video, client=client)))
                 except Exception as exc:  # every one is a lost video: collected, asserted on
@@ -168,10 +179,11 @@ def test_balancer_loses_no_video_when_a_replica_is_killed_mid_run(cluster, caplo
         assert victim.process is not None
         os.killpg(victim.process.pid, signal.SIGKILL)
     finally:
+        killed.set()
         for t in threads:
             t.join(timeout=300)
     assert not errors, errors
-    assert len(verdicts) == len(workers) * per_worker
+    assert len(verdicts) == len(attempted) >= len(workers) * per_worker
     for video, verdict in verdicts:
         _assert_same(verdict, cluster.expected[video])
     # The kill cost retries, and only retries: the balancer's (another replica answered) or the
