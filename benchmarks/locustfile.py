@@ -17,7 +17,7 @@ Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
   describe the load generator instead of the server's admission control. A rejected user then
   pauses ``REJECTED_PAUSE_S`` before its next video, as a real client backs off;
 * ``FAKESCOPE_BENCH_RECORDS`` — JSON-lines file that receives one record per request
-  (processing time, video duration, ratio, status, error);
+  (processing time, video duration, ratio, status, error, the user's start number);
 * ``FAKESCOPE_BENCH_LIMIT`` — the product limit on p95(processing/duration); a run whose p95
   exceeds it exits non-zero (``environment.process_exit_code``).
 
@@ -64,6 +64,11 @@ SHARED_MEMORY = os.environ.get("FAKESCOPE_BENCH_SHARED_MEMORY", "on") == "on"
 RETRIES = int(os.environ.get("FAKESCOPE_BENCH_RETRIES", "3"))
 PREDECODED = os.environ.get("FAKESCOPE_BENCH_PREDECODED", "0") == "1"
 RECORDS: list[dict[str, Any]] = []
+#: Start order of this load generator's users: the i-th starts cycling the videos at offset i,
+#: so a level's users spread over the mixed set. (An offset from the records so far gave every
+#: user 0, as all of a level's users start before any video is done: all 8 decoded and sent the
+#: same video together, a convoy no population of independent users makes.)
+_USER_NUMBERS = itertools.count()
 OVERLOADED = frozenset({"StatusCode.UNAVAILABLE", "503"})
 #: Seconds a user waits after a rejection before its next video (overload runs).
 REJECTED_PAUSE_S = 1.0
@@ -85,6 +90,7 @@ class _VideoUser(User):
     abstract = True
     protocol = "grpc"
     last_rejected = False
+    number = 0  #: this user's place in the start order (set when it starts)
 
     def wait_time(self) -> float:
         """Back to back; a pause after a rejection (a real client backs off)."""
@@ -101,7 +107,8 @@ class _VideoUser(User):
             shared_memory=SHARED_MEMORY,
         )
         self.client.model_facts()  # asked once, before the first timed video
-        offset = len(RECORDS) % max(len(VIDEOS), 1)
+        self.number = next(_USER_NUMBERS)
+        offset = self.number % max(len(VIDEOS), 1)
         self.videos = itertools.islice(itertools.cycle(VIDEOS), offset, None)
         if not PREDECODED and VIDEOS:
             self._warm_up(VIDEOS[offset])
@@ -165,6 +172,7 @@ class _VideoUser(User):
             error = exc
             elapsed = time.perf_counter() - start
             record.update(status="error", error=str(exc), processing_seconds=elapsed)
+        record["user"] = self.number
         record["users"] = self.environment.runner.user_count if self.environment.runner else 0
         record["finished_at"] = time.time()  # wall clock: the soak's 5-minute windows
         RECORDS.append(record)

@@ -36,3 +36,24 @@ def test_locust_user_records_every_video_but_its_warm_up_when_a_level_runs(
     assert all(r["video"] == video.name and r["ratio"] > 0 for r in records)
     # the server answered one video more than was recorded: the user's untimed first one
     assert answered == len(records) + 1
+
+
+def test_locust_users_start_on_different_videos_when_a_level_starts_them_together(
+    triton: EmbeddedTriton, tmp_path: Path
+) -> None:
+    videos = [
+        make_face_video(tmp_path / f"{name}.mp4", seconds=2.0, fps=10, codec="avc1")
+        for name in ("first", "second")
+    ]
+    env = locust_env(videos, triton.address, frames=4, limit=contract.PROCESSING_LIMIT_RATIO)
+
+    records = run_level("grpc", 2, env, run_time_s=3, out=tmp_path)
+
+    by_user: dict[int, list[str]] = {}
+    for record in sorted(records, key=lambda r: r["finished_at"]):
+        by_user.setdefault(record["user"], []).append(record["video"])
+    assert sorted(by_user) == [0, 1]
+    names = [v.name for v in videos]
+    for user, seen in by_user.items():
+        # each user cycles the videos from its own place in the start order
+        assert seen == [names[(user + i) % len(names)] for i in range(len(seen))], user
