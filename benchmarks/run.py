@@ -488,7 +488,9 @@ def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Run the whole benchmark; return the exit code (1 if the limit is broken)."""
     # Here, not at the top: service_times imports this module.
-    from fakescope.benchmarks.service_times import process_group_cpu_seconds
+    import tritonclient.grpc as grpcclient
+
+    from fakescope.benchmarks.service_times import admission_split, process_group_cpu_seconds
 
     # The bench videos need scikit-image (the bench/dev extras); `fakescope --help` must load
     # on a thin-client install, which imports this module for the bench parser.
@@ -533,6 +535,7 @@ def run_bench(args: argparse.Namespace) -> int:
         overload=args.overload,
     )
     summary["inprocess"] = {}
+    stats_client = grpcclient.InferenceServerClient(address.grpc_url)
     try:
         for video in videos:  # warm-up: first-run costs of every model, not counted
             analyze(video, url=address.grpc_url, protocol="grpc", num_frames=args.frames)
@@ -541,8 +544,12 @@ def run_bench(args: argparse.Namespace) -> int:
                 host_probe = probe.read()
                 ticks = read_cpu_ticks()
                 client_cpu, server_cpu = _children_cpu_seconds(), process_group_cpu_seconds(pgid)
+                stats = stats_client.get_inference_statistics(as_json=True)
                 records = run_level(protocol, users, env, args.run_time, out)
                 level = summarize_level(records, args.run_time)
+                level["server_seconds_per_video"] = admission_split(
+                    stats, stats_client.get_inference_statistics(as_json=True)
+                )
                 level["host_probe"] = host_probe
                 level["steal_share"] = steal_share(ticks, read_cpu_ticks())
                 # each user's untimed warm-up video is work too (overload runs have none)
@@ -562,6 +569,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 )
             compare_with_inprocess(summary)
     finally:
+        stats_client.close()
         server.stop()
     summary["machine"]["load_average_at_end"] = list(os.getloadavg())
     failures = []

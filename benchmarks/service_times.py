@@ -76,12 +76,12 @@ class Snapshot:
     model_requests: dict[str, float] = field(default_factory=dict)
 
 
-def _summed_success(stats: dict[str, Any], key: str) -> dict[str, float]:
-    """Each model's cumulative ``success`` counter ``key`` (all versions summed)."""
+def _summed_success(stats: dict[str, Any], key: str, section: str = "success") -> dict[str, float]:
+    """Each model's cumulative counter ``key`` of ``section`` (all versions summed)."""
     totals: dict[str, float] = {}
     for model in stats.get("model_stats", []):
-        success = model.get("inference_stats", {}).get("success", {})
-        value = int(success.get(key, 0))  # protobuf's JSON writes 64-bit integers as strings
+        counter = model.get("inference_stats", {}).get(section, {})
+        value = int(counter.get(key, 0))  # protobuf's JSON writes 64-bit integers as strings
         totals[model["name"]] = totals.get(model["name"], 0.0) + value
     return totals
 
@@ -102,6 +102,30 @@ def model_requests(stats: dict[str, Any]) -> dict[str, float]:
     For a model called through BLS, one per call: how many round trips a video costs.
     """
     return _summed_success(stats, "count")
+
+
+def admission_split(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:
+    """Mean seconds an answered video spent in the admission queue, and after it.
+
+    ``before`` and ``after`` are Triton's inference statistics as JSON. ``entry_queue_seconds``:
+    ``face_detector``'s queue (the ensemble's entry, where deadlines are enforced);
+    ``after_queue_seconds``: the rest of the ensemble's time, the analysis itself (detection,
+    classifier and aggregation, with their own queues). Means over the videos answered between
+    the two; ``None`` when there were none.
+    """
+
+    def growth(key: str, section: str, model: str) -> float:
+        return _summed_success(after, key, section).get(model, 0.0) - _summed_success(
+            before, key, section
+        ).get(model, 0.0)
+
+    videos = growth("count", "success", contract.ENSEMBLE_MODEL)
+    queued = growth("count", "queue", contract.FACE_DETECTOR_MODEL)
+    if not videos or not queued:
+        return {"videos": videos, "entry_queue_seconds": None, "after_queue_seconds": None}
+    entry = growth("ns", "queue", contract.FACE_DETECTOR_MODEL) / queued / 1e9
+    total = growth("ns", "success", contract.ENSEMBLE_MODEL) / videos / 1e9
+    return {"videos": videos, "entry_queue_seconds": entry, "after_queue_seconds": total - entry}
 
 
 def _group_stat_fields(pgid: int) -> list[list[str]]:

@@ -86,7 +86,12 @@ def verdict_for(
     """
     sampled = decoded.sampled
     start = time.perf_counter()
-    raw = client.infer(sampled.frames, duration_seconds=sampled.duration_seconds)
+    # the decode was spent from the video's budget: the server may queue it for what is left
+    raw = client.infer(
+        sampled.frames,
+        duration_seconds=sampled.duration_seconds,
+        spent_seconds=decoded.decode_seconds,
+    )
     infer_seconds = time.perf_counter() - start
     facts = client.model_facts()
     logger.info(

@@ -17,6 +17,10 @@ With shared memory (the default on loopback) calls of one client are serialised 
 Overload: a server whose admission queue is full answers ``UNAVAILABLE`` (HTTP 503); the client
 retries such answers with exponential backoff and full jitter, at most ``retries`` times and
 never past ``timeout_s`` in total, logging each retry; then it raises :class:`ServerError`.
+Deadlines: a video of known duration carries, in each attempt, how long it may wait in the
+admission queue (:func:`fakescope.contract.queue_wait_seconds`: its budget less the time already
+spent and the analysis' reserve); the server refuses it (``UNAVAILABLE``, "Request timeout
+expired") rather than answer it after its limit, and the client starts no retry past that wait.
 Behind an L7 balancer, a request in flight on a replica that dies is answered by the balancer
 itself: HTTP 502, or over gRPC an HTTP/2 5xx header (Traefik sends 500). A balancer does not
 re-send a request its replica already received, so the client does, the same way as an overload;
@@ -344,7 +348,11 @@ class DetectorClient:
     # --- public API ---------------------------------------------------------------------------
 
     def infer(
-        self, frames: NDArray[np.uint8], *, duration_seconds: float | None = None
+        self,
+        frames: NDArray[np.uint8],
+        *,
+        duration_seconds: float | None = None,
+        spent_seconds: float = 0.0,
     ) -> RawResult:
         """Send one video's frames (the ensemble's only input); return the validated outputs.
 
@@ -355,7 +363,11 @@ class DetectorClient:
             frames: uint8 ``[N, H, W, 3]`` RGB, ``1 <= N <= MAX_FRAMES_PER_REQUEST``.
             duration_seconds: the video's duration; it sets the request's priority (a shorter
                 video, whose verdict is due sooner, is served first:
-                :func:`fakescope.contract.request_priority`). ``None``: the server's default.
+                :func:`fakescope.contract.request_priority`), and how long it may wait in the
+                server's queue (:func:`fakescope.contract.queue_wait_seconds`). ``None``: the
+                server's defaults for both.
+            spent_seconds: seconds of the video's budget already used before this call (its
+                decode); the wait it may spend queueing is what is left.
 
         Raises:
             ValueError: the inputs break the contract (checked before sending).
@@ -373,7 +385,10 @@ class DetectorClient:
             raise ValueError(f"1..{contract.MAX_FRAMES_PER_REQUEST} frames per request, got {n}")
         if duration_seconds is not None and not duration_seconds > 0:
             raise ValueError(f"duration_seconds must be > 0, got {duration_seconds}")
+        if not spent_seconds >= 0:
+            raise ValueError(f"spent_seconds must be >= 0, got {spent_seconds}")
         priority = contract.request_priority(duration_seconds)
+        deadline = _Deadline(duration_seconds, time.monotonic() - spent_seconds)
 
         logger.debug(
             "infer %s: %d frames %s via %s, priority %d",
@@ -387,14 +402,18 @@ class DetectorClient:
             with self._lock:
                 try:
                     result = self._retrying(
-                        lambda: self._infer_once(frames, priority, use_shm=True)
+                        lambda: self._infer_once(frames, priority, deadline, use_shm=True),
+                        deadline.retry_until(),
                     )
                 except ServerError as exc:
                     if _UNKNOWN_REGION not in exc.server_message:
                         raise
                     self._drop_shared_memory(exc)
         if not self._shared_memory:
-            result = self._retrying(lambda: self._infer_once(frames, priority, use_shm=False))
+            result = self._retrying(
+                lambda: self._infer_once(frames, priority, deadline, use_shm=False),
+                deadline.retry_until(),
+            )
         return parse_outputs(result.as_numpy, n)
 
     def _drop_shared_memory(self, exc: ServerError) -> None:
@@ -413,7 +432,9 @@ class DetectorClient:
             except Exception as close_error:  # a replica that never saw it may refuse
                 logger.debug("closing the shared-memory region failed: %s", close_error)
 
-    def _infer_once(self, frames: NDArray[np.uint8], priority: int, *, use_shm: bool) -> Any:
+    def _infer_once(
+        self, frames: NDArray[np.uint8], priority: int, deadline: _Deadline, *, use_shm: bool
+    ) -> Any:
         frames_input = self._mod.InferInput(contract.FRAMES, list(frames.shape), "UINT8")
         if use_shm and self._shared_memory:
             try:
@@ -431,10 +452,17 @@ class DetectorClient:
         if not (use_shm and self._shared_memory):
             frames_input = self._input(contract.FRAMES, frames, "UINT8")
         inputs = [frames_input]
+        # Triton reads an absent or zero timeout as "the queue's own"
+        queue_wait_us = deadline.queue_wait_us()
         if self.protocol == "http":
             outputs = [self._mod.InferRequestedOutput(o, binary_data=True) for o in _OUTPUTS]
             call = functools.partial(
-                self._client.infer, self.model_name, inputs, outputs=outputs, priority=priority
+                self._client.infer,
+                self.model_name,
+                inputs,
+                outputs=outputs,
+                priority=priority,
+                timeout=queue_wait_us,
             )
         else:
             outputs = [self._mod.InferRequestedOutput(o) for o in _OUTPUTS]
@@ -444,13 +472,19 @@ class DetectorClient:
                 inputs,
                 outputs=outputs,
                 priority=priority,
+                timeout=queue_wait_us,
                 client_timeout=self.timeout_s,
             )
         return self._call(call, f"inference on {self.model_name}")
 
-    def _retrying(self, attempt: Callable[[], Any]) -> Any:
-        """Run ``attempt``; retry overload and failed-replica answers, capped backoff + jitter."""
+    def _retrying(self, attempt: Callable[[], Any], until: float | None = None) -> Any:
+        """Run ``attempt``; retry overload and failed-replica answers, capped backoff + jitter.
+
+        No retry starts after ``timeout_s`` from now, nor after ``until`` (``time.monotonic``).
+        """
         deadline = time.monotonic() + self.timeout_s
+        if until is not None:
+            deadline = min(deadline, until)
         for retry in range(self.retries + 1):
             try:
                 return attempt()
@@ -718,6 +752,27 @@ class DetectorClient:
                 f"model config of {contract.CLASSIFIER_MODEL}",
             )
         return dict(config)
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    """One video's budget as a client call sees it: its duration and when its clock started."""
+
+    duration_seconds: float | None
+    started: float  #: ``time.monotonic()`` when the video's budget began (before its decode)
+
+    def queue_wait_us(self) -> int | None:
+        """Microseconds the video may wait in the server's queue now; ``None``: unknown."""
+        spent = time.monotonic() - self.started
+        wait = contract.queue_wait_seconds(self.duration_seconds, spent)
+        return None if wait is None else max(1, round(wait * 1e6))
+
+    def retry_until(self) -> float | None:
+        """``time.monotonic()`` after which a retry could only wait past the video's budget."""
+        if self.duration_seconds is None:
+            return None
+        budget = contract.PROCESSING_LIMIT_RATIO * self.duration_seconds
+        return self.started + budget - contract.ANALYSIS_RESERVE_S
 
 
 def _retryable(exc: ServerError) -> bool:

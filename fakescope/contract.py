@@ -140,6 +140,33 @@ def request_priority(duration_seconds: float | None) -> int:
     return 1 + sum(budget >= bound for bound in PRIORITY_BUDGET_BOUNDS_S)
 
 
+#: Seconds kept back from a video's budget for the analysis itself (detection, classifier,
+#: aggregation) once it leaves ``face_detector``'s queue: the queue may hold a video only until
+#: its budget less this is spent, then refuses it. Past capacity on the 2-core machine a video
+#: took 0.2-0.6 s on average from leaving the queue to its answer (``after_queue_seconds`` of
+#: each level in benchmarks/results/slower-host/overload/summary.json); 1 s leaves room for
+#: the slower ones.
+ANALYSIS_RESERVE_S: Final = 1.0
+#: The shortest queue wait a request is given, even when its budget is already spent (a slow
+#: decode): a free detector still takes it (Triton's batcher sees a request within
+#: milliseconds), a busy one refuses it instead of answering after its limit.
+MIN_QUEUE_WAIT_S: Final = 0.1
+
+
+def queue_wait_seconds(duration_seconds: float | None, spent_seconds: float) -> float | None:
+    """Return how long a video may wait in ``face_detector``'s queue before it is refused.
+
+    The video's budget (``PROCESSING_LIMIT_RATIO`` x ``duration_seconds``) less the
+    ``spent_seconds`` already used on it (its decode, earlier attempts) and
+    :data:`ANALYSIS_RESERVE_S`; at least :data:`MIN_QUEUE_WAIT_S`. ``None`` for a video of
+    unknown duration: the queue's own timeout for its level applies.
+    """
+    if duration_seconds is None:
+        return None
+    budget = PROCESSING_LIMIT_RATIO * duration_seconds
+    return max(MIN_QUEUE_WAIT_S, budget - spent_seconds - ANALYSIS_RESERVE_S)
+
+
 # --- Where the server listens by default (KServe v2 HTTP and gRPC, Prometheus metrics) -------
 DEFAULT_HOST: Final = "127.0.0.1"
 HTTP_PORT: Final = 8000

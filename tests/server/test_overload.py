@@ -21,6 +21,8 @@ from tests.support.servers import REPOSITORY
 QUEUE_FULL = "Exceeds maximum queue size"
 QUEUE_TIMEOUT = "Request timeout expired"
 FRAMES_PER_REQUEST = 32
+#: A video of the first deadline class (budget under 5 s) that may still wait 3.5 s.
+SHORT_SECONDS = 9.0
 
 
 def detector_queue_size() -> int:
@@ -114,8 +116,9 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
     triton: EmbeddedTriton, heavy_request: np.ndarray, protocol: str
 ) -> None:
     # two videos without a duration (the default level) take the detector: one runs, one
-    # waits; then a 60 s video (30 s budget) queues, then a 6 s one (3 s budget). The detector
-    # takes the 6 s video next although it arrived last, ahead of the two waiting.
+    # waits; then a 60 s video (30 s budget) queues, then a 9 s one (4.5 s budget, so it may
+    # wait 3.5 s behind the one running). The detector takes the 9 s video next although it
+    # arrived last, ahead of the two waiting.
     busy = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
     finished: list[str] = []
     lock = threading.Lock()
@@ -136,7 +139,7 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
         ("busy", busy, None),
         ("busy", busy, None),
         ("long", heavy_request, 60.0),
-        ("short", heavy_request, 6.0),
+        ("short", heavy_request, SHORT_SECONDS),
     ]
     users = []
     for waiting, arrival in enumerate(arrivals):
@@ -147,6 +150,55 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
             _wait_until_waiting(triton, waiting)
     for user in users:
         user.join()
-    assert contract.request_priority(6.0) < contract.request_priority(60.0)
+    assert contract.request_priority(SHORT_SECONDS) < contract.request_priority(60.0)
     # in arrival order it would finish last; by deadline, right after the one running
     assert finished.index("short") == 1, finished
+
+
+def _analyze_in_thread(
+    url: str, frames: np.ndarray, duration: float | None, outcomes: dict[str, str], name: str
+) -> threading.Thread:
+    """Start a user analysing ``frames`` (gRPC, default retries); record ``ok`` or the error."""
+
+    def analyze() -> None:
+        with DetectorClient(url, "grpc", shared_memory=False, timeout_s=120) as client:
+            try:
+                outcomes[name] = client.infer(frames, duration_seconds=duration).status
+            except ServerError as exc:
+                outcomes[name] = f"{exc.status}: {exc}"
+
+    user = threading.Thread(target=analyze)
+    user.start()
+    return user
+
+
+def test_ensemble_refuses_a_video_instead_of_answering_it_late_when_its_budget_runs_out_waiting(
+    triton: EmbeddedTriton, heavy_request: np.ndarray
+) -> None:
+    # one long request holds the detector, a 120 s video (60 s budget) waits behind it; then a
+    # 2 s video (1 s budget: no time to wait, the reserve is the analysis') arrives. Its own
+    # deadline refuses it, and the client does not retry it past its budget; the one with
+    # time to wait is answered.
+    busy = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
+    outcomes: dict[str, str] = {}
+    url = triton.address.grpc_url
+    users = [_analyze_in_thread(url, busy, None, outcomes, "busy")]
+    users.append(_analyze_in_thread(url, heavy_request, 120.0, outcomes, "patient"))
+    _wait_until_waiting(triton, 1)  # the patient one waits: the busy one holds the detector
+    assert contract.queue_wait_seconds(2.0, 0.0) == contract.MIN_QUEUE_WAIT_S
+    users.append(_analyze_in_thread(url, heavy_request, 2.0, outcomes, "hurried"))
+    for user in users:
+        user.join()
+    assert outcomes["busy"] == outcomes["patient"] == contract.STATUS_OK, outcomes
+    assert outcomes["hurried"].startswith("StatusCode.UNAVAILABLE"), outcomes
+    assert QUEUE_TIMEOUT in outcomes["hurried"], outcomes
+
+
+def test_ensemble_answers_a_video_whose_budget_is_spent_when_the_detector_is_free(
+    triton: EmbeddedTriton, heavy_request: np.ndarray
+) -> None:
+    # its decode took longer than its whole budget: it still gets the shortest wait, and a free
+    # detector takes it (a late verdict then delays nobody)
+    with DetectorClient(triton.address.grpc_url, "grpc", retries=0, timeout_s=120) as client:
+        result = client.infer(heavy_request, duration_seconds=2.0, spent_seconds=5.0)
+    assert result.status == contract.STATUS_OK

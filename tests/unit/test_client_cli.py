@@ -122,6 +122,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
                 "inputs": list(inputs),
                 "frames_shape": frames["shape"],
                 "frames_dtype": frames["datatype"],
+                "timeout_us": request.get("parameters", {}).get("timeout"),
             }
         )
         time.sleep(self.state.delay_s)
@@ -170,6 +171,11 @@ class _GrpcServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 "inputs": names,
                 "frames_shape": list(frames.shape),
                 "frames_dtype": frames.datatype,
+                "timeout_us": (
+                    request.parameters["timeout"].int64_param
+                    if "timeout" in request.parameters
+                    else None
+                ),
             }
         )
         time.sleep(self.state.delay_s)
@@ -239,6 +245,12 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def face_video(media: Path) -> Path:
     return make_face_video(media / "face.mp4", size=(320, 180), seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def long_face_video(media: Path) -> Path:
+    """10 s: a 5 s budget, room for the client's retries (a 1 s video's is spent at once)."""
+    return make_face_video(media / "long_face.mp4", size=(160, 90), seconds=10.0, fps=2)
 
 
 @pytest.fixture(scope="module")
@@ -436,25 +448,50 @@ def test_run_analyze_exits_5_and_keeps_the_message_when_server_rejects_request(
 
 
 def test_run_analyze_retries_and_succeeds_when_server_is_briefly_overloaded(
-    server: FakeServer, face_video: Path, caplog: pytest.LogCaptureFixture
+    server: FakeServer, long_face_video: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.state.busy_answers = 2
     with caplog.at_level("WARNING"):
-        code = run([str(face_video), "--url", server.url, "--protocol", server.protocol])
+        code = run([str(long_face_video), "--url", server.url, "--protocol", server.protocol])
     assert code == cli.EXIT_OK
     assert len(server.state.infer_calls) == 3
     assert sum("server busy" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_run_analyze_exits_5_after_bounded_retries_when_server_stays_overloaded(
-    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+    server: FakeServer, long_face_video: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.state.busy_answers = 100
-    code = run([str(face_video), "--url", server.url, "--protocol", server.protocol])
+    code = run([str(long_face_video), "--url", server.url, "--protocol", server.protocol])
     err = capsys.readouterr().err
     assert code == cli.EXIT_SERVER_ERROR
     assert len(server.state.infer_calls) == DEFAULT_RETRIES + 1
     assert BUSY_MESSAGE in err
+
+
+def test_run_analyze_exits_5_without_retrying_when_the_videos_budget_leaves_no_time(
+    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1 s: its verdict is due in 0.5 s, less than the analysis' reserve; a retry after a
+    # backoff could only answer it late
+    server.state.busy_answers = 100
+    code = run([str(face_video), "--url", server.url, "--protocol", server.protocol])
+    assert code == cli.EXIT_SERVER_ERROR
+    assert len(server.state.infer_calls) == 1
+    assert BUSY_MESSAGE in capsys.readouterr().err
+
+
+def test_run_analyze_sends_the_queue_wait_its_budget_leaves_when_the_duration_is_known(
+    server: FakeServer, face_video: Path, long_face_video: Path
+) -> None:
+    for video in (face_video, long_face_video):
+        assert run([str(video), "--url", server.url, "--protocol", server.protocol]) == 0
+    spent, left = (call["timeout_us"] for call in server.state.infer_calls)
+    # 1 s video: budget 0.5 s, already gone with the reserve: the shortest wait
+    assert spent == round(contract.MIN_QUEUE_WAIT_S * 1e6)
+    # 10 s video: budget 5 s less the reserve and its decode (well under a second here)
+    most = (5.0 - contract.ANALYSIS_RESERVE_S) * 1e6
+    assert most - 1e6 < left < most
 
 
 # --- success (0) ---------------------------------------------------------------------------------
@@ -638,6 +675,21 @@ def test_detector_client_rejects_duration_before_sending_when_not_positive(
     client = DetectorClient(CLOSED_PORT_URL, "grpc")
     with client, pytest.raises(ValueError, match="duration_seconds must be > 0"):
         client.infer(np.zeros((1, 8, 8, 3), np.uint8), duration_seconds=duration)
+
+
+@pytest.mark.parametrize("spent", [-0.1, float("nan")])
+def test_detector_client_rejects_spent_seconds_before_sending_when_negative(spent: float) -> None:
+    client = DetectorClient(CLOSED_PORT_URL, "grpc")
+    with client, pytest.raises(ValueError, match="spent_seconds must be >= 0"):
+        client.infer(np.zeros((1, 8, 8, 3), np.uint8), duration_seconds=6.0, spent_seconds=spent)
+
+
+def test_detector_client_sends_no_queue_wait_when_the_duration_is_unknown(
+    server: FakeServer,
+) -> None:
+    with DetectorClient(server.url, server.protocol) as client:  # type: ignore[arg-type]
+        client.infer(np.zeros((2, 8, 8, 3), np.uint8))
+    assert server.state.infer_calls[0]["timeout_us"] is None  # the queue's own timeout
 
 
 def test_detector_client_uses_default_urls_when_none_is_given() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from fakescope.benchmarks.service_times import (
     Snapshot,
+    admission_split,
     code_version,
     interleaved,
     model_requests,
@@ -116,3 +117,39 @@ def test_code_version_stays_clean_when_only_new_results_are_uncommitted(checkout
 def test_code_version_is_dirty_when_timed_code_changed(checkout: Path):
     (checkout / "benchmarks" / "run.py").write_text("x = 2\n")
     assert code_version(checkout).endswith("-dirty")
+
+
+def _stats(detector_queue: tuple[int, int], ensemble: tuple[int, int]) -> dict:
+    """Triton statistics JSON: (count, ns) of face_detector's queue and the ensemble's success."""
+    return {
+        "model_stats": [
+            {
+                "name": "face_detector",
+                "version": "1",
+                "inference_stats": {
+                    "queue": {"count": str(detector_queue[0]), "ns": str(detector_queue[1])}
+                },
+            },
+            {
+                "name": "deepfake_detector",
+                "version": "1",
+                "inference_stats": {"success": {"count": str(ensemble[0]), "ns": str(ensemble[1])}},
+            },
+        ]
+    }
+
+
+def test_admission_split_parts_queue_and_analysis_when_videos_were_answered():
+    before = _stats((2, 1_000_000_000), (2, 3_000_000_000))
+    # 4 more videos: 2 s queued in all (0.5 s each), 6 s in the ensemble (1.5 s each)
+    after = _stats((6, 3_000_000_000), (6, 9_000_000_000))
+    split = admission_split(before, after)
+    assert split["videos"] == 4
+    assert split["entry_queue_seconds"] == pytest.approx(0.5)
+    assert split["after_queue_seconds"] == pytest.approx(1.0)
+
+
+def test_admission_split_reports_none_when_no_video_was_answered():
+    stats = _stats((2, 1_000_000_000), (2, 3_000_000_000))
+    split = admission_split(stats, stats)
+    assert split == {"videos": 0.0, "entry_queue_seconds": None, "after_queue_seconds": None}

@@ -140,3 +140,28 @@ def test_face_detector_queues_leave_each_deadline_class_time_to_answer_when_pars
 )
 def test_request_priority_puts_shorter_budgets_first_when_duration_is_known(duration, priority):
     assert contract.request_priority(duration) == priority
+
+
+def test_face_detector_queues_take_each_requests_own_wait_when_parsed():
+    # the client sends each video's wait (queue_wait_seconds); a policy that does not allow the
+    # override keeps its level's timeout, which past capacity answered short videos late
+    batching = _config(contract.FACE_DETECTOR_MODEL).dynamic_batching
+    policies = [batching.default_queue_policy, *batching.priority_queue_policy.values()]
+    assert all(policy.allow_timeout_override for policy in policies)
+
+
+@pytest.mark.parametrize(
+    ("duration", "spent", "wait"),
+    [
+        (None, 0.0, None),  # unknown: the queue's own timeout
+        (10.0, 0.0, 5.0 - contract.ANALYSIS_RESERVE_S),
+        (10.0, 1.5, 3.5 - contract.ANALYSIS_RESERVE_S),
+        (60.0, 0.5, 29.5 - contract.ANALYSIS_RESERVE_S),
+        (6.0, 3.0, contract.MIN_QUEUE_WAIT_S),  # budget spent on the decode
+        (1.0, 0.0, contract.MIN_QUEUE_WAIT_S),  # budget shorter than the reserve
+    ],
+)
+def test_queue_wait_seconds_leaves_the_analysis_its_reserve_when_the_budget_allows(
+    duration, spent, wait
+):
+    assert contract.queue_wait_seconds(duration, spent) == pytest.approx(wait)
