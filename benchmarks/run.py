@@ -49,6 +49,14 @@ USER_CLASSES = {"grpc": "GrpcVideoUser", "http": "HttpVideoUser"}
 PRODUCT_LIMIT = contract.PROCESSING_LIMIT_RATIO
 #: Levels that must meet the limit; 8 users is measured and reported.
 CHECKED_MAX_USERS = 4
+#: Seconds Locust gives a level's users to finish their videos after its run time
+#: (``--stop-timeout``): every accepted video is answered, no result is lost.
+STOP_TIMEOUT_S = 300
+#: Seconds past run time + stop timeout after which a level is stopped with SIGTERM, on which
+#: Locust still writes the records. Twice an HTTP user hung in ``on_stop`` (its client's
+#: ``close()`` waited on a pooled connection never handed back) after every answer had
+#: arrived, and Locust's own stop timeout did not end it.
+STOP_GRACE_S = 30
 
 
 def _stats(ratios: list[float]) -> dict[str, float | None]:
@@ -111,7 +119,7 @@ def run_level(
         "--run-time",
         f"{run_time_s}s",
         "--stop-timeout",
-        "300",  # let every accepted video finish: no lost results
+        str(STOP_TIMEOUT_S),
         "--csv",
         str(prefix),
         "--html",
@@ -123,10 +131,31 @@ def run_level(
     ]
     level_env = dict(env, FAKESCOPE_BENCH_RECORDS=str(records))
     logger.info("locust: %s, %d users, %d s", protocol, users, run_time_s)
-    subprocess.run(command, env=level_env, check=False, cwd=ROOT)
+    run_bounded(command, level_env, run_time_s + STOP_TIMEOUT_S + STOP_GRACE_S)
     if not records.is_file():
         raise RuntimeError(f"locust wrote no records for {protocol} at {users} users")
     return [json.loads(line) for line in records.read_text().splitlines() if line]
+
+
+def run_bounded(command: list[str], env: dict[str, str], limit_s: float) -> bool:
+    """Run ``command``; stop it with SIGTERM if it outlives ``limit_s`` (then SIGKILL).
+
+    Returns whether it had to be stopped (logged as a warning).
+    """
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    try:
+        process.wait(timeout=limit_s)
+        return False
+    except subprocess.TimeoutExpired:
+        logger.warning("%s still running after %.0f s: stopping it (SIGTERM)", command[:3], limit_s)
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            logger.warning("%s ignored SIGTERM for %d s: killing it", command[:3], STOP_GRACE_S)
+            process.kill()
+            process.wait()
+        return True
 
 
 def cpu_per_video(
