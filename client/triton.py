@@ -19,8 +19,9 @@ retries such answers with exponential backoff and full jitter, at most ``retries
 never past ``timeout_s`` in total, logging each retry; then it raises :class:`ServerError`.
 Deadlines: a video of known duration carries, in each attempt, how long it may wait in the
 admission queue (:func:`fakescope.contract.queue_wait_seconds`: its budget less the time already
-spent and the analysis' reserve); the server refuses it (``UNAVAILABLE``, "Request timeout
-expired") rather than answer it after its limit, and the client starts no retry past that wait.
+spent and the analysis' reserve; the server keeps its queue's own timeout when that is
+shorter); the server refuses it (``UNAVAILABLE``, "Request timeout expired") rather than answer
+it after its limit, and the client starts no retry past that wait.
 Behind an L7 balancer, a request in flight on a replica that dies is answered by the balancer
 itself: HTTP 502, or over gRPC an HTTP/2 5xx header (Traefik sends 500). A balancer does not
 re-send a request its replica already received, so the client does, the same way as an overload;
@@ -451,30 +452,24 @@ class DetectorClient:
                 self._shared_memory = False
         if not (use_shm and self._shared_memory):
             frames_input = self._input(contract.FRAMES, frames, "UINT8")
-        inputs = [frames_input]
-        # Triton reads an absent or zero timeout as "the queue's own"
-        queue_wait_us = deadline.queue_wait_us()
+        # the HTTP client's time limits are set once, on the client; gRPC's per call
         if self.protocol == "http":
             outputs = [self._mod.InferRequestedOutput(o, binary_data=True) for o in _OUTPUTS]
-            call = functools.partial(
-                self._client.infer,
-                self.model_name,
-                inputs,
-                outputs=outputs,
-                priority=priority,
-                timeout=queue_wait_us,
-            )
+            limits: dict[str, float] = {}
         else:
             outputs = [self._mod.InferRequestedOutput(o) for o in _OUTPUTS]
-            call = functools.partial(
-                self._client.infer,
-                self.model_name,
-                inputs,
-                outputs=outputs,
-                priority=priority,
-                timeout=queue_wait_us,
-                client_timeout=self.timeout_s,
-            )
+            limits = {"client_timeout": self.timeout_s}
+        call = functools.partial(
+            self._client.infer,
+            self.model_name,
+            [frames_input],
+            outputs=outputs,
+            priority=priority,
+            # how long it may wait in the queue; None (Triton: the queue's own timeout) when
+            # the video's duration is unknown
+            timeout=deadline.queue_wait_us(),
+            **limits,
+        )
         return self._call(call, f"inference on {self.model_name}")
 
     def _retrying(self, attempt: Callable[[], Any], until: float | None = None) -> Any:

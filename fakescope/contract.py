@@ -141,12 +141,16 @@ def request_priority(duration_seconds: float | None) -> int:
 
 
 #: Seconds kept back from a video's budget for the analysis itself (detection, classifier,
-#: aggregation) once it leaves ``face_detector``'s queue: the queue may hold a video only until
-#: its budget less this is spent, then refuses it. Past capacity on the 2-core machine a video
-#: took 0.2-0.6 s on average from leaving the queue to its answer (``after_queue_seconds`` of
-#: each level in benchmarks/results/slower-host/overload/summary.json); 1 s leaves room for
-#: the slower ones.
-ANALYSIS_RESERVE_S: Final = 1.0
+#: aggregation) once it leaves ``face_detector``'s queue: the queue holds a video only until its
+#: budget less this is spent, then refuses it. 0: a video is refused once its whole budget has
+#: passed waiting, when it could no longer be answered in time. Measured on the 2-core machine
+#: against level timeouts only (benchmarks/results/slower-host/deadlines/levels.md): with 0,
+#: past capacity a third to a half as many accepted videos were answered late, each by at most
+#: its analysis (0.5-0.7 s on average there), and at 8 users a refusal only replaced a late
+#: answer. A reserve of 0.5 or 1 s kept nearly every accepted video within the limit past
+#: capacity, but at 8 users refused 16-20 videos per run where level timeouts alone refused
+#: none and left 9-13 late: it refused videos that would have been answered in time.
+ANALYSIS_RESERVE_S: Final = 0.0
 #: The shortest queue wait a request is given, even when its budget is already spent (a slow
 #: decode): a free detector still takes it (Triton's batcher sees a request within
 #: milliseconds), a busy one refuses it instead of answering after its limit.

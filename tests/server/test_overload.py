@@ -11,6 +11,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from fakescope import contract
+from fakescope.benchmarks.run import REFUSAL_REASONS
 from fakescope.client.triton import DetectorClient, ServerError
 from fakescope.client.video import sample_frames
 from fakescope.serving.embedded import EmbeddedTriton
@@ -18,8 +19,8 @@ from fakescope.serving.watchdog import fetch_snapshot
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY
 
-QUEUE_FULL = "Exceeds maximum queue size"
-QUEUE_TIMEOUT = "Request timeout expired"
+QUEUE_FULL = REFUSAL_REASONS["queue_full"]
+QUEUE_TIMEOUT = REFUSAL_REASONS["queue_timeout"]
 FRAMES_PER_REQUEST = 32
 #: A video of the first deadline class (budget under 5 s) that may still wait 3.5 s.
 SHORT_SECONDS = 9.0
@@ -156,14 +157,20 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
 
 
 def _analyze_in_thread(
-    url: str, frames: np.ndarray, duration: float | None, outcomes: dict[str, str], name: str
+    url: str,
+    frames: np.ndarray,
+    duration: float | None,
+    outcomes: dict[str, str],
+    name: str,
+    spent: float = 0.0,
 ) -> threading.Thread:
     """Start a user analysing ``frames`` (gRPC, default retries); record ``ok`` or the error."""
 
     def analyze() -> None:
         with DetectorClient(url, "grpc", shared_memory=False, timeout_s=120) as client:
             try:
-                outcomes[name] = client.infer(frames, duration_seconds=duration).status
+                result = client.infer(frames, duration_seconds=duration, spent_seconds=spent)
+                outcomes[name] = result.status
             except ServerError as exc:
                 outcomes[name] = f"{exc.status}: {exc}"
 
@@ -176,17 +183,17 @@ def test_ensemble_refuses_a_video_instead_of_answering_it_late_when_its_budget_r
     triton: EmbeddedTriton, heavy_request: np.ndarray
 ) -> None:
     # one long request holds the detector, a 120 s video (60 s budget) waits behind it; then a
-    # 2 s video (1 s budget: no time to wait, the reserve is the analysis') arrives. Its own
-    # deadline refuses it, and the client does not retry it past its budget; the one with
-    # time to wait is answered.
+    # 2 s video arrives whose decode took most of its 1 s budget, so it may wait only the
+    # shortest wait. Its own deadline refuses it (its level would let it wait 5 s), and the
+    # client does not retry it past its budget; the one with time to wait is answered.
     busy = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
     outcomes: dict[str, str] = {}
     url = triton.address.grpc_url
     users = [_analyze_in_thread(url, busy, None, outcomes, "busy")]
     users.append(_analyze_in_thread(url, heavy_request, 120.0, outcomes, "patient"))
     _wait_until_waiting(triton, 1)  # the patient one waits: the busy one holds the detector
-    assert contract.queue_wait_seconds(2.0, 0.0) == contract.MIN_QUEUE_WAIT_S
-    users.append(_analyze_in_thread(url, heavy_request, 2.0, outcomes, "hurried"))
+    assert contract.queue_wait_seconds(2.0, 0.95) == contract.MIN_QUEUE_WAIT_S
+    users.append(_analyze_in_thread(url, heavy_request, 2.0, outcomes, "hurried", spent=0.95))
     for user in users:
         user.join()
     assert outcomes["busy"] == outcomes["patient"] == contract.STATUS_OK, outcomes

@@ -469,29 +469,34 @@ def test_run_analyze_exits_5_after_bounded_retries_when_server_stays_overloaded(
     assert BUSY_MESSAGE in err
 
 
-def test_run_analyze_exits_5_without_retrying_when_the_videos_budget_leaves_no_time(
-    server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+def test_detector_client_raises_without_retrying_when_the_videos_budget_is_spent(
+    server: FakeServer,
 ) -> None:
-    # 1 s: its verdict is due in 0.5 s, less than the analysis' reserve; a retry after a
-    # backoff could only answer it late
+    # a 1 s video whose decode took 0.6 s of its 0.5 s budget: a retry after a backoff could
+    # only answer it late
     server.state.busy_answers = 100
-    code = run([str(face_video), "--url", server.url, "--protocol", server.protocol])
-    assert code == cli.EXIT_SERVER_ERROR
+    client = DetectorClient(server.url, server.protocol)  # type: ignore[arg-type]
+    with client, pytest.raises(ServerError, match=BUSY_MESSAGE):
+        client.infer(np.zeros((2, 8, 8, 3), np.uint8), duration_seconds=1.0, spent_seconds=0.6)
     assert len(server.state.infer_calls) == 1
-    assert BUSY_MESSAGE in capsys.readouterr().err
 
 
 def test_run_analyze_sends_the_queue_wait_its_budget_leaves_when_the_duration_is_known(
-    server: FakeServer, face_video: Path, long_face_video: Path
+    server: FakeServer, long_face_video: Path
 ) -> None:
-    for video in (face_video, long_face_video):
-        assert run([str(video), "--url", server.url, "--protocol", server.protocol]) == 0
-    spent, left = (call["timeout_us"] for call in server.state.infer_calls)
-    # 1 s video: budget 0.5 s, already gone with the reserve: the shortest wait
-    assert spent == round(contract.MIN_QUEUE_WAIT_S * 1e6)
-    # 10 s video: budget 5 s less the reserve and its decode (well under a second here)
+    assert run([str(long_face_video), "--url", server.url, "--protocol", server.protocol]) == 0
+    (call,) = server.state.infer_calls
+    # 10 s video: its 5 s budget less the analysis' reserve and its decode (well under 1 s)
     most = (5.0 - contract.ANALYSIS_RESERVE_S) * 1e6
-    assert most - 1e6 < left < most
+    assert most - 1e6 < call["timeout_us"] < most
+
+
+def test_detector_client_sends_the_shortest_wait_when_the_videos_budget_is_spent(
+    server: FakeServer,
+) -> None:
+    with DetectorClient(server.url, server.protocol) as client:  # type: ignore[arg-type]
+        client.infer(np.zeros((2, 8, 8, 3), np.uint8), duration_seconds=6.0, spent_seconds=3.5)
+    assert server.state.infer_calls[0]["timeout_us"] == round(contract.MIN_QUEUE_WAIT_S * 1e6)
 
 
 # --- success (0) ---------------------------------------------------------------------------------

@@ -144,10 +144,13 @@ def test_request_priority_puts_shorter_budgets_first_when_duration_is_known(dura
 
 def test_face_detector_queues_take_each_requests_own_wait_when_parsed():
     # the client sends each video's wait (queue_wait_seconds); a policy that does not allow the
-    # override keeps its level's timeout, which past capacity answered short videos late
+    # override keeps its level's timeout, which past capacity answered short videos late. Triton
+    # takes a request's timeout only when it is shorter than the policy's, so a policy without
+    # one (0: wait for ever) would ignore it too.
     batching = _config(contract.FACE_DETECTOR_MODEL).dynamic_batching
     policies = [batching.default_queue_policy, *batching.priority_queue_policy.values()]
     assert all(policy.allow_timeout_override for policy in policies)
+    assert all(policy.default_timeout_microseconds > 0 for policy in policies)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +161,7 @@ def test_face_detector_queues_take_each_requests_own_wait_when_parsed():
         (10.0, 1.5, 3.5 - contract.ANALYSIS_RESERVE_S),
         (60.0, 0.5, 29.5 - contract.ANALYSIS_RESERVE_S),
         (6.0, 3.0, contract.MIN_QUEUE_WAIT_S),  # budget spent on the decode
-        (1.0, 0.0, contract.MIN_QUEUE_WAIT_S),  # budget shorter than the reserve
+        (1.0, 0.45, contract.MIN_QUEUE_WAIT_S),  # less left than the shortest wait
     ],
 )
 def test_queue_wait_seconds_leaves_the_analysis_its_reserve_when_the_budget_allows(
