@@ -183,15 +183,34 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: Why Triton refused a video, by the words of its message: the admission queue was full (at
+#: once), or the video waited past its queue's timeout or its own deadline.
+REFUSAL_REASONS = {
+    "queue_full": "Exceeds maximum queue size",
+    "queue_timeout": "Request timeout expired",
+}
+
+
 def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str, Any]:
-    """Ratios, throughput, rejections and failures of one level."""
+    """Ratios, throughput, rejections and failures of one level.
+
+    ``late``: accepted videos answered past the product's limit; ``rejected_by_reason``: the
+    refusals per :data:`REFUSAL_REASONS` key (``other`` for any other message).
+    """
     ok = [r for r in records if r.get("ratio") is not None]
+    refusals = [r for r in records if r["status"] == "rejected"]
     # How fast the server said no: from sending the frames to the refusal (decode excluded).
-    rejected = [r["infer_seconds"] * 1000 for r in records if r["status"] == "rejected"]
+    rejected = [r["infer_seconds"] * 1000 for r in refusals]
+    reasons = dict.fromkeys([*REFUSAL_REASONS, "other"], 0)
+    for refusal in refusals:
+        found = [k for k, words in REFUSAL_REASONS.items() if words in refusal.get("error", "")]
+        reasons[found[0] if found else "other"] += 1
     return {
         "requests": len(records),
         "accepted": len(ok),
+        "late": sum(r["ratio"] > PRODUCT_LIMIT for r in ok),
         "rejected": len(rejected),
+        "rejected_by_reason": reasons,
         "rejection_ms": _stats(rejected),
         "failures": len(records) - len(ok) - len(rejected),
         "ratio": _stats([r["ratio"] for r in ok]),

@@ -151,3 +151,19 @@ def test_summarize_level_counts_the_answered_videos_of_each_file_when_some_were_
         {"count": 1, "p50": 0.2, "p95": 0.2, "max": 0.2}
     )
     assert level["rejection_ms"]["count"] == 1
+
+
+def test_summarize_level_counts_late_answers_and_refusals_by_reason_when_past_capacity():
+    full = "in ensemble 'deepfake_detector', Exceeds maximum queue size"
+    expired = "in ensemble 'deepfake_detector', Request timeout expired"
+    records = [
+        {"video": "a.mp4", "status": "ok", "ratio": 0.49, "processing_seconds": 2.9},
+        {"video": "a.mp4", "status": "ok", "ratio": 0.55, "processing_seconds": 3.3},
+        {"video": "b.mp4", "status": "rejected", "infer_seconds": 0.02, "error": full},
+        {"video": "b.mp4", "status": "rejected", "infer_seconds": 2.1, "error": expired},
+        {"video": "b.mp4", "status": "rejected", "infer_seconds": 2.2, "error": expired},
+        {"video": "b.mp4", "status": "rejected", "infer_seconds": 0.1, "error": "503"},
+    ]
+    level = summarize_level(records, run_time_s=60)
+    assert level["late"] == 1  # past the product's limit of half the duration
+    assert level["rejected_by_reason"] == {"queue_full": 1, "queue_timeout": 2, "other": 1}
