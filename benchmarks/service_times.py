@@ -76,7 +76,7 @@ class Snapshot:
     model_requests: dict[str, float] = field(default_factory=dict)
 
 
-def _summed_success(stats: dict[str, Any], key: str, section: str = "success") -> dict[str, float]:
+def _summed_counter(stats: dict[str, Any], key: str, section: str = "success") -> dict[str, float]:
     """Each model's cumulative counter ``key`` of ``section`` (all versions summed)."""
     totals: dict[str, float] = {}
     for model in stats.get("model_stats", []):
@@ -93,7 +93,7 @@ def model_seconds(stats: dict[str, Any]) -> dict[str, float]:
     as_json=True)``); a request's ``success`` duration runs from its arrival at the model to its
     response, queueing included.
     """
-    return {name: ns / 1e9 for name, ns in _summed_success(stats, "ns").items()}
+    return {name: ns / 1e9 for name, ns in _summed_counter(stats, "ns").items()}
 
 
 def model_requests(stats: dict[str, Any]) -> dict[str, float]:
@@ -101,7 +101,7 @@ def model_requests(stats: dict[str, Any]) -> dict[str, float]:
 
     For a model called through BLS, one per call: how many round trips a video costs.
     """
-    return _summed_success(stats, "count")
+    return _summed_counter(stats, "count")
 
 
 def admission_split(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:
@@ -115,7 +115,7 @@ def admission_split(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
     """
 
     def growth(key: str, section: str, model: str) -> float:
-        return _summed_success(after, key, section).get(model, 0.0) - _summed_success(
+        return _summed_counter(after, key, section).get(model, 0.0) - _summed_counter(
             before, key, section
         ).get(model, 0.0)
 
