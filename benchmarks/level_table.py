@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.run import summarize_level
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def render_markdown(rows: list[dict[str, Any]]) -> str:
-    """Return the rows as a Markdown table, in the order given."""
+def render_markdown(result: dict[str, Any]) -> str:
+    """Return ``result``'s levels as a Markdown table, in the order given."""
     lines = [
         "# Locust levels of several bench runs",
         "",
@@ -79,7 +80,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         " | p95 ratio | max ratio | videos/min | in / after queue, s | host probe ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    for row in result["levels"]:
         reasons = row["rejected_by_reason"]
         lines.append(
             f"| {row['run']} | {row['mode']} | {row['protocol']} | {row['users']} "
@@ -104,10 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         logger.error("not a complete fakescope bench output: %s", exc)
         return 2
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "levels.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.output / "levels.md").write_text(render_markdown(rows))
-    logger.info("wrote %s", args.output / "levels.md")
+    result = {"runs": [run.name for run in args.runs], "levels": rows}
+    write_result(args.output / "levels.json", result, render_markdown)
     return 0
 
 

@@ -53,7 +53,7 @@ def test_level_rows_count_late_answers_from_the_records_when_the_summary_has_non
 def test_level_table_main_writes_both_files_when_every_run_is_complete(tmp_path: Path):
     run = _write_run(tmp_path / "levels-ov-1")
     assert main([str(run), "--output", str(tmp_path / "out")]) == 0
-    assert len(json.loads((tmp_path / "out" / "levels.json").read_text())) == 1
+    assert len(json.loads((tmp_path / "out" / "levels.json").read_text())["levels"]) == 1
     assert (
         "| levels-ov-1 | overload | grpc | 16 | 2 | 1 | 1 (0 / 1 / 0) |"
         in (tmp_path / "out" / "levels.md").read_text()
