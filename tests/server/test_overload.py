@@ -22,7 +22,8 @@ from tests.support.servers import REPOSITORY
 QUEUE_FULL = REFUSAL_REASONS["queue_full"]
 QUEUE_TIMEOUT = REFUSAL_REASONS["queue_timeout"]
 FRAMES_PER_REQUEST = 32
-#: A video of the first deadline class (budget under 5 s) that may still wait 3.5 s.
+#: A video of the first deadline class (budget 4.5 s, under 5 s), with room to wait behind a
+#: busy request on a slow machine.
 SHORT_SECONDS = 9.0
 
 
@@ -117,9 +118,9 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
     triton: EmbeddedTriton, heavy_request: np.ndarray, protocol: str
 ) -> None:
     # two videos without a duration (the default level) take the detector: one runs, one
-    # waits; then a 60 s video (30 s budget) queues, then a 9 s one (4.5 s budget, so it may
-    # wait 3.5 s behind the one running). The detector takes the 9 s video next although it
-    # arrived last, ahead of the two waiting.
+    # waits; then a 60 s video (30 s budget) queues, then a 9 s one (4.5 s budget, room to wait
+    # behind the one running). The detector takes the 9 s video next although it arrived last,
+    # ahead of the two waiting.
     busy = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
     finished: list[str] = []
     lock = threading.Lock()
