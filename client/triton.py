@@ -766,7 +766,7 @@ class _Deadline:
         """``time.monotonic()`` after which a retry could only wait past the video's budget."""
         if self.duration_seconds is None:
             return None
-        budget = contract.PROCESSING_LIMIT_RATIO * self.duration_seconds
+        budget = contract.budget_seconds(self.duration_seconds)
         return self.started + budget - contract.ANALYSIS_RESERVE_S
 
 

@@ -129,6 +129,11 @@ PRIORITY_BUDGET_BOUNDS_S: Final = (5.0, 15.0)
 PRIORITY_LEVELS: Final = len(PRIORITY_BUDGET_BOUNDS_S) + 1
 
 
+def budget_seconds(duration_seconds: float) -> float:
+    """Return the seconds a video lasting ``duration_seconds`` has for its verdict."""
+    return PROCESSING_LIMIT_RATIO * duration_seconds
+
+
 def request_priority(duration_seconds: float | None) -> int:
     """Return the Triton request priority of a video lasting ``duration_seconds``.
 
@@ -136,7 +141,7 @@ def request_priority(duration_seconds: float | None) -> int:
     """
     if duration_seconds is None:
         return 0
-    budget = PROCESSING_LIMIT_RATIO * duration_seconds
+    budget = budget_seconds(duration_seconds)
     return 1 + sum(budget >= bound for bound in PRIORITY_BUDGET_BOUNDS_S)
 
 
@@ -167,8 +172,9 @@ def queue_wait_seconds(duration_seconds: float | None, spent_seconds: float) -> 
     """
     if duration_seconds is None:
         return None
-    budget = PROCESSING_LIMIT_RATIO * duration_seconds
-    return max(MIN_QUEUE_WAIT_S, budget - spent_seconds - ANALYSIS_RESERVE_S)
+    return max(
+        MIN_QUEUE_WAIT_S, budget_seconds(duration_seconds) - spent_seconds - ANALYSIS_RESERVE_S
+    )
 
 
 # --- Where the server listens by default (KServe v2 HTTP and gRPC, Prometheus metrics) -------
