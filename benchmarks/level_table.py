@@ -5,9 +5,10 @@
 (``locust_<protocol>_<users>u.jsonl``), summarises every level again with
 :func:`fakescope.benchmarks.run.summarize_level` (so runs written before a field was added,
 such as ``late``, get it too) and writes ``levels.json`` and ``levels.md``: per run, protocol
-and users, the videos accepted, answered late and refused (queue full / queue timeout), the
-p95 ratio, videos per minute and the mean seconds in and after the admission queue. For A/B
-runs of the same command on one host, e.g. a served setting against a variant.
+and users, the videos accepted, answered late and refused (queue full / queue timeout; late
+and refused also per video file), the p95 ratio, videos per minute and the mean seconds in
+and after the admission queue. For A/B runs of the same command on one host, e.g. a served
+setting against a variant.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def level_rows(run_dir: Path) -> list[dict[str, Any]]:
                     "late": level["late"],
                     "rejected": level["rejected"],
                     "rejected_by_reason": level["rejected_by_reason"],
+                    "late_per_video": level["late_per_video"],
+                    "rejected_per_video": level["rejected_per_video"],
                     "p95_ratio": level["ratio"]["p95"],
                     "max_ratio": level["ratio"]["max"],
                     "videos_per_minute": level["videos_per_minute"],
@@ -90,7 +93,29 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"| {_fmt(row['entry_queue_seconds'], 2)} / {_fmt(row['after_queue_seconds'], 2)} "
             f"| {_fmt(row['host_probe_ms'], 0)} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *_per_video_table(result["levels"])]) + "\n"
+
+
+def _per_video_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Late and refused videos of each level, one column per video file (a deadline class)."""
+    videos = sorted({video for row in rows for video in row["rejected_per_video"]})
+    lines = [
+        "Late / refused, per video file:",
+        "",
+        "| run | protocol | users | " + " | ".join(videos) + " |",
+        "|---|---|---|" + "---|" * len(videos),
+    ]
+    for row in rows:
+        cells = [
+            f"{row['late_per_video'].get(v, 0)} / {row['rejected_per_video'].get(v, 0)}"
+            if v in row["rejected_per_video"]
+            else "n/a"
+            for v in videos
+        ]
+        lines.append(
+            f"| {row['run']} | {row['protocol']} | {row['users']} | " + " | ".join(cells) + " |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -195,7 +195,9 @@ def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str,
     """Ratios, throughput, rejections and failures of one level.
 
     ``late``: accepted videos answered past the product's limit; ``rejected_by_reason``: the
-    refusals per :data:`REFUSAL_REASONS` key (``other`` for any other message).
+    refusals per :data:`REFUSAL_REASONS` key (``other`` for any other message);
+    ``late_per_video`` and ``rejected_per_video``: those counts per video file (every file the
+    level sent, zeros included), as a deadline class is a set of files.
     """
     ok = [r for r in records if r.get("ratio") is not None]
     refusals = [r for r in records if r["status"] == "rejected"]
@@ -205,10 +207,18 @@ def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str,
     for refusal in refusals:
         found = [k for k, words in REFUSAL_REASONS.items() if words in refusal.get("error", "")]
         reasons[found[0] if found else "other"] += 1
+    videos = sorted({r["video"] for r in records})
     return {
         "requests": len(records),
         "accepted": len(ok),
         "late": sum(r["ratio"] > PRODUCT_LIMIT for r in ok),
+        "late_per_video": {
+            video: sum(r["ratio"] > PRODUCT_LIMIT for r in ok if r["video"] == video)
+            for video in videos
+        },
+        "rejected_per_video": {
+            video: sum(r["video"] == video for r in refusals) for video in videos
+        },
         "rejected": len(rejected),
         "rejected_by_reason": reasons,
         "rejection_ms": _stats(rejected),

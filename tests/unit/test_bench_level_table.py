@@ -48,6 +48,7 @@ def test_level_rows_count_late_answers_from_the_records_when_the_summary_has_non
     assert row["rejected_by_reason"]["queue_timeout"] == 1
     assert (row["entry_queue_seconds"], row["after_queue_seconds"]) == (1.5, 0.6)
     assert row["videos_per_minute"] == 4.0  # 2 accepted in 30 s
+    assert (row["late_per_video"], row["rejected_per_video"]) == ({"a.mp4": 1}, {"a.mp4": 1})
 
 
 def test_level_table_main_writes_both_files_when_every_run_is_complete(tmp_path: Path):
@@ -58,6 +59,7 @@ def test_level_table_main_writes_both_files_when_every_run_is_complete(tmp_path:
         "| levels-ov-1 | overload | grpc | 16 | 2 | 1 | 1 (0 / 1 / 0) |"
         in (tmp_path / "out" / "levels.md").read_text()
     )
+    assert "| levels-ov-1 | grpc | 16 | 1 / 1 |" in (tmp_path / "out" / "levels.md").read_text()
 
 
 def test_level_table_main_exits_2_when_a_run_has_no_records(tmp_path: Path):

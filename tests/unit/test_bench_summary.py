@@ -167,3 +167,6 @@ def test_summarize_level_counts_late_answers_and_refusals_by_reason_when_past_ca
     level = summarize_level(records, run_time_s=60)
     assert level["late"] == 1  # past the product's limit of half the duration
     assert level["rejected_by_reason"] == {"queue_full": 1, "queue_timeout": 2, "other": 1}
+    # per file, zeros included: a file never refused or never late still has its count
+    assert level["late_per_video"] == {"a.mp4": 1, "b.mp4": 0}
+    assert level["rejected_per_video"] == {"a.mp4": 0, "b.mp4": 4}
