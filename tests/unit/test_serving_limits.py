@@ -130,8 +130,8 @@ def test_face_detector_queues_leave_each_deadline_class_time_to_answer_when_pars
             assert policy.default_timeout_microseconds < smallest_budget_us, level
         else:
             # ...while only a caller who knows the budget sends the last priority, with its
-            # own deadline: the level's timeout is a cap that must not refuse a video of the
-            # level while the video's own budget is still running
+            # own deadline: the level's timeout is a cap that must not refuse the level's
+            # shortest videos while their own budget is still running
             assert policy.default_timeout_microseconds > smallest_budget_us, level
         # the late are refused, not answered after their limit
         assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT, level
@@ -139,6 +139,14 @@ def test_face_detector_queues_leave_each_deadline_class_time_to_answer_when_pars
     # served last, the longest class may wait longest
     longest = levels[contract.PRIORITY_LEVELS].default_timeout_microseconds
     assert longest == max(p.default_timeout_microseconds for p in [default, *levels.values()])
+
+
+@pytest.mark.parametrize(
+    ("duration", "priority"),
+    [(None, 0), (1.0, 1), (6.0, 1), (9.99, 1), (10.0, 2), (15.0, 2), (29.9, 2), (30.0, 3), (60, 3)],
+)
+def test_request_priority_puts_shorter_budgets_first_when_duration_is_known(duration, priority):
+    assert contract.request_priority(duration) == priority
 
 
 def test_face_detector_queues_take_each_requests_own_wait_when_parsed():
