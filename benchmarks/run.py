@@ -235,29 +235,48 @@ def summarize_level(records: list[dict[str, Any]], run_time_s: int) -> dict[str,
     }
 
 
-#: Timed runs per video of every path (after one warm-up run of each video), medians reported.
-TIMED_RUNS = 5
+#: Timed runs per video of the served path, the in-process path and the client's sample, after
+#: one warm-up run of each video; medians reported. One video's runs spread by more than the
+#: Triton target's margin on a shared machine (benchmarks/README.md, "Triton against
+#: in-process"), and these paths take about a second, so they are timed this often.
+TIMED_RUNS = 15
+#: Timed runs per video of the two baselines, in rounds spread evenly over the others: the seed
+#: pipeline takes over a minute per round, and the speed-ups over the baselines are far from
+#: their targets' margins.
+BASELINE_TIMED_RUNS = 5
 
 #: A timed path: analyze one video, return ``(seconds, fake_probability)`` (``None``: no face).
 TimedPath = Callable[[Path], tuple[float, float | None]]
 
 
-def time_paths(
-    paths: dict[str, TimedPath], videos: list[Path], runs: int
-) -> dict[str, dict[str, list[float]]]:
-    """Warm every path up on every video, then time ``runs`` rounds, interleaved.
+def spread_rounds(runs: int, rounds: int) -> set[int]:
+    """Return the ``runs`` rounds of ``rounds`` (0-based) a path takes part in, evenly spread."""
+    if not 0 < runs <= rounds:
+        raise ValueError(f"runs must be in 1..{rounds}, got {runs}")
+    return {i * rounds // runs for i in range(runs)}
 
-    Each round runs every video through every path in turn, so load from a neighbour falls on
-    all paths alike instead of on whichever ran at that moment. Returns path -> video -> seconds.
+
+def time_paths(
+    paths: dict[str, TimedPath], videos: list[Path], runs: dict[str, int]
+) -> dict[str, dict[str, list[float]]]:
+    """Warm every path up on every video, then time ``runs[path]`` runs of each, interleaved.
+
+    Each round runs every video through every path that takes part in it, in turn, so load from
+    a neighbour falls on all paths alike instead of on whichever ran at that moment. A path with
+    fewer runs than the most takes part in rounds spread evenly over them
+    (:func:`spread_rounds`). Returns path -> video -> seconds.
     """
+    rounds = max(runs.values())
+    taking_part = {name: spread_rounds(runs[name], rounds) for name in paths}
     for video in videos:
         for run in paths.values():
             run(video)
     times: dict[str, dict[str, list[float]]] = {name: {} for name in paths}
-    for _ in range(runs):
+    for round_ in range(rounds):
         for video in videos:
             for name, run in paths.items():
-                times[name].setdefault(video.name, []).append(run(video)[0])
+                if round_ in taking_part[name]:
+                    times[name].setdefault(video.name, []).append(run(video)[0])
     return times
 
 
@@ -267,6 +286,7 @@ def _path_summary(
     medians = {name: statistics.median(runs) for name, runs in times.items()}
     return {
         "what": what,
+        "timed_runs": min(len(runs) for runs in times.values()),
         "seconds": medians,
         "runs": times,
         "ratio": _stats([medians[n] / durations[n] for n in medians]),
@@ -291,6 +311,10 @@ def served_path(address: ServerAddress, frames: int) -> tuple[TimedPath, Detecto
 
 #: The timed path that only decodes and samples (see :func:`_timed_sample`).
 CLIENT_SAMPLE = "client_sample"
+#: The timed paths of the two baselines (:mod:`~fakescope.benchmarks.inprocess`).
+LIKE_FOR_LIKE = "like_for_like_baseline"
+SEED_PIPELINE = "seed_pipeline"
+BASELINES = (LIKE_FOR_LIKE, SEED_PIPELINE)
 
 
 def _timed_sample(video: Path, frames: int) -> tuple[float, None]:
@@ -307,13 +331,14 @@ def run_paths(
     served: TimedPath,
     baseline: bool,
     runs: int = TIMED_RUNS,
+    baseline_runs: int = BASELINE_TIMED_RUNS,
 ) -> dict[str, Any]:
     """Time the served path and the in-process paths on every video, interleaved.
 
-    Warm-up, then the median of ``runs`` runs (:func:`time_paths`). The ONNX Runtime path and
-    the like-for-like baseline sample the same frame indices as the served path (the same
-    sampler, ``frames`` per video); the seed pipeline gets our sampler's indices for its own 32
-    frames.
+    Warm-up, then the median of ``runs`` runs, ``baseline_runs`` of the baselines
+    (:func:`time_paths`). The ONNX Runtime path and the like-for-like baseline sample the same
+    frame indices as the served path (the same sampler, ``frames`` per video); the seed pipeline
+    gets our sampler's indices for its own 32 frames.
     """
     probes = {v.name: sample_frames(v, 1) for v in videos}
     durations = {name: p.duration_seconds for name, p in probes.items()}
@@ -337,18 +362,19 @@ def run_paths(
             name: np.asarray(even_frame_indices(p.total_frames, SeedPipeline.FRAMES))
             for name, p in probes.items()
         }
-        paths["like_for_like_baseline"] = lambda v: like.run(v, frames, DEFAULT_MAX_SIDE)
-        paths["seed_pipeline"] = lambda v: seed.run(v, indices[v.name])
-        what["like_for_like_baseline"] = (
+        paths[LIKE_FOR_LIKE] = lambda v: like.run(v, frames, DEFAULT_MAX_SIDE)
+        paths[SEED_PIPELINE] = lambda v: seed.run(v, indices[v.name])
+        what[LIKE_FOR_LIKE] = (
             "same frames, facenet-pytorch MTCNN at the served parameters, same crops, the same "
             "classifier architecture in eager PyTorch"
         )
-        what["seed_pipeline"] = (
+        what[SEED_PIPELINE] = (
             "the seed project as written: OpenCV read-all, facenet-pytorch MTCNN() defaults on "
             f"{SeedPipeline.FRAMES} full-resolution frames, efficientnet-pytorch B0 per face"
         )
-    times = time_paths(paths, videos, runs)
-    result: dict[str, Any] = {"timed_runs": runs, "durations": durations}
+    counts = {name: baseline_runs if name in BASELINES else runs for name in paths}
+    times = time_paths(paths, videos, counts)
+    result: dict[str, Any] = {"durations": durations}
     for name, per_video in times.items():
         result[name] = _path_summary(per_video, durations, what[name])
     return result
@@ -381,15 +407,15 @@ def compare_with_inprocess(summary: dict[str, Any]) -> None:
     }
     summary["triton_overhead_per_video"] = overhead
     summary["triton_overhead"] = statistics.median(overhead.values())
-    for key in ("like_for_like_baseline", "seed_pipeline"):
+    for key in BASELINES:
         if key in inprocess:
             summary[f"speedup_vs_{key}"] = speedup_summary(inprocess[key]["runs"], ours)
     # Every path but the seed's decodes with the client's sampler first, so no speed-up over
     # the like-for-like baseline can pass its time over the decode alone, whatever the server
     # does after it.
-    if "like_for_like_baseline" in inprocess and CLIENT_SAMPLE in inprocess:
+    if LIKE_FOR_LIKE in inprocess and CLIENT_SAMPLE in inprocess:
         summary["speedup_ceiling_vs_like_for_like_baseline"] = speedup_summary(
-            inprocess["like_for_like_baseline"]["runs"], inprocess[CLIENT_SAMPLE]["runs"]
+            inprocess[LIKE_FOR_LIKE]["runs"], inprocess[CLIENT_SAMPLE]["runs"]
         )
 
 
@@ -490,7 +516,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
         if isinstance(value, dict) and "ratio" in value:
             lines.append(
                 f"- `{key}` ratio p50 {_fmt(value['ratio']['p50'])}: {value.get('what', key)} "
-                f"(median of {inprocess.get('timed_runs', '?')} runs per video)"
+                # summaries before per-path counts kept one count for every path
+                f"(median of {value.get('timed_runs', inprocess.get('timed_runs', '?'))} runs "
+                "per video)"
             )
     lines.append(f"- Passed: {summary.get('passed')}")
     lines.extend(f"  - {failure}" for failure in summary.get("failures", []))
@@ -519,8 +547,8 @@ def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
     paths = (
         (CLIENT_SAMPLE, (0, (1, 4))),
         ("onnxruntime_inprocess", ":"),
-        ("like_for_like_baseline", "-."),
-        ("seed_pipeline", "--"),
+        (LIKE_FOR_LIKE, "-."),
+        (SEED_PIPELINE, "--"),
     )
     for key, style in paths:
         if key in summary["inprocess"]:

@@ -12,6 +12,7 @@ from fakescope.benchmarks.run import (
     cpu_per_video,
     render_markdown,
     speedup_summary,
+    spread_rounds,
     summarize_level,
     time_paths,
 )
@@ -37,7 +38,9 @@ def test_time_paths_warms_every_path_up_then_interleaves_rounds_when_paths_are_m
 
         return run
 
-    times = time_paths({"a": path("a"), "b": path("b")}, [Path("x.mp4"), Path("y.mp4")], runs=2)
+    times = time_paths(
+        {"a": path("a"), "b": path("b")}, [Path("x.mp4"), Path("y.mp4")], {"a": 2, "b": 2}
+    )
     warm_up = [("a", "x.mp4"), ("b", "x.mp4"), ("a", "y.mp4"), ("b", "y.mp4")]
     assert calls[:4] == warm_up  # every path on every video, not counted
     assert calls[4:] == warm_up * 2  # then each round takes every video through every path
@@ -45,6 +48,36 @@ def test_time_paths_warms_every_path_up_then_interleaves_rounds_when_paths_are_m
         "a": {"x.mp4": [5.0, 9.0], "y.mp4": [7.0, 11.0]},
         "b": {"x.mp4": [6.0, 10.0], "y.mp4": [8.0, 12.0]},
     }
+
+
+def test_time_paths_spreads_a_path_with_fewer_runs_over_the_rounds_when_counts_differ():
+    calls: list[str] = []
+
+    def path(name):
+        def run(video):
+            calls.append(name)
+            return 1.0, None
+
+        return run
+
+    times = time_paths({"a": path("a"), "slow": path("slow")}, [Path("x.mp4")], {"a": 6, "slow": 2})
+    assert calls[:2] == ["a", "slow"]  # the warm-up runs every path
+    # six rounds; the slow path takes part in the first and the fourth
+    assert calls[2:] == ["a", "slow", "a", "a", "a", "slow", "a", "a"]
+    assert {name: len(runs["x.mp4"]) for name, runs in times.items()} == {"a": 6, "slow": 2}
+
+
+@pytest.mark.parametrize(
+    ("runs", "rounds", "expected"), [(5, 15, {0, 3, 6, 9, 12}), (4, 4, {0, 1, 2, 3}), (1, 7, {0})]
+)
+def test_spread_rounds_spaces_runs_evenly_when_counts_are_valid(runs, rounds, expected):
+    assert spread_rounds(runs, rounds) == expected
+
+
+@pytest.mark.parametrize(("runs", "rounds"), [(0, 5), (6, 5), (-1, 5)])
+def test_spread_rounds_raises_when_runs_are_outside_the_rounds(runs, rounds):
+    with pytest.raises(ValueError, match=r"runs must be in 1\.\.5"):
+        spread_rounds(runs, rounds)
 
 
 def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
@@ -81,7 +114,10 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
             "max": 60.5,
             "per_video": {"a.mp4": 40.0},
         },
-        "inprocess": {"timed_runs": 3},
+        "inprocess": {
+            "served": {"what": "the served path", "ratio": {"p50": 0.05}, "timed_runs": 15},
+            "seed_pipeline": {"what": "the seed", "ratio": {"p50": 0.8}, "timed_runs": 5},
+        },
         "passed": True,
         "failures": [],
     }
@@ -98,6 +134,12 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     old_run = dict(summary, levels={"grpc": {"1": no_probe}})
     assert "| 0.61 / 0.66 | n/a | n/a |" in render_markdown(old_run)
     assert "first video is an untimed warm-up" in text
+    # each path says how often it was timed; older runs kept one count for every path
+    assert "`served` ratio p50 0.050: the served path (median of 15 runs per video)" in text
+    assert "`seed_pipeline` ratio p50 0.800: the seed (median of 5 runs per video)" in text
+    older_paths = {"timed_runs": 3, "served": {"what": "the served path", "ratio": {"p50": 0.05}}}
+    older_text = render_markdown(dict(summary, inprocess=older_paths))
+    assert "the served path (median of 3 runs per video)" in older_text
     assert "running: R-Net on fixed windows; before the in-process comparison: 65.1 ms." in text
     # overload runs decode before the run and send no warm-up video
     assert "warm-up" not in render_markdown(dict(summary, mode="overload"))
