@@ -3,10 +3,12 @@
 The full MTCNN cascade runs only on keyframes; every other frame gets *proposals*: boxes of the
 same face in the keyframes before and after it, matched by IoU and interpolated linearly, or
 carried unchanged when a face is seen in only one of the two. The cascade's last stage (O-Net)
-then verifies and refines each proposal on its own frame. A frame whose proposal fails (the
-face moved further than the interpolation guessed) is searched again *locally*: the whole
-cascade, but only in a window around its proposals and only for faces of about their size
-(:func:`search_windows`); a frame where that finds nothing is re-detected in full (see
+then verifies and refines each proposal on its own frame. A proposal that fails (the face moved
+further than the interpolation guessed) is followed from the nearer keyframe it was seen in by
+template matching around the guess (:mod:`fakescope.pipeline.face_tracking`), and O-Net
+verifies that second guess. A frame where a face is still lost is searched again *locally*:
+the whole cascade, but only in a window around its proposals and only for faces of about their
+size (:func:`search_windows`); a frame where that finds nothing is re-detected in full (see
 :func:`fakescope.pipeline.mtcnn.detect_faces`). Pure numpy: no nets.
 """
 
@@ -20,6 +22,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "CARRY_MIN_SCORE",
+    "Proposals",
     "SearchWindows",
     "box_iou",
     "keyframe_indices",
@@ -87,9 +90,34 @@ def _match(before: NDArray[np.float32], after: NDArray[np.float32]) -> list[tupl
     return pairs
 
 
-def propose_boxes(
-    keyframes: list[int], key_boxes: dict[int, NDArray[np.float32]]
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+@dataclass(frozen=True)
+class Proposals:
+    """Where each face of the keyframes is guessed to be in the frames between them.
+
+    Attributes:
+        frame_index: ``[P]`` the frame of each proposal.
+        boxes: ``[P, 4]`` the guess (x1, y1, x2, y2): interpolated, or carried unchanged.
+        source_frame: ``[P]`` the keyframe to follow the face from when the guess fails: the
+            nearer of the two it was seen in (the earlier one when both are as near).
+        source_boxes: ``[P, 4]`` the face's box in that keyframe.
+        least_faces: ``[P]`` how many faces the proposal's frame holds at least: as many as the
+            keyframe before it or the one after it, whichever holds more (the faces of one
+            keyframe are distinct faces; a face seen in only one of them is proposed from
+            there, so two proposals may be one face that moved).
+
+    """
+
+    frame_index: NDArray[np.int64]
+    boxes: NDArray[np.float32]
+    source_frame: NDArray[np.int64]
+    source_boxes: NDArray[np.float32]
+    least_faces: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+
+def propose_boxes(keyframes: list[int], key_boxes: dict[int, NDArray[np.float32]]) -> Proposals:
     """Proposals for every frame that is not a keyframe.
 
     Args:
@@ -97,13 +125,23 @@ def propose_boxes(
         key_boxes: each keyframe's detected boxes ``[K, 4]`` (x1, y1, x2, y2).
 
     Returns:
-        ``(frame_index [P], boxes [P, 4])``: a face seen in both surrounding keyframes is
-        interpolated linearly between them; one seen in only one of them is carried as it is
-        there (it may have left, or been missed: verification decides).
+        The proposals: a face seen in both surrounding keyframes is interpolated linearly
+        between them; one seen in only one of them is carried as it is there (it may have
+        left, or been missed: verification decides).
 
     """
     frame_rows: list[int] = []
     box_rows: list[NDArray[np.float32]] = []
+    source_rows: list[int] = []
+    source_box_rows: list[NDArray[np.float32]] = []
+    least_rows: list[int] = []
+
+    def add(frame: int, box: NDArray[np.float32], source: tuple[int, NDArray[np.float32]]):
+        frame_rows.append(frame)
+        box_rows.append(box)
+        source_rows.append(source[0])
+        source_box_rows.append(source[1])
+
     for before_key, after_key in itertools.pairwise(keyframes):
         before, after = key_boxes[before_key][:, :4], key_boxes[after_key][:, :4]
         pairs = _match(before, after)
@@ -111,18 +149,25 @@ def propose_boxes(
         lone_after = sorted(set(range(len(after))) - {j for _, j in pairs})
         for frame in range(before_key + 1, after_key):
             t = np.float32((frame - before_key) / (after_key - before_key))
+            nearer_before = frame - before_key <= after_key - frame
             for i, j in pairs:
-                box_rows.append(before[i] + t * (after[j] - before[i]))
-                frame_rows.append(frame)
+                source = (before_key, before[i]) if nearer_before else (after_key, after[j])
+                add(frame, before[i] + t * (after[j] - before[i]), source)
             for i in lone_before:
-                box_rows.append(before[i].copy())
-                frame_rows.append(frame)
+                add(frame, before[i].copy(), (before_key, before[i]))
             for j in lone_after:
-                box_rows.append(after[j].copy())
-                frame_rows.append(frame)
+                add(frame, after[j].copy(), (after_key, after[j]))
+        least_rows += [max(len(before), len(after))] * (len(frame_rows) - len(least_rows))
     if not box_rows:
-        return np.zeros((0,), np.int64), np.zeros((0, 4), np.float32)
-    return np.asarray(frame_rows, np.int64), np.stack(box_rows).astype(np.float32)
+        no_rows, no_boxes = np.zeros((0,), np.int64), np.zeros((0, 4), np.float32)
+        return Proposals(no_rows, no_boxes, no_rows, no_boxes, no_rows)
+    return Proposals(
+        frame_index=np.asarray(frame_rows, np.int64),
+        boxes=np.stack(box_rows).astype(np.float32),
+        source_frame=np.asarray(source_rows, np.int64),
+        source_boxes=np.stack(source_box_rows).astype(np.float32),
+        least_faces=np.asarray(least_rows, np.int64),
+    )
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,10 @@ from fakescope.contract import (
     RNET_PROBABILITY,
     RNET_REGRESSION,
 )
+from fakescope.pipeline.face_tracking import follow_faces
 from fakescope.pipeline.keyframes import (
     CARRY_MIN_SCORE,
+    Proposals,
     SearchWindows,
     keyframe_indices,
     propose_boxes,
@@ -704,30 +706,76 @@ def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: Mtc
     on_keys = _cascade(frames[keys], nets, params).in_frames(np.asarray(keys, np.int64))
     carried = on_keys.boxes[:, 4] >= np.float32(CARRY_MIN_SCORE)
     key_boxes = {k: on_keys.onet_input[carried & (on_keys.frame_index == k)] for k in keys}
-    proposal_frames, proposals = propose_boxes(keys, key_boxes)
-    if len(proposals) == 0:
+    proposed = propose_boxes(keys, key_boxes)
+    if len(proposed) == 0:
         return on_keys
-    proposals = np.concatenate([proposals, np.zeros((len(proposals), 1), np.float32)], axis=1)
+    proposal_frames, proposals = proposed.frame_index, _unscored(proposed.boxes)
     # A carried box is kept only while O-Net stays as sure as it was on the keyframe: a face
     # it accepts below that (a patch it would not have found by itself) sends the frame to
     # full detection, which decides as it would without keyframes.
-    verified, passed = _onet_stage(
-        frames, proposal_frames, proposals, nets, max(params.thresholds[2], CARRY_MIN_SCORE)
-    )
+    threshold = max(params.thresholds[2], CARRY_MIN_SCORE)
+    verified, passed = _onet_stage(frames, proposal_frames, proposals, nets, threshold)
     # A proposal O-Net rejects means the track is lost (the face left, turned, or moved beyond
-    # what the interpolation guessed): that frame is searched again, around its proposals first.
+    # what the interpolation guessed): the face is followed from its keyframe first; a frame
+    # still lost is searched again, around its proposals first.
     lost = np.unique(proposal_frames[~passed])
     parts = [on_keys, verified.select(~np.isin(verified.frame_index, lost))]
+    followed_frames = 0
+    if len(lost):
+        followed, still_lost = _follow_lost(frames, lost, proposed, passed, nets, threshold)
+        parts.append(followed)
+        followed_frames, lost = len(lost) - len(still_lost), still_lost
     if len(lost):
         parts.append(_redetect(frames, lost, proposal_frames, proposals, nets, params))
     logger.debug(
-        "keyframes %d of %d, %d proposals, %d frames re-detected",
+        "keyframes %d of %d, %d proposals, %d frames found by following, %d re-detected",
         len(keys),
         frames.shape[0],
         len(proposals),
+        followed_frames,
         len(lost),
     )
     return _Found.concat(parts)
+
+
+def _unscored(boxes: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Boxes ``[P, 4]`` as the cascade's candidate rows ``[P, 5]`` (a score column of 0)."""
+    return np.concatenate([boxes[:, :4], np.zeros((len(boxes), 1), np.float32)], axis=1)
+
+
+def _follow_lost(
+    frames: NDArray[np.uint8],
+    lost: NDArray[np.int64],
+    proposed: Proposals,
+    passed: NDArray[np.bool_],
+    nets: MtcnnNets,
+    threshold: float,
+) -> tuple[_Found, NDArray[np.int64]]:
+    """Second guesses for the lost frames; return the faces of the frames found, and the rest.
+
+    Each proposal O-Net rejected is replaced by its face followed from its keyframe
+    (:func:`fakescope.pipeline.face_tracking.follow_faces`), and O-Net sees every proposal of
+    those frames again. A frame counts as found only when O-Net accepts all of its proposals
+    and keeps at least as many faces as the keyframe before or after it holds
+    (``Proposals.least_faces``): two proposals followed to one face are one face that moved
+    far between the keyframes, or a face that was not found, whose frame is searched as before.
+    """
+    rows = np.flatnonzero(np.isin(proposed.frame_index, lost))
+    frame_index, boxes = proposed.frame_index[rows], proposed.boxes[rows].copy()
+    failed = ~passed[rows]
+    boxes[failed] = follow_faces(
+        frames,
+        proposed.source_frame[rows[failed]],
+        proposed.source_boxes[rows[failed]],
+        frame_index[failed],
+    )
+    found, accepted = _onet_stage(frames, frame_index, _unscored(boxes), nets, threshold)
+    least_faces = np.zeros(frames.shape[0], np.int64)
+    least_faces[frame_index] = proposed.least_faces[rows]
+    faces_per_frame = np.bincount(found.frame_index, minlength=frames.shape[0])
+    complete = lost[faces_per_frame[lost] >= least_faces[lost]]
+    complete = np.setdiff1d(complete, frame_index[~accepted])
+    return found.select(np.isin(found.frame_index, complete)), np.setdiff1d(lost, complete)
 
 
 def _redetect(

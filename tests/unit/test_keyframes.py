@@ -90,10 +90,14 @@ def test_keyframe_indices_raise_value_error_when_stride_is_zero():
 
 def test_propose_boxes_interpolates_face_when_seen_in_both_keyframes():
     boxes = {0: np.array([[0, 0, 10, 10]], np.float32), 4: np.array([[4, 0, 14, 10]], np.float32)}
-    frames, proposals = propose_boxes([0, 4], boxes)
-    assert frames.tolist() == [1, 2, 3]
-    np.testing.assert_allclose(proposals[:, 0], [1, 2, 3])
-    np.testing.assert_allclose(proposals[:, 2], [11, 12, 13])
+    proposed = propose_boxes([0, 4], boxes)
+    assert proposed.frame_index.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(proposed.boxes[:, 0], [1, 2, 3])
+    np.testing.assert_allclose(proposed.boxes[:, 2], [11, 12, 13])
+    # followed, when the guess fails, from the nearer keyframe (the earlier one at a tie)
+    assert proposed.source_frame.tolist() == [0, 0, 4]
+    np.testing.assert_allclose(proposed.source_boxes[:, 0], [0, 0, 4])
+    assert proposed.least_faces.tolist() == [1, 1, 1]
 
 
 def test_propose_boxes_carries_face_when_seen_in_one_keyframe_only():
@@ -101,10 +105,25 @@ def test_propose_boxes_carries_face_when_seen_in_one_keyframe_only():
         0: np.array([[0, 0, 10, 10]], np.float32),
         3: np.array([[100, 100, 110, 110]], np.float32),
     }
-    frames, proposals = propose_boxes([0, 3], boxes)
-    # IoU 0: two faces, each carried from where it was seen
-    assert frames.tolist() == [1, 1, 2, 2]
-    assert {tuple(b) for b in proposals.tolist()} == {(0, 0, 10, 10), (100, 100, 110, 110)}
+    proposed = propose_boxes([0, 3], boxes)
+    # IoU 0: each box carried from where it was seen, and followed from there
+    assert proposed.frame_index.tolist() == [1, 1, 2, 2]
+    assert {tuple(b) for b in proposed.boxes.tolist()} == {(0, 0, 10, 10), (100, 100, 110, 110)}
+    assert proposed.source_frame.tolist() == [0, 3, 0, 3]
+    np.testing.assert_array_equal(proposed.source_boxes, proposed.boxes)
+    # one face that moved far, or two faces: at least one face in each frame between
+    assert proposed.least_faces.tolist() == [1, 1, 1, 1]
+
+
+def test_propose_boxes_ask_for_as_many_faces_as_fuller_keyframe_when_face_count_changes():
+    boxes = {
+        0: np.array([[0, 0, 10, 10], [50, 0, 60, 10]], np.float32),
+        2: np.array([[1, 0, 11, 10]], np.float32),
+        4: np.zeros((0, 4), np.float32),
+    }
+    proposed = propose_boxes([0, 2, 4], boxes)
+    assert proposed.frame_index.tolist() == [1, 1, 3]
+    assert proposed.least_faces.tolist() == [2, 2, 1]
 
 
 def test_box_iou_is_one_when_boxes_are_equal_and_zero_when_apart():
@@ -128,35 +147,76 @@ def test_detect_faces_detects_keyframes_only_and_keeps_every_face_when_face_move
         assert ours.scores[0] > served(4).thresholds[2]
 
 
-def _centres_off_by(tracked, positions: list[tuple[int, int]]) -> float:
-    centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
-    expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
-    return float(np.abs(centres - expected).max())
+def _frames_with(pictures: list[np.ndarray], x: int = 300, y: int = 40) -> np.ndarray:
+    frames = np.full((len(pictures), 360, 640, 3), 90, np.uint8)
+    for frame, picture in zip(frames, pictures, strict=True):
+        frame[y : y + picture.shape[0], x : x + picture.shape[1]] = picture
+    return frames
 
 
 @pytest.mark.parametrize(
-    ("left_x", "detected_in_full"),
-    # the astronaut's face is ~35 px wide in the 200 px picture: a 50 px step loses the box but
-    # stays inside the search window; a 400 px step leaves it
-    [(370, 0), (20, 4)],
-    ids=["within_search_window", "beyond_search_window"],
+    "left_x",
+    # the astronaut's face is ~35 px wide in the 200 px picture: a 50 px step loses the carried
+    # box, a 400 px step takes the face across the frame
+    [370, 20],
+    ids=["near", "across_frame"],
 )
-def test_detect_faces_searches_lost_frames_locally_first_when_face_jumps_between_keyframes(
-    face, left_x: int, detected_in_full: int
+def test_detect_faces_follows_face_without_searching_when_face_jumps_between_keyframes(
+    face, left_x: int
 ):
     positions = [(left_x, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
-    frames = video(face, positions)
     nets = CountingNets()
-    tracked = detect_faces(frames, nets, served(4))
+    tracked = detect_faces(video(face, positions), nets, served(4))
     assert tracked.frame_index.tolist() == list(range(FRAMES))
     # keyframes 0, 4, 8 see the face on the right; frames 2 and 6 (right again) keep the
-    # carried box; the odd frames lose it and are searched again around the carried box, for
-    # faces of its size only (one smaller pyramid), then in full where that finds none
-    assert nets.batches_below_first_level() == [4]
-    assert nets.frames_through_pnet() == 3 + detected_in_full
+    # carried box; the odd frames lose it and find it again by following it from the nearer
+    # keyframe: P-Net sees the keyframes only
+    assert nets.frames_through_pnet() == 3
+    assert nets.batches_below_first_level() == []
     centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
     expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
     assert np.abs(centres - expected).max() < FACE_SIDE / 4
+
+
+@pytest.mark.parametrize("odd_side", [280, 140], ids=["larger", "smaller"])
+def test_detect_faces_searches_lost_frames_locally_when_face_changes_size_between_keyframes(
+    odd_side: int,
+):
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the face")
+    pictures = [
+        cv2.resize(skdata.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+        for side in (FACE_SIDE, odd_side)
+    ]
+    frames = _frames_with([pictures[i % 2] for i in range(FRAMES)])
+    nets = CountingNets()
+    tracked = detect_faces(frames, nets, served(4))
+    assert tracked.frame_index.tolist() == list(range(FRAMES))
+    # the carried box fails on the odd frames, and so does following the face at its
+    # keyframe size: the four are searched again around the carried box, for faces of about
+    # its size (one smaller pyramid), which finds them; none is detected in full
+    assert nets.batches_below_first_level() == [4]
+    assert nets.frames_through_pnet() == 3
+    # each frame's box is on its own picture's face (a little left of the picture's centre),
+    # and the odd frames' faces are as much larger or smaller as their pictures
+    sides = np.array([FACE_SIDE, odd_side] * FRAMES)[:FRAMES]
+    centres_x = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
+    assert (np.abs(centres_x - (300 + sides / 2)) < sides / 8).all()
+    widths = tracked.boxes[:, 2] - tracked.boxes[:, 0]
+    assert widths[1::2].mean() / widths[0::2].mean() == pytest.approx(
+        odd_side / FACE_SIDE, rel=0.15
+    )
+
+
+def test_detect_faces_detects_lost_frames_in_full_when_local_search_finds_no_face(face):
+    # the odd frames hold the face turned on its side, which MTCNN does not find
+    frames = _frames_with(
+        [cv2.rotate(face, cv2.ROTATE_90_CLOCKWISE) if i % 2 else face for i in range(FRAMES)]
+    )
+    nets = CountingNets()
+    tracked = detect_faces(frames, nets, served(4))
+    assert tracked.frame_index.tolist() == [0, 2, 4, 6, 8]
+    assert nets.batches_below_first_level() == [4]
+    assert nets.frames_through_pnet() == 3 + 4
 
 
 def test_search_windows_share_one_size_inside_frame_when_faces_sit_near_edges():
