@@ -45,8 +45,9 @@ CARRY_MIN_SCORE = 0.95
 SEARCH_SIZE_SPAN = 2.0
 
 #: ... and within its proposals' bounding box widened on every side by this many times their
-#: largest side: the interpolation misses a moving face by about a face width (the benchmark's
-#: face moves ~1 width between keyframes; DFDC faces far less).
+#: largest side: by then following the face has failed (it changed size or pose), and such a
+#: face is still near where it was guessed (DFDC faces move far less than a face width between
+#: samples); a face gone further is found by the full detection after this search.
 SEARCH_MARGIN = 1.5
 
 
