@@ -15,6 +15,8 @@ Pure OpenCV and numpy: no nets.
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -104,4 +106,5 @@ def _shrunk(image: NDArray[np.uint8], scale: float) -> NDArray[np.uint8] | None:
     h = round(image.shape[0] * scale)
     if w < 1 or h < 1:
         return None
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    # OpenCV's stubs type every result as MatLike: that of a uint8 image is uint8
+    return cast("NDArray[np.uint8]", cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA))

@@ -137,7 +137,7 @@ def propose_boxes(keyframes: list[int], key_boxes: dict[int, NDArray[np.float32]
     source_box_rows: list[NDArray[np.float32]] = []
     least_rows: list[int] = []
 
-    def add(frame: int, box: NDArray[np.float32], source: tuple[int, NDArray[np.float32]]):
+    def add(frame: int, box: NDArray[np.float32], source: tuple[int, NDArray[np.float32]]) -> None:
         frame_rows.append(frame)
         box_rows.append(box)
         source_rows.append(source[0])
