@@ -5,7 +5,7 @@ same face in the keyframes before and after it, matched by IoU and interpolated 
 carried unchanged when a face is seen in only one of the two. The cascade's last stage (O-Net)
 then verifies and refines each proposal on its own frame. A proposal that fails (the face moved
 further than the interpolation guessed) is followed from the nearer keyframe it was seen in by
-template matching around the guess (:mod:`fakescope.pipeline.face_tracking`), and O-Net
+template matching over the whole frame (:mod:`fakescope.pipeline.face_tracking`), and O-Net
 verifies that second guess. A frame where a face is still lost is searched again *locally*:
 the whole cascade, but only in a window around its proposals and only for faces of about their
 size (:func:`search_windows`); a frame where that finds nothing is re-detected in full (see
@@ -158,6 +158,7 @@ def propose_boxes(keyframes: list[int], key_boxes: dict[int, NDArray[np.float32]
                 add(frame, before[i].copy(), (before_key, before[i]))
             for j in lone_after:
                 add(frame, after[j].copy(), (after_key, after[j]))
+        # the same floor for every proposal between these two keyframes
         least_rows += [max(len(before), len(after))] * (len(frame_rows) - len(least_rows))
     if not box_rows:
         no_rows, no_boxes = np.zeros((0,), np.int64), np.zeros((0, 4), np.float32)

@@ -756,9 +756,10 @@ def _follow_lost(
     Each proposal O-Net rejected is replaced by its face followed from its keyframe
     (:func:`fakescope.pipeline.face_tracking.follow_faces`), and O-Net sees every proposal of
     those frames again. A frame counts as found only when O-Net accepts all of its proposals
-    and keeps at least as many faces as the keyframe before or after it holds
-    (``Proposals.least_faces``): two proposals followed to one face are one face that moved
-    far between the keyframes, or a face that was not found, whose frame is searched as before.
+    and keeps at least as many faces as the fuller of its two keyframes holds
+    (``Proposals.least_faces``). Two of its proposals may follow one face (seen far apart in
+    the two keyframes, so never matched); fewer faces than that floor means a face was not
+    found, and the frame is searched as before.
     """
     rows = np.flatnonzero(np.isin(proposed.frame_index, lost))
     frame_index, boxes = proposed.frame_index[rows], proposed.boxes[rows].copy()
