@@ -120,7 +120,8 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
     # two videos without a duration (the default level) take the detector: one runs, one
     # waits; then a 60 s video (30 s budget) queues, then a 9 s one (4.5 s budget, room to wait
     # behind the one running). The detector takes the 9 s video next although it arrived last,
-    # ahead of the two waiting.
+    # ahead of the two waiting. Frames go through shared memory: each arrives within
+    # milliseconds, where 22-44 MB over HTTP took longer than the running video had left.
     busy = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
     finished: list[str] = []
     lock = threading.Lock()
@@ -130,7 +131,7 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
             getattr(triton.address, f"{protocol}_url"),
             protocol,
             retries=0,
-            shared_memory=False,
+            shared_memory=True,
             timeout_s=120,
         ) as client:
             client.infer(frames, duration_seconds=duration)
@@ -165,10 +166,13 @@ def _analyze_in_thread(
     name: str,
     spent: float = 0.0,
 ) -> threading.Thread:
-    """Start a user analysing ``frames`` (gRPC, default retries); record ``ok`` or the error."""
+    """Start a user analysing ``frames`` (gRPC, shared memory, default retries).
+
+    Records ``ok`` or the error under ``name``.
+    """
 
     def analyze() -> None:
-        with DetectorClient(url, "grpc", shared_memory=False, timeout_s=120) as client:
+        with DetectorClient(url, "grpc", shared_memory=True, timeout_s=120) as client:
             try:
                 result = client.infer(frames, duration_seconds=duration, spent_seconds=spent)
                 outcomes[name] = result.status
@@ -183,16 +187,19 @@ def _analyze_in_thread(
 def test_ensemble_refuses_a_video_instead_of_answering_it_late_when_its_budget_runs_out_waiting(
     triton: EmbeddedTriton, heavy_request: np.ndarray
 ) -> None:
-    # one long request holds the detector, a 120 s video (60 s budget) waits behind it; then a
+    # two long requests take the detector: one runs, a 120 s video (60 s budget) waits; then a
     # 2 s video arrives whose decode took most of its 1 s budget, so it may wait only the
     # shortest wait. Its own deadline refuses it (its level would let it wait 5 s), and the
     # client does not retry it past its budget; the one with time to wait is answered.
-    busy = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
+    # Whichever of the two runs first, the hurried one arrives within milliseconds of its start,
+    # most of a 64-frame analysis still ahead: frames go through shared memory, where 22-44 MB
+    # over gRPC took so long that the running one could finish before the hurried one arrived.
+    heaviest = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
     outcomes: dict[str, str] = {}
     url = triton.address.grpc_url
-    users = [_analyze_in_thread(url, busy, None, outcomes, "busy")]
-    users.append(_analyze_in_thread(url, heavy_request, 120.0, outcomes, "patient"))
-    _wait_until_waiting(triton, 1)  # the patient one waits: the busy one holds the detector
+    users = [_analyze_in_thread(url, heaviest, None, outcomes, "busy")]
+    users.append(_analyze_in_thread(url, heaviest, 120.0, outcomes, "patient"))
+    _wait_until_waiting(triton, 1)  # one of them runs, the other waits
     assert contract.queue_wait_seconds(2.0, 0.95) == contract.MIN_QUEUE_WAIT_S
     users.append(_analyze_in_thread(url, heavy_request, 2.0, outcomes, "hurried", spent=0.95))
     for user in users:
