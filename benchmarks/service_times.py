@@ -42,6 +42,7 @@ from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decod
 from fakescope.client.triton import DetectorClient
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, port_in_use
+from fakescope.serving.process_group import group_stat_fields
 from fakescope.serving.repository_check import RepositoryError, check_repository
 
 logger = logging.getLogger(__name__)
@@ -128,27 +129,12 @@ def admission_split(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
     return {"videos": videos, "entry_queue_seconds": entry, "after_queue_seconds": total - entry}
 
 
-def _group_stat_fields(pgid: int) -> list[list[str]]:
-    """Return the ``/proc/<pid>/stat`` fields from field 3 on, per process of group ``pgid``."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # the process ended while we looked
-            continue
-        # the command name (field 2) may hold spaces: split after its closing parenthesis
-        fields = text[text.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid:  # fields[0] is field 3 (state): pgrp is field 5
-            found.append(fields)
-    return found
-
-
 def process_group_cpu_seconds(pgid: int) -> float:
     """Return the user + system CPU seconds of every live process in process group ``pgid``.
 
     tritonserver is started in its own session, so its group holds it and its python stubs.
     """
-    ticks = sum(int(f[11]) + int(f[12]) for f in _group_stat_fields(pgid))  # utime, stime
+    ticks = sum(int(f[11]) + int(f[12]) for f in group_stat_fields(pgid))  # utime, stime
     return ticks / _CLOCK_TICKS
 
 
@@ -157,7 +143,7 @@ def process_group_minor_faults(pgid: int) -> int:
 
     A minor fault is a page the kernel hands a process on first touch: memory mapped afresh.
     """
-    return sum(int(f[7]) for f in _group_stat_fields(pgid))  # minflt (field 10)
+    return sum(int(f[7]) for f in group_stat_fields(pgid))  # minflt (field 10)
 
 
 def snapshot(stats_client: grpcclient.InferenceServerClient, pgid: int) -> Snapshot:

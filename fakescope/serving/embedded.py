@@ -42,6 +42,7 @@ from fakescope.serving.detector_nets import (
     check_placement,
 )
 from fakescope.serving.model_config import max_request_bytes
+from fakescope.serving.process_group import wait_until_gone
 from fakescope.serving.repository_check import RepositoryError, check_repository
 from fakescope.serving.siblings import REPOSITORY_ENV
 from fakescope.serving.watchdog import (
@@ -64,6 +65,8 @@ PYTHON_SHM_START_BYTES = 64 * 1024 * 1024
 #: exactly the limit would not hold it, and the python backend would then grow by two steps.
 PYTHON_SHM_HEADROOM_BYTES = 1024 * 1024
 SHM_PREFIX = "fakescope"
+#: How long :meth:`EmbeddedTriton.stop` waits for the killed process group to be gone.
+GROUP_EXIT_TIMEOUT_S = 10.0
 
 
 class ServerStartError(RuntimeError):
@@ -378,6 +381,15 @@ class EmbeddedTriton:
                 process.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # orphaned python stubs, if any
+        # the kill lands asynchronously: a stub still exiting holds its shared memory, and a
+        # restart or the caller's next step would race with it
+        if alive := wait_until_gone(process.pid, GROUP_EXIT_TIMEOUT_S):
+            logger.error(
+                "%d process(es) of tritonserver's group %d outlived SIGKILL for %.0f s",
+                alive,
+                process.pid,
+                GROUP_EXIT_TIMEOUT_S,
+            )
         for region in shm_regions(self.address.http_port):
             logger.warning("removing leftover shared memory %s", region)
             region.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from fakescope.client.analyze import analyze
 from fakescope.client.triton import DetectorClient, ServerUnreachableError
 from fakescope.serving.detector_nets import BLS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
-from tests.support.servers import REPOSITORY, free_ports, restarted
+from tests.support.servers import REPOSITORY, free_ports, live_group_members, restarted
 
 READY = "ready: HTTP"
 
@@ -33,20 +33,6 @@ READY = "ready: HTTP"
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
-def _process_group_alive(pgid: int) -> list[int]:
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive.append(int(entry.name))
-    return alive
 
 
 class ServeProcess:
@@ -101,7 +87,7 @@ def test_serve_exits_nonzero_and_cleans_up_when_tritonserver_is_killed(tmp_path)
     assert code == 6
     assert "exited unexpectedly" in stderr
     assert shm_regions(serve.http) == []
-    assert _process_group_alive(triton_pid) == []  # no orphan python stubs
+    assert live_group_members(triton_pid) == []  # no orphan python stubs
 
 
 def test_serve_restarts_and_serves_again_when_tritonserver_is_killed_with_restart(tmp_path):

@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerGone, shm_regions
 from fakescope.serving.watchdog import Stall, fetch_snapshot
-from tests.support.servers import free_ports, restarted
+from tests.support.servers import free_ports, live_group_members, restarted
 
 MODEL = "face_detector"
 HANG, ECHO = 1, 0
@@ -125,17 +124,6 @@ def _hang_with_one_waiting(root: Path, grpc_url: str, metrics_url: str) -> None:
     pytest.fail(f"no request ever waited behind the hung one in {MODEL}")
 
 
-def _group_alive(pgid: int) -> list[int]:
-    alive = []
-    for process in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(process.pid) == pgid and process.info["status"] != "zombie":
-                alive.append(process.pid)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return alive
-
-
 @pytest.fixture
 def hung_server(tmp_path: Path):
     """A started server with one request hung in the model and one waiting behind it."""
@@ -182,7 +170,7 @@ def test_supervise_kills_and_restarts_server_when_a_model_stalls(hung_server):
         assert exits == []  # a stall is reported as a stall, not as an exit
         assert stalls[0].pending == {MODEL: 1}
         assert stalls[0].waited_s > STALL_TIMEOUT_S
-        assert _group_alive(first) == []  # the hung python stub died with its server
+        assert live_group_members(first) == []  # the hung python stub died with its server
         np.testing.assert_array_equal(_send(server.address.grpc_url, ECHO), [ECHO, 7])
     finally:
         done.set()
@@ -201,7 +189,7 @@ def test_supervise_returns_stall_without_restart_when_a_model_stalls(hung_server
     assert gone.stall is not None and gone.stall.pending == {MODEL: 1}
     assert gone.code == -signal.SIGKILL
     assert server.process is None
-    assert _group_alive(first) == []
+    assert live_group_members(first) == []
 
 
 def test_serve_exits_6_naming_stalled_model_when_a_model_stalls(tmp_path):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Sized
+
+import psutil
 
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.embedded import EmbeddedTriton
@@ -40,3 +43,15 @@ def restarted(
             return True
         time.sleep(poll_s)
     return False
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Return the pids of process group ``pgid`` that still run (zombies aside), by psutil."""
+    alive = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != "zombie":
+                alive.append(process.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
