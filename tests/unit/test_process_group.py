@@ -13,7 +13,7 @@ import pytest
 
 from fakescope.serving.process_group import live_members, wait_until_gone
 
-#: A parent that starts a child in its own group and then sleeps: a group of two.
+#: A parent that starts a child, which stays in its group, and then sleeps: a group of two.
 _PARENT_AND_CHILD = (
     "import subprocess, sys, time; "
     "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
@@ -37,6 +37,7 @@ def group() -> Iterator[subprocess.Popen[str]]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(leader.pid, signal.SIGKILL)
         leader.wait()
+        leader.stdout.close()
 
 
 def test_live_members_counts_every_process_when_the_group_runs(group):
