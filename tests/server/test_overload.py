@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from fakescope.benchmarks.run import REFUSAL_REASONS
 from fakescope.client.triton import DetectorClient, ServerError
 from fakescope.client.video import sample_frames
 from fakescope.serving.embedded import EmbeddedTriton
-from fakescope.serving.watchdog import fetch_snapshot
+from fakescope.serving.watchdog import PENDING_METRIC, SUCCESS_METRIC, fetch_snapshot
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY
 
@@ -113,15 +114,43 @@ def _wait_until_waiting(triton: EmbeddedTriton, count: int) -> None:
     pytest.fail(f"face_detector never had {count} requests waiting")
 
 
+def _detector_counts(triton: EmbeddedTriton) -> tuple[int, int]:
+    """Return ``face_detector``'s waiting requests and its completed ones so far (metrics)."""
+    with urllib.request.urlopen(triton.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    counts = {PENDING_METRIC: 0, SUCCESS_METRIC: 0}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name in counts and f'model="{contract.FACE_DETECTOR_MODEL}"' in rest:
+            counts[name] += int(float(line.rsplit(" ", 1)[1]))
+    return counts[PENDING_METRIC], counts[SUCCESS_METRIC]
+
+
+def _wait_until_arrived(triton: EmbeddedTriton, count: int, completed_before: int) -> None:
+    """Wait until ``count`` requests reached ``face_detector`` since ``completed_before``.
+
+    While one waits the detector is never idle, so those that arrived are the ones waiting,
+    the ones completed and the one running: a count that holds when requests finish meanwhile.
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting, completed = _detector_counts(triton)
+        if waiting and waiting + completed - completed_before + 1 >= count:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"face_detector never had {count} requests arrive while one waited")
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running_one(
     triton: EmbeddedTriton, heavy_request: np.ndarray, protocol: str
 ) -> None:
-    # two videos without a duration (the default level) take the detector: one runs, one
-    # waits; then a 60 s video (30 s budget) queues, then a 9 s one (4.5 s budget, room to wait
+    # three videos without a duration (the default level) take the detector: one runs, two
+    # wait; then a 60 s video (30 s budget) queues, then a 9 s one (4.5 s budget, room to wait
     # behind the one running). The detector takes the 9 s video next although it arrived last,
-    # ahead of the two waiting. Frames go through shared memory: each arrives within
-    # milliseconds, where 22-44 MB over HTTP took longer than the running video had left.
+    # ahead of the long one and of a default-level one that waited since before it. Three
+    # 64-frame requests ahead keep one waiting however fast the detector runs; frames go
+    # through shared memory, so each arrives within milliseconds.
     busy = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
     finished: list[str] = []
     lock = threading.Lock()
@@ -138,24 +167,25 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
             with lock:
                 finished.append(name)
 
-    arrivals = [
-        ("busy", busy, None),
-        ("busy", busy, None),
-        ("long", heavy_request, 60.0),
-        ("short", heavy_request, SHORT_SECONDS),
-    ]
-    users = []
-    for waiting, arrival in enumerate(arrivals):
-        user = threading.Thread(target=analyze, args=arrival)
-        user.start()
-        users.append(user)
-        if waiting:  # arrived: one busy video holds the detector, the others queue in turn
-            _wait_until_waiting(triton, waiting)
+    completed_before = _detector_counts(triton)[1]
+    users: list[threading.Thread] = []
+
+    def arrive(count: int, name: str, frames: np.ndarray, duration: float | None) -> None:
+        for _ in range(count):
+            user = threading.Thread(target=analyze, args=(name, frames, duration))
+            user.start()
+            users.append(user)
+        _wait_until_arrived(triton, len(users), completed_before)
+
+    arrive(3, "busy", busy, None)
+    arrive(1, "long", heavy_request, 60.0)
+    arrive(1, "short", heavy_request, SHORT_SECONDS)
     for user in users:
         user.join()
     assert contract.request_priority(SHORT_SECONDS) < contract.request_priority(60.0)
     # in arrival order it would finish last; by deadline, right after the one running
-    assert finished.index("short") == 1, finished
+    assert finished[-1] == "long", finished
+    assert finished.index("short") < 3, finished  # ahead of a busy one that arrived first
 
 
 def _analyze_in_thread(
