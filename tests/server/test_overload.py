@@ -16,7 +16,7 @@ from fakescope.benchmarks.run import REFUSAL_REASONS
 from fakescope.client.triton import DetectorClient, ServerError
 from fakescope.client.video import sample_frames
 from fakescope.serving.embedded import EmbeddedTriton
-from fakescope.serving.watchdog import PENDING_METRIC, SUCCESS_METRIC, fetch_snapshot
+from fakescope.serving.watchdog import PENDING_METRIC, SUCCESS_METRIC
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY
 
@@ -108,7 +108,7 @@ def _wait_until_waiting(triton: EmbeddedTriton, count: int) -> None:
     """Wait until ``count`` requests wait in ``face_detector``'s queue (Triton's metrics)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if fetch_snapshot(triton.metrics_url)[contract.FACE_DETECTOR_MODEL].pending >= count:
+        if _detector_counts(triton)[0] >= count:
             return
         time.sleep(0.01)
     pytest.fail(f"face_detector never had {count} requests waiting")
