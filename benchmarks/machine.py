@@ -7,10 +7,15 @@ CPU's vector extensions, so those (and the clock) are recorded beside the model 
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 CPUINFO = Path("/proc/cpuinfo")
 #: The vector extensions that change which CPU kernels ONNX Runtime and PyTorch run.
@@ -64,11 +69,44 @@ def cpu_facts(cpuinfo: str | None = None) -> dict[str, Any]:
     }
 
 
+#: What ``nvidia-smi`` is asked about each GPU, in its ``--query-gpu`` names.
+GPU_QUERY = ("name", "memory.total", "driver_version")
+
+
+def parse_gpu_query(text: str) -> list[dict[str, str]]:
+    """Return one ``{name, memory_total, driver}`` per line of ``nvidia-smi``'s CSV answer."""
+    gpus = []
+    for line in text.splitlines():
+        if line.strip():
+            name, memory, driver = (v.strip() for v in line.split(",", 2))
+            gpus.append({"name": name, "memory_total": memory, "driver": driver})
+    return gpus
+
+
+def gpu_facts() -> list[dict[str, str]]:
+    """Return the GPUs ``nvidia-smi`` lists (:func:`parse_gpu_query`); ``[]`` without one.
+
+    A host without ``nvidia-smi`` has no GPU a benchmark could have used; one whose
+    ``nvidia-smi`` fails is reported as such in the log and counted as none.
+    """
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    query = [smi, f"--query-gpu={','.join(GPU_QUERY)}", "--format=csv,noheader"]
+    try:
+        answer = subprocess.run(query, capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("nvidia-smi failed, no GPU recorded: %s", exc)
+        return []
+    return parse_gpu_query(answer.stdout)
+
+
 def machine_facts() -> dict[str, Any]:
-    """Cores, CPU (:func:`cpu_facts`), Python and load at the start of a run."""
+    """Cores, CPU (:func:`cpu_facts`), GPUs (:func:`gpu_facts`), Python and load at the start."""
     return {
         "cores": os.cpu_count(),
         **cpu_facts(),
+        "gpus": gpu_facts(),
         "python": platform.python_version(),
         "load_average_at_start": list(os.getloadavg()),
     }
@@ -83,3 +121,11 @@ def describe_cpu(machine: dict[str, Any]) -> str:
     if extensions is not None:
         parts.append(" ".join(extensions) or "no AVX2")
     return ", ".join(parts)
+
+
+def describe_gpus(machine: dict[str, Any]) -> str:
+    """One phrase naming the GPUs (``1 × NVIDIA H200``), or ``no GPU``."""
+    names = [g["name"] for g in machine.get("gpus") or []]
+    if not names:
+        return "no GPU"
+    return ", ".join(f"{names.count(n)} × {n}" for n in dict.fromkeys(names))

@@ -29,13 +29,14 @@ from fakescope import contract
 from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
-from fakescope.benchmarks.machine import describe_cpu, machine_facts
+from fakescope.benchmarks.machine import describe_cpu, describe_gpus, machine_facts
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.triton import DetectorClient
 from fakescope.client.video import sample_frames
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.serving.detector_nets import IN_PROCESS, PLACEMENTS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from fakescope.serving.repository_check import check_repository
 
@@ -427,6 +428,23 @@ def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share * 100:.1f}"
 
 
+def served_instances(client: Any) -> dict[str, list[str]]:
+    """Return each ready model's instance groups as the server resolved them (``1 KIND_GPU``).
+
+    Read from the running server (``KIND_AUTO`` comes back as the kind it became), so a result
+    says where each model ran rather than what its ``config.pbtxt`` asked for.
+    """
+    index = client.get_model_repository_index(as_json=True).get("models", [])
+    instances = {}
+    for model in sorted({m["name"] for m in index if m.get("state") == "READY"}):
+        config = client.get_model_config(model, as_json=True)["config"]
+        groups = config.get("instance_group", [])
+        instances[model] = [
+            f"{group.get('count', 1)} {group.get('kind', 'KIND_AUTO')}" for group in groups
+        ] or [config.get("platform", "no instances")]  # an ensemble has none of its own
+    return instances
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """Render ``summary.json`` as the tables the READMEs point to (``summary.md``)."""
     levels = summary["levels"]
@@ -443,7 +461,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"Written by `fakescope bench` from `summary.json`; limit {summary['limit']}, "
         f"{summary['run_time_seconds_per_level']} s per level{warm_up}, load average at start "
         f"{summary['machine']['load_average_at_start'][0]:.2f} on {summary['machine']['cores']} "
-        f"cores ({describe_cpu(summary['machine'])}).",
+        f"cores ({describe_cpu(summary['machine'])}; {describe_gpus(summary['machine'])}).",
         "",
         f"| users | {head} | videos/min ({protocols[0]}) | accepted / refused / failed |",
         "|---|" + "---|" * len(protocols) + "---|---|",
@@ -520,6 +538,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 f"(median of {value.get('timed_runs', inprocess.get('timed_runs', '?'))} runs "
                 "per video)"
             )
+    if "served_instances" in summary:
+        kinds = "; ".join(
+            f"{model} {', '.join(groups)}" for model, groups in summary["served_instances"].items()
+        )
+        lines.append(
+            f"- MTCNN nets: {summary.get('detector_nets', IN_PROCESS)}; instances as served: "
+            f"{kinds}"
+        )
     lines.append(f"- Passed: {summary.get('passed')}")
     lines.extend(f"  - {failure}" for failure in summary.get("failures", []))
     targets = render_targets(summary.get("targets", []))
@@ -594,7 +620,7 @@ def run_bench(args: argparse.Namespace) -> int:
     videos = ensure_videos(args.videos_dir)
     probe = HostProbe(args.repository)
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
-    server = EmbeddedTriton(args.repository, address)
+    server = EmbeddedTriton(args.repository, address, detector_nets=args.detector_nets)
     started = time.perf_counter()
     server.start()
     start_seconds = time.perf_counter() - started
@@ -609,6 +635,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "run_time_seconds_per_level": args.run_time,
         "server_start_seconds": start_seconds,
+        "detector_nets": args.detector_nets,
         "videos": [v.name for v in videos],
         "levels": {},
     }
@@ -623,6 +650,7 @@ def run_bench(args: argparse.Namespace) -> int:
     summary["inprocess"] = {}
     stats_client = grpcclient.InferenceServerClient(address.grpc_url)
     try:
+        summary["served_instances"] = served_instances(stats_client)
         for video in videos:  # warm-up: first-run costs of every model, not counted
             analyze(video, url=address.grpc_url, protocol="grpc", num_frames=args.frames)
         for protocol in args.protocols:
@@ -646,7 +674,8 @@ def run_bench(args: argparse.Namespace) -> int:
                     level["accepted"] + warm_ups,
                 )
                 summary["levels"].setdefault(protocol, {})[str(users)] = level
-        if not args.overload:  # the server is still up: the served path is timed beside the rest
+        # the server is still up: the served path is timed beside the rest
+        if not args.overload and not args.skip_inprocess:
             summary["host_probe_before_inprocess"] = probe.read()
             served, client = served_path(address, args.frames)
             with client:
@@ -719,6 +748,19 @@ def add_bench_parser(subparsers: Any) -> None:
     parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
     parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT, help="p95 ratio limit")
     parser.add_argument("--skip-baseline", action="store_true", help="no PyTorch baseline")
+    parser.add_argument(
+        "--skip-inprocess",
+        action="store_true",
+        help="no in-process comparison or baselines after the load levels (a GPU host: they "
+        "would time this host's CPU against its GPU)",
+    )
+    parser.add_argument(
+        "--detector-nets",
+        choices=PLACEMENTS,
+        default=IN_PROCESS,
+        help="where face_detector runs the MTCNN nets: in its own process on the CPU, or "
+        "through BLS on the served mtcnn_* models (on a GPU where the server has one)",
+    )
     parser.add_argument(
         "--overload",
         action="store_true",

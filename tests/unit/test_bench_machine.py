@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fakescope.benchmarks.machine import cpu_facts, describe_cpu, machine_facts
+from fakescope.benchmarks.machine import (
+    cpu_facts,
+    describe_cpu,
+    describe_gpus,
+    machine_facts,
+    parse_gpu_query,
+)
 
 TWO_CPUS = """processor\t: 0
 model name\t: AMD EPYC
@@ -57,3 +63,17 @@ def test_machine_facts_reads_this_machine_when_called():
     assert facts["cores"] >= 1
     assert len(facts["load_average_at_start"]) == 3
     assert facts["cpu_model"]
+
+
+def test_parse_gpu_query_returns_one_gpu_per_line_when_nvidia_smi_lists_two():
+    answer = "NVIDIA H200, 143771 MiB, 580.159.04\nNVIDIA H200, 143771 MiB, 580.159.04\n"
+    gpus = parse_gpu_query(answer)
+    assert (
+        gpus == [{"name": "NVIDIA H200", "memory_total": "143771 MiB", "driver": "580.159.04"}] * 2
+    )
+    assert describe_gpus({"gpus": gpus}) == "2 × NVIDIA H200"
+
+
+def test_describe_gpus_says_no_gpu_when_none_was_found():
+    assert describe_gpus({"gpus": []}) == "no GPU"
+    assert describe_gpus({}) == "no GPU"

@@ -46,6 +46,15 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"{config['name']}: cannot load {path}: {exc}"
             ) from exc
+        # ONNX Runtime falls back to the CPU when the CUDA provider cannot load (no
+        # onnxruntime-gpu, CUDA libraries missing) and only logs it: a GPU instance must not
+        # quietly serve from the CPU.
+        if len(providers) > 1 and providers[0][0] not in self.session.get_providers():
+            raise pb_utils.TritonModelException(
+                f"{config['name']}: a GPU instance, but ONNX Runtime {ort.__version__} runs "
+                f"{self.session.get_providers()} without CUDAExecutionProvider (install "
+                "onnxruntime-gpu and the CUDA libraries it needs)"
+            )
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
         onnx_inputs = {t.name for t in self.session.get_inputs()}
