@@ -1,4 +1,4 @@
-"""The benchmark's Locust users against the real server: what they send and what they record."""
+"""The benchmark against the real server: what its Locust users send and record, and reads."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import re
 import urllib.request
 from pathlib import Path
 
+import tritonclient.grpc as grpcclient
+
 from fakescope import contract
-from fakescope.benchmarks.run import locust_env, run_level
+from fakescope.benchmarks.run import locust_env, run_level, served_instances
 from fakescope.serving.embedded import EmbeddedTriton
 from tests.support.media import make_face_video
 
@@ -58,3 +60,19 @@ def test_locust_users_start_on_different_videos_when_a_level_starts_them_togethe
     for user, seen in by_user.items():
         # each user cycles the videos from its own place in the start order
         assert seen == [names[(user + i) % len(names)] for i in range(len(seen))], user
+
+
+def test_served_instances_reports_the_kind_each_model_became_when_the_server_runs_on_a_cpu(
+    triton: EmbeddedTriton,
+) -> None:
+    client = grpcclient.InferenceServerClient(triton.address.grpc_url)
+    try:
+        instances = served_instances(client)
+    finally:
+        client.close()
+
+    assert instances[contract.ENSEMBLE_MODEL] == ["ensemble"]
+    # the ONNX models ask for KIND_AUTO: without a GPU the server resolves it to the CPU
+    assert instances["face_classifier"] == ["1 KIND_CPU"]
+    assert {"mtcnn_pnet", "face_detector", "video_aggregator"} <= set(instances)
+    assert all(groups and "KIND_AUTO" not in g for groups in instances.values() for g in groups)

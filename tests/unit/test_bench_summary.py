@@ -212,3 +212,28 @@ def test_summarize_level_counts_late_answers_and_refusals_by_reason_when_past_ca
     # per file, zeros included: a file never refused or never late still has its count
     assert level["late_per_video"] == {"a.mp4": 1, "b.mp4": 0}
     assert level["rejected_per_video"] == {"a.mp4": 0, "b.mp4": 4}
+
+
+def test_render_markdown_names_the_gpu_and_where_models_ran_when_a_gpu_run_says_so():
+    level = {"ratio": {"p50": 0.1, "p95": 0.2}, "videos_per_minute": 84.0, "accepted": 21}
+    summary = {
+        "mode": "load",
+        "frames": 16,
+        "limit": 0.5,
+        "run_time_seconds_per_level": 15,
+        "machine": {
+            "load_average_at_start": [0.3, 0.3, 0.3],
+            "cores": 16,
+            "gpus": [{"name": "NVIDIA H200", "memory_total": "143771 MiB", "driver": "580"}],
+        },
+        "levels": {"grpc": {"8": level}},
+        "detector_nets": "bls",
+        "served_instances": {"deepfake_detector": ["ensemble"], "mtcnn_pnet": ["1 KIND_GPU"]},
+    }
+    text = render_markdown(summary)
+    assert "on 16 cores (unknown; 1 × NVIDIA H200)." in text
+    assert "- MTCNN nets: bls; instances as served: deepfake_detector ensemble; " in text
+    assert "mtcnn_pnet 1 KIND_GPU" in text
+    # a run from before GPUs were recorded says none
+    older = dict(summary, machine={"load_average_at_start": [0.3] * 3, "cores": 2})
+    assert "(unknown; no GPU)." in render_markdown(older)
