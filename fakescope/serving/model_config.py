@@ -161,6 +161,11 @@ def config_parameters(config_path: Path) -> dict[str, str]:
     return parameters(read_model_config(config_path))
 
 
+#: The ORT backend's ``cudnn_conv_algo_search`` values and the CUDA provider option each one
+#: sets (onnxruntime_backend README, "Deprecated Parameters"; "0" is the backend's default).
+CUDNN_CONV_ALGO_SEARCH = {"0": "EXHAUSTIVE", "1": "HEURISTIC", "2": "DEFAULT"}
+
+
 @dataclasses.dataclass(frozen=True)
 class OnnxModelSettings:
     """What an ONNX model's configuration says about running it, as the ORT backend reads it.
@@ -169,25 +174,41 @@ class OnnxModelSettings:
         filename: the model file in its version folder (``default_model_filename``).
         intra_op_threads: ``intra_op_thread_count``; ``None``: ONNX Runtime's default.
         inter_op_threads: ``inter_op_thread_count``; ``None``: ONNX Runtime's default.
+        cudnn_conv_algo_search: the CUDA provider's ``cudnn_conv_algo_search`` option
+            (:data:`CUDNN_CONV_ALGO_SEARCH`) on a GPU instance; ``None``: its default.
 
     """
 
     filename: str
     intra_op_threads: int | None
     inter_op_threads: int | None
+    cudnn_conv_algo_search: str | None = None
 
 
 def onnx_model_settings(model_config: dict[str, Any]) -> OnnxModelSettings:
-    """Read :class:`OnnxModelSettings` from a model configuration in its JSON form."""
+    """Read :class:`OnnxModelSettings` from a model configuration in its JSON form.
+
+    Raises:
+        ValueError: ``cudnn_conv_algo_search`` is not one of the backend's values.
+
+    """
     params = parameters(model_config)
 
     def threads(key: str) -> int | None:
         return int(params[key]) if key in params else None
 
+    search = params.get("cudnn_conv_algo_search")
+    if search is not None and search not in CUDNN_CONV_ALGO_SEARCH:
+        choices = ", ".join(f"{k} ({v})" for k, v in CUDNN_CONV_ALGO_SEARCH.items())
+        raise ValueError(
+            f"{model_config.get('name', 'model')}: cudnn_conv_algo_search must be one of "
+            f"{choices}, got {search!r}"
+        )
     return OnnxModelSettings(
         filename=model_config.get("default_model_filename") or "model.onnx",
         intra_op_threads=threads("intra_op_thread_count"),
         inter_op_threads=threads("inter_op_thread_count"),
+        cudnn_conv_algo_search=CUDNN_CONV_ALGO_SEARCH[search] if search is not None else None,
     )
 
 

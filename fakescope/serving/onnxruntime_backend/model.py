@@ -5,10 +5,10 @@ The NGC Triton image serves the ONNX models with its real ONNX Runtime backend; 
 python-based backend from ``<backend-dir>/<backend name>/model.py``, so the embedded server installs
 this file as ``backends/onnxruntime/model.py`` and the *same* ``config.pbtxt``
 (``backend: "onnxruntime"``) serves both deployments. It honours the ORT backend's
-``default_model_filename`` and the ``intra_op_thread_count`` / ``inter_op_thread_count``
-parameters (the model repository holds no parameter the real backend would ignore:
-:mod:`fakescope.serving.repository_check`), and runs one ONNX Runtime session per model
-instance on the whole dynamic batch.
+``default_model_filename``, the ``intra_op_thread_count`` / ``inter_op_thread_count``
+parameters and, on a GPU instance, ``cudnn_conv_algo_search`` (the model repository holds no
+parameter the real backend would ignore: :mod:`fakescope.serving.repository_check`), and runs
+one ONNX Runtime session per model instance on the whole dynamic batch.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Create the session once and check that its tensors match ``config.pbtxt``."""
         config = load_model_config(args)
-        settings = onnx_model_settings(config)
+        try:
+            settings = onnx_model_settings(config)
+        except ValueError as exc:
+            raise pb_utils.TritonModelException(str(exc)) from exc
         path = Path(args["model_repository"]) / args["model_version"] / settings.filename
         if not path.is_file():
             raise pb_utils.TritonModelException(f"{config['name']}: model file missing: {path}")
@@ -38,8 +41,10 @@ class TritonPythonModel:
         options = cpu_session_options(settings.intra_op_threads, settings.inter_op_threads)
         providers = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU":
-            device = int(args.get("model_instance_device_id", "0"))
-            providers = [("CUDAExecutionProvider", {"device_id": device}), *providers]
+            cuda: dict[str, object] = {"device_id": int(args.get("model_instance_device_id", "0"))}
+            if settings.cudnn_conv_algo_search is not None:
+                cuda["cudnn_conv_algo_search"] = settings.cudnn_conv_algo_search
+            providers = [("CUDAExecutionProvider", cuda), *providers]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types; name the file
