@@ -41,6 +41,7 @@ from fakescope.benchmarks.run import add_server_arguments
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decode_video
 from fakescope.client.triton import DetectorClient
 from fakescope.paths import PROJECT_ROOT
+from fakescope.serving.detector_nets import IN_PROCESS, PLACEMENTS, NetsPlacement
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, port_in_use
 from fakescope.serving.process_group import group_stat_fields
 from fakescope.serving.repository_check import RepositoryError, check_repository
@@ -276,10 +277,15 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 @contextmanager
 def running_server(
-    repository: Path, address: ServerAddress, runtime_dir: Path
+    repository: Path,
+    address: ServerAddress,
+    runtime_dir: Path,
+    detector_nets: NetsPlacement = IN_PROCESS,
 ) -> Iterator[EmbeddedTriton]:
     """Start the embedded Triton for the timed runs; stop it afterwards."""
-    server = EmbeddedTriton(repository, address, runtime_dir=runtime_dir)
+    server = EmbeddedTriton(
+        repository, address, runtime_dir=runtime_dir, detector_nets=detector_nets
+    )
     server.start()
     try:
         yield server
@@ -300,7 +306,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for v, b in zip(videos, BENCH_VIDEOS, strict=True)
     }
     records: list[dict[str, Any]] = []
-    with running_server(args.repository, address, args.runtime_dir) as server:
+    with running_server(args.repository, address, args.runtime_dir, args.detector_nets) as server:
         assert server.process is not None  # started
         pgid = server.process.pid
         stats_client = grpcclient.InferenceServerClient(address.grpc_url)
@@ -329,6 +335,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "code_version": args.code_version or code_version(),
         "frames": args.frames,
         "max_side": DEFAULT_MAX_SIDE,
+        "detector_nets": args.detector_nets,
         "replica_start_seconds": {
             "runs": starts,
             "median": statistics.median(starts),
@@ -364,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=10, help="timed runs per video")
     parser.add_argument("--starts", type=int, default=5, help="cold starts to time")
     parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
+    parser.add_argument(
+        "--detector-nets",
+        choices=PLACEMENTS,
+        default=IN_PROCESS,
+        help="the MTCNN nets in face_detector's process, or called through BLS (each net's "
+        "requests and time then appear as stages of their own)",
+    )
     parser.add_argument(
         "--code-version", default=None, help="the measured commit, for a tree outside git"
     )
