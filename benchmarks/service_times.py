@@ -76,6 +76,7 @@ class Snapshot:
     model_seconds: dict[str, float]
     server_cpu_seconds: float
     model_requests: dict[str, float] = field(default_factory=dict)
+    model_input_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _summed_counter(stats: dict[str, Any], key: str, section: str = "success") -> dict[str, float]:
@@ -147,10 +148,24 @@ def process_group_minor_faults(pgid: int) -> int:
     return sum(int(f[7]) for f in group_stat_fields(pgid))  # minflt (field 10)
 
 
+def model_input_seconds(stats: dict[str, Any]) -> dict[str, float]:
+    """Return each model's cumulative ``compute_input`` seconds (all versions summed).
+
+    The time Triton spent handing a model its inputs; for a python model, copying them into
+    its stub's shared memory (``face_detector``: the frames).
+    """
+    return {name: ns / 1e9 for name, ns in _summed_counter(stats, "ns", "compute_input").items()}
+
+
 def snapshot(stats_client: grpcclient.InferenceServerClient, pgid: int) -> Snapshot:
     """Read the server's per-model statistics and its processes' CPU time."""
     stats = stats_client.get_inference_statistics(model_name="", as_json=True)
-    return Snapshot(model_seconds(stats), process_group_cpu_seconds(pgid), model_requests(stats))
+    return Snapshot(
+        model_seconds(stats),
+        process_group_cpu_seconds(pgid),
+        model_requests(stats),
+        model_input_seconds(stats),
+    )
 
 
 def _growth(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -239,6 +254,7 @@ def measure_run(
         "ratio": processing / duration,
         "stage_seconds": stage_split(before, after),
         "stage_requests": request_split(before, after),
+        "stage_input_seconds": _growth(before.model_input_seconds, after.model_input_seconds),
         "server_cpu_seconds": after.server_cpu_seconds - before.server_cpu_seconds,
         "faces": len(raw.face_scores),
         "frames_bytes": decoded.sampled.frames.nbytes,
@@ -270,6 +286,9 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             medians[f"stage_{stage}"] = statistics.median(r["stage_seconds"][stage] for r in mine)
             medians[f"requests_{stage}"] = statistics.median(
                 r["stage_requests"][stage] for r in mine
+            )
+            medians[f"input_{stage}"] = statistics.median(
+                r["stage_input_seconds"][stage] for r in mine
             )
         out[name] = medians
     return out
@@ -330,7 +349,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "what": "1 user, gRPC with shared memory, the embedded Triton on this machine; "
         "server stage seconds are Triton's per-model success durations (a BLS caller includes "
-        "its callees)",
+        "its callees); input_<model>: the part of it spent handing the model its inputs "
+        "(compute_input)",
         "machine": facts,
         "code_version": args.code_version or code_version(),
         "frames": args.frames,

@@ -15,6 +15,7 @@ from fakescope.benchmarks.service_times import (
     admission_split,
     code_version,
     interleaved,
+    model_input_seconds,
     model_requests,
     model_seconds,
     process_group_cpu_seconds,
@@ -42,6 +43,23 @@ def test_model_seconds_sums_versions_when_a_model_has_several():
         ]
     }
     assert model_seconds(stats) == {"face_classifier": 2.5, "face_detector": 0.0}
+
+
+def test_model_input_seconds_reads_compute_input_not_success_when_a_model_has_both():
+    stats = {
+        "model_stats": [
+            {
+                "name": "face_detector",
+                "version": "1",
+                "inference_stats": {
+                    "success": {"count": "2", "ns": "300000000"},
+                    "compute_input": {"count": "2", "ns": "16000000"},
+                },
+            },
+            {"name": "video_aggregator", "version": "1", "inference_stats": {}},
+        ]
+    }
+    assert model_input_seconds(stats) == {"face_detector": 0.016, "video_aggregator": 0.0}
 
 
 def test_request_split_counts_each_stage_models_calls_when_counters_grow():
