@@ -91,3 +91,47 @@ def test_check_targets_names_what_was_measured_when_rendered():
 def test_check_targets_has_none_when_the_run_is_an_overload_run():
     assert check_targets(_summary(mode="overload")) == []
     assert render_targets([]) == []
+
+
+def test_check_targets_reports_the_gpu_capacity_with_its_name_when_the_host_has_a_gpu():
+    def level(p95: float, per_minute: float, rejected: int = 0) -> dict[str, Any]:
+        return _level(p95, rejected=rejected) | {"videos_per_minute": per_minute}
+
+    gpu = {"gpus": [{"name": "NVIDIA H200", "memory_total": "1 MiB", "driver": "1"}]}
+    summary = _summary(
+        machine=gpu,
+        limit=0.5,
+        levels={
+            # the busiest level within the limit counts, not one that refused or ran past it
+            "grpc": {"1": level(0.2, 52), "8": level(0.29, 84), "16": level(0.52, 96)},
+            "http": {"8": level(0.23, 88), "16": level(0.49, 92, rejected=8)},
+        },
+    )
+    capacity = check_targets(summary)[-1]
+    assert capacity["name"] == "GPU capacity"
+    assert capacity["measured"] == (
+        "1 × NVIDIA H200: grpc 84 videos/min (8 users); http 88 videos/min (8 users)"
+    )
+    assert capacity["met"] is True
+    # no level within the limit on one protocol: the figure is missing there
+    summary["levels"]["http"] = {"16": level(0.6, 92)}
+    capacity = check_targets(summary)[-1]
+    assert capacity["measured"].endswith("http: no level within the limit")
+    assert capacity["met"] is False
+    # a host without a GPU has no such row
+    assert "GPU capacity" not in _met(_summary())
+    # where the run says which models were on the GPU, the row names them, or says none was
+    summary["served_instances"] = {"face_classifier": ["1 KIND_GPU"], "x": ["1 KIND_CPU"]}
+    assert check_targets(summary)[-1]["measured"].startswith(
+        "1 × NVIDIA H200 (face_classifier on it): grpc 84"
+    )
+    # nets run in the detector's own process: their served GPU instances are not counted
+    summary["served_instances"]["mtcnn_pnet"] = ["1 KIND_GPU"]
+    summary["detector_nets"] = "in_process"
+    assert "(face_classifier on it)" in check_targets(summary)[-1]["measured"]
+    summary["served_instances"] = {"face_classifier": ["1 KIND_CPU"]}
+    capacity = check_targets(summary)[-1]
+    assert (capacity["measured"], capacity["met"]) == (
+        "1 × NVIDIA H200, no model served on it",
+        None,
+    )
