@@ -137,7 +137,9 @@ def run_model(measured: Measured, assumptions: Assumptions, sources: list[Path])
         },
         "gpu": {
             "measured": False,
-            "why": "no GPU was lent to this project: every figure is for the 2-core CPU box",
+            "why": "every figure is for the 2-core CPU box; the one GPU run "
+            "(benchmarks/results/gpu-host/) served fewer videos within the limit than the "
+            "CPUs of its own machine, so GPU replicas are not modelled",
         },
     }
 

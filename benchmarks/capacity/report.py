@@ -355,7 +355,8 @@ def render_markdown(doc: dict[str, Any], page: Path, result: Path, plot_path: Pa
         "",
         "## Not modelled",
         "",
-        "- GPU replicas (no GPU was lent); uploads of other lengths or resolutions than the "
+        "- GPU replicas (the one GPU run, `benchmarks/results/gpu-host/`, was slower than its "
+        "machine's CPUs); uploads of other lengths or resolutions than the "
         "benchmark mix; the web front end's and the database's own load;",
         "- the worker's polling delay before it claims a job, pod scheduling and image pulls, "
         "failed replicas, retries and Triton's admission refusals (the queue holds every job);",
