@@ -17,6 +17,7 @@ from fakescope.benchmarks.run import (
     time_paths,
 )
 from fakescope.benchmarks.targets import check_targets
+from tests.support.bench_summaries import gpu_run_summary
 
 
 def test_speedup_reports_median_and_range_over_videos_when_runs_differ():
@@ -215,21 +216,10 @@ def test_summarize_level_counts_late_answers_and_refusals_by_reason_when_past_ca
 
 
 def test_render_markdown_names_the_gpu_and_where_models_ran_when_a_gpu_run_says_so():
-    level = {"ratio": {"p50": 0.1, "p95": 0.2}, "videos_per_minute": 84.0, "accepted": 21}
-    summary = {
-        "mode": "load",
-        "frames": 16,
-        "limit": 0.5,
-        "run_time_seconds_per_level": 15,
-        "machine": {
-            "load_average_at_start": [0.3, 0.3, 0.3],
-            "cores": 16,
-            "gpus": [{"name": "NVIDIA H200", "memory_total": "143771 MiB", "driver": "580"}],
-        },
-        "levels": {"grpc": {"8": level}},
-        "detector_nets": "bls",
-        "served_instances": {"deepfake_detector": ["ensemble"], "mtcnn_pnet": ["1 KIND_GPU"]},
-    }
+    summary = gpu_run_summary(
+        detector_nets="bls",
+        served_instances={"deepfake_detector": ["ensemble"], "mtcnn_pnet": ["1 KIND_GPU"]},
+    )
     text = render_markdown(summary)
     assert "on 16 cores (unknown; 1 × NVIDIA H200)." in text
     assert "- MTCNN nets: bls; instances as served: deepfake_detector ensemble; " in text

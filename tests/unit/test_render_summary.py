@@ -6,29 +6,11 @@ import json
 from pathlib import Path
 
 from fakescope.benchmarks.render_summary import main
+from tests.support.bench_summaries import gpu_run_summary
 
 
 def _write_summary(folder: Path) -> None:
-    level = {
-        "ratio": {"p50": 0.1, "p95": 0.29},
-        "videos_per_minute": 84.0,
-        "accepted": 21,
-        "rejected": 0,
-        "failures": 0,
-    }
-    summary = {
-        "mode": "load",
-        "frames": 16,
-        "limit": 0.5,
-        "run_time_seconds_per_level": 15,
-        "machine": {
-            "load_average_at_start": [0.3, 0.3, 0.3],
-            "cores": 16,
-            "gpus": [{"name": "NVIDIA H200", "memory_total": "1 MiB", "driver": "1"}],
-        },
-        "levels": {"grpc": {"8": level}},
-        "targets": [],  # as a run from before the GPU row wrote it
-    }
+    summary = gpu_run_summary(targets=[])  # as a run from before the GPU row wrote it
     folder.mkdir()
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
