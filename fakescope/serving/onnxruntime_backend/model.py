@@ -39,8 +39,9 @@ class TritonPythonModel:
         # Sleeping idle threads are the stand-in's own CPU policy, not a config parameter (the
         # real backend has no such parameter): see cpu_session_options.
         options = cpu_session_options(settings.intra_op_threads, settings.inter_op_threads)
-        providers = ["CPUExecutionProvider"]
-        if args.get("model_instance_kind") == "GPU":
+        providers: list = ["CPUExecutionProvider"]
+        on_gpu = args.get("model_instance_kind") == "GPU"
+        if on_gpu:
             cuda: dict[str, object] = {"device_id": int(args.get("model_instance_device_id", "0"))}
             if settings.cudnn_conv_algo_search is not None:
                 cuda["cudnn_conv_algo_search"] = settings.cudnn_conv_algo_search
@@ -54,7 +55,7 @@ class TritonPythonModel:
         # ONNX Runtime falls back to the CPU when the CUDA provider cannot load (no
         # onnxruntime-gpu, CUDA libraries missing) and only logs it: a GPU instance must not
         # quietly serve from the CPU.
-        if len(providers) > 1 and providers[0][0] not in self.session.get_providers():
+        if on_gpu and "CUDAExecutionProvider" not in self.session.get_providers():
             raise pb_utils.TritonModelException(
                 f"{config['name']}: a GPU instance, but ONNX Runtime {ort.__version__} runs "
                 f"{self.session.get_providers()} without CUDAExecutionProvider (install "
