@@ -8,7 +8,9 @@ centre — with a tolerance that lets the decoder skip work:
 
 1. **Index.** Demux the video stream without decoding (packet headers only, far cheaper than
    decoding) to learn the real frame count ``M``, every presentation timestamp and which frames
-   are keyframes.
+   are keyframes. The file is opened once: the decoding below seeks in the same container
+   (opening costs about as much as decoding a frame, since FFmpeg probes the stream by decoding
+   its first one).
 2. **Keyframes** when every one of the ``k`` segments holds a keyframe: seek to the keyframe
    nearest each segment's centre and decode just that packet (``k`` decodes, whatever the
    length). Long videos take this path.
@@ -43,7 +45,8 @@ import bisect
 import logging
 import os
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final
@@ -54,6 +57,7 @@ from numpy.typing import NDArray
 from fakescope.client.frames import SampledFrames, fit_size
 
 if TYPE_CHECKING:
+    import av.container
     import av.video.frame
     import av.video.reformatter
 
@@ -78,6 +82,8 @@ class StreamIndex:
         rate: the container's average frame rate, if any.
         idr_keyframes: positions in ``pts`` of the keyframes known to be IDR frames (see the
             module docstring), sorted; empty when the stream does not say.
+        first_packet_pts: the ``pts`` of the stream's first packet in decoding order (where a
+            pass over the whole stream starts).
 
     """
 
@@ -87,6 +93,7 @@ class StreamIndex:
     reported_frames: int
     rate: Fraction | None
     idr_keyframes: list[int] = field(default_factory=list)
+    first_packet_pts: int | None = None
 
     @property
     def total(self) -> int:
@@ -117,48 +124,56 @@ def keyframe_picks(index: StreamIndex, targets: list[int]) -> list[int] | None:
 
 
 def read_stream_index(path: str | os.PathLike[str]) -> StreamIndex | None:
-    """Demux (no decoding) the first video stream of ``path``.
+    """Demux (no decoding) the first video stream of ``path`` (:func:`index_stream`).
 
     Returns ``None`` when there is no video stream, or when timestamps are missing or repeated
     (the frames could not be told apart). Raises PyAV's errors for unreadable files.
     """
-    import av
+    with _open(path, DECODE_THREAD_TYPE) as container:
+        return index_stream(container)
 
-    with av.open(os.fspath(path), metadata_errors="ignore") as container:
-        if not container.streams.video:
+
+def index_stream(container: av.container.InputContainer) -> StreamIndex | None:
+    """Demux (no decoding) the first video stream of an open ``container`` to its end.
+
+    Returns ``None`` as :func:`read_stream_index` does. The container is left at the end of
+    the stream (:func:`_for_decoding` rewinds it).
+    """
+    if not container.streams.video:
+        return None
+    stream = container.streams.video[0]
+    if stream.time_base is None:
+        return None
+    pts: array[int] = array("q")
+    keys: array[int] = array("q")
+    idr: array[int] = array("q")
+    codec_name = stream.codec_context.name
+    nal_length = nal_length_size(codec_name, stream.codec_context.extradata)
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the demuxer's end-of-stream flush packet
+            continue
+        if packet.pts is None:
             return None
-        stream = container.streams.video[0]
-        if stream.time_base is None:
-            return None
-        pts: array[int] = array("q")
-        keys: array[int] = array("q")
-        idr: array[int] = array("q")
-        codec_name = stream.codec_context.name
-        nal_length = nal_length_size(codec_name, stream.codec_context.extradata)
-        for packet in container.demux(stream):
-            if packet.size == 0:  # the demuxer's end-of-stream flush packet
-                continue
-            if packet.pts is None:
-                return None
-            pts.append(packet.pts)
-            if packet.is_keyframe:
-                keys.append(packet.pts)
-                if nal_length and starts_with_idr(bytes(packet), codec_name, nal_length):
-                    idr.append(packet.pts)
-        ordered = np.sort(np.frombuffer(pts, dtype=np.int64))
-        if len(ordered) > 1 and not bool(np.all(np.diff(ordered) > 0)):
-            return None  # duplicate timestamps: frames cannot be told apart by pts
-        key_positions = np.searchsorted(ordered, np.frombuffer(keys, dtype=np.int64))
-        idr_positions = np.searchsorted(ordered, np.frombuffer(idr, dtype=np.int64))
-        rate = stream.average_rate
-        return StreamIndex(
-            pts=array("q", ordered.tobytes()),
-            keyframes=sorted(int(p) for p in key_positions),
-            time_base=Fraction(stream.time_base),
-            reported_frames=int(stream.frames or 0),
-            rate=Fraction(rate) if rate else None,
-            idr_keyframes=sorted(int(p) for p in idr_positions),
-        )
+        pts.append(packet.pts)
+        if packet.is_keyframe:
+            keys.append(packet.pts)
+            if nal_length and starts_with_idr(bytes(packet), codec_name, nal_length):
+                idr.append(packet.pts)
+    ordered = np.sort(np.frombuffer(pts, dtype=np.int64))
+    if len(ordered) > 1 and not bool(np.all(np.diff(ordered) > 0)):
+        return None  # duplicate timestamps: frames cannot be told apart by pts
+    key_positions = np.searchsorted(ordered, np.frombuffer(keys, dtype=np.int64))
+    idr_positions = np.searchsorted(ordered, np.frombuffer(idr, dtype=np.int64))
+    rate = stream.average_rate
+    return StreamIndex(
+        pts=array("q", ordered.tobytes()),
+        keyframes=sorted(int(p) for p in key_positions),
+        time_base=Fraction(stream.time_base),
+        reported_frames=int(stream.frames or 0),
+        rate=Fraction(rate) if rate else None,
+        idr_keyframes=sorted(int(p) for p in idr_positions),
+        first_packet_pts=pts[0] if pts else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -224,6 +239,7 @@ def sample_with_pyav(
     *,
     thread_type: str = DECODE_THREAD_TYPE,
     jump_to_idr: bool = True,
+    reopen: bool = False,
 ) -> SampledFrames | None:
     """Sample ``path`` decoding as little as possible; ``None`` when the OpenCV path must.
 
@@ -236,6 +252,8 @@ def sample_with_pyav(
             ``"AUTO"``); the default is the served client's, others are for measurements.
         jump_to_idr: let the reference-frame pass jump over packets no pick needs (see the
             module docstring); ``False`` is for measurements.
+        reopen: open the file a second time to decode instead of seeking in the one that was
+            indexed (the way before); ``True`` is for measurements.
 
     """
     try:
@@ -243,18 +261,22 @@ def sample_with_pyav(
     except ImportError:  # the client works without PyAV, only slower
         return None
     try:
-        index = read_stream_index(path)
-        if index is None or index.total == 0:
-            return None
-        targets = targets_for(index.total)
-        sink = _FrameSink(len(targets), max_side)
-        picks = keyframe_picks(index, targets) if len(targets) < index.total else None
-        if picks is not None:
-            _decode_keyframes(path, index, picks, sink, thread_type)
-        else:
-            skip = index.total >= NONREF_MIN_FRAMES_PER_PICK * len(targets)
-            jumps = index.idr_keyframes if jump_to_idr else []
-            _decode_nearest(path, index, targets, sink, thread_type, skip_nonref=skip, jumps=jumps)
+        with _open(path, thread_type) as container:
+            index = index_stream(container)
+            if index is None or index.total == 0:
+                return None
+            targets = targets_for(index.total)
+            sink = _FrameSink(len(targets), max_side)
+            picks = keyframe_picks(index, targets) if len(targets) < index.total else None
+            with _for_decoding(
+                container, index, path, thread_type, rewind=picks is None, reopen=reopen
+            ) as decoding:
+                if picks is not None:
+                    _decode_keyframes(decoding, index, picks, sink)
+                else:
+                    skip = index.total >= NONREF_MIN_FRAMES_PER_PICK * len(targets)
+                    jumps = index.idr_keyframes if jump_to_idr else []
+                    _decode_nearest(decoding, index, targets, sink, skip_nonref=skip, jumps=jumps)
         return sink.sampled(index)
     except (av.FFmpegError, OSError, _UnexpectedStreamError) as exc:
         logger.info("%s: PyAV fast path gave up (%s); scanning with OpenCV", path, exc)
@@ -348,99 +370,136 @@ class _FrameSink:
 
 
 def _decode_keyframes(
-    path: str | os.PathLike[str],
+    container: av.container.InputContainer,
     index: StreamIndex,
     picks: list[int],
     sink: _FrameSink,
-    thread_type: str,
 ) -> None:
+    stream = container.streams.video[0]
+    codec = stream.codec_context
+    for position in picks:
+        wanted = index.pts[position]
+        container.seek(wanted, stream=stream, backward=True, any_frame=False)
+        packet = next((p for p in container.demux(stream) if p.size), None)
+        if packet is None or packet.pts != wanted or not packet.is_keyframe:
+            raise _UnexpectedStreamError("a seek landed elsewhere")
+        # one packet in, then drain: the decoder gives the frame without waiting for the
+        # frames that would follow it (a keyframe needs no other)
+        frames = [*codec.decode(packet), *codec.decode(None)]
+        codec.flush_buffers()
+        frame = next((f for f in frames if f.pts == wanted), None)
+        if frame is None:
+            raise _UnexpectedStreamError("a keyframe did not decode")
+        sink.add(position, frame)
+
+
+def _open(path: str | os.PathLike[str], thread_type: str) -> av.container.InputContainer:
+    """Open ``path`` for reading, its first video stream (if any) decoding with ``thread_type``."""
     import av
 
-    with av.open(os.fspath(path), metadata_errors="ignore") as container:
+    container = av.open(os.fspath(path), metadata_errors="ignore")
+    if container.streams.video:
+        container.streams.video[0].thread_type = thread_type
+    return container
+
+
+@contextmanager
+def _for_decoding(
+    container: av.container.InputContainer,
+    index: StreamIndex,
+    path: str | os.PathLike[str],
+    thread_type: str,
+    *,
+    rewind: bool,
+    reopen: bool,
+) -> Iterator[av.container.InputContainer]:
+    """Yield the container to decode from, after :func:`index_stream` read ``container``.
+
+    ``container`` itself unless ``reopen``; with ``rewind``, its next packet is the stream's
+    first: it is sought back there where that lands on it (MP4, MOV, Matroska, WebM, AVI,
+    MPEG-PS), and the file is opened again where it does not (MPEG-TS seeks by timestamp to a
+    later packet), at the cost of a second open.
+    """
+    if not reopen and rewind:
         stream = container.streams.video[0]
-        stream.thread_type = thread_type
-        codec = stream.codec_context
-        for position in picks:
-            wanted = index.pts[position]
-            container.seek(wanted, stream=stream, backward=True, any_frame=False)
-            packet = next((p for p in container.demux(stream) if p.size), None)
-            if packet is None or packet.pts != wanted or not packet.is_keyframe:
-                raise _UnexpectedStreamError("a seek landed elsewhere")
-            # one packet in, then drain: the decoder gives the frame without waiting for the
-            # frames that would follow it (a keyframe needs no other)
-            frames = [*codec.decode(packet), *codec.decode(None)]
-            codec.flush_buffers()
-            frame = next((f for f in frames if f.pts == wanted), None)
-            if frame is None:
-                raise _UnexpectedStreamError("a keyframe did not decode")
-            sink.add(position, frame)
+        first = index.first_packet_pts
+        if first is None:
+            raise _UnexpectedStreamError("the stream has no packet")
+        container.seek(first, stream=stream, backward=True, any_frame=False)
+        landed = next((p for p in container.demux(stream) if p.size), None)
+        reopen = landed is None or landed.pts != first
+        if not reopen:
+            container.seek(first, stream=stream, backward=True, any_frame=False)  # unread it
+    if not reopen:
+        yield container
+        return
+    with _open(path, thread_type) as again:
+        yield again
 
 
 def _decode_nearest(
-    path: str | os.PathLike[str],
+    container: av.container.InputContainer,
     index: StreamIndex,
     targets: list[int],
     sink: _FrameSink,
-    thread_type: str,
     *,
     skip_nonref: bool,
     jumps: list[int],
 ) -> None:
     """One decoding pass; for each target, the decoded frame nearest to it (each used once).
 
+    The pass starts at the container's next packet, the stream's first (:func:`_for_decoding`).
     ``jumps``: IDR keyframe positions the pass may jump to (the module docstring says when).
     Holds at most one decoded frame besides the output: the last one before the next target.
     """
-    import av
-
     previous: tuple[int, av.video.frame.VideoFrame] | None = None
     pts_sorted = np.frombuffer(index.pts, dtype=np.int64)
     jump_pts = {int(pts_sorted[k]): k for k in jumps}
     fed_jump = -1  # the last jump keyframe fed to the decoder
     skip_to: int | None = None  # while jumping: the pts of the keyframe to resume at
     j = fed = 0
-    with av.open(os.fspath(path), metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
-        stream.thread_type = thread_type
-        codec = stream.codec_context
-        if skip_nonref:
-            codec.skip_frame = "NONREF"
-        for packet in container.demux(stream):
-            if packet.size:
-                if skip_to is not None and packet.pts != skip_to:
-                    continue
-                skip_to = None
-                fed_jump = max(fed_jump, jump_pts.get(int(packet.pts or 0), -1))
-                fed += 1
-            for frame in codec.decode(packet if packet.size else None):
-                if frame.pts is None:
-                    raise _UnexpectedStreamError("a decoded frame has no timestamp")
-                position = int(np.searchsorted(pts_sorted, frame.pts))
-                if position >= len(pts_sorted) or pts_sorted[position] != frame.pts:
-                    raise _UnexpectedStreamError("a decoded frame is not in the index")
-                if sink.positions and position <= sink.positions[-1]:
-                    raise _UnexpectedStreamError("frames out of presentation order")
-                current: tuple[int, av.video.frame.VideoFrame] | None = (position, frame)
-                while j < len(targets) and current is not None and position >= targets[j]:
-                    target = targets[j]
-                    if previous is not None and target - previous[0] < position - target:
-                        sink.add(*previous)
-                    else:
-                        sink.add(*current)
-                        current = None
-                    previous = None
-                    j += 1
-                previous = current
-                if j == len(targets):
-                    break
-                if skip_to is None:
-                    resume = _jump_target(jumps, targets[j], max(position, fed_jump))
-                    skip_to = None if resume is None else int(pts_sorted[resume])
+    stream = container.streams.video[0]
+    codec = stream.codec_context
+    if skip_nonref:
+        codec.skip_frame = "NONREF"
+    for packet in container.demux(stream):
+        if packet.size:
+            if fed == 0 and packet.pts != index.first_packet_pts:
+                raise _UnexpectedStreamError("the rewind landed elsewhere")
+            if skip_to is not None and packet.pts != skip_to:
+                continue
+            skip_to = None
+            fed_jump = max(fed_jump, jump_pts.get(int(packet.pts or 0), -1))
+            fed += 1
+        for frame in codec.decode(packet if packet.size else None):
+            if frame.pts is None:
+                raise _UnexpectedStreamError("a decoded frame has no timestamp")
+            position = int(np.searchsorted(pts_sorted, frame.pts))
+            if position >= len(pts_sorted) or pts_sorted[position] != frame.pts:
+                raise _UnexpectedStreamError("a decoded frame is not in the index")
+            if sink.positions and position <= sink.positions[-1]:
+                raise _UnexpectedStreamError("frames out of presentation order")
+            current: tuple[int, av.video.frame.VideoFrame] | None = (position, frame)
+            while j < len(targets) and current is not None and position >= targets[j]:
+                target = targets[j]
+                if previous is not None and target - previous[0] < position - target:
+                    sink.add(*previous)
+                else:
+                    sink.add(*current)
+                    current = None
+                previous = None
+                j += 1
+            previous = current
             if j == len(targets):
                 break
+            if skip_to is None:
+                resume = _jump_target(jumps, targets[j], max(position, fed_jump))
+                skip_to = None if resume is None else int(pts_sorted[resume])
+        if j == len(targets):
+            break
     if j < len(targets) and previous is not None:
         sink.add(*previous)
-    logger.debug("%s: fed the decoder %d of %d packets", path, fed, index.total)
+    logger.debug("%s: fed the decoder %d of %d packets", container.name, fed, index.total)
 
 
 def _jump_target(jumps: list[int], target: int, reached: int) -> int | None:

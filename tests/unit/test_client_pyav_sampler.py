@@ -162,6 +162,36 @@ def test_sample_with_pyav_returns_the_frames_it_names_when_container_is_not_mp4(
     assert [read_marker(f) for f in sampled.frames] == sampled.frame_indices.tolist()
 
 
+@pytest.mark.parametrize(
+    ("name", "gop", "opens"),
+    [("gop10.mp4", 10, 1), ("gop250.mp4", 250, 1), ("gop250.ts", 250, 2)],
+    ids=["keyframe_path", "decode_path", "decode_path_mpegts"],
+)
+def test_sample_with_pyav_opens_the_file_twice_only_when_the_container_cannot_seek_back(
+    videos: Path, monkeypatch: pytest.MonkeyPatch, name: str, gop: int, opens: int
+) -> None:
+    import av
+
+    path = make_face_video(
+        videos / f"opens_{name}", seconds=20, fps=FPS, size=SIZE, codec="avc1", gop=gop
+    )
+    reopened = sample_with_pyav(path, picks(16), None, reopen=True)
+    opened: list[str] = []
+    real_open = av.open
+
+    def counting_open(file: str, *args: object, **kwargs: object) -> object:
+        opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    sampled = sample_with_pyav(path, picks(16), None)
+    assert sampled is not None and reopened is not None
+    assert len(opened) == opens  # MPEG-TS seeks back to a later packet: opened again
+    assert np.array_equal(sampled.frame_indices, reopened.frame_indices)
+    assert np.array_equal(sampled.frames, reopened.frames)
+    assert [read_marker(f) for f in sampled.frames] == sampled.frame_indices.tolist()
+
+
 @pytest.mark.parametrize("video", ["dense_keyframes", "one_keyframe"])
 def test_sample_with_pyav_gives_the_single_thread_frames_when_slices_decode_in_threads(
     request: pytest.FixtureRequest, video: str
