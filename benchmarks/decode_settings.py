@@ -21,16 +21,13 @@ import numpy as np
 from fakescope.benchmarks.decode_threads import client_sample, describe_method
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.frames import even_frame_indices
-from fakescope.client.pyav_sampler import keyframe_picks, read_stream_index
+from fakescope.client.pyav_sampler import StreamIndex, keyframe_picks, read_stream_index
 
 logger = logging.getLogger(__name__)
 
 
-def sampling_path(video: Path) -> str:
-    """Which way the fast path samples ``video``: on keyframes, or in one pass."""
-    index = read_stream_index(video)
-    if index is None:
-        raise RuntimeError(f"{video}: no video stream to index")
+def sampling_path(index: StreamIndex) -> str:
+    """Which way the fast path samples the video of ``index``: on keyframes, or in one pass."""
     targets = even_frame_indices(index.total, DEFAULT_NUM_FRAMES)
     on_keyframes = len(targets) < index.total and keyframe_picks(index, targets) is not None
     return "keyframes" if on_keyframes else "one pass"
@@ -65,14 +62,15 @@ def compare(
                 wall[mode].append(time.perf_counter() - start)
                 cpu[mode].append(time.process_time() - start_cpu)
         index = read_stream_index(video)
-        assert index is not None  # sampled above
+        if index is None:
+            raise RuntimeError(f"{video}: no video stream to index")
         row: dict[str, Any] = {
             "video": video.name,
             "size": list(reference.source_size),
             "frames": index.total,
             "keyframes": len(index.keyframes),
             "idr_keyframes": len(index.idr_keyframes),
-            "path": sampling_path(video),
+            "path": sampling_path(index),
         }
         for mode in modes:
             row[mode] = {
