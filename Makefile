@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
 .PHONY: demo test serve export bench web fuzz lint clean help train-deps train export-trained \
-	served-results soak capacity
+	served-results soak capacity export-int8
 
 help:
 	@echo "make demo   set up, start the embedded Triton, analyze samples/, print verdicts, stop"
@@ -22,6 +22,7 @@ help:
 	@echo "make train-deps  install the training extra (torch, ClearML, ...) into the venv"
 	@echo "make train  retrain the served classifier on ../shared/data/dfdc_faces (~1-2 h, 2 cores)"
 	@echo "make export-trained  export that run as the next face_classifier version"
+	@echo "make export-int8  publish the served classifier's int8 model, if it keeps its quality"
 	@echo "make served-results  evaluate the served version, write its result files and card"
 
 # Serving + client: no torch. Marker files make re-runs instant.
@@ -60,6 +61,11 @@ FRAMING_VIDEOS ?= $(SAMPLE_VIDEOS)/519.mp4 $(SAMPLE_VIDEOS)/519_515.mp4
 export-trained: $(VENV)/.dev-deps
 	$(VENV)/bin/fakescope -v export --checkpoint $(TRAIN_OUTPUT)/best.pt \
 		--framing-videos $(FRAMING_VIDEOS)
+
+# The served classifier's int8 model (issue #14, item 3: calibrated and judged on DATA, the set it
+# was trained on), published as the next version only if it keeps the float model's quality.
+export-int8: $(VENV)/.dev-deps
+	$(VENV)/bin/fakescope -v export --quantize $(DATA)
 
 # The served version's result files and model card: validation faces, the sample videos and the
 # training run's own records, all written by code.

@@ -1,8 +1,9 @@
 """An int8 face classifier: what it costs in quality and buys in speed (issue #14, item 3).
 
-The served ``face_classifier`` (the newest version folder of the model repository) is quantized
-with ONNX Runtime's static quantization (QDQ, int8 weights per channel, uint8 activations),
-calibrated on ``--calibration-faces`` faces drawn from the TRAIN split of the face-crop set
+The served float ``face_classifier`` (the newest version folder of the model repository or,
+where that is an int8 version, the float version it was made from) is quantized with ONNX
+Runtime's static quantization (QDQ, int8 weights per channel, uint8 activations), calibrated on
+``--calibration-faces`` faces drawn from the TRAIN split of the face-crop set
 (``../shared/data/dfdc_faces``). Variants:
 
 * ``float``: the served model, unchanged (its temperature and threshold were fitted on the
@@ -17,7 +18,8 @@ calibrated on ``--calibration-faces`` faces drawn from the TRAIN split of the fa
 * ``int8-mixed``: as ``int8-7bit``, with ``--float-blocks`` of the backbone's blocks kept in
   float: those whose quantization costs the most LogLoss, chosen on ``--selection-faces``
   faces of the TRAIN split that are not calibration faces (each block kept in float alone,
-  :func:`choose_float_blocks`), so the validation faces play no part in the choice;
+  :func:`choose_float_blocks`), so the validation faces play no part in the choice: the recipe
+  ``fakescope export --quantize`` publishes (:mod:`fakescope.export.quantize`);
 * ``float+T`` and ``int8+T``: the same models with a temperature refitted on the calibration
   faces (:func:`fakescope.training.calibration.fit_temperature`, appended to the graph, so the
   file itself is the calibrated model). Each model is calibrated on the same training faces,
@@ -47,14 +49,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
-import re
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,98 +68,41 @@ from onnx import helper, numpy_helper
 from fakescope import contract
 from fakescope.benchmarks.machine import cpu_facts, describe_cpu
 from fakescope.benchmarks.result_files import write_result
+from fakescope.export.quantize import (
+    CALIBRATION_FACES,
+    CALIBRATION_SEED,
+    FLOAT_BLOCKS,
+    QUANTIZATION_KEY,
+    SELECTION_FACES,
+    SELECTION_SEED,
+    TOLERANCE,
+    Quality,
+    accepted,
+    calibration_names,
+    choose_float_blocks,
+    classifier_logits,
+    head_nodes,
+    own_arithmetic_options,
+    quantize,
+)
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.pipeline.metadata import read_provenance
 from fakescope.pipeline.onnx_session import cpu_session_options
 
 if TYPE_CHECKING:
-    import onnxruntime as ort
+    pass
 
 logger = logging.getLogger(__name__)
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "classifier_int8.json"
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces"
-#: The acceptance rule of issue #14, item 3: AUC and LogLoss within this of the float model.
-TOLERANCE = 0.005
 #: The split the quality work uses (Makefile ``SPLIT_ARGS``).
 SPLIT_SEED = 0
 VAL_FRACTION = 0.12
-CALIBRATION_FACES = 512
-CALIBRATION_SEED = 0
-#: Training faces (not calibration faces) on which ``int8-mixed`` chooses its float blocks.
-SELECTION_FACES = 2048
-SELECTION_SEED = 1
-#: Blocks of the backbone ``int8-mixed`` keeps in float.
-FLOAT_BLOCKS = 2
 INTRA_OP_THREADS = 2
 TIMED_BATCHES = (16, 32)
 WARMUP_ROUNDS = 3
 EXIT_NO_DATA = 2
-#: Float rounding must not turn a delta of exactly the tolerance into a rejection.
-_ROUNDING = 1e-12
-
-
-@dataclass(frozen=True)
-class Quality:
-    """The two figures the acceptance rule compares."""
-
-    auc: float
-    logloss: float
-
-
-def accepted(reference: Quality, *candidates: Quality, tolerance: float = TOLERANCE) -> bool:
-    """Return whether every one of ``candidates`` keeps the reference's quality.
-
-    That is: AUC at most ``tolerance`` lower and LogLoss at most ``tolerance`` higher (better
-    figures pass). A quantized model's candidates are its figures on this CPU and in its own
-    arithmetic.
-    """
-    return bool(candidates) and all(
-        reference.auc - candidate.auc <= tolerance + _ROUNDING
-        and candidate.logloss - reference.logloss <= tolerance + _ROUNDING
-        for candidate in candidates
-    )
-
-
-def calibration_names(
-    train_names: Sequence[str], count: int, seed: int, what: str = "calibration faces"
-) -> list[str]:
-    """``count`` names drawn without replacement from ``train_names`` (seeded; sorted).
-
-    ``what`` names the faces in the error (calibration or selection faces).
-
-    Raises:
-        ValueError: when ``count`` is not in ``1..len(train_names)``.
-
-    """
-    pool = sorted(train_names)
-    if not 1 <= count <= len(pool):
-        raise ValueError(f"{what} must be 1..{len(pool)} (of the train split), got {count}")
-    picked = np.random.default_rng(seed).choice(len(pool), size=count, replace=False)
-    return sorted(pool[i] for i in picked)
-
-
-def head_nodes(model: onnx.ModelProto) -> list[str]:
-    """Return the names of the classifier head's nodes.
-
-    The fully connected layer(s) and the nodes writing the logit and the probability (the
-    temperature ``Div``, ``Sigmoid``).
-    """
-    outputs = {contract.CLASSIFIER_LOGIT, contract.CLASSIFIER_OUTPUT}
-    return [n.name for n in model.graph.node if n.op_type == "Gemm" or outputs & set(n.output)]
-
-
-#: The backbone block a node belongs to, from the exported node names (``/backbone/_blocks.3/...``).
-_BLOCK = re.compile(r"/_blocks\.(\d+)/")
-
-
-def backbone_blocks(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Return the names of each backbone block's nodes, by block number (as a string)."""
-    blocks: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        found = _BLOCK.search(node.name)
-        if found:
-            blocks.setdefault(found.group(1), []).append(node.name)
-    return dict(sorted(blocks.items(), key=lambda item: int(item[0])))
 
 
 def with_extra_temperature(model: onnx.ModelProto, temperature: float) -> onnx.ModelProto:
@@ -196,136 +140,15 @@ def with_extra_temperature(model: onnx.ModelProto, temperature: float) -> onnx.M
 # --- building the variants ----------------------------------------------------------------------
 
 
-def _reader(crops: NDArray[Any], batch: int = 32) -> Any:
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class Batches(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._batches = iter(
-                [
-                    {contract.CLASSIFIER_INPUT: crops[i : i + batch]}
-                    for i in range(0, len(crops), batch)
-                ]
-            )
-
-        def get_next(self) -> dict[str, NDArray[Any]] | None:
-            return next(self._batches, None)
-
-    return Batches()
-
-
-def quantize(
-    source: Path,
-    target: Path,
-    calibration: NDArray[Any],
-    *,
-    float_head: bool,
-    method: str,
-    seven_bit_weights: bool = False,
-    float_blocks: Collection[str] = (),
-) -> None:
-    """Write the int8 (QDQ) version of ``source`` to ``target``, calibrated on ``calibration``.
-
-    ``float_head`` keeps :func:`head_nodes` in float, ``float_blocks`` the nodes of those
-    :func:`backbone_blocks`; ``seven_bit_weights`` quantizes weights to 7 bits (ONNX Runtime's
-    ``reduce_range``). The source's metadata (the classifier's spec and provenance) is carried
-    over.
-    """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = target.with_suffix(".pre.onnx")
-    # symbolic shape inference is for transformer graphs; ONNX's own is enough here
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    model = onnx.load(str(prepared))
-    exclude = head_nodes(model) if float_head else []
-    blocks = backbone_blocks(model)
-    unknown = sorted(set(float_blocks) - set(blocks))
-    if unknown:
-        raise ValueError(f"no backbone block {', '.join(unknown)} (blocks: {', '.join(blocks)})")
-    exclude += [name for block in float_blocks for name in blocks[block]]
-    quantize_static(
-        str(prepared),
-        str(target),
-        _reader(calibration),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        reduce_range=seven_bit_weights,
-        weight_type=QuantType.QInt8,
-        activation_type=QuantType.QUInt8,
-        calibrate_method=CalibrationMethod[method],
-        nodes_to_exclude=exclude,
-    )
-    prepared.unlink()
-    quantized, original = onnx.load(str(target)), onnx.load(str(source))
-    del quantized.metadata_props[:]
-    quantized.metadata_props.extend(original.metadata_props)
-    onnx.save(quantized, str(target))
-
-
-def _logits(path: Path, crops: NDArray[Any]) -> NDArray[Any]:
-    from fakescope.training.evaluate import OnnxClassifier
-
-    session = OnnxClassifier(path).session
-    out = [
-        session.run([contract.CLASSIFIER_LOGIT], {contract.CLASSIFIER_INPUT: crops[i : i + 32]})[0]
-        for i in range(0, len(crops), 32)
-    ]
-    logits: NDArray[Any] = np.concatenate(out).reshape(-1).astype(np.float64)
-    return logits
-
-
 def refit_temperature(
     source: Path, target: Path, crops: NDArray[Any], labels: NDArray[Any]
 ) -> float:
     """Fit a temperature on ``source``'s logits of ``crops``; write the calibrated model."""
     from fakescope.training.calibration import fit_temperature
 
-    temperature = fit_temperature(labels, _logits(source, crops))
+    temperature = fit_temperature(labels, classifier_logits(source, crops))
     onnx.save(with_extra_temperature(onnx.load(str(source)), temperature), str(target))
     return temperature
-
-
-def choose_float_blocks(
-    source: Path,
-    workdir: Path,
-    calibration: NDArray[Any],
-    faces: NDArray[Any],
-    labels: NDArray[Any],
-    *,
-    count: int,
-    method: str,
-) -> tuple[list[str], dict[str, float]]:
-    """Return the ``count`` backbone blocks whose quantization costs the most LogLoss on ``faces``.
-
-    Each block in turn is kept in float, everything else quantized as ``int8-7bit``; the blocks
-    whose float-keeping gives the lowest LogLoss (served temperature) win. Returns them in
-    block order, and the LogLoss of every block's model.
-    """
-    from fakescope.training.binary_metrics import binary_metrics
-    from fakescope.training.calibration import sigmoid
-
-    losses = {}
-    for block in backbone_blocks(onnx.load(str(source))):
-        path = workdir / f"float-block-{block}.onnx"
-        quantize(
-            source,
-            path,
-            calibration,
-            float_head=True,
-            method=method,
-            seven_bit_weights=True,
-            float_blocks=[block],
-        )
-        losses[block] = binary_metrics(labels, sigmoid(_logits(path, faces)), 0.5).logloss
-        path.unlink()
-    ranked = sorted(losses, key=lambda block: (losses[block], int(block)))
-    return sorted(ranked[:count], key=int), losses
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -352,18 +175,23 @@ class Timing:
     cpu_median: float
 
 
-def own_arithmetic_options() -> ort.SessionOptions:
-    """ONNX Runtime session options that run a QDQ model in its own arithmetic.
+def float_source(model: Path) -> Path:
+    """Return ``model``, or the float version it was quantized from (in the same repository).
 
-    Graph optimisations off: no fused int8 kernels, each ``QuantizeLinear`` /
-    ``DequantizeLinear`` pair and float operator runs as written, so the figures do not depend
-    on the CPU's int8 instructions.
+    The variants are all built from, and judged against, the float model.
+
+    Raises:
+        FileNotFoundError: ``model`` is quantized and its float version is not beside it.
+
     """
-    import onnxruntime as ort
-
-    options = cpu_session_options(INTRA_OP_THREADS)
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return options
+    record = read_provenance(model).get(QUANTIZATION_KEY)
+    if record is None:
+        return model
+    source = model.parent.parent / str(json.loads(record)["source_version"]) / model.name
+    if not source.is_file():
+        raise FileNotFoundError(f"{model} is int8; its float version {source} is not there")
+    logger.info("%s is int8: measuring from its float version %s", model, source)
+    return source
 
 
 def time_models(
@@ -424,7 +252,7 @@ def measure(
 
     started = time.monotonic()
     loadavg_before = os.getloadavg()
-    served = resolve_model(model_source, workdir)
+    served = float_source(resolve_model(model_source, workdir))
     classifier = OnnxClassifier(served)
     size = classifier.spec.input_size
     try:
@@ -545,7 +373,9 @@ def measure(
             "youden_threshold_on_this_set": evaluation.youden_threshold,
         }
         if variant.quantized:
-            own = OnnxClassifier(variant.path, session_options=own_arithmetic_options())
+            own = OnnxClassifier(
+                variant.path, session_options=own_arithmetic_options(INTRA_OP_THREADS)
+            )
             metrics = evaluate_face_crops(val_entries, val_crops, own).metrics.to_json()
             quality[variant.name]["metrics_own_arithmetic"] = metrics
     logger.info("timing %d rounds", rounds)

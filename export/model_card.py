@@ -96,6 +96,26 @@ def _framing_line(framing: Mapping[str, Any]) -> str:
     )
 
 
+def _quantization_line(record: Mapping[str, Any]) -> str:
+    """Say what an int8 version was quantized from, how, and why it was published."""
+    figures = ", ".join(
+        f"{label} AUC {record[key]['auc']:.4f} LogLoss {record[key]['logloss']:.4f}"
+        for label, key in (
+            ("float", "float"),
+            ("int8 on the exporting CPU", "int8_this_cpu"),
+            ("int8 in its own arithmetic", "int8_own_arithmetic"),
+        )
+    )
+    return (
+        f"- int8 model of version {record['source_version']}: {record['format']}; weights "
+        f"{record['weights']}; activations {record['activations']}; "
+        f"{record['calibration']['method']} calibration on {record['calibration']['faces']} "
+        f"faces of the train split; float: {record['float_nodes']}. Published because it keeps "
+        f"the float model's quality within {record['tolerance']} on the "
+        f"{record['validation_faces']} validation faces: {figures}"
+    )
+
+
 def model_card(
     spec: ClassifierSpec,
     trained: bool,
@@ -125,6 +145,11 @@ def model_card(
         f"- ONNX Runtime vs PyTorch: max |logit difference| ≤ {PARITY_TOLERANCE:.0e} "
         "(PARITY_TOLERANCE), checked at export on real face crops",
     ]
+    quantization = p.pop("quantization", None)
+    if quantization:
+        lines[-1] = _quantization_line(json.loads(quantization))
+        if "quantize_git_commit" in p:
+            lines[-2] += f", {p.pop('quantize_git_commit')} (quantization)"
     framing = p.pop("framing_calibration", None)
     if framing:
         lines.insert(4, _framing_line(json.loads(framing)))
@@ -140,9 +165,9 @@ def model_card(
         p.pop(key)
     command = p.pop("command", None)
     reproduce = p.pop("reproduce", None)
-    export_command = p.pop("export_command", None)
+    later = [p.pop(key) for key in ("export_command", "quantize_command") if key in p]
     if reproduce or command:
-        steps = [reproduce or command or "", *([export_command] if export_command else [])]
+        steps = [reproduce or command or "", *later]
         lines += ["", "## Reproduce", "", "```sh", *steps, "```"]
     limits = p.pop("limitations", None)
     if limits:

@@ -43,6 +43,7 @@ from fakescope.pipeline.metadata import (
 
 __all__ = [
     "export_new_version",
+    "keep_card_of_served",
     "list_versions",
     "render_card",
     "rollback",
@@ -71,7 +72,7 @@ def served_version(repository: Path) -> int:
     return versions[-1]
 
 
-def _keep_card_of_served(folder: Path) -> None:
+def keep_card_of_served(folder: Path) -> None:
     """Copy the served card into its version folder (once) so a rollback can restore it."""
     versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
     if not versions or not (folder / CARD).is_file():
@@ -108,7 +109,7 @@ def export_new_version(
         )
         card = model_card(checkpoint.spec, checkpoint.trained, checkpoint.provenance, version)
         (staging / CARD).write_text(card)
-        _keep_card_of_served(folder)
+        keep_card_of_served(folder)
         staging.rename(folder / str(version))
     finally:
         if staging.exists():

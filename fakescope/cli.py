@@ -162,6 +162,8 @@ def run_export(args: argparse.Namespace) -> int:
         print("fakescope: error: --framing-videos needs --checkpoint", file=sys.stderr)
         return 2
     remote = isinstance(args.repository, S3Location)
+    if args.quantize is not None:
+        return _export_quantized(args, remote)
     if remote and not args.checkpoint:
         print(
             "fakescope: error: rebuilding the placeholder models works on a folder; "
@@ -193,6 +195,38 @@ def run_export(args: argparse.Namespace) -> int:
 
     build_repository(args.repository)
     print(f"model repository written to {args.repository}")
+    return 0
+
+
+def _export_quantized(args: argparse.Namespace, remote: bool) -> int:
+    """``fakescope export --quantize DATA``: the served classifier's int8 model, if accepted."""
+    if args.checkpoint:
+        print("fakescope: error: give --checkpoint or --quantize, not both", file=sys.stderr)
+        return 2
+    if remote:
+        print(
+            "fakescope: error: --quantize works on a repository folder; publish the new "
+            "version to S3 from there",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.quantize.is_dir():
+        print(f"fakescope: error: face-crop set not found: {args.quantize}", file=sys.stderr)
+        return 2
+    from fakescope.export.quantize import export_quantized_version
+
+    try:
+        version = export_quantized_version(args.repository, args.quantize)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # built, judged and not accepted: nothing published
+        print(f"fakescope: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"face_classifier version {version} (int8) written to {args.repository} "
+        "(restart the server)"
+    )
     return 0
 
 
@@ -296,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VIDEO",
         help="real-face videos (not those you test on) to calibrate the served crop framing "
         "of a checkpoint trained on face crops",
+    )
+    export.add_argument(
+        "--quantize",
+        type=Path,
+        metavar="FACE_CROPS",
+        help="publish the served classifier's int8 model as the next version, built and judged "
+        "on the face-crop set it was trained on (published only if AUC and LogLoss on its "
+        "validation faces keep the float model's (fakescope.export.quantize.TOLERANCE))",
     )
     export.set_defaults(func=run_export)
 

@@ -14,6 +14,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 
 pytest.importorskip("torch", reason="training needs the train extra (torch)")
@@ -22,7 +23,8 @@ from fakescope import contract
 from fakescope.cli import main as fakescope_main
 from fakescope.export.crop_geometry import CropDetector, measure_geometry
 from fakescope.export.framing import FRAMING_TOLERANCE, load_framing_frames
-from fakescope.export.versions import export_new_version
+from fakescope.export.quantize import export_quantized_version
+from fakescope.export.versions import export_new_version, served_version
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import config_parameters
@@ -303,3 +305,86 @@ def test_train_resume_continues_after_last_finished_epoch_when_interrupted(train
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert history[:2] == first  # the finished epochs were not trained again
+
+
+def _repository_copy(trained, tmp_path):
+    repository = tmp_path / "repository"
+    shutil.copytree(trained["repository"], repository)
+    return repository, repository / contract.CLASSIFIER_MODEL
+
+
+def _int8_initializers(path) -> int:
+    model = onnx.load(str(path))
+    return sum(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)
+
+
+def test_export_quantize_publishes_the_int8_model_as_the_next_version_when_quality_holds(
+    trained, tmp_path
+):
+    repository, folder = _repository_copy(trained, tmp_path)
+    source = served_version(repository)
+    version = export_quantized_version(
+        repository, trained["data"], calibration_faces=4, float_block_count=0, tolerance=1.0
+    )
+    assert version == source + 1 and served_version(repository) == version
+    published = folder / str(version) / "model.onnx"
+    assert _int8_initializers(published) > 0
+    assert _int8_initializers(folder / str(source) / "model.onnx") == 0
+    assert read_classifier_spec(published) == read_classifier_spec(trained["onnx"])
+    record = json.loads(read_provenance(published)["quantization"])
+    assert record["source_version"] == source and record["validation_faces"] > 0
+    assert record["calibration"]["faces"] == 4 and record["float_blocks"] == []
+    config = (folder / "config.pbtxt").read_text()
+    assert f"versions: [ {version} ]" in config
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert f"int8 model of version {source}" in card
+    assert "fakescope export --quantize" in card
+    assert (folder / str(source) / "MODEL_CARD.md").is_file()  # kept for a rollback
+    with pytest.raises(ValueError, match="quantized already"):
+        export_quantized_version(repository, trained["data"], calibration_faces=4)
+
+
+def test_export_quantize_leaves_the_repository_as_it_was_when_quality_drops(trained, tmp_path):
+    repository, folder = _repository_copy(trained, tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    listing = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(RuntimeError, match="does not keep the float model's quality"):
+        # a negative tolerance no model can meet: the verdict is what refuses it
+        export_quantized_version(
+            repository, trained["data"], calibration_faces=4, float_block_count=0, tolerance=-1.0
+        )
+    assert sorted(p.name for p in folder.iterdir()) == listing  # no version, no staging left
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_export_quantize_exits_2_when_the_set_has_fewer_training_faces_than_it_calibrates_on(
+    trained, tmp_path, capsys
+):
+    repository, folder = _repository_copy(trained, tmp_path)
+    listing = sorted(p.name for p in folder.iterdir())
+    code = fakescope_main(
+        ["export", "--repository", str(repository), "--quantize", str(trained["data"])]
+    )
+    assert code == 2
+    assert "calibration faces must be 1.." in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == listing
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--checkpoint", "best.pt"], "not both"),
+        (["--quantize", "no-such-folder"], "face-crop set not found"),
+    ],
+)
+def test_export_quantize_exits_2_when_arguments_are_wrong(
+    trained, tmp_path, capsys, extra, message
+):
+    repository, folder = _repository_copy(trained, tmp_path)
+    listing = sorted(p.name for p in folder.iterdir())
+    if "--checkpoint" in extra:
+        extra = [*extra, "--quantize", str(trained["data"])]
+    argv = ["export", "--repository", str(repository), *extra]
+    assert fakescope_main([a if a != "no-such-folder" else str(tmp_path / a) for a in argv]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == listing

@@ -94,3 +94,36 @@ def test_model_card_cli_rewrites_card_when_results_given(tmp_path):
     assert Path(repository / contract.CLASSIFIER_MODEL / "MODEL_CARD.md").read_text() == (
         served.read_text()
     )
+
+
+def test_model_card_states_the_int8_verdict_instead_of_pytorch_parity_when_quantized():
+    spec, trained = read_classifier_spec(SERVED / "model.onnx")
+    provenance = dict(read_provenance(SERVED / "model.onnx"))
+    provenance.pop("quantization", None)
+    assert "PyTorch" in model_card(spec, trained, provenance, 9)  # a float version's card
+    record = {
+        "source_version": 8,
+        "format": "QDQ",
+        "weights": "int8 per channel, 7 bits",
+        "activations": "uint8, asymmetric",
+        "calibration": {"method": "MinMax", "faces": 512, "split": "train", "seed": 0},
+        "float_nodes": "the head and blocks 3, 8",
+        "validation_faces": 4892,
+        "tolerance": 0.005,
+        "float": {"auc": 0.9398, "logloss": 0.3255},
+        "int8_this_cpu": {"auc": 0.9375, "logloss": 0.3248},
+        "int8_own_arithmetic": {"auc": 0.9373, "logloss": 0.3251},
+    }
+    quantized = {
+        **provenance,
+        "quantization": json.dumps(record),
+        "quantize_command": "fakescope export --quantize faces/",
+        "quantize_git_commit": "abc123",
+    }
+    card = model_card(spec, trained, quantized, 9)
+    assert "PyTorch" not in card
+    assert "int8 model of version 8" in card and "blocks 3, 8" in card
+    for figure in ("0.9398", "0.3255", "0.9375", "0.3248", "0.9373", "0.3251"):
+        assert figure in card
+    assert "abc123 (quantization)" in card
+    assert "fakescope export --quantize faces/" in card.split("## Reproduce")[1]

@@ -10,17 +10,19 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fakescope import contract
 from fakescope.benchmarks.classifier_int8 import (
+    main,
+    render_markdown,
+    with_extra_temperature,
+)
+from fakescope.export.quantize import (
     Quality,
     accepted,
     backbone_blocks,
     calibration_names,
     choose_float_blocks,
     head_nodes,
-    main,
     own_arithmetic_options,
     quantize,
-    render_markdown,
-    with_extra_temperature,
 )
 from fakescope.pipeline.metadata import ClassifierSpec, spec_to_metadata
 
