@@ -360,19 +360,35 @@ def _read_faces(
     )
 
 
-def _quality(path: Path, faces: _Faces, options: ort.SessionOptions | None = None) -> Quality:
+def _validation_metrics(
+    path: Path, faces: _Faces, options: ort.SessionOptions | None = None
+) -> dict[str, Any]:
+    """Score the classifier on the validation faces; its figures (``BinaryMetrics.to_json``)."""
     from fakescope.training.evaluate import OnnxClassifier, evaluate_face_crops
 
     classifier = OnnxClassifier(path, session_options=options)
-    metrics = evaluate_face_crops(faces.val_entries, faces.val, classifier).metrics
-    return Quality(auc=float(metrics.auc), logloss=float(metrics.logloss))
+    metrics: dict[str, Any] = evaluate_face_crops(
+        faces.val_entries, faces.val, classifier
+    ).metrics.to_json()
+    return metrics
 
 
-def _add_provenance(path: Path, entries: dict[str, str]) -> None:
+def _quality(metrics: dict[str, Any]) -> Quality:
+    if metrics["auc"] is None or metrics["logloss"] is None:
+        raise ValueError("the validation faces hold one class only: no AUC to judge by")
+    return Quality(auc=float(metrics["auc"]), logloss=float(metrics["logloss"]))
+
+
+def _set_provenance(path: Path, entries: dict[str, str]) -> None:
+    """Write ``entries`` into the model's provenance metadata, replacing keys it holds."""
     model = onnx.load(str(path))
-    for key, value in entries.items():
+    keys = {contract.META_PROVENANCE_PREFIX + key: value for key, value in entries.items()}
+    kept = [p for p in model.metadata_props if p.key not in keys]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in keys.items():
         prop = model.metadata_props.add()
-        prop.key, prop.value = contract.META_PROVENANCE_PREFIX + key, value
+        prop.key, prop.value = key, value
     onnx.save(model, str(path))
 
 
@@ -401,6 +417,7 @@ def export_quantized_version(
             behind; the figures are in the message).
 
     """
+    from fakescope.benchmarks.machine import cpu_facts
     from fakescope.export.model_card import model_card
     from fakescope.export.provenance import git_commit
     from fakescope.export.versions import (
@@ -410,6 +427,7 @@ def export_quantized_version(
         write_served_files,
     )
     from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
+    from fakescope.training.cli import FACE_CROP_LIMITATIONS
 
     repository = Path(repository)
     folder = repository / contract.CLASSIFIER_MODEL
@@ -459,9 +477,10 @@ def export_quantized_version(
         logger.info(
             "judging version %d against %d on %d faces", version, source_version, len(faces.val)
         )
-        reference = _quality(source, faces)
-        this_cpu = _quality(target, faces)
-        own = _quality(target, faces, own_arithmetic_options())
+        served_metrics = _validation_metrics(target, faces)
+        reference = _quality(_validation_metrics(source, faces))
+        this_cpu = _quality(served_metrics)
+        own = _quality(_validation_metrics(target, faces, own_arithmetic_options()))
         passed = accepted(reference, this_cpu, own, tolerance=tolerance)
         verdict = (
             f"float AUC {reference.auc:.4f} LogLoss {reference.logloss:.4f}; int8 on this CPU "
@@ -489,17 +508,29 @@ def export_quantized_version(
             "float_nodes": "the head (fully connected layer, temperature, sigmoid) and blocks "
             + (", ".join(blocks) or "none"),
             "float_blocks": blocks,
-            "selection": {"faces": selection_faces, "seed": SELECTION_SEED, "logloss": losses},
+            "selection": {
+                "faces": selection_faces if float_block_count else 0,
+                "seed": SELECTION_SEED,
+                "logloss": losses,
+            },
             "validation_faces": len(faces.val),
             "tolerance": tolerance,
             "float": vars(reference),
             "int8_this_cpu": vars(this_cpu),
             "int8_own_arithmetic": vars(own),
             "onnxruntime": ort.__version__,
+            "exporting_cpu": cpu_facts(),
         }
-        _add_provenance(
+        # the scope statement that travels with the model (config, CLI, web page) states this
+        # model's own validation figures, as training stated the float model's
+        split = json.loads(provenance["split"])
+        limitations = FACE_CROP_LIMITATIONS.format(
+            originals=split["val_originals"], **served_metrics
+        )
+        _set_provenance(
             target,
             {
+                "limitations": limitations,
                 QUANTIZATION_KEY: json.dumps(record, sort_keys=True),
                 "quantize_command": f"fakescope export --quantize {data}",
                 "quantize_git_commit": git_commit(),

@@ -334,6 +334,10 @@ def test_export_quantize_publishes_the_int8_model_as_the_next_version_when_quali
     record = json.loads(read_provenance(published)["quantization"])
     assert record["source_version"] == source and record["validation_faces"] > 0
     assert record["calibration"]["faces"] == 4 and record["float_blocks"] == []
+    # the scope statement it carries gives its own validation figures, not the float model's
+    limitations = read_provenance(published)["limitations"]
+    assert f"AUC {record['int8_this_cpu']['auc']:.3f}" in limitations
+    assert f"LogLoss {record['int8_this_cpu']['logloss']:.3f}" in limitations
     config = (folder / "config.pbtxt").read_text()
     assert f"versions: [ {version} ]" in config
     card = (folder / "MODEL_CARD.md").read_text()
