@@ -14,8 +14,8 @@ as the next ``face_classifier`` version only when :func:`accepted` holds on the 
 validation faces (the split its training recorded): AUC at most :data:`TOLERANCE` lower and
 LogLoss at most :data:`TOLERANCE` higher than the float version's, both as ONNX Runtime runs it on
 this CPU (fused int8 kernels) and in its own arithmetic (graph optimisations off: each
-``QuantizeLinear`` / ``DequantizeLinear`` pair and float operator as written, which is what a
-runtime without int8 kernels for an operator computes, e.g. a GPU provider).
+``QuantizeLinear`` / ``DequantizeLinear`` pair and float operator as written: what a runtime
+computes where it has no fused int8 kernel for an operator).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CALIBRATION_FACES",
     "FLOAT_BLOCKS",
+    "QUANTIZATION_KEY",
     "SELECTION_FACES",
     "TOLERANCE",
     "Quality",

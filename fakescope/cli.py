@@ -7,7 +7,8 @@
 
 ``--repository`` takes a folder or an S3 URL (``s3://HOST:PORT/BUCKET/PREFIX``; credentials from
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, see :mod:`fakescope.storage`): ``serve`` and
-``demo`` hand it to tritonserver, ``export --checkpoint`` and ``rollback`` publish there.
+``demo`` hand it to tritonserver, ``export --checkpoint`` and ``rollback`` publish there
+(``export --quantize``, the served classifier's int8 model, works on a folder).
 
 Exit codes are those of :mod:`fakescope.client.cli` (0 ok, 2 usage, 3 unreadable input,
 4 server unreachable, 5 server error), plus 6 when the server cannot start.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -10,11 +12,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fakescope import contract
 from fakescope.benchmarks.classifier_int8 import (
+    float_source,
     main,
     render_markdown,
     with_extra_temperature,
 )
 from fakescope.export.quantize import (
+    QUANTIZATION_KEY,
     Quality,
     accepted,
     backbone_blocks,
@@ -353,3 +357,32 @@ def test_choose_float_blocks_returns_the_lowest_logloss_blocks_when_ranked(tmp_p
     (other,) = set(losses) - set(chosen)
     assert losses[chosen[0]] <= losses[other]
     assert not list(tmp_path.glob("float-block-*.onnx"))  # the per-block models are removed
+
+
+def _versions_with_int8(root, *, keep_float: bool):
+    """A repository folder with float version 4 and version 5 recorded as its int8 model."""
+    folder = root / contract.CLASSIFIER_MODEL
+    for version in (4, 5):
+        (folder / str(version)).mkdir(parents=True)
+        model = _tiny_classifier(1.0)
+        if version == 5:
+            record = json.dumps({"source_version": 4})
+            helper.set_model_props(
+                model, {contract.META_PROVENANCE_PREFIX + QUANTIZATION_KEY: record}
+            )
+        onnx.save(model, str(folder / str(version) / "model.onnx"))
+    if not keep_float:
+        (folder / "4" / "model.onnx").unlink()
+    return folder
+
+
+def test_float_source_is_the_version_an_int8_model_was_made_from_when_served_is_int8(tmp_path):
+    folder = _versions_with_int8(tmp_path, keep_float=True)
+    assert float_source(folder / "5" / "model.onnx") == folder / "4" / "model.onnx"
+    assert float_source(folder / "4" / "model.onnx") == folder / "4" / "model.onnx"
+
+
+def test_float_source_raises_when_the_float_version_is_gone(tmp_path):
+    folder = _versions_with_int8(tmp_path, keep_float=False)
+    with pytest.raises(FileNotFoundError, match="float version"):
+        float_source(folder / "5" / "model.onnx")
