@@ -377,8 +377,13 @@ def test_export_quantize_exits_2_when_the_set_has_fewer_training_faces_than_it_c
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--checkpoint", "best.pt"], "not both"),
-        (["--quantize", "no-such-folder"], "face-crop set not found"),
+        (["--checkpoint", "best.pt", "--quantize", "FACES"], "not both"),
+        (["--quantize", "NO_SUCH_FOLDER"], "face-crop set not found"),
+        # a later --repository wins: an S3 URL, never contacted
+        (
+            ["--repository", "s3://127.0.0.1:9/bucket/repo", "--quantize", "FACES"],
+            "on a repository folder",
+        ),
     ],
 )
 def test_export_quantize_exits_2_when_arguments_are_wrong(
@@ -386,9 +391,8 @@ def test_export_quantize_exits_2_when_arguments_are_wrong(
 ):
     repository, folder = _repository_copy(trained, tmp_path)
     listing = sorted(p.name for p in folder.iterdir())
-    if "--checkpoint" in extra:
-        extra = [*extra, "--quantize", str(trained["data"])]
-    argv = ["export", "--repository", str(repository), *extra]
-    assert fakescope_main([a if a != "no-such-folder" else str(tmp_path / a) for a in argv]) == 2
+    paths = {"FACES": str(trained["data"]), "NO_SUCH_FOLDER": str(tmp_path / "no-such-folder")}
+    argv = ["export", "--repository", str(repository), *(paths.get(a, a) for a in extra)]
+    assert fakescope_main(argv) == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == listing
