@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import re
-import shutil
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,12 +420,7 @@ def export_quantized_version(
     from fakescope.benchmarks.machine import cpu_facts
     from fakescope.export.model_card import model_card
     from fakescope.export.provenance import git_commit
-    from fakescope.export.versions import (
-        CARD,
-        keep_card_of_served,
-        served_version,
-        write_served_files,
-    )
+    from fakescope.export.versions import CARD, publishing, served_version
     from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
     from fakescope.training.cli import FACE_CROP_LIMITATIONS
 
@@ -447,11 +441,7 @@ def export_quantized_version(
         selection_faces if float_block_count else 0,
     )
     version = source_version + 1
-    staging = folder / f".staging-{version}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    try:
+    with publishing(folder, version) as staging:
         blocks: list[str] = []
         losses: dict[str, float] = {}
         if float_block_count:
@@ -539,12 +529,6 @@ def export_quantized_version(
         )
         spec, trained = read_classifier_spec(target)
         (staging / CARD).write_text(model_card(spec, trained, read_provenance(target), version))
-        keep_card_of_served(folder)
-        staging.rename(folder / str(version))
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    write_served_files(folder, version)
     logger.info(
         "published the int8 model of version %d as version %d: %s", source_version, version, verdict
     )

@@ -25,7 +25,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from fakescope import contract
@@ -43,8 +44,8 @@ from fakescope.pipeline.metadata import (
 
 __all__ = [
     "export_new_version",
-    "keep_card_of_served",
     "list_versions",
+    "publishing",
     "render_card",
     "rollback",
     "served_version",
@@ -72,7 +73,7 @@ def served_version(repository: Path) -> int:
     return versions[-1]
 
 
-def keep_card_of_served(folder: Path) -> None:
+def _keep_card_of_served(folder: Path) -> None:
     """Copy the served card into its version folder (once) so a rollback can restore it."""
     versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
     if not versions or not (folder / CARD).is_file():
@@ -100,23 +101,36 @@ def export_new_version(
     checkpoint = load_checkpoint(Path(checkpoint_path))
     checkpoint = _with_calibrated_framing(repository, checkpoint, checkpoint_path, framing_videos)
     version = (list_versions(repository) or [0])[-1] + 1
-    staging = folder / f".staging-{version}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
+    with publishing(folder, version) as staging:
         export_classifier(
             checkpoint, staging / "model.onnx", parity_faces(checkpoint.spec.input_size)
         )
         card = model_card(checkpoint.spec, checkpoint.trained, checkpoint.provenance, version)
         (staging / CARD).write_text(card)
-        keep_card_of_served(folder)
+    logger.info("exported %s as %s version %d", checkpoint_path, contract.CLASSIFIER_MODEL, version)
+    return version
+
+
+@contextmanager
+def publishing(folder: Path, version: int) -> Iterator[Path]:
+    """Yield an empty staging folder for ``version`` of ``folder``; publish it once filled.
+
+    When the block succeeds, the served card is kept in its own version folder (for a
+    rollback), the staging folder is renamed to ``<version>`` and the config and card are
+    regenerated to serve it (:func:`write_served_files`). When it raises, nothing is left.
+    """
+    staging = folder / f".staging-{version}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        yield staging
+        _keep_card_of_served(folder)
         staging.rename(folder / str(version))
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     write_served_files(folder, version)
-    logger.info("exported %s as %s version %d", checkpoint_path, contract.CLASSIFIER_MODEL, version)
-    return version
 
 
 def _with_calibrated_framing(
