@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -36,7 +37,11 @@ from fakescope.export.repository import (
     parity_faces,
 )
 from fakescope.export.versions import list_versions
-from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
+from fakescope.pipeline.metadata import (
+    read_classifier_limitations,
+    read_classifier_spec,
+    read_provenance,
+)
 from fakescope.serving.model_config import latest_version_dir
 from tests.support.servers import REPOSITORY
 
@@ -108,13 +113,22 @@ def test_build_repository_reproduces_committed_text_when_run_from_wheel_weights(
 
 
 @pytest.mark.parametrize("version", [str(v) for v in list_versions(REPOSITORY)])
-def test_model_card_states_parity_bound_when_committed(version):
-    card = (REPOSITORY / "face_classifier" / version / "MODEL_CARD.md").read_text()
-    line = next(x for x in card.splitlines() if "ONNX Runtime vs PyTorch" in x)
-    assert line == (
-        f"- ONNX Runtime vs PyTorch: max |logit difference| ≤ {PARITY_TOLERANCE:.0e} "
-        "(PARITY_TOLERANCE), checked at export on real face crops"
-    )
+def test_model_card_states_parity_bound_or_int8_verdict_when_committed(version):
+    folder = REPOSITORY / "face_classifier" / version
+    card = (folder / "MODEL_CARD.md").read_text()
+    quantized = read_provenance(folder / "model.onnx").get("quantization")
+    if quantized is None:  # exported from PyTorch: checked against it
+        line = next(x for x in card.splitlines() if "ONNX Runtime vs PyTorch" in x)
+        assert line == (
+            f"- ONNX Runtime vs PyTorch: max |logit difference| ≤ {PARITY_TOLERANCE:.0e} "
+            "(PARITY_TOLERANCE), checked at export on real face crops"
+        )
+    else:  # quantized from a float version: judged against it on validation faces
+        record = json.loads(quantized)
+        assert "PyTorch" not in card
+        line = next(x for x in card.splitlines() if x.startswith("- int8 model of version"))
+        assert line.startswith(f"- int8 model of version {record['source_version']}:")
+        assert f"AUC {record['int8_this_cpu']['auc']:.4f}" in line
 
 
 def test_onnx_differences_accepts_classifier_when_exported_with_other_cpu_kernels(
