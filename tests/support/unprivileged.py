@@ -20,6 +20,7 @@ of at the file).
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import pickle
 import pwd
@@ -43,6 +44,8 @@ T = TypeVar("T")
 #: conventional ids 65534/65534 are used (a uid needs no passwd entry to be dropped to).
 UNPRIVILEGED_USER = "nobody"
 _FALLBACK_IDS = (65534, 65534)
+#: How long before the parent kills a hung child the child prints its threads' stacks.
+_STACKS_BEFORE_KILL_S = 5.0
 
 
 def runs_privileged() -> bool:
@@ -91,6 +94,9 @@ def as_unprivileged(check: Callable[[], T], *, timeout_s: float = 120.0) -> T:
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         os.close(read_fd)
+        # a child that hangs (a lock some thread of the parent held at the fork, e.g. gRPC's)
+        # prints where every thread of it stands before the parent kills it
+        faulthandler.dump_traceback_later(max(timeout_s - _STACKS_BEFORE_KILL_S, 1.0))
         _child(check, write_fd, uid, gid)
     os.close(write_fd)
     data = _read_all(read_fd, pid, timeout_s)
@@ -150,7 +156,8 @@ def _read_all(fd: int, pid: int, timeout_s: float) -> bytes:
                 os.waitpid(pid, 0)
                 raise AssertionError(
                     f"the child running as {UNPRIVILEGED_USER} did not finish "
-                    f"within {timeout_s:.0f} s (killed)"
+                    f"within {timeout_s:.0f} s (killed; its threads' stacks, printed "
+                    f"{_STACKS_BEFORE_KILL_S:.0f} s before, are in the captured stderr)"
                 )
             ready, _, _ = select.select([fd], [], [], left)
             if ready:
