@@ -1,12 +1,12 @@
 """An int8 face classifier: what it costs in quality and buys in speed (issue #14, item 3).
 
-The served float ``face_classifier`` (the newest version folder of the model repository or,
-where that is an int8 version, the float version it was made from) is quantized with ONNX
+The float ``face_classifier`` (the newest version folder of the model repository or, where
+that is an int8 version, the float version it was made from) is quantized with ONNX
 Runtime's static quantization (QDQ, int8 weights per channel, uint8 activations), calibrated on
 ``--calibration-faces`` faces drawn from the TRAIN split of the face-crop set
 (``../shared/data/dfdc_faces``). Variants:
 
-* ``float``: the served model, unchanged (its temperature and threshold were fitted on the
+* ``float``: the float model, unchanged (its temperature and threshold were fitted on the
   validation faces at training time);
 * ``int8-all``: every operator quantized, the two outputs (logit, probability) included;
 * ``int8``: the backbone quantized, the head (``Gemm``, the temperature ``Div``, ``Sigmoid``)
@@ -252,8 +252,8 @@ def measure(
 
     started = time.monotonic()
     loadavg_before = os.getloadavg()
-    served = float_source(resolve_model(model_source, workdir))
-    classifier = OnnxClassifier(served)
+    float_model = float_source(resolve_model(model_source, workdir))
+    classifier = OnnxClassifier(float_model)
     size = classifier.spec.input_size
     try:
         dataset = load_face_crop_set(data)
@@ -286,7 +286,7 @@ def measure(
     selection_labels = np.array([int(by_name[n].is_fake) for n in selection], np.float64)
     calibration_labels = np.array([int(by_name[n].is_fake) for n in chosen], np.float64)
 
-    paths = {"float": served}
+    paths = {"float": float_model}
     for name, float_head, seven_bit in (
         ("int8-all", False, False),
         ("int8", True, False),
@@ -295,7 +295,7 @@ def measure(
         logger.info("quantizing: %s", name)
         paths[name] = workdir / f"{name}.onnx"
         quantize(
-            served,
+            float_model,
             paths[name],
             calibration,
             float_head=float_head,
@@ -304,7 +304,7 @@ def measure(
         )
     logger.info("choosing %d float blocks on %d training faces", float_block_count, selection_count)
     float_blocks, block_losses = choose_float_blocks(
-        served,
+        float_model,
         workdir,
         calibration,
         selection_crops,
@@ -314,7 +314,7 @@ def measure(
     )
     paths["int8-mixed"] = workdir / "int8-mixed.onnx"
     quantize(
-        served,
+        float_model,
         paths["int8-mixed"],
         calibration,
         float_head=True,
@@ -331,7 +331,7 @@ def measure(
     variants = [
         Variant(
             "float",
-            "served model (temperature fitted on validation)",
+            "float model (temperature fitted on validation)",
             paths["float"],
             None,
             quantized=False,
@@ -349,7 +349,7 @@ def measure(
         ),
         Variant(
             "float+T",
-            "served model, temperature refitted on the calibration faces",
+            "float model, temperature refitted on the calibration faces",
             paths["float+T"],
             None,
             temperatures["float+T"],
@@ -413,10 +413,10 @@ def measure(
             )
         rows.append(row)
     return {
-        "model": str(served.relative_to(PROJECT_ROOT))
-        if served.is_relative_to(PROJECT_ROOT)
-        else str(served),
-        "model_version": served.parent.name,
+        "model": str(float_model.relative_to(PROJECT_ROOT))
+        if float_model.is_relative_to(PROJECT_ROOT)
+        else str(float_model),
+        "model_version": float_model.parent.name,
         "served_temperature": classifier.spec.temperature,
         "data": {
             "dir": str(data.resolve()),
@@ -441,7 +441,7 @@ def measure(
             "weights": "int8, per channel",
             "activations": "uint8, asymmetric",
             "calibration_method": method,
-            "float_head_nodes": head_nodes(onnx.load(str(served))),
+            "float_head_nodes": head_nodes(onnx.load(str(float_model))),
         },
         "acceptance": {
             "tolerance": TOLERANCE,
@@ -558,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         "--model",
         type=Path,
         default=MODEL_REPOSITORY,
-        help="model repository, face_classifier folder or .onnx (default: the served newest)",
+        help="model repository, face_classifier folder or .onnx (default: the newest version; "
+        "an int8 one is measured from the float version it was made from)",
     )
     parser.add_argument("--calibration-faces", type=int, default=CALIBRATION_FACES)
     parser.add_argument(
