@@ -27,6 +27,7 @@ import pwd
 import select
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import traceback
@@ -92,12 +93,22 @@ def as_unprivileged(check: Callable[[], T], *, timeout_s: float = 120.0) -> T:
     uid, gid = _unprivileged_ids()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        os.close(read_fd)
-        # a child that hangs (a lock some thread of the parent held at the fork, e.g. gRPC's)
-        # prints where every thread of it stands before the parent kills it
-        faulthandler.dump_traceback_later(max(timeout_s - _STACKS_BEFORE_KILL_S, 1.0))
-        _child(check, write_fd, uid, gid)
+    if pid == 0:  # the child: never returns into pytest, whatever happens in it
+        try:
+            os.close(read_fd)
+            # a child that hangs (a lock some thread of the parent held at the fork, e.g.
+            # gRPC's) prints where every thread of it stands before the parent kills it; to
+            # the process's own stderr, as pytest may have replaced ``sys.stderr`` by an
+            # object without a file descriptor
+            faulthandler.dump_traceback_later(
+                max(timeout_s - _STACKS_BEFORE_KILL_S, 1.0), file=sys.__stderr__
+            )
+            _child(check, write_fd, uid, gid)
+        except BaseException:  # before _child took over: say why, then exit all the same
+            with contextlib.suppress(BaseException):
+                os.write(2, traceback.format_exc().encode())
+        finally:
+            os._exit(1)
     os.close(write_fd)
     data = _read_all(read_fd, pid, timeout_s)
     _, wait_status = os.waitpid(pid, 0)
