@@ -1,16 +1,17 @@
 """Numbered classifier versions in the model repository: export a new one, roll back one.
 
-Triton serves the newest version of ``face_classifier`` (``version_policy: latest 1``) and
-``face_detector`` reads its crop size from that same newest version, so "what is served" is
-always "the highest numbered folder". Hence:
+Triton serves the version ``face_classifier/config.pbtxt`` pins (``version_policy: specific``),
+and every export and rollback regenerates that file to pin the highest numbered folder, so
+"what is served" is always "the highest numbered folder". Hence:
 
 * :func:`export_new_version` exports a checkpoint into ``face_classifier/<N+1>/`` (into a
-  temporary folder first, renamed once the ONNX parity check has passed), regenerates
-  ``config.pbtxt`` from its ONNX metadata and writes its model card, both into the version
-  folder (``<N+1>/MODEL_CARD.md``, kept for rollbacks) and as the served
-  ``face_classifier/MODEL_CARD.md``. Version ``1`` (the placeholder ``fakescope export``
-  rebuilds; the tests check it is the same model) is never touched except to keep a copy of
-  its card.
+  temporary folder first, renamed once the ONNX parity check has passed: :func:`publishing`),
+  regenerates ``config.pbtxt`` from its ONNX metadata and writes its model card, both into the
+  version folder (``<N+1>/MODEL_CARD.md``, kept for rollbacks) and as the served
+  ``face_classifier/MODEL_CARD.md``. :func:`fakescope.export.quantize.export_quantized_version`
+  publishes the served version's int8 model the same way. Version ``1`` (the placeholder
+  ``fakescope export`` rebuilds; the tests check it is the same model) is never touched except
+  to keep a copy of its card.
 * :func:`rollback` moves the newest version folder out of the repository (into
   ``retired_dir``, default ``<repository>/../.fakescope/retired/``: nothing is deleted) and
   restores the previous version's ``config.pbtxt`` and card.
