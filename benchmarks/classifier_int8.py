@@ -70,6 +70,7 @@ from fakescope.benchmarks.machine import cpu_facts, describe_cpu
 from fakescope.benchmarks.result_files import write_result
 from fakescope.export.quantize import (
     CALIBRATION_FACES,
+    CALIBRATION_METHOD,
     CALIBRATION_SEED,
     FLOAT_BLOCKS,
     QUANTIZATION_KEY,
@@ -563,7 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--calibration-faces", type=int, default=CALIBRATION_FACES)
     parser.add_argument(
-        "--calibration-method", choices=["MinMax", "Entropy", "Percentile"], default="MinMax"
+        "--calibration-method",
+        choices=["MinMax", "Entropy", "Percentile"],
+        default=CALIBRATION_METHOD,
     )
     parser.add_argument(
         "--selection-faces",
