@@ -5,10 +5,13 @@ memory, the detector's pyramid levels, the crops). With glibc's defaults every s
 than the moving mmap threshold is mapped afresh and unmapped when freed, and the top of the heap
 is handed back to the kernel, so every request faults the same amount of memory in again. On a
 virtual machine whose host reclaims freed guest memory a fault costs several times what it costs
-on bare metal. :data:`KEEP_FREED_MEMORY` makes glibc serve arrays up to its largest mmap
-threshold from the heap and keep the heap's free memory: the next request reuses the pages. The
-server's memory then stays at its peak (bounded by ``max_request_pixels``) instead of
-returning to it on every request. Before and after: ``benchmarks/README.md``.
+on bare metal, and more once the host has taken the freed pages back, which it does a second or
+two after they were freed (free page reporting): a request after a pause pays the most. :data:`KEEP_FREED_MEMORY` makes glibc serve every array from the heap, mapping none on
+its own (a threshold would not do: glibc's largest, 32 MiB, is below one request's frames, 44 MB
+for 16 frames of 720p, which the python stub copies out of shared memory for every request),
+and keep the heap's free memory: the next request reuses the pages. The server's memory then
+stays at its peak (bounded by ``max_request_pixels``) instead of returning to it on every
+request. Before and after: ``benchmarks/README.md``.
 
 Two ways to apply it:
 
@@ -35,18 +38,17 @@ logger = logging.getLogger(__name__)
 
 #: The environment variable glibc reads its tunables from.
 TUNABLES_ENV: Final = "GLIBC_TUNABLES"
-#: glibc's largest mmap threshold on 64-bit (HEAP_MAX_SIZE / 2): smaller arrays come from the heap.
-MMAP_THRESHOLD_BYTES: Final = 32 * 1024 * 1024
+#: How many blocks glibc may map on their own at once: none, so every block comes from a heap.
+MMAP_MAX: Final = 0
 #: The free top of the heap is not trimmed below 2 GiB, the most ``mallopt`` (a C ``int``)
-#: takes: in effect never (setting it also stops glibc moving the mmap threshold).
+#: takes: in effect never.
 TRIM_THRESHOLD_BYTES: Final = 2**31 - 1
 KEEP_FREED_MEMORY: Final = (
-    f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD_BYTES}"
-    f":glibc.malloc.trim_threshold={TRIM_THRESHOLD_BYTES}"
+    f"glibc.malloc.mmap_max={MMAP_MAX}:glibc.malloc.trim_threshold={TRIM_THRESHOLD_BYTES}"
 )
 #: ``mallopt`` parameters (glibc's ``malloc.h``).
 _M_TRIM_THRESHOLD: Final = -1
-_M_MMAP_THRESHOLD: Final = -3
+_M_MMAP_MAX: Final = -4
 
 
 def keep_freed_memory() -> bool:
@@ -70,7 +72,7 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     for parameter, value in (
-        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+        (_M_MMAP_MAX, MMAP_MAX),
         (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
     ):
         if mallopt(parameter, value) != 1:
