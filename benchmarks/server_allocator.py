@@ -1,7 +1,7 @@
 """The server's allocator: freed memory kept for the next request against glibc's defaults.
 
 Two embedded servers serve the same repository side by side: one started with
-``GLIBC_TUNABLES`` set to :data:`fakescope.serving.allocator.KEEP_FREED_MEMORY`, one with
+``GLIBC_TUNABLES`` set to :data:`fakescope.allocator.KEEP_FREED_MEMORY`, one with
 glibc's defaults (``GLIBC_TUNABLES`` empty, as the embedded server starts), measured by
 :mod:`fakescope.benchmarks.side_by_side`: the same frames to both, one warm-up each, then
 ``--runs`` interleaved rounds, with a pause after each round as between a user's videos. Per
@@ -27,7 +27,7 @@ from fakescope.benchmarks.side_by_side import (
     table_row,
 )
 from fakescope.paths import PROJECT_ROOT
-from fakescope.serving.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV
+from fakescope.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "server_allocator.json"
 KEPT = "kept"

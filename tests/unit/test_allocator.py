@@ -1,4 +1,4 @@
-"""The allocator setting (serving/allocator.py): its tunables, its effect, its benchmark's table."""
+"""The allocator setting (fakescope/allocator.py): its tunables, its effect, its benchmark's table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from fakescope.benchmarks.server_allocator import GLIBC_DEFAULT, KEPT, render_markdown
-from fakescope.serving.allocator import KEEP_FREED_MEMORY
+from fakescope.allocator import KEEP_FREED_MEMORY
 
 
 def test_keep_freed_memory_names_both_tunables_when_read():
@@ -46,7 +46,7 @@ def test_server_allocator_table_gives_both_servers_and_ratios_when_rendered():
 # freed, as the detector's arrays are; prints the minor faults of each of four requests.
 _REQUESTS = """
 import ctypes, ctypes.util, resource, sys
-from fakescope.serving.allocator import keep_freed_memory
+from fakescope.allocator import keep_freed_memory
 if sys.argv[1] == "kept":
     assert keep_freed_memory()
 libc = ctypes.CDLL(ctypes.util.find_library("c"))

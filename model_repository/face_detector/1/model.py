@@ -26,7 +26,7 @@ from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.pipeline.validation import validate_request
-from fakescope.serving.allocator import keep_freed_memory
+from fakescope.allocator import keep_freed_memory
 from fakescope.serving.detector_nets import IN_PROCESS, in_process_nets, nets_placement
 from fakescope.serving.model_config import (
     detector_params_from,
@@ -94,7 +94,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read the detection parameters and the classifier's crop spec once; open the nets."""
         # Every request's frames and pyramid levels then reuse the last request's pages instead
-        # of being faulted in afresh (fakescope/serving/allocator.py).
+        # of being faulted in afresh (fakescope/allocator.py).
         keep_freed_memory()
         spec, _ = read_classifier_spec(
             served_version_file(args, contract.CLASSIFIER_MODEL, "model.onnx")

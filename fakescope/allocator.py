@@ -1,16 +1,18 @@
-"""How tritonserver and its python stubs allocate memory: freed memory is kept for the next request.
+"""How long-running processes allocate memory: freed memory is kept for the next request or video.
 
 Each request makes the python steps allocate tens of MiB of arrays (the frames taken from shared
-memory, the detector's pyramid levels, the crops). With glibc's defaults every such array larger
+memory, the detector's pyramid levels, the crops); each video makes a client decode its sample
+into a new array (44 MB for 16 frames of 720p). With glibc's defaults every such array larger
 than the moving mmap threshold is mapped afresh and unmapped when freed, and the top of the heap
 is handed back to the kernel, so every request faults the same amount of memory in again. On a
 virtual machine whose host reclaims freed guest memory a fault costs several times what it costs
 on bare metal, and more once the host has taken the freed pages back, which it does a second or
-two after they were freed (free page reporting): a request after a pause pays the most. :data:`KEEP_FREED_MEMORY` makes glibc serve every array from the heap, mapping none on
-its own (a threshold would not do: glibc's largest, 32 MiB, is below one request's frames, 44 MB
-for 16 frames of 720p, which the python stub copies out of shared memory for every request),
-and keep the heap's free memory: the next request reuses the pages. The server's memory then
-stays at its peak (bounded by ``max_request_pixels``) instead of returning to it on every
+two after they were freed (free page reporting): a request after a pause pays the most.
+:data:`KEEP_FREED_MEMORY` makes glibc serve every array from a heap, mapping none on its own (a
+threshold would not do: glibc's largest, 32 MiB, is below one request's frames, 44 MB for 16
+frames of 720p, which the python stub copies out of shared memory for every request), and keep
+the heap's free memory: the next request reuses the pages. The process's memory then stays at
+its peak (in the server bounded by ``max_request_pixels``) instead of returning to it on every
 request. Before and after: ``benchmarks/README.md``.
 
 Two ways to apply it:
@@ -19,7 +21,8 @@ Two ways to apply it:
   process has started. ``face_detector``, the python step that takes every request's frames and
   builds the detector's pyramid, calls it when it starts; so does the in-process pipeline the
   served one is compared with (:class:`fakescope.benchmarks.inprocess.OrtPipeline`), so that
-  the comparison stays like for like.
+  the comparison stays like for like; so do the clients that decode one video after another in
+  one process: ``fakescope analyze``, the web service and the load generator.
 * :data:`KEEP_FREED_MEMORY` in ``GLIBC_TUNABLES`` sets it for tritonserver and every stub from
   their start. That is measured, not the embedded server's default: the first full test run
   with it as the default saw one replica abort at start-up in the python backend
