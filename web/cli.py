@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fakescope import contract
+from fakescope.allocator import keep_freed_memory
 from fakescope.client.triton import DEFAULT_URLS
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
@@ -218,6 +219,10 @@ def run_web_serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .db import DatabaseError
     from .settings import SettingsError
+
+    # Every upload is decoded into a new array (44 MB for 16 frames of 720p): kept for the next
+    # upload rather than mapped afresh each time (fakescope/allocator.py).
+    keep_freed_memory()
 
     try:
         if ipaddress.ip_address(args.host).is_loopback is False:
