@@ -26,13 +26,13 @@ import cv2
 import numpy as np
 
 from fakescope import contract
+from fakescope.allocator import keep_freed_memory
 from fakescope.client.video import sample_frames
 from fakescope.pipeline.aggregation import aggregate
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.pipeline.onnx_session import cpu_session_options
-from fakescope.allocator import keep_freed_memory
 from fakescope.serving.model_config import aggregation_params, detector_params, latest_version_dir
 
 

@@ -19,6 +19,7 @@ import argparse
 import logging
 from typing import Any
 
+from fakescope.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV
 from fakescope.benchmarks.arguments import check_runs
 from fakescope.benchmarks.side_by_side import (
     Contender,
@@ -27,7 +28,6 @@ from fakescope.benchmarks.side_by_side import (
     table_row,
 )
 from fakescope.paths import PROJECT_ROOT
-from fakescope.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "server_allocator.json"
 KEPT = "kept"

@@ -1,4 +1,4 @@
-"""The allocator setting (fakescope/allocator.py): its tunables, its effect, its benchmark's table."""
+"""The allocator setting (fakescope/allocator.py): its tunables, its effect, its benchmark table."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import resource
 import subprocess
 import sys
 
-from fakescope.benchmarks.server_allocator import GLIBC_DEFAULT, KEPT, render_markdown
 from fakescope.allocator import KEEP_FREED_MEMORY
+from fakescope.benchmarks.server_allocator import GLIBC_DEFAULT, KEPT, render_markdown
 
 
 def test_keep_freed_memory_names_both_tunables_when_read():

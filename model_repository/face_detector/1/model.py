@@ -22,11 +22,11 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from fakescope import contract
+from fakescope.allocator import keep_freed_memory
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.pipeline.validation import validate_request
-from fakescope.allocator import keep_freed_memory
 from fakescope.serving.detector_nets import IN_PROCESS, in_process_nets, nets_placement
 from fakescope.serving.model_config import (
     detector_params_from,
