@@ -44,3 +44,22 @@ def check_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """Exit through ``parser`` when ``--runs`` is below 1."""
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+
+
+def add_pause_arguments(
+    parser: argparse.ArgumentParser, *, pauses: list[float], rounds: int = 15
+) -> None:
+    """Add ``--rounds`` and ``--pauses`` (seconds slept before each call, comma-separated)."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument(
+        "--pauses",
+        type=lambda s: [float(v) for v in s.split(",")],
+        default=pauses,
+        help="seconds slept before each call, comma-separated",
+    )
+
+
+def check_pauses(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit through ``parser`` when ``--rounds`` is below 1 or a pause is negative."""
+    if args.rounds < 1 or not args.pauses or min(args.pauses) < 0:
+        parser.error("--rounds must be at least 1 and --pauses non-negative")

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from fakescope.allocator import keep_freed_memory
-from fakescope.benchmarks.machine import machine_facts
+from fakescope.benchmarks.arguments import add_pause_arguments, check_pauses
+from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.service_times import code_version
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, decode_video
@@ -162,11 +163,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         "Written by `python -m fakescope.benchmarks.client_memory`; do not edit. "
         f"{result['what']}: {result['rounds']} rounds on {result['video']}, the two settings "
-        f"interleaved, each call after the pause; {machine['cores']} cores "
-        f"({machine['cpu_model']}, {machine['cpu_mhz']} MHz), load average "
-        f"{machine['load_average_at_start'][0]:.2f} at start and "
-        f"{machine['load_average_at_end'][0]:.2f} at the end. Seconds: decode (median) / system "
-        "CPU (median) / slowest decode. Both settings decoded the same frames.",
+        f"interleaved, each call after the pause; {describe_cores_and_load(machine)}. Seconds: "
+        "decode (median) / system CPU (median) / slowest decode. Both settings decoded the same "
+        "frames.",
         "",
         "| pause s | kept | glibc defaults | kept vs defaults: decode, slowest |",
         "|---|---|---|---|",
@@ -189,13 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file (or, with ``--worker``, serve one setting's decodes)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=RESULT)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument(
-        "--pauses",
-        type=lambda s: [float(v) for v in s.split(",")],
-        default=[0.0, 2.0],
-        help="seconds slept before each decode, comma-separated",
-    )
+    add_pause_arguments(parser, pauses=[0.0, 2.0])
     parser.add_argument(
         "--videos-dir", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
     )
@@ -207,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--worker needs --video")
         serve_decodes(args.worker, args.video)
         return 0
-    if args.rounds < 1 or not args.pauses or min(args.pauses) < 0:
-        parser.error("--rounds must be at least 1 and --pauses non-negative")
+    check_pauses(parser, args)
     if args.output.suffix != ".json":
         parser.error("--output must name the .json result file")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

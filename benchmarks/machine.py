@@ -123,6 +123,19 @@ def describe_cpu(machine: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def describe_cores_and_load(machine: dict[str, Any]) -> str:
+    """One phrase for a table's header: cores, CPU and the load average at start and end.
+
+    ``2 cores (CPU, 2600 MHz), load average 0.20 at start and 0.30 at the end``; ``machine`` is
+    :func:`machine_facts` with ``load_average_at_end`` added.
+    """
+    return (
+        f"{machine['cores']} cores ({machine['cpu_model']}, {machine['cpu_mhz']} MHz), load "
+        f"average {machine['load_average_at_start'][0]:.2f} at start and "
+        f"{machine['load_average_at_end'][0]:.2f} at the end"
+    )
+
+
 def describe_gpus(machine: dict[str, Any]) -> str:
     """One phrase naming the GPUs (``1 × NVIDIA H200``), or ``no GPU``."""
     names = [g["name"] for g in machine.get("gpus") or []]

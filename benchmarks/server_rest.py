@@ -28,7 +28,8 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 
 from fakescope import contract
-from fakescope.benchmarks.machine import machine_facts
+from fakescope.benchmarks.arguments import add_pause_arguments, check_pauses
+from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.run import add_server_arguments
 from fakescope.benchmarks.service_times import (
@@ -114,11 +115,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "# The served call after the server rested",
         "",
         f"Written by `python -m fakescope.benchmarks.server_rest`; do not edit. {result['what']}: "
-        f"{result['rounds']} rounds on {result['video']}, {machine['cores']} cores "
-        f"({machine['cpu_model']}, {machine['cpu_mhz']} MHz), load average "
-        f"{machine['load_average_at_start'][0]:.2f} at start and "
-        f"{machine['load_average_at_end'][0]:.2f} at the end. Seconds; ratios against the "
-        "first pause.",
+        f"{result['rounds']} rounds on {result['video']}, {describe_cores_and_load(machine)}. "
+        "Seconds; ratios against the first pause.",
         "",
         "| pause s | server call | face_detector | face_scorer | server CPU | of it system "
         "| call, CPU vs first |",
@@ -140,16 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_server_arguments(parser, first_port=18600)
     parser.set_defaults(output=PROJECT_ROOT / "benchmarks" / "results" / "server_rest.json")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument(
-        "--pauses",
-        type=lambda s: [float(v) for v in s.split(",")],
-        default=[0.0, 0.5, 2.0, 5.0],
-        help="seconds the client sleeps before a call, comma-separated",
-    )
+    add_pause_arguments(parser, pauses=[0.0, 0.5, 2.0, 5.0])
     args = parser.parse_args(argv)
-    if args.rounds < 1 or not args.pauses or min(args.pauses) < 0:
-        parser.error("--rounds must be at least 1 and --pauses non-negative")
+    check_pauses(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     output: Path = args.output
     if output.suffix != ".json":

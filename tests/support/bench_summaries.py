@@ -1,9 +1,21 @@
-"""A small ``fakescope bench`` summary of a run on a GPU host, as ``summary.json`` holds it."""
+"""Small bench result documents as their JSON holds them.
+
+A ``fakescope bench`` summary of a run on a GPU host (``summary.json``), and the machine facts of
+a run on 2 cores that records its load average at start and end.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+#: ``machine`` of a 2-core run with its load average at start and end (as ``server_rest.json``).
+TWO_CORE_MACHINE: dict[str, Any] = {
+    "cores": 2,
+    "cpu_model": "Some CPU",
+    "cpu_mhz": 2600,
+    "load_average_at_start": [0.2, 0.2, 0.2],
+    "load_average_at_end": [0.3, 0.3, 0.3],
+}
 #: The GPU the summaries name.
 GPU_NAME = "NVIDIA H200"
 

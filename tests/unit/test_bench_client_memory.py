@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fakescope.benchmarks.client_memory import GLIBC_DEFAULT, KEPT, render_markdown
+from tests.support.bench_summaries import TWO_CORE_MACHINE
 
 
 def _setting(wall_s: float, system_s: float, slowest_s: float) -> dict[str, object]:
@@ -15,16 +16,9 @@ def _setting(wall_s: float, system_s: float, slowest_s: float) -> dict[str, obje
 
 
 def test_client_memory_table_gives_both_settings_and_ratios_when_rendered() -> None:
-    machine = {
-        "cores": 2,
-        "cpu_model": "Some CPU",
-        "cpu_mhz": 2600,
-        "load_average_at_start": [0.2, 0.2, 0.2],
-        "load_average_at_end": [0.3, 0.3, 0.3],
-    }
     result = {
         "what": "The client's sample",
-        "machine": machine,
+        "machine": TWO_CORE_MACHINE,
         "video": "v.mp4",
         "rounds": 15,
         "pauses": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fakescope.benchmarks.server_rest import render_markdown
+from tests.support.bench_summaries import TWO_CORE_MACHINE
 
 
 def _pause(infer_s: float, detector_s: float, cpu_s: float, system_s: float) -> dict[str, object]:
@@ -17,16 +18,9 @@ def _pause(infer_s: float, detector_s: float, cpu_s: float, system_s: float) -> 
 
 
 def test_server_rest_table_gives_each_pause_against_the_first_when_rendered() -> None:
-    machine = {
-        "cores": 2,
-        "cpu_model": "Some CPU",
-        "cpu_mhz": 2600,
-        "load_average_at_start": [0.2, 0.2, 0.2],
-        "load_average_at_end": [0.3, 0.3, 0.3],
-    }
     result = {
         "what": "1 user",
-        "machine": machine,
+        "machine": TWO_CORE_MACHINE,
         "video": "v.mp4",
         "rounds": 15,
         "pauses": {"0.0": _pause(0.2, 0.15, 0.25, 0.01), "2.0": _pause(0.3, 0.25, 0.3, 0.06)},
