@@ -59,6 +59,21 @@ def add_pause_arguments(
     )
 
 
+def add_shared_memory_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--shared-memory on|off``: frames through system shared memory, or in the request.
+
+    ``on`` is what a client on the server's host does; ``off`` is what a client on another
+    host must do (the frames travel in the request body).
+    """
+    parser.add_argument(
+        "--shared-memory",
+        choices=("on", "off"),
+        default="on",
+        help="frames through system shared memory (client and server share this host), or in "
+        "the request body (as from a client on another host)",
+    )
+
+
 def check_pauses(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Exit through ``parser`` when ``--rounds`` is below 1 or a pause is negative."""
     if args.rounds < 1 or not args.pauses or min(args.pauses) < 0:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fakescope import contract
+from fakescope.benchmarks.arguments import add_shared_memory_argument
 from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
@@ -767,10 +768,5 @@ def add_bench_parser(subparsers: Any) -> None:
         help="overload table: no client retries, rejections are reported, not failures; "
         "use with --users well above capacity and --output elsewhere",
     )
-    parser.add_argument(
-        "--shared-memory",
-        choices=("on", "off"),
-        default="on",
-        help="frames through system shared memory (client and server share this host)",
-    )
+    add_shared_memory_argument(parser)
     parser.set_defaults(func=run_bench)

@@ -9,7 +9,10 @@ pauses interleaved round by round so the machine's drift falls on all alike. Per
 median server call, ``face_detector``'s and ``face_scorer``'s time (Triton's statistics), the
 CPU seconds the server's processes used for the call and the kernel's share of them (system
 CPU: memory touched afresh is handed over there, at a price that grows on a virtual machine
-whose host has taken back the guest's free memory in the meantime).
+whose host has taken back the guest's free memory in the meantime). Frames go through system
+shared memory, as from a client on the server's host; ``--shared-memory off`` sends them in the
+request body, as a client on another host must, and tritonserver receives every request's
+frames into memory of its own.
 
 Run: ``python -m fakescope.benchmarks.server_rest --output
 benchmarks/results/<host>/server_rest.json`` (writes the JSON and its table, ``.md``).
@@ -28,7 +31,11 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 
 from fakescope import contract
-from fakescope.benchmarks.arguments import add_pause_arguments, check_pauses
+from fakescope.benchmarks.arguments import (
+    add_pause_arguments,
+    add_shared_memory_argument,
+    check_pauses,
+)
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.run import add_server_arguments
@@ -50,6 +57,8 @@ logger = logging.getLogger(__name__)
 VIDEO = "face_720p_10s.mp4"
 #: The stages the table shows (Triton's per-model seconds of each call).
 STAGES = (contract.FACE_DETECTOR_MODEL, contract.FACE_SCORER_MODEL)
+#: How the frames reach the server, by ``--shared-memory``.
+_TRANSPORT = {True: "with shared memory", False: "with the frames in the request body"}
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,6 +66,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from fakescope.benchmarks.videos import ensure_videos  # needs scikit-image
 
     video = next(v for v in ensure_videos(args.videos_dir) if v.name == VIDEO)
+    shared_memory = args.shared_memory == "on"
     facts = machine_facts()
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
     calls: dict[str, list[dict[str, Any]]] = {str(p): [] for p in args.pauses}
@@ -64,7 +74,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         assert server.process is not None  # started
         pgid = server.process.pid
         stats_client = grpcclient.InferenceServerClient(address.grpc_url)
-        client = DetectorClient(address.grpc_url, "grpc", timeout_s=120)
+        client = DetectorClient(
+            address.grpc_url, "grpc", shared_memory=shared_memory, timeout_s=120
+        )
         try:
             for _ in range(2):  # warm-up: first-run costs of every model, not counted
                 measure_run(video, client, stats_client, pgid, DEFAULT_NUM_FRAMES)
@@ -83,8 +95,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             stats_client.close()
     facts["load_average_at_end"] = list(os.getloadavg())
     return {
-        "what": "1 user, gRPC with shared memory, the embedded Triton; each call after the "
-        "client slept the pause (its decode of the video after the pause); medians over rounds",
+        "what": f"1 user, gRPC {_TRANSPORT[shared_memory]}, the embedded Triton; each call "
+        "after the client slept the pause (its decode of the video after the pause); medians "
+        "over rounds",
+        "shared_memory": shared_memory,
         "machine": facts,
         "code_version": code_version(),
         "video": VIDEO,
@@ -139,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     add_server_arguments(parser, first_port=18600)
     parser.set_defaults(output=PROJECT_ROOT / "benchmarks" / "results" / "server_rest.json")
     add_pause_arguments(parser, pauses=[0.0, 0.5, 2.0, 5.0])
+    add_shared_memory_argument(parser)
     args = parser.parse_args(argv)
     check_pauses(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
