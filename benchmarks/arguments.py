@@ -74,6 +74,13 @@ def add_shared_memory_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def describe_transport(shared_memory: bool) -> str:
+    """Say how a run's frames reached the server, as ``--shared-memory`` chose."""
+    if shared_memory:
+        return "frames through shared memory"
+    return "frames in the request body, as from a client on another host"
+
+
 def check_pauses(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Exit through ``parser`` when ``--rounds`` is below 1 or a pause is negative."""
     if args.rounds < 1 or not args.pauses or min(args.pauses) < 0:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fakescope import contract
-from fakescope.benchmarks.arguments import add_shared_memory_argument
+from fakescope.benchmarks.arguments import add_shared_memory_argument, describe_transport
 from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
@@ -460,7 +460,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"# Bench summary ({summary['mode']}, {summary['frames']} frames per video)",
         "",
         f"Written by `fakescope bench` from `summary.json`; limit {summary['limit']}, "
-        f"{summary['run_time_seconds_per_level']} s per level{warm_up}, load average at start "
+        f"{summary['run_time_seconds_per_level']} s per level{warm_up}; "
+        f"{describe_transport(summary['shared_memory'] == 'on')}; load average at start "
         f"{summary['machine']['load_average_at_start'][0]:.2f} on {summary['machine']['cores']} "
         f"cores ({describe_cpu(summary['machine'])}; {describe_gpus(summary['machine'])}).",
         "",

@@ -36,6 +36,7 @@ from fakescope.benchmarks.arguments import (
     add_pause_arguments,
     add_shared_memory_argument,
     check_pauses,
+    describe_transport,
 )
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
 from fakescope.benchmarks.result_files import write_result
@@ -58,8 +59,6 @@ logger = logging.getLogger(__name__)
 VIDEO = "face_720p_10s.mp4"
 #: The stages the table shows (Triton's per-model seconds of each call).
 STAGES = (contract.FACE_DETECTOR_MODEL, contract.FACE_SCORER_MODEL)
-#: How the frames reach the server, by ``--shared-memory``.
-_TRANSPORT = {True: "with shared memory", False: "with the frames in the request body"}
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,9 +99,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             stats_client.close()
     facts["load_average_at_end"] = list(os.getloadavg())
     return {
-        "what": f"1 user, gRPC {_TRANSPORT[shared_memory]}, the embedded Triton; each call "
-        "after the client slept the pause (its decode of the video after the pause); medians "
-        "over rounds",
+        "what": f"1 user, gRPC, {describe_transport(shared_memory)}, the embedded Triton; "
+        "each call after the client slept the pause (its decode of the video after the pause); "
+        "medians over rounds",
         "shared_memory": shared_memory,
         "client_keeps_freed_memory": True,
         "machine": facts,

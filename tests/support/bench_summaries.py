@@ -34,6 +34,7 @@ def gpu_run_summary(**overrides: Any) -> dict[str, Any]:
         "frames": 16,
         "limit": 0.5,
         "run_time_seconds_per_level": 15,
+        "shared_memory": "on",
         "machine": {
             "load_average_at_start": [0.3, 0.3, 0.3],
             "cores": 16,

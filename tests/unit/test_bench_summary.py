@@ -98,6 +98,7 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
         "frames": 16,
         "limit": 0.5,
         "run_time_seconds_per_level": 30,
+        "shared_memory": "on",
         "machine": {"load_average_at_start": [0.4, 0.3, 0.2], "cores": 2},
         "levels": {"grpc": {"1": level}, "http": {"1": level}},
         "host_probe_what": "R-Net on fixed windows",
@@ -135,6 +136,10 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     old_run = dict(summary, levels={"grpc": {"1": no_probe}})
     assert "| 0.61 / 0.66 | n/a | n/a |" in render_markdown(old_run)
     assert "first video is an untimed warm-up" in text
+    # how the frames travelled: a run with them in the request body says so
+    assert "; frames through shared memory;" in text
+    body = render_markdown(dict(summary, shared_memory="off"))
+    assert "; frames in the request body, as from a client on another host;" in body
     # each path says how often it was timed; older runs kept one count for every path
     assert "`served` ratio p50 0.050: the served path (median of 15 runs per video)" in text
     assert "`seed_pipeline` ratio p50 0.800: the seed (median of 5 runs per video)" in text
