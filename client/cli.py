@@ -54,6 +54,7 @@ from fakescope.client.content_credentials import (
 from fakescope.client.frames import VideoReadError
 from fakescope.client.triton import (
     DEFAULT_URLS,
+    SHARED_MEMORY_CHOICES,
     DetectorClient,
     ServerError,
     ServerUnreachableError,
@@ -193,7 +194,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--shared-memory",
-        choices=("auto", "on", "off"),
+        choices=tuple(SHARED_MEMORY_CHOICES),
         default="auto",
         help="send frames through system shared memory (auto: when the server is on loopback)",
     )
@@ -273,9 +274,11 @@ def run_analyze(args: argparse.Namespace) -> int:
     # OPENCV_FFMPEG_LOGLEVEL in the environment wins.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
-        shared = {"auto": None, "on": True, "off": False}[args.shared_memory]
         client = DetectorClient(
-            args.url, args.protocol, timeout_s=args.timeout, shared_memory=shared
+            args.url,
+            args.protocol,
+            timeout_s=args.timeout,
+            shared_memory=SHARED_MEMORY_CHOICES[args.shared_memory],
         )
     except (ValueError, OSError) as exc:
         tqdm.write(f"{PROG}: error: --url {args.url!r}: {exc}", file=sys.stderr)

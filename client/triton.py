@@ -86,6 +86,12 @@ DEFAULT_URLS: Final[dict[str, str]] = {
     "http": f"{contract.DEFAULT_HOST}:{contract.HTTP_PORT}",
     "grpc": f"{contract.DEFAULT_HOST}:{contract.GRPC_PORT}",
 }
+#: How to send the frames, as ``fakescope analyze --shared-memory`` and the web service's
+#: ``triton_shared_memory`` name it, and the ``shared_memory`` argument of
+#: :class:`DetectorClient` each stands for: through system shared memory (``on``), in the
+#: request body (``off``), or through shared memory when the URL is a loopback address
+#: (``auto``). A server that cannot open the client's region gets the frames in the body.
+SHARED_MEMORY_CHOICES: Final[dict[str, bool | None]] = {"auto": None, "on": True, "off": False}
 #: gRPC message limit both ways (frames of one video can be tens of MB): the protocol's maximum.
 GRPC_MAX_MESSAGE_BYTES: Final = 2**31 - 1
 #: Seconds the liveness probe after a failure may take at most.

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from fakescope import contract
 from fakescope.allocator import keep_freed_memory
-from fakescope.client.triton import DEFAULT_URLS
+from fakescope.client.triton import DEFAULT_URLS, SHARED_MEMORY_CHOICES
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
 from fakescope.serving.repository_check import RepositoryError
@@ -55,6 +55,16 @@ def _database_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="SQLAlchemy URL (default: $FAKESCOPE_WEB_DATABASE_URL or "
         "sqlite:///.fakescope/web.db; PostgreSQL: postgresql+psycopg2://user@host/db)",
+    )
+
+
+def _shared_memory_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--triton-shared-memory",
+        choices=tuple(SHARED_MEMORY_CHOICES),
+        default=None,
+        help="send the frames to Triton through system shared memory (default: "
+        "$FAKESCOPE_WEB_TRITON_SHARED_MEMORY or auto, when the Triton URL is on loopback)",
     )
 
 
@@ -236,6 +246,7 @@ def run_web_serve(args: argparse.Namespace) -> int:
                 "workers": args.workers,
                 "triton_url": triton_url or args.triton_url,
                 "triton_protocol": "grpc" if triton_url else args.triton_protocol,
+                "triton_shared_memory": args.triton_shared_memory,
                 "public_url": args.public_url,
             }
             try:
@@ -280,6 +291,7 @@ def run_web_worker(args: argparse.Namespace) -> int:
         "workers": args.threads,
         "triton_url": args.triton_url,
         "triton_protocol": args.triton_protocol,
+        "triton_shared_memory": args.triton_shared_memory,
         "public_url": args.public_url,
     }
     try:
@@ -322,6 +334,7 @@ def add_web_parsers(subparsers: Any) -> None:
         "--triton-url", default=None, help=f"Triton host:port (default {DEFAULT_URLS['grpc']})"
     )
     serve.add_argument("--triton-protocol", choices=("grpc", "http"), default=None)
+    _shared_memory_option(serve)
     serve.add_argument(
         "--public-url",
         default=None,
@@ -349,6 +362,7 @@ def add_web_parsers(subparsers: Any) -> None:
     )
     worker.add_argument("--triton-url", default=None, help="as for serve")
     worker.add_argument("--triton-protocol", choices=("grpc", "http"), default=None)
+    _shared_memory_option(worker)
     worker.add_argument("--public-url", default=None, help="as for serve (webhook links)")
     worker.add_argument(
         "--drain-timeout",

@@ -179,11 +179,12 @@ class JobRunner:
         hb.start()
         self._threads.append(hb)
         logger.info(
-            "job runner %s: %d worker(s) for Triton %s (%s)",
+            "job runner %s: %d worker(s) for Triton %s (%s, shared memory %s)",
             self.worker_id,
             self.settings.workers,
             self.settings.triton_url,
             self.settings.triton_protocol,
+            self.settings.triton_shared_memory,
         )
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -225,6 +226,7 @@ class JobRunner:
                         self.settings.triton_url,
                         self.settings.triton_protocol,
                         timeout_s=self.settings.triton_timeout_s,
+                        shared_memory=self.settings.triton_shared_memory_flag,
                     )
                 with self._lock:
                     self._running.add(job.id)

@@ -19,7 +19,7 @@ from typing import Final, Literal
 
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.content_credentials import TrustAnchorsError, load_trust_anchors
-from fakescope.client.triton import DEFAULT_URLS
+from fakescope.client.triton import DEFAULT_URLS, SHARED_MEMORY_CHOICES
 from fakescope.storage import StorageError, parse_s3_url
 
 __all__ = [
@@ -56,6 +56,12 @@ class Settings:
         triton_url: ``host:port`` of Triton (gRPC by default).
         triton_protocol: ``grpc`` or ``http``.
         triton_timeout_s: per-call timeout to Triton.
+        triton_shared_memory: how the analysis sends a video's frames to Triton (44 MB for 16
+            frames of 720p): ``auto`` (the default) through system shared memory when
+            ``triton_url`` is a loopback address, else in the request body; ``on`` through
+            shared memory to any address, for a Triton that shares this process's ``/dev/shm``
+            (the Compose file's ``ipc``); ``off`` always in the body. A Triton that cannot open
+            the region gets the frames in the body, with a warning in the log.
         num_frames: frames sampled per video (1…64).
         max_side: long side frames are downscaled to before sending (``None``: never).
         max_upload_bytes: uploads larger than this are refused (413) as soon as the limit is
@@ -97,6 +103,7 @@ class Settings:
     triton_url: str = DEFAULT_URLS["grpc"]
     triton_protocol: Literal["grpc", "http"] = "grpc"
     triton_timeout_s: float = 60.0
+    triton_shared_memory: str = "auto"
     num_frames: int = DEFAULT_NUM_FRAMES
     max_side: int | None = DEFAULT_MAX_SIDE
     max_upload_bytes: int = 200 * 1024 * 1024
@@ -153,6 +160,11 @@ class Settings:
             raise SettingsError(
                 f"triton_protocol must be grpc or http, got {self.triton_protocol!r}"
             )
+        if self.triton_shared_memory not in SHARED_MEMORY_CHOICES:
+            raise SettingsError(
+                f"triton_shared_memory must be one of {tuple(SHARED_MEMORY_CHOICES)}, got "
+                f"{self.triton_shared_memory!r}"
+            )
         if self.webhook_policy not in _WEBHOOK_POLICIES:
             raise SettingsError(
                 f"webhook_policy must be one of {_WEBHOOK_POLICIES}, got {self.webhook_policy!r}"
@@ -179,6 +191,11 @@ class Settings:
     def tmp_dir(self) -> Path:
         """Uploads being received (``*.part``); empty when no upload is in flight."""
         return Path(self.data_dir) / "tmp"
+
+    @property
+    def triton_shared_memory_flag(self) -> bool | None:
+        """``triton_shared_memory`` as :class:`~fakescope.client.triton.DetectorClient` takes it."""
+        return SHARED_MEMORY_CHOICES[self.triton_shared_memory]
 
     def replace(self, **changes: object) -> Settings:
         """Return a copy with ``changes`` applied (validated again)."""

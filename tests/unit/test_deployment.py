@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from fakescope import contract
+from fakescope.client.triton import SHARED_MEMORY_CHOICES
 from fakescope.paths import PROJECT_ROOT
 
 ROOT = PROJECT_ROOT
@@ -41,6 +42,14 @@ def test_docker_compose_uses_contract_ports_when_parsed():
     assert f"localhost:{contract.HTTP_PORT}/" in health
     web = yaml.safe_load(COMPOSE.read_text())["services"]["web"]["environment"]
     assert web["FAKESCOPE_WEB_TRITON_URL"] == f"triton:{contract.GRPC_PORT}"
+
+
+def test_docker_compose_shares_tritons_shared_memory_with_the_web_service_when_parsed():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert services["triton"]["ipc"] == "shareable"
+    assert services["web"]["ipc"] == "service:triton"
+    choice = services["web"]["environment"]["FAKESCOPE_WEB_TRITON_SHARED_MEMORY"]
+    assert SHARED_MEMORY_CHOICES[choice] is True  # Triton's URL is not loopback: auto is off
 
 
 def test_docker_compose_checks_readiness_and_reserves_gpu_when_parsed():

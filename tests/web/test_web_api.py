@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import tritonclient.http as httpclient
 
 from fakescope.client.analyze import analyze
 from fakescope.client.content_credentials import JSON_FIELD
@@ -363,6 +364,25 @@ def test_job_resumed_when_its_worker_died_while_running(triton, tmp_path, videos
     with LiveServer(resumed) as second, second.client(cookies=cookies) as c:
         job = wait_for_job(c, job_id)
     assert job["status"] == "done" and job["attempts"] == 2
+
+
+# --- how the frames reach Triton ---------------------------------------------------------------
+def _registered_regions(triton) -> set[str]:
+    status = httpclient.InferenceServerClient(triton.address.http_url)
+    return {region["name"] for region in status.get_system_shared_memory_status()}
+
+
+@pytest.mark.parametrize(("choice", "regions"), [("auto", 1), ("on", 1), ("off", 0)])
+def test_job_runner_registers_frame_region_only_when_shared_memory_is_not_off(
+    triton, tmp_path, videos, choice, regions
+):
+    before = _registered_regions(triton)
+    settings = web_settings(tmp_path, triton.address.grpc_url, triton_shared_memory=choice)
+    with LiveServer(settings) as live, live.client() as client:
+        job = wait_for_job(client, upload(client, videos["no_face"]).json()["id"])
+        added = _registered_regions(triton) - before  # the runner's client keeps its region
+    assert job["status"] == "done"
+    assert len(added) == regions
 
 
 def test_job_fails_with_server_unreachable_when_triton_down(tmp_path, videos):

@@ -83,9 +83,12 @@ def test_settings_from_env_reads_variables_when_valid():
             "FAKESCOPE_WEB_ALLOW_ANONYMOUS": "no",
             "FAKESCOPE_WEB_MAX_SIDE": "",
             "FAKESCOPE_WEB_DATA_DIR": "/x",
+            "FAKESCOPE_WEB_TRITON_SHARED_MEMORY": "on",
         }
     )
     assert (s.workers, s.allow_anonymous, s.max_side, s.data_dir) == (3, False, None, Path("/x"))
+    assert s.triton_shared_memory_flag is True
+    assert Settings().triton_shared_memory_flag is None  # auto: when Triton is on loopback
 
 
 def test_settings_from_env_names_variable_when_malformed():
@@ -93,6 +96,8 @@ def test_settings_from_env_names_variable_when_malformed():
         Settings.from_env({"FAKESCOPE_WEB_WORKERS": "many"})
     with pytest.raises(SettingsError, match="webhook_policy"):
         Settings.from_env({"FAKESCOPE_WEB_WEBHOOK_POLICY": "anywhere"})
+    with pytest.raises(SettingsError, match="triton_shared_memory must be one of"):
+        Settings.from_env({"FAKESCOPE_WEB_TRITON_SHARED_MEMORY": "yes"})
 
 
 def test_check_webhook_url_refuses_private_address_when_policy_public():
