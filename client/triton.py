@@ -320,6 +320,7 @@ class DetectorClient:
         self.retries = retries
         self._shared_memory = is_loopback(self.url) if shared_memory is None else shared_memory
         self._region: FrameRegion | None = None
+        self._region_renewed = False  # registered again once after the server forgot it
         self._lock = threading.Lock()
         self._facts: ModelFacts | None = None
         self._classifier: ClassifierInput | None = None
@@ -407,21 +408,43 @@ class DetectorClient:
         )
         if self._shared_memory:
             with self._lock:
-                try:
-                    result = self._retrying(
-                        lambda: self._infer_once(frames, priority, deadline, use_shm=True),
-                        deadline.retry_until(),
-                    )
-                except ServerError as exc:
-                    if _UNKNOWN_REGION not in exc.server_message:
-                        raise
-                    self._drop_shared_memory(exc)
+                result = self._infer_through_shared_memory(frames, priority, deadline)
         if not self._shared_memory:
             result = self._retrying(
                 lambda: self._infer_once(frames, priority, deadline, use_shm=False),
                 deadline.retry_until(),
             )
         return parse_outputs(result.as_numpy, n)
+
+    def _infer_through_shared_memory(
+        self, frames: NDArray[np.uint8], priority: int, deadline: _Deadline
+    ) -> Any:
+        """Infer with the frames in the shared-memory region; None once the client dropped it.
+
+        A server that does not know the region has restarted since it was registered (a
+        supervisor or Compose brought it back) or is one of several behind a balancer: the
+        region is registered again, once in the client's life; a server that still does not
+        know it is taken for the balancer, and the frames go in the request from then on.
+        """
+        while True:
+            try:
+                return self._retrying(
+                    lambda: self._infer_once(frames, priority, deadline, use_shm=True),
+                    deadline.retry_until(),
+                )
+            except ServerError as exc:
+                if _UNKNOWN_REGION not in exc.server_message:
+                    raise
+                if self._region_renewed:
+                    self._drop_shared_memory(exc)
+                    return None
+                logger.info(
+                    "%s does not know this client's shared memory (restarted?): registering "
+                    "it again",
+                    self.url,
+                )
+                self._region_renewed = True
+                self._release_region()
 
     def _drop_shared_memory(self, exc: ServerError) -> None:
         """Stop using shared memory: the server that answered has not registered the region."""
@@ -432,6 +455,10 @@ class DetectorClient:
             exc.server_message.strip(),
         )
         self._shared_memory = False
+        self._release_region()
+
+    def _release_region(self) -> None:
+        """Unregister and remove the region, if any (the next shared-memory call makes one)."""
         if self._region is not None:
             region, self._region = self._region, None
             try:
@@ -588,9 +615,7 @@ class DetectorClient:
 
     def close(self) -> None:
         """Release the shared-memory region and close the underlying connection."""
-        if self._region is not None:
-            self._region.close()
-            self._region = None
+        self._release_region()
         self._client.close()
 
     def __enter__(self) -> DetectorClient:

@@ -1,8 +1,10 @@
-"""Faults: tritonserver killed under the CLI and under a client, a python model that raises, a
-model called through BLS that refuses requests."""
+"""Faults: tritonserver killed under the CLI and under a client, a server restarted under a client
+holding a shared-memory region, a python model that raises, a model called through BLS that
+refuses requests."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
@@ -303,3 +306,37 @@ def test_supervise_reports_exit_code_and_restarts_when_tritonserver_dies(tmp_pat
         done.set()
         supervisor.join(timeout=60)
         server.stop()
+
+
+def _client_regions(server: EmbeddedTriton) -> list[str]:
+    status = httpclient.InferenceServerClient(server.address.http_url)
+    regions = status.get_system_shared_memory_status()
+    return [r["name"] for r in regions if r["name"].startswith("fakescope_client_")]
+
+
+def test_client_registers_its_frames_region_again_when_the_server_restarted(tmp_path, caplog):
+    http, grpc, metrics = free_ports(3)
+    server = EmbeddedTriton(
+        REPOSITORY, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
+    )
+    frames = np.stack(list(face_frames(seconds=0.4)))
+    caplog.set_level(logging.INFO, logger="fakescope.client.triton")
+    server.start()
+    try:
+        with DetectorClient(server.address.grpc_url, "grpc", timeout_s=60) as client:
+            before = client.infer(frames)
+            assert len(_client_regions(server)) == 1
+            # as a supervisor or Compose brings it back: a new process on the same ports, which
+            # has never heard of the client's region
+            assert server.process is not None
+            os.kill(server.process.pid, signal.SIGKILL)
+            server.stop()
+            server.start()
+            after = client.infer(frames)
+            regions = _client_regions(server)
+    finally:
+        server.stop()
+    np.testing.assert_allclose(after.face_scores, before.face_scores, atol=1e-6)
+    assert len(regions) == 1  # the frames went through shared memory again
+    assert "registering it again" in caplog.text
+    assert "from now on" not in caplog.text
