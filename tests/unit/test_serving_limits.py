@@ -25,6 +25,7 @@ from fakescope.serving.model_config import (
     max_batch_size,
     max_request_bytes,
 )
+from fakescope.web.settings import Settings
 from tests.support.servers import REPOSITORY
 
 COMPOSE = REPOSITORY.parent / "docker-compose.yml"
@@ -101,8 +102,14 @@ def test_docker_compose_shm_matches_embedded_server_when_parsed():
         for config in (_config(p.parent.name) for p in REPOSITORY.glob("*/config.pbtxt"))
         if config.backend == "python"
     )
-    shm_size = yaml.safe_load(COMPOSE.read_text())["services"]["triton"]["shm_size"]
-    assert _docker_bytes(str(shm_size)) >= python_instances * (start + growth)
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    # the web service's analysis threads each hold one frames region in the same /dev/shm
+    # (its `ipc`), which grows to at most twice the largest request (client/shared_memory.py)
+    environment = services["web"]["environment"]
+    web_threads = int(environment.get("FAKESCOPE_WEB_WORKERS", Settings().workers))
+    web_regions = web_threads * 2 * max_request_bytes(REPOSITORY)
+    shm_size = _docker_bytes(str(services["triton"]["shm_size"]))
+    assert shm_size >= python_instances * (start + growth) + web_regions
 
 
 def test_face_detector_declares_the_clients_priority_levels_when_parsed():
