@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from fakescope import contract
 from fakescope.allocator import keep_freed_memory
@@ -136,6 +137,19 @@ class LikeForLikeBaseline:
         return time.perf_counter() - start, result.fake_probability
 
 
+def seed_read_frames(video: Path) -> list[NDArray[np.uint8]]:
+    """Read every frame of ``video`` with OpenCV, each kept as RGB (the seed's first step)."""
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
 class SeedPipeline:
     """The seed project's pipeline as written: read-all, default MTCNN, B0 per face."""
 
@@ -156,14 +170,7 @@ class SeedPipeline:
     def run(self, video: Path, frame_indices: np.ndarray) -> tuple[float, float]:
         """Analyze ``video`` at ``frame_indices``; return ``(seconds, fake_probability)``."""
         start = time.perf_counter()
-        capture = cv2.VideoCapture(str(video))
-        frames = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        capture.release()
+        frames = seed_read_frames(video)
         chosen = [frames[i] for i in frame_indices if i < len(frames)]
         del frames
         frame_of_face: list[int] = []

@@ -1,0 +1,37 @@
+"""The seed read benchmark (benchmarks/seed_read.py): its timing of a real video, and its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fakescope.benchmarks.media import make_no_face_video
+from fakescope.benchmarks.seed_read import render_markdown, timed_read
+from tests.support.bench_summaries import TWO_CORE_MACHINE
+
+
+def test_timed_read_holds_every_frame_as_rgb_when_reading_a_video(tmp_path: Path) -> None:
+    video = make_no_face_video(tmp_path / "v.mp4", seconds=2.0, fps=10, size=(160, 96))
+    read = timed_read(video)
+    assert read["frames_gb"] == pytest.approx(20 * 160 * 96 * 3 / 1e9)  # all 20 frames, RGB
+    assert read["wall_s"] > 0 and read["user_cpu_s"] >= 0 and read["system_cpu_s"] >= 0
+
+
+def test_seed_read_table_gives_each_video_and_pause_when_rendered() -> None:
+    row = {
+        "wall_s": 9.5,
+        "user_cpu_s": 2.0,
+        "system_cpu_s": 7.6,
+        "frames_gb": 4.98,
+        "wall_runs_s": [9.5, 17.4],
+    }
+    result = {
+        "what": "The seed's read",
+        "machine": TWO_CORE_MACHINE,
+        "rounds": 5,
+        "videos": {"v.mp4": {"5.0": row}},
+    }
+    table = render_markdown(result)
+    assert "5 rounds" in table
+    assert "| v.mp4 | 5.0 | 4.98 | 9.50 | 2.00 | 7.60 | 17.40 |" in table
