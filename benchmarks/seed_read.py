@@ -7,8 +7,9 @@ the way. On a virtual machine whose host takes freed memory back, faulting that 
 is kernel work whose price depends on what the host has taken back, and the seed's time on a
 long video varies with it. This times that step alone, in this process as in ``make bench``
 (freed memory kept, :func:`fakescope.allocator.keep_freed_memory`), ``--rounds`` rounds over the
-videos, each read after a pause of ``--pauses`` seconds (interleaved). Per video and pause: the
-median wall seconds, user and system CPU seconds of the read, and the frames' size.
+videos, each read after a pause of ``--pauses`` seconds (interleaved), after a first read of
+each video, recorded on its own. Per video and pause: the median wall seconds, user and system
+CPU seconds of the read, and the frames' size.
 
 Run: ``python -m fakescope.benchmarks.seed_read --output
 benchmarks/results/<host>/seed_read.json`` (writes the JSON and its table, ``.md``).
@@ -61,8 +62,9 @@ def measure(videos: list[Path], pauses: list[float], rounds: int) -> dict[str, A
     """Time the seed's read of every video after every pause; return the result document."""
     keep_freed_memory()  # as make bench's process does (its in-process pipeline sets it)
     facts = machine_facts()
-    for video in videos:  # warm-up: the file in the page cache, OpenCV's first-open costs
-        timed_read(video)
+    # the first read of each video: the file comes into the page cache and the process's heap
+    # grows to hold the frames for the first time; recorded, not counted in the rounds
+    first = {video.name: timed_read(video) for video in videos}
     runs: dict[str, dict[str, list[dict[str, float]]]] = {
         v.name: {str(p): [] for p in pauses} for v in videos
     }
@@ -79,6 +81,7 @@ def measure(videos: list[Path], pauses: list[float], rounds: int) -> dict[str, A
         "machine": facts,
         "code_version": code_version(),
         "rounds": rounds,
+        "first_reads": first,
         "videos": {
             name: {
                 pause: {
@@ -106,6 +109,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, by_pause in result["videos"].items():
+        first = result["first_reads"][name]
+        lines.append(
+            f"| {name} | first read in the process | {first['frames_gb']:.2f} "
+            f"| {first['wall_s']:.2f} | {first['user_cpu_s']:.2f} | {first['system_cpu_s']:.2f} "
+            "| |"
+        )
         for pause, row in by_pause.items():
             lines.append(
                 f"| {name} | {pause} | {row['frames_gb']:.2f} | {row['wall_s']:.2f} "

@@ -30,8 +30,10 @@ def test_seed_read_table_gives_each_video_and_pause_when_rendered() -> None:
         "what": "The seed's read",
         "machine": TWO_CORE_MACHINE,
         "rounds": 5,
+        "first_reads": {"v.mp4": dict(row, wall_s=17.4, system_cpu_s=15.0)},
         "videos": {"v.mp4": {"5.0": row}},
     }
     table = render_markdown(result)
     assert "5 rounds" in table
     assert "| v.mp4 | 5.0 | 4.98 | 9.50 | 2.00 | 7.60 | 17.40 |" in table
+    assert "| v.mp4 | first read in the process | 4.98 | 17.40 | 2.00 | 15.00 | |" in table
