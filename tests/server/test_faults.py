@@ -314,7 +314,10 @@ def _client_regions(server: EmbeddedTriton) -> list[str]:
     return [r["name"] for r in regions if r["name"].startswith("fakescope_client_")]
 
 
-def test_client_registers_its_frames_region_again_when_the_server_restarted(tmp_path, caplog):
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_client_registers_its_frames_region_again_when_the_server_restarted(
+    tmp_path, caplog, protocol
+):
     http, grpc, metrics = free_ports(3)
     server = EmbeddedTriton(
         REPOSITORY, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
@@ -323,7 +326,8 @@ def test_client_registers_its_frames_region_again_when_the_server_restarted(tmp_
     caplog.set_level(logging.INFO, logger="fakescope.client.triton")
     server.start()
     try:
-        with DetectorClient(server.address.grpc_url, "grpc", timeout_s=60) as client:
+        url = server.address.grpc_url if protocol == "grpc" else server.address.http_url
+        with DetectorClient(url, protocol, timeout_s=60) as client:
             before = client.infer(frames)
             assert len(_client_regions(server)) == 1
             # as a supervisor or Compose brings it back: a new process on the same ports, which
