@@ -74,6 +74,12 @@ def add_shared_memory_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_json_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit through ``parser`` unless ``--output`` names a ``.json`` result file."""
+    if Path(args.output).suffix != ".json":
+        parser.error("--output must name the .json result file")
+
+
 def describe_transport(shared_memory: bool) -> str:
     """Say how a run's frames reached the server, as ``--shared-memory`` chose."""
     if shared_memory:

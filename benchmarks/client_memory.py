@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fakescope.allocator import keep_freed_memory
-from fakescope.benchmarks.arguments import add_pause_arguments, check_pauses
+from fakescope.benchmarks.arguments import add_pause_arguments, check_json_output, check_pauses
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.service_times import code_version
@@ -201,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         serve_decodes(args.worker, args.video)
         return 0
     check_pauses(parser, args)
-    if args.output.suffix != ".json":
-        parser.error("--output must name the .json result file")
+    check_json_output(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from fakescope.benchmarks.videos import ensure_videos  # needs scikit-image
 

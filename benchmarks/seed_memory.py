@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fakescope.allocator import keep_freed_memory
+from fakescope.benchmarks.arguments import check_json_output
 from fakescope.benchmarks.inprocess import SeedPipeline
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
 from fakescope.benchmarks.result_files import write_result
@@ -147,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    if args.output.suffix != ".json":
-        parser.error("--output must name the .json result file")
+    check_json_output(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from fakescope.benchmarks.videos import ensure_videos  # needs scikit-image
 

@@ -25,7 +25,6 @@ import logging
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import tritonclient.grpc as grpcclient
@@ -35,6 +34,7 @@ from fakescope.allocator import keep_freed_memory
 from fakescope.benchmarks.arguments import (
     add_pause_arguments,
     add_shared_memory_argument,
+    check_json_output,
     check_pauses,
     describe_transport,
 )
@@ -162,10 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_pauses(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    output: Path = args.output
-    if output.suffix != ".json":
-        parser.error("--output must name the .json result file")
-    write_result(output, measure(args), render_markdown)
+    check_json_output(parser, args)
+    write_result(args.output, measure(args), render_markdown)
     return 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.benchmarks.arguments import add_run_arguments, check_runs
+from fakescope.benchmarks.arguments import add_run_arguments, check_json_output, check_runs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,3 +31,12 @@ def test_check_runs_exits_with_a_usage_error_when_runs_is_below_one(capsys):
     assert exited.value.code == 2
     assert "--runs must be at least 1" in capsys.readouterr().err
     check_runs(parser, parser.parse_args(["--runs", "1"]))  # one run is enough
+
+
+def test_check_json_output_exits_with_a_usage_error_when_output_is_not_json(capsys):
+    parser = _parser()
+    check_json_output(parser, parser.parse_args([]))  # out.json passes
+    with pytest.raises(SystemExit) as exited:
+        check_json_output(parser, parser.parse_args(["--output", "table.md"]))
+    assert exited.value.code == 2
+    assert "--output must name the .json result file" in capsys.readouterr().err
