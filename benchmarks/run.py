@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
 from fakescope.benchmarks.machine import describe_cpu, describe_gpus, machine_facts
+from fakescope.benchmarks.process_usage import USAGE_KEYS, measured_usage
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
@@ -258,32 +260,51 @@ def spread_rounds(runs: int, rounds: int) -> set[int]:
     return {i * rounds // runs for i in range(runs)}
 
 
-def time_paths(
-    paths: dict[str, TimedPath], videos: list[Path], runs: dict[str, int]
-) -> dict[str, dict[str, list[float]]]:
+@dataclass(frozen=True)
+class TimedRuns:
+    """The timed runs of :func:`time_paths`, path -> video -> one entry per run.
+
+    Attributes:
+        seconds: each run's wall seconds.
+        usage: what this process used in each run (:func:`measured_usage`); the served path's
+            server runs in tritonserver, so its entries hold the client's share only.
+
+    """
+
+    seconds: dict[str, dict[str, list[float]]]
+    usage: dict[str, dict[str, list[dict[str, float]]]]
+
+
+def time_paths(paths: dict[str, TimedPath], videos: list[Path], runs: dict[str, int]) -> TimedRuns:
     """Warm every path up on every video, then time ``runs[path]`` runs of each, interleaved.
 
     Each round runs every video through every path that takes part in it, in turn, so load from
     a neighbour falls on all paths alike instead of on whichever ran at that moment. A path with
     fewer runs than the most takes part in rounds spread evenly over them
-    (:func:`spread_rounds`). Returns path -> video -> seconds.
+    (:func:`spread_rounds`).
     """
     rounds = max(runs.values())
     taking_part = {name: spread_rounds(runs[name], rounds) for name in paths}
     for video in videos:
         for run in paths.values():
             run(video)
-    times: dict[str, dict[str, list[float]]] = {name: {} for name in paths}
+    timed = TimedRuns({name: {} for name in paths}, {name: {} for name in paths})
     for round_ in range(rounds):
         for video in videos:
             for name, run in paths.items():
                 if round_ in taking_part[name]:
-                    times[name].setdefault(video.name, []).append(run(video)[0])
-    return times
+                    with measured_usage() as usage:
+                        seconds = run(video)[0]
+                    timed.seconds[name].setdefault(video.name, []).append(seconds)
+                    timed.usage[name].setdefault(video.name, []).append(usage)
+    return timed
 
 
 def _path_summary(
-    times: dict[str, list[float]], durations: dict[str, float], what: str
+    times: dict[str, list[float]],
+    usage: dict[str, list[dict[str, float]]],
+    durations: dict[str, float],
+    what: str,
 ) -> dict[str, Any]:
     medians = {name: statistics.median(runs) for name, runs in times.items()}
     return {
@@ -292,6 +313,10 @@ def _path_summary(
         "seconds": medians,
         "runs": times,
         "ratio": _stats([medians[n] / durations[n] for n in medians]),
+        "process_usage": {
+            name: {key: statistics.median(run[key] for run in runs) for key in USAGE_KEYS}
+            for name, runs in usage.items()
+        },
     }
 
 
@@ -375,10 +400,10 @@ def run_paths(
             f"{SeedPipeline.FRAMES} full-resolution frames, efficientnet-pytorch B0 per face"
         )
     counts = {name: baseline_runs if name in BASELINES else runs for name in paths}
-    times = time_paths(paths, videos, counts)
+    timed = time_paths(paths, videos, counts)
     result: dict[str, Any] = {"durations": durations}
-    for name, per_video in times.items():
-        result[name] = _path_summary(per_video, durations, what[name])
+    for name, per_video in timed.seconds.items():
+        result[name] = _path_summary(per_video, timed.usage[name], durations, what[name])
     return result
 
 
@@ -550,10 +575,42 @@ def render_markdown(summary: dict[str, Any]) -> str:
         )
     lines.append(f"- Passed: {summary.get('passed')}")
     lines.extend(f"  - {failure}" for failure in summary.get("failures", []))
+    lines += render_process_usage(inprocess)
     targets = render_targets(summary.get("targets", []))
     if targets:
         lines += ["", *targets]
     return "\n".join(lines) + "\n"
+
+
+def render_process_usage(inprocess: dict[str, Any]) -> list[str]:
+    """Render what this process used per timed path and video (none for older summaries)."""
+    paths = {
+        key: value["process_usage"]
+        for key, value in inprocess.items()
+        if isinstance(value, dict) and "process_usage" in value
+    }
+    if not paths:
+        return []
+    lines = [
+        "",
+        "What the benchmark's process used in each timed run, median per video (the served "
+        "path's server work is tritonserver's and not counted here; a page fault is the kernel "
+        "mapping a page the process touched for the first time):",
+        "",
+        "| path | video | wall s | user CPU s | system CPU s | page faults (thousands) "
+        "| system µs per fault |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, per_video in paths.items():
+        for video, usage in per_video.items():
+            faults = usage["page_faults"]
+            per_fault = usage["system_cpu_s"] / faults * 1e6 if faults else None
+            lines.append(
+                f"| {key} | {video} | {_fmt(inprocess[key]['seconds'].get(video), 2)} "
+                f"| {_fmt(usage['user_cpu_s'], 2)} | {_fmt(usage['system_cpu_s'], 2)} "
+                f"| {_fmt(faults / 1000, 1)} | {_fmt(per_fault, 1)} |"
+            )
+    return lines
 
 
 def plot(summary: dict[str, Any], limit: float, path: Path) -> None:

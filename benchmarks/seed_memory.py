@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from fakescope.allocator import keep_freed_memory
 from fakescope.benchmarks.arguments import check_json_output
 from fakescope.benchmarks.inprocess import SeedPipeline
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
+from fakescope.benchmarks.process_usage import USAGE_KEYS, measured_usage
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.run import add_server_arguments
 from fakescope.benchmarks.service_times import code_version, running_server
@@ -52,7 +52,7 @@ SERVED_VIDEO = "face_720p_10s.mp4"
 ALONE = "alone"
 AFTER_SERVED = "after a served video"
 RUNTIME_DIR = PROJECT_ROOT / ".fakescope" / "runtime-seed-memory"
-_KEYS = ("wall_s", "user_cpu_s", "system_cpu_s", "page_faults")
+_KEYS = ("wall_s", *USAGE_KEYS)
 
 #: One seed run: its wall seconds (``SeedPipeline.run``).
 SeedRun = Callable[[Path], float]
@@ -60,15 +60,9 @@ SeedRun = Callable[[Path], float]
 
 def timed_run(run: SeedRun, video: Path) -> dict[str, float]:
     """Run the seed on ``video``; return its wall, user and system seconds and page faults."""
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    wall = run(video)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "wall_s": wall,
-        "user_cpu_s": after.ru_utime - before.ru_utime,
-        "system_cpu_s": after.ru_stime - before.ru_stime,
-        "page_faults": float(after.ru_minflt - before.ru_minflt),
-    }
+    with measured_usage() as usage:
+        wall = run(video)
+    return {"wall_s": wall, **usage}
 
 
 def measure(

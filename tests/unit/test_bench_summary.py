@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,13 @@ def test_time_paths_warms_every_path_up_then_interleaves_rounds_when_paths_are_m
 
         return run
 
-    times = time_paths(
+    timed = time_paths(
         {"a": path("a"), "b": path("b")}, [Path("x.mp4"), Path("y.mp4")], {"a": 2, "b": 2}
     )
     warm_up = [("a", "x.mp4"), ("b", "x.mp4"), ("a", "y.mp4"), ("b", "y.mp4")]
     assert calls[:4] == warm_up  # every path on every video, not counted
     assert calls[4:] == warm_up * 2  # then each round takes every video through every path
-    assert times == {
+    assert timed.seconds == {
         "a": {"x.mp4": [5.0, 9.0], "y.mp4": [7.0, 11.0]},
         "b": {"x.mp4": [6.0, 10.0], "y.mp4": [8.0, 12.0]},
     }
@@ -61,11 +62,32 @@ def test_time_paths_spreads_a_path_with_fewer_runs_over_the_rounds_when_counts_d
 
         return run
 
-    times = time_paths({"a": path("a"), "slow": path("slow")}, [Path("x.mp4")], {"a": 6, "slow": 2})
+    timed = time_paths({"a": path("a"), "slow": path("slow")}, [Path("x.mp4")], {"a": 6, "slow": 2})
     assert calls[:2] == ["a", "slow"]  # the warm-up runs every path
     # six rounds; the slow path takes part in the first and the fourth
     assert calls[2:] == ["a", "slow", "a", "a", "a", "slow", "a", "a"]
-    assert {name: len(runs["x.mp4"]) for name, runs in times.items()} == {"a": 6, "slow": 2}
+    assert {name: len(runs["x.mp4"]) for name, runs in timed.seconds.items()} == {"a": 6, "slow": 2}
+    assert {name: len(runs["x.mp4"]) for name, runs in timed.usage.items()} == {"a": 6, "slow": 2}
+
+
+def test_time_paths_records_the_page_faults_of_each_run_when_a_path_touches_fresh_memory():
+    pages = 8192  # 32 MiB of 4 KiB pages, mapped afresh in each run
+
+    def touch(video):
+        block = mmap.mmap(-1, pages * mmap.PAGESIZE)
+        for offset in range(0, len(block), mmap.PAGESIZE):
+            block[offset] = 1
+        block.close()
+        return 0.0, None
+
+    def idle(video):
+        return 0.0, None
+
+    timed = time_paths({"touch": touch, "idle": idle}, [Path("x.mp4")], {"touch": 2, "idle": 2})
+    for usage in timed.usage["touch"]["x.mp4"]:
+        assert usage["page_faults"] >= pages
+    for usage in timed.usage["idle"]["x.mp4"]:
+        assert usage["page_faults"] < pages // 8
 
 
 @pytest.mark.parametrize(
@@ -118,7 +140,15 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
         },
         "inprocess": {
             "served": {"what": "the served path", "ratio": {"p50": 0.05}, "timed_runs": 15},
-            "seed_pipeline": {"what": "the seed", "ratio": {"p50": 0.8}, "timed_runs": 5},
+            "seed_pipeline": {
+                "what": "the seed",
+                "ratio": {"p50": 0.8},
+                "timed_runs": 5,
+                "seconds": {"a.mp4": 8.0},
+                "process_usage": {
+                    "a.mp4": {"user_cpu_s": 13.2, "system_cpu_s": 2.5, "page_faults": 1.0e6}
+                },
+            },
         },
         "passed": True,
         "failures": [],
@@ -146,6 +176,10 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     older_paths = {"timed_runs": 3, "served": {"what": "the served path", "ratio": {"p50": 0.05}}}
     older_text = render_markdown(dict(summary, inprocess=older_paths))
     assert "the served path (median of 3 runs per video)" in older_text
+    # what the process used per run; a path or an older run without it has no row
+    assert "| seed_pipeline | a.mp4 | 8.00 | 13.20 | 2.50 | 1000.0 | 2.5 |" in text
+    assert "| served |" not in text
+    assert "system µs per fault" not in older_text
     assert "running: R-Net on fixed windows; before the in-process comparison: 65.1 ms." in text
     # overload runs decode before the run and send no warm-up video
     assert "warm-up" not in render_markdown(dict(summary, mode="overload"))
