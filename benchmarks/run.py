@@ -582,6 +582,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Page faults a run needs for its system CPU over its faults to price a fault: below it, the
+#: kernel's other work for the run (reading the file, thread wake-ups) is most of that CPU.
+FAULTS_TO_PRICE = 10_000
+
+
 def render_process_usage(inprocess: dict[str, Any]) -> list[str]:
     """Render what this process used per timed path and video (none for older summaries)."""
     paths = {
@@ -595,7 +600,9 @@ def render_process_usage(inprocess: dict[str, Any]) -> list[str]:
         "",
         "What the benchmark's process used in each timed run, median per video (the served "
         "path's server work is tritonserver's and not counted here; a page fault is the kernel "
-        "mapping a page the process touched for the first time):",
+        "mapping a page the process touched for the first time; the price of one, the run's "
+        f"system CPU over its faults, is given where it took at least {FAULTS_TO_PRICE} of "
+        "them):",
         "",
         "| path | video | wall s | user CPU s | system CPU s | page faults (thousands) "
         "| system µs per fault |",
@@ -604,7 +611,7 @@ def render_process_usage(inprocess: dict[str, Any]) -> list[str]:
     for key, per_video in paths.items():
         for video, usage in per_video.items():
             faults = usage["page_faults"]
-            per_fault = usage["system_cpu_s"] / faults * 1e6 if faults else None
+            per_fault = usage["system_cpu_s"] / faults * 1e6 if faults >= FAULTS_TO_PRICE else None
             lines.append(
                 f"| {key} | {video} | {_fmt(inprocess[key]['seconds'].get(video), 2)} "
                 f"| {_fmt(usage['user_cpu_s'], 2)} | {_fmt(usage['system_cpu_s'], 2)} "

@@ -179,6 +179,10 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     # what the process used per run; a path or an older run without it has no row
     assert "| seed_pipeline | a.mp4 | 8.00 | 13.20 | 2.50 | 1000.0 | 2.5 |" in text
     assert "| served |" not in text
+    few_faults = {"a.mp4": {"user_cpu_s": 0.2, "system_cpu_s": 0.01, "page_faults": 40.0}}
+    seed_few = dict(summary["inprocess"]["seed_pipeline"], process_usage=few_faults)
+    few_text = render_markdown(dict(summary, inprocess={"seed_pipeline": seed_few}))
+    assert "| seed_pipeline | a.mp4 | 8.00 | 0.20 | 0.01 | 0.0 | n/a |" in few_text
     assert "system µs per fault" not in older_text
     assert "running: R-Net on fixed windows; before the in-process comparison: 65.1 ms." in text
     # overload runs decode before the run and send no warm-up video
