@@ -17,6 +17,9 @@ from typing import Final
 
 #: The keys of one run's usage, in the order tables show them.
 USAGE_KEYS: Final = ("user_cpu_s", "system_cpu_s", "page_faults")
+#: Page faults a run needs for its system CPU over its faults to price a fault: below it, the
+#: kernel's other work for the run (reading the file, thread wake-ups) is most of that CPU.
+FAULTS_TO_PRICE: Final = 10_000
 
 
 @contextmanager
@@ -34,3 +37,14 @@ def measured_usage() -> Iterator[dict[str, float]]:
     usage["user_cpu_s"] = after.ru_utime - before.ru_utime
     usage["system_cpu_s"] = after.ru_stime - before.ru_stime
     usage["page_faults"] = float(after.ru_minflt - before.ru_minflt)
+
+
+def fault_price_us(usage: dict[str, float]) -> float | None:
+    """Return a run's system CPU over its page faults in µs, ``None`` below :data:`FAULTS_TO_PRICE`.
+
+    An upper bound of what one fault cost: the run's other system CPU is counted in it too.
+    """
+    faults = usage["page_faults"]
+    if faults < FAULTS_TO_PRICE:
+        return None
+    return usage["system_cpu_s"] / faults * 1e6

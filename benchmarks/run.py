@@ -32,7 +32,12 @@ from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
 from fakescope.benchmarks.machine import describe_cpu, describe_gpus, machine_facts
-from fakescope.benchmarks.process_usage import USAGE_KEYS, measured_usage
+from fakescope.benchmarks.process_usage import (
+    FAULTS_TO_PRICE,
+    USAGE_KEYS,
+    fault_price_us,
+    measured_usage,
+)
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
@@ -582,11 +587,6 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: Page faults a run needs for its system CPU over its faults to price a fault: below it, the
-#: kernel's other work for the run (reading the file, thread wake-ups) is most of that CPU.
-FAULTS_TO_PRICE = 10_000
-
-
 def render_process_usage(inprocess: dict[str, Any]) -> list[str]:
     """Render what this process used per timed path and video (none for older summaries)."""
     paths = {
@@ -610,12 +610,10 @@ def render_process_usage(inprocess: dict[str, Any]) -> list[str]:
     ]
     for key, per_video in paths.items():
         for video, usage in per_video.items():
-            faults = usage["page_faults"]
-            per_fault = usage["system_cpu_s"] / faults * 1e6 if faults >= FAULTS_TO_PRICE else None
             lines.append(
                 f"| {key} | {video} | {_fmt(inprocess[key]['seconds'].get(video), 2)} "
                 f"| {_fmt(usage['user_cpu_s'], 2)} | {_fmt(usage['system_cpu_s'], 2)} "
-                f"| {_fmt(faults / 1000, 1)} | {_fmt(per_fault, 1)} |"
+                f"| {_fmt(usage['page_faults'] / 1000, 1)} | {_fmt(fault_price_us(usage), 1)} |"
             )
     return lines
 

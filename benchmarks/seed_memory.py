@@ -32,7 +32,12 @@ from fakescope.allocator import keep_freed_memory
 from fakescope.benchmarks.arguments import check_json_output
 from fakescope.benchmarks.inprocess import SeedPipeline
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
-from fakescope.benchmarks.process_usage import USAGE_KEYS, measured_usage
+from fakescope.benchmarks.process_usage import (
+    FAULTS_TO_PRICE,
+    USAGE_KEYS,
+    fault_price_us,
+    measured_usage,
+)
 from fakescope.benchmarks.result_files import write_result
 from fakescope.benchmarks.run import add_server_arguments
 from fakescope.benchmarks.service_times import code_version, running_server
@@ -105,6 +110,11 @@ def frames_gigabytes(video: Path) -> float:
     return probe.total_frames * width * height * 3 / 1e9
 
 
+def _price(row: dict[str, float]) -> str:
+    price = fault_price_us(row)
+    return "n/a" if price is None else f"{price:.1f}"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """Render ``seed_memory.json`` as a table."""
     lines = [
@@ -113,11 +123,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         "Written by `python -m fakescope.benchmarks.seed_memory`; do not edit. "
         f"{result['what']}: {result['rounds']} rounds, "
         f"{describe_cores_and_load(result['machine'])}. Medians; seconds; page faults in "
-        "thousands.",
+        "thousands; a fault's price, the run's system CPU over its faults, where it took at "
+        f"least {FAULTS_TO_PRICE}.",
         "",
         "| video | frames held GB | condition | seed run | user CPU | system CPU | page faults "
-        "| slowest run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system µs per fault | slowest run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, by_condition in result["videos"].items():
         held = f"{result['frames_gb'][name]:.2f}"
@@ -128,7 +139,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {held} | {condition} | {row['wall_s']:.2f} "
                 f"| {row['user_cpu_s']:.2f} | {row['system_cpu_s']:.2f} "
-                f"| {row['page_faults'] / 1000:.0f} | {slowest} |"
+                f"| {row['page_faults'] / 1000:.0f} | {_price(row)} | {slowest} |"
             )
     return "\n".join(lines) + "\n"
 
