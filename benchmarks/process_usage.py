@@ -2,10 +2,10 @@
 
 A path's wall time alone cannot tell computing from waiting on the kernel. The seed pipeline
 keeps every frame of a video (5 GB for the 60 s 720p bench video), about a million page faults a
-run; on a virtual machine a fault costs what the host takes to hand the guest a page, which
-varied more than tenfold between runs on one host (``benchmarks/README.md``, "The seed pipeline
-alone and right after a served video"). The system CPU and the faults of each run, recorded
-beside its wall time, show that in the run itself.
+run, which on a virtual machine cost what the host takes to hand the guest each page; in some
+``make bench`` runs it took three to four times its time in a quiet process on the same host
+(``benchmarks/README.md``, "Latest results"). The system CPU and the faults of each run,
+recorded beside its wall time, show where a run's time went in the run itself.
 """
 
 from __future__ import annotations
