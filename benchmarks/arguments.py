@@ -10,6 +10,9 @@ from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
+#: The labelled real DFDC videos beside the checkout, where the environment provides them.
+DFDC_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
+
 
 def default_videos(bench_dir: Path, shared: Path) -> list[Path]:
     """Return the committed samples, the benchmark videos and, where present, the DFDC samples."""
@@ -28,9 +31,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bench-videos", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
     )
-    parser.add_argument(
-        "--dfdc-sample", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
-    )
+    parser.add_argument("--dfdc-sample", type=Path, default=DFDC_SAMPLE)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, runs: int, result: Path) -> None:

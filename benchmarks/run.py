@@ -540,6 +540,27 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"running: {summary['host_probe_what']}; before the in-process comparison: "
             f"{_fmt(before, 1)} ms. Steal %: the hypervisor's share of the level's CPU time."
         )
+    lines += render_comparison(summary)
+    if "served_instances" in summary:
+        kinds = "; ".join(
+            f"{model} {', '.join(groups)}" for model, groups in summary["served_instances"].items()
+        )
+        lines.append(
+            f"- MTCNN nets: {summary.get('detector_nets', IN_PROCESS)}; instances as served: "
+            f"{kinds}"
+        )
+    lines.append(f"- Passed: {summary.get('passed')}")
+    lines.extend(f"  - {failure}" for failure in summary.get("failures", []))
+    lines += render_process_usage(summary.get("inprocess", {}))
+    targets = render_targets(summary.get("targets", []))
+    if targets:
+        lines += ["", *targets]
+    return "\n".join(lines) + "\n"
+
+
+def render_comparison(summary: dict[str, Any]) -> list[str]:
+    """Render the in-process comparison: Triton's overhead, the speed-ups and each timed path."""
+    lines: list[str] = []
     if "triton_overhead" in summary:
         lines.append(
             f"- Triton over the same steps in-process (ONNX Runtime): "
@@ -570,21 +591,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 f"(median of {value.get('timed_runs', inprocess.get('timed_runs', '?'))} runs "
                 "per video)"
             )
-    if "served_instances" in summary:
-        kinds = "; ".join(
-            f"{model} {', '.join(groups)}" for model, groups in summary["served_instances"].items()
-        )
-        lines.append(
-            f"- MTCNN nets: {summary.get('detector_nets', IN_PROCESS)}; instances as served: "
-            f"{kinds}"
-        )
-    lines.append(f"- Passed: {summary.get('passed')}")
-    lines.extend(f"  - {failure}" for failure in summary.get("failures", []))
-    lines += render_process_usage(inprocess)
-    targets = render_targets(summary.get("targets", []))
-    if targets:
-        lines += ["", *targets]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def render_process_usage(inprocess: dict[str, Any]) -> list[str]:
@@ -788,15 +795,20 @@ def _csv_ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-def add_server_arguments(parser: argparse.ArgumentParser, *, first_port: int) -> None:
+def add_server_arguments(
+    parser: argparse.ArgumentParser, *, first_port: int, bench_videos: bool = True
+) -> None:
     """Add the options of a benchmark that serves the repository on its own embedded Triton.
 
-    ``--repository``, ``--output`` (result folder), ``--videos-dir`` and the three ports from
-    ``first_port``: each benchmark has its own ports, so two can run side by side.
+    ``--repository``, ``--output`` (result folder), ``--videos-dir`` (the synthetic bench
+    videos; not with ``bench_videos=False``, for a benchmark that times other videos) and the
+    three ports from ``first_port``: each benchmark has its own ports, so two can run side by
+    side.
     """
     parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
+    if bench_videos:
+        parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
     parser.add_argument("--http-port", type=int, default=first_port)
     parser.add_argument("--grpc-port", type=int, default=first_port + 1)
     parser.add_argument("--metrics-port", type=int, default=first_port + 2)
