@@ -155,7 +155,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_server_arguments(parser, first_port=18600)
+    add_server_arguments(parser, first_port=19000)
     parser.set_defaults(output=PROJECT_ROOT / "benchmarks" / "results" / "server_rest.json")
     add_pause_arguments(parser, pauses=[0.0, 0.5, 2.0, 5.0])
     add_shared_memory_argument(parser)
