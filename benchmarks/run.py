@@ -491,7 +491,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "",
         f"Written by `fakescope bench` from `summary.json`; limit {summary['limit']}, "
         f"{summary['run_time_seconds_per_level']} s per level{warm_up}; "
-        f"{describe_transport(summary['shared_memory'] == 'on')}; load average at start "
+        f"{describe_transport(summary['shared_memory'] == 'on')}; "
+        f"videos: {', '.join(summary.get('videos', [])) or 'not recorded'}; load average at start "
         f"{summary['machine']['load_average_at_start'][0]:.2f} on {summary['machine']['cores']} "
         f"cores ({describe_cpu(summary['machine'])}; {describe_gpus(summary['machine'])}).",
         "",
@@ -688,7 +689,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "machine is busy (load %.2f): timings will be pessimistic",
             facts["load_average_at_start"][0],
         )
-    videos = ensure_videos(args.videos_dir)
+    videos = args.videos or ensure_videos(args.videos_dir)
     probe = HostProbe(args.repository)
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
     server = EmbeddedTriton(args.repository, address, detector_nets=args.detector_nets)
@@ -795,23 +796,26 @@ def _csv_ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-def add_server_arguments(
-    parser: argparse.ArgumentParser, *, first_port: int, bench_videos: bool = True
-) -> None:
+def add_server_arguments(parser: argparse.ArgumentParser, *, first_port: int) -> None:
     """Add the options of a benchmark that serves the repository on its own embedded Triton.
 
-    ``--repository``, ``--output`` (result folder), ``--videos-dir`` (the synthetic bench
-    videos; not with ``bench_videos=False``, for a benchmark that times other videos) and the
-    three ports from ``first_port``: each benchmark has its own ports, so two can run side by
-    side.
+    ``--repository``, ``--output`` (result folder), ``--videos-dir`` and the three ports from
+    ``first_port``: each benchmark has its own ports, so two can run side by side.
     """
     parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--output", type=Path, default=RESULTS)
-    if bench_videos:
-        parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
+    parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
     parser.add_argument("--http-port", type=int, default=first_port)
     parser.add_argument("--grpc-port", type=int, default=first_port + 1)
     parser.add_argument("--metrics-port", type=int, default=first_port + 2)
+
+
+def _video_file(text: str) -> Path:
+    """Return ``text`` as a path for ``--videos``; refuse one that names no file."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such video file: {text}")
+    return path
 
 
 def add_bench_parser(subparsers: Any) -> None:
@@ -842,6 +846,13 @@ def add_bench_parser(subparsers: Any) -> None:
         action="store_true",
         help="overload table: no client retries, rejections are reported, not failures; "
         "use with --users well above capacity and --output elsewhere",
+    )
+    parser.add_argument(
+        "--videos",
+        type=_video_file,
+        nargs="+",
+        help="video files to run instead of the synthetic bench videos (--videos-dir), e.g. "
+        "real ones (issue #14's targets, which summary.md checks, are set on the bench videos)",
     )
     add_shared_memory_argument(parser)
     parser.set_defaults(func=run_bench)

@@ -18,6 +18,7 @@ from fakescope.benchmarks.run import (
     time_paths,
 )
 from fakescope.benchmarks.targets import check_targets
+from fakescope.cli import build_parser
 from tests.support.bench_summaries import gpu_run_summary
 
 
@@ -121,6 +122,7 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
         "limit": 0.5,
         "run_time_seconds_per_level": 30,
         "shared_memory": "on",
+        "videos": ["a.mp4", "b.mp4"],
         "machine": {"load_average_at_start": [0.4, 0.3, 0.2], "cores": 2},
         "levels": {"grpc": {"1": level}, "http": {"1": level}},
         "host_probe_what": "R-Net on fixed windows",
@@ -167,7 +169,7 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     assert "| 0.61 / 0.66 | n/a | n/a |" in render_markdown(old_run)
     assert "first video is an untimed warm-up" in text
     # how the frames travelled: a run with them in the request body says so
-    assert "; frames through shared memory;" in text
+    assert "; frames through shared memory; videos: a.mp4, b.mp4; load average" in text
     body = render_markdown(dict(summary, shared_memory="off"))
     assert "; frames in the request body, as from a client on another host;" in body
     # each path says how often it was timed; older runs kept one count for every path
@@ -270,3 +272,20 @@ def test_render_markdown_names_the_gpu_and_where_models_ran_when_a_gpu_run_says_
     # a run from before GPUs were recorded says none
     older = dict(summary, machine={"load_average_at_start": [0.3] * 3, "cores": 2})
     assert "(unknown; no GPU)." in render_markdown(older)
+
+
+def test_bench_parser_takes_video_files_when_they_exist(tmp_path: Path) -> None:
+    video = tmp_path / "real.mp4"
+    video.write_bytes(b"not decoded by the parser")
+    args = build_parser().parse_args(["bench", "--videos", str(video)])
+    assert args.videos == [video]
+    assert build_parser().parse_args(["bench"]).videos is None  # the bench videos then
+
+
+def test_bench_parser_exits_with_a_message_when_a_video_file_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["bench", "--videos", str(tmp_path / "gone.mp4")])
+    assert exited.value.code == 2
+    assert f"no such video file: {tmp_path / 'gone.mp4'}" in capsys.readouterr().err
