@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fakescope.benchmarks.result_files import write_result
+from fakescope.benchmarks.result_files import fmt, write_result
 from fakescope.benchmarks.run import summarize_level
 
 logger = logging.getLogger(__name__)
@@ -64,10 +64,6 @@ def level_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def render_markdown(result: dict[str, Any]) -> str:
     """Return ``result``'s levels as a Markdown table, in the order given."""
     lines = [
@@ -88,10 +84,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['run']} | {row['mode']} | {row['protocol']} | {row['users']} "
             f"| {row['accepted']} | {row['late']} | {row['rejected']} ({reasons['queue_full']} / "
-            f"{reasons['queue_timeout']} / {reasons['other']}) | {_fmt(row['p95_ratio'], 3)} "
-            f"| {_fmt(row['max_ratio'], 3)} | {row['videos_per_minute']:.1f} "
-            f"| {_fmt(row['entry_queue_seconds'], 2)} / {_fmt(row['after_queue_seconds'], 2)} "
-            f"| {_fmt(row['host_probe_ms'], 0)} |"
+            f"{reasons['queue_timeout']} / {reasons['other']}) | {fmt(row['p95_ratio'], 3)} "
+            f"| {fmt(row['max_ratio'], 3)} | {row['videos_per_minute']:.1f} "
+            f"| {fmt(row['entry_queue_seconds'], 2)} / {fmt(row['after_queue_seconds'], 2)} "
+            f"| {fmt(row['host_probe_ms'], 0)} |"
         )
     return "\n".join([*lines, "", *_per_video_table(result["levels"])]) + "\n"
 

@@ -11,6 +11,11 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+def fmt(value: float | None, digits: int = 3) -> str:
+    """Return ``value`` with ``digits`` decimals for a result table, ``n/a`` when unknown."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def write_result(
     output: Path, result: dict[str, Any], render: Callable[[dict[str, Any]], str]
 ) -> None:

@@ -38,6 +38,7 @@ from fakescope.benchmarks.process_usage import (
     fault_price_us,
     measured_usage,
 )
+from fakescope.benchmarks.result_files import fmt
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
@@ -451,10 +452,6 @@ def compare_with_inprocess(summary: dict[str, Any]) -> None:
         )
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share * 100:.1f}"
 
@@ -503,11 +500,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
         cells = []
         for p in protocols:
             ratio = levels[p].get(str(u), {}).get("ratio", {})
-            cells.append(f"{_fmt(ratio.get('p50'))} / {_fmt(ratio.get('p95'))}")
+            cells.append(f"{fmt(ratio.get('p50'))} / {fmt(ratio.get('p95'))}")
         first = levels[protocols[0]].get(str(u), {})
         counts = f"{first.get('accepted')} / {first.get('rejected')} / {first.get('failures')}"
         lines.append(
-            f"| {u} | {' | '.join(cells)} | {_fmt(first.get('videos_per_minute'), 0)} | {counts} |"
+            f"| {u} | {' | '.join(cells)} | {fmt(first.get('videos_per_minute'), 0)} | {counts} |"
         )
     lines += [
         "",
@@ -526,11 +523,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
             lines.append(
                 f"| {p} | {u} | {level.get('requests')} | {level.get('accepted')} "
                 f"| {level.get('rejected')} | {level.get('failures')} "
-                f"| {_fmt(level.get('videos_per_minute'), 0)} "
-                f"| {_fmt(level.get('ratio', {}).get('p95'))} "
-                f"| {_fmt(refusal.get('p50'), 0)} / {_fmt(refusal.get('p95'), 0)} "
-                f"| {_fmt(cpu.get('load_generator'), 2)} / {_fmt(cpu.get('server'), 2)} "
-                f"| {_fmt(level.get('host_probe', {}).get('median_ms'), 1)} "
+                f"| {fmt(level.get('videos_per_minute'), 0)} "
+                f"| {fmt(level.get('ratio', {}).get('p95'))} "
+                f"| {fmt(refusal.get('p50'), 0)} / {fmt(refusal.get('p95'), 0)} "
+                f"| {fmt(cpu.get('load_generator'), 2)} / {fmt(cpu.get('server'), 2)} "
+                f"| {fmt(level.get('host_probe', {}).get('median_ms'), 1)} "
                 f"| {_percent(level.get('steal_share'))} |"
             )
     lines.append("")
@@ -539,7 +536,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"- Host probe, timed before each level with nothing else of the benchmark "
             f"running: {summary['host_probe_what']}; before the in-process comparison: "
-            f"{_fmt(before, 1)} ms. Steal %: the hypervisor's share of the level's CPU time."
+            f"{fmt(before, 1)} ms. Steal %: the hypervisor's share of the level's CPU time."
         )
     lines += render_comparison(summary)
     if "served_instances" in summary:
@@ -587,7 +584,7 @@ def render_comparison(summary: dict[str, Any]) -> list[str]:
     for key, value in inprocess.items():
         if isinstance(value, dict) and "ratio" in value:
             lines.append(
-                f"- `{key}` ratio p50 {_fmt(value['ratio']['p50'])}: {value.get('what', key)} "
+                f"- `{key}` ratio p50 {fmt(value['ratio']['p50'])}: {value.get('what', key)} "
                 # summaries before per-path counts kept one count for every path
                 f"(median of {value.get('timed_runs', inprocess.get('timed_runs', '?'))} runs "
                 "per video)"
@@ -619,9 +616,9 @@ def render_process_usage(inprocess: dict[str, Any]) -> list[str]:
     for key, per_video in paths.items():
         for video, usage in per_video.items():
             lines.append(
-                f"| {key} | {video} | {_fmt(inprocess[key]['seconds'].get(video), 2)} "
-                f"| {_fmt(usage['user_cpu_s'], 2)} | {_fmt(usage['system_cpu_s'], 2)} "
-                f"| {_fmt(usage['page_faults'] / 1000, 1)} | {_fmt(fault_price_us(usage), 1)} |"
+                f"| {key} | {video} | {fmt(inprocess[key]['seconds'].get(video), 2)} "
+                f"| {fmt(usage['user_cpu_s'], 2)} | {fmt(usage['system_cpu_s'], 2)} "
+                f"| {fmt(usage['page_faults'] / 1000, 1)} | {fmt(fault_price_us(usage), 1)} |"
             )
     return lines
 

@@ -38,7 +38,7 @@ from fakescope.benchmarks.process_usage import (
     fault_price_us,
     measured_usage,
 )
-from fakescope.benchmarks.result_files import write_result
+from fakescope.benchmarks.result_files import fmt, write_result
 from fakescope.benchmarks.run import add_server_arguments
 from fakescope.benchmarks.service_times import code_version, running_server
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
@@ -110,11 +110,6 @@ def frames_gigabytes(video: Path) -> float:
     return probe.total_frames * width * height * 3 / 1e9
 
 
-def _price(row: dict[str, float]) -> str:
-    price = fault_price_us(row)
-    return "n/a" if price is None else f"{price:.1f}"
-
-
 def render_markdown(result: dict[str, Any]) -> str:
     """Render ``seed_memory.json`` as a table."""
     lines = [
@@ -139,7 +134,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {held} | {condition} | {row['wall_s']:.2f} "
                 f"| {row['user_cpu_s']:.2f} | {row['system_cpu_s']:.2f} "
-                f"| {row['page_faults'] / 1000:.0f} | {_price(row)} | {slowest} |"
+                f"| {row['page_faults'] / 1000:.0f} | {fmt(fault_price_us(row), 1)} | {slowest} |"
             )
     return "\n".join(lines) + "\n"
 
