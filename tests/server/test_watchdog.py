@@ -217,7 +217,7 @@ def test_serve_exits_6_naming_stalled_model_when_a_model_stalls(tmp_path):
     assert shm_regions(http) == []
 
 
-def test_serve_refuses_negative_stall_timeout_with_exit_2():
+def test_serve_exits_2_when_stall_timeout_is_negative():
     result = subprocess.run(
         [sys.executable, "-m", "fakescope.cli", "serve", "--stall-timeout", "-1"],
         capture_output=True,

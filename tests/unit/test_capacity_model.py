@@ -65,7 +65,7 @@ def test_replica_matches_mm2_when_speedup_doubles_at_two_jobs():
     assert measured == pytest.approx(expected, rel=0.08)
 
 
-def test_speedup_interpolates_between_levels_and_stays_flat_past_the_last():
+def test_speedup_interpolates_between_levels_and_stays_flat_when_past_the_last():
     speedup = SpeedUp((1, 2, 4), (1.0, 1.6, 1.8))
     assert speedup(0) == 0.0
     assert speedup(3) == pytest.approx(1.7)
@@ -189,7 +189,7 @@ def test_capacity_cli_exits_2_when_an_input_file_is_missing(tmp_path: Path, caps
     assert "none.json is missing" in capsys.readouterr().err
 
 
-def test_replicas_for_rounds_up_to_whole_replicas(model):
+def test_replicas_for_rounds_up_to_whole_replicas_when_capacity_is_exceeded(model):
     capacity = model.capacity_per_replica()
     assert model.replicas_for(0.0) == 1
     assert model.replicas_for(capacity) == 1

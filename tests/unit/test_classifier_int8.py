@@ -147,7 +147,7 @@ def test_with_extra_temperature_raises_when_temperature_is_not_positive():
         with_extra_temperature(_tiny_classifier(1.0), 0.0)
 
 
-def test_head_nodes_are_the_fc_layer_and_the_writers_of_both_outputs():
+def test_head_nodes_are_the_fc_layer_and_output_writers_when_model_has_a_head():
     assert head_nodes(_tiny_classifier(1.0)) == ["fc", "divide", "sig"]
 
 

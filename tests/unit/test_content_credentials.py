@@ -330,7 +330,7 @@ def test_load_trust_anchors_raises_a_clear_error_when_file_is_unusable(
     assert str(path) in str(info.value)
 
 
-def test_load_trust_anchors_refuses_a_file_holding_a_private_key(
+def test_load_trust_anchors_refuses_when_file_holds_a_private_key(
     folder: Path, signer: SigningIdentity
 ):
     path = folder / "with-key.pem"

@@ -106,7 +106,7 @@ def test_process_group_minor_faults_counts_pages_when_this_process_maps_memory()
     assert process_group_minor_faults(group) - before >= 64 * 1024 * 1024 // mmap.PAGESIZE
 
 
-def test_interleaved_visits_every_video_once_per_round():
+def test_interleaved_visits_every_video_once_per_round_when_given_rounds():
     a, b = Path("a.mp4"), Path("b.mp4")
     assert list(interleaved([a, b], 2)) == [a, b, a, b]
 

@@ -106,7 +106,7 @@ def test_watchdog_starts_over_when_counters_go_down_after_a_restart():
     assert stall.waited_s == pytest.approx(61)
 
 
-def test_watchdog_refuses_non_positive_timeout():
+def test_watchdog_refuses_when_timeout_is_not_positive():
     with pytest.raises(ValueError, match="positive"):
         ProgressWatchdog(0, started_at=0.0)
 
