@@ -16,6 +16,13 @@ as one line each, ``fakescope: error: <video>: <message>``, and the remaining vi
 processed. A tqdm progress bar is drawn on stderr when there is more than one video and stderr
 is a terminal.
 
+``--jobs N`` analyses up to ``N`` videos at once, each in a worker thread with its own
+:class:`~fakescope.client.triton.DetectorClient` (tritonclient's HTTP client is not
+thread-safe, and each keeps its own shared-memory region): one video's decode, which is most of
+the time on real video, runs while the server works on another's frames. The output is the
+same, in the order the videos were given, whatever ``N``. An interrupt starts no further
+video; the ones in progress finish first (each within ``--timeout``).
+
 Exit codes (module constants):
 
 * ``0`` (:data:`EXIT_OK`) — every video analysed (a ``NO_FACE`` verdict is a success);
@@ -36,7 +43,12 @@ import argparse
 import json
 import logging
 import os
+import queue
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Final
 
 from tqdm import tqdm
@@ -86,6 +98,10 @@ PROG: Final = "fakescope"
 #: Starts the one line, after the verdicts, that repeats the served model's stated limitations.
 LIMITATIONS_PREFIX: Final = "note: the served classifier states its limitations: "
 DEFAULT_TIMEOUT_S: Final = 60.0
+#: Videos analysed at once (``--jobs``). Two keep a client on the server's 2-core host busy
+#: decoding one video while the server analyses another; more only queue at the server there
+#: (``python -m fakescope.benchmarks.analyze_jobs``, ``benchmarks/results/*/analyze_jobs.md``).
+DEFAULT_JOBS: Final = 2
 
 _DESCRIPTION: Final = (
     "Sample frames from each VIDEO, send them to the deepfake_detector ensemble on a Triton "
@@ -140,6 +156,16 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _trust_anchors(text: str) -> str:
     try:
         return load_trust_anchors(text)
@@ -191,6 +217,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
         help=f"seconds to wait for the server per call (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=DEFAULT_JOBS,
+        metavar="N",
+        help="videos analysed at once, each decoded while the server works on another; the "
+        f"output keeps the order given (default: {DEFAULT_JOBS})",
     )
     parser.add_argument(
         "--shared-memory",
@@ -267,47 +301,107 @@ def _error(video: str, message: str) -> None:
     sys.stderr.flush()
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What analysing one video printed: its exit code and its block, or its error."""
+
+    code: int
+    text: str | None = None
+    error: str | None = None
+
+
 def run_analyze(args: argparse.Namespace) -> int:
     """Analyse every ``args.videos``; print verdicts/errors; return the exit code."""
     # FFmpeg inside OpenCV prints its own multi-line complaints about broken files; our error
     # line says it once. Effective only before the first capture in this process; an explicit
     # OPENCV_FFMPEG_LOGLEVEL in the environment wins.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    try:
-        client = DetectorClient(
-            args.url,
-            args.protocol,
-            timeout_s=args.timeout,
-            shared_memory=SHARED_MEMORY_CHOICES[args.shared_memory],
-        )
-    except (ValueError, OSError) as exc:
-        tqdm.write(f"{PROG}: error: --url {args.url!r}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     # Every video is decoded into a new array (44 MB for 16 frames of 720p): with several
-    # videos, each reuses the last one's memory rather than mapping it afresh
+    # videos, each reuses the memory of one before it rather than mapping it afresh
     # (fakescope/allocator.py).
     keep_freed_memory()
     worst = EXIT_OK
     answered = False
     show_bar = len(args.videos) > 1 and sys.stderr.isatty()
     try:
-        with tqdm(
-            total=len(args.videos), file=sys.stderr, disable=not show_bar, unit="video", leave=False
-        ) as bar:
-            for video in args.videos:
-                code = _analyze_one(video, client, args)
-                worst = max(worst, code)
-                answered = answered or code == EXIT_OK
-                bar.update(1)
-        limitations = client.model_facts().limitations if answered and not args.json else None
-        if limitations:  # once per run, after the verdicts (JSON carries it in each verdict)
-            tqdm.write(f"{LIMITATIONS_PREFIX}{limitations}", file=sys.stdout)
-    finally:
-        client.close()
+        with (
+            _clients(args, min(args.jobs, len(args.videos))) as idle,
+            ThreadPoolExecutor(max_workers=idle.qsize()) as pool,
+            tqdm(
+                total=len(args.videos),
+                file=sys.stderr,
+                disable=not show_bar,
+                unit="video",
+                leave=False,
+            ) as bar,
+        ):
+
+            def analyze_with_an_idle_client(video: str) -> _Outcome:
+                client = idle.get()  # one per worker thread: never waits
+                try:
+                    return _analyze_one(video, client, args)
+                finally:
+                    idle.put(client)
+
+            outcomes = [pool.submit(analyze_with_an_idle_client, video) for video in args.videos]
+            try:
+                for video, outcome in zip(args.videos, outcomes, strict=True):
+                    done = outcome.result()  # in the order given, whichever finished first
+                    if done.error is not None:
+                        _error(video, done.error)
+                    if done.text is not None:
+                        tqdm.write(done.text, file=sys.stdout)
+                        sys.stdout.flush()
+                    worst = max(worst, done.code)
+                    answered = answered or done.code == EXIT_OK
+                    bar.update(1)
+            finally:  # on an interrupt, start no further video
+                pool.shutdown(cancel_futures=True)
+            client = idle.get()
+            facts = client.model_facts() if answered and not args.json else None
+            idle.put(client)
+        if facts is not None and facts.limitations:
+            # once per run, after the verdicts (JSON carries it in each verdict)
+            tqdm.write(f"{LIMITATIONS_PREFIX}{facts.limitations}", file=sys.stdout)
+    except _BadUrlError as exc:
+        tqdm.write(f"{PROG}: error: --url {args.url!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return worst
 
 
-def _analyze_one(video: str, client: DetectorClient, args: argparse.Namespace) -> int:
+class _BadUrlError(Exception):
+    """``--url`` cannot make a client (raised before any video is read)."""
+
+
+@contextmanager
+def _clients(args: argparse.Namespace, count: int) -> Iterator[queue.SimpleQueue[DetectorClient]]:
+    """``count`` clients of the server ``args`` name, in a queue; all closed on leaving."""
+    made: list[DetectorClient] = []
+    try:
+        for _ in range(count):
+            made.append(
+                DetectorClient(
+                    args.url,
+                    args.protocol,
+                    timeout_s=args.timeout,
+                    shared_memory=SHARED_MEMORY_CHOICES[args.shared_memory],
+                )
+            )
+    except (ValueError, OSError) as exc:
+        for client in made:
+            client.close()
+        raise _BadUrlError(str(exc)) from exc
+    idle: queue.SimpleQueue[DetectorClient] = queue.SimpleQueue()
+    for client in made:
+        idle.put(client)
+    try:
+        yield idle
+    finally:
+        for client in made:
+            client.close()
+
+
+def _analyze_one(video: str, client: DetectorClient, args: argparse.Namespace) -> _Outcome:
     try:
         verdict = analyze(
             video,
@@ -317,24 +411,17 @@ def _analyze_one(video: str, client: DetectorClient, args: argparse.Namespace) -
             threshold=args.threshold,
         )
     except VideoReadError as exc:
-        _error(video, exc.detail)
-        return EXIT_BAD_INPUT
+        return _Outcome(EXIT_BAD_INPUT, error=exc.detail)
     except ServerUnreachableError as exc:
-        _error(video, str(exc))
-        return EXIT_UNREACHABLE
+        return _Outcome(EXIT_UNREACHABLE, error=str(exc))
     except ServerError as exc:
-        _error(video, str(exc))
-        return EXIT_SERVER_ERROR
+        return _Outcome(EXIT_SERVER_ERROR, error=str(exc))
     # Read beside the verdict, after it: evidence of its own, never part of the probability.
     credentials = read_content_credentials(video, args.trust_anchors)
     if args.json:
         fields = {**verdict.to_json_dict(), JSON_FIELD: credentials.to_dict()}
-        text = json.dumps(fields, allow_nan=False)
-    else:
-        text = f"{format_verdict(verdict)}\n{format_credentials(credentials)}"
-    tqdm.write(text, file=sys.stdout)
-    sys.stdout.flush()
-    return EXIT_OK
+        return _Outcome(EXIT_OK, text=json.dumps(fields, allow_nan=False))
+    return _Outcome(EXIT_OK, text=f"{format_verdict(verdict)}\n{format_credentials(credentials)}")
 
 
 def main(argv: list[str] | None = None) -> int:

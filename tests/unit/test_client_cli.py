@@ -57,6 +57,21 @@ class FakeState:
     limitations: str | None = None  # the classifier config's "limitations" parameter
     infer_calls: list[dict[str, Any]] = field(default_factory=list)
     config_calls: int = 0
+    delay_by_width: dict[int, float] = field(default_factory=dict)  # frame width -> delay_s
+    most_in_flight: int = 0  # the most inference requests it held at once
+    _in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hold(self, width: int) -> None:
+        """Hold a request for frames ``width`` pixels wide for its delay, counting it."""
+        with self._lock:
+            self._in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
+        try:
+            time.sleep(self.delay_by_width.get(width, self.delay_s))
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def outputs(self, n: int) -> list[tuple[str, str, np.ndarray]]:
         if self.mode == "no_face":
@@ -125,7 +140,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
                 "timeout_us": request.get("parameters", {}).get("timeout"),
             }
         )
-        time.sleep(self.state.delay_s)
+        self.state.hold(frames["shape"][2])
         if self.state.busy_answers > 0:
             self.state.busy_answers -= 1
             self._send_json(503, {"error": BUSY_MESSAGE})
@@ -178,7 +193,7 @@ class _GrpcServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 ),
             }
         )
-        time.sleep(self.state.delay_s)
+        self.state.hold(int(frames.shape[2]))
         if self.state.busy_answers > 0:
             self.state.busy_answers -= 1
             context.abort(grpc.StatusCode.UNAVAILABLE, BUSY_MESSAGE)
@@ -309,12 +324,18 @@ def test_analyze_parser_exits_2_when_frames_is_out_of_range(
         ["v.mp4", "--threshold", "2"],
         [],
         ["v.mp4", "--max-side", "-1"],
+        ["v.mp4", "--jobs", "0"],
+        ["v.mp4", "--jobs", "two"],
     ],
 )
-def test_analyze_parser_exits_2_when_arguments_are_invalid(argv: list[str]) -> None:
+def test_analyze_parser_exits_2_when_arguments_are_invalid(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         parse(argv)
     assert info.value.code == cli.EXIT_USAGE
+    if "--jobs" in argv:
+        assert "--jobs" in capsys.readouterr().err
 
 
 def test_run_analyze_exits_2_when_http_url_is_malformed(
@@ -411,11 +432,12 @@ def test_run_analyze_exits_4_when_server_port_is_closed(
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
 def test_run_analyze_keeps_going_and_exits_with_worst_code_when_failures_differ(
-    tmp_path: Path, face_video: Path, capsys: pytest.CaptureFixture[str]
+    jobs: str, tmp_path: Path, face_video: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "missing.mp4"
-    code = run([str(missing), str(face_video), "--url", CLOSED_PORT_URL])
+    code = run([str(missing), str(face_video), "--url", CLOSED_PORT_URL, "--jobs", jobs])
     err = capsys.readouterr().err.splitlines()
     assert code == cli.EXIT_UNREACHABLE  # 4 outranks 3
     assert len(err) == 2
@@ -431,6 +453,43 @@ def test_run_analyze_exits_4_when_server_answers_too_late(
     )
     assert code == cli.EXIT_UNREACHABLE
     assert "timed out after 0.3 s" in capsys.readouterr().err
+
+
+# --- several videos at once (--jobs) -------------------------------------------------------------
+
+
+def test_run_analyze_prints_in_the_order_given_when_a_later_video_is_answered_first(
+    server: FakeServer, face_video: Path, long_face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # face_video's frames (320 px wide) are held while long_face_video's (160 px) are answered
+    server.state.delay_by_width = {320: 1.5}
+    videos = [face_video, long_face_video, long_face_video]
+    argv = [*map(str, videos), "--url", server.url, "--protocol", server.protocol, "--json"]
+    code = run([*argv, "--jobs", "2"])
+    assert code == cli.EXIT_OK
+    assert server.state.most_in_flight == 2
+    verdicts = [strict_json(line) for line in capsys.readouterr().out.splitlines()]
+    assert [v["video"] for v in verdicts] == [str(v) for v in videos]
+    assert [v["source_size"] for v in verdicts] == [[320, 180], [160, 90], [160, 90]]
+
+
+def test_run_analyze_sends_one_video_at_a_time_when_jobs_is_1(
+    server: FakeServer, face_video: Path, long_face_video: Path
+) -> None:
+    server.state.delay_s = 0.3
+    videos = [face_video, long_face_video, face_video]
+    code = run(
+        [*map(str, videos), "--url", server.url, "--protocol", server.protocol, "--jobs", "1"]
+    )
+    assert code == cli.EXIT_OK
+    assert len(server.state.infer_calls) == 3
+    assert server.state.most_in_flight == 1
+
+
+def test_analyze_parser_analyses_the_measured_number_of_videos_at_once_when_jobs_is_not_given() -> (
+    None
+):
+    assert parse(["v.mp4"]).jobs == cli.DEFAULT_JOBS
 
 
 # --- server error (5) ----------------------------------------------------------------------------
@@ -516,6 +575,8 @@ def test_run_analyze_prints_a_warning_with_every_verdict_when_model_is_untrained
             server.protocol,
             "--frames",
             "4",
+            "--jobs",
+            "1",
         ]
     )
     captured = capsys.readouterr()
