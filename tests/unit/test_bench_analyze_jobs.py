@@ -1,0 +1,44 @@
+"""The ``fakescope analyze --jobs`` benchmark's table (benchmarks/analyze_jobs.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakescope.benchmarks.analyze_jobs import main, render_markdown
+from tests.support.bench_summaries import TWO_CORE_MACHINE
+
+
+def _cell(wall_s: float, per_min: float, median: float, worst: float) -> dict[str, object]:
+    return {
+        "wall_s": wall_s,
+        "videos_per_min": per_min,
+        "ratio_median": median,
+        "ratio_worst": worst,
+        "wall_runs_s": [wall_s],
+    }
+
+
+def test_analyze_jobs_table_gives_each_job_count_against_one_job_when_rendered() -> None:
+    result = {
+        "what": "fakescope analyze",
+        "machine": TWO_CORE_MACHINE,
+        "rounds": 7,
+        "sets": {
+            "DFDC samples": {
+                "videos": ["a.mp4", "b.mp4"],
+                "jobs": {"1": _cell(6.0, 40.0, 0.06, 0.1), "2": _cell(4.0, 60.0, 0.07, 0.15)},
+            }
+        },
+    }
+    table = render_markdown(result)
+    assert "7 rounds, the job counts interleaved; 2 cores (Some CPU, 2600 MHz)" in table
+    assert "| DFDC samples (2) | 1 | 6.00 | 40 | 1.00x | 0.060 / 0.100 |" in table
+    assert "| DFDC samples (2) | 2 | 4.00 | 60 | 1.50x | 0.070 / 0.150 |" in table
+    assert "- DFDC samples: a.mp4, b.mp4" in table
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--output", "table.md"]])
+def test_analyze_jobs_main_exits_2_when_arguments_are_invalid(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
