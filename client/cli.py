@@ -20,8 +20,11 @@ is a terminal.
 :class:`~fakescope.client.triton.DetectorClient` (tritonclient's HTTP client is not
 thread-safe, and each keeps its own shared-memory region): one video's decode, which is most of
 the time on real video, runs while the server works on another's frames. The output is the
-same, in the order the videos were given, whatever ``N``. An interrupt starts no further
-video; the ones in progress finish first (each within ``--timeout``).
+same, in the order the videos were given, whatever ``N``, except that the videos now wait for
+each other at the server: one whose wait would pass its limit (half its duration) is refused
+and reported as a server error, as under any other load. Hence one job by default. An
+interrupt starts no further video; the ones in progress finish first (each within
+``--timeout``).
 
 Exit codes (module constants):
 
@@ -85,6 +88,7 @@ __all__ = [
     "format_credentials",
     "format_verdict",
     "main",
+    "positive_int",
     "run_analyze",
 ]
 
@@ -98,10 +102,11 @@ PROG: Final = "fakescope"
 #: Starts the one line, after the verdicts, that repeats the served model's stated limitations.
 LIMITATIONS_PREFIX: Final = "note: the served classifier states its limitations: "
 DEFAULT_TIMEOUT_S: Final = 60.0
-#: Videos analysed at once (``--jobs``). Two keep a client on the server's 2-core host busy
-#: decoding one video while the server analyses another; more only queue at the server there
-#: (``python -m fakescope.benchmarks.analyze_jobs``, ``benchmarks/results/*/analyze_jobs.md``).
-DEFAULT_JOBS: Final = 2
+#: Videos analysed at once (``--jobs``). One: each video has the server to itself for its whole
+#: budget. With more, a user's own videos wait for each other at the server, and a short one
+#: whose wait would pass its limit is refused (exit 5) as under any load; what more jobs buy:
+#: ``python -m fakescope.benchmarks.analyze_jobs`` (``benchmarks/results/*/analyze_jobs.md``).
+DEFAULT_JOBS: Final = 1
 
 _DESCRIPTION: Final = (
     "Sample frames from each VIDEO, send them to the deepfake_detector ensemble on a Triton "
@@ -156,7 +161,8 @@ def _timeout(text: str) -> float:
     return value
 
 
-def _jobs(text: str) -> int:
+def positive_int(text: str) -> int:
+    """Parse an option that counts something (``--jobs``, the web service's counts): >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -220,11 +226,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--jobs",
-        type=_jobs,
+        type=positive_int,
         default=DEFAULT_JOBS,
         metavar="N",
         help="videos analysed at once, each decoded while the server works on another; the "
-        f"output keeps the order given (default: {DEFAULT_JOBS})",
+        "output keeps the order given; the videos then wait for each other at the server, and "
+        f"a short one that would be answered past its limit is refused (default: {DEFAULT_JOBS})",
     )
     parser.add_argument(
         "--shared-memory",

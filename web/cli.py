@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from fakescope import contract
 from fakescope.allocator import keep_freed_memory
+from fakescope.client.cli import positive_int
 from fakescope.client.triton import DEFAULT_URLS, SHARED_MEMORY_CHOICES
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
@@ -101,16 +102,6 @@ def _config_errors(func: Any) -> Any:
 
     wrapper.__doc__ = func.__doc__
     return wrapper
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _when(at: float | None) -> str:
@@ -356,7 +347,7 @@ def add_web_parsers(subparsers: Any) -> None:
     worker.add_argument("--data-dir", type=Path, default=None, help="as for serve")
     worker.add_argument(
         "--threads",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="analysis threads (default $FAKESCOPE_WEB_WORKERS or 2)",
     )
@@ -379,13 +370,13 @@ def add_web_parsers(subparsers: Any) -> None:
     create.add_argument("--org", required=True, help="the organisation the key belongs to")
     create.add_argument(
         "--monthly-quota",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_KEY_QUOTA,
         help=f"analyses per calendar month (default {DEFAULT_KEY_QUOTA})",
     )
     create.add_argument(
         "--rate-per-minute",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_KEY_RATE,
         help=f"analyses per minute (default {DEFAULT_KEY_RATE})",
     )

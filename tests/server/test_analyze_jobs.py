@@ -21,9 +21,11 @@ from tests.support.media import make_face_video, make_no_face_video
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("cli-jobs")
-    face = make_face_video(root / "face.mp4", size=(320, 180), seconds=1.0)
-    empty = make_no_face_video(root / "coffee.mp4", size=(320, 180), seconds=1.0)
-    small = make_face_video(root / "small.mp4", size=(240, 160), seconds=2.0)
+    # 4 s and more: 2 s budgets, room for each to wait for the others at the server (a 1 s
+    # video's 0.5 s may not leave it, and the server then refuses it: the product limit)
+    face = make_face_video(root / "face.mp4", size=(320, 180), seconds=4.0, fps=4)
+    empty = make_no_face_video(root / "coffee.mp4", size=(320, 180), seconds=4.0, fps=4)
+    small = make_face_video(root / "small.mp4", size=(240, 160), seconds=6.0, fps=4)
     return [face, empty, small, face]
 
 

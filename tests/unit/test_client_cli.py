@@ -486,10 +486,9 @@ def test_run_analyze_sends_one_video_at_a_time_when_jobs_is_1(
     assert server.state.most_in_flight == 1
 
 
-def test_analyze_parser_analyses_the_measured_number_of_videos_at_once_when_jobs_is_not_given() -> (
-    None
-):
-    assert parse(["v.mp4"]).jobs == cli.DEFAULT_JOBS
+def test_analyze_parser_analyses_one_video_at_a_time_when_jobs_is_not_given() -> None:
+    # each video keeps the server to itself for its whole budget unless the user asks otherwise
+    assert parse(["v.mp4"]).jobs == 1
 
 
 # --- server error (5) ----------------------------------------------------------------------------
