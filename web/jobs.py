@@ -12,8 +12,12 @@ expired (its process died) goes back to pending and is resumed by any runner. A 
 more than ``max_attempts`` times fails (``gave_up``) instead of looping forever.
 
 Failures map to stable codes: ``unreadable_video`` (VideoReadError), ``too_long``,
-``server_error`` (Triton answered with an error), ``server_unreachable`` (after
-``max_attempts`` tries with exponential backoff), ``video_missing``, ``gave_up``, ``internal``.
+``server_error`` (Triton answered with an error), ``server_unreachable`` and ``server_busy``
+(after ``max_attempts`` tries with exponential backoff), ``video_missing``, ``gave_up``,
+``internal``. ``server_busy``: Triton refused the analysis as overloaded, either its queue was
+full or the video's time limit ran out while it waited. The server refuses rather than answer
+late; a job is not late for that, so it is tried again later with a fresh limit, like a job
+whose server did not answer.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def analyse_job_video(
     Raises:
         _JobFailedError: the video cannot be read or is too long, or the server answered an error.
         ServerUnreachableError: Triton did not answer (the caller retries later).
+        ServerError: Triton refused the analysis as overloaded (the caller retries later).
 
     """
     try:
@@ -94,6 +99,8 @@ def analyse_job_video(
     try:
         verdict = verdict_for(filename, decoded, client)
     except ServerError as exc:
+        if exc.overloaded:  # the caller tries again later
+            raise
         raise _JobFailedError(
             "server_error", f"the analysis server answered with an error: {exc}"
         ) from exc
@@ -279,24 +286,22 @@ class JobRunner:
         except _JobFailedError as exc:
             self._finish_failed(job, exc.code, exc.message)
             return
+        except ServerError as exc:  # only an overload refusal comes this far
+            self._retry_later(
+                job,
+                exc,
+                "server_busy",
+                gave_up="the analysis server was too busy to answer in time",
+                waiting="the analysis server is busy",
+            )
+            return
         except (ServerUnreachableError, StorageError) as exc:  # Triton or the upload store
-            # The details (addresses) go to the log; the user sees what happened, not where.
-            logger.warning("job %s: attempt %d, unreachable: %s", job.id, job.attempts, exc)
-            if job.attempts >= s.max_attempts:
-                self._finish_failed(
-                    job,
-                    "server_unreachable",
-                    f"the analysis server did not answer ({job.attempts} "
-                    "attempts); please try again later",
-                )
-                return
-            wait = min(MAX_BACKOFF_S, s.retry_backoff_s * 2 ** (job.attempts - 1))
-            jobstore.requeue_job(
-                self.engine,
-                job.id,
-                self.worker_id,
-                not_before=db.now() + wait,
-                message=f"the analysis server is not answering; retrying in {wait:.0f} s",
+            self._retry_later(
+                job,
+                exc,
+                "server_unreachable",
+                gave_up="the analysis server did not answer",
+                waiting="the analysis server is not answering",
             )
             return
         except Exception as exc:
@@ -325,6 +330,27 @@ class JobRunner:
             self.metrics.analysis_seconds.observe(seconds)
         logger.info("job %s: %s in %.2f s", job.id, verdict["label"], seconds)
         self._webhook(job.id)
+
+    def _retry_later(
+        self, job: jobstore.Job, exc: Exception, code: str, *, gave_up: str, waiting: str
+    ) -> None:
+        """Put ``job`` back with exponential backoff; fail it with ``code`` after the last try."""
+        s = self.settings
+        # The details (addresses) go to the log; the user sees what happened, not where.
+        logger.warning("job %s: attempt %d, %s: %s", job.id, job.attempts, code, exc)
+        if job.attempts >= s.max_attempts:
+            self._finish_failed(
+                job, code, f"{gave_up} ({job.attempts} attempts); please try again later"
+            )
+            return
+        wait = min(MAX_BACKOFF_S, s.retry_backoff_s * 2 ** (job.attempts - 1))
+        jobstore.requeue_job(
+            self.engine,
+            job.id,
+            self.worker_id,
+            not_before=db.now() + wait,
+            message=f"{waiting}; retrying in {wait:.0f} s",
+        )
 
     def _finish_failed(self, job: jobstore.Job, code: str, message: str) -> None:
         kept = self._dispose_video(job)

@@ -1,7 +1,8 @@
 """Jobs in the database: create, read, list, and the worker's state transitions.
 
 State machine: ``pending → running → done | failed``, and ``running → pending`` when Triton
-was unreachable (retried after ``not_before``) or when the worker's lease expired (it died).
+was unreachable or refused the analysis as overloaded (retried after ``not_before``) or when
+the worker's lease expired (it died).
 A worker *claims* a job with a conditional ``UPDATE … WHERE status = 'pending'``; only one
 claimant sees a row count of 1, on SQLite and PostgreSQL alike. Every later transition is
 conditional on ``worker = <me> AND status = 'running'``: a worker whose job was taken back

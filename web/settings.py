@@ -71,9 +71,10 @@ class Settings:
             does, or none: jobs wait in the database).
         poll_interval_s: how often idle workers look for pending jobs in the database.
         lease_s: a running job not heartbeated for this long is taken back (its worker died).
-        max_attempts: analysis attempts of one job while Triton is unreachable, then it fails.
-        retry_backoff_s: first wait before retrying a job whose Triton was unreachable
-            (doubles per attempt, capped at 60 s).
+        max_attempts: analysis attempts of one job while Triton is unreachable or refuses it
+            as overloaded, then it fails.
+        retry_backoff_s: first wait before retrying a job whose Triton was unreachable or
+            busy (doubles per attempt, capped at 60 s).
         allow_anonymous: uploads without an API key (the web page's visitors) are accepted.
         anonymous_daily_quota: uploads per anonymous visitor per UTC day.
         anonymous_rate_per_minute: uploads per minute from all anonymous visitors together.

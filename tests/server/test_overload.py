@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from fakescope.benchmarks.run import REFUSAL_REASONS
 from fakescope.client.triton import DetectorClient, ServerError
 from fakescope.client.video import sample_frames
 from fakescope.serving.embedded import EmbeddedTriton
-from fakescope.serving.watchdog import PENDING_METRIC, SUCCESS_METRIC
+from tests.support.detector_queue import analyze_in_thread, detector_counts, wait_until_waiting
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY
 
@@ -104,28 +103,6 @@ def test_ensemble_refuses_the_excess_at_once_and_answers_the_rest_when_a_burst_o
     assert triton.is_ready()
 
 
-def _wait_until_waiting(triton: EmbeddedTriton, count: int) -> None:
-    """Wait until ``count`` requests wait in ``face_detector``'s queue (Triton's metrics)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if _detector_counts(triton)[0] >= count:
-            return
-        time.sleep(0.01)
-    pytest.fail(f"face_detector never had {count} requests waiting")
-
-
-def _detector_counts(triton: EmbeddedTriton) -> tuple[int, int]:
-    """Return ``face_detector``'s waiting requests and its completed ones so far (metrics)."""
-    with urllib.request.urlopen(triton.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    counts = {PENDING_METRIC: 0, SUCCESS_METRIC: 0}
-    for line in text.splitlines():
-        name, _, rest = line.partition("{")
-        if name in counts and f'model="{contract.FACE_DETECTOR_MODEL}"' in rest:
-            counts[name] += int(float(line.rsplit(" ", 1)[1]))
-    return counts[PENDING_METRIC], counts[SUCCESS_METRIC]
-
-
 def _wait_until_arrived(triton: EmbeddedTriton, count: int, completed_before: int) -> None:
     """Wait until ``count`` requests reached ``face_detector`` since ``completed_before``.
 
@@ -134,7 +111,7 @@ def _wait_until_arrived(triton: EmbeddedTriton, count: int, completed_before: in
     """
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        waiting, completed = _detector_counts(triton)
+        waiting, completed = detector_counts(triton)
         if waiting and waiting + completed - completed_before + 1 >= count:
             return
         time.sleep(0.01)
@@ -167,7 +144,7 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
             with lock:
                 finished.append(name)
 
-    completed_before = _detector_counts(triton)[1]
+    completed_before = detector_counts(triton)[1]
     users: list[threading.Thread] = []
 
     def arrive(count: int, name: str, frames: np.ndarray, duration: float | None) -> None:
@@ -188,32 +165,6 @@ def test_ensemble_serves_the_shorter_video_first_when_both_wait_behind_a_running
     assert finished.index("short") < 3, finished  # ahead of a busy one that arrived first
 
 
-def _analyze_in_thread(
-    url: str,
-    frames: np.ndarray,
-    duration: float | None,
-    outcomes: dict[str, str],
-    name: str,
-    spent: float = 0.0,
-) -> threading.Thread:
-    """Start a user analysing ``frames`` (gRPC, shared memory, default retries).
-
-    Records ``ok`` or the error under ``name``.
-    """
-
-    def analyze() -> None:
-        with DetectorClient(url, "grpc", shared_memory=True, timeout_s=120) as client:
-            try:
-                result = client.infer(frames, duration_seconds=duration, spent_seconds=spent)
-                outcomes[name] = result.status
-            except ServerError as exc:
-                outcomes[name] = f"{exc.status}: {exc}"
-
-    user = threading.Thread(target=analyze)
-    user.start()
-    return user
-
-
 def test_ensemble_refuses_a_video_instead_of_answering_it_late_when_its_budget_runs_out_waiting(
     triton: EmbeddedTriton, heavy_request: np.ndarray
 ) -> None:
@@ -227,11 +178,11 @@ def test_ensemble_refuses_a_video_instead_of_answering_it_late_when_its_budget_r
     heaviest = np.concatenate([heavy_request, heavy_request])[: contract.MAX_FRAMES_PER_REQUEST]
     outcomes: dict[str, str] = {}
     url = triton.address.grpc_url
-    users = [_analyze_in_thread(url, heaviest, None, outcomes, "busy")]
-    users.append(_analyze_in_thread(url, heaviest, 120.0, outcomes, "patient"))
-    _wait_until_waiting(triton, 1)  # one of them runs, the other waits
+    users = [analyze_in_thread(url, heaviest, None, outcomes, "busy")]
+    users.append(analyze_in_thread(url, heaviest, 120.0, outcomes, "patient"))
+    wait_until_waiting(triton, 1)  # one of them runs, the other waits
     assert contract.queue_wait_seconds(2.0, 0.95) == contract.MIN_QUEUE_WAIT_S
-    users.append(_analyze_in_thread(url, heavy_request, 2.0, outcomes, "hurried", spent=0.95))
+    users.append(analyze_in_thread(url, heavy_request, 2.0, outcomes, "hurried", spent=0.95))
     for user in users:
         user.join()
     assert outcomes["busy"] == outcomes["patient"] == contract.STATUS_OK, outcomes

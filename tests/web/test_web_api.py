@@ -9,15 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from fakescope import contract
 from fakescope.client.analyze import analyze
 from fakescope.client.content_credentials import JSON_FIELD
+from fakescope.client.video import sample_frames
 from fakescope.web import jobstore, keys
 from fakescope.web.db import open_database
 from fakescope.web.principals import VISITOR_COOKIE
 from fakescope.web.settings import Settings
+from tests.support.detector_queue import analyze_in_thread, wait_until_waiting
 from tests.support.media import make_face_video, make_no_face_video
 from tests.support.servers import free_ports
 from tests.support.web_support import LiveServer, raw_request, upload, wait_for_job, web_settings
@@ -395,6 +399,32 @@ def test_job_fails_with_server_unreachable_when_triton_down(tmp_path, videos):
     assert job["status"] == "failed"
     assert job["error"]["code"] == "server_unreachable"
     assert job["attempts"] == 2
+
+
+@pytest.mark.slow
+def test_job_is_tried_again_until_done_when_triton_refuses_it_as_busy(triton, tmp_path):
+    # Two 64-frame 720p requests take the detector (one runs, one waits). A 0.4 s clip's job
+    # then comes with a 0.2 s budget: the server refuses it rather than answer it late, and the
+    # runner puts it back instead of failing it; a later attempt, with a fresh budget, is
+    # answered once the detector is free.
+    clip = make_face_video(tmp_path / "clip.mp4", seconds=0.4, size=(320, 180))
+    source = make_face_video(
+        tmp_path / "heavy.mp4", seconds=3.2, fps=10, size=(1280, 720), codec="avc1"
+    )
+    frames = sample_frames(source, contract.MAX_FRAMES_PER_REQUEST // 2).frames
+    heavy = np.concatenate([frames, frames])
+    settings = web_settings(tmp_path, triton.address.grpc_url, max_attempts=30, retry_backoff_s=0.2)
+    outcomes: dict[str, str] = {}
+    url = triton.address.grpc_url
+    with LiveServer(settings) as live, live.client() as client:
+        users = [analyze_in_thread(url, heavy, None, outcomes, name) for name in ("a", "b")]
+        wait_until_waiting(triton, 1)  # one of them runs, the other waits
+        job = wait_for_job(client, upload(client, clip).json()["id"], timeout_s=120)
+        for user in users:
+            user.join()
+    assert outcomes == {"a": contract.STATUS_OK, "b": contract.STATUS_OK}
+    assert job["status"] == "done", job
+    assert job["attempts"] >= 2, job  # the first attempt was refused, not failed
 
 
 # --- metrics, beacon, admin --------------------------------------------------------------------
