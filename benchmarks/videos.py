@@ -53,6 +53,10 @@ BENCH_VIDEOS = (
     BenchVideo("face_720p_60s", 1280, 720, 60.0),
 )
 
+#: A 1 s clip: a 0.5 s budget, the least time to wait at a busy server (not in the load test's
+#: mix; ``benchmarks/analyze_jobs.py``).
+SHORT_CLIP = BenchVideo("face_720p_1s", 1280, 720, 1.0)
+
 #: What a phone records: a keyframe every second, no B-frames (not in the load test's mix).
 PHONE_LIKE_VIDEO = BenchVideo("phone_720p_10s", 1280, 720, 10.0, gop_seconds=1.0, b_frames=False)
 
