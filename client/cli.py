@@ -21,8 +21,8 @@ is a terminal.
 thread-safe, and each keeps its own shared-memory region): one video's decode, which is most of
 the time on real video, runs while the server works on another's frames. The output is the
 same, in the order the videos were given, whatever ``N``, except that the videos now wait for
-each other at the server: one whose wait would pass its limit (half its duration) is refused
-and reported as a server error, as under any other load. Hence one job by default. An
+each other at the server: a short one may be answered past its limit (half its duration), or
+refused and reported as a server error, as under any other load. Hence one job by default. An
 interrupt starts no further video; the ones in progress finish first (each within
 ``--timeout``).
 
@@ -103,8 +103,8 @@ PROG: Final = "fakescope"
 LIMITATIONS_PREFIX: Final = "note: the served classifier states its limitations: "
 DEFAULT_TIMEOUT_S: Final = 60.0
 #: Videos analysed at once (``--jobs``). One: each video has the server to itself for its whole
-#: budget. With more, a user's own videos wait for each other at the server, and a short one
-#: whose wait would pass its limit is refused (exit 5) as under any load; what more jobs buy:
+#: budget. With more, a user's own videos wait for each other at the server, and a short one may
+#: be answered past its limit or refused (exit 5), as under any load; what more jobs buy and cost:
 #: ``python -m fakescope.benchmarks.analyze_jobs`` (``benchmarks/results/*/analyze_jobs.md``).
 DEFAULT_JOBS: Final = 1
 
@@ -231,7 +231,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="videos analysed at once, each decoded while the server works on another; the "
         "output keeps the order given; the videos then wait for each other at the server, and "
-        f"a short one that would be answered past its limit is refused (default: {DEFAULT_JOBS})",
+        "a short one may be answered past its limit or refused (default: "
+        f"{DEFAULT_JOBS})",
     )
     parser.add_argument(
         "--shared-memory",
