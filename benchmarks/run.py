@@ -815,6 +815,17 @@ def _video_file(text: str) -> Path:
     return path
 
 
+def add_videos_argument(parser: argparse.ArgumentParser, note: str) -> None:
+    """Add ``--videos FILE...``: given files, e.g. real ones, instead of the bench videos."""
+    parser.add_argument(
+        "--videos",
+        type=_video_file,
+        nargs="+",
+        help="video files to run instead of the synthetic bench videos (--videos-dir), e.g. "
+        f"real ones ({note})",
+    )
+
+
 def add_bench_parser(subparsers: Any) -> None:
     """Register ``fakescope bench``."""
     parser = subparsers.add_parser("bench", help="load test (Locust) + baselines -> summary.json")
@@ -844,12 +855,8 @@ def add_bench_parser(subparsers: Any) -> None:
         help="overload table: no client retries, rejections are reported, not failures; "
         "use with --users well above capacity and --output elsewhere",
     )
-    parser.add_argument(
-        "--videos",
-        type=_video_file,
-        nargs="+",
-        help="video files to run instead of the synthetic bench videos (--videos-dir), e.g. "
-        "real ones (issue #14's targets, which summary.md checks, are set on the bench videos)",
+    add_videos_argument(
+        parser, "issue #14's targets, which summary.md checks, are set on the bench videos"
     )
     add_shared_memory_argument(parser)
     parser.set_defaults(func=run_bench)

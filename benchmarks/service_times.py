@@ -6,8 +6,9 @@
 
 * **replica start**: the embedded tritonserver from ``start()`` to ``/v2/health/ready``, the
   median of ``--starts`` cold starts (each on its own, nothing else connected);
-* **per-video service times**: every benchmark video, one user, ``--runs`` timed runs each after
-  one warm-up, in interleaved order (so a change in the machine's load spreads over all videos):
+* **per-video service times**: every benchmark video (or each file ``--videos`` names), one
+  user, ``--runs`` timed runs each after one warm-up, in interleaved order (so a change in the
+  machine's load spreads over all videos):
   the client's decode (wall and CPU seconds), the server call, and the **stage split** of the
   server call from Triton's own per-model statistics (``face_detector`` with its MTCNN nets and
   the face crops, ``face_scorer`` with ``face_classifier``, ``video_aggregator``), plus the CPU
@@ -37,9 +38,10 @@ import tritonclient.grpc as grpcclient
 
 from fakescope import contract
 from fakescope.benchmarks.machine import machine_facts
-from fakescope.benchmarks.run import add_server_arguments
+from fakescope.benchmarks.run import add_server_arguments, add_videos_argument
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decode_video
 from fakescope.client.triton import DetectorClient
+from fakescope.client.video import sample_frames
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.detector_nets import IN_PROCESS, PLACEMENTS, NetsPlacement
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, port_in_use
@@ -324,16 +326,16 @@ def running_server(
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every measurement; return the result document."""
-    from fakescope.benchmarks.videos import BENCH_VIDEOS, ensure_videos  # needs scikit-image
+    from fakescope.benchmarks.videos import ensure_videos  # needs scikit-image
 
     facts = machine_facts()
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
     starts = measure_starts(args.repository, address, args.runtime_dir, args.starts)
-    videos = ensure_videos(args.videos_dir)
-    files = {
-        v.name: {"bytes": v.stat().st_size, "width": b.width, "height": b.height}
-        for v, b in zip(videos, BENCH_VIDEOS, strict=True)
-    }
+    videos = args.videos or ensure_videos(args.videos_dir)
+    files = {v.name: {"bytes": v.stat().st_size} for v in videos}
+    for video in videos:  # the upright size, as the client reads it
+        width, height = sample_frames(video, 1).source_size
+        files[video.name].update(width=width, height=height)
     records: list[dict[str, Any]] = []
     with running_server(args.repository, address, args.runtime_dir, args.detector_nets) as server:
         assert server.process is not None  # started
@@ -397,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --repository, --output (the result folder), --videos-dir and the ports, as every
     # benchmark that starts its own Triton has them
     add_server_arguments(parser, first_port=18400)
+    add_videos_argument(parser, "the capacity model then plans for those videos")
     parser.add_argument("--runtime-dir", type=Path, default=RUNTIME_DIR)
     parser.add_argument("--runs", type=int, default=10, help="timed runs per video")
     parser.add_argument("--starts", type=int, default=5, help="cold starts to time")

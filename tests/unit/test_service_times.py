@@ -13,6 +13,7 @@ import pytest
 from fakescope.benchmarks.service_times import (
     Snapshot,
     admission_split,
+    build_parser,
     code_version,
     interleaved,
     model_input_seconds,
@@ -104,6 +105,15 @@ def test_process_group_minor_faults_counts_pages_when_this_process_maps_memory()
     finally:
         pages.close()
     assert process_group_minor_faults(group) - before >= 64 * 1024 * 1024 // mmap.PAGESIZE
+
+
+def test_service_times_parser_exits_2_when_a_video_file_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--videos", str(tmp_path / "none.mp4")])
+    assert info.value.code == 2
+    assert "no such video file" in capsys.readouterr().err
 
 
 def test_interleaved_visits_every_video_once_per_round_when_given_rounds():
