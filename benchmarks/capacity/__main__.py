@@ -77,7 +77,25 @@ def describe_inputs(
     }
 
 
-def run_model(measured: Measured, assumptions: Assumptions, sources: list[Path]) -> dict[str, Any]:
+def command_line(args: argparse.Namespace) -> str:
+    """Return the command that writes these files: the module and its options not at default."""
+    parts = [report.DEFAULT_COMMAND]
+    for option, default in (
+        ("--bench-summary", BENCH_SUMMARY),
+        ("--service-times", SERVICE_TIMES),
+        ("--output", RESULT_JSON),
+        ("--page", PAGE),
+        ("--plot", PLOT),
+    ):
+        value: Path = getattr(args, option[2:].replace("-", "_"))
+        if value.resolve() != default.resolve():
+            parts += [option, _relative(value)]
+    return " ".join(parts)
+
+
+def run_model(
+    measured: Measured, assumptions: Assumptions, sources: list[Path], command: str
+) -> dict[str, Any]:
     """Run calibration, sweep, daily volumes and bottleneck analysis; return the result doc."""
     a = assumptions
     seed = a.seed
@@ -111,7 +129,7 @@ def run_model(measured: Measured, assumptions: Assumptions, sources: list[Path])
     levels = measured.levels(a.protocol)
     peaks = {str(v["uploads_per_day"]): v["peak_rate_per_s"] for v in volumes}
     return {
-        "generated_by": "python -m fakescope.benchmarks.capacity",
+        "generated_by": command,
         "limit": experiments.LIMIT,
         "simulation": {
             "calibration_s": CALIBRATION_S,
@@ -172,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             doc = json.loads(args.output.read_text())
         else:
             measured = load_measurements(args.bench_summary, args.service_times)
-            doc = run_model(measured, Assumptions(), [args.bench_summary, args.service_times])
+            sources = [args.bench_summary, args.service_times]
+            doc = run_model(measured, Assumptions(), sources, command_line(args))
     except InputError as exc:
         print(f"capacity: {exc}", file=sys.stderr)  # noqa: T201 - a CLI's error line
         return 2
