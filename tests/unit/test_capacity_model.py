@@ -21,7 +21,8 @@ from fakescope.benchmarks.capacity.cluster import (
 from fakescope.benchmarks.capacity.experiments import build_model, open_run
 from fakescope.benchmarks.capacity.hpa import Autoscaler, HpaBehavior, proposal
 from fakescope.benchmarks.capacity.inputs import InputError, SpeedUp, load_measurements
-from fakescope.benchmarks.capacity.report import render_markdown
+from fakescope.benchmarks.capacity.report import DEFAULT_COMMAND, render_markdown
+from fakescope.paths import PROJECT_ROOT
 
 
 class ExponentialWork:
@@ -171,16 +172,34 @@ def test_one_replica_breaks_the_limit_when_arrivals_pass_its_capacity(model):
     assert run.p95 > 0.5
 
 
-RESULT = capacity_cli.RESULT_JSON
+#: The committed capacity pages, (result JSON, page, plot): on the bench videos (make capacity)
+#: and on the DFDC sample videos (the command in its page).
+PAGES = [
+    (capacity_cli.RESULT_JSON, capacity_cli.PAGE, capacity_cli.PLOT),
+    (
+        PROJECT_ROOT / "docs" / "results" / "capacity-real-videos" / "capacity.json",
+        PROJECT_ROOT / "docs" / "capacity-real-videos.md",
+        PROJECT_ROOT / "docs" / "capacity-real-videos.png",
+    ),
+]
 
 
-@pytest.mark.skipif(not RESULT.is_file(), reason="capacity.json not generated")
-def test_committed_page_matches_rendering_when_rendered_from_committed_json():
-    doc = json.loads(RESULT.read_text())
-    page = render_markdown(doc, capacity_cli.PAGE, RESULT, capacity_cli.PLOT)
-    assert capacity_cli.PAGE.read_text() == page
-    assert capacity_cli.PLOT.is_file()
+@pytest.mark.parametrize(("result", "page", "plot"), PAGES)
+def test_committed_page_matches_rendering_when_rendered_from_committed_json(
+    result: Path, page: Path, plot: Path
+):
+    doc = json.loads(result.read_text())
+    assert page.read_text() == render_markdown(doc, page, result, plot)
+    assert plot.is_file()
     assert {v["uploads_per_day"] for v in doc["daily_volumes"]} == {10_000, 100_000, 1_000_000}
+
+
+def test_capacity_command_line_names_only_the_options_not_at_default_when_files_differ():
+    parser = capacity_cli.build_parser()
+    assert capacity_cli.command_line(parser.parse_args([])) == DEFAULT_COMMAND
+    args = parser.parse_args(["--output", "docs/results/other/capacity.json"])
+    expected = f"{DEFAULT_COMMAND} --output docs/results/other/capacity.json"
+    assert capacity_cli.command_line(args) == expected
 
 
 def test_capacity_cli_exits_2_when_an_input_file_is_missing(tmp_path: Path, capsys):
