@@ -461,8 +461,10 @@ def test_run_analyze_exits_4_when_server_answers_too_late(
 def test_run_analyze_prints_in_the_order_given_when_a_later_video_is_answered_first(
     server: FakeServer, face_video: Path, long_face_video: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # face_video's frames (320 px wide) are held while long_face_video's (160 px) are answered
-    server.state.delay_by_width = {320: 1.5}
+    # Both jobs' first requests are held at once, whichever is sent first: face_video's frames
+    # (320 px wide) for 2 s, long_face_video's (160 px) for 0.8 s, so both of the latter are
+    # answered before the former.
+    server.state.delay_by_width = {320: 2.0, 160: 0.8}
     videos = [face_video, long_face_video, long_face_video]
     argv = [*map(str, videos), "--url", server.url, "--protocol", server.protocol, "--json"]
     code = run([*argv, "--jobs", "2"])
