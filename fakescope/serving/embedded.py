@@ -67,6 +67,11 @@ PYTHON_SHM_HEADROOM_BYTES = 1024 * 1024
 SHM_PREFIX = "fakescope"
 #: How long :meth:`EmbeddedTriton.stop` waits for the killed process group to be gone.
 GROUP_EXIT_TIMEOUT_S = 10.0
+#: Launches tried when tritonserver is killed by a signal during start-up and no model failed to
+#: load: tritonserver 2.51's python backend now and then aborts while its stubs start (upstream
+#: triton-inference-server/server#8882, a full test run's server at a time), and a new process
+#: then comes up. An exit code of its own (a model that failed to load) is never retried.
+START_ATTEMPTS = 2
 
 
 class ServerStartError(RuntimeError):
@@ -330,6 +335,32 @@ class EmbeddedTriton:
                 raise ServerStartError(f"port {port} on {a.host} is already in use")
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         binary, backends = prepare_runtime(self.runtime_dir)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            exited = self._launch(binary, backends, env)
+            if exited is None:
+                return
+            code, text = exited
+            crashed = code < 0 and not _LOAD_ERROR.search(text)
+            if not crashed or attempt == START_ATTEMPTS:
+                details = "; ".join(_load_errors(text)) or "see " + str(self.log_path)
+                if crashed:
+                    details = f"killed by signal {-code} in {attempt} starts ({details})"
+                raise ServerStartError(f"tritonserver exited during start-up: {details}")
+            logger.warning(
+                "tritonserver was killed by signal %d during start-up and no model failed to "
+                "load (the python backend's start-up abort, upstream "
+                "triton-inference-server/server#8882?): starting it again",
+                -code,
+            )
+
+    def _launch(self, binary: Path, backends: Path, env: dict[str, str]) -> tuple[int, str] | None:
+        """Run tritonserver until it is ready (``None``) or exits: then its exit code and log.
+
+        Raises:
+            ServerStartError: not ready within ``ready_timeout_s`` (the process is stopped).
+
+        """
+        a = self.address
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             self.command(binary, backends),
@@ -341,14 +372,14 @@ class EmbeddedTriton:
         log.close()
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            code = self.process.poll()
+            if code is not None:
                 text = self.log_path.read_text(errors="replace")
                 self.stop()  # reap orphan stubs, remove shared memory
-                details = "; ".join(_load_errors(text)) or "see " + str(self.log_path)
-                raise ServerStartError(f"tritonserver exited during start-up: {details}")
+                return code, text
             if self.is_ready():
                 logger.info("tritonserver ready at http://%s grpc://%s", a.http_url, a.grpc_url)
-                return
+                return None
             time.sleep(0.1)
         self.stop()
         raise ServerStartError(f"tritonserver not ready after {self.ready_timeout_s:.0f} s")

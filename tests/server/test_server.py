@@ -279,6 +279,51 @@ def test_embedded_triton_names_model_and_cleans_up_when_onnx_file_is_corrupt(tmp
     assert shm_regions(server.address.http_port) == []
 
 
+def _killing_tritonserver_at_load(repo: Path, starts: int, count: Path) -> None:
+    """Make video_aggregator's stub kill tritonserver while it loads, in its first ``starts``.
+
+    ``count`` is a file the stub appends to at each load, so the test can count the starts.
+    """
+    model = repo / contract.VIDEO_AGGREGATOR_MODEL / "1" / "model.py"
+    model.write_text(
+        model.read_text()
+        + "\n\nimport os as _os, signal as _signal\n"
+        + f"with open({str(count)!r}, 'a') as _count:\n"
+        + "    _count.write('x')\n"
+        + f"if len(open({str(count)!r}).read()) <= {starts}:\n"
+        + "    _os.kill(_os.getppid(), _signal.SIGKILL)  # tritonserver, which started this stub\n"
+    )
+
+
+def test_embedded_triton_starts_again_once_when_killed_by_a_signal_during_start_up(
+    tmp_path, caplog
+):
+    repo, count = tmp_path / "repo", tmp_path / "loads"
+    shutil.copytree(REPOSITORY, repo)
+    _killing_tritonserver_at_load(repo, starts=1, count=count)
+    server = _server(repo, tmp_path)
+    with caplog.at_level("WARNING", logger="fakescope.serving.embedded"):
+        server.start()
+    try:
+        assert server.is_ready()
+        assert count.read_text() == "xx"  # killed in the first start, loaded in the second
+        assert "killed by signal 9 during start-up" in caplog.text
+    finally:
+        server.stop()
+    assert shm_regions(server.address.http_port) == []
+
+
+def test_embedded_triton_gives_up_and_cleans_up_when_killed_at_every_start(tmp_path):
+    repo, count = tmp_path / "repo", tmp_path / "loads"
+    shutil.copytree(REPOSITORY, repo)
+    _killing_tritonserver_at_load(repo, starts=99, count=count)
+    server = _server(repo, tmp_path)
+    with pytest.raises(ServerStartError, match="killed by signal 9 in 2 starts"):
+        server.start()
+    assert count.read_text() == "xx"
+    assert shm_regions(server.address.http_port) == []
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     x1, y1 = max(a[0], b[0]), max(a[1], b[1])
     x2, y2 = min(a[2], b[2]), min(a[3], b[3])
