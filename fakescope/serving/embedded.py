@@ -343,9 +343,10 @@ class EmbeddedTriton:
             crashed = code < 0 and not _LOAD_ERROR.search(text)
             if not crashed or attempt == START_ATTEMPTS:
                 details = "; ".join(_load_errors(text)) or "see " + str(self.log_path)
-                if crashed:
-                    details = f"killed by signal {-code} in {attempt} starts ({details})"
-                raise ServerStartError(f"tritonserver exited during start-up: {details}")
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                raise ServerStartError(
+                    f"tritonserver exited during start-up ({how}, start {attempt}): {details}"
+                )
             logger.warning(
                 "tritonserver was killed by signal %d during start-up and no model failed to "
                 "load (the python backend's start-up abort, upstream "
