@@ -42,7 +42,7 @@ import gevent.threadpool
 import grpc.experimental.gevent as grpc_gevent
 from locust import User, events, task
 
-from fakescope.allocator import keep_freed_memory
+from fakescope.allocator import set_up_memory
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, DecodedVideo, decode_video, verdict_for
 from fakescope.client.triton import DetectorClient, ServerError
 
@@ -58,8 +58,9 @@ DECODE_POOL = gevent.threadpool.ThreadPool(
 )
 gevent.get_hub().threadpool.maxsize = 256  # >= concurrent users: one waiting gRPC call each
 # Every video is decoded into a new array (44 MB for 16 frames of 720p): kept for the next video
-# rather than mapped afresh each time, as by every long-running client (fakescope/allocator.py).
-keep_freed_memory()
+# rather than mapped afresh each time, with small pages, as by every long-running client
+# (fakescope/allocator.py).
+set_up_memory()
 
 VIDEOS = [p for p in os.environ.get("FAKESCOPE_BENCH_VIDEOS", "").split(os.pathsep) if p]
 FRAMES = int(os.environ.get("FAKESCOPE_BENCH_FRAMES", str(DEFAULT_NUM_FRAMES)))

@@ -5,8 +5,8 @@ The seed project reads every frame of a video and keeps each as RGB before it sa
 many BGR frames are allocated and freed on the way, about a million page faults. ``make bench``
 times the seed between the other paths, the served one among them, and on the 60 s video it
 took two to four times what it takes in a process of its own. This runs the seed as ``make
-bench`` does (its frame indices, in a process that keeps freed memory,
-:func:`fakescope.allocator.keep_freed_memory`) in two conditions interleaved round by round:
+bench`` does (its frame indices, in a process whose memory is set up as there,
+:func:`fakescope.allocator.set_up_memory`) in two conditions interleaved round by round:
 alone, and right after one served video (the 10 s 720p bench video through an embedded Triton,
 one gRPC user, as in ``make bench``'s rounds). A first run of each video is recorded on its
 own. Per video and condition: the median wall seconds, user and system CPU seconds of the run,
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.allocator import keep_freed_memory
+from fakescope.allocator import set_up_memory
 from fakescope.benchmarks.arguments import check_json_output
 from fakescope.benchmarks.inprocess import SeedPipeline
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bench_videos = {v.name: v for v in ensure_videos(args.videos_dir)}
     videos = [bench_videos[name] for name in VIDEOS]
-    keep_freed_memory()  # as make bench's process does (its in-process pipeline sets it)
+    set_up_memory()  # as make bench's process does (its in-process pipeline sets it)
     seed = SeedPipeline(args.repository)
     # the seed's own 32 frames at our sampler's indices, as make bench gives it
     indices = {

@@ -30,7 +30,7 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 
 from fakescope import contract
-from fakescope.allocator import keep_freed_memory
+from fakescope.allocator import set_up_memory
 from fakescope.benchmarks.arguments import (
     add_pause_arguments,
     add_shared_memory_argument,
@@ -70,7 +70,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     # as every client that sends one video after another does (`fakescope analyze`, the web
     # service, the load generator): without it, each request's frames in the request body are
     # copied into memory faulted in afresh, and that client cost would count as the server's
-    keep_freed_memory()
+    set_up_memory()
     facts = machine_facts()
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
     calls: dict[str, list[dict[str, Any]]] = {str(p): [] for p in args.pauses}

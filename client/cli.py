@@ -57,7 +57,7 @@ from typing import Final
 from tqdm import tqdm
 
 from fakescope import contract
-from fakescope.allocator import keep_freed_memory
+from fakescope.allocator import set_up_memory
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.content_credentials import (
     JSON_FIELD,
@@ -325,9 +325,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     # OPENCV_FFMPEG_LOGLEVEL in the environment wins.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     # Every video is decoded into a new array (44 MB for 16 frames of 720p): with several
-    # videos, each reuses the memory of one before it rather than mapping it afresh
+    # videos, each reuses the memory of one before it rather than mapping it afresh; the first
+    # is faulted in with small pages, which spares it the kernel's wait for huge ones
     # (fakescope/allocator.py).
-    keep_freed_memory()
+    set_up_memory()
     worst = EXIT_OK
     answered = False
     show_bar = len(args.videos) > 1 and sys.stderr.isatty()

@@ -28,6 +28,16 @@ Two ways to apply it:
   with it as the default saw one replica abort at start-up in the python backend
   (``boost::interprocess::lock_exception``, as upstream triton-inference-server/server#8882, a
   crash also seen without it), and until that is understood it stays an operator's choice.
+
+Arrays are also faulted in with small pages (:func:`no_huge_page_advice`). NumPy asks the
+kernel for transparent huge pages for every array of 4 MiB or more (``madvise``); where the
+kernel's huge-page defragmentation is ``madvise`` (the common default), the first touch of such
+an array then waits while the kernel compacts memory to find a free 2 MiB page. A process's
+first arrays (the first video a client decodes, the first request a python step handles, before
+any freed memory can be reused) then spent up to half a second of system CPU on that; with
+small pages they fault in the usual way, and warm they run as fast. Before and after:
+``benchmarks/README.md`` (``python -m fakescope.benchmarks.first_request``).
+:func:`set_up_memory` applies both settings; the processes above call it when they start.
 """
 
 from __future__ import annotations
@@ -35,7 +45,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 from typing import Final
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +62,9 @@ TRIM_THRESHOLD_BYTES: Final = 2**31 - 1
 KEEP_FREED_MEMORY: Final = (
     f"glibc.malloc.mmap_max={MMAP_MAX}:glibc.malloc.trim_threshold={TRIM_THRESHOLD_BYTES}"
 )
+#: The environment variable NumPy reads its huge-page advice from when it is imported; where an
+#: operator sets it, :func:`no_huge_page_advice` leaves NumPy as that setting made it.
+HUGE_PAGE_ENV: Final = "NUMPY_MADVISE_HUGEPAGE"
 #: ``mallopt`` parameters (glibc's ``malloc.h``).
 _M_TRIM_THRESHOLD: Final = -1
 _M_MMAP_MAX: Final = -4
@@ -81,3 +97,39 @@ def keep_freed_memory() -> bool:
         if mallopt(parameter, value) != 1:
             raise OSError(f"glibc mallopt({parameter}, {value}) refused the setting")
     return True
+
+
+def no_huge_page_advice() -> bool:
+    """Make NumPy fault this process's large arrays in with small pages (see the module).
+
+    Left as it is where :data:`HUGE_PAGE_ENV` is set: NumPy has then applied the operator's
+    choice. Returns True when NumPy now gives no huge-page advice.
+    """
+    if os.environ.get(HUGE_PAGE_ENV) is not None:
+        logger.info("%s is set: NumPy's huge-page advice left as it is", HUGE_PAGE_ENV)
+        return not huge_page_advice()
+    _set_huge_page_advice(False)
+    return True
+
+
+def huge_page_advice() -> bool:
+    """Return whether NumPy advises huge pages for this process's large arrays."""
+    previous = _set_huge_page_advice(False)
+    _set_huge_page_advice(previous)
+    return previous
+
+
+def _set_huge_page_advice(advise: bool) -> bool:
+    """Set NumPy's huge-page advice; return what it was."""
+    return bool(np.core.multiarray._set_madvise_hugepage(advise))  # type: ignore[attr-defined]
+
+
+def set_up_memory() -> None:
+    """Apply this module's settings to the calling process: freed memory kept, small pages.
+
+    Raises:
+        OSError: glibc refused a setting.
+
+    """
+    keep_freed_memory()
+    no_huge_page_advice()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fakescope import contract
-from fakescope.allocator import keep_freed_memory
+from fakescope.allocator import set_up_memory
 from fakescope.client.cli import positive_int
 from fakescope.client.triton import DEFAULT_URLS, SHARED_MEMORY_CHOICES
 from fakescope.paths import MODEL_REPOSITORY
@@ -222,8 +222,9 @@ def run_web_serve(args: argparse.Namespace) -> int:
     from .settings import SettingsError
 
     # Every upload is decoded into a new array (44 MB for 16 frames of 720p): kept for the next
-    # upload rather than mapped afresh each time (fakescope/allocator.py).
-    keep_freed_memory()
+    # upload rather than mapped afresh each time, and faulted in with small pages
+    # (fakescope/allocator.py).
+    set_up_memory()
 
     try:
         if ipaddress.ip_address(args.host).is_loopback is False:

@@ -1,12 +1,16 @@
-"""The allocator setting (fakescope/allocator.py): its tunables, its effect, its benchmark table."""
+"""The allocator settings (fakescope/allocator.py): their tunables, effect and benchmark table."""
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
-from fakescope.allocator import KEEP_FREED_MEMORY
+import pytest
+
+from fakescope.allocator import HUGE_PAGE_ENV, KEEP_FREED_MEMORY
 from fakescope.benchmarks.server_allocator import GLIBC_DEFAULT, KEPT, render_markdown
 
 
@@ -84,3 +88,49 @@ def test_keep_freed_memory_stops_later_requests_faulting_when_set_in_the_process
     # kept: only the first request faults; the others reuse its pages
     assert kept[0] > 0.9 * pages
     assert max(kept[1:]) < 0.05 * pages
+
+
+# NumPy's huge-page advice in a fresh process, before and after no_huge_page_advice(), and then
+# the minor faults of first touching a 64 MiB array (NumPy's zeroed pages are faulted by fill).
+_ADVICE = """
+import os, resource, sys
+import numpy as np
+from fakescope.allocator import huge_page_advice, no_huge_page_advice
+before = huge_page_advice()
+off = no_huge_page_advice()
+after = huge_page_advice()
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+np.empty(64 << 20, np.uint8).fill(1)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+print(int(before), int(off), int(after), faults)
+"""
+
+
+def _advice(environ: dict[str, str]) -> tuple[bool, bool, bool, int]:
+    env = {k: v for k, v in os.environ.items() if k != HUGE_PAGE_ENV} | environ
+    done = subprocess.run(
+        [sys.executable, "-c", _ADVICE], capture_output=True, text=True, check=True, env=env
+    )
+    before, off, after, faults = (int(v) for v in done.stdout.split())
+    return bool(before), bool(off), bool(after), faults
+
+
+def _transparent_huge_pages() -> str:
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    text = path.read_text() if path.exists() else ""
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else "absent"
+
+
+def test_no_huge_page_advice_faults_arrays_in_small_pages_when_numpy_is_left_to_decide():
+    before, off, after, faults = _advice({})
+    assert before, "NumPy advises huge pages by default on Linux >= 4.6"
+    assert off and not after
+    if _transparent_huge_pages() != "madvise":
+        pytest.skip("the kernel's huge pages are not by advice here: small pages either way")
+    # 4 KiB pages: one fault each; 64 MiB of 2 MiB pages would take a few dozen
+    assert faults > 0.9 * (64 << 20) // resource.getpagesize()
+
+
+def test_no_huge_page_advice_leaves_numpy_as_set_when_the_operator_set_the_variable():
+    before, off, after, _ = _advice({HUGE_PAGE_ENV: "1"})
+    assert before and after and not off

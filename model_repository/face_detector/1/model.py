@@ -22,7 +22,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from fakescope import contract
-from fakescope.allocator import keep_freed_memory
+from fakescope.allocator import set_up_memory
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
@@ -94,8 +94,9 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read the detection parameters and the classifier's crop spec once; open the nets."""
         # Every request's frames and pyramid levels then reuse the last request's pages instead
-        # of being faulted in afresh (fakescope/allocator.py).
-        keep_freed_memory()
+        # of being faulted in afresh, and the first request's are faulted in with small pages
+        # rather than wait for the kernel to find huge ones (fakescope/allocator.py).
+        set_up_memory()
         spec, _ = read_classifier_spec(
             served_version_file(args, contract.CLASSIFIER_MODEL, "model.onnx")
         )
