@@ -28,7 +28,7 @@ from fakescope.serving.embedded import (
     ServerStartError,
     shm_regions,
 )
-from fakescope.serving.model_config import detector_params, latest_version_dir
+from fakescope.serving.model_config import detector_params, latest_version_dir, read_model_config
 from fakescope.serving.repository_check import RepositoryError
 from tests.support.servers import REPOSITORY, free_ports
 
@@ -253,6 +253,19 @@ def _server(repository: Path, tmp_path: Path, ports: list[int] | None = None) ->
         runtime_dir=tmp_path / "runtime",
         ready_timeout_s=60,
     )
+
+
+def test_embedded_triton_runs_every_warmup_sample_when_started(tmp_path):
+    """Before any request, each model has served exactly the requests its warm-up samples send."""
+    with _server(REPOSITORY, tmp_path) as server:
+        client = grpcclient.InferenceServerClient(server.address.grpc_url)
+        for config_path in sorted(REPOSITORY.glob("*/config.pbtxt")):
+            config = read_model_config(config_path)
+            samples = config.get("model_warmup", [])
+            stats = client.get_inference_statistics(config["name"], as_json=True)["model_stats"]
+            served = sum(int(s.get("inference_count", 0)) for s in stats)
+            assert served >= len(samples), f"{config['name']}: a warm-up sample was skipped"
+            assert served == sum(int(s.get("batch_size", 0)) for s in samples), config["name"]
 
 
 def test_embedded_triton_refuses_to_start_when_port_is_taken(triton, tmp_path):
