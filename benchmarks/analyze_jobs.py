@@ -42,6 +42,7 @@ from fakescope.benchmarks.result_files import fmt, write_result
 from fakescope.benchmarks.run import REFUSAL_REASONS, add_server_arguments
 from fakescope.benchmarks.service_times import RUNTIME_DIR, code_version, running_server
 from fakescope.client import cli
+from fakescope.client.cli import positive_int
 from fakescope.contract import PROCESSING_LIMIT_RATIO
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import ServerAddress
@@ -188,11 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_server_arguments(parser, first_port=19100)
     parser.set_defaults(output=RESULT)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=positive_int, default=7)
     parser.add_argument("--dfdc-sample", type=Path, default=DFDC_SAMPLE)
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
     check_json_output(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     write_result(args.output, measure(args), render_markdown)

@@ -55,6 +55,7 @@ from fakescope.benchmarks.service_times import (
     snapshot,
     stage_split,
 )
+from fakescope.client.cli import positive_int
 from fakescope.contract import PROCESSING_LIMIT_RATIO
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
@@ -279,10 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_server_arguments(parser, first_port=19200)
     parser.set_defaults(output=RESULT)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=positive_int, default=5)
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
     check_json_output(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     write_result(args.output, measure(args), render_markdown)
