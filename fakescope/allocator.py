@@ -1,4 +1,4 @@
-"""How long-running processes allocate memory: freed memory is kept for the next request or video.
+"""How long-running processes allocate memory: freed memory kept for reuse, arrays in small pages.
 
 Each request makes the python steps allocate tens of MiB of arrays (the frames taken from shared
 memory, the detector's pyramid levels, the crops); each video makes a client decode its sample
@@ -34,8 +34,8 @@ kernel for transparent huge pages for every array of 4 MiB or more (``madvise``)
 kernel's huge-page defragmentation is ``madvise`` (the common default), the first touch of such
 an array then waits while the kernel compacts memory to find a free 2 MiB page. A process's
 first arrays (the first video a client decodes, the first request a python step handles, before
-any freed memory can be reused) then spent up to half a second of system CPU on that; with
-small pages they fault in the usual way, and warm they run as fast. Before and after:
+any freed memory can be reused) then spent much of a short video's budget on that; with small
+pages they fault in the usual way, and warm requests take as long. Before and after:
 ``benchmarks/README.md`` (``python -m fakescope.benchmarks.first_request``).
 :func:`set_up_memory` applies both settings; the processes above call it when they start.
 """
