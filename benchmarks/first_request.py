@@ -16,8 +16,8 @@ clip :data:`VIDEOS_PER_START` times, each in a new process, as a user would. Set
 Per setting and video after the start (1st, 2nd, …): the ratio (processing time over the
 video's duration, as the CLI prints it), decode and server call seconds, the client's and the
 server's system CPU seconds (the kernel's share: where a huge page's fault waits); for the
-first video the seconds of each step of the ensemble (Triton's statistics: queue included);
-and the seconds from start to ready.
+first and the last video the seconds of each step of the ensemble (Triton's statistics: queue
+included); and the seconds from start to ready.
 
 Run: ``python -m fakescope.benchmarks.first_request --output
 benchmarks/results/<host>/first_request.json`` (writes the JSON and its table, ``.md``).
@@ -137,7 +137,7 @@ def analyze_in_new_process(clip: Path, url: str, env: dict[str, str]) -> dict[st
     argv = [sys.executable, "-m", "fakescope.cli", "analyze", str(clip), "--url", url, "--json"]
     before = _children_system_cpu()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
+    if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"fakescope analyze exited {done.returncode}: {done.stderr}")
     verdict: dict[str, Any] = json.loads(done.stdout)
     verdict["client_system_cpu_s"] = _children_system_cpu() - before
