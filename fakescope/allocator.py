@@ -108,19 +108,19 @@ def no_huge_page_advice() -> bool:
     if os.environ.get(HUGE_PAGE_ENV) is not None:
         logger.info("%s is set: NumPy's huge-page advice left as it is", HUGE_PAGE_ENV)
         return not huge_page_advice()
-    _set_huge_page_advice(False)
+    set_huge_page_advice(False)
     return True
 
 
 def huge_page_advice() -> bool:
     """Return whether NumPy advises huge pages for this process's large arrays."""
-    previous = _set_huge_page_advice(False)
-    _set_huge_page_advice(previous)
+    previous = set_huge_page_advice(False)
+    set_huge_page_advice(previous)
     return previous
 
 
-def _set_huge_page_advice(advise: bool) -> bool:
-    """Set NumPy's huge-page advice; return what it was."""
+def set_huge_page_advice(advise: bool) -> bool:
+    """Set NumPy's huge-page advice for arrays allocated from now on; return what it was."""
     return bool(np.core.multiarray._set_madvise_hugepage(advise))  # type: ignore[attr-defined]
 
 
