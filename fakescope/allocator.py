@@ -120,8 +120,16 @@ def huge_page_advice() -> bool:
 
 
 def set_huge_page_advice(advise: bool) -> bool:
-    """Set NumPy's huge-page advice for arrays allocated from now on; return what it was."""
-    return bool(np.core.multiarray._set_madvise_hugepage(advise))  # type: ignore[attr-defined]
+    """Set NumPy's huge-page advice for arrays allocated from now on; return what it was.
+
+    A NumPy without the setting (it is NumPy's own, not a public API) is left as it is, with a
+    warning, rather than fail the process that asked: False is returned then.
+    """
+    setting = getattr(np.core.multiarray, "_set_madvise_hugepage", None)
+    if setting is None:
+        logger.warning("NumPy %s has no huge-page setting: left as it is", np.__version__)
+        return False
+    return bool(setting(advise))
 
 
 def set_up_memory() -> None:

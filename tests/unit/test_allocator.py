@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.allocator import HUGE_PAGE_ENV, KEEP_FREED_MEMORY
+from fakescope.allocator import HUGE_PAGE_ENV, KEEP_FREED_MEMORY, set_huge_page_advice
 from fakescope.benchmarks.server_allocator import GLIBC_DEFAULT, KEPT, render_markdown
 
 
@@ -134,3 +134,13 @@ def test_no_huge_page_advice_faults_arrays_in_small_pages_when_numpy_is_left_to_
 def test_no_huge_page_advice_leaves_numpy_as_set_when_the_operator_set_the_variable():
     before, off, after, _ = _advice({HUGE_PAGE_ENV: "1"})
     assert before and after and not off
+
+
+def test_set_huge_page_advice_warns_and_changes_nothing_when_numpy_has_no_such_setting(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    import numpy as np
+
+    monkeypatch.delattr(np.core.multiarray, "_set_madvise_hugepage")
+    assert set_huge_page_advice(False) is False
+    assert "no huge-page setting" in caplog.text
