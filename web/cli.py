@@ -276,6 +276,7 @@ def run_web_worker(args: argparse.Namespace) -> int:
     from .settings import SettingsError
     from .worker import install_stop_signals, run_worker
 
+    set_up_memory()  # it decodes every upload, as the front end's runner does (run_web_serve)
     stop = threading.Event()
     install_stop_signals(stop)
     overrides = {
