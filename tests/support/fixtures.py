@@ -1,4 +1,5 @@
-"""Shared fixtures: one real tritonserver per test session, real ONNX models; a real S3 server."""
+"""Shared fixtures: one real tritonserver per test session, real ONNX models; a real S3 server;
+NumPy advising huge pages for one test."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from fakescope.allocator import HUGE_PAGE_ENV, huge_page_advice, set_huge_page_advice
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from tests.support.s3_server import S3Server, running_s3_server
 from tests.support.servers import REPOSITORY, free_ports
@@ -45,3 +47,19 @@ def s3_repository(s3_server: S3Server) -> str:
     s3_server.create_bucket(S3_MODELS_BUCKET)
     s3_server.upload_tree(REPOSITORY, S3_MODELS_BUCKET, S3_REPOSITORY_PREFIX)
     return s3_server.url(S3_MODELS_BUCKET, S3_REPOSITORY_PREFIX)
+
+
+@pytest.fixture
+def huge_pages_advised(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """NumPy advising huge pages in this process, as a fresh process does; restored afterwards.
+
+    For a test that checks a process entry point turns the advice off
+    (:func:`fakescope.allocator.set_up_memory`) by running it in the test's own process.
+    """
+    monkeypatch.delenv(HUGE_PAGE_ENV, raising=False)
+    advised = huge_page_advice()
+    set_huge_page_advice(True)
+    try:
+        yield
+    finally:
+        set_huge_page_advice(advised)

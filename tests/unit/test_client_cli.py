@@ -27,7 +27,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from fakescope import contract
-from fakescope.allocator import HUGE_PAGE_ENV, huge_page_advice, set_huge_page_advice
+from fakescope.allocator import huge_page_advice
 from fakescope.client import cli
 from fakescope.client.triton import (
     DEFAULT_RETRIES,
@@ -433,20 +433,15 @@ def test_run_analyze_exits_4_when_server_port_is_closed(
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.usefixtures("huge_pages_advised")
 def test_run_analyze_faults_frames_in_small_pages_when_it_starts(
-    face_video: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    face_video: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A new CLI process decodes its first frames into memory it never touched: with NumPy's
     # huge-page advice, a fault there can wait for the kernel to compact memory
-    # (fakescope/allocator.py). The advice is restored for the tests after this one.
-    monkeypatch.delenv(HUGE_PAGE_ENV, raising=False)
-    advised = huge_page_advice()
-    set_huge_page_advice(True)
-    try:
-        assert run([str(face_video), "--url", CLOSED_PORT_URL]) == cli.EXIT_UNREACHABLE
-        assert not huge_page_advice()
-    finally:
-        set_huge_page_advice(advised)
+    # (fakescope/allocator.py).
+    assert run([str(face_video), "--url", CLOSED_PORT_URL]) == cli.EXIT_UNREACHABLE
+    assert not huge_page_advice()
     capsys.readouterr()
 
 

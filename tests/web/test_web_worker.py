@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.allocator import HUGE_PAGE_ENV, huge_page_advice, set_huge_page_advice
+from fakescope.allocator import huge_page_advice
 from fakescope.cli import main
 from fakescope.web import jobstore
 from fakescope.web.db import open_database
@@ -100,19 +100,13 @@ def test_web_worker_refuses_zero_threads_when_inherited_from_environment(tmp_pat
     assert "at least 1 analysis thread" in output
 
 
+@pytest.mark.usefixtures("huge_pages_advised")
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_web_process_faults_uploads_in_small_pages_when_it_starts(
     command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     # Both processes that decode uploads set up their memory first (fakescope/allocator.py):
-    # checked in this process, through a configuration error that ends each one at once. The
-    # advice is restored for the tests after this one.
-    monkeypatch.delenv(HUGE_PAGE_ENV, raising=False)
+    # checked in this process, through a configuration error that ends each one at once.
     monkeypatch.setenv("FAKESCOPE_WEB_DATA_DIR", str(tmp_path))
-    advised = huge_page_advice()
-    set_huge_page_advice(True)
-    try:
-        assert main(["web", command, "--database", "mysql://db/x"]) == EXIT_CONFIG
-        assert not huge_page_advice()
-    finally:
-        set_huge_page_advice(advised)
+    assert main(["web", command, "--database", "mysql://db/x"]) == EXIT_CONFIG
+    assert not huge_page_advice()
