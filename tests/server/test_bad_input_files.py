@@ -448,20 +448,27 @@ def test_analyze_exits_2_naming_the_minimum_when_max_side_is_below_detection_siz
 def test_analyze_exits_3_with_one_error_line_when_file_is_not_readable(
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], media: Media
 ) -> None:
-    """A real EACCES: as root (CI) the CLI runs in a child that has dropped to ``nobody``."""
+    """A real EACCES: as root (CI) the CLI runs in a child that has dropped to ``nobody``.
+
+    Over HTTP: the child is a fork of this process, and a gRPC channel made in it can hang for
+    good on a lock one of gRPC core's threads held in the parent at the fork (seen once in CI,
+    in ``insecure_channel``). The HTTP client starts no thread; the file is refused before any
+    request, whichever the protocol.
+    """
     with reachable_dir() as folder:
         video = folder / "secret.mp4"
         video.write_bytes(media.get("full.mp4", _face_h264).read_bytes())
         video.chmod(0)
         # The same CLI path, here, on a missing file: it imports what the path imports lazily
-        # (gRPC's channel modules), which nobody may not be able to read (a Python under /root).
-        missing = run_analyze(triton, capsys, folder / "missing.mp4")
+        # (the HTTP client's modules), which nobody may not be able to read (a Python under
+        # /root).
+        missing = run_analyze(triton, capsys, folder / "missing.mp4", protocol="http")
         assert missing.code == cli.EXIT_BAD_INPUT and "no such file" in missing.err
 
         def analyze_as_caller() -> CliRun:
             # the folder is reachable: a denial can only come from the file's own mode
             assert video.stat().st_mode & 0o777 == 0
-            return run_analyze(triton, capsys, video)
+            return run_analyze(triton, capsys, video, protocol="http")
 
         run = as_unprivileged(analyze_as_caller)
     assert_one_error_line(run, video, cli.EXIT_BAD_INPUT, "permission denied")

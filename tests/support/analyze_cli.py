@@ -32,13 +32,16 @@ class CliRun:
 
 
 def run_analyze(
-    triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], video: Path, *extra: str
+    triton: EmbeddedTriton,
+    capsys: pytest.CaptureFixture[str],
+    video: Path,
+    *extra: str,
+    protocol: str = "grpc",
 ) -> CliRun:
-    """Run ``fakescope analyze VIDEO --json [EXTRA...]`` over gRPC against ``triton``."""
+    """Run ``fakescope analyze VIDEO --json [EXTRA...]`` over ``protocol`` against ``triton``."""
+    url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
     capsys.readouterr()  # drop anything printed before
-    code = cli.main(
-        [str(video), "--url", triton.address.grpc_url, "--protocol", "grpc", "--json", *extra]
-    )
+    code = cli.main([str(video), "--url", url, "--protocol", protocol, "--json", *extra])
     captured = capsys.readouterr()
     return CliRun(code, captured.out, captured.err)
 

@@ -82,6 +82,8 @@ def as_unprivileged(check: Callable[[], T], *, timeout_s: float = 120.0) -> T:
     Not root: ``check()`` runs here. Root: it runs in a forked child as ``nobody``; an
     exception in the child fails the test with the child's traceback. Modules that ``check``
     would import lazily must be imported before: the child may not be able to read them.
+    ``check`` must not open a gRPC channel: gRPC core's threads in this process may hold a lock
+    at the fork that the child then waits on for good (seen once in CI); HTTP starts no thread.
     Only where root may not change its user (no ``CAP_SETUID``) is the test skipped.
 
     Raises:
