@@ -9,11 +9,9 @@ clip :data:`VIDEOS_PER_START` times, each in a new process, as a user would. Set
 
 * ``numpy huge pages``: :data:`fakescope.allocator.HUGE_PAGE_ENV` set to 1 for the server and
   the clients (NumPy's own default, as they ran before :func:`fakescope.allocator.set_up_memory`
-  turned the advice off), and neither ``video_aggregator``'s warm-up nor ``face_detector``'s
-  in-process one (none then);
-* ``small pages``: the variable unset (small pages), still neither warm-up;
-* ``small pages + aggregator warm-up``: ``video_aggregator``'s warm-up, not ``face_detector``'s;
-* ``small pages + warm-ups``: the repository as committed.
+  turned the advice off), and no warm-up for ``video_aggregator`` (none then);
+* ``small pages``: the variable unset (small pages), still no warm-up for ``video_aggregator``;
+* ``small pages + warm-up``: the repository as committed.
 
 Per setting and video after the start (1st, 2nd, …): the ratio (processing time over the
 video's duration, as the CLI prints it), decode and server call seconds, the client's and the
@@ -60,7 +58,6 @@ from fakescope.benchmarks.service_times import (
 from fakescope.client.cli import positive_int
 from fakescope.contract import PROCESSING_LIMIT_RATIO
 from fakescope.paths import PROJECT_ROOT
-from fakescope.serving.detector_nets import WARMUP_PARAMETER
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
 logger = logging.getLogger(__name__)
@@ -69,21 +66,11 @@ RESULT = PROJECT_ROOT / "benchmarks" / "results" / "first_request.json"
 RUNTIME_DIR = PROJECT_ROOT / ".fakescope" / "runtime-first-request"
 #: Videos sent after each start, each by a new CLI process.
 VIDEOS_PER_START = 3
-#: The settings compared: whether NumPy advises huge pages, whether video_aggregator warms up
-#: (its model_warmup), and whether face_detector warms up its in-process nets as it loads.
+#: The settings compared: whether NumPy advises huge pages, and whether video_aggregator warms up.
 SETTINGS = {
-    "numpy huge pages": {"huge_pages": True, "aggregator_warmup": False, "detector_warmup": False},
-    "small pages": {"huge_pages": False, "aggregator_warmup": False, "detector_warmup": False},
-    "small pages + aggregator warm-up": {
-        "huge_pages": False,
-        "aggregator_warmup": True,
-        "detector_warmup": False,
-    },
-    "small pages + warm-ups": {
-        "huge_pages": False,
-        "aggregator_warmup": True,
-        "detector_warmup": True,
-    },
+    "numpy huge pages": {"huge_pages": True, "aggregator_warmup": False},
+    "small pages": {"huge_pages": False, "aggregator_warmup": False},
+    "small pages + warm-up": {"huge_pages": False, "aggregator_warmup": True},
 }
 #: The ensemble's steps whose first-request seconds are reported.
 STEPS = (
@@ -93,53 +80,23 @@ STEPS = (
     contract.VIDEO_AGGREGATOR_MODEL,
 )
 _WARMUP = re.compile(r"(?s)\n(?:#[^\n]*\n)*model_warmup \[.*?\n\]\n")
-_DETECTOR_WARMUP_ON = f'{{ key: "{WARMUP_PARAMETER}" value: {{ string_value: "true" }} }}'
 
 
-def without_warmup(config: Path) -> None:
-    """Remove the ``model_warmup`` block (and its comment) from the model ``config``.
+def without_warmup(repository: Path, model: str, folder: Path) -> Path:
+    """Copy ``repository`` to ``folder`` with ``model``'s warm-up (and its comment) removed.
 
     Raises:
-        ValueError: the configuration has no warm-up to remove.
+        ValueError: ``model``'s configuration has no warm-up to remove.
 
     """
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(repository, folder)
+    config = folder / model / "config.pbtxt"
     text, count = _WARMUP.subn("\n", config.read_text())
     if count != 1:
         raise ValueError(f"{config}: no model_warmup block to remove")
     config.write_text(text)
-
-
-def without_detector_warmup(config: Path) -> None:
-    """Turn ``face_detector``'s in-process warm-up off in its ``config``.
-
-    Raises:
-        ValueError: the configuration does not turn it on.
-
-    """
-    text = config.read_text()
-    if text.count(_DETECTOR_WARMUP_ON) != 1:
-        raise ValueError(f"{config}: {WARMUP_PARAMETER} is not set to true")
-    config.write_text(
-        text.replace(_DETECTOR_WARMUP_ON, _DETECTOR_WARMUP_ON.replace("true", "false"))
-    )
-
-
-def repository_for(setting: dict[str, bool], repository: Path, folder: Path) -> Path:
-    """Return ``repository``, or its copy in ``folder`` without the warm-ups ``setting`` leaves out.
-
-    Raises:
-        ValueError: a warm-up to leave out is not in the repository.
-
-    """
-    if setting["aggregator_warmup"] and setting["detector_warmup"]:
-        return repository
-    if folder.exists():
-        shutil.rmtree(folder)
-    shutil.copytree(repository, folder)
-    if not setting["aggregator_warmup"]:
-        without_warmup(folder / contract.VIDEO_AGGREGATOR_MODEL / "config.pbtxt")
-    if not setting["detector_warmup"]:
-        without_detector_warmup(folder / contract.FACE_DETECTOR_MODEL / "config.pbtxt")
     return folder
 
 
@@ -249,19 +206,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     (clip,) = ensure_videos(args.videos_dir, (SHORT_CLIP,))
     facts = machine_facts()
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
-    repositories = {
-        name: repository_for(setting, args.repository, RUNTIME_DIR / f"repository-{number}")
-        for number, (name, setting) in enumerate(SETTINGS.items())
-    }
+    no_warmup = without_warmup(
+        args.repository, contract.VIDEO_AGGREGATOR_MODEL, RUNTIME_DIR / "no-aggregator-warmup"
+    )
     starts: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
     for round_ in range(args.rounds):
         for name, setting in SETTINGS.items():
+            repository = args.repository if setting["aggregator_warmup"] else no_warmup
             with huge_page_advice(setting["huge_pages"]) as env:
-                starts[name].append(one_start(repositories[name], address, clip, env))
+                starts[name].append(one_start(repository, address, clip, env))
         logger.info("round %d/%d", round_ + 1, args.rounds)
-    for repository in repositories.values():
-        if repository != args.repository:
-            shutil.rmtree(repository)
+    shutil.rmtree(no_warmup)
     facts["load_average_at_end"] = list(os.getloadavg())
     return {
         "what": f"{clip.name} ({SHORT_CLIP.seconds:g} s, {SHORT_CLIP.width}x{SHORT_CLIP.height}),"

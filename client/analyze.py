@@ -21,7 +21,7 @@ from fakescope.client.frames import SampledFrames, VideoReadError
 from fakescope.client.triton import DetectorClient, Protocol
 from fakescope.client.verdict import Verdict
 from fakescope.client.video import sample_frames
-from fakescope.contract import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, MIN_FRAME_SIDE
+from fakescope.contract import MIN_FRAME_SIDE
 
 __all__ = [
     "DEFAULT_MAX_SIDE",
@@ -33,6 +33,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Frames sampled per video by default.
+DEFAULT_NUM_FRAMES = 16
+#: Long side (pixels) frames are downscaled to before sending, by default.
+DEFAULT_MAX_SIDE = 1280
 
 
 @dataclass(frozen=True)

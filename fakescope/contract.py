@@ -72,11 +72,6 @@ STATUS_NO_FACE: Final = "no_face"
 #: INVALID_ARGUMENT. The frame-size limits are ``face_detector`` config parameters
 #: (``max_frame_side``, ``max_request_pixels``), not constants.
 MAX_FRAMES_PER_REQUEST: Final = 64
-#: Frames the client samples per video unless told otherwise (``fakescope analyze --frames``).
-DEFAULT_NUM_FRAMES: Final = 16
-#: Long side, in pixels, the client downscales frames to before sending unless told otherwise
-#: (``--max-side``); ``face_detector`` warms up on a request of these defaults.
-DEFAULT_MAX_SIDE: Final = 1280
 #: Smallest frame side the detector can look at (P-Net's 12-pixel receptive field).
 MIN_FRAME_SIDE: Final = 12
 

@@ -67,7 +67,6 @@ __all__ = [
     "OnnxRuntimeMtcnnNets",
     "detect_faces",
     "find_mtcnn_model",
-    "warm_up",
 ]
 
 logger = logging.getLogger(__name__)
@@ -699,20 +698,6 @@ def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams
     else:
         found = _cascade(frames, nets, params)
     return _in_input_pixels(found, sx, sy)
-
-
-def warm_up(nets: MtcnnNets, params: MtcnnParams, frames_shape: tuple[int, int, int]) -> None:
-    """Run the cascade once on blank frames of ``frames_shape`` (count, height, width).
-
-    For a server that loads: the first run of each net, and of each of its pyramid levels'
-    input shapes, costs more than the next (ONNX Runtime and NumPy fill memory they keep), and
-    should not fall on the first video. Blank frames give P-Net no candidate, so R-Net and O-Net
-    then run on one blank candidate each.
-    """
-    count, height, width = frames_shape
-    detect_faces(np.zeros((count, height, width, 3), np.uint8), nets, params)
-    nets.rnet(np.zeros((1, 3, _RNET_SIZE, _RNET_SIZE), np.float32))
-    nets.onet(np.zeros((1, 3, _ONET_SIZE, _ONET_SIZE), np.float32))
 
 
 def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams) -> _Found:

@@ -15,12 +15,6 @@ In process, each net's file and ONNX Runtime settings are read from that net's o
 ``config.pbtxt`` (:func:`fakescope.serving.model_config.onnx_model_settings`) and the version
 Triton serves, as the stand-in would run it; the ``mtcnn_*`` models stay served for callers
 that use them directly.
-
-In process, ``face_detector`` also runs the cascade once as it loads, on a blank request of the
-client's defaults (:data:`WARMUP_FRAMES`; its parameter :data:`WARMUP_PARAMETER` turns it off),
-so that the first video after a start does not pay the nets' first runs. Triton's own
-``model_warmup`` cannot do it for a BLS caller: in the BLS placement its calls would reach the
-nets before they are loaded, and a failed warm-up fails the model's load.
 """
 
 from __future__ import annotations
@@ -43,35 +37,6 @@ BLS: Final = "bls"
 IN_PROCESS: Final = "in_process"
 NetsPlacement = Literal["bls", "in_process"]
 PLACEMENTS: Final = (BLS, IN_PROCESS)
-
-
-#: The blank request the in-process nets are warmed up on as ``face_detector`` loads (count,
-#: height, width): the client's defaults (:data:`fakescope.contract.DEFAULT_NUM_FRAMES` frames,
-#: long side :data:`fakescope.contract.DEFAULT_MAX_SIDE`) of a 16:9 video. Detection first
-#: downscales a frame to one long side (``detection_max_side``), so the pyramid's shapes, for
-#: which the warm-up is, are those of every 16:9 video that large.
-WARMUP_FRAMES: Final = (
-    contract.DEFAULT_NUM_FRAMES,
-    contract.DEFAULT_MAX_SIDE * 9 // 16,
-    contract.DEFAULT_MAX_SIDE,
-)
-#: ``face_detector``'s parameter that turns that warm-up on (``"true"``) or off (``"false"``).
-WARMUP_PARAMETER: Final = "warm_up_in_process_nets"
-
-
-def warm_up_wanted(params: Mapping[str, str]) -> bool:
-    """Return whether ``face_detector``'s ``params`` ask for the in-process warm-up.
-
-    Raises:
-        ValueError: :data:`WARMUP_PARAMETER` is missing or neither ``"true"`` nor ``"false"``.
-
-    """
-    value = params.get(WARMUP_PARAMETER)
-    if value not in ("true", "false"):
-        raise ValueError(
-            f'face_detector parameter {WARMUP_PARAMETER} must be "true" or "false", got {value!r}'
-        )
-    return value == "true"
 
 
 def check_placement(value: str) -> NetsPlacement:

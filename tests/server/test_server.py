@@ -21,7 +21,7 @@ from fakescope import contract
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_limitations, read_classifier_spec
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
-from fakescope.serving.detector_nets import BLS, IN_PROCESS, WARMUP_FRAMES, WARMUP_PARAMETER
+from fakescope.serving.detector_nets import BLS, IN_PROCESS
 from fakescope.serving.embedded import (
     EmbeddedTriton,
     ServerAddress,
@@ -266,45 +266,6 @@ def test_embedded_triton_runs_every_warmup_sample_when_started(tmp_path):
             served = sum(int(s.get("inference_count", 0)) for s in stats)
             assert served >= len(samples), f"{config['name']}: a warm-up sample was skipped"
             assert served == sum(int(s.get("batch_size", 0)) for s in samples), config["name"]
-
-
-def _with_detector_warmup(tmp_path: Path, value: str) -> Path:
-    """A copy of the repository whose face_detector sets its in-process warm-up to ``value``."""
-    repo = tmp_path / "repo"
-    shutil.copytree(REPOSITORY, repo)
-    config = repo / contract.FACE_DETECTOR_MODEL / "config.pbtxt"
-    line = f'{{ key: "{WARMUP_PARAMETER}" value: {{ string_value: "true" }} }}'
-    assert line in config.read_text()
-    config.write_text(config.read_text().replace(line, line.replace('"true"', f'"{value}"')))
-    return repo
-
-
-_WARMED_UP = f"{contract.FACE_DETECTOR_MODEL}: in-process nets warmed up on " + "x".join(
-    str(side) for side in WARMUP_FRAMES
-)
-
-
-def test_face_detector_warms_up_its_in_process_nets_when_it_loads(tmp_path):
-    """The embedded server places the nets in face_detector's process: they run before a video."""
-    with _server(REPOSITORY, tmp_path) as server:
-        assert _WARMED_UP in server.log_path.read_text()
-        # and the blank frames it ran on leave nothing behind: the faces of a video are found
-        assert _infer("grpc", server, face_frames(2))[contract.FACE_BOXES].shape == (2, 6)
-
-
-def test_face_detector_skips_the_warm_up_when_its_parameter_is_false(tmp_path):
-    with _server(_with_detector_warmup(tmp_path, "false"), tmp_path) as server:
-        assert _WARMED_UP not in server.log_path.read_text()
-
-
-def test_face_detector_fails_its_load_naming_the_parameter_when_warm_up_is_not_a_boolean(
-    tmp_path,
-):
-    server = _server(_with_detector_warmup(tmp_path, "yes"), tmp_path)
-    with pytest.raises(
-        ServerStartError, match=f"{WARMUP_PARAMETER} must be .*true.* or .*false.*yes"
-    ):
-        server.start()
 
 
 def test_embedded_triton_refuses_to_start_when_port_is_taken(triton, tmp_path):

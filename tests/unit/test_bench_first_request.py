@@ -1,73 +1,34 @@
-"""The first-request benchmark's repository edits and table (benchmarks/first_request.py)."""
+"""The first-request benchmark's repository edit and table (benchmarks/first_request.py)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fakescope import contract
-from fakescope.benchmarks.first_request import (
-    SETTINGS,
-    STEPS,
-    main,
-    render_markdown,
-    repository_for,
-    without_detector_warmup,
-    without_warmup,
-)
-from fakescope.serving.detector_nets import WARMUP_PARAMETER, warm_up_wanted
-from fakescope.serving.model_config import parameters, read_model_config
+from fakescope.benchmarks.first_request import STEPS, main, render_markdown, without_warmup
+from fakescope.serving.model_config import read_model_config
 from tests.support.bench_summaries import TWO_CORE_MACHINE
 from tests.support.servers import REPOSITORY
 
 
-def _config(repository: Path, model: str) -> dict[str, Any]:
-    return read_model_config(repository / model / "config.pbtxt")
-
-
-def test_repository_for_removes_the_warm_ups_a_setting_leaves_out_when_copying(tmp_path: Path):
-    copy = repository_for(SETTINGS["small pages"], REPOSITORY, tmp_path / "repo")
-    aggregator = _config(copy, contract.VIDEO_AGGREGATOR_MODEL)
+def test_without_warmup_removes_only_that_models_warmup_when_copying(tmp_path: Path) -> None:
+    copy = without_warmup(REPOSITORY, contract.VIDEO_AGGREGATOR_MODEL, tmp_path / "repo")
+    aggregator = read_model_config(copy / contract.VIDEO_AGGREGATOR_MODEL / "config.pbtxt")
     assert "model_warmup" not in aggregator
     assert (
         aggregator["parameters"]
-        == (_config(REPOSITORY, contract.VIDEO_AGGREGATOR_MODEL)["parameters"])
+        == read_model_config(REPOSITORY / contract.VIDEO_AGGREGATOR_MODEL / "config.pbtxt")[
+            "parameters"
+        ]
     )
-    assert not warm_up_wanted(parameters(_config(copy, contract.FACE_DETECTOR_MODEL)))
-    assert _config(copy, contract.PNET_MODEL)["model_warmup"]
-
-
-def test_repository_for_keeps_the_aggregator_warm_up_when_setting_has_only_that(tmp_path: Path):
-    setting = SETTINGS["small pages + aggregator warm-up"]
-    copy = repository_for(setting, REPOSITORY, tmp_path / "repo")
-    assert _config(copy, contract.VIDEO_AGGREGATOR_MODEL)["model_warmup"]
-    assert not warm_up_wanted(parameters(_config(copy, contract.FACE_DETECTOR_MODEL)))
-
-
-def test_repository_for_gives_the_repository_itself_when_setting_keeps_every_warm_up(
-    tmp_path: Path,
-):
-    folder = tmp_path / "repo"
-    assert repository_for(SETTINGS["small pages + warm-ups"], REPOSITORY, folder) == REPOSITORY
-    assert not folder.exists()
+    assert read_model_config(copy / contract.PNET_MODEL / "config.pbtxt")["model_warmup"]
 
 
 def test_without_warmup_raises_when_the_model_has_none(tmp_path: Path) -> None:
-    config = tmp_path / "config.pbtxt"
-    shutil.copy(REPOSITORY / contract.FACE_SCORER_MODEL / "config.pbtxt", config)
     with pytest.raises(ValueError, match="no model_warmup block"):
-        without_warmup(config)
-
-
-def test_without_detector_warmup_raises_when_it_is_not_on(tmp_path: Path) -> None:
-    config = tmp_path / "config.pbtxt"
-    shutil.copy(REPOSITORY / contract.FACE_DETECTOR_MODEL / "config.pbtxt", config)
-    without_detector_warmup(config)
-    with pytest.raises(ValueError, match=f"{WARMUP_PARAMETER} is not set to true"):
-        without_detector_warmup(config)
+        without_warmup(REPOSITORY, contract.FACE_SCORER_MODEL, tmp_path / "repo")
 
 
 def _cell(ratio: float, late: int) -> dict[str, object]:

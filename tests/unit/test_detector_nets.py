@@ -7,24 +7,16 @@ from pathlib import Path
 import pytest
 
 from fakescope import contract
-from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, warm_up
+from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets
 from fakescope.serving.detector_nets import (
     BLS,
     IN_PROCESS,
     NETS_ENV,
-    WARMUP_FRAMES,
-    WARMUP_PARAMETER,
     in_process_nets,
     nets_placement,
-    warm_up_wanted,
 )
 from fakescope.serving.embedded import EmbeddedTriton
-from fakescope.serving.model_config import (
-    config_parameters,
-    detector_params,
-    onnx_model_settings,
-    read_model_config,
-)
+from fakescope.serving.model_config import onnx_model_settings, read_model_config
 from tests.support.servers import REPOSITORY
 
 
@@ -92,55 +84,3 @@ def test_in_process_nets_names_net_when_its_model_file_is_corrupt(tmp_path: Path
 def test_mtcnn_nets_from_sessions_refuses_when_a_net_is_missing():
     with pytest.raises(ValueError, match="need one session each"):
         OnnxRuntimeMtcnnNets.from_sessions({contract.PNET_MODEL: object()})
-
-
-@pytest.mark.parametrize(("value", "wanted"), [("true", True), ("false", False)])
-def test_warm_up_wanted_reads_the_parameter_when_true_or_false(value: str, wanted: bool):
-    assert warm_up_wanted({WARMUP_PARAMETER: value}) is wanted
-
-
-@pytest.mark.parametrize("params", [{}, {WARMUP_PARAMETER: "yes"}, {WARMUP_PARAMETER: "True"}])
-def test_warm_up_wanted_names_the_parameter_when_missing_or_not_a_boolean(params):
-    with pytest.raises(ValueError, match=f'{WARMUP_PARAMETER} must be "true" or "false"'):
-        warm_up_wanted(params)
-
-
-def test_warm_up_frames_are_a_valid_default_request_when_sent_by_the_client():
-    """The blank request is what the client sends by default for a 16:9 video, and allowed."""
-    count, height, width = WARMUP_FRAMES
-    assert (count, width, height / width) == (
-        contract.DEFAULT_NUM_FRAMES,
-        contract.DEFAULT_MAX_SIDE,
-        9 / 16,
-    )
-    params = config_parameters(REPOSITORY / contract.FACE_DETECTOR_MODEL / "config.pbtxt")
-    assert count <= contract.MAX_FRAMES_PER_REQUEST
-    assert count * height * width <= int(params["max_request_pixels"])
-    assert warm_up_wanted(params)  # as committed
-
-
-class _CountingNets:
-    """The served nets, opened in this process, counting the calls to each."""
-
-    def __init__(self) -> None:
-        self.nets = OnnxRuntimeMtcnnNets(REPOSITORY)
-        self.calls = {"pnet": 0, "rnet": 0, "onet": 0}
-
-    def pnet(self, batch):
-        self.calls["pnet"] += 1
-        return self.nets.pnet(batch)
-
-    def rnet(self, batch):
-        self.calls["rnet"] += 1
-        return self.nets.rnet(batch)
-
-    def onet(self, batch):
-        self.calls["onet"] += 1
-        return self.nets.onet(batch)
-
-
-def test_warm_up_runs_every_net_when_frames_are_blank():
-    """Blank frames give R-Net and O-Net nothing to look at: they are run on their own."""
-    nets = _CountingNets()
-    warm_up(nets, detector_params(REPOSITORY), (2, 72, 128))
-    assert min(nets.calls.values()) >= 1, nets.calls

@@ -18,8 +18,6 @@ fetched (:mod:`fakescope.serving.siblings`).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -27,15 +25,9 @@ from fakescope import contract
 from fakescope.allocator import set_up_memory
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
-from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces, warm_up
+from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.pipeline.validation import validate_request
-from fakescope.serving.detector_nets import (
-    IN_PROCESS,
-    WARMUP_FRAMES,
-    in_process_nets,
-    nets_placement,
-    warm_up_wanted,
-)
+from fakescope.serving.detector_nets import IN_PROCESS, in_process_nets, nets_placement
 from fakescope.serving.model_config import (
     detector_params_from,
     load_model_config,
@@ -115,18 +107,9 @@ class TritonPythonModel:
         self.params = detector_params_from(params)
         self.max_frame_side = int(params["max_frame_side"])
         self.max_request_pixels = int(params["max_request_pixels"])
-        warm = warm_up_wanted(params)  # read in either placement: a typo fails the load
         self.nets: BlsMtcnnNets | OnnxRuntimeMtcnnNets
         if nets_placement() == IN_PROCESS:
             self.nets = in_process_nets(args)
-            if warm:  # the first video then finds the nets run once (detector_nets.py)
-                began = time.perf_counter()
-                warm_up(self.nets, self.params, WARMUP_FRAMES)
-                shape = "x".join(str(side) for side in WARMUP_FRAMES)
-                pb_utils.Logger.log_info(
-                    f"{contract.FACE_DETECTOR_MODEL}: in-process nets warmed up on {shape} blank "
-                    f"frames in {time.perf_counter() - began:.3f} s"
-                )
         else:
             self.nets = BlsMtcnnNets(
                 rnet_max_batch=max_batch_size(
