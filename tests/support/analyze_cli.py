@@ -12,6 +12,7 @@ import tritonclient.http as httpclient
 
 from fakescope import contract
 from fakescope.client import cli
+from fakescope.client.triton import Protocol
 from fakescope.serving.embedded import EmbeddedTriton
 
 
@@ -36,7 +37,7 @@ def run_analyze(
     capsys: pytest.CaptureFixture[str],
     video: Path,
     *extra: str,
-    protocol: str = "grpc",
+    protocol: Protocol = "grpc",
 ) -> CliRun:
     """Run ``fakescope analyze VIDEO --json [EXTRA...]`` over ``protocol`` against ``triton``."""
     url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
