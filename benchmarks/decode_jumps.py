@@ -17,15 +17,9 @@ Run: ``python -m fakescope.benchmarks.decode_jumps`` (writes
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 from typing import Any
 
-from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
-from fakescope.benchmarks.decode_settings import compare, render_table
-from fakescope.benchmarks.decode_threads import sampling_method
-from fakescope.benchmarks.result_files import write_result
+from fakescope.benchmarks.decode_settings import render_table, run_comparison
 from fakescope.benchmarks.videos import PHONE_LIKE_VIDEO, ensure_videos
 from fakescope.paths import PROJECT_ROOT
 
@@ -49,20 +43,15 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, runs=7, result=RESULT)
-    args = parser.parse_args(argv)
-    check_runs(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    loadavg = os.getloadavg()
-    videos = default_videos(args.bench_videos, args.dfdc_sample)
-    videos += ensure_videos(args.bench_videos, (PHONE_LIKE_VIDEO,))
-    result = {
-        "videos": compare(videos, args.runs, MODES),
-        "method": sampling_method(args.runs, loadavg),
-    }
-    write_result(args.output, result, render_markdown)
-    return 0
+    return run_comparison(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        modes=MODES,
+        result=RESULT,
+        runs=7,
+        render=render_markdown,
+        extra_videos=lambda folder: ensure_videos(folder, (PHONE_LIKE_VIDEO,)),
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 The PyAV fast path (:mod:`fakescope.client.pyav_sampler`) indexes the stream (demuxing, no
 decoding) and then decodes the picks. It used to open the file again to decode; it now seeks
 back in the container it indexed (and opens again only where the seek cannot land on the first
-packet, as in MPEG-TS). Opening is not free: FFmpeg probes the stream by decoding its first
-frame, so it costs more the larger the frame. For each video the client's sample (its default
+packet, as in MPEG-TS). Opening is not free: FFmpeg's probe of the stream decoded its first
+frame, so it cost more the larger the frame (the client's open now decodes nothing:
+:mod:`~fakescope.benchmarks.decode_probe`). For each video the client's sample (its default
 frame count and size) is taken with one open (the client) and with two
 (:mod:`~fakescope.benchmarks.decode_settings`: interleaved, the median of ``--runs`` runs, the
 same frames at the same indices both ways or the run fails). Videos: the committed samples, the
@@ -16,15 +17,9 @@ Run: ``python -m fakescope.benchmarks.decode_opens`` (writes
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 from typing import Any
 
-from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
-from fakescope.benchmarks.decode_settings import compare, render_table
-from fakescope.benchmarks.decode_threads import sampling_method
-from fakescope.benchmarks.result_files import write_result
+from fakescope.benchmarks.decode_settings import render_table, run_comparison
 from fakescope.paths import PROJECT_ROOT
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "decode_opens.json"
@@ -44,18 +39,14 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, runs=15, result=RESULT)
-    args = parser.parse_args(argv)
-    check_runs(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    loadavg = os.getloadavg()
-    result = {
-        "videos": compare(default_videos(args.bench_videos, args.dfdc_sample), args.runs, MODES),
-        "method": sampling_method(args.runs, loadavg),
-    }
-    write_result(args.output, result, render_markdown)
-    return 0
+    return run_comparison(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        modes=MODES,
+        result=RESULT,
+        runs=15,
+        render=render_markdown,
+    )
 
 
 if __name__ == "__main__":

@@ -10,15 +10,20 @@ the run fails.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fakescope.benchmarks.decode_threads import client_sample, describe_method
+from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
+from fakescope.benchmarks.decode_threads import client_sample, describe_method, sampling_method
+from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.pyav_sampler import StreamIndex, keyframe_picks, read_stream_index
@@ -116,3 +121,36 @@ def render_table(result: dict[str, Any], *, title: str, module: str, labels: dic
             f"| {row[f'cpu_vs_{other}']:.2f}x, {row[f'wall_vs_{other}']:.2f}x |"
         )
     return "\n".join(lines) + "\n"
+
+
+def run_comparison(
+    argv: list[str] | None,
+    *,
+    description: str,
+    modes: dict[str, dict[str, Any]],
+    result: Path,
+    runs: int,
+    render: Callable[[dict[str, Any]], str],
+    extra_videos: Callable[[Path], Sequence[Path]] = lambda _folder: (),
+) -> int:
+    """Run a two-settings benchmark (its ``main``): parse ``argv``, :func:`compare`, write.
+
+    ``modes`` as :func:`compare` takes them, ``result`` and ``runs`` the defaults of
+    ``--output`` and ``--runs``, ``render`` the table of the result file; ``extra_videos``
+    adds videos to :func:`~fakescope.benchmarks.arguments.default_videos`' from the
+    ``--bench-videos`` folder.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    add_run_arguments(parser, runs=runs, result=result)
+    args = parser.parse_args(argv)
+    check_runs(parser, args)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    loadavg = os.getloadavg()
+    videos = default_videos(args.bench_videos, args.dfdc_sample)
+    videos += extra_videos(args.bench_videos)
+    measured = {
+        "videos": compare(videos, args.runs, modes),
+        "method": sampling_method(args.runs, loadavg),
+    }
+    write_result(args.output, measured, render)
+    return 0

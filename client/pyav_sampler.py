@@ -8,9 +8,9 @@ centre — with a tolerance that lets the decoder skip work:
 
 1. **Index.** Demux the video stream without decoding (packet headers only, far cheaper than
    decoding) to learn the real frame count ``M``, every presentation timestamp and which frames
-   are keyframes. The file is opened once: the decoding below seeks in the same container
-   (opening costs about as much as decoding a frame, since FFmpeg probes the stream by decoding
-   its first one).
+   are keyframes. The file is opened once: the decoding below seeks in the same container.
+   The open itself decodes nothing (:data:`PROBE_OPTIONS`), where FFmpeg's probe of the stream
+   would decode its first frames.
 2. **Keyframes** when every one of the ``k`` segments holds a keyframe: seek to the keyframe
    nearest each segment's centre and decode just that packet (``k`` decodes, whatever the
    length). Long videos take this path.
@@ -68,6 +68,14 @@ NONREF_MIN_FRAMES_PER_PICK: Final = 4
 #: PyAV ``thread_type`` of the decoder (see the module docstring); the thread count is FFmpeg's
 #: automatic one (the cores).
 DECODE_THREAD_TYPE: Final = "SLICE"
+#: Options of the file's open: FFmpeg's probe of the streams (``avformat_find_stream_info``)
+#: decodes no frame. By default it decodes an H.264 stream's first frames (to guess the pixel
+#: format and the reordering depth), for nothing this path reads: the frame size, rotation,
+#: timestamps and rate come from the container and the codec's headers, and the decoder finds
+#: the rest in the stream as it decodes. The same frames come out either way; what it saves:
+#: ``python -m fakescope.benchmarks.decode_probe``, which checks the frames on every video it
+#: times (the tests check them on every container they write).
+PROBE_OPTIONS: Final = {"skip_frame": "all"}
 
 
 @dataclass(frozen=True)
@@ -240,6 +248,7 @@ def sample_with_pyav(
     thread_type: str = DECODE_THREAD_TYPE,
     jump_to_idr: bool = True,
     reopen: bool = False,
+    probe_decodes: bool = False,
 ) -> SampledFrames | None:
     """Sample ``path`` decoding as little as possible; ``None`` when the OpenCV path must.
 
@@ -254,6 +263,8 @@ def sample_with_pyav(
             module docstring); ``False`` is for measurements.
         reopen: open the file a second time to decode instead of seeking in the one that was
             indexed (the way before); ``True`` is for measurements.
+        probe_decodes: open the file with FFmpeg's default probe, which decodes the first
+            frames (:data:`PROBE_OPTIONS`; the way before); ``True`` is for measurements.
 
     """
     try:
@@ -261,7 +272,7 @@ def sample_with_pyav(
     except ImportError:  # the client works without PyAV, only slower
         return None
     try:
-        with _open(path, thread_type) as container:
+        with _open(path, thread_type, probe_decodes=probe_decodes) as container:
             index = index_stream(container)
             if index is None or index.total == 0:
                 return None
@@ -269,7 +280,13 @@ def sample_with_pyav(
             sink = _FrameSink(len(targets), max_side)
             picks = keyframe_picks(index, targets) if len(targets) < index.total else None
             with _for_decoding(
-                container, index, path, thread_type, rewind=picks is None, reopen=reopen
+                container,
+                index,
+                path,
+                thread_type,
+                rewind=picks is None,
+                reopen=reopen,
+                probe_decodes=probe_decodes,
             ) as decoding:
                 if picks is not None:
                     _decode_keyframes(decoding, index, picks, sink)
@@ -393,11 +410,17 @@ def _decode_keyframes(
         sink.add(position, frame)
 
 
-def _open(path: str | os.PathLike[str], thread_type: str) -> av.container.InputContainer:
-    """Open ``path`` for reading, its first video stream (if any) decoding with ``thread_type``."""
+def _open(
+    path: str | os.PathLike[str], thread_type: str, *, probe_decodes: bool = False
+) -> av.container.InputContainer:
+    """Open ``path`` for reading, its first video stream (if any) decoding with ``thread_type``.
+
+    The open's probe decodes nothing (:data:`PROBE_OPTIONS`) unless ``probe_decodes``.
+    """
     import av
 
-    container = av.open(os.fspath(path), metadata_errors="ignore")
+    options = {} if probe_decodes else dict(PROBE_OPTIONS)
+    container = av.open(os.fspath(path), metadata_errors="ignore", options=options)
     if container.streams.video:
         container.streams.video[0].thread_type = thread_type
     return container
@@ -412,6 +435,7 @@ def _for_decoding(
     *,
     rewind: bool,
     reopen: bool,
+    probe_decodes: bool,
 ) -> Iterator[av.container.InputContainer]:
     """Yield the container to decode from, after :func:`index_stream` read ``container``.
 
@@ -433,7 +457,7 @@ def _for_decoding(
     if not reopen:
         yield container
         return
-    with _open(path, thread_type) as again:
+    with _open(path, thread_type, probe_decodes=probe_decodes) as again:
         yield again
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fakescope.client.pyav_sampler as pyav_sampler
 import fakescope.client.video as video
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.pyav_sampler import (
@@ -202,6 +203,62 @@ def test_sample_with_pyav_gives_the_single_thread_frames_when_slices_decode_in_t
     assert threaded is not None and single is not None
     assert threaded.frame_indices.tolist() == single.frame_indices.tolist()
     assert np.array_equal(threaded.frames, single.frames)
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "rotate", "gop"),
+    [
+        ("h264.mp4", "avc1", 0, 10),
+        ("h264.mp4", "avc1", 0, 250),
+        ("h264_rotated.mp4", "avc1", 90, 250),
+        ("h264.mkv", "avc1", 0, 10),
+        ("h264.mkv", "avc1", 0, 250),
+        ("h264.ts", "avc1", 0, 250),  # its seeks land elsewhere: no keyframe path there
+        ("vp9.webm", "vp9", 0, 250),
+        ("mpeg4.avi", "mpeg4", 0, 250),
+    ],
+)
+def test_sample_with_pyav_gives_the_frames_of_a_decoding_probe_when_the_open_decodes_nothing(
+    videos: Path, name: str, codec: str, rotate: int, gop: int
+) -> None:
+    path = make_face_video(
+        videos / f"probe_gop{gop}_{name}",
+        seconds=20,
+        fps=FPS,
+        size=SIZE,
+        codec=codec,
+        gop=gop,
+        rotate=rotate,
+    )
+    sampled = sample_with_pyav(path, picks(16), None)  # the client's open: no probe decoding
+    probed = sample_with_pyav(path, picks(16), None, probe_decodes=True)
+    assert sampled is not None and probed is not None
+    assert sampled.frame_indices.tolist() == probed.frame_indices.tolist()
+    assert np.array_equal(sampled.frames, probed.frames)
+    assert (sampled.fps, sampled.duration_seconds, sampled.rotation, sampled.source_size) == (
+        probed.fps,
+        probed.duration_seconds,
+        probed.rotation,
+        probed.source_size,
+    )
+    turn = {0: 0, 90: 3}[rotate]  # PyAV's rotation is counter-clockwise: undo it to read
+    assert [read_marker(np.rot90(f, k=turn)) for f in sampled.frames] == (
+        sampled.frame_indices.tolist()
+    )
+
+
+def test_open_probes_the_stream_without_decoding_when_the_video_is_h264(
+    one_keyframe: Path,
+) -> None:
+    # The pixel format is what FFmpeg's probe learns only by decoding: set after a probe that
+    # decodes, unknown after the client's open, whose probe decodes nothing (PROBE_OPTIONS).
+    with pyav_sampler._open(one_keyframe, "SLICE", probe_decodes=True) as probed:
+        assert probed.streams.video[0].codec_context.format is not None
+    with pyav_sampler._open(one_keyframe, "SLICE") as opened:
+        context = opened.streams.video[0].codec_context
+        assert context.format is None
+        assert (context.width, context.height) == SIZE  # the headers give the size
+        assert context.skip_frame == "DEFAULT"  # the option stayed with the probe
 
 
 def _h264_nal(nal_type: int, payload: bytes = b"\x88\x84") -> bytes:
