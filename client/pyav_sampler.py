@@ -477,8 +477,8 @@ def _decode_nearest(
     Holds at most one decoded frame besides the output: the last one before the next target.
     """
     previous: tuple[int, av.video.frame.VideoFrame] | None = None
-    pts_sorted = np.frombuffer(index.pts, dtype=np.int64)
-    jump_pts = {int(pts_sorted[k]): k for k in jumps}
+    pts_sorted = index.pts  # bisect on it: a NumPy call per frame costs more than the search
+    jump_pts = {pts_sorted[k]: k for k in jumps}
     fed_jump = -1  # the last jump keyframe fed to the decoder
     skip_to: int | None = None  # while jumping: the pts of the keyframe to resume at
     j = fed = 0
@@ -498,7 +498,7 @@ def _decode_nearest(
         for frame in codec.decode(packet if packet.size else None):
             if frame.pts is None:
                 raise _UnexpectedStreamError("a decoded frame has no timestamp")
-            position = int(np.searchsorted(pts_sorted, frame.pts))
+            position = bisect.bisect_left(pts_sorted, frame.pts)
             if position >= len(pts_sorted) or pts_sorted[position] != frame.pts:
                 raise _UnexpectedStreamError("a decoded frame is not in the index")
             if sink.positions and position <= sink.positions[-1]:
@@ -518,7 +518,7 @@ def _decode_nearest(
                 break
             if skip_to is None:
                 resume = _jump_target(jumps, targets[j], max(position, fed_jump))
-                skip_to = None if resume is None else int(pts_sorted[resume])
+                skip_to = None if resume is None else pts_sorted[resume]
         if j == len(targets):
             break
     if j < len(targets) and previous is not None:
