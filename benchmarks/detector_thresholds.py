@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fakescope import contract
-from fakescope.benchmarks.arguments import add_run_arguments, check_runs, default_videos
+from fakescope.benchmarks.arguments import default_videos, parse_run_arguments
 from fakescope.benchmarks.detector_keyframes import faces_found
 from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
@@ -295,12 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the face-crop set")
     parser.add_argument("--faces", type=int, default=384, help="pasted faces per size")
-    add_run_arguments(parser, runs=3, result=RESULT)
-    args = parser.parse_args(argv)
-    check_runs(parser, args)
+    args = parse_run_arguments(parser, argv, runs=3, result=RESULT)
     if args.faces < 1:
         parser.error("--faces must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.data.is_dir():
         logger.error("%s not found: the pasted-face check needs the DFDC face crops", args.data)
         return EXIT_NO_DATA

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.benchmarks.arguments import add_run_arguments, check_json_output, check_runs
+from fakescope.benchmarks.arguments import (
+    add_run_arguments,
+    check_json_output,
+    check_runs,
+    parse_run_arguments,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,3 +45,18 @@ def test_check_json_output_exits_with_a_usage_error_when_output_is_not_json(caps
         check_json_output(parser, parser.parse_args(["--output", "table.md"]))
     assert exited.value.code == 2
     assert "--output must name the .json result file" in capsys.readouterr().err
+
+
+def test_parse_run_arguments_keeps_the_benchmarks_own_options_when_parsing(capsys):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--faces", type=int, default=3)
+    args = parse_run_arguments(
+        parser, ["--faces", "4", "--runs", "2"], runs=5, result=Path("r.json")
+    )
+    assert (args.faces, args.runs, args.output) == (4, 2, Path("r.json"))
+    with pytest.raises(SystemExit) as exited:
+        parse_run_arguments(
+            argparse.ArgumentParser(), ["--runs", "0"], runs=5, result=Path("r.json")
+        )
+    assert exited.value.code == 2
+    assert "--runs must be at least 1" in capsys.readouterr().err
