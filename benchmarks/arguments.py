@@ -14,11 +14,16 @@ logger = logging.getLogger(__name__)
 DFDC_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
 
 
-def default_videos(bench_dir: Path, shared: Path) -> list[Path]:
-    """Return the committed samples, the benchmark videos and, where present, the DFDC samples."""
+def synthetic_videos(bench_dir: Path) -> list[Path]:
+    """Return the committed samples and the benchmark videos (made in ``bench_dir`` if missing)."""
     from fakescope.benchmarks.videos import ensure_videos  # needs the bench extra
 
-    videos = sorted((PROJECT_ROOT / "samples").glob("*.mp4")) + ensure_videos(bench_dir)
+    return sorted((PROJECT_ROOT / "samples").glob("*.mp4")) + ensure_videos(bench_dir)
+
+
+def default_videos(bench_dir: Path, shared: Path) -> list[Path]:
+    """Return :func:`synthetic_videos` and, where present, the DFDC samples in ``shared``."""
+    videos = synthetic_videos(bench_dir)
     if shared.is_dir():
         videos += sorted(shared.glob("*.mp4"))
     else:

@@ -30,11 +30,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fakescope import contract
-from fakescope.benchmarks.arguments import default_videos, parse_run_arguments
+from fakescope.benchmarks.arguments import (
+    default_videos,
+    parse_run_arguments,
+    synthetic_videos,
+)
 from fakescope.benchmarks.detector_keyframes import faces_found
 from fakescope.benchmarks.machine import describe_cpu, machine_facts
 from fakescope.benchmarks.result_files import write_result
-from fakescope.benchmarks.videos import ensure_videos
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
@@ -218,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     args = parse_run_arguments(parser, argv, runs=7, result=RESULT)
     machine = machine_facts()
-    calibration = sorted((PROJECT_ROOT / "samples").glob("*.mp4")) + ensure_videos(
-        args.bench_videos
-    )
+    calibration = synthetic_videos(args.bench_videos)
     videos = default_videos(args.bench_videos, args.dfdc_sample)
     with tempfile.TemporaryDirectory(prefix="detector-int8-") as folder:
         rows = measure(calibration, videos, args.runs, Path(folder))
