@@ -31,6 +31,8 @@ class BenchVideo:
     fps: int = 30
     gop_seconds: float = 2.0  #: keyframe interval
     b_frames: bool = True  #: x264's B-frames; phones record without
+    #: ``(start, end)`` seconds during which the face is on screen; ``None``: all the time
+    face_on_screen: tuple[tuple[float, float], ...] | None = None
 
     @property
     def file_name(self) -> str:
@@ -60,6 +62,19 @@ SHORT_CLIP = BenchVideo("face_720p_1s", 1280, 720, 1.0)
 #: What a phone records: a keyframe every second, no B-frames (not in the load test's mix).
 PHONE_LIKE_VIDEO = BenchVideo("phone_720p_10s", 1280, 720, 10.0, gop_seconds=1.0, b_frames=False)
 
+#: A face that comes and goes, as in edited video: on screen only in seconds 1-4, 6-7, 9-11
+#: and 13-14 of 16. Sampled at 16 frames (one per second, at each second's middle), the face
+#: is in 7 of them, none of them a keyframe of the served ``keyframe_stride`` 4 (frames 0, 4,
+#: 8, 12 and 15): a recall check for faces seen only between keyframes (not in the load
+#: test's mix; ``benchmarks/detector_keyframes.py``).
+FACE_COMES_AND_GOES = BenchVideo(
+    "face_comes_and_goes_720p_16s",
+    1280,
+    720,
+    16.0,
+    face_on_screen=((1.0, 4.0), (6.0, 7.0), (9.0, 11.0), (13.0, 14.0)),
+)
+
 
 def _frames(video: BenchVideo) -> Iterator[np.ndarray]:
     from skimage import data
@@ -74,9 +89,11 @@ def _frames(video: BenchVideo) -> Iterator[np.ndarray]:
         bx = int((background.shape[1] - w) * (0.5 + 0.5 * math.sin(t / 3)))
         by = int((background.shape[0] - h) * (0.5 + 0.5 * math.cos(t / 4)))
         frame = background[by : by + h, bx : bx + w].copy()
-        x = int((w - side) * (0.5 + 0.4 * math.sin(t)))
-        y = int((h - side) * (0.5 + 0.3 * math.cos(t / 2)))
-        frame[y : y + side, x : x + side] = face
+        shown = video.face_on_screen
+        if shown is None or any(start <= t < end for start, end in shown):
+            x = int((w - side) * (0.5 + 0.4 * math.sin(t)))
+            y = int((h - side) * (0.5 + 0.3 * math.cos(t / 2)))
+            frame[y : y + side, x : x + side] = face
         yield frame
 
 

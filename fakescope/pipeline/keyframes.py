@@ -2,14 +2,17 @@
 
 The full MTCNN cascade runs only on keyframes; every other frame gets *proposals*: boxes of the
 same face in the keyframes before and after it, matched by IoU and interpolated linearly, or
-carried unchanged when a face is seen in only one of the two. The cascade's last stage (O-Net)
-then verifies and refines each proposal on its own frame. A proposal that fails (the face moved
-further than the interpolation guessed) is followed from the nearer keyframe it was seen in by
-template matching over the whole frame (:mod:`fakescope.pipeline.face_tracking`), and O-Net
-verifies that second guess. A frame where a face is still lost is searched again *locally*:
-the whole cascade, but only in a window around its proposals and only for faces of about their
-size (:func:`search_windows`); a frame where that finds nothing is re-detected in full (see
-:func:`fakescope.pipeline.mtcnn.detect_faces`). Pure numpy: no nets.
+carried unchanged when a face is seen in only one of the two; a frame that gets none (neither
+keyframe holds a face) is detected in full, since a face may be on screen only between two
+keyframes. The cascade's last stage (O-Net) then verifies and refines each proposal on its own
+frame. A proposal that fails (the face moved further than the interpolation guessed) is
+followed from the nearer keyframe it was seen in by template matching over the whole frame
+(:mod:`fakescope.pipeline.face_tracking`), and O-Net verifies that second guess. A frame where
+a face is still lost is searched again *locally*: the whole cascade, but only in a window
+around its proposals and only for faces of about their size (:func:`search_windows`); a frame
+where that finds nothing is re-detected in full (see
+:func:`fakescope.pipeline.mtcnn.detect_faces`). What is not looked for: a face that enters a
+frame between keyframes beside faces that are carried there and verified. Pure numpy: no nets.
 """
 
 from __future__ import annotations

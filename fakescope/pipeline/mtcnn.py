@@ -125,7 +125,9 @@ class MtcnnParams:
         keyframe_stride: 1 (facenet's behaviour) runs the whole cascade on every frame. ``k > 1``
             runs it on every ``k``-th frame and the last; the frames between get the boxes of
             the faces around them (:mod:`fakescope.pipeline.keyframes`), each verified and
-            refined by O-Net on its own frame, and a frame where one fails is detected in full.
+            refined by O-Net on its own frame, and a frame where one fails is detected in full,
+            as is a frame neither keyframe gives a face to carry. A face that enters a frame
+            between keyframes beside faces carried there is not looked for.
 
     """
 
@@ -707,8 +709,17 @@ def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: Mtc
     carried = on_keys.boxes[:, 4] >= np.float32(CARRY_MIN_SCORE)
     key_boxes = {k: on_keys.onet_input[carried & (on_keys.frame_index == k)] for k in keys}
     proposed = propose_boxes(keys, key_boxes)
+    # A frame between keyframes that holds no face either of them carries is detected in
+    # full: no face in a keyframe says nothing of the frames beside it (a face on screen only
+    # between two keyframes, as after a cut, would otherwise never be looked for).
+    unproposed = np.setdiff1d(np.setdiff1d(np.arange(frames.shape[0]), keys), proposed.frame_index)
+    on_unproposed = (
+        _cascade(frames[unproposed], nets, params).in_frames(unproposed)
+        if len(unproposed)
+        else _Found.empty()
+    )
     if len(proposed) == 0:
-        return on_keys
+        return _Found.concat([on_keys, on_unproposed])
     proposal_frames, proposals = proposed.frame_index, _unscored(proposed.boxes)
     # A carried box is kept only while O-Net stays as sure as it was on the keyframe: a face
     # it accepts below that (a patch it would not have found by itself) sends the frame to
@@ -719,7 +730,7 @@ def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: Mtc
     # what the interpolation guessed): the face is followed from its keyframe first; a frame
     # still lost is searched again, around its proposals first.
     lost = np.unique(proposal_frames[~passed])
-    parts = [on_keys, verified.select(~np.isin(verified.frame_index, lost))]
+    parts = [on_keys, on_unproposed, verified.select(~np.isin(verified.frame_index, lost))]
     followed_frames = 0
     if len(lost):
         followed, still_lost = _follow_lost(frames, lost, proposed, passed, nets, threshold)
@@ -728,9 +739,11 @@ def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: Mtc
     if len(lost):
         parts.append(_redetect(frames, lost, proposal_frames, proposals, nets, params))
     logger.debug(
-        "keyframes %d of %d, %d proposals, %d frames found by following, %d re-detected",
+        "keyframes %d of %d, %d frames without proposals, %d proposals, %d frames found by "
+        "following, %d re-detected",
         len(keys),
         frames.shape[0],
+        len(unproposed),
         len(proposals),
         followed_frames,
         len(lost),
