@@ -8,8 +8,9 @@ found when the same frame has a box at IoU >= 0.5 with it. Time is the detector 
 work a saturated server pays per video, and a busy neighbour disturbs it far less than wall
 time, so the speed-ups are computed from it. Videos: the committed samples, the benchmark
 videos, one whose face comes and goes (:data:`~fakescope.benchmarks.videos.FACE_COMES_AND_GOES`:
-on screen only between keyframes) and, where present, ``../shared/data/dfdc_sample`` (real
-DFDC videos).
+on screen only between keyframes), one whose second face does so beside a face on screen
+throughout (:data:`~fakescope.benchmarks.videos.SECOND_FACE_COMES_AND_GOES`) and, where present,
+``../shared/data/dfdc_sample`` (real DFDC videos).
 
 Run: ``python -m fakescope.benchmarks.detector_keyframes`` (writes
 ``benchmarks/results/detector_keyframes.json`` and its table, ``detector_keyframes.md``).
@@ -190,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     args = parse_run_arguments(parser, argv, runs=3, result=RESULT)
-    from fakescope.benchmarks.videos import FACE_COMES_AND_GOES, ensure_videos  # scikit-image
+    from fakescope.benchmarks import videos as bench  # needs scikit-image
 
     videos = default_videos(args.bench_videos, args.dfdc_sample)
-    videos += ensure_videos(args.bench_videos, (FACE_COMES_AND_GOES,))
+    videos += bench.ensure_videos(
+        args.bench_videos, (bench.FACE_COMES_AND_GOES, bench.SECOND_FACE_COMES_AND_GOES)
+    )
     result = measure(videos, STRIDES, args.runs)
     result["method"] = {
         "runs": args.runs,

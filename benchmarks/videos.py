@@ -33,6 +33,9 @@ class BenchVideo:
     b_frames: bool = True  #: x264's B-frames; phones record without
     #: ``(start, end)`` seconds during which the face is on screen; ``None``: all the time
     face_on_screen: tuple[tuple[float, float], ...] | None = None
+    #: ... and those of a second, smaller face standing in the top left corner (under the
+    #: first where they overlap); empty: none
+    second_face_on_screen: tuple[tuple[float, float], ...] = ()
 
     @property
     def file_name(self) -> str:
@@ -67,12 +70,19 @@ PHONE_LIKE_VIDEO = BenchVideo("phone_720p_10s", 1280, 720, 10.0, gop_seconds=1.0
 #: is in 7 of them, none of them a keyframe of the served ``keyframe_stride`` 4 (frames 0, 4,
 #: 8, 12 and 15): a recall check for faces seen only between keyframes (not in the load
 #: test's mix; ``benchmarks/detector_keyframes.py``).
+_BETWEEN_KEYFRAMES = ((1.0, 4.0), (6.0, 7.0), (9.0, 11.0), (13.0, 14.0))
 FACE_COMES_AND_GOES = BenchVideo(
-    "face_comes_and_goes_720p_16s",
+    "face_comes_and_goes_720p_16s", 1280, 720, 16.0, face_on_screen=_BETWEEN_KEYFRAMES
+)
+
+#: The same schedule for a second face beside one on screen all the time: what detection on
+#: keyframes does not look for (the first face is carried to every frame and verified there).
+SECOND_FACE_COMES_AND_GOES = BenchVideo(
+    "second_face_comes_and_goes_720p_16s",
     1280,
     720,
     16.0,
-    face_on_screen=((1.0, 4.0), (6.0, 7.0), (9.0, 11.0), (13.0, 14.0)),
+    second_face_on_screen=_BETWEEN_KEYFRAMES,
 )
 
 
@@ -83,12 +93,15 @@ def _frames(video: BenchVideo) -> Iterator[np.ndarray]:
     background = cv2.resize(data.coffee(), (int(w * 1.5), int(h * 1.5)), cv2.INTER_CUBIC)
     side = h // 2
     face = cv2.resize(data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+    second = cv2.flip(cv2.resize(face, (side * 2 // 3,) * 2, interpolation=cv2.INTER_AREA), 1)
     count = round(video.seconds * video.fps)
     for i in range(count):
         t = i / video.fps
         bx = int((background.shape[1] - w) * (0.5 + 0.5 * math.sin(t / 3)))
         by = int((background.shape[0] - h) * (0.5 + 0.5 * math.cos(t / 4)))
         frame = background[by : by + h, bx : bx + w].copy()
+        if any(start <= t < end for start, end in video.second_face_on_screen):
+            frame[: second.shape[0], : second.shape[1]] = second
         shown = video.face_on_screen
         if shown is None or any(start <= t < end for start, end in shown):
             x = int((w - side) * (0.5 + 0.4 * math.sin(t)))
