@@ -1,0 +1,69 @@
+"""A backstop under pytest-timeout: a hang that holds the GIL still ends the run.
+
+pytest-timeout's "thread" method ends a hung test from a Python thread: it prints every thread's
+stack and calls ``os._exit``. That thread needs the GIL. A thread that blocks while holding it
+(a C call that never releases it) freezes the timer thread too, mid-dump or before it, and the
+run then waits until CI's own limit kills it, with the output it had not flushed lost. This
+happened once in CI, in the last test's teardown.
+
+:mod:`faulthandler`'s watchdog is a C thread that needs no GIL. It is armed with each test's
+pytest-timeout limit plus ``timeout_backstop_grace`` seconds; when it fires it writes every
+thread's stack to the run's own stderr and exits the process.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+from typing import Any, TextIO
+
+import pytest
+
+#: Seconds after pytest-timeout's limit before the backstop fires: pytest-timeout's own dump
+#: takes well under a second, so it gets its chance first.
+DEFAULT_GRACE_S = 60.0
+GRACE_INI = "timeout_backstop_grace"
+
+_GRACE = pytest.StashKey[float]()
+_STDERR = pytest.StashKey[TextIO]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the grace period as an ini option (``-o timeout_backstop_grace=N``)."""
+    parser.addini(
+        GRACE_INI,
+        "seconds after the pytest-timeout limit before faulthandler dumps every thread and exits",
+        default=str(DEFAULT_GRACE_S),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read the grace period and keep a copy of the run's stderr for the dump.
+
+    Output capture is suspended while plugins are configured, so file descriptor 2 is the run's
+    own stderr here; during a test it points at the capture's temp file, lost at the exit.
+    """
+    grace = float(config.getini(GRACE_INI))
+    if grace <= 0:
+        raise pytest.UsageError(f"{GRACE_INI} must be a positive number of seconds, got {grace}")
+    config.stash[_GRACE] = grace
+    config.stash[_STDERR] = os.fdopen(os.dup(2), "w")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the copy of stderr."""
+    if _STDERR in config.stash:
+        config.stash[_STDERR].close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Arm the watchdog for this test; pytest-timeout's own timer is set after this returns."""
+    limit = float(settings.timeout) + item.config.stash[_GRACE]
+    faulthandler.dump_traceback_later(limit, exit=True, file=item.config.stash[_STDERR])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    """Disarm the watchdog; pytest-timeout cancels its own timer after this returns."""
+    faulthandler.cancel_dump_traceback_later()
