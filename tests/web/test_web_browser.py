@@ -1,6 +1,7 @@
 """End to end in a real headless Chromium (Debian's): drop a video on the page, read the result.
 
-The browser is Debian's ``/usr/bin/chromium`` driven by Playwright (no downloaded browser).
+The browser is Debian's ``/usr/bin/chromium`` driven by Playwright (no downloaded browser;
+``tests/support/browser.py``, whose close cannot hang the run).
 The result page's screenshot is written to the test's temp folder, and to
 ``docs/result-page.png`` when ``FAKESCOPE_UPDATE_SCREENSHOT=1``.
 """
@@ -8,6 +9,7 @@ The result page's screenshot is written to the test's temp folder, and to
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import time
@@ -18,22 +20,14 @@ from typing import Any
 import pytest
 
 from fakescope.paths import PROJECT_ROOT
+from tests.support.browser import CHROMIUM, CLOSE_TIMEOUT_S, killed_if_stuck, launched_chromium
 from tests.support.c2pa_media import DIGITAL_CAPTURE, make_test_ca, manifest, sign_video
 from tests.support.media import make_face_video
 from tests.support.web_support import LiveServer, web_settings
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = PROJECT_ROOT
 SCREENSHOT = ROOT / "docs" / "result-page.png"
 HEATMAP_SCREENSHOT = ROOT / "docs" / "result-page-heatmap.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
 pytestmark = pytest.mark.skipif(
@@ -61,10 +55,8 @@ def site(triton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +86,11 @@ def checked(site: LiveServer, browser: Any, tmp_path_factory: pytest.TempPathFac
     job_id = page.url.rsplit("/", 1)[-1]
     job = context.request.get(f"{site.url}/api/v1/jobs/{job_id}").json()
     yield {"context": context, "page": page, "job": job, "errors": errors}
-    context.close()
+    with (
+        killed_if_stuck(CLOSE_TIMEOUT_S, "closing the browser context"),
+        contextlib.suppress(playwright_api.Error),  # the connection is gone once it was killed
+    ):
+        context.close()
 
 
 def test_result_page_shows_verdict_and_timeline_when_video_dropped(checked: dict, tmp_path):
