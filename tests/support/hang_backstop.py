@@ -2,9 +2,11 @@
 
 pytest-timeout's "thread" method ends a hung test from a Python thread: it prints every thread's
 stack and calls ``os._exit``. That thread needs the GIL. A thread that blocks while holding it
-(a C call that never releases it) freezes the timer thread too, mid-dump or before it, and the
-run then waits until CI's own limit kills it, with the output it had not flushed lost. This
-happened once in CI, in the last test's teardown.
+(a C call that never releases it) freezes the timer thread too, before or during its dump, and
+so can CPython 3.11.7's deadlock between ``sys._current_frames`` and a thread that is exiting
+(python/cpython#106883); the run then waits for CI's own limit, and the output not yet flushed
+is lost. One CI run was held to that limit: pytest-timeout fired in the last test's teardown,
+and the output CI kept ends partway through its dump.
 
 :mod:`faulthandler`'s watchdog is a C thread that needs no GIL. It is armed with each test's
 pytest-timeout limit plus ``timeout_backstop_grace`` seconds; when it fires it writes every
