@@ -58,14 +58,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.stash[_STDERR].close()
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # no hook without pytest-timeout
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
     """Arm the watchdog for this test; pytest-timeout's own timer is set after this returns."""
     limit = float(settings.timeout) + item.config.stash[_GRACE]
     faulthandler.dump_traceback_later(limit, exit=True, file=item.config.stash[_STDERR])
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # no hook without pytest-timeout
 def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
     """Disarm the watchdog; pytest-timeout cancels its own timer after this returns."""
     faulthandler.cancel_dump_traceback_later()
