@@ -11,6 +11,10 @@ and the output CI kept ends partway through its dump.
 :mod:`faulthandler`'s watchdog is a C thread that needs no GIL. It is armed with each test's
 pytest-timeout limit plus ``timeout_backstop_grace`` seconds; when it fires it writes every
 thread's stack to the run's own stderr and exits the process.
+
+A process forked during a test inherits the armed timer without its thread: arming or
+cancelling faulthandler's timer there waits for good. A fork child must not touch it
+(``tests/support/unprivileged.py`` asks its child for stacks by a signal instead).
 """
 
 from __future__ import annotations
