@@ -12,15 +12,16 @@ and the output CI kept ends partway through its dump.
 pytest-timeout limit plus ``timeout_backstop_grace`` seconds; when it fires it writes every
 thread's stack to the run's own stderr and exits the process.
 
-A process forked during a test inherits the armed timer without its thread: arming or
-cancelling faulthandler's timer there waits for good. A fork child must not touch it
-(``tests/support/unprivileged.py`` asks its child for stacks by a signal instead).
+A process forked while the timer is armed would inherit it without its thread, and arming or
+cancelling the timer there, as the interpreter's own exit does, would wait for good; so the
+timer is cancelled around every ``os.fork`` and armed again in the parent for the time left.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import os
+import time
 from typing import Any, TextIO
 
 import pytest
@@ -62,14 +63,52 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.stash[_STDERR].close()
 
 
+class _Watchdog:
+    """faulthandler's timer (one per process), disarmed around ``os.fork``."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.file: TextIO | None = None
+        os.register_at_fork(before=self._pause, after_in_parent=self._resume)
+
+    def arm(self, seconds: float, file: TextIO) -> None:
+        """Dump every thread's stack to ``file`` and exit in ``seconds``, unless disarmed."""
+        self.deadline, self.file = time.monotonic() + seconds, file
+        self._resume()
+
+    def disarm(self) -> None:
+        """Cancel the dump."""
+        self.deadline = None
+        faulthandler.cancel_dump_traceback_later()
+
+    def _pause(self) -> None:
+        if self.deadline is not None:
+            faulthandler.cancel_dump_traceback_later()
+
+    def _resume(self) -> None:
+        if self.deadline is not None:
+            left = max(self.deadline - time.monotonic(), 1.0)
+            faulthandler.dump_traceback_later(left, exit=True, file=self.file)
+
+
+_watchdog: _Watchdog | None = None
+
+
+def _the_watchdog() -> _Watchdog:
+    global _watchdog
+    if _watchdog is None:  # one per process: fork handlers cannot be unregistered
+        _watchdog = _Watchdog()
+    return _watchdog
+
+
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # no hook without pytest-timeout
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
     """Arm the watchdog for this test; pytest-timeout's own timer is set after this returns."""
     limit = float(settings.timeout) + item.config.stash[_GRACE]
-    faulthandler.dump_traceback_later(limit, exit=True, file=item.config.stash[_STDERR])
+    _the_watchdog().arm(limit, item.config.stash[_STDERR])
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # no hook without pytest-timeout
 def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
     """Disarm the watchdog; pytest-timeout cancels its own timer after this returns."""
-    faulthandler.cancel_dump_traceback_later()
+    _the_watchdog().disarm()

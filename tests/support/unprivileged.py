@@ -104,9 +104,9 @@ def as_unprivileged(check: Callable[[], T], *, timeout_s: float = 120.0) -> T:
             # gRPC's) prints where every thread of it stands when the parent asks, before it
             # kills it; to the process's own stderr, as pytest may have replaced
             # ``sys.stderr`` by an object without a file descriptor. Asked by a signal, not by
-            # faulthandler's timer: the parent's timer (the suite's hang backstop) is armed at
-            # the fork, and arming or cancelling it in the child waits for good for the
-            # timer's thread, which the fork did not copy.
+            # faulthandler's timer: had the parent's timer been armed at the fork, arming or
+            # cancelling it in the child would wait for good for the timer's thread, which the
+            # fork did not copy (the suite's hang backstop disarms its timer around forks).
             faulthandler.register(_STACKS_SIGNAL, file=sys.__stderr__, all_threads=True)
             _child(check, write_fd, uid, gid)
         except BaseException:  # before _child took over: say why, then exit all the same

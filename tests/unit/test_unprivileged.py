@@ -22,8 +22,8 @@ def _waits_for_good() -> None:
 
 
 def test_as_unprivileged_returns_the_childs_result_when_faulthandlers_timer_is_armed() -> None:
-    """The suite's hang backstop arms faulthandler's timer; the fork must not wait on it."""
-    faulthandler.dump_traceback_later(3600)  # as tests/support/hang_backstop.py does
+    """A timer armed at the fork (not disarmed around it): the child must not wait on it."""
+    faulthandler.dump_traceback_later(3600)
     try:
         assert as_unprivileged(os.geteuid, timeout_s=60) != 0
     finally:
