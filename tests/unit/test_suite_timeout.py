@@ -1,7 +1,8 @@
 """The suite's own limit per test (``pyproject.toml``, pytest-timeout): a hang ends the run.
 
 And its backstop (``tests/support/hang_backstop.py``): a hang that holds the GIL, which stops
-pytest-timeout's own timer thread too, still ends it.
+pytest-timeout's own timer thread too, still ends it; and a process forked while the backstop is
+armed is not held by it.
 """
 
 from __future__ import annotations
