@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,6 +83,11 @@ def killed_if_stuck(timeout_s: float, what: str) -> Iterator[threading.Event]:
         yield fired
     finally:
         timer.cancel()
+        if fired.is_set():  # in the run's warnings summary: the test passed all the same
+            warnings.warn(
+                f"{what} took over {timeout_s:.0f} s: Playwright's driver was killed",
+                stacklevel=3,
+            )
 
 
 @contextlib.contextmanager

@@ -28,7 +28,10 @@ def _gone(process: psutil.Process) -> bool:
 
 def test_launched_chromium_closes_when_the_browser_stops_answering() -> None:
     """Every browser process stopped (SIGSTOP): without the kill, Playwright's close never ends."""
-    with launched_chromium(close_timeout_s=2.0) as browser:
+    with (
+        pytest.warns(UserWarning, match="closing Chromium took over 2 s"),
+        launched_chromium(close_timeout_s=2.0) as browser,
+    ):
         browser.new_page().goto("about:blank")
         (driver,) = playwright_drivers()
         browsers = driver.children(recursive=True)
