@@ -38,9 +38,9 @@ from typing import Any
 
 from fakescope.benchmarks.arguments import DFDC_SAMPLE, check_json_output
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
-from fakescope.benchmarks.result_files import fmt, write_result
+from fakescope.benchmarks.result_files import code_version, fmt, write_result
 from fakescope.benchmarks.run import REFUSAL_REASONS, add_server_arguments
-from fakescope.benchmarks.service_times import RUNTIME_DIR, code_version, running_server
+from fakescope.benchmarks.service_times import RUNTIME_DIR, running_server
 from fakescope.client import cli
 from fakescope.client.cli import positive_int
 from fakescope.contract import PROCESSING_LIMIT_RATIO

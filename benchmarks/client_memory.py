@@ -35,8 +35,7 @@ from typing import Any
 from fakescope.allocator import keep_freed_memory
 from fakescope.benchmarks.arguments import add_pause_arguments, check_json_output, check_pauses
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
-from fakescope.benchmarks.result_files import write_result
-from fakescope.benchmarks.service_times import code_version
+from fakescope.benchmarks.result_files import code_version, write_result
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, decode_video
 from fakescope.paths import PROJECT_ROOT
 

@@ -47,10 +47,9 @@ from fakescope import contract
 from fakescope.allocator import HUGE_PAGE_ENV
 from fakescope.benchmarks.arguments import check_json_output
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
-from fakescope.benchmarks.result_files import fmt, write_result
+from fakescope.benchmarks.result_files import code_version, fmt, write_result
 from fakescope.benchmarks.run import add_server_arguments
 from fakescope.benchmarks.service_times import (
-    code_version,
     process_group_system_cpu_seconds,
     snapshot,
     stage_split,

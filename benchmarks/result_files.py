@@ -1,12 +1,15 @@
-"""Write a benchmark's result: the JSON document and, beside it, its Markdown table."""
+"""A benchmark's result: its JSON document and Markdown table, and the commit it measured."""
 
 from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -24,3 +27,32 @@ def write_result(
     output.write_text(json.dumps(result, indent=2) + "\n")
     output.with_suffix(".md").write_text(render(result))
     logger.info("wrote %s and its table", output)
+
+
+#: Paths whose content decides the timings: a run on a tree with local changes there says so.
+TIMED_PATHS = ("model_repository", "fakescope", "client", "benchmarks")
+# A benchmark writes its results before they are committed: they are not code that was timed.
+UNTIMED_PATHS = (":(exclude)benchmarks/results",)
+
+
+def code_version(root: Path = PROJECT_ROOT) -> str:
+    """Return the checkout's commit, ``-dirty`` when :data:`TIMED_PATHS` (results aside) changed.
+
+    ``unknown`` outside a git checkout (e.g. an exported tree: pass ``--code-version`` then).
+    """
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", *TIMED_PATHS, *UNTIMED_PATHS],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if changes else "")

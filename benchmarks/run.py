@@ -38,7 +38,7 @@ from fakescope.benchmarks.process_usage import (
     fault_price_us,
     measured_usage,
 )
-from fakescope.benchmarks.result_files import fmt
+from fakescope.benchmarks.result_files import code_version, fmt
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
@@ -473,6 +473,12 @@ def served_instances(client: Any) -> dict[str, list[str]]:
     return instances
 
 
+def _measured_code(summary: dict[str, Any]) -> str:
+    """`` (code `<commit>`)``, or nothing for a summary written before runs recorded it."""
+    version = summary.get("code_version")
+    return f" (code `{version}`)" if version else ""
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """Render ``summary.json`` as the tables the READMEs point to (``summary.md``)."""
     levels = summary["levels"]
@@ -486,7 +492,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# Bench summary ({summary['mode']}, {summary['frames']} frames per video)",
         "",
-        f"Written by `fakescope bench` from `summary.json`; limit {summary['limit']}, "
+        f"Written by `fakescope bench` from `summary.json`{_measured_code(summary)}; "
+        f"limit {summary['limit']}, "
         f"{summary['run_time_seconds_per_level']} s per level{warm_up}; "
         f"{describe_transport(summary['shared_memory'] == 'on')}; "
         f"videos: {', '.join(summary.get('videos', [])) or 'not recorded'}; load average at start "
@@ -697,6 +704,7 @@ def run_bench(args: argparse.Namespace) -> int:
     pgid = server.process.pid
     summary: dict[str, Any] = {
         "mode": "overload" if args.overload else "load",
+        "code_version": code_version(),
         "machine": facts,
         "host_probe_what": HOST_PROBE_WHAT,
         "frames": args.frames,

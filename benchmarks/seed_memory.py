@@ -38,9 +38,9 @@ from fakescope.benchmarks.process_usage import (
     fault_price_us,
     measured_usage,
 )
-from fakescope.benchmarks.result_files import fmt, write_result
+from fakescope.benchmarks.result_files import code_version, fmt, write_result
 from fakescope.benchmarks.run import add_server_arguments
-from fakescope.benchmarks.service_times import code_version, running_server
+from fakescope.benchmarks.service_times import running_server
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.triton import DetectorClient

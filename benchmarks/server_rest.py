@@ -39,11 +39,10 @@ from fakescope.benchmarks.arguments import (
     describe_transport,
 )
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
-from fakescope.benchmarks.result_files import write_result
+from fakescope.benchmarks.result_files import code_version, write_result
 from fakescope.benchmarks.run import add_server_arguments
 from fakescope.benchmarks.service_times import (
     RUNTIME_DIR,
-    code_version,
     measure_run,
     process_group_system_cpu_seconds,
     running_server,

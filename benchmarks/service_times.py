@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ import tritonclient.grpc as grpcclient
 
 from fakescope import contract
 from fakescope.benchmarks.machine import machine_facts
+from fakescope.benchmarks.result_files import code_version
 from fakescope.benchmarks.run import add_server_arguments, add_videos_argument
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decode_video
 from fakescope.client.triton import DetectorClient
@@ -192,35 +192,6 @@ def stage_split(before: Snapshot, after: Snapshot) -> dict[str, float]:
 def request_split(before: Snapshot, after: Snapshot) -> dict[str, float]:
     """Count the requests each model of :data:`STAGE_MODELS` answered between two snapshots."""
     return _growth(before.model_requests, after.model_requests)
-
-
-#: Paths whose content decides the timings: a run on a tree with local changes there says so.
-TIMED_PATHS = ("model_repository", "fakescope", "client", "benchmarks")
-# A benchmark writes its results before they are committed: they are not code that was timed.
-UNTIMED_PATHS = (":(exclude)benchmarks/results",)
-
-
-def code_version(root: Path = PROJECT_ROOT) -> str:
-    """Return the checkout's commit, ``-dirty`` when :data:`TIMED_PATHS` (results aside) changed.
-
-    ``unknown`` outside a git checkout (e.g. an exported tree: pass ``--code-version`` then).
-    """
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", *TIMED_PATHS, *UNTIMED_PATHS],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if changes else "")
 
 
 def measure_starts(

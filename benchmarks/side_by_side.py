@@ -29,9 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fakescope.benchmarks.arguments import add_run_arguments, default_videos
-from fakescope.benchmarks.result_files import write_result
+from fakescope.benchmarks.result_files import code_version, write_result
 from fakescope.benchmarks.service_times import (
-    code_version,
     process_group_cpu_seconds,
     process_group_minor_faults,
 )

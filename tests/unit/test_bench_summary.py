@@ -189,6 +189,10 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     assert "running: R-Net on fixed windows; before the in-process comparison: 65.1 ms." in text
     # overload runs decode before the run and send no warm-up video
     assert "warm-up" not in render_markdown(dict(summary, mode="overload"))
+    # the measured commit, where the run recorded it (older runs did not)
+    assert "Written by `fakescope bench` from `summary.json`; limit" in text
+    versioned = render_markdown(dict(summary, code_version="abc123-dirty"))
+    assert "from `summary.json` (code `abc123-dirty`); limit" in versioned
     # the targets, as the run checked them, close the page; an older run has none
     assert "targets" not in text
     checked = dict(summary, targets=check_targets(summary))

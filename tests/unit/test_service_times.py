@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from fakescope.benchmarks.result_files import code_version
 from fakescope.benchmarks.service_times import (
     Snapshot,
     admission_split,
     build_parser,
-    code_version,
     interleaved,
     model_input_seconds,
     model_requests,
