@@ -59,11 +59,8 @@ def kill_playwright_drivers() -> int:
 
 
 @contextlib.contextmanager
-def killed_if_stuck(timeout_s: float, what: str) -> Iterator[threading.Event]:
-    """Run the block; past ``timeout_s`` kill the Playwright drivers so that it returns.
-
-    Yields an event that is set when the drivers were killed.
-    """
+def killed_if_stuck(timeout_s: float, what: str) -> Iterator[None]:
+    """Run the block; past ``timeout_s`` kill the Playwright drivers so that it returns."""
     fired = threading.Event()
 
     def kill() -> None:
@@ -80,7 +77,7 @@ def killed_if_stuck(timeout_s: float, what: str) -> Iterator[threading.Event]:
     timer.daemon = True
     timer.start()
     try:
-        yield fired
+        yield
     finally:
         timer.cancel()
         if fired.is_set():  # in the run's warnings summary: the test passed all the same

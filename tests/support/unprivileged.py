@@ -45,10 +45,8 @@ T = TypeVar("T")
 #: conventional ids 65534/65534 are used (a uid needs no passwd entry to be dropped to).
 UNPRIVILEGED_USER = "nobody"
 _FALLBACK_IDS = (65534, 65534)
-#: How long before the parent kills a hung child it asks the child for its threads' stacks,
-#: and the signal it asks with.
+#: How long before the parent kills a hung child the child prints its threads' stacks.
 _STACKS_BEFORE_KILL_S = 5.0
-_STACKS_SIGNAL = signal.SIGUSR1
 
 
 def runs_privileged() -> bool:
@@ -101,13 +99,12 @@ def as_unprivileged(check: Callable[[], T], *, timeout_s: float = 120.0) -> T:
         try:
             os.close(read_fd)
             # a child that hangs (a lock some thread of the parent held at the fork, e.g.
-            # gRPC's) prints where every thread of it stands when the parent asks, before it
-            # kills it; to the process's own stderr, as pytest may have replaced
-            # ``sys.stderr`` by an object without a file descriptor. Asked by a signal, not by
-            # faulthandler's timer: had the parent's timer been armed at the fork, arming or
-            # cancelling it in the child would wait for good for the timer's thread, which the
-            # fork did not copy (the suite's hang backstop disarms its timer around forks).
-            faulthandler.register(_STACKS_SIGNAL, file=sys.__stderr__, all_threads=True)
+            # gRPC's) prints where every thread of it stands before the parent kills it; to
+            # the process's own stderr, as pytest may have replaced ``sys.stderr`` by an
+            # object without a file descriptor
+            faulthandler.dump_traceback_later(
+                max(timeout_s - _STACKS_BEFORE_KILL_S, 1.0), file=sys.__stderr__
+            )
             _child(check, write_fd, uid, gid)
         except BaseException:  # before _child took over: say why, then exit all the same
             with contextlib.suppress(BaseException):
@@ -161,19 +158,13 @@ def _child(check: Callable[[], object], write_fd: int, uid: int, gid: int) -> No
 
 
 def _read_all(fd: int, pid: int, timeout_s: float) -> bytes:
-    """Read the child's answer until it closes the pipe; kill it after ``timeout_s``.
-
-    :data:`_STACKS_BEFORE_KILL_S` before the kill, the child is asked for its threads' stacks.
-    """
-    start = time.monotonic()
-    deadline = start + timeout_s
-    stacks_at = start + max(timeout_s - _STACKS_BEFORE_KILL_S, 1.0)
-    asked = False
+    """Read the child's answer until it closes the pipe; kill it after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
     chunks: list[bytes] = []
     try:
         while True:
-            now = time.monotonic()
-            if now >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 raise AssertionError(
@@ -181,12 +172,7 @@ def _read_all(fd: int, pid: int, timeout_s: float) -> bytes:
                     f"within {timeout_s:.0f} s (killed; its threads' stacks, printed "
                     f"{_STACKS_BEFORE_KILL_S:.0f} s before, are in the captured stderr)"
                 )
-            if not asked and now >= stacks_at:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, _STACKS_SIGNAL)
-                asked = True
-            wake = deadline if asked else min(deadline, stacks_at)
-            ready, _, _ = select.select([fd], [], [], max(0.0, wake - now))
+            ready, _, _ = select.select([fd], [], [], left)
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:

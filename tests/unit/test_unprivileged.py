@@ -22,7 +22,7 @@ def _waits_for_good() -> None:
 def test_as_unprivileged_prints_the_childs_stacks_when_the_child_hangs(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    """The parent asks the child for its stacks (SIGUSR1) before it kills it."""
+    """The child prints its stacks before the parent kills it."""
     with pytest.raises(AssertionError, match="did not finish within 3 s"):
         as_unprivileged(_waits_for_good, timeout_s=3)
     assert "in _waits_for_good" in capfd.readouterr().err
