@@ -18,8 +18,15 @@ O-Net      ONET_IMAGES          ONET_BOX_REGRESSION [B,4], ONET_LANDMARKS [B,10]
 
 Inputs are RGB, NCHW, normalised as ``(pixel - 127.5) * 0.0078125`` (the normalisation is *not*
 inside the graph; the cascade in :mod:`fakescope.pipeline.mtcnn` applies it). Every export is
-checked with ``onnx.checker`` and against PyTorch with ONNX Runtime on crops and pyramid levels
-of a real face image.
+checked with ``onnx.checker`` and against facenet-pytorch's own nets with ONNX Runtime on crops
+and pyramid levels of a real face image.
+
+Each PReLU is written as ``x + (slope - 1) * min(x, 0)`` (ONNX ``Clip``, ``Mul``, ``Add``:
+:func:`_prelu_as_min`), not as ONNX ``PRelu``: ONNX Runtime's CPU ``PRelu`` kernel, a
+per-channel broadcast, took 30-40 % of each net's time, and its result left the blocked layout
+ONNX Runtime keeps convolutions in; the three plain ops cost less (``benchmarks/README.md``,
+"What each lever bought"). The same function up to float rounding, within the parity check's
+tolerance, as the check shows.
 
 Run as ``python -m fakescope.export.mtcnn_onnx OUTPUT_DIR``.
 """
@@ -153,6 +160,38 @@ def _load_net(spec: _NetSpec, weights: Path):
     state = torch.load(weights, map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     return net.eval()
+
+
+def _prelu_as_min(prelu):
+    """Return a module computing ``prelu`` as ``x + (slope - 1) * min(x, 0)`` (module docstring)."""
+    import torch
+
+    class _PReluAsMin(torch.nn.Module):
+        def __init__(self, slope: torch.Tensor) -> None:
+            super().__init__()
+            self.register_buffer("slope_minus_one", slope.detach().clone() - 1.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            # one slope per channel (dimension 1), as torch.nn.PReLU broadcasts it
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            return x + self.slope_minus_one.view(shape) * torch.clamp(x, max=0.0)
+
+    return _PReluAsMin(prelu.weight)
+
+
+def _for_export(net):
+    """Return a copy of ``net`` with every ``PReLU`` replaced by :func:`_prelu_as_min`'s module."""
+    import copy
+
+    import torch
+
+    rewritten = copy.deepcopy(net)
+    for name, module in list(rewritten.named_modules()):
+        if isinstance(module, torch.nn.PReLU):
+            parent, _, child = name.rpartition(".")
+            owner = rewritten.get_submodule(parent) if parent else rewritten
+            setattr(owner, child, _prelu_as_min(module))
+    return rewritten.eval()
 
 
 def _default_reference_image() -> np.ndarray:
@@ -312,7 +351,7 @@ def export_mtcnn(
         weights = weights_dir / spec.weights
         net = _load_net(spec, weights)
         path = output_dir / f"{spec.model_name}.onnx"
-        _export_one(net, spec, inputs[spec.short][0], path)
+        _export_one(_for_export(net), spec, inputs[spec.short][0], path)
         try:
             onnx.checker.check_model(onnx.load(str(path)), full_check=True)
         except onnx.checker.ValidationError as exc:

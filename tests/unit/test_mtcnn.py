@@ -202,6 +202,17 @@ def test_export_mtcnn_uses_contract_tensor_names_when_exported(exported):
 
 
 @pytest.mark.torch
+def test_export_mtcnn_writes_prelu_as_clip_mul_add_when_exported(exported):
+    # ONNX Runtime's CPU PRelu kernel was the nets' largest single cost (export/mtcnn_onnx.py)
+    import onnx
+
+    for name, path in exported.items():
+        ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+        assert "PRelu" not in ops, name
+        assert ops.count("Clip") == ops.count("Mul") == ops.count("Add") >= 3, (name, ops)
+
+
+@pytest.mark.torch
 def test_export_mtcnn_writes_metadata_when_exported(exported):
     import onnx
 
