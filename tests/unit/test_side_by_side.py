@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fakescope.benchmarks.side_by_side import _environment, add_ratios, check_same_faces
+from fakescope.benchmarks.side_by_side import (
+    _environment,
+    add_arguments,
+    add_ratios,
+    check_same_faces,
+)
 from fakescope.client.triton import RawResult
 
 
@@ -52,3 +59,39 @@ def test_environment_restores_set_and_unset_variables_when_the_block_ends(monkey
         assert os.environ["FAKESCOPE_TEST_UNSET"] == "x"
     assert os.environ["FAKESCOPE_TEST_SET"] == "before"
     assert "FAKESCOPE_TEST_UNSET" not in os.environ
+
+
+def test_check_same_faces_returns_the_largest_box_difference_when_within_tolerance():
+    here = _result([[0, 10, 10, 50, 50, 0.99], [1, 20, 20, 60, 60, 0.9]])
+    there = _result([[0, 12.5, 10, 50, 50, 0.98], [1, 20, 21, 60, 60, 0.9]])
+    assert check_same_faces("v.mp4", here, there, tolerance_px=3.0) == pytest.approx(2.5)
+
+
+def test_check_same_faces_refuses_when_a_box_moves_past_the_tolerance():
+    with pytest.raises(RuntimeError, match=r"a box 4 px apart, more than 3"):
+        check_same_faces(
+            "v.mp4",
+            _result([[0, 10, 10, 50, 50, 0.99]]),
+            _result([[0, 14, 10, 50, 50, 0.99]]),
+            tolerance_px=3.0,
+        )
+
+
+def test_check_same_faces_refuses_when_a_face_is_in_another_frame_within_tolerance():
+    with pytest.raises(RuntimeError, match=r"found different faces"):
+        check_same_faces(
+            "v.mp4",
+            _result([[0, 10, 10, 50, 50, 0.99]]),
+            _result([[1, 10, 10, 50, 50, 0.99]]),
+            tolerance_px=3.0,
+        )
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "two"])
+def test_side_by_side_arguments_exit_when_box_tolerance_is_not_a_distance(value, capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, result=Path("r.json"), first_port=18800)
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--box-tolerance-px", value])
+    assert exited.value.code == 2
+    assert "--box-tolerance-px" in capsys.readouterr().err
