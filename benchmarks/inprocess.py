@@ -32,7 +32,7 @@ from fakescope.client.video import sample_frames
 from fakescope.pipeline.aggregation import aggregate
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
-from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets, detect_faces
+from fakescope.pipeline.mtcnn import FaceDetections, OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.pipeline.onnx_session import cpu_session_options
 from fakescope.serving.model_config import aggregation_params, detector_params, latest_version_dir
 
@@ -59,19 +59,24 @@ class OrtPipeline:
             str(path), cpu_session_options(), providers=["CPUExecutionProvider"]
         )
 
-    def run(self, video: Path, num_frames: int, max_side: int | None) -> tuple[float, float]:
-        """Analyze ``video``; return ``(seconds, fake_probability)``."""
-        start = time.perf_counter()
-        sampled = sample_frames(video, num_frames, max_side=max_side)
-        found = detect_faces(sampled.frames, self.nets, self.detector)
+    def faces(self, frames: NDArray[np.uint8]) -> tuple[FaceDetections, NDArray[np.uint8]]:
+        """Detect the faces of ``frames``; return them and their crops, as the server cuts them."""
+        found = detect_faces(frames, self.nets, self.detector)
         boxes = np.concatenate([found.frame_index[:, None], found.boxes], axis=1)
         crops = crop_faces(
-            sampled.frames,
+            frames,
             boxes,
             size=self.spec.input_size,
             margin=self.spec.face_margin,
             shift=self.spec.face_shift,
         )
+        return found, crops
+
+    def run(self, video: Path, num_frames: int, max_side: int | None) -> tuple[float, float]:
+        """Analyze ``video``; return ``(seconds, fake_probability)``."""
+        start = time.perf_counter()
+        sampled = sample_frames(video, num_frames, max_side=max_side)
+        found, crops = self.faces(sampled.frames)
         scores = np.zeros(0, np.float32)
         if len(crops):
             feed = {contract.CLASSIFIER_INPUT: crops}
