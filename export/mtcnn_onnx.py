@@ -23,10 +23,10 @@ and pyramid levels of a real face image.
 
 Each PReLU is written as ``x + (slope - 1) * min(x, 0)`` (ONNX ``Clip``, ``Mul``, ``Add``:
 :func:`_prelu_as_min`), not as ONNX ``PRelu``: ONNX Runtime's CPU ``PRelu`` kernel, a
-per-channel broadcast, took 30-40 % of each net's time, and its result left the blocked layout
-ONNX Runtime keeps convolutions in; the three plain ops cost less (``benchmarks/README.md``,
-"What each lever bought"). The same function up to float rounding, within the parity check's
-tolerance, as the check shows.
+per-channel broadcast, was the largest operator of P-Net and R-Net and the second of O-Net,
+and the three plain ops take less time on P-Net and R-Net, about the same on O-Net
+(``benchmarks/results/xeon-host/model_ops.md``, ``python -m fakescope.benchmarks.model_ops``).
+The same function up to float rounding, within the parity check's tolerance, as the check shows.
 
 Run as ``python -m fakescope.export.mtcnn_onnx OUTPUT_DIR``.
 """
