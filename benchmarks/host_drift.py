@@ -151,8 +151,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         "Written by `python -m fakescope.benchmarks.host_drift` from the two runs' "
         f"`summary.json`; do not edit. Before: {before}; after: {after}. Each cell: before → "
-        "after (change). The probe is the served R-Net on 512 fixed windows, one ONNX Runtime "
-        "thread, median of 7 rounds, timed just before the level.",
+        "after (change). The probe is an R-Net of the detector on 512 fixed windows, one ONNX "
+        "Runtime thread, median of 7 rounds, timed just before the level: the served R-Net up "
+        "to the tenth Xeon run and the runs before it, a pinned copy of it as served up to "
+        "commit a373ed6 since (`benchmarks/host_speed.py`), so a comparison across the "
+        "re-export of the served nets after a373ed6 (the ninth Xeon run against the tenth) "
+        "compares two networks, not two hosts.",
         "",
         "| protocol | users | host probe ms | CPU s per video, load generator "
         "| CPU s per video, server | p95 ratio |",

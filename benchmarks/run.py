@@ -694,7 +694,7 @@ def run_bench(args: argparse.Namespace) -> int:
             facts["load_average_at_start"][0],
         )
     videos = args.videos or ensure_videos(args.videos_dir)
-    probe = HostProbe(args.repository)
+    probe = HostProbe()
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
     server = EmbeddedTriton(args.repository, address, detector_nets=args.detector_nets)
     started = time.perf_counter()

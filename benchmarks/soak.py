@@ -373,7 +373,7 @@ def run_soak(args: argparse.Namespace) -> int:
     raw = out / "soak-raw"
     raw.mkdir(parents=True, exist_ok=True)
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
-    probe = HostProbe(args.repository)
+    probe = HostProbe()
     server = EmbeddedTriton(args.repository, address)
     server.start()
     assert server.process is not None

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from fakescope.benchmarks.host_speed import (
+    PROBE_MODEL,
     CpuTicks,
     HostProbe,
     read_cpu_ticks,
     steal_share,
 )
 from fakescope.paths import MODEL_REPOSITORY
+
+PROBE_MODEL_SHA256 = "88bd28c12c9cd6d194f6c40b8600b8a6fdadb92f7a077b49138b1f6bad07ba7e"
 
 STAT = """cpu  100 5 20 800 10 0 3 12 7 0
 cpu0 50 2 10 400 5 0 1 6 3 0
@@ -42,13 +47,21 @@ def test_read_cpu_ticks_reads_this_machine_when_it_has_proc_stat():
     assert 0 <= ticks.steal <= ticks.total
 
 
-def test_host_probe_times_the_served_rnet_when_read():
-    probe = HostProbe(MODEL_REPOSITORY)
+def test_host_probe_times_its_pinned_rnet_when_read():
+    probe = HostProbe()
     reading = probe.read(rounds=3)
     assert reading["rounds"] == 3
     assert 0 < reading["min_ms"] <= reading["median_ms"] <= reading["max_ms"]
 
 
+def test_host_probe_model_stays_the_rnet_of_earlier_runs_when_the_served_nets_change():
+    # runs compare through the probe only while it times the same network: the served R-Net
+    # up to commit a373ed6 (with ONNX PRelu), whatever the served one has become since
+    assert hashlib.sha256(PROBE_MODEL.read_bytes()).hexdigest() == PROBE_MODEL_SHA256
+    served = MODEL_REPOSITORY / "mtcnn_rnet" / "1" / "model.onnx"
+    assert served.read_bytes() != PROBE_MODEL.read_bytes()
+
+
 def test_host_probe_refuses_when_rounds_is_below_one():
     with pytest.raises(ValueError, match="rounds must be >= 1"):
-        HostProbe(MODEL_REPOSITORY).read(rounds=0)
+        HostProbe().read(rounds=0)
