@@ -32,7 +32,12 @@ from fakescope.client.video import sample_frames
 from fakescope.pipeline.aggregation import aggregate
 from fakescope.pipeline.crops import crop_faces
 from fakescope.pipeline.metadata import read_classifier_spec
-from fakescope.pipeline.mtcnn import FaceDetections, OnnxRuntimeMtcnnNets, detect_faces
+from fakescope.pipeline.mtcnn import (
+    FaceDetections,
+    MtcnnNets,
+    OnnxRuntimeMtcnnNets,
+    detect_faces,
+)
 from fakescope.pipeline.onnx_session import cpu_session_options
 from fakescope.serving.model_config import aggregation_params, detector_params, latest_version_dir
 
@@ -50,7 +55,7 @@ class OrtPipeline:
         # as face_detector does in its stub; for the whole process, so the baselines timed
         # beside this pipeline get it too
         set_up_memory()
-        self.nets = OnnxRuntimeMtcnnNets(repository)
+        self.nets: MtcnnNets = OnnxRuntimeMtcnnNets(repository)
         self.detector = detector_params(repository)
         self.aggregation = aggregation_params(repository)
         path = _classifier_path(repository)

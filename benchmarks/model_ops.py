@@ -58,7 +58,7 @@ def recorded_inputs(repository: Path, video: Path) -> dict[str, list[NDArray[Any
     """Return every batch the served detector gives each net on ``video``, and its face crops."""
     pipeline = OrtPipeline(repository)
     recording = RecordingNets(pipeline.nets)
-    pipeline.nets = recording  # type: ignore[assignment]
+    pipeline.nets = recording
     sampled = sample_frames(video, DEFAULT_NUM_FRAMES, max_side=DEFAULT_MAX_SIDE)
     _, crops = pipeline.faces(sampled.frames)
     return {**recording.batches, contract.CLASSIFIER_MODEL: [crops]}
