@@ -8,9 +8,9 @@ classifier). Both repositories get the same inputs, recorded with this checkout'
 model runs on all of its batches ``--runs`` times after one untimed pass, with ONNX Runtime's
 profiler on and one intra-op thread, so that the kernel times add up to the work: per model,
 the milliseconds per video of its runs and of their kernels, and each operator type's share of
-the kernels' time. What ONNX Runtime
-runs is its optimised graph, so the types include the layout changes it inserts
-(``ReorderInput``, ``ReorderOutput``) and the fused kernels it picks (``QLinearConv``).
+the kernels' time. What ONNX Runtime runs is its optimised graph, so the types include the
+layout changes it inserts (``ReorderInput``, ``ReorderOutput``) and the fused kernels it picks
+(``QLinearConv``).
 
 Run: ``python -m fakescope.benchmarks.model_ops [--before COMMIT]`` (writes
 ``benchmarks/results/model_ops.json`` and its table, ``model_ops.md``).
