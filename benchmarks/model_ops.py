@@ -111,7 +111,9 @@ def op_shares(
     return {"run_ms": run_ms, "kernel_ms": sum(ordered.values()), "op_ms": ordered}
 
 
-def profile_model(path: Path, input_name: str, batches: list[NDArray[Any]], runs: int) -> Any:
+def profile_model(
+    path: Path, input_name: str, batches: list[NDArray[Any]], runs: int
+) -> dict[str, Any]:
     """Run ``path`` on ``batches`` once untimed and ``runs`` times profiled; summarise its ops."""
     import onnxruntime as ort
 

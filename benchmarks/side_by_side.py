@@ -80,12 +80,12 @@ def check_same_faces(
     Raises RuntimeError when they hold different faces: another count, another frame, or a box
     coordinate more than ``tolerance_px`` apart.
     """
-    if here.face_boxes.shape != there.face_boxes.shape:
+    if here.face_boxes.shape != there.face_boxes.shape or not np.array_equal(
+        here.face_boxes[:, 0], there.face_boxes[:, 0]
+    ):
         raise RuntimeError(f"{video}: the two servers found different faces")
     if len(here.face_boxes) == 0:
         return 0.0
-    if not np.array_equal(here.face_boxes[:, 0], there.face_boxes[:, 0]):
-        raise RuntimeError(f"{video}: the two servers found different faces")
     largest = float(np.max(np.abs(here.face_boxes[:, 1:5] - there.face_boxes[:, 1:5])))
     if not largest <= tolerance_px:
         raise RuntimeError(
