@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 import statistics
@@ -73,7 +72,6 @@ from fakescope.export.quantize import (
     CALIBRATION_METHOD,
     CALIBRATION_SEED,
     FLOAT_BLOCKS,
-    QUANTIZATION_KEY,
     SELECTION_FACES,
     SELECTION_SEED,
     TOLERANCE,
@@ -82,12 +80,12 @@ from fakescope.export.quantize import (
     calibration_names,
     choose_float_blocks,
     classifier_logits,
+    float_source,
     head_nodes,
     own_arithmetic_options,
     quantize,
 )
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
-from fakescope.pipeline.metadata import read_provenance
 from fakescope.pipeline.onnx_session import cpu_session_options
 
 if TYPE_CHECKING:
@@ -174,25 +172,6 @@ class Timing:
     wall_median: float
     wall_min: float
     cpu_median: float
-
-
-def float_source(model: Path) -> Path:
-    """Return ``model``, or the float version it was quantized from (in the same repository).
-
-    The variants are all built from, and judged against, the float model.
-
-    Raises:
-        FileNotFoundError: ``model`` is quantized and its float version is not beside it.
-
-    """
-    record = read_provenance(model).get(QUANTIZATION_KEY)
-    if record is None:
-        return model
-    source = model.parent.parent / str(json.loads(record)["source_version"]) / model.name
-    if not source.is_file():
-        raise FileNotFoundError(f"{model} is int8; its float version {source} is not there")
-    logger.info("%s is int8: measuring from its float version %s", model, source)
-    return source
 
 
 def time_models(

@@ -34,6 +34,7 @@ import onnx
 from numpy.typing import NDArray
 
 from fakescope import contract
+from fakescope.export.normalisation import scalar_normalisation
 from fakescope.pipeline.onnx_session import cpu_session_options
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "choose_float_blocks",
     "classifier_logits",
     "export_quantized_version",
+    "float_source",
     "head_nodes",
     "own_arithmetic_options",
     "quantize",
@@ -173,8 +175,9 @@ def quantize(
 
     ``float_head`` keeps :func:`head_nodes` in float, ``float_blocks`` the nodes of those
     :func:`backbone_blocks`; ``seven_bit_weights`` quantizes weights to 7 bits (ONNX Runtime's
-    ``reduce_range``). The source's metadata (the classifier's spec and provenance) is carried
-    over.
+    ``reduce_range``). The input normalisation's uniform constants become scalars
+    (:func:`~fakescope.export.normalisation.scalar_normalisation`). The source's metadata (the
+    classifier's spec and provenance) is carried over.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -188,6 +191,8 @@ def quantize(
     # symbolic shape inference is for transformer graphs; ONNX's own is enough here
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     model = onnx.load(str(prepared))
+    if scalar_normalisation(model):  # the same values, faster (fakescope.export.normalisation)
+        onnx.save(model, str(prepared))
     exclude = head_nodes(model) if float_head else []
     blocks = backbone_blocks(model)
     unknown = sorted(set(float_blocks) - set(blocks))
@@ -289,6 +294,27 @@ class _Faces:
     calibration: NDArray[Any]
     selection: NDArray[Any]
     selection_labels: NDArray[np.float64]
+
+
+def float_source(model: Path) -> Path:
+    """Return ``model``, or the float version it was quantized from (in the same repository).
+
+    An int8 model is built from, and judged against, the float model.
+
+    Raises:
+        FileNotFoundError: ``model`` is quantized and its float version is not beside it.
+
+    """
+    from fakescope.pipeline.metadata import read_provenance
+
+    record = read_provenance(model).get(QUANTIZATION_KEY)
+    if record is None:
+        return model
+    source = model.parent.parent / str(json.loads(record)["source_version"]) / model.name
+    if not source.is_file():
+        raise FileNotFoundError(f"{model} is int8; its float version {source} is not there")
+    logger.info("%s is int8: starting from its float version %s", model, source)
+    return source
 
 
 def _split_arguments(provenance: dict[str, str], source: Path) -> argparse.Namespace:
@@ -401,17 +427,20 @@ def export_quantized_version(
     float_block_count: int = FLOAT_BLOCKS,
     tolerance: float = TOLERANCE,
 ) -> int:
-    """Publish the int8 model of the served float classifier as the next version, if accepted.
+    """Publish the int8 model of the served classifier's float version as the next version.
 
-    ``data`` is the face-crop set the served version was trained on (its recorded split gives
+    The float version is the served one, or where that is int8 already, the float version it was
+    made from (:func:`float_source`): quantizing again applies this module's recipe as it now
+    is. ``data`` is the face-crop set the float version was trained on (its recorded split gives
     the training and validation faces). The model is built in a staging folder, judged on the
     validation faces and renamed into place only when :func:`accepted` holds; the config then
     pins it and its card is served (as :func:`fakescope.export.versions.export_new_version`
     does). Returns the new version number.
 
     Raises:
-        FileNotFoundError: no classifier version in ``repository``.
-        ValueError: the served version is quantized already or records no split, or ``data``
+        FileNotFoundError: no classifier version in ``repository``, or the served int8
+            version's float version is gone.
+        ValueError: the float version records no split, or ``data``
             is not its face-crop set, or a face count is out of range.
         RuntimeError: the int8 model does not keep the float model's quality (nothing is left
             behind; the figures are in the message).
@@ -420,17 +449,15 @@ def export_quantized_version(
     from fakescope.benchmarks.machine import cpu_facts
     from fakescope.export.model_card import model_card
     from fakescope.export.provenance import git_commit
-    from fakescope.export.versions import CARD, publishing, served_version
+    from fakescope.export.versions import CARD, list_versions, publishing, served_version
     from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
     from fakescope.training.cli import FACE_CROP_LIMITATIONS
 
     repository = Path(repository)
     folder = repository / contract.CLASSIFIER_MODEL
-    source_version = served_version(repository)
-    source = folder / str(source_version) / "model.onnx"
+    source = float_source(folder / str(served_version(repository)) / "model.onnx")
+    source_version = int(source.parent.name)
     provenance = read_provenance(source)
-    if QUANTIZATION_KEY in provenance:
-        raise ValueError(f"face_classifier version {source_version} is quantized already")
     if float_block_count < 0:
         raise ValueError(f"float blocks must be >= 0, got {float_block_count}")
     faces = _read_faces(
@@ -440,7 +467,7 @@ def export_quantized_version(
         calibration_faces,
         selection_faces if float_block_count else 0,
     )
-    version = source_version + 1
+    version = list_versions(repository)[-1] + 1
     with publishing(folder, version) as staging:
         blocks: list[str] = []
         losses: dict[str, float] = {}

@@ -344,8 +344,32 @@ def test_export_quantize_publishes_the_int8_model_as_the_next_version_when_quali
     assert f"int8 model of version {source}" in card
     assert "fakescope export --quantize" in card
     assert (folder / str(source) / "MODEL_CARD.md").is_file()  # kept for a rollback
-    with pytest.raises(ValueError, match="quantized already"):
-        export_quantized_version(repository, trained["data"], calibration_faces=4)
+    assert _normalisation_constant_shapes(published) == [[], []]  # scalars, not [1, 3, 1, 1]
+
+
+def test_export_quantize_starts_from_the_float_version_when_the_served_one_is_int8(
+    trained, tmp_path
+):
+    repository, folder = _repository_copy(trained, tmp_path)
+    source = served_version(repository)
+    arguments = {"calibration_faces": 4, "float_block_count": 0, "tolerance": 1.0}
+    first = export_quantized_version(repository, trained["data"], **arguments)
+    again = export_quantized_version(repository, trained["data"], **arguments)
+    assert again == first + 1 and served_version(repository) == again
+    record = json.loads(read_provenance(folder / str(again) / "model.onnx")["quantization"])
+    assert record["source_version"] == source  # the float version, not the int8 one
+    assert _int8_initializers(folder / str(again) / "model.onnx") > 0
+
+
+def _normalisation_constant_shapes(path) -> list[list[int]]:
+    """The shapes of the constants the model's ``Sub`` and ``Div`` nodes read from initializers."""
+    model = onnx.load(str(path))
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    return [
+        shapes[node.input[1]]
+        for node in model.graph.node
+        if node.op_type in ("Sub", "Div") and node.input[1] in shapes
+    ][:2]
 
 
 def test_export_quantize_leaves_the_repository_as_it_was_when_quality_drops(trained, tmp_path):
