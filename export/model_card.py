@@ -110,7 +110,13 @@ def _quantization_line(record: Mapping[str, Any]) -> str:
         f"- int8 model of version {record['source_version']}: {record['format']}; weights "
         f"{record['weights']}; activations {record['activations']}; "
         f"{record['calibration']['method']} calibration on {record['calibration']['faces']} "
-        f"faces of the train split; float: {record['float_nodes']}. Published because it keeps "
+        f"faces of the train split; float: {record['float_nodes']}"
+        + (
+            "; input normalisation with scalar constants (equal in every channel)"
+            if record.get("scalar_normalisation")
+            else ""
+        )
+        + ". Published because it keeps "
         f"the float model's quality within {record['tolerance']} on the "
         f"{record['validation_faces']} validation faces: {figures}"
     )

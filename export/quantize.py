@@ -170,14 +170,15 @@ def quantize(
     method: str,
     seven_bit_weights: bool = False,
     float_blocks: Collection[str] = (),
-) -> None:
+) -> list[str]:
     """Write the int8 (QDQ) version of ``source`` to ``target``, calibrated on ``calibration``.
 
     ``float_head`` keeps :func:`head_nodes` in float, ``float_blocks`` the nodes of those
     :func:`backbone_blocks`; ``seven_bit_weights`` quantizes weights to 7 bits (ONNX Runtime's
     ``reduce_range``). The input normalisation's uniform constants become scalars
     (:func:`~fakescope.export.normalisation.scalar_normalisation`). The source's metadata (the
-    classifier's spec and provenance) is carried over.
+    classifier's spec and provenance) is carried over. Returns the normalisation nodes whose
+    constants became scalars.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -191,7 +192,8 @@ def quantize(
     # symbolic shape inference is for transformer graphs; ONNX's own is enough here
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     model = onnx.load(str(prepared))
-    if scalar_normalisation(model):  # the same values, faster (fakescope.export.normalisation)
+    scalars = scalar_normalisation(model)  # the same values, faster (export.normalisation)
+    if scalars:
         onnx.save(model, str(prepared))
     exclude = head_nodes(model) if float_head else []
     blocks = backbone_blocks(model)
@@ -216,6 +218,7 @@ def quantize(
     del quantized.metadata_props[:]
     quantized.metadata_props.extend(original.metadata_props)
     onnx.save(quantized, str(target))
+    return scalars
 
 
 def classifier_logits(path: Path, crops: NDArray[Any]) -> NDArray[Any]:
@@ -483,7 +486,7 @@ def export_quantized_version(
                 method=CALIBRATION_METHOD,
             )
         target = staging / "model.onnx"
-        quantize(
+        scalars = quantize(
             source,
             target,
             faces.calibration,
@@ -526,6 +529,7 @@ def export_quantized_version(
             "float_nodes": "the head (fully connected layer, temperature, sigmoid) and blocks "
             + (", ".join(blocks) or "none"),
             "float_blocks": blocks,
+            "scalar_normalisation": scalars,
             "selection": {
                 "faces": selection_faces if float_block_count else 0,
                 "seed": SELECTION_SEED,

@@ -345,6 +345,8 @@ def test_export_quantize_publishes_the_int8_model_as_the_next_version_when_quali
     assert "fakescope export --quantize" in card
     assert (folder / str(source) / "MODEL_CARD.md").is_file()  # kept for a rollback
     assert _normalisation_constant_shapes(published) == [[], []]  # scalars, not [1, 3, 1, 1]
+    assert len(record["scalar_normalisation"]) == 2
+    assert "input normalisation with scalar constants" in card
 
 
 def test_export_quantize_starts_from_the_float_version_when_the_served_one_is_int8(
