@@ -163,26 +163,18 @@ def _load_net(spec: _NetSpec, weights: Path):
 
 
 def _prelu_as_min(prelu):
-    """Return a module computing ``prelu`` as ``x + (slope - 1) * min(x, 0)`` (module docstring).
-
-    On feature maps (4-D) the per-channel product is a depthwise 1×1 convolution; on the
-    vectors after the dense layers (2-D) a ``Mul``.
-    """
+    """Return a module computing ``prelu`` as ``x + (slope - 1) * min(x, 0)`` (module docstring)."""
     import torch
 
     class _PReluAsMin(torch.nn.Module):
         def __init__(self, slope: torch.Tensor) -> None:
             super().__init__()
-            channels = slope.numel()
             self.register_buffer("slope_minus_one", slope.detach().clone() - 1.0)
-            self.register_buffer("kernel", self.slope_minus_one.view(channels, 1, 1, 1))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            negative = torch.clamp(x, max=0.0)
-            if x.dim() == 4:
-                return x + torch.nn.functional.conv2d(negative, self.kernel, groups=x.shape[1])
             # one slope per channel (dimension 1), as torch.nn.PReLU broadcasts it
-            return x + self.slope_minus_one.view(1, -1) * negative
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            return x + self.slope_minus_one.view(shape) * torch.clamp(x, max=0.0)
 
     return _PReluAsMin(prelu.weight)
 
