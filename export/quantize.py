@@ -9,8 +9,9 @@ sigmoid) stays float, and so do the :data:`FLOAT_BLOCKS` backbone blocks whose q
 costs the most LogLoss, chosen on :data:`SELECTION_FACES` other training faces
 (:func:`choose_float_blocks`). The validation faces play no part in building it.
 
-:func:`export_quantized_version` builds that model from the served float version and publishes it
-as the next ``face_classifier`` version only when :func:`accepted` holds on the model's own
+:func:`export_quantized_version` builds that model from the served float version (where the
+served version is int8 already, from the float version it was made from) and publishes it as the
+next ``face_classifier`` version only when :func:`accepted` holds on the model's own
 validation faces (the split its training recorded): AUC at most :data:`TOLERANCE` lower and
 LogLoss at most :data:`TOLERANCE` higher than the float version's, both as ONNX Runtime runs it on
 this CPU (fused int8 kernels) and in its own arithmetic (graph optimisations off: each
