@@ -39,7 +39,8 @@ def scalar_normalisation(model: onnx.ModelProto) -> list[str]:
 
     Follows the graph's first input through single-consumer ``Transpose``, ``Cast``, ``Sub``
     and ``Div`` nodes. Each ``Sub`` or ``Div`` there whose second operand is an initializer
-    (directly or through ``Identity``) holding one value in every element gets a new scalar
+    (directly or through ``Identity``) holding one value in every element, and of no more
+    dimensions than the input (so that it widens nothing by broadcasting), gets a new scalar
     initializer of that value; an operand with different values per channel is left as it is.
     The replaced constants (and ``Identity`` nodes giving them) go where nothing reads them
     any more.
@@ -58,12 +59,13 @@ def scalar_normalisation(model: onnx.ModelProto) -> list[str]:
     changed = []
     replaced: set[str] = set()
     tensor = graph.input[0].name
+    rank = len(graph.input[0].type.tensor_type.shape.dim)
     while len(consumers.get(tensor, [])) == 1:
         (node,) = consumers[tensor]
         if node.op_type not in _PATH_OPS or node.input[0] != tensor:
             break
         if node.op_type in NORMALISATION_OPS and len(node.input) == 2:
-            scalar = _uniform_value(initializers, identities, node.input[1])
+            scalar = _uniform_value(initializers, identities, node.input[1], rank)
             if scalar is not None:
                 name = f"{node.output[0]}_scalar"
                 graph.initializer.append(numpy_helper.from_array(scalar, name))
@@ -78,11 +80,14 @@ def scalar_normalisation(model: onnx.ModelProto) -> list[str]:
 
 
 def _uniform_value(
-    initializers: dict[str, onnx.TensorProto], identities: dict[str, str], name: str
+    initializers: dict[str, onnx.TensorProto], identities: dict[str, str], name: str, rank: int
 ) -> NDArray[Any] | None:
-    """Return the scalar ``name`` holds in every element, or ``None`` (not constant, or varied)."""
+    """Return the scalar ``name`` holds in every element, or ``None``.
+
+    ``None`` also when it is no constant, or has more than ``rank`` dimensions.
+    """
     tensor = initializers.get(identities.get(name, name))
-    if tensor is None:
+    if tensor is None or len(tensor.dims) > rank:
         return None
     values = numpy_helper.to_array(tensor)
     if values.size == 0 or not bool(np.all(values == values.flat[0])):

@@ -86,6 +86,15 @@ def test_scalar_normalisation_keeps_a_constant_when_its_channels_differ():
     np.testing.assert_allclose(_outputs(model, images), before, rtol=0, atol=1e-6)
 
 
+def test_scalar_normalisation_keeps_a_constant_when_it_has_more_dimensions_than_the_input():
+    # a [1, 1, 3, 1, 1] constant broadcasts the 4-D input to 5-D; a scalar would not
+    model = _normalising_model([127.5] * 3, [127.5] * 3, shared=False)
+    std = next(t for t in model.graph.initializer if t.name == "std")
+    std.CopyFrom(numpy_helper.from_array(np.full((1, 1, 3, 1, 1), 127.5, np.float32), "std"))
+    assert scalar_normalisation(model) == ["sub"]
+    assert _constant_shapes(model) == {"sub": [], "div": [1, 1, 3, 1, 1]}
+
+
 def test_scalar_normalisation_changes_nothing_when_another_operator_comes_first():
     model = _normalising_model([127.5] * 3, [127.5] * 3, shared=False)
     sub = next(n for n in model.graph.node if n.op_type == "Sub")
