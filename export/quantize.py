@@ -422,6 +422,14 @@ def _set_provenance(path: Path, entries: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+def _same_graph(first: Path, second: Path) -> bool:
+    """Whether two ONNX files hold the same graph (operators and weights; metadata aside)."""
+    return (
+        onnx.load(str(first)).graph.SerializeToString()
+        == onnx.load(str(second)).graph.SerializeToString()
+    )
+
+
 def export_quantized_version(
     repository: Path,
     data: Path,
@@ -444,7 +452,8 @@ def export_quantized_version(
     Raises:
         FileNotFoundError: no classifier version in ``repository``, or the served int8
             version's float version is gone.
-        ValueError: the float version records no split, or ``data``
+        ValueError: the served version is the int8 model this would publish, or the float
+            version records no split, or ``data``
             is not its face-crop set, or a face count is out of range.
         RuntimeError: the int8 model does not keep the float model's quality (nothing is left
             behind; the figures are in the message).
@@ -459,7 +468,8 @@ def export_quantized_version(
 
     repository = Path(repository)
     folder = repository / contract.CLASSIFIER_MODEL
-    source = float_source(folder / str(served_version(repository)) / "model.onnx")
+    served = folder / str(served_version(repository)) / "model.onnx"
+    source = float_source(served)
     source_version = int(source.parent.name)
     provenance = read_provenance(source)
     if float_block_count < 0:
@@ -496,6 +506,11 @@ def export_quantized_version(
             seven_bit_weights=True,
             float_blocks=blocks,
         )
+        if served != source and _same_graph(target, served):
+            raise ValueError(
+                f"face_classifier version {served.parent.name} is this recipe's int8 model of "
+                f"version {source_version} already; nothing published"
+            )
         logger.info(
             "judging version %d against %d on %d faces", version, source_version, len(faces.val)
         )

@@ -354,13 +354,27 @@ def test_export_quantize_starts_from_the_float_version_when_the_served_one_is_in
 ):
     repository, folder = _repository_copy(trained, tmp_path)
     source = served_version(repository)
-    arguments = {"calibration_faces": 4, "float_block_count": 0, "tolerance": 1.0}
-    first = export_quantized_version(repository, trained["data"], **arguments)
-    again = export_quantized_version(repository, trained["data"], **arguments)
+    arguments = {"float_block_count": 0, "tolerance": 1.0}
+    first = export_quantized_version(repository, trained["data"], calibration_faces=4, **arguments)
+    # another recipe (more calibration faces): another int8 model of the float version
+    again = export_quantized_version(repository, trained["data"], calibration_faces=6, **arguments)
     assert again == first + 1 and served_version(repository) == again
     record = json.loads(read_provenance(folder / str(again) / "model.onnx")["quantization"])
     assert record["source_version"] == source  # the float version, not the int8 one
     assert _int8_initializers(folder / str(again) / "model.onnx") > 0
+
+
+def test_export_quantize_publishes_nothing_when_the_served_version_is_its_int8_model_already(
+    trained, tmp_path
+):
+    repository, folder = _repository_copy(trained, tmp_path)
+    arguments = {"calibration_faces": 4, "float_block_count": 0, "tolerance": 1.0}
+    first = export_quantized_version(repository, trained["data"], **arguments)
+    listing = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(ValueError, match=f"version {first} is this recipe's int8 model"):
+        export_quantized_version(repository, trained["data"], **arguments)
+    assert sorted(p.name for p in folder.iterdir()) == listing  # no version, no staging left
+    assert served_version(repository) == first
 
 
 def _normalisation_constant_shapes(path) -> list[list[int]]:
