@@ -453,8 +453,8 @@ def export_quantized_version(
         FileNotFoundError: no classifier version in ``repository``, or the served int8
             version's float version is gone.
         ValueError: the served version is the int8 model this would publish, or the float
-            version records no split, or ``data``
-            is not its face-crop set, or a face count is out of range.
+            version records no split, or ``data`` is not its face-crop set, or a face count is
+            out of range.
         RuntimeError: the int8 model does not keep the float model's quality (nothing is left
             behind; the figures are in the message).
 
