@@ -35,6 +35,7 @@ def follow_faces(
     source_frame: NDArray[np.int64],
     source_boxes: NDArray[np.float32],
     target_frame: NDArray[np.int64],
+    template_side: int = TEMPLATE_SIDE,
 ) -> NDArray[np.float32]:
     """Find each face of ``source_boxes`` again in its target frame.
 
@@ -43,6 +44,7 @@ def follow_faces(
         source_frame: ``[P]`` the frame each face was seen in.
         source_boxes: ``[P, >=4]`` its box there (x1, y1, x2, y2).
         target_frame: ``[P]`` the frame to find it in.
+        template_side: the face's side, in pixels, at which it is matched.
 
     Returns:
         ``[P, 4]`` float32: each source box moved to where its picture matches the target
@@ -63,6 +65,7 @@ def follow_faces(
             grey_frame(int(source_frame[row])),
             grey_frame(int(target_frame[row])),
             source_boxes[row, :4].astype(np.float64),
+            template_side,
         )
         if moved is not None:
             out[row] = moved
@@ -70,14 +73,17 @@ def follow_faces(
 
 
 def _follow_one(
-    source: NDArray[np.uint8], target: NDArray[np.uint8], box: NDArray[np.float64]
+    source: NDArray[np.uint8],
+    target: NDArray[np.uint8],
+    box: NDArray[np.float64],
+    template_side: int,
 ) -> NDArray[np.float32] | None:
     """Return the box moved to its best match in ``target`` (None: nothing to match)."""
     height, width = source.shape
     side = max(box[2] - box[0], box[3] - box[1])
     if not side > 0:
         return None
-    scale = TEMPLATE_SIDE / side
+    scale = template_side / side
     # the face's picture: the part of its box inside the frame
     x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
     x1, y1 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))

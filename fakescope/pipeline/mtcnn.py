@@ -49,7 +49,7 @@ from fakescope.contract import (
     RNET_PROBABILITY,
     RNET_REGRESSION,
 )
-from fakescope.pipeline.face_tracking import follow_faces
+from fakescope.pipeline.face_tracking import TEMPLATE_SIDE, follow_faces
 from fakescope.pipeline.keyframes import (
     CARRY_MIN_SCORE,
     Proposals,
@@ -128,6 +128,9 @@ class MtcnnParams:
             refined by O-Net on its own frame, and a frame where one fails is detected in full,
             as is a frame neither keyframe gives a face to carry. A face that enters a frame
             between keyframes beside faces carried there is not looked for.
+        follow_template_side: with ``keyframe_stride > 1``, the side in pixels at which a lost
+            face is matched when it is followed from its keyframe
+            (:func:`fakescope.pipeline.face_tracking.follow_faces`).
 
     """
 
@@ -137,6 +140,7 @@ class MtcnnParams:
     max_side: int | None = None
     pnet_batch_frames: int | None = None
     keyframe_stride: int = 1
+    follow_template_side: int = TEMPLATE_SIDE
 
     def __post_init__(self) -> None:
         """Validate the parameters."""
@@ -150,6 +154,8 @@ class MtcnnParams:
             raise ValueError(f"max_side must be None or >= {_PNET_CELL}, got {self.max_side}")
         if self.keyframe_stride < 1:
             raise ValueError(f"keyframe_stride must be >= 1, got {self.keyframe_stride}")
+        if self.follow_template_side < 1:
+            raise ValueError(f"follow_template_side must be >= 1, got {self.follow_template_side}")
         if self.pnet_batch_frames is not None and self.pnet_batch_frames < 1:
             raise ValueError(
                 f"pnet_batch_frames must be None or >= 1, got {self.pnet_batch_frames}"
@@ -733,7 +739,9 @@ def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: Mtc
     parts = [on_keys, on_unproposed, verified.select(~np.isin(verified.frame_index, lost))]
     followed_frames = 0
     if len(lost):
-        followed, still_lost = _follow_lost(frames, lost, proposed, passed, nets, threshold)
+        followed, still_lost = _follow_lost(
+            frames, lost, proposed, passed, nets, threshold, params.follow_template_side
+        )
         parts.append(followed)
         followed_frames, lost = len(lost) - len(still_lost), still_lost
     if len(lost):
@@ -763,6 +771,7 @@ def _follow_lost(
     passed: NDArray[np.bool_],
     nets: MtcnnNets,
     threshold: float,
+    template_side: int,
 ) -> tuple[_Found, NDArray[np.int64]]:
     """Second guesses for the lost frames; return the faces of the frames found, and the rest.
 
@@ -782,6 +791,7 @@ def _follow_lost(
         proposed.source_frame[rows[failed]],
         proposed.source_boxes[rows[failed]],
         frame_index[failed],
+        template_side,
     )
     found, accepted = _onet_stage(frames, frame_index, _unscored(boxes), nets, threshold)
     least_faces = np.zeros(frames.shape[0], np.int64)
