@@ -124,6 +124,7 @@ def detector_params_from(params: dict[str, str]) -> MtcnnParams:
         factor=float(params["scale_factor"]),
         max_side=int(params["detection_max_side"]) or None,
         keyframe_stride=int(params["keyframe_stride"]),
+        follow_template_side=int(params["follow_template_side"]),
     )
 
 

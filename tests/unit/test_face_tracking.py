@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fakescope.pipeline.face_tracking import TEMPLATE_SIDE, follow_faces
+from fakescope.pipeline.mtcnn import MtcnnParams
 
 SIDE = 120
 
@@ -35,6 +36,21 @@ def test_follow_faces_moves_box_with_face_when_face_crosses_frame(pictures):
         moved = follow_faces(frames, np.array([0]), box, np.array([target]))
         # within one step of the match: the face's side over TEMPLATE_SIDE
         np.testing.assert_allclose(moved[0], [x, y, x + SIDE, y + SIDE], atol=SIDE / TEMPLATE_SIDE)
+
+
+@pytest.mark.parametrize("template_side", [8, 24])
+def test_follow_faces_moves_box_within_one_step_when_matched_at_another_side(
+    pictures, template_side
+):
+    frames = _frames(pictures, [(40, 30), (470, 200)])
+    box = np.array([[40, 30, 40 + SIDE, 30 + SIDE]], np.float32)
+    moved = follow_faces(frames, np.array([0]), box, np.array([1]), template_side=template_side)
+    np.testing.assert_allclose(moved[0], [470, 200, 590, 320], atol=SIDE / template_side)
+
+
+def test_mtcnn_params_refuses_follow_template_side_when_below_one():
+    with pytest.raises(ValueError, match="follow_template_side must be >= 1"):
+        MtcnnParams(follow_template_side=0)
 
 
 def test_follow_faces_follows_each_face_from_its_own_frame_when_given_several(pictures):
