@@ -158,15 +158,16 @@ def render_markdown(result: dict[str, Any]) -> str:
     sides = [t["side"] for t in result["totals"]]
     lines += [
         "",
-        "Per video: faces found / reference, mean IoU, detector CPU seconds.",
+        f"Per video: faces found / reference, mean IoU, detector CPU seconds (vs {served} px).",
         "",
         "| video | " + " | ".join(f"{s} px" for s in sides) + " |",
         "|---|" + "---|" * len(sides),
     ]
     for video, rows in result["videos"].items():
+        cpu = {r["side"]: r["detector_cpu_s"] for r in rows}
         cells = [
             f"{r['found']} / {r['reference_faces']}, {fmt(r['mean_iou'])}, "
-            f"{r['detector_cpu_s']:.3f}"
+            f"{r['detector_cpu_s']:.3f} ({r['detector_cpu_s'] / cpu[served]:.2f}x)"
             for r in rows
         ]
         lines.append(f"| {video} | " + " | ".join(cells) + " |")

@@ -5,10 +5,11 @@ frames between keyframes by interpolating its keyframe boxes linearly. A face th
 a curve, or faster than a face width between samples, is missed by that guess, and its frame
 would be searched again with the cascade's first two stages. Before that, the face is
 *followed*: its picture in the keyframe it was seen in is looked for in the whole frame, by
-normalised cross-correlation on grey frames shrunk so that the face is :data:`TEMPLATE_SIDE`
-pixels wide, and the best match becomes the new guess, which O-Net verifies as it verifies
-the interpolated ones. About two milliseconds per face against a pyramid search; a face that
-turned or changed size beyond recognition is not found, and its frame is searched as before.
+normalised cross-correlation on grey frames shrunk so that the face is a few pixels wide
+(``template_side``: the served detector's ``follow_template_side``), and the best match
+becomes the new guess, which O-Net verifies as it verifies the interpolated ones. About a
+millisecond per face against a pyramid search; a face that turned or changed size beyond
+recognition is not found, and its frame is searched as before.
 
 Pure OpenCV and numpy: no nets.
 """
@@ -23,10 +24,12 @@ from numpy.typing import NDArray
 
 __all__ = ["TEMPLATE_SIDE", "follow_faces"]
 
-#: The face's side, in pixels, at which it is matched. The whole frame is searched, so the
-#: cost grows with the square of this; at 16 px the eyes, nose and mouth are still a few pixels
-#: apart, and one step of the match (1/16 of the face) is well inside what O-Net's box
-#: regression corrects (benchmarks/results/detector_keyframes.md has the faces it keeps).
+#: The face's side, in pixels, at which it is matched, where the caller does not choose (the
+#: served detector does: its ``follow_template_side``). The whole frame is searched, so the
+#: match's cost grows with the square of this (shrinking the frame costs about the same at
+#: any side); at 16 px the eyes, nose and mouth are still a few pixels apart, and one step of
+#: the match (1/16 of the face) is well inside what O-Net's box regression corrects. Other
+#: sides, faces kept and CPU: ``python -m fakescope.benchmarks.follow_template``.
 TEMPLATE_SIDE = 16
 
 
