@@ -158,6 +158,8 @@ def test_detector_params_equal_face_detector_config_when_read_from_repository():
     assert params.min_face_size == int(raw["min_face_size"])
     assert params.max_side == int(raw["detection_max_side"])
     assert params.factor == float(raw["scale_factor"])
+    assert params.keyframe_stride == int(raw["keyframe_stride"])
+    assert params.follow_template_side == int(raw["follow_template_side"])
     assert aggregation_params(REPOSITORY) == AggregationParams.from_parameters(
         config_parameters(REPOSITORY / "video_aggregator" / "config.pbtxt")
     )
