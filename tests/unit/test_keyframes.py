@@ -178,6 +178,17 @@ def test_detect_faces_follows_face_without_searching_when_face_jumps_between_key
     assert np.abs(centres - expected).max() < FACE_SIDE / 4
 
 
+def test_detect_faces_searches_lost_frames_when_template_side_is_too_small_to_follow(face):
+    # a face shrunk to one pixel has no picture to match (a flat template matches nothing),
+    # so following fails and the lost frames are searched: the served side reaches following
+    positions = [(20, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
+    nets = CountingNets()
+    params = dataclasses.replace(served(4), follow_template_side=1)
+    tracked = detect_faces(video(face, positions), nets, params)
+    assert tracked.frame_index.tolist() == list(range(FRAMES))
+    assert nets.frames_through_pnet() > 3 or nets.batches_below_first_level()
+
+
 @pytest.mark.parametrize("odd_side", [280, 140], ids=["larger", "smaller"])
 def test_detect_faces_searches_lost_frames_locally_when_face_changes_size_between_keyframes(
     odd_side: int,
