@@ -25,7 +25,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.keyframes import box_iou
 from fakescope.pipeline.mtcnn import FaceDetections, MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.serving.model_config import detector_params
+
+if TYPE_CHECKING:
+    from fakescope.benchmarks.videos import BenchVideo
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,21 @@ def faces_found(reference: FaceDetections, other: FaceDetections) -> tuple[int, 
         hits += int((best >= SAME_FACE_IOU).sum())
         ious.extend(float(v) for v in best[best >= SAME_FACE_IOU])
     return hits, ious
+
+
+def detector_videos(
+    bench_dir: Path, dfdc_sample: Path, more: tuple[BenchVideo, ...] = ()
+) -> list[Path]:
+    """Return the videos a detector benchmark measures (the module docstring names them) + ``more``.
+
+    Made in ``bench_dir`` where missing; the DFDC samples where ``dfdc_sample`` exists.
+    """
+    from fakescope.benchmarks import videos as bench  # needs scikit-image
+
+    videos = default_videos(bench_dir, dfdc_sample)
+    return videos + bench.ensure_videos(
+        bench_dir, (bench.FACE_COMES_AND_GOES, bench.SECOND_FACE_COMES_AND_GOES, *more)
+    )
 
 
 def _timed(
@@ -191,13 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     args = parse_run_arguments(parser, argv, runs=3, result=RESULT)
-    from fakescope.benchmarks import videos as bench  # needs scikit-image
-
-    videos = default_videos(args.bench_videos, args.dfdc_sample)
-    videos += bench.ensure_videos(
-        args.bench_videos, (bench.FACE_COMES_AND_GOES, bench.SECOND_FACE_COMES_AND_GOES)
-    )
-    result = measure(videos, STRIDES, args.runs)
+    result = measure(detector_videos(args.bench_videos, args.dfdc_sample), STRIDES, args.runs)
     result["method"] = {
         "runs": args.runs,
         "num_frames": DEFAULT_NUM_FRAMES,

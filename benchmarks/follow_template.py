@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fakescope.benchmarks.arguments import default_videos, parse_run_arguments
-from fakescope.benchmarks.detector_keyframes import SAME_FACE_IOU, faces_found
+from fakescope.benchmarks.arguments import parse_run_arguments
+from fakescope.benchmarks.detector_keyframes import SAME_FACE_IOU, detector_videos, faces_found
 from fakescope.benchmarks.machine import describe_cpu, machine_facts
 from fakescope.benchmarks.result_files import code_version, fmt, write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
@@ -178,13 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     args = parse_run_arguments(parser, argv, runs=5, result=RESULT)
-    from fakescope.benchmarks import videos as bench  # needs scikit-image
+    from fakescope.benchmarks.videos import PHONE_LIKE_VIDEO  # needs scikit-image
 
-    videos = default_videos(args.bench_videos, args.dfdc_sample)
-    videos += bench.ensure_videos(
-        args.bench_videos,
-        (bench.FACE_COMES_AND_GOES, bench.SECOND_FACE_COMES_AND_GOES, bench.PHONE_LIKE_VIDEO),
-    )
+    videos = detector_videos(args.bench_videos, args.dfdc_sample, (PHONE_LIKE_VIDEO,))
     served_side = detector_params(MODEL_REPOSITORY).follow_template_side
     loadavg_before = os.getloadavg()
     result = measure(videos, tuple(sorted({*SIDES, served_side})), args.runs)
