@@ -9,9 +9,10 @@ Runtime with each side of :data:`SIDES`, and once with ``keyframe_stride`` 1 (th
 every frame: the reference of
 :mod:`~fakescope.benchmarks.detector_keyframes`, whose rule counts a face as found). Time is
 the detector's CPU time in this process (all threads), the median of ``--runs`` runs, the sides
-interleaved run by run so that a busy neighbour slows them alike. Only videos whose faces move
-more than a face width between keyframes are followed at all: the bench videos; on the DFDC
-samples every side must give the same faces.
+interleaved run by run so that a busy neighbour slows them alike. Only a face that moves more
+than its width between keyframes is followed at all: in these videos the synthetic ones (the
+bench videos, the committed 720p sample); the DFDC samples' faces keep their carried boxes, so
+there the side changes nothing.
 
 Run: ``python -m fakescope.benchmarks.follow_template`` (writes
 ``benchmarks/results/follow_template.json`` and its table, ``follow_template.md``).

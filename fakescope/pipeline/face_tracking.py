@@ -7,9 +7,9 @@ would be searched again with the cascade's first two stages. Before that, the fa
 *followed*: its picture in the keyframe it was seen in is looked for in the whole frame, by
 normalised cross-correlation on grey frames shrunk so that the face is a few pixels wide
 (``template_side``: the served detector's ``follow_template_side``), and the best match
-becomes the new guess, which O-Net verifies as it verifies the interpolated ones. About a
-millisecond per face against a pyramid search; a face that turned or changed size beyond
-recognition is not found, and its frame is searched as before.
+becomes the new guess, which O-Net verifies as it verifies the interpolated ones. Far cheaper
+than a pyramid search; a face that turned or changed size beyond recognition is not found, and
+its frame is searched as before.
 
 Pure OpenCV and numpy: no nets.
 """
