@@ -180,7 +180,7 @@ def test_detect_faces_follows_face_without_searching_when_face_jumps_between_key
 
 def test_detect_faces_searches_lost_frames_when_template_side_is_too_small_to_follow(face):
     # a face shrunk to one pixel has no picture to match (a flat template matches nothing),
-    # so following fails and the lost frames are searched: the served side reaches following
+    # so following fails and the lost frames are searched: the parameters' side reaches following
     positions = [(20, 80) if i % 2 else (420, 80) for i in range(FRAMES)]
     nets = CountingNets()
     params = dataclasses.replace(served(4), follow_template_side=1)
