@@ -9,9 +9,11 @@ seconds and the median MiB faulted in per call. Both must find the same faces, o
 
 The earlier commit's python models import *this* checkout's ``fakescope`` package: a commit
 whose models need another version of it cannot be compared this way (its server fails to
-load, and the run stops with tritonserver's message).
+load, and the run stops with tritonserver's message). With ``--code`` the earlier server runs
+that commit's package instead (its whole tree, taken from git, first on the server's
+``PYTHONPATH``): what a change to the code the server runs bought, such as the detector's.
 
-Run: ``python -m fakescope.benchmarks.repository_ab --before <commit>`` (writes
+Run: ``python -m fakescope.benchmarks.repository_ab --before <commit> [--code]`` (writes
 ``benchmarks/results/repository_ab.json`` and its table, ``repository_ab.md``).
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import subprocess
 import tarfile
 import tempfile
@@ -56,10 +59,17 @@ def resolve_commit(commit: str, root: Path = PROJECT_ROOT) -> str:
     return found.stdout.strip()
 
 
-def extract_repository(commit: str, target: Path, root: Path = PROJECT_ROOT) -> Path:
-    """Write ``model_repository/`` as it is at ``commit`` under ``target``; return its path."""
+def extract_repository(
+    commit: str, target: Path, root: Path = PROJECT_ROOT, *, whole_tree: bool = False
+) -> Path:
+    """Write ``model_repository/`` as it is at ``commit`` under ``target``; return its path.
+
+    ``whole_tree``: write the commit's whole tree (its ``fakescope`` package too), not only
+    the repository.
+    """
+    paths = [] if whole_tree else [REPOSITORY_IN_GIT]
     archive = subprocess.run(
-        ["git", "-C", str(root), "archive", "--format=tar", commit, REPOSITORY_IN_GIT],
+        ["git", "-C", str(root), "archive", "--format=tar", commit, *paths],
         capture_output=True,
         check=False,
     )
@@ -68,7 +78,15 @@ def extract_repository(commit: str, target: Path, root: Path = PROJECT_ROOT) -> 
         raise ValueError(f"commit {commit} has no {REPOSITORY_IN_GIT}/: {message}")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(target, filter="data")
+    if not (target / REPOSITORY_IN_GIT).is_dir():
+        raise ValueError(f"commit {commit} has no {REPOSITORY_IN_GIT}/")
     return target / REPOSITORY_IN_GIT
+
+
+def _first_on_path(tree: Path) -> str:
+    """``PYTHONPATH`` with ``tree`` first, then what this process was given."""
+    given = os.environ.get("PYTHONPATH")
+    return f"{tree}{os.pathsep}{given}" if given else str(tree)
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -77,18 +95,23 @@ def render_markdown(result: dict[str, Any]) -> str:
     before = method["before_commit"][:7]
     # results written before the option existed were checked at float rounding
     tolerance = method.get("box_tolerance_px", BOX_TOLERANCE_PX)
+    ran_before = (
+        f"`model_repository/` and the `fakescope` package of commit `{before}`"
+        if method.get("before_code")
+        else f"`model_repository/` of commit `{before}`, run by the same `fakescope` package"
+    )
     lines = [
         "# The served repository against an earlier commit's",
         "",
         f"Written by `python -m fakescope.benchmarks.repository_ab`; do not edit. This: code "
-        f"`{method['code_version']}`; before: `model_repository/` of commit `{before}`, run by "
-        f"the same `fakescope` package. The client's sample ({method['num_frames']} frames, long "
-        f"side <= {method['max_side']}) sent to two embedded servers side by side, one call of "
-        f"the ensemble over gRPC with shared memory; {method['runs']} interleaved runs after a "
-        f"warm-up; call: median seconds, server CPU: mean seconds, faulted in: median MiB per "
-        f"call over tritonserver and its stubs; load average before "
-        f"{method['loadavg_before'][0]:.2f} on {method['cores']} cores. Both found the same "
-        f"faces in every video, box coordinates at most {tolerance:g} px apart "
+        f"`{method['code_version']}`; before: {ran_before}. The client's sample "
+        f"({method['num_frames']} frames, long side <= {method['max_side']}) sent to two "
+        f"embedded servers side by side, one call of the ensemble over gRPC with shared "
+        f"memory; {method['runs']} interleaved runs after a warm-up; call: median seconds, "
+        f"server CPU: mean seconds, faulted in: median MiB per call over tritonserver and its "
+        f"stubs; load average before {method['loadavg_before'][0]:.2f} on {method['cores']} "
+        f"cores. Both found the same faces in every video, box coordinates at most "
+        f"{tolerance:g} px apart "
         "(the largest difference per video in the result file).",
         "",
         f"| video | frames | faces | this: call / server CPU / faulted in | {before}: call / "
@@ -109,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--before", required=True, help="the commit whose model_repository/ to compare with"
     )
+    parser.add_argument(
+        "--code",
+        action="store_true",
+        help="the earlier server runs the earlier commit's fakescope package too (a change to "
+        "the code, not only to the repository)",
+    )
     args = parser.parse_args(argv)
     check_runs(parser, args)
     try:
@@ -118,17 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="fakescope-repository-ab-") as folder:
         try:
-            earlier = extract_repository(before_commit, Path(folder))
+            earlier = extract_repository(before_commit, Path(folder), whole_tree=args.code)
         except ValueError as exc:
             parser.error(str(exc))
+        # the stubs of the earlier server import fakescope from its tree, before the venv's
+        environment = {"PYTHONPATH": _first_on_path(earlier.parent)} if args.code else {}
         run_and_write(
             args,
-            {THIS: Contender(args.repository), BEFORE: Contender(earlier)},
+            {THIS: Contender(args.repository), BEFORE: Contender(earlier, environment=environment)},
             (THIS, BEFORE),
             render_markdown,
             suffix="before",
             runtime_prefix="repository-ab",
-            method={"before_commit": before_commit},
+            method={"before_commit": before_commit, "before_code": args.code},
         )
     return 0
 

@@ -36,8 +36,11 @@ def checkout(tmp_path: Path) -> Path:
     _git(root, "init", "-q")
     (root / "model_repository" / "face_cropper").mkdir(parents=True)
     (root / "model_repository" / "face_cropper" / "config.pbtxt").write_text("old\n")
+    (root / "fakescope").mkdir()
+    (root / "fakescope" / "steps.py").write_text("CROPPER = True\n")
     _commit(root, "with a cropper step")
     (root / "model_repository" / "face_cropper" / "config.pbtxt").unlink()
+    (root / "fakescope" / "steps.py").write_text("CROPPER = False\n")
     (root / "model_repository" / "face_detector").mkdir()
     (root / "model_repository" / "face_detector" / "config.pbtxt").write_text("new\n")
     _commit(root, "crops in the detector")
@@ -48,6 +51,24 @@ def test_extract_repository_gives_the_commits_files_when_the_tree_has_changed(ch
     earlier = extract_repository(resolve_commit("HEAD~1", checkout), tmp_path / "out", checkout)
     assert (earlier / "face_cropper" / "config.pbtxt").read_text() == "old\n"
     assert not (earlier / "face_detector").exists()
+
+
+def test_extract_repository_gives_the_commits_package_too_when_whole_tree_is_asked(
+    checkout, tmp_path
+):
+    earlier = extract_repository(
+        resolve_commit("HEAD~1", checkout), tmp_path / "out", checkout, whole_tree=True
+    )
+    assert (earlier / "face_cropper" / "config.pbtxt").read_text() == "old\n"
+    # the tree the earlier server's PYTHONPATH starts with: that commit's package
+    assert (earlier.parent / "fakescope" / "steps.py").read_text() == "CROPPER = True\n"
+
+
+def test_extract_repository_leaves_the_package_out_when_only_the_repository_is_asked(
+    checkout, tmp_path
+):
+    earlier = extract_repository(resolve_commit("HEAD~1", checkout), tmp_path / "out", checkout)
+    assert not (earlier.parent / "fakescope").exists()
 
 
 def test_resolve_commit_refuses_when_git_does_not_know_the_commit(checkout):
@@ -92,6 +113,9 @@ def test_repository_ab_table_names_the_earlier_commit_and_gives_ratios_when_rend
     }
     table = render_markdown({"videos": [row], "method": method})
     assert "commit `9cd8b21`" in table
+    assert "run by the same `fakescope` package" in table
+    with_code = render_markdown({"videos": [row], "method": {**method, "before_code": True}})
+    assert "the `fakescope` package of commit `9cd8b21`" in with_code
     assert "| v.mp4 | 1280x720 | 16 | 0.300 / 0.400 / 5 | 0.330 / 0.450 / 30 | 0.91x, 0.89x |" in (
         table
     )
