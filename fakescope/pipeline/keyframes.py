@@ -7,12 +7,15 @@ keyframe holds a face) is detected in full, since a face may be on screen only b
 keyframes. The cascade's last stage (O-Net) then verifies and refines each proposal on its own
 frame. A proposal that fails (the face moved further than the interpolation guessed) is
 followed from the nearer keyframe it was seen in by template matching over the whole frame
-(:mod:`fakescope.pipeline.face_tracking`), and O-Net verifies that second guess. A frame where
-a face is still lost is searched again *locally*: the whole cascade, but only in a window
-around its proposals and only for faces of about their size (:func:`search_windows`); a frame
-where that finds nothing is re-detected in full (see
-:func:`fakescope.pipeline.mtcnn.detect_faces`). What is not looked for: a face that enters a
-frame between keyframes beside faces that are carried there and verified. Pure numpy: no nets.
+(:mod:`fakescope.pipeline.face_tracking`), and O-Net verifies that second guess. Where each
+of the two keyframes holds a face the other does not match, most likely one face that moved
+further than its width between them, the carried boxes are followed at once, without a first
+verification where the face was. A frame where a face is still lost is searched again
+*locally*: the whole cascade, but only in a window around its proposals and only for faces of
+about their size (:func:`search_windows`); a frame where that finds nothing is re-detected in
+full (see :func:`fakescope.pipeline.mtcnn.detect_faces`). What is not looked for: a face that
+enters a frame between keyframes beside faces that are carried there and verified. Pure numpy:
+no nets.
 """
 
 from __future__ import annotations
@@ -108,6 +111,10 @@ class Proposals:
             keyframe before it or the one after it, whichever holds more (the faces of one
             keyframe are distinct faces; a face seen in only one of them is proposed from
             there, so two proposals may be one face that moved).
+        unmatched: ``[P]`` the proposal carries a face seen in only one of its keyframes while
+            the other keyframe also holds a face seen only there: most likely one face that
+            moved further than its width between them, so the carried box is a poor guess and
+            the face is followed before its box is verified.
 
     """
 
@@ -116,6 +123,7 @@ class Proposals:
     source_frame: NDArray[np.int64]
     source_boxes: NDArray[np.float32]
     least_faces: NDArray[np.int64]
+    unmatched: NDArray[np.bool_]
 
     def __len__(self) -> int:
         return len(self.frame_index)
@@ -139,18 +147,27 @@ def propose_boxes(keyframes: list[int], key_boxes: dict[int, NDArray[np.float32]
     source_rows: list[int] = []
     source_box_rows: list[NDArray[np.float32]] = []
     least_rows: list[int] = []
+    unmatched_rows: list[bool] = []
 
-    def add(frame: int, box: NDArray[np.float32], source: tuple[int, NDArray[np.float32]]) -> None:
+    def add(
+        frame: int,
+        box: NDArray[np.float32],
+        source: tuple[int, NDArray[np.float32]],
+        unmatched: bool = False,
+    ) -> None:
         frame_rows.append(frame)
         box_rows.append(box)
         source_rows.append(source[0])
         source_box_rows.append(source[1])
+        unmatched_rows.append(unmatched)
 
     for before_key, after_key in itertools.pairwise(keyframes):
         before, after = key_boxes[before_key][:, :4], key_boxes[after_key][:, :4]
         pairs = _match(before, after)
         lone_before = sorted(set(range(len(before))) - {i for i, _ in pairs})
         lone_after = sorted(set(range(len(after))) - {j for _, j in pairs})
+        # lone faces on both sides: most likely faces that moved far, not ones that came or went
+        unmatched = bool(lone_before) and bool(lone_after)
         for frame in range(before_key + 1, after_key):
             t = np.float32((frame - before_key) / (after_key - before_key))
             nearer_before = frame - before_key <= after_key - frame
@@ -158,20 +175,21 @@ def propose_boxes(keyframes: list[int], key_boxes: dict[int, NDArray[np.float32]
                 source = (before_key, before[i]) if nearer_before else (after_key, after[j])
                 add(frame, before[i] + t * (after[j] - before[i]), source)
             for i in lone_before:
-                add(frame, before[i].copy(), (before_key, before[i]))
+                add(frame, before[i].copy(), (before_key, before[i]), unmatched)
             for j in lone_after:
-                add(frame, after[j].copy(), (after_key, after[j]))
+                add(frame, after[j].copy(), (after_key, after[j]), unmatched)
         # the same floor for every proposal between these two keyframes
         least_rows += [max(len(before), len(after))] * (len(frame_rows) - len(least_rows))
     if not box_rows:
         no_rows, no_boxes = np.zeros((0,), np.int64), np.zeros((0, 4), np.float32)
-        return Proposals(no_rows, no_boxes, no_rows, no_boxes, no_rows)
+        return Proposals(no_rows, no_boxes, no_rows, no_boxes, no_rows, np.zeros((0,), bool))
     return Proposals(
         frame_index=np.asarray(frame_rows, np.int64),
         boxes=np.stack(box_rows).astype(np.float32),
         source_frame=np.asarray(source_rows, np.int64),
         source_boxes=np.stack(source_box_rows).astype(np.float32),
         least_faces=np.asarray(least_rows, np.int64),
+        unmatched=np.asarray(unmatched_rows, bool),
     )
 
 

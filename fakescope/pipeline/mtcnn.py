@@ -731,7 +731,14 @@ def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: Mtc
     # it accepts below that (a patch it would not have found by itself) sends the frame to
     # full detection, which decides as it would without keyframes.
     threshold = max(params.thresholds[2], CARRY_MIN_SCORE)
-    verified, passed = _onet_stage(frames, proposal_frames, proposals, nets, threshold)
+    # An unmatched carry (a lone face in each keyframe: most likely one face that moved far)
+    # would fail verification where it was carried: it goes straight to following.
+    guessed = ~proposed.unmatched
+    verified, passed_guesses = _onet_stage(
+        frames, proposal_frames[guessed], proposals[guessed], nets, threshold
+    )
+    passed = np.zeros(len(proposed), dtype=bool)
+    passed[guessed] = passed_guesses
     # A proposal O-Net rejects means the track is lost (the face left, turned, or moved beyond
     # what the interpolation guessed): the face is followed from its keyframe first; a frame
     # still lost is searched again, around its proposals first.
@@ -775,13 +782,13 @@ def _follow_lost(
 ) -> tuple[_Found, NDArray[np.int64]]:
     """Second guesses for the lost frames; return the faces of the frames found, and the rest.
 
-    Each proposal O-Net rejected is replaced by its face followed from its keyframe
-    (:func:`fakescope.pipeline.face_tracking.follow_faces`), and O-Net sees every proposal of
-    those frames again. A frame counts as found only when O-Net accepts all of its proposals
-    and keeps at least as many faces as the fuller of its two keyframes holds
-    (``Proposals.least_faces``). Two of its proposals may follow one face (seen far apart in
-    the two keyframes, so never matched); fewer faces than that floor means a face was not
-    found, and the frame is searched as before.
+    Each proposal O-Net rejected, or never saw (an unmatched carry), is replaced by its face
+    followed from its keyframe (:func:`fakescope.pipeline.face_tracking.follow_faces`), and
+    O-Net sees every proposal of those frames again. A frame counts as found only when O-Net
+    accepts all of its proposals and keeps at least as many faces as the fuller of its two
+    keyframes holds (``Proposals.least_faces``). Two of its proposals may follow one face
+    (seen far apart in the two keyframes, so never matched); fewer faces than that floor means
+    a face was not found, and the frame is searched as before.
     """
     rows = np.flatnonzero(np.isin(proposed.frame_index, lost))
     frame_index, boxes = proposed.frame_index[rows], proposed.boxes[rows].copy()

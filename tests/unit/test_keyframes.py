@@ -37,6 +37,7 @@ class CountingNets:
     def __init__(self) -> None:
         self.nets = OnnxRuntimeMtcnnNets(MODEL_REPOSITORY)
         self.pnet_shapes: list[tuple[int, ...]] = []
+        self.onet_batches: list[int] = []
 
     def pnet(self, batch):
         self.pnet_shapes.append(batch.shape)
@@ -46,6 +47,7 @@ class CountingNets:
         return self.nets.rnet(batch)
 
     def onet(self, batch):
+        self.onet_batches.append(len(batch))
         return self.nets.onet(batch)
 
     def frames_through_pnet(self) -> int:
@@ -98,6 +100,7 @@ def test_propose_boxes_interpolates_face_when_seen_in_both_keyframes():
     assert proposed.source_frame.tolist() == [0, 0, 4]
     np.testing.assert_allclose(proposed.source_boxes[:, 0], [0, 0, 4])
     assert proposed.least_faces.tolist() == [1, 1, 1]
+    assert proposed.unmatched.tolist() == [False, False, False]
 
 
 def test_propose_boxes_carries_face_when_seen_in_one_keyframe_only():
@@ -113,6 +116,8 @@ def test_propose_boxes_carries_face_when_seen_in_one_keyframe_only():
     np.testing.assert_array_equal(proposed.source_boxes, proposed.boxes)
     # one face that moved far, or two faces: at least one face in each frame between
     assert proposed.least_faces.tolist() == [1, 1, 1, 1]
+    # a lone face in each keyframe: most likely one that moved far, followed before verified
+    assert proposed.unmatched.tolist() == [True, True, True, True]
 
 
 def test_propose_boxes_ask_for_as_many_faces_as_fuller_keyframe_when_face_count_changes():
@@ -124,6 +129,8 @@ def test_propose_boxes_ask_for_as_many_faces_as_fuller_keyframe_when_face_count_
     proposed = propose_boxes([0, 2, 4], boxes)
     assert proposed.frame_index.tolist() == [1, 1, 3]
     assert proposed.least_faces.tolist() == [2, 2, 1]
+    # a face that came or went (lone in one keyframe only) is carried and verified first
+    assert proposed.unmatched.tolist() == [False, False, False]
 
 
 def test_box_iou_is_one_when_boxes_are_equal_and_zero_when_apart():
@@ -173,6 +180,22 @@ def test_detect_faces_follows_face_without_searching_when_face_jumps_between_key
     # keyframe: P-Net sees the keyframes only
     assert nets.frames_through_pnet() == 3
     assert nets.batches_below_first_level() == []
+    centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
+    expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
+    assert np.abs(centres - expected).max() < FACE_SIDE / 4
+
+
+def test_detect_faces_follows_unmatched_faces_before_verifying_when_face_moves_far(face):
+    # 50 px a frame: 200 px between keyframes, the face's boxes there never overlap
+    positions = [(20 + 50 * i, 80) for i in range(FRAMES)]
+    nets = CountingNets()
+    tracked = detect_faces(video(face, positions), nets, served(4))
+    assert tracked.frame_index.tolist() == list(range(FRAMES))
+    # O-Net sees the keyframes' candidates, then the followed boxes: the boxes carried from
+    # the keyframes, which the face left, are never verified (a third call)
+    assert len(nets.onet_batches) == 2
+    assert nets.onet_batches[1] == 2 * (FRAMES - 3)  # each frame's face followed from both keys
+    assert nets.frames_through_pnet() == 3
     centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
     expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
     assert np.abs(centres - expected).max() < FACE_SIDE / 4
