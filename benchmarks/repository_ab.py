@@ -10,8 +10,9 @@ seconds and the median MiB faulted in per call. Both must find the same faces, o
 The earlier commit's python models import *this* checkout's ``fakescope`` package: a commit
 whose models need another version of it cannot be compared this way (its server fails to
 load, and the run stops with tritonserver's message). With ``--code`` the earlier server runs
-that commit's package instead (its whole tree, taken from git, first on the server's
-``PYTHONPATH``): what a change to the code the server runs bought, such as the detector's.
+that commit's package instead (its whole tree, taken from git, as the server's working
+directory, where the python models look for modules first): what a change to the code the
+server runs bought, such as the detector's.
 
 Run: ``python -m fakescope.benchmarks.repository_ab --before <commit> [--code]`` (writes
 ``benchmarks/results/repository_ab.json`` and its table, ``repository_ab.md``).
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import subprocess
 import tarfile
 import tempfile
@@ -81,12 +81,6 @@ def extract_repository(
     if not (target / REPOSITORY_IN_GIT).is_dir():
         raise ValueError(f"commit {commit} has no {REPOSITORY_IN_GIT}/")
     return target / REPOSITORY_IN_GIT
-
-
-def _first_on_path(tree: Path) -> str:
-    """``PYTHONPATH`` with ``tree`` first, then what this process was given."""
-    given = os.environ.get("PYTHONPATH")
-    return f"{tree}{os.pathsep}{given}" if given else str(tree)
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -150,11 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             earlier = extract_repository(before_commit, Path(folder), whole_tree=args.code)
         except ValueError as exc:
             parser.error(str(exc))
-        # the stubs of the earlier server import fakescope from its tree, before the venv's
-        environment = {"PYTHONPATH": _first_on_path(earlier.parent)} if args.code else {}
+        # the earlier server's stubs import fakescope from its tree, before the venv's
+        tree = earlier.parent if args.code else None
         run_and_write(
             args,
-            {THIS: Contender(args.repository), BEFORE: Contender(earlier, environment=environment)},
+            {THIS: Contender(args.repository), BEFORE: Contender(earlier, working_dir=tree)},
             (THIS, BEFORE),
             render_markdown,
             suffix="before",

@@ -53,11 +53,16 @@ _MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Contender:
-    """One way of serving: the repository, where the detector's nets run, extra environment."""
+    """One way of serving: the repository, where the detector's nets run, extra environment.
+
+    ``working_dir``: the server's working directory, where its python models find modules first
+    (``None``: this process's).
+    """
 
     repository: Path
     detector_nets: NetsPlacement = IN_PROCESS  # the embedded server's default
     environment: Mapping[str, str] = field(default_factory=dict)
+    working_dir: Path | None = None
 
 
 def timed_infer(
@@ -136,6 +141,7 @@ def running_side_by_side(
             address,
             runtime_dir=PROJECT_ROOT / ".fakescope" / f"runtime-{runtime_prefix}-{name}",
             detector_nets=contender.detector_nets,
+            working_dir=contender.working_dir,
         )
         for (name, contender), address in zip(contenders.items(), addresses, strict=True)
     }

@@ -245,12 +245,18 @@ class EmbeddedTriton:
         runtime_dir: Path | None = None,
         ready_timeout_s: float = 120.0,
         detector_nets: NetsPlacement = IN_PROCESS,
+        working_dir: Path | None = None,
     ) -> None:
         self.repository = repository if isinstance(repository, S3Location) else repository.resolve()
         #: Where ``face_detector`` runs the MTCNN nets: in its own process by default, as the
         #: ONNX models here run on the python stand-in anyway (:mod:`.detector_nets`); ``"bls"``
         #: calls the ``mtcnn_*`` models, as the NGC image does.
         self.detector_nets = check_placement(detector_nets)
+        #: The server's working directory (``None``: this process's). The python stubs look
+        #: for modules there first, before the environment's packages: a tree holding another
+        #: version of ``fakescope`` is served with that version
+        #: (``python -m fakescope.benchmarks.repository_ab --code``).
+        self.working_dir = working_dir
         self.address = address or ServerAddress()
         self.runtime_dir = (runtime_dir or Path(".fakescope") / "runtime").resolve()
         self.ready_timeout_s = ready_timeout_s
@@ -369,6 +375,7 @@ class EmbeddedTriton:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            cwd=self.working_dir,
         )
         log.close()
         deadline = time.monotonic() + self.ready_timeout_s

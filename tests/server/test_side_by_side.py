@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fakescope.benchmarks.side_by_side import Contender, measure, running_side_by_side
 from fakescope.serving.detector_nets import BLS, IN_PROCESS
-from fakescope.serving.embedded import ServerAddress
+from fakescope.serving.embedded import ServerAddress, ServerStartError
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY, free_ports
 
@@ -27,3 +29,21 @@ def test_side_by_side_measures_every_server_when_both_find_the_same_faces(tmp_pa
         assert row[name]["wall_s"] > 0
         assert row[name]["server_cpu_s"] >= 0
         assert row[name]["faulted_mib"] >= 0
+
+
+def test_side_by_side_serves_the_working_dirs_package_when_a_contender_names_one(tmp_path):
+    # repository_ab --code serves an earlier commit's package from that commit's tree: a tree
+    # whose fakescope cannot be imported makes the python models fail to load, so the server's
+    # stubs took fakescope from the working directory, not from this checkout
+    tree = tmp_path / "earlier"
+    (tree / "fakescope").mkdir(parents=True)
+    (tree / "fakescope" / "__init__.py").write_text(
+        'raise ImportError("fakescope of the earlier tree")\n'
+    )
+    contender = Contender(REPOSITORY, working_dir=tree)
+    address = ServerAddress("127.0.0.1", *free_ports(3))
+    with (
+        pytest.raises(ServerStartError, match="fakescope of the earlier tree"),
+        running_side_by_side({"earlier": contender}, [address], "test-side-by-side-tree"),
+    ):
+        pass
