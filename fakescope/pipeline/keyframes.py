@@ -34,7 +34,6 @@ __all__ = [
     "keyframe_indices",
     "propose_boxes",
     "search_windows",
-    "stand_ins",
 ]
 
 #: Two keyframe boxes belong to the same face when their IoU reaches this (faces move between
@@ -46,12 +45,6 @@ MATCH_IOU = 0.3
 #: sample videos) appear in single frames, so carrying them would only fail verification and
 #: force needless re-detection of the frames around them.
 CARRY_MIN_SCORE = 0.95
-
-#: Two boxes of one frame overlapping this much are one face (the cascade's last NMS would
-#: merge them): two faces on screen never overlap so, while one face followed from each of two
-#: keyframes lands on one place, the boxes differing by a step of the match and the keyframe
-#: boxes' sizes.
-SAME_FACE_IOU = 0.7
 
 #: A lost frame is searched for faces of its proposals' size divided or multiplied by this
 #: (a face's size changes far less than its position between sampled frames).
@@ -83,28 +76,6 @@ def box_iou(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float3
     area_b = (b64[..., 2] - b64[..., 0]) * (b64[..., 3] - b64[..., 1])
     union = area_a + area_b - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)
-
-
-def stand_ins(
-    frame_index: NDArray[np.int64], boxes: NDArray[np.float32], order: NDArray[np.int64]
-) -> NDArray[np.int64]:
-    """For each box, the box whose verification stands for it: itself, or one of its frame.
-
-    Boxes are taken in ``order``; a box at IoU >= :data:`SAME_FACE_IOU` with a box of its frame
-    taken before it is the same face (one face followed from both keyframes lands on one
-    place), and that earlier box stands for it. Returns ``[B]`` indices into ``boxes``.
-    """
-    stand_in = np.arange(len(boxes))
-    for frame in np.unique(frame_index):
-        taken: list[int] = []
-        for row in order[frame_index[order] == frame]:
-            if taken:
-                iou = box_iou(boxes[row : row + 1], boxes[taken])[0]
-                if iou.max() >= SAME_FACE_IOU:
-                    stand_in[row] = taken[int(np.argmax(iou))]
-                    continue
-            taken.append(int(row))
-    return stand_in
 
 
 def _match(before: NDArray[np.float32], after: NDArray[np.float32]) -> list[tuple[int, int]]:

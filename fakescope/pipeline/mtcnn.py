@@ -57,7 +57,6 @@ from fakescope.pipeline.keyframes import (
     keyframe_indices,
     propose_boxes,
     search_windows,
-    stand_ins,
 )
 from fakescope.pipeline.onnx_session import cpu_session_options
 
@@ -785,12 +784,11 @@ def _follow_lost(
 
     Each proposal O-Net rejected, or never saw (an unmatched carry), is replaced by its face
     followed from its keyframe (:func:`fakescope.pipeline.face_tracking.follow_faces`), and
-    O-Net sees every proposal of those frames again, once per place: two proposals followed to
-    one place are one face (seen far apart in the two keyframes, so never matched, and followed
-    from each), and one verdict stands for both (:func:`~fakescope.pipeline.keyframes.stand_ins`).
-    A frame counts as found only when O-Net accepts all of its proposals and keeps at least as
-    many faces as the fuller of its two keyframes holds (``Proposals.least_faces``); fewer faces
-    than that floor means a face was not found, and the frame is searched as before.
+    O-Net sees every proposal of those frames again. A frame counts as found only when O-Net
+    accepts all of its proposals and keeps at least as many faces as the fuller of its two
+    keyframes holds (``Proposals.least_faces``). Two of its proposals may follow one face
+    (seen far apart in the two keyframes, so never matched); fewer faces than that floor means
+    a face was not found, and the frame is searched as before.
     """
     rows = np.flatnonzero(np.isin(proposed.frame_index, lost))
     frame_index, boxes = proposed.frame_index[rows], proposed.boxes[rows].copy()
@@ -802,17 +800,7 @@ def _follow_lost(
         frame_index[failed],
         template_side,
     )
-    # One face followed from both keyframes lands on one place: O-Net scores the box followed
-    # from the nearer keyframe (whose picture of the face is the closer one) for both.
-    nearer_first = np.argsort(np.abs(frame_index - proposed.source_frame[rows]), kind="stable")
-    stand_in = stand_ins(frame_index, boxes, nearer_first)
-    scored = np.flatnonzero(stand_in == np.arange(len(rows)))
-    found, accepted_scored = _onet_stage(
-        frames, frame_index[scored], _unscored(boxes[scored]), nets, threshold
-    )
-    accepted = np.zeros(len(rows), dtype=bool)
-    accepted[scored] = accepted_scored
-    accepted = accepted[stand_in]
+    found, accepted = _onet_stage(frames, frame_index, _unscored(boxes), nets, threshold)
     least_faces = np.zeros(frames.shape[0], np.int64)
     least_faces[frame_index] = proposed.least_faces[rows]
     faces_per_frame = np.bincount(found.frame_index, minlength=frames.shape[0])

@@ -17,7 +17,6 @@ from fakescope.pipeline.keyframes import (
     keyframe_indices,
     propose_boxes,
     search_windows,
-    stand_ins,
 )
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.serving.model_config import detector_params
@@ -134,25 +133,6 @@ def test_propose_boxes_ask_for_as_many_faces_as_fuller_keyframe_when_face_count_
     assert proposed.unmatched.tolist() == [False, False, False]
 
 
-def test_stand_ins_score_one_box_per_place_when_two_boxes_of_a_frame_overlap():
-    boxes = np.array(
-        [
-            [0, 0, 10, 10],  # frame 1, followed from the farther keyframe
-            [0.5, 0, 10.5, 10],  # frame 1, the same face from the nearer one: IoU 0.9
-            [50, 0, 60, 10],  # frame 1, another face
-            [0, 0, 10, 10],  # frame 2: boxes of other frames never stand in
-        ],
-        np.float32,
-    )
-    frames = np.array([1, 1, 1, 2])
-    # the nearer keyframe's box first: it stands for the farther one's
-    assert stand_ins(frames, boxes, np.array([1, 0, 2, 3])).tolist() == [1, 1, 2, 3]
-    # below SAME_FACE_IOU each box stands for itself
-    apart = boxes.copy()
-    apart[1] = [4, 0, 14, 10]  # IoU 6/14
-    assert stand_ins(frames, apart, np.arange(4)).tolist() == [0, 1, 2, 3]
-
-
 def test_box_iou_is_one_when_boxes_are_equal_and_zero_when_apart():
     a = np.array([[0, 0, 10, 10]], np.float32)
     b = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
@@ -214,8 +194,7 @@ def test_detect_faces_follows_unmatched_faces_before_verifying_when_face_moves_f
     # O-Net sees the keyframes' candidates, then the followed boxes: the boxes carried from
     # the keyframes, which the face left, are never verified (a third call)
     assert len(nets.onet_batches) == 2
-    # each frame's face is followed from both keyframes to one place, and scored once there
-    assert nets.onet_batches[1] == FRAMES - 3
+    assert nets.onet_batches[1] == 2 * (FRAMES - 3)  # each frame's face followed from both keys
     assert nets.frames_through_pnet() == 3
     centres = (tracked.boxes[:, 0] + tracked.boxes[:, 2]) / 2
     expected = np.array([x + FACE_SIDE / 2 for x, _ in positions])
