@@ -127,9 +127,15 @@ class _VideoUser(User):
         this: they decode before the run, and a warm-up burst is not what they measure.
         """
         try:
-            verdict_for(video, DECODE_POOL.apply(decode_video, (video, FRAMES)), self.client)
+            verdict_for(video, self._decode(video), self.client)
         except Exception as exc:  # a refused warm-up is no measurement; the timed videos are
             logger.warning("warm-up video %s failed: %s", Path(video).name, exc)
+
+    def _decode(self, video: str) -> DecodedVideo:
+        """Decode ``video`` in a native thread, into this user's client's shared memory."""
+        allocate = {"allocate": self.client.frames_buffer}
+        decoded: DecodedVideo = DECODE_POOL.apply(decode_video, (video, FRAMES), allocate)
+        return decoded
 
     def on_stop(self) -> None:
         """Close the client."""
@@ -149,7 +155,7 @@ class _VideoUser(User):
                 decoded = _DECODED[video]
                 start -= decoded.decode_seconds
             else:  # the wait for a decoding thread counts, as a real client waits for it
-                decoded = DECODE_POOL.apply(decode_video, (video, FRAMES))
+                decoded = self._decode(video)
                 decoded = dataclasses.replace(decoded, decode_seconds=time.perf_counter() - start)
             decoded_at = time.perf_counter()
             verdict = verdict_for(video, decoded, self.client)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from fakescope import contract
-from fakescope.client.frames import SampledFrames, VideoReadError
+from fakescope.client.frames import FrameAllocator, SampledFrames, VideoReadError, new_frames
 from fakescope.client.triton import DetectorClient, Protocol
 from fakescope.client.verdict import Verdict
 from fakescope.client.video import sample_frames
@@ -52,8 +52,14 @@ def decode_video(
     path: str | os.PathLike[str],
     num_frames: int = DEFAULT_NUM_FRAMES,
     max_side: int | None = DEFAULT_MAX_SIDE,
+    *,
+    allocate: FrameAllocator = new_frames,
 ) -> DecodedVideo:
     """Sample ``num_frames`` frames of ``path`` (downscaled to ``max_side``) and time it.
+
+    ``allocate`` makes the array the frames are decoded into: pass the client's
+    :meth:`~fakescope.client.triton.DetectorClient.frames_buffer` to have them sent without a
+    copy.
 
     Raises:
         fakescope.client.frames.VideoReadError: the file cannot be read as a video, or its
@@ -66,7 +72,7 @@ def decode_video(
             f"num_frames must be 1..{contract.MAX_FRAMES_PER_REQUEST}, got {num_frames}"
         )
     start = time.perf_counter()
-    sampled = sample_frames(path, num_frames, max_side)
+    sampled = sample_frames(path, num_frames, max_side, allocate=allocate)
     _check_frame_size(path, sampled, max_side)
     return DecodedVideo(sampled, time.perf_counter() - start)
 
@@ -156,7 +162,7 @@ def analyze(
     own_client = client is None
     detector = client if client is not None else DetectorClient(url, protocol, timeout_s=timeout_s)
     try:
-        decoded = decode_video(path, num_frames, max_side)
+        decoded = decode_video(path, num_frames, max_side, allocate=detector.frames_buffer)
         return verdict_for(os.fspath(path), decoded, detector, threshold=threshold)
     finally:
         if own_client:

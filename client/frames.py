@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -18,11 +19,14 @@ from numpy.typing import NDArray
 
 __all__ = [
     "NOT_A_VIDEO",
+    "FrameAllocator",
     "ReadErrorReason",
     "SampledFrames",
     "VideoReadError",
     "even_frame_indices",
     "fit_size",
+    "frames_array",
+    "new_frames",
 ]
 
 #: The detail of a :class:`VideoReadError` when nothing more specific can be told.
@@ -40,6 +44,37 @@ ReadErrorReason = Literal[
     "no_frames",
     "too_small",
 ]
+
+#: Makes the uninitialised uint8 array ``(frames, height, width, 3)`` a sampler decodes into:
+#: :func:`new_frames`, or a client's memory that is sent without a copy
+#: (:meth:`fakescope.client.triton.DetectorClient.frames_buffer`).
+FrameAllocator = Callable[[tuple[int, int, int, int]], NDArray[np.uint8]]
+
+
+def new_frames(shape: tuple[int, int, int, int]) -> NDArray[np.uint8]:
+    """Return an uninitialised uint8 array of ``shape`` in this process's memory."""
+    return np.empty(shape, np.uint8)
+
+
+def frames_array(allocate: FrameAllocator, shape: tuple[int, int, int, int]) -> NDArray[np.uint8]:
+    """Return ``allocate(shape)``, checked to be a writable C-contiguous uint8 array of ``shape``.
+
+    Raises:
+        ValueError: the allocator returned something else.
+
+    """
+    array = allocate(shape)
+    if (
+        array.shape != shape
+        or array.dtype != np.uint8
+        or not array.flags.c_contiguous
+        or not array.flags.writeable
+    ):
+        raise ValueError(
+            f"the frame allocator gave {array.dtype} {array.shape}, not a writable C-contiguous "
+            f"uint8 array of {shape}"
+        )
+    return array
 
 
 class VideoReadError(Exception):

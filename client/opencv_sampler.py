@@ -56,10 +56,13 @@ from numpy.typing import NDArray
 from fakescope.client.containers import ContainerFacts, explain_failure, refuse_single_frame
 from fakescope.client.frames import (
     NOT_A_VIDEO,
+    FrameAllocator,
     SampledFrames,
     VideoReadError,
     even_frame_indices,
     fit_size,
+    frames_array,
+    new_frames,
 )
 
 __all__ = [
@@ -80,7 +83,11 @@ TARGET_TOLERANCE: Final = 0.05
 
 
 def sample_with_opencv(
-    path: str | os.PathLike[str], num_frames: int, max_side: int | None, facts: ContainerFacts
+    path: str | os.PathLike[str],
+    num_frames: int,
+    max_side: int | None,
+    facts: ContainerFacts,
+    allocate: FrameAllocator = new_frames,
 ) -> SampledFrames:
     """Scan ``path`` once (twice if its frame count lied) and return the evenly spaced frames.
 
@@ -91,6 +98,7 @@ def sample_with_opencv(
         max_side: the long-side limit of the returned frames (``None``: full size).
         facts: what :func:`~fakescope.client.containers.inspect_container` found, to explain
             a failure.
+        allocate: makes the array the frames are decoded into (:data:`FrameAllocator`).
 
     Raises:
         VideoReadError: FFmpeg cannot open the file, no frame decodes, or the file is a still
@@ -105,7 +113,7 @@ def sample_with_opencv(
             codec = _fourcc(cap)
             planned = _plausible_count(reported)
             targets = even_frame_indices(planned, num_frames) if planned else []
-            collector = _Collector(max(len(targets), 1), max_side)
+            collector = _Collector(max(len(targets), 1), max_side, allocate)
             total, pos_msec = _scan(cap, targets, collector, to_end=True)
     except VideoReadError:
         explained = explain_failure(facts, opened=False)
@@ -130,7 +138,7 @@ def sample_with_opencv(
             f"{reported:g}",
             total,
         )
-        collector = _Collector(len(ideal), max_side)
+        collector = _Collector(len(ideal), max_side, allocate)
         with _capture(path) as cap:
             _scan(cap, ideal, collector, to_end=False)
         if not collector.indices:
@@ -222,9 +230,10 @@ def _close_enough(got: Sequence[int], ideal: Sequence[int], total: int) -> bool:
 class _Collector:
     """Holds at most ``capacity`` retrieved frames, converted to RGB at one output size."""
 
-    def __init__(self, capacity: int, max_side: int | None):
+    def __init__(self, capacity: int, max_side: int | None, allocate: FrameAllocator):
         self._capacity = capacity
         self._max_side = max_side
+        self._allocate = allocate
         self._buffer: NDArray[np.uint8] | None = None
         self.indices: list[int] = []
         self.source_size: tuple[int, int] | None = None
@@ -236,7 +245,7 @@ class _Collector:
             self.source_size = (w, h)
             self.size = fit_size(w, h, self._max_side)
             tw, th = self.size
-            self._buffer = np.empty((self._capacity, th, tw, 3), np.uint8)
+            self._buffer = frames_array(self._allocate, (self._capacity, th, tw, 3))
         assert self.size is not None
         if len(self.indices) >= self._capacity:  # never hold more than planned
             raise RuntimeError("frame collector overflow")

@@ -54,7 +54,13 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from fakescope.client.frames import SampledFrames, fit_size
+from fakescope.client.frames import (
+    FrameAllocator,
+    SampledFrames,
+    fit_size,
+    frames_array,
+    new_frames,
+)
 
 if TYPE_CHECKING:
     import av.container
@@ -249,6 +255,7 @@ def sample_with_pyav(
     jump_to_idr: bool = True,
     reopen: bool = False,
     probe_decodes: bool = False,
+    allocate: FrameAllocator = new_frames,
 ) -> SampledFrames | None:
     """Sample ``path`` decoding as little as possible; ``None`` when the OpenCV path must.
 
@@ -265,6 +272,7 @@ def sample_with_pyav(
             indexed (the way before); ``True`` is for measurements.
         probe_decodes: open the file with FFmpeg's default probe, which decodes the first
             frames (:data:`PROBE_OPTIONS`; the way before); ``True`` is for measurements.
+        allocate: makes the array the frames are decoded into (:data:`FrameAllocator`).
 
     """
     try:
@@ -277,7 +285,7 @@ def sample_with_pyav(
             if index is None or index.total == 0:
                 return None
             targets = targets_for(index.total)
-            sink = _FrameSink(len(targets), max_side)
+            sink = _FrameSink(len(targets), max_side, allocate)
             picks = keyframe_picks(index, targets) if len(targets) < index.total else None
             with _for_decoding(
                 container,
@@ -316,9 +324,10 @@ class _FrameSink:
     16 frames of 8K); this keeps only the output, as the OpenCV path's collector does.
     """
 
-    def __init__(self, capacity: int, max_side: int | None) -> None:
+    def __init__(self, capacity: int, max_side: int | None, allocate: FrameAllocator) -> None:
         self._capacity = capacity
         self._max_side = max_side
+        self._allocate = allocate
         self._buffer: NDArray[np.uint8] | None = None
         self._reformatter: av.video.reformatter.VideoReformatter | None = None
         self.positions: list[int] = []
@@ -358,7 +367,7 @@ class _FrameSink:
         shrink = self._stored[0] * self._stored[1] < frame.width * frame.height
         self._interpolation = "AREA" if shrink else "BILINEAR"
         self.source_size = upright
-        self._buffer = np.empty((self._capacity, height, width, 3), np.uint8)
+        self._buffer = frames_array(self._allocate, (self._capacity, height, width, 3))
         self._reformatter = VideoReformatter()  # one scaler context for all the frames
 
     def sampled(self, index: StreamIndex) -> SampledFrames:

@@ -2,25 +2,47 @@
 
 Frames are the bulk of a request (16 frames of 720p = 44 MB). Over loopback, writing them into
 a ``/dev/shm`` region that the server registered once, instead of serialising them into every
-gRPC/HTTP message, saves a copy and the protocol encoding on both sides. One region per client,
-grown when a bigger request comes, unregistered and removed on :meth:`FrameRegion.close`.
+gRPC/HTTP message, saves a copy and the protocol encoding on both sides.
+
+A client holds at most :data:`MAX_REGIONS` regions (:class:`FrameRegions`). A video can be
+decoded straight into one (:meth:`FrameRegions.lend`): its frames are then sent without being
+copied at all, which spares the client one pass over 44 MB per video. A lent region is the
+frames array's memory for as long as that array (or any view of it) lives, and no other request
+is written into it meanwhile; frames from anywhere else are copied into a region that is free.
+Each region is registered with the server on its first use (in the calling thread, never in the
+one that decodes), grown when a bigger request comes, and unregistered and removed on
+:meth:`FrameRegions.close`.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import mmap
 import os
-from typing import Any
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from multiprocessing import resource_tracker
+from pathlib import Path
+from typing import Any, Final
 
 import numpy as np
-import tritonclient.utils.shared_memory as shm
 from numpy.typing import NDArray
 
 logger = logging.getLogger(__name__)
 
 _COUNTER = itertools.count()
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+#: Where POSIX shared-memory objects live on Linux (``shm_open``'s namespace), as Triton maps them.
+SHM_DIR: Final = Path("/dev/shm")
+#: Regions one client holds at most. One is all a client uses while each video's frames are
+#: dropped before the next is decoded (the CLI, the web service, the load generator); the second
+#: lets a caller keep one video's frames while the next is decoded and sent without a copy.
+MAX_REGIONS: Final = 2
+#: The prefix of every region's name (the server lists them by it).
+REGION_PREFIX: Final = "fakescope_client_"
 
 
 def is_loopback(url: str) -> bool:
@@ -29,39 +51,183 @@ def is_loopback(url: str) -> bool:
     return host in LOOPBACK_HOSTS
 
 
-class FrameRegion:
-    """A registered system shared-memory region holding one request's frames."""
+class _Region:
+    """One ``/dev/shm`` object mapped into this process; registered with the server or not."""
+
+    def __init__(self, size: int) -> None:
+        self.name = f"{REGION_PREFIX}{os.getpid()}_{next(_COUNTER)}"
+        self.size = size
+        self.registered = False
+        self.in_flight = False  # the server may be reading it: a request is being sent
+        self._lent: weakref.ref[NDArray[np.uint8]] | None = None
+        fd = os.open(SHM_DIR / self.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            self._mapping: mmap.mmap | None = mmap.mmap(fd, size)
+        except BaseException:
+            os.unlink(SHM_DIR / self.name)
+            raise
+        finally:
+            os.close(fd)
+        # removed by Python's resource tracker should this process die without closing it
+        resource_tracker.register(f"/{self.name}", "shared_memory")
+        self.address = np.frombuffer(self._mapping, np.uint8, count=1).ctypes.data
+
+    @property
+    def key(self) -> str:
+        """The ``shm_open`` key the server maps the region by."""
+        return f"/{self.name}"
+
+    def lent_out(self) -> bool:
+        """Whether an array lent from this region (or a view of it) is still alive."""
+        return self._lent is not None and self._lent() is not None
+
+    def is_free(self) -> bool:
+        """Whether a request's frames may be written into the region now."""
+        return not self.in_flight and not self.lent_out()
+
+    def lend(self, shape: tuple[int, ...]) -> NDArray[np.uint8]:
+        """Return a uint8 array of ``shape`` whose memory is the region's start."""
+        assert self._mapping is not None
+        # ``frombuffer`` holds the mapping's buffer for as long as the array or any view of it
+        # lives (``np.ndarray(buffer=...)`` does not), so the mapping cannot be closed under
+        # them; every view's ``base`` is this array, whose life tells whether frames use it.
+        whole = np.frombuffer(self._mapping, np.uint8, count=int(np.prod(shape)))
+        self._lent = weakref.ref(whole)
+        return whole.reshape(shape)
+
+    def holds(self, frames: NDArray[np.uint8]) -> bool:
+        """Whether ``frames`` are already in the region, where the server reads them."""
+        return (
+            self.lent_out()
+            and frames.flags.c_contiguous
+            and frames.ctypes.data == self.address
+            and frames.nbytes <= self.size
+        )
+
+    def write(self, frames: NDArray[np.uint8]) -> None:
+        """Copy ``frames`` to the region's start."""
+        assert self._mapping is not None
+        target = np.frombuffer(self._mapping, np.uint8, count=frames.nbytes)
+        np.copyto(target.reshape(frames.shape), frames)
+
+    def remove(self) -> None:
+        """Remove the region's name and, unless frames lent from it live on, its mapping.
+
+        Lent frames keep the mapping (their memory) until they are dropped; it then goes
+        with them.
+        """
+        if self._mapping is None:
+            return
+        mapping, self._mapping = self._mapping, None
+        with suppress(FileNotFoundError):
+            os.unlink(SHM_DIR / self.name)
+        resource_tracker.unregister(self.key, "shared_memory")
+        with suppress(BufferError):  # lent frames still use it: unmapped when they are dropped
+            mapping.close()
+
+
+class FrameRegions:
+    """The shared-memory regions of one client (at most :data:`MAX_REGIONS`).
+
+    Thread-safe: a video may be decoded into a region in one thread while another sends one.
+    """
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self._name = f"fakescope_client_{os.getpid()}_{next(_COUNTER)}"
-        self._handle: Any = None
-        self._size = 0
+        self._regions: list[_Region] = []
+        self._lock = threading.Lock()
 
-    def put(self, frames: NDArray[np.uint8]) -> tuple[str, int]:
-        """Copy ``frames`` into the region (growing it if needed); return ``(name, bytes)``."""
-        if frames.nbytes > self._size:
-            self.close()
-            size = max(frames.nbytes, 2 * self._size)
-            self._handle = shm.create_shared_memory_region(self._name, f"/{self._name}", size)
-            try:
-                self._client.register_system_shared_memory(self._name, f"/{self._name}", size)
-            except Exception:
-                shm.destroy_shared_memory_region(self._handle)
-                self._handle = None
-                raise
-            self._size = size
-        shm.set_shared_memory_region(self._handle, [frames])
-        return self._name, frames.nbytes
+    def lend(self, shape: tuple[int, ...]) -> NDArray[np.uint8] | None:
+        """Return an array of ``shape`` in a free region, for frames sent without a copy.
 
-    def close(self) -> None:
-        """Unregister and remove the region (safe to call twice)."""
-        if self._handle is None:
+        ``None`` when no region is free or can be made (the caller then uses its own memory,
+        and :meth:`sending` copies it). Makes no call to the server.
+        """
+        nbytes = int(np.prod(shape))
+        with self._lock:
+            region = next((r for r in self._regions if r.is_free() and r.size >= nbytes), None)
+            if region is None and len(self._regions) < MAX_REGIONS:
+                try:
+                    region = _Region(nbytes)
+                except OSError as exc:
+                    logger.warning("no shared-memory region for the frames (%s)", exc)
+                    return None
+                self._regions.append(region)
+            return None if region is None else region.lend(shape)
+
+    @contextmanager
+    def sending(self, frames: NDArray[np.uint8]) -> Iterator[tuple[str, int] | None]:
+        """Have ``frames`` in a registered region while the block sends them.
+
+        Yields the region's name and the frames' byte size, or ``None`` when every region is
+        in use (the frames then go in the request). Frames lent from a region are not copied;
+        others are copied into a free region, made or grown as needed.
+
+        Raises:
+            Exception: whatever the server's registration raises (the region is removed).
+
+        """
+        with self._lock:
+            region = self._place(frames)
+            if region is not None:
+                region.in_flight = True
+        if region is None:
+            yield None
             return
         try:
-            self._client.unregister_system_shared_memory(self._name)
+            if not region.registered:
+                try:
+                    self._client.register_system_shared_memory(region.name, region.key, region.size)
+                except Exception:
+                    with self._lock:
+                        self._regions.remove(region)
+                    region.remove()
+                    raise
+                region.registered = True
+            yield region.name, frames.nbytes
+        finally:
+            region.in_flight = False
+
+    def forget_registrations(self) -> None:
+        """Register every region again on its next use (the server restarted and lost them)."""
+        with self._lock:
+            for region in self._regions:
+                region.registered = False
+
+    def close(self) -> None:
+        """Unregister and remove every region (safe to call twice)."""
+        with self._lock:
+            regions, self._regions = self._regions, []
+        for region in regions:
+            self._unregister(region)
+            region.remove()
+
+    def _place(self, frames: NDArray[np.uint8]) -> _Region | None:
+        """Return the region ``frames`` are in or are copied into (the lock is held)."""
+        for held in self._regions:
+            if held.holds(frames):
+                return held if not held.in_flight else None
+        region = next((r for r in self._regions if r.is_free() and r.size >= frames.nbytes), None)
+        if region is None:
+            smaller = next((r for r in self._regions if r.is_free()), None)
+            if smaller is not None:  # grown: made again at least twice as large
+                self._regions.remove(smaller)
+                self._unregister(smaller)
+                smaller.remove()
+            if len(self._regions) >= MAX_REGIONS:
+                return None
+            size = max(frames.nbytes, 2 * smaller.size if smaller is not None else 0)
+            region = _Region(size)
+            self._regions.append(region)
+        region.write(frames)
+        return region
+
+    def _unregister(self, region: _Region) -> None:
+        if not region.registered:
+            return
+        region.registered = False
+        try:
+            self._client.unregister_system_shared_memory(region.name)
         except Exception as exc:  # the server may be gone; the local region still goes
-            logger.debug("unregistering %s failed: %s", self._name, exc)
-        shm.destroy_shared_memory_region(self._handle)
-        self._handle = None
-        self._size = 0
+            logger.debug("unregistering %s failed: %s", region.name, exc)

@@ -31,7 +31,8 @@ Shared memory: when the server is on this machine (loopback URL) the frames trav
 system shared-memory region (:mod:`fakescope.client.shared_memory`) instead of the message; if
 the server cannot map it (e.g. it runs in a container), or the server that answers does not know
 the region (a balancer on loopback sent the registration to another replica), the client says so
-once and falls back.
+once and falls back. Frames decoded into :meth:`DetectorClient.frames_buffer` are already in a
+region and are sent without a copy.
 
 Besides the ensemble, the client scores face crops with the served ``face_classifier`` directly
 (:meth:`DetectorClient.score_faces`, what the occlusion heatmaps of
@@ -42,6 +43,7 @@ Besides the ensemble, the client scores face crops with the served ``face_classi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -60,7 +62,7 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
-from fakescope.client.shared_memory import FrameRegion, is_loopback
+from fakescope.client.shared_memory import FrameRegions, is_loopback
 
 __all__ = [
     "DEFAULT_URLS",
@@ -319,7 +321,6 @@ class DetectorClient:
             raise ValueError(f"retries must be >= 0, got {retries}")
         self.retries = retries
         self._shared_memory = is_loopback(self.url) if shared_memory is None else shared_memory
-        self._region: FrameRegion | None = None
         self._region_renewed = False  # registered again once after the server forgot it
         self._lock = threading.Lock()
         self._facts: ModelFacts | None = None
@@ -352,8 +353,26 @@ class DetectorClient:
             self._client = grpcclient.InferenceServerClient(
                 self.url, ssl=ssl, channel_args=channel_args
             )
+        self._regions = FrameRegions(self._client)
 
     # --- public API ---------------------------------------------------------------------------
+
+    def frames_buffer(self, shape: tuple[int, int, int, int]) -> NDArray[np.uint8]:
+        """Return an uninitialised uint8 array of ``shape`` to decode a video's frames into.
+
+        With shared memory the array lies in one of the client's regions, and :meth:`infer`
+        sends frames decoded into it without copying them: the allocator
+        (:data:`fakescope.client.frames.FrameAllocator`) to pass to
+        :func:`fakescope.client.analyze.decode_video`.
+        Otherwise, or while every region holds other frames, it is this process's memory. The
+        array stays valid as long as it is referenced, after :meth:`close` too. Makes no call
+        to the server; safe from any thread.
+        """
+        if self._shared_memory:
+            lent = self._regions.lend(shape)
+            if lent is not None:
+                return lent
+        return np.empty(shape, np.uint8)
 
     def infer(
         self,
@@ -458,33 +477,37 @@ class DetectorClient:
         self._release_region()
 
     def _release_region(self) -> None:
-        """Unregister and remove the region, if any (the next shared-memory call makes one)."""
-        if self._region is not None:
-            region, self._region = self._region, None
-            try:
-                region.close()
-            except Exception as close_error:  # a replica that never saw it may refuse
-                logger.debug("closing the shared-memory region failed: %s", close_error)
+        """Unregister and remove the regions (the next shared-memory call makes one).
+
+        Frames decoded into a region keep its memory; the next call copies them into a new one.
+        """
+        self._regions.close()
 
     def _infer_once(
         self, frames: NDArray[np.uint8], priority: int, deadline: _Deadline, *, use_shm: bool
     ) -> Any:
-        frames_input = self._mod.InferInput(contract.FRAMES, list(frames.shape), "UINT8")
-        if use_shm and self._shared_memory:
-            try:
-                if self._region is None:
-                    self._region = FrameRegion(self._client)
-                name, size = self._region.put(frames)
-                frames_input.set_shared_memory(name, size)
-            except Exception as exc:  # any failure to set it up: fall back, and say so
-                logger.warning(
-                    "shared memory with %s unavailable (%s); sending frames in the request",
-                    self.url,
-                    " ".join(str(exc).split()),
-                )
-                self._shared_memory = False
-        if not (use_shm and self._shared_memory):
-            frames_input = self._input(contract.FRAMES, frames, "UINT8")
+        with contextlib.ExitStack() as in_region:
+            placed = None
+            if use_shm and self._shared_memory:
+                try:  # the region is the server's to read until the call returns
+                    placed = in_region.enter_context(self._regions.sending(frames))
+                except Exception as exc:  # any failure to set it up: fall back, and say so
+                    logger.warning(
+                        "shared memory with %s unavailable (%s); sending frames in the request",
+                        self.url,
+                        " ".join(str(exc).split()),
+                    )
+                    self._shared_memory = False
+                    self._release_region()
+            if placed is not None:
+                frames_input = self._mod.InferInput(contract.FRAMES, list(frames.shape), "UINT8")
+                frames_input.set_shared_memory(*placed)
+            else:  # no shared memory, or every region holds other frames for now
+                frames_input = self._input(contract.FRAMES, frames, "UINT8")
+            return self._send(frames_input, priority, deadline)
+
+    def _send(self, frames_input: Any, priority: int, deadline: _Deadline) -> Any:
+        """Call the ensemble once with ``frames_input``; return tritonclient's result."""
         # the HTTP client's time limits are set once, on the client; gRPC's per call
         if self.protocol == "http":
             outputs = [self._mod.InferRequestedOutput(o, binary_data=True) for o in _OUTPUTS]

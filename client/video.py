@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from fakescope.client.containers import inspect_container
-from fakescope.client.frames import SampledFrames, even_frame_indices
+from fakescope.client.frames import FrameAllocator, SampledFrames, even_frame_indices, new_frames
 from fakescope.client.opencv_sampler import sample_with_opencv
 from fakescope.client.pyav_sampler import sample_with_pyav
 
@@ -27,7 +27,11 @@ __all__ = ["sample_frames"]
 
 
 def sample_frames(
-    path: str | os.PathLike[str], num_frames: int, max_side: int | None = None
+    path: str | os.PathLike[str],
+    num_frames: int,
+    max_side: int | None = None,
+    *,
+    allocate: FrameAllocator = new_frames,
 ) -> SampledFrames:
     """Decode ``path`` once and return ``num_frames`` evenly spaced RGB frames.
 
@@ -37,6 +41,8 @@ def sample_frames(
         num_frames: how many frames to sample (≥ 1); fewer come back when the video is shorter.
         max_side: if given, frames whose long side exceeds it are downscaled (``INTER_AREA``)
             so that it equals ``max_side``; all frames of the video share one size.
+        allocate: makes the array the frames are decoded into (:data:`FrameAllocator`); the
+            default is this process's memory.
 
     Raises:
         VideoReadError: missing path, directory, unreadable, empty, not a video, or no frame
@@ -50,7 +56,9 @@ def sample_frames(
         raise ValueError(f"max_side must be >= 1 or None, got {max_side}")
     facts = inspect_container(path)
     if facts.sniffed is None:  # maybe a video: try decoding only what the sample needs
-        fast = sample_with_pyav(path, lambda total: even_frame_indices(total, num_frames), max_side)
+        fast = sample_with_pyav(
+            path, lambda total: even_frame_indices(total, num_frames), max_side, allocate=allocate
+        )
         if fast is not None:
             return fast
-    return sample_with_opencv(path, num_frames, max_side, facts)
+    return sample_with_opencv(path, num_frames, max_side, facts, allocate)

@@ -86,7 +86,9 @@ def analyse_job_video(
 
     """
     try:
-        decoded = decode_video(path, settings.num_frames, settings.max_side)
+        decoded = decode_video(
+            path, settings.num_frames, settings.max_side, allocate=client.frames_buffer
+        )
     except VideoReadError as exc:
         raise _JobFailedError("unreadable_video", f"{filename}: {exc.detail}") from exc
     sampled = decoded.sampled

@@ -102,7 +102,9 @@ def test_sample_with_pyav_matches_the_opencv_scan_when_picks_are_exact(
     one_keyframe: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = sample_frames(one_keyframe, 64)
-    monkeypatch.setattr(video, "sample_with_pyav", lambda *args: None)  # the OpenCV scan decides
+    monkeypatch.setattr(
+        video, "sample_with_pyav", lambda *args, **kwargs: None
+    )  # the OpenCV scan decides
     scanned = sample_frames(one_keyframe, 64)
     np.testing.assert_array_equal(fast.frame_indices, scanned.frame_indices)
     np.testing.assert_allclose(fast.timestamps, scanned.timestamps, atol=1e-4)

@@ -12,7 +12,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakescope.client.frames import SampledFrames, VideoReadError, even_frame_indices
+from fakescope.client.containers import inspect_container
+from fakescope.client.frames import (
+    SampledFrames,
+    VideoReadError,
+    even_frame_indices,
+    frames_array,
+    new_frames,
+)
+from fakescope.client.opencv_sampler import sample_with_opencv
+from fakescope.client.pyav_sampler import sample_with_pyav
 from fakescope.client.video import sample_frames
 from tests.support.media import (
     face_frames,
@@ -358,3 +367,34 @@ def test_sample_frames_rejects_the_count_when_below_one(mp4v_video: Path, num_fr
 def test_sample_frames_rejects_max_side_when_below_one(mp4v_video: Path) -> None:
     with pytest.raises(ValueError, match="max_side"):
         sample_frames(mp4v_video, 4, max_side=0)
+
+
+@pytest.mark.parametrize("sampler", ["pyav", "opencv"])
+def test_sample_frames_decodes_into_the_callers_array_when_given_an_allocator(
+    h264_video: Path, sampler: str
+) -> None:
+    given: list[np.ndarray] = []
+
+    def allocate(shape: tuple[int, int, int, int]) -> np.ndarray:
+        given.append(np.full(shape, 255, np.uint8))
+        return given[-1]
+
+    if sampler == "pyav":
+        picks = lambda total: even_frame_indices(total, 4)  # noqa: E731
+        sampled = sample_with_pyav(h264_video, picks, None, allocate=allocate)
+        plain = sample_with_pyav(h264_video, picks, None)
+        assert sampled is not None and plain is not None
+    else:
+        facts = inspect_container(h264_video)
+        sampled = sample_with_opencv(h264_video, 4, None, facts, allocate)
+        plain = sample_with_opencv(h264_video, 4, None, facts)
+    assert len(given) == 1
+    assert np.shares_memory(sampled.frames, given[0])
+    np.testing.assert_array_equal(sampled.frames, plain.frames)
+
+
+def test_frames_array_refuses_the_array_when_the_allocator_gives_another_shape() -> None:
+    with pytest.raises(ValueError, match="not a writable C-contiguous uint8 array"):
+        frames_array(lambda shape: new_frames((1, *shape[1:])), (2, 4, 4, 3))
+    with pytest.raises(ValueError, match="not a writable C-contiguous uint8 array"):
+        frames_array(lambda shape: np.zeros(shape, np.float32), (2, 4, 4, 3))  # type: ignore[arg-type, return-value]

@@ -18,6 +18,7 @@ from tritonclient.grpc import model_config_pb2
 
 from fakescope import contract
 from fakescope.client.analyze import DEFAULT_MAX_SIDE
+from fakescope.client.shared_memory import MAX_REGIONS
 from fakescope.serving.embedded import PYTHON_SHM_START_BYTES, python_shm_growth_bytes
 from fakescope.serving.model_config import (
     FRAME_CHANNELS,
@@ -103,11 +104,11 @@ def test_docker_compose_shm_matches_embedded_server_when_parsed():
         if config.backend == "python"
     )
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    # the web service's analysis threads each hold one frames region in the same /dev/shm
-    # (its `ipc`), which grows to at most twice the largest request (client/shared_memory.py)
+    # the web service's analysis threads each hold at most MAX_REGIONS frames regions in the
+    # same /dev/shm (its `ipc`), each at most twice the largest request (client/shared_memory.py)
     environment = services["web"]["environment"]
     web_threads = int(environment.get("FAKESCOPE_WEB_WORKERS", Settings().workers))
-    web_regions = web_threads * 2 * max_request_bytes(REPOSITORY)
+    web_regions = web_threads * MAX_REGIONS * 2 * max_request_bytes(REPOSITORY)
     shm_size = _docker_bytes(str(services["triton"]["shm_size"]))
     assert shm_size >= python_instances * (start + growth) + web_regions
 

@@ -1,0 +1,92 @@
+"""Frames decoded into the client's shared memory, sent without a copy, against a real server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from fakescope.benchmarks.media import face_frames, make_face_video, no_face_frames
+from fakescope.client.analyze import decode_video
+from fakescope.client.shared_memory import MAX_REGIONS, REGION_PREFIX, SHM_DIR
+from fakescope.client.triton import DetectorClient
+from fakescope.serving.embedded import EmbeddedTriton
+
+
+def _registered(triton: EmbeddedTriton) -> set[str]:
+    status = httpclient.InferenceServerClient(triton.address.http_url)
+    regions = status.get_system_shared_memory_status()
+    return {r["name"] for r in regions if r["name"].startswith(REGION_PREFIX)}
+
+
+def _made_here() -> set[str]:
+    """The regions this process holds in ``/dev/shm``."""
+    return {p.name for p in SHM_DIR.glob(f"{REGION_PREFIX}{os.getpid()}_*")}
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("frames_region") / "face.mp4"
+    make_face_video(path, seconds=1.0, size=(320, 180))
+    return path
+
+
+def test_client_sends_frames_from_the_region_they_were_decoded_into_when_given_its_buffer(
+    triton: EmbeddedTriton, video: Path
+) -> None:
+    before, here = _registered(triton), _made_here()
+    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=True) as client:
+        decoded = decode_video(video, 4, allocate=client.frames_buffer)
+        in_region = client.infer(decoded.sampled.frames)
+        registered = _registered(triton) - before
+        made = _made_here() - here
+    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=False) as plain:
+        in_request = plain.infer(decode_video(video, 4).sampled.frames)
+    # the one region the client made, the frames' own, is the one the server read: they were
+    # not copied into another (theirs was in use: the frames live on)
+    assert len(made) == 1
+    assert registered == made
+    assert len(in_region.face_scores) > 0
+    np.testing.assert_allclose(in_region.face_scores, in_request.face_scores, atol=1e-6)
+    np.testing.assert_allclose(in_region.face_boxes, in_request.face_boxes, atol=1e-3)
+
+
+def test_client_leaves_frames_in_its_buffer_untouched_when_it_sends_other_frames(
+    triton: EmbeddedTriton,
+) -> None:
+    faces = np.stack(list(face_frames(seconds=0.4, size=(320, 180))))
+    empty = np.stack(list(no_face_frames(seconds=0.4, size=(320, 180))))
+    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=True) as client:
+        kept = client.frames_buffer(faces.shape)
+        kept[...] = faces
+        client.infer(empty)  # copied into a region: not the one ``kept`` lies in
+        np.testing.assert_array_equal(kept, faces)
+        from_buffer = client.infer(kept)
+        from_copy = client.infer(faces.copy())
+    assert len(from_buffer.face_scores) > 0
+    np.testing.assert_allclose(from_buffer.face_scores, from_copy.face_scores, atol=1e-6)
+    np.testing.assert_allclose(from_buffer.face_boxes, from_copy.face_boxes, atol=1e-3)
+
+
+def test_client_sends_frames_in_the_request_when_every_region_holds_frames_still_in_use(
+    triton: EmbeddedTriton,
+) -> None:
+    faces = np.stack(list(face_frames(seconds=0.4, size=(320, 180))))
+    before = _registered(triton)
+    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=True) as client:
+        held = [client.frames_buffer(faces.shape) for _ in range(MAX_REGIONS)]
+        for buffer in held:
+            buffer[...] = faces
+        beyond = client.frames_buffer(faces.shape)  # no region left: process memory
+        beyond[...] = faces
+        for buffer in held:
+            buffer[...] = 0  # frames someone still uses: must not be overwritten
+        answer = client.infer(beyond)
+        registered = _registered(triton) - before
+        untouched = all(not buffer.any() for buffer in held)
+    assert registered == set()  # nothing had to be registered: the frames went in the request
+    assert untouched
+    assert len(answer.face_scores) > 0

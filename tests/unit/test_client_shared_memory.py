@@ -1,0 +1,84 @@
+"""The client's shared-memory regions lent to a decoder (no server: lending makes no call)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from fakescope.client.shared_memory import MAX_REGIONS, REGION_PREFIX, SHM_DIR, FrameRegions
+
+SHAPE = (2, 4, 6, 3)
+
+
+def _made_here() -> set[str]:
+    return {p.name for p in SHM_DIR.glob(f"{REGION_PREFIX}{os.getpid()}_*")}
+
+
+@pytest.fixture
+def regions() -> Iterator[FrameRegions]:
+    before = _made_here()
+    held = FrameRegions(client=None)
+    yield held
+    held.close()
+    assert _made_here() == before  # nothing left in /dev/shm
+
+
+def test_frame_regions_lend_the_same_region_again_when_its_frames_were_dropped(
+    regions: FrameRegions,
+) -> None:
+    before = _made_here()
+    first = regions.lend(SHAPE)
+    assert first is not None
+    made = _made_here() - before
+    del first
+    again = regions.lend(SHAPE)
+    assert again is not None
+    assert _made_here() - before == made  # one region, lent twice
+
+
+def test_frame_regions_lend_another_region_when_a_view_of_the_frames_lives_on(
+    regions: FrameRegions,
+) -> None:
+    before = _made_here()
+    first = regions.lend(SHAPE)
+    assert first is not None
+    first[...] = 1
+    one_frame = first[1]
+    del first
+    second = regions.lend(SHAPE)
+    assert second is not None
+    second[...] = 2
+    assert len(_made_here() - before) == 2
+    assert (one_frame == 1).all()  # not written over
+
+
+def test_frame_regions_lend_nothing_when_every_region_holds_frames(regions: FrameRegions) -> None:
+    held = [regions.lend(SHAPE) for _ in range(MAX_REGIONS)]
+    assert all(array is not None for array in held)
+    assert regions.lend(SHAPE) is None
+
+
+def test_frame_regions_keep_lent_frames_usable_when_closed(regions: FrameRegions) -> None:
+    before = _made_here()
+    frames = regions.lend(SHAPE)
+    assert frames is not None
+    frames[...] = 7
+    regions.close()
+    assert _made_here() == before  # the names are gone from /dev/shm ...
+    frames += 1  # ... the memory is not: it goes when the frames do
+    assert (frames == 8).all()
+
+
+def test_frame_regions_lend_a_larger_region_when_frames_outgrow_the_free_one(
+    regions: FrameRegions,
+) -> None:
+    small = regions.lend(SHAPE)
+    assert small is not None
+    del small
+    large = regions.lend((4, 8, 12, 3))
+    assert large is not None
+    large[...] = 3
+    assert large.shape == (4, 8, 12, 3)
+    assert (large == 3).all()
