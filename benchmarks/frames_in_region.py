@@ -7,7 +7,8 @@ before), or decodes them into the region itself (``in_region``: the allocator
 :meth:`fakescope.client.triton.DetectorClient.frames_buffer`, which ``fakescope analyze``, the
 web service and the load generator now pass), so nothing is copied. One client of the embedded
 Triton analyzes every video both ways, the two interleaved round by round and their order
-swapped every round, as :func:`fakescope.client.analyze.analyze` does: decode, then infer. Per
+swapped every round, as :func:`fakescope.client.analyze.analyze` does: decode, then infer; the
+process keeps freed memory as the long-running clients do (:mod:`fakescope.allocator`). Per
 video and way: the median wall time of the whole (decode + call), of the call alone, and the
 CPU time this process (the client) used. Both ways must give the same answers, or the run
 fails.
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.allocator import set_up_memory
 from fakescope.benchmarks.arguments import DFDC_SAMPLE, check_json_output, default_videos
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
 from fakescope.benchmarks.result_files import code_version, write_result
@@ -84,6 +86,9 @@ def check_same_answers(video: Path, answers: list[RawResult]) -> None:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Time both ways on every video, interleaved; return the result document."""
+    # as every long-running client (fakescope analyze, the web service, the load generator):
+    # the copied way's arrays reuse freed memory instead of being mapped afresh per video
+    set_up_memory()
     videos = default_videos(args.videos_dir, args.dfdc_sample)
     facts = machine_facts()
     address = ServerAddress("127.0.0.1", args.http_port, args.grpc_port, args.metrics_port)
