@@ -36,13 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fakescope.benchmarks.arguments import DFDC_SAMPLE, check_json_output
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
-from fakescope.benchmarks.result_files import code_version, fmt, write_result
-from fakescope.benchmarks.run import REFUSAL_REASONS, add_server_arguments
+from fakescope.benchmarks.result_files import code_version, fmt
+from fakescope.benchmarks.run import REFUSAL_REASONS, run_server_benchmark
 from fakescope.benchmarks.service_times import RUNTIME_DIR, running_server
 from fakescope.client import cli
-from fakescope.client.cli import positive_int
 from fakescope.contract import PROCESSING_LIMIT_RATIO
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import ServerAddress
@@ -186,16 +184,16 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_server_arguments(parser, first_port=19100)
-    parser.set_defaults(output=RESULT)
-    parser.add_argument("--rounds", type=positive_int, default=7)
-    parser.add_argument("--dfdc-sample", type=Path, default=DFDC_SAMPLE)
-    args = parser.parse_args(argv)
-    check_json_output(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    write_result(args.output, measure(args), render_markdown)
-    return 0
+    return run_server_benchmark(
+        argv,
+        doc=__doc__,
+        first_port=19100,
+        result=RESULT,
+        rounds=7,
+        measure=measure,
+        render=render_markdown,
+        dfdc_sample=True,
+    )
 
 
 if __name__ == "__main__":

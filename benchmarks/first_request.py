@@ -45,16 +45,14 @@ import tritonclient.grpc as grpcclient
 
 from fakescope import contract
 from fakescope.allocator import HUGE_PAGE_ENV
-from fakescope.benchmarks.arguments import check_json_output
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
-from fakescope.benchmarks.result_files import code_version, fmt, write_result
-from fakescope.benchmarks.run import add_server_arguments
+from fakescope.benchmarks.result_files import code_version, fmt
+from fakescope.benchmarks.run import run_server_benchmark
 from fakescope.benchmarks.service_times import (
     process_group_system_cpu_seconds,
     snapshot,
     stage_split,
 )
-from fakescope.client.cli import positive_int
 from fakescope.contract import PROCESSING_LIMIT_RATIO
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
@@ -276,15 +274,15 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_server_arguments(parser, first_port=19200)
-    parser.set_defaults(output=RESULT)
-    parser.add_argument("--rounds", type=positive_int, default=5)
-    args = parser.parse_args(argv)
-    check_json_output(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    write_result(args.output, measure(args), render_markdown)
-    return 0
+    return run_server_benchmark(
+        argv,
+        doc=__doc__,
+        first_port=19200,
+        result=RESULT,
+        rounds=5,
+        measure=measure,
+        render=render_markdown,
+    )
 
 
 if __name__ == "__main__":

@@ -30,13 +30,12 @@ from typing import Any
 import numpy as np
 
 from fakescope.allocator import set_up_memory
-from fakescope.benchmarks.arguments import DFDC_SAMPLE, check_json_output, default_videos
+from fakescope.benchmarks.arguments import default_videos
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
-from fakescope.benchmarks.result_files import code_version, write_result
-from fakescope.benchmarks.run import add_server_arguments
+from fakescope.benchmarks.result_files import code_version
+from fakescope.benchmarks.run import run_server_benchmark
 from fakescope.benchmarks.service_times import RUNTIME_DIR, running_server
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decode_video
-from fakescope.client.cli import positive_int
 from fakescope.client.triton import DetectorClient, RawResult
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.embedded import ServerAddress
@@ -161,16 +160,16 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_server_arguments(parser, first_port=19300)
-    parser.set_defaults(output=RESULT)
-    parser.add_argument("--rounds", type=positive_int, default=15)
-    parser.add_argument("--dfdc-sample", type=Path, default=DFDC_SAMPLE)
-    args = parser.parse_args(argv)
-    check_json_output(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    write_result(args.output, measure(args), render_markdown)
-    return 0
+    return run_server_benchmark(
+        argv,
+        doc=__doc__,
+        first_port=19300,
+        result=RESULT,
+        rounds=15,
+        measure=measure,
+        render=render_markdown,
+        dfdc_sample=True,
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 
 from fakescope import contract
-from fakescope.benchmarks.arguments import add_shared_memory_argument, describe_transport
+from fakescope.benchmarks.arguments import (
+    DFDC_SAMPLE,
+    add_shared_memory_argument,
+    check_json_output,
+    describe_transport,
+)
 from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
@@ -38,9 +43,10 @@ from fakescope.benchmarks.process_usage import (
     fault_price_us,
     measured_usage,
 )
-from fakescope.benchmarks.result_files import code_version, fmt
+from fakescope.benchmarks.result_files import code_version, fmt, write_result
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
+from fakescope.client.cli import positive_int
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.triton import DetectorClient
 from fakescope.client.video import sample_frames
@@ -813,6 +819,38 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, first_port: int) ->
     parser.add_argument("--http-port", type=int, default=first_port)
     parser.add_argument("--grpc-port", type=int, default=first_port + 1)
     parser.add_argument("--metrics-port", type=int, default=first_port + 2)
+
+
+def run_server_benchmark(
+    argv: list[str] | None,
+    *,
+    doc: str,
+    first_port: int,
+    result: Path,
+    rounds: int,
+    measure: Callable[[argparse.Namespace], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    dfdc_sample: bool = False,
+) -> int:
+    """Be the ``main`` of a benchmark that serves the repository on its own embedded Triton.
+
+    Parses :func:`add_server_arguments` (``first_port``, ``--output`` defaulting to ``result``,
+    a ``.json`` file), ``--rounds`` (default ``rounds``) and, with ``dfdc_sample``,
+    ``--dfdc-sample``; then writes ``measure(args)`` and its table ``render`` made
+    (:func:`~fakescope.benchmarks.result_files.write_result`). ``doc``: the module's
+    docstring, whose first paragraph is the command's description.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_server_arguments(parser, first_port=first_port)
+    parser.set_defaults(output=result)
+    parser.add_argument("--rounds", type=positive_int, default=rounds)
+    if dfdc_sample:
+        parser.add_argument("--dfdc-sample", type=Path, default=DFDC_SAMPLE)
+    args = parser.parse_args(argv)
+    check_json_output(parser, args)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    write_result(args.output, measure(args), render)
+    return 0
 
 
 def _video_file(text: str) -> Path:

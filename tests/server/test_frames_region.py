@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,21 @@ from fakescope.client.shared_memory import MAX_REGIONS, REGION_PREFIX, SHM_DIR
 from fakescope.client.triton import DetectorClient
 from fakescope.serving.embedded import EmbeddedTriton
 
+SIZE = (320, 180)
+
 
 def _registered(triton: EmbeddedTriton) -> set[str]:
     status = httpclient.InferenceServerClient(triton.address.http_url)
     regions = status.get_system_shared_memory_status()
     return {r["name"] for r in regions if r["name"].startswith(REGION_PREFIX)}
+
+
+def _frames(source: Iterator[np.ndarray]) -> np.ndarray:
+    return np.stack(list(source))
+
+
+def _client(triton: EmbeddedTriton) -> DetectorClient:
+    return DetectorClient(triton.address.grpc_url, "grpc", shared_memory=True)
 
 
 def _made_here() -> set[str]:
@@ -30,7 +41,7 @@ def _made_here() -> set[str]:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("frames_region") / "face.mp4"
-    make_face_video(path, seconds=1.0, size=(320, 180))
+    make_face_video(path, seconds=1.0, size=SIZE)
     return path
 
 
@@ -38,7 +49,7 @@ def test_client_sends_frames_from_the_region_they_were_decoded_into_when_given_i
     triton: EmbeddedTriton, video: Path
 ) -> None:
     before, here = _registered(triton), _made_here()
-    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=True) as client:
+    with _client(triton) as client:
         decoded = decode_video(video, 4, allocate=client.frames_buffer)
         in_region = client.infer(decoded.sampled.frames)
         registered = _registered(triton) - before
@@ -57,9 +68,9 @@ def test_client_sends_frames_from_the_region_they_were_decoded_into_when_given_i
 def test_client_leaves_frames_in_its_buffer_untouched_when_it_sends_other_frames(
     triton: EmbeddedTriton,
 ) -> None:
-    faces = np.stack(list(face_frames(seconds=0.4, size=(320, 180))))
-    empty = np.stack(list(no_face_frames(seconds=0.4, size=(320, 180))))
-    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=True) as client:
+    faces = _frames(face_frames(seconds=0.4, size=SIZE))
+    empty = _frames(no_face_frames(seconds=0.4, size=SIZE))
+    with _client(triton) as client:
         kept = client.frames_buffer(faces.shape)
         kept[...] = faces
         client.infer(empty)  # copied into a region: not the one ``kept`` lies in
@@ -74,9 +85,9 @@ def test_client_leaves_frames_in_its_buffer_untouched_when_it_sends_other_frames
 def test_client_sends_frames_in_the_request_when_every_region_holds_frames_still_in_use(
     triton: EmbeddedTriton,
 ) -> None:
-    faces = np.stack(list(face_frames(seconds=0.4, size=(320, 180))))
+    faces = _frames(face_frames(seconds=0.4, size=SIZE))
     before = _registered(triton)
-    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=True) as client:
+    with _client(triton) as client:
         held = [client.frames_buffer(faces.shape) for _ in range(MAX_REGIONS)]
         for buffer in held:
             buffer[...] = faces
