@@ -13,7 +13,7 @@ import tritonclient.http as httpclient
 from fakescope.benchmarks.media import face_frames, make_face_video, no_face_frames
 from fakescope.client.analyze import decode_video
 from fakescope.client.shared_memory import MAX_REGIONS, REGION_PREFIX, SHM_DIR
-from fakescope.client.triton import DetectorClient
+from fakescope.client.triton import DetectorClient, RawResult
 from fakescope.serving.embedded import EmbeddedTriton
 
 SIZE = (320, 180)
@@ -31,6 +31,12 @@ def _frames(source: Iterator[np.ndarray]) -> np.ndarray:
 
 def _client(triton: EmbeddedTriton) -> DetectorClient:
     return DetectorClient(triton.address.grpc_url, "grpc", shared_memory=True)
+
+
+def _assert_same_faces(got: RawResult, expected: RawResult) -> None:
+    assert len(got.face_scores) > 0
+    np.testing.assert_allclose(got.face_scores, expected.face_scores, atol=1e-6)
+    np.testing.assert_allclose(got.face_boxes, expected.face_boxes, atol=1e-3)
 
 
 def _made_here() -> set[str]:
@@ -60,9 +66,7 @@ def test_client_sends_frames_from_the_region_they_were_decoded_into_when_given_i
     # not copied into another (theirs was in use: the frames live on)
     assert len(made) == 1
     assert registered == made
-    assert len(in_region.face_scores) > 0
-    np.testing.assert_allclose(in_region.face_scores, in_request.face_scores, atol=1e-6)
-    np.testing.assert_allclose(in_region.face_boxes, in_request.face_boxes, atol=1e-3)
+    _assert_same_faces(in_region, in_request)
 
 
 def test_client_leaves_frames_in_its_buffer_untouched_when_it_sends_other_frames(
@@ -77,9 +81,7 @@ def test_client_leaves_frames_in_its_buffer_untouched_when_it_sends_other_frames
         np.testing.assert_array_equal(kept, faces)
         from_buffer = client.infer(kept)
         from_copy = client.infer(faces.copy())
-    assert len(from_buffer.face_scores) > 0
-    np.testing.assert_allclose(from_buffer.face_scores, from_copy.face_scores, atol=1e-6)
-    np.testing.assert_allclose(from_buffer.face_boxes, from_copy.face_boxes, atol=1e-3)
+    _assert_same_faces(from_buffer, from_copy)
 
 
 def test_client_sends_frames_in_the_request_when_every_region_holds_frames_still_in_use(
