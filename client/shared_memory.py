@@ -145,6 +145,8 @@ class FrameRegions:
         and :meth:`sending` copies it). Makes no call to the server.
         """
         nbytes = int(np.prod(shape))
+        if nbytes == 0:  # nothing to map
+            return None
         with self._lock:
             region = next((r for r in self._regions if r.is_free() and r.size >= nbytes), None)
             if region is None and len(self._regions) < MAX_REGIONS:
@@ -188,12 +190,6 @@ class FrameRegions:
             yield region.name, frames.nbytes
         finally:
             region.in_flight = False
-
-    def forget_registrations(self) -> None:
-        """Register every region again on its next use (the server restarted and lost them)."""
-        with self._lock:
-            for region in self._regions:
-                region.registered = False
 
     def close(self) -> None:
         """Unregister and remove every region (safe to call twice)."""

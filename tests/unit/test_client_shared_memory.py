@@ -82,3 +82,9 @@ def test_frame_regions_lend_a_larger_region_when_frames_outgrow_the_free_one(
     large[...] = 3
     assert large.shape == (4, 8, 12, 3)
     assert (large == 3).all()
+
+
+def test_frame_regions_lend_nothing_when_the_frames_take_no_bytes(regions: FrameRegions) -> None:
+    before = _made_here()
+    assert regions.lend((0, 4, 6, 3)) is None
+    assert _made_here() == before
