@@ -219,7 +219,7 @@ def measure_run(
     """Analyze ``video`` once at 1 user; return its timings, stage split and sizes."""
     before = snapshot(stats_client, pgid)
     cpu_began = time.process_time()
-    decoded = decode_video(video, frames, DEFAULT_MAX_SIDE)
+    decoded = decode_video(video, frames, DEFAULT_MAX_SIDE, allocate=client.frames_buffer)
     decode_cpu = time.process_time() - cpu_began
     began = time.perf_counter()
     raw = client.infer(decoded.sampled.frames, duration_seconds=decoded.sampled.duration_seconds)
