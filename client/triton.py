@@ -637,7 +637,12 @@ class DetectorClient:
         return bool(live)
 
     def close(self) -> None:
-        """Release the shared-memory region and close the underlying connection."""
+        """Release the shared-memory regions and close the underlying connection.
+
+        Frames decoded into :meth:`frames_buffer` stay valid; later buffers are this process's
+        memory (a closed client makes no region that nothing would remove).
+        """
+        self._shared_memory = False
         self._release_region()
         self._client.close()
 

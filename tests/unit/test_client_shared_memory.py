@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from fakescope.client.shared_memory import MAX_REGIONS, REGION_PREFIX, SHM_DIR, FrameRegions
+from fakescope.client.triton import DetectorClient
 
 SHAPE = (2, 4, 6, 3)
 
@@ -88,3 +89,16 @@ def test_frame_regions_lend_nothing_when_the_frames_take_no_bytes(regions: Frame
     before = _made_here()
     assert regions.lend((0, 4, 6, 3)) is None
     assert _made_here() == before
+
+
+def test_detector_client_lends_process_memory_when_closed() -> None:
+    before = _made_here()
+    client = DetectorClient("127.0.0.1:1", "grpc", shared_memory=True)  # no call is made
+    lent = client.frames_buffer(SHAPE)
+    assert len(_made_here() - before) == 1  # a region, while the client is open
+    client.close()
+    lent[...] = 5  # still usable
+    after_close = client.frames_buffer(SHAPE)
+    after_close[...] = 6
+    assert _made_here() == before  # nothing left in /dev/shm, nothing new made
+    assert (lent == 5).all()
