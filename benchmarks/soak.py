@@ -15,7 +15,9 @@ python backend's pools, which tritonserver and a stub both map: a page of them c
 once touched); the RSS growth after the first (warm-up) window, in all and without shared
 memory; and the server's exits and stalls. Targets: no server exit or stall, RSS growth < 5 %,
 0 lost, p95 flat (no window above the limit, the last within 20 % of the first after warm-up).
-The run exits non-zero when one is missed.
+The run exits non-zero when one is missed. The client side is reported beside them, not judged:
+the load generators' RSS growth, and the bytes of the clients' frame regions in ``/dev/shm``,
+which a client that lost track of a region would leave growing.
 
 Results: ``benchmarks/results/soak.json``, ``soak.md`` and ``soak.png`` (not in ``make test``).
 """
@@ -47,6 +49,7 @@ from fakescope.benchmarks.run import (
     run_level,
 )
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
+from fakescope.client.shared_memory import REGION_PREFIX
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from fakescope.serving.watchdog import DEFAULT_STALL_TIMEOUT_S, Stall
 
@@ -88,6 +91,23 @@ def _group(process: psutil.Process, server_pid: int) -> str:
     return process.name()
 
 
+def _is_load_generator(group: str) -> bool:
+    return group.startswith("locust")
+
+
+def client_regions_bytes(shm: Path = Path("/dev/shm")) -> int:
+    """Return the bytes of every client frame region in ``shm`` (``REGION_PREFIX`` files).
+
+    A client that lost track of a region would leave its file there: the load generators'
+    regions must stay at their few per user for the whole run.
+    """
+    total = 0
+    for region in shm.glob(f"{REGION_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile by its client
+            total += region.stat().st_size
+    return total
+
+
 class RssSampler(threading.Thread):
     """Every ``period_s``, the RSS of the server's process tree and of this process's children."""
 
@@ -99,7 +119,11 @@ class RssSampler(threading.Thread):
         self._stop = threading.Event()
 
     def sample(self) -> dict[str, Any]:
-        """One sample: seconds since the epoch, RSS and shared-memory RSS bytes per group."""
+        """One sample: seconds since the epoch, RSS and shared-memory RSS bytes per group.
+
+        Also the bytes of the clients' frame regions in ``/dev/shm``
+        (:func:`client_regions_bytes`) and the machine's 1-minute load.
+        """
         server = self.server.process  # a new one after a restart
         mine = psutil.Process(os.getpid())
         roots = [mine]
@@ -113,13 +137,19 @@ class RssSampler(threading.Thread):
             for process in [root, *root.children(recursive=True)]:
                 try:
                     name = _group(process, server_pid)
-                    if root.pid == os.getpid() and not name.startswith("locust"):
+                    if root.pid == os.getpid() and not _is_load_generator(name):
                         continue  # this sampler and the server are counted elsewhere
                     rss[name] = rss.get(name, 0) + process.memory_info().rss
                     shmem[name] = shmem.get(name, 0) + shmem_rss_bytes(process.pid)
                 except (psutil.Error, OSError):  # a process that ended meanwhile
                     continue
-        return {"t": time.time(), "rss": rss, "rss_shmem": shmem, "load1": os.getloadavg()[0]}
+        return {
+            "t": time.time(),
+            "rss": rss,
+            "rss_shmem": shmem,
+            "client_regions": client_regions_bytes(),
+            "load1": os.getloadavg()[0],
+        }
 
     def run(self) -> None:
         """Sample until :meth:`stop`."""
@@ -158,6 +188,7 @@ def windows(
         ratios = [r["ratio"] for r in mine if r.get("ratio") is not None]
         in_window = [s for s in samples if lo <= s["t"] < hi]
         groups = sorted({g for s in in_window for g in s["rss"]})
+        regions = [s["client_regions"] for s in in_window if "client_regions" in s]
         rows.append(
             {
                 "window": w,
@@ -177,16 +208,21 @@ def windows(
                     g: float(np.mean([s.get("rss_shmem", {}).get(g, 0) for s in in_window])) / 2**20
                     for g in groups
                 },
+                # runs from before the regions were sampled have none: None
+                "client_regions_mib": float(np.mean(regions)) / 2**20 if regions else None,
             }
         )
     return rows
 
 
-def _growth_per_process(first: dict[str, float], last: dict[str, float]) -> dict[str, float]:
+def _growth_per_process(
+    first: dict[str, float], last: dict[str, float], load_generators: bool = False
+) -> dict[str, float]:
+    """Growth of each server process group, or (``load_generators``) each load generator's."""
     return {
         g: (last.get(g, 0.0) - mib) / mib
         for g, mib in first.items()
-        if mib > 0 and not g.startswith("locust")
+        if mib > 0 and _is_load_generator(g) == load_generators
     }
 
 
@@ -201,10 +237,9 @@ def verdict(
     steady = rows[1:] if len(rows) > 1 else rows  # the first window is the warm-up
     first, last = steady[0], steady[-1]
     growth = _growth_per_process(first["rss_mib"], last["rss_mib"])
-    private_growth = _growth_per_process(
-        _without(first["rss_mib"], first.get("rss_shmem_mib", {})),
-        _without(last["rss_mib"], last.get("rss_shmem_mib", {})),
-    )
+    first_private = _without(first["rss_mib"], first.get("rss_shmem_mib", {}))
+    last_private = _without(last["rss_mib"], last.get("rss_shmem_mib", {}))
+    private_growth = _growth_per_process(first_private, last_private)
     total_first, total_last = _server_mib(first, "rss_mib"), _server_mib(last, "rss_mib")
     private_first = total_first - _server_mib(first, "rss_shmem_mib")
     private_last = total_last - _server_mib(last, "rss_shmem_mib")
@@ -227,6 +262,15 @@ def verdict(
         else None,
         "rss_growth_per_process": growth,
         "private_rss_growth_per_process": private_growth,
+        # the client side (decoding, its frame regions), reported and not judged: Locust's
+        # own bookkeeping grows with the requests it has made
+        "load_generator_rss_growth_per_process": _growth_per_process(
+            first["rss_mib"], last["rss_mib"], load_generators=True
+        ),
+        "load_generator_private_rss_growth_per_process": _growth_per_process(
+            first_private, last_private, load_generators=True
+        ),
+        "client_regions_mib": [first.get("client_regions_mib"), last.get("client_regions_mib")],
         "answered": sum(r["answered"] for r in rows),
         "refused": sum(r["refused"] for r in rows),
         "lost": lost,
@@ -240,7 +284,7 @@ def verdict(
 
 def _server_mib(row: dict[str, Any], key: str) -> float:
     """Sum ``row[key]`` (MiB per group) over the server's processes, load generators left out."""
-    return sum(v for g, v in row.get(key, {}).items() if not g.startswith("locust"))
+    return sum(v for g, v in row.get(key, {}).items() if not _is_load_generator(g))
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -300,7 +344,36 @@ def render_markdown(result: dict[str, Any]) -> str:
             + ", ".join(f"{g} {x * 100:+.1f} %" for g, x in sorted(per_process.items())),
             "",
         ]
+    lines += _client_side_lines(v)
     return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _client_side_lines(v: dict[str, Any]) -> list[str]:
+    """Render the load generators' growth and their frame regions, where the run sampled them."""
+    growth = v.get("load_generator_rss_growth_per_process")
+    if not growth:  # runs from before the client side was reported
+        return []
+    private = v.get("load_generator_private_rss_growth_per_process", {})
+    parts = [
+        f"{g} {x * 100:+.1f} % ({private[g] * 100:+.1f} % without shared memory)"
+        if g in private
+        else f"{g} {x * 100:+.1f} %"
+        for g, x in sorted(growth.items())
+    ]
+    lines = [
+        "Load generators, the client side (decoding, frames in shared memory), reported and "
+        "not judged (Locust's own bookkeeping grows with its requests; RSS growth after "
+        "warm-up): " + ", ".join(parts),
+        "",
+    ]
+    first, last = v.get("client_regions_mib") or (None, None)
+    if first is not None and last is not None:
+        lines += [
+            f"The clients' frame regions in `/dev/shm`: {first:.0f} MiB in the first window "
+            f"after warm-up, {last:.0f} MiB in the last.",
+            "",
+        ]
+    return lines
 
 
 def describe_host_probe(host: dict[str, Any] | None) -> str | None:

@@ -10,11 +10,14 @@ import pytest
 
 from fakescope.benchmarks.soak import (
     WINDOW_S,
+    client_regions_bytes,
     measured_capacity,
+    render_markdown,
     shmem_rss_bytes,
     verdict,
     windows,
 )
+from fakescope.client.shared_memory import REGION_PREFIX
 
 
 def _level(p95: float, rejected: int = 0) -> dict:
@@ -114,3 +117,56 @@ def test_shmem_rss_bytes_counts_shared_memory_when_process_touches_a_segment():
     finally:
         segment.close()
         segment.unlink()
+
+
+def _client_side_run(regions_mib: list[float], locust_mib: list[float]) -> list[dict]:
+    start = 1000.0
+    records, samples = [], []
+    for w, (regions, locust) in enumerate(zip(regions_mib, locust_mib, strict=True)):
+        t = start + w * WINDOW_S + 10
+        records += [{"finished_at": t, "status": "ok", "ratio": 0.2} for _ in range(5)]
+        samples.append(
+            {
+                "t": t,
+                "load1": 1.0,
+                "rss": {"tritonserver": 2**30, "locust:grpc": locust * 2**20},
+                "rss_shmem": {"locust:grpc": regions * 2**20},
+                "client_regions": int(regions * 2**20),
+            }
+        )
+    return windows(records, samples, start, 5 * len(regions_mib))
+
+
+def test_soak_verdict_reports_load_generator_growth_apart_when_only_the_client_grew():
+    rows = _client_side_run(regions_mib=[88, 88, 176], locust_mib=[300, 300, 400])
+    judged = verdict(rows, 0.5, [])
+    assert judged["passed"]  # the client side is reported, not judged
+    assert judged["rss_growth_per_process"] == {"tritonserver": 0.0}
+    assert judged["load_generator_rss_growth_per_process"] == pytest.approx(
+        {"locust:grpc": 100 / 300}
+    )
+    assert judged["load_generator_private_rss_growth_per_process"] == pytest.approx(
+        {"locust:grpc": 12 / 212}
+    )
+    assert judged["client_regions_mib"] == pytest.approx([88, 176])
+    report = render_markdown(
+        {
+            "users": 2,
+            "users_grpc": 2,
+            "users_http": 0,
+            "minutes": 15,
+            "sample_seconds": 10.0,
+            "windows": rows,
+            "server_exits": [],
+            "verdict": judged,
+        }
+    )
+    assert "locust:grpc +33.3 % (+5.7 % without shared memory)" in report
+    assert "88 MiB in the first window after warm-up, 176 MiB in the last" in report
+
+
+def test_client_regions_bytes_counts_only_client_regions_when_others_share_the_folder(tmp_path):
+    (tmp_path / f"{REGION_PREFIX}1_0").write_bytes(b"\0" * 4096)
+    (tmp_path / f"{REGION_PREFIX}1_1").write_bytes(b"\0" * 1024)
+    (tmp_path / "fakescope_18400_stub_pool").write_bytes(b"\0" * 8192)  # a server's pool
+    assert client_regions_bytes(tmp_path) == 5120
