@@ -492,6 +492,7 @@ class DetectorClient:
                 try:  # the region is the server's to read until the call returns
                     placed = in_region.enter_context(self._regions.sending(frames))
                 except Exception as exc:  # any failure to set it up: fall back, and say so
+                    self._raise_if_unreachable(exc)
                     logger.warning(
                         "shared memory with %s unavailable (%s); sending frames in the request",
                         self.url,
@@ -505,6 +506,20 @@ class DetectorClient:
             else:  # no shared memory, or every region holds other frames for now
                 frames_input = self._input(contract.FRAMES, frames, "UINT8")
             return self._send(frames_input, priority, deadline)
+
+    def _raise_if_unreachable(self, exc: Exception) -> None:
+        """Raise :class:`ServerUnreachableError` when registering failed for want of a server.
+
+        A server that is down (restarting under a supervisor or Compose) can take no request
+        either way, and will map the region once it is back: shared memory stays on. Only a
+        server that answers and refuses the region (another host's, one that cannot open it)
+        turns it off for good. In the soak run a server restart left most load generators
+        without shared memory for the rest of the hour (benchmarks/README.md, Soak).
+        """
+        if isinstance(exc, (InferenceServerException, OSError)):
+            error = self._translate(exc, "registering the frames' shared memory")
+            if isinstance(error, ServerUnreachableError):
+                raise error from exc
 
     def _send(self, frames_input: Any, priority: int, deadline: _Deadline) -> Any:
         """Call the ensemble once with ``frames_input``; return tritonclient's result."""

@@ -28,7 +28,13 @@ from fakescope.client.analyze import analyze
 from fakescope.client.triton import DetectorClient, ServerUnreachableError
 from fakescope.serving.detector_nets import BLS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
-from tests.support.servers import REPOSITORY, free_ports, live_group_members, restarted
+from tests.support.servers import (
+    REPOSITORY,
+    free_ports,
+    live_group_members,
+    restarted,
+    wait_until,
+)
 
 READY = "ready: HTTP"
 
@@ -344,3 +350,31 @@ def test_client_registers_its_frames_region_again_when_the_server_restarted(
     assert len(regions) == 1  # the frames went through shared memory again
     assert "registering it again" in caplog.text
     assert "from now on" not in caplog.text
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_client_keeps_shared_memory_when_its_region_meets_a_server_that_is_down(
+    tmp_path, caplog, protocol
+):
+    """A registration that finds no server (restarting) fails the call, not shared memory."""
+    http, grpc, metrics = free_ports(3)
+    server = EmbeddedTriton(
+        REPOSITORY, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
+    )
+    frames = np.stack(list(face_frames(seconds=0.4)))
+    caplog.set_level(logging.INFO, logger="fakescope.client.triton")
+    url = server.address.grpc_url if protocol == "grpc" else server.address.http_url
+    with DetectorClient(url, protocol, timeout_s=60, retries=0) as client:
+        with pytest.raises(ServerUnreachableError):
+            client.infer(frames)  # the client's first region, registered while no server runs
+        server.start()
+        try:
+            # gRPC's channel reconnects after its own backoff, as a user's next try would
+            assert wait_until(client.is_live, timeout_s=60), "the client never saw the server"
+            result = client.infer(frames)
+            regions = _client_regions(server)
+        finally:
+            server.stop()
+    assert len(result.frame_scores) == len(frames)
+    assert len(regions) == 1  # the frames went through shared memory once the server was back
+    assert "sending frames in the request" not in caplog.text

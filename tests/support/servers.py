@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 
 import psutil
 
@@ -40,6 +40,16 @@ def restarted(
         process = server.process
         new = len(reported) and process is not None and process.pid != first_pid
         if new and server.is_ready():
+            return True
+        time.sleep(poll_s)
+    return False
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.2) -> bool:
+    """Poll ``predicate`` until it returns True; False when ``timeout_s`` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
             return True
         time.sleep(poll_s)
     return False
