@@ -146,7 +146,11 @@ class _VideoUser(User):
         """Decode + sample in a native thread, infer in this greenlet, report to Locust."""
         video = next(self.videos)
         start = time.perf_counter()
-        error: Exception | None = None
+        # what Locust is told of a failure: the exception's repr, never the exception, whose
+        # traceback holds the video's frames; Locust keeps the first exception of every kind
+        # of failure for the whole run, which would keep that frames region lent, and the
+        # client would send every later video through its other region or in the request
+        error: str | None = None
         record: dict[str, Any] = {"protocol": self.protocol, "video": Path(video).name}
         decoded_at = start
         self.last_rejected = False
@@ -169,7 +173,7 @@ class _VideoUser(User):
                 ratio=verdict.ratio,
             )
         except ServerError as exc:  # reported to Locust as a failure, and recorded
-            error = exc
+            error = repr(exc)
             elapsed = time.perf_counter() - start
             status = "rejected" if exc.status in OVERLOADED else "error"
             self.last_rejected = status == "rejected"
@@ -180,7 +184,7 @@ class _VideoUser(User):
                 infer_seconds=time.perf_counter() - decoded_at,
             )
         except Exception as exc:  # reported to Locust as a failure, and recorded
-            error = exc
+            error = repr(exc)
             elapsed = time.perf_counter() - start
             record.update(status="error", error=str(exc), processing_seconds=elapsed)
         record["user"] = self.number

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -10,8 +13,9 @@ import tritonclient.grpc as grpcclient
 
 from fakescope import contract
 from fakescope.benchmarks.run import locust_env, run_level, served_instances
-from fakescope.serving.embedded import EmbeddedTriton
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from tests.support.media import make_face_video
+from tests.support.servers import free_ports
 
 
 def _ensemble_successes(metrics_url: str) -> int:
@@ -76,3 +80,56 @@ def test_served_instances_reports_the_kind_each_model_became_when_the_server_run
     assert instances["face_classifier"] == ["1 KIND_CPU"]
     assert {"mtcnn_pnet", "face_detector", "video_aggregator"} <= set(instances)
     assert all(groups and "KIND_AUTO" not in g for groups in instances.values() for g in groups)
+
+
+# One Locust user run in its own process (the locustfile patches the process for gevent): a
+# video decoded into its client's frames region fails to reach the server (none listens at
+# the URL); then whether the region is still mapped once Locust has recorded the failure.
+_FAILED_VIDEO_USER = """
+import gc, json, os, sys
+import gevent
+from locust import events
+from locust.env import Environment
+from fakescope.benchmarks import locustfile
+from fakescope.client.triton import DetectorClient
+
+def run():  # in a greenlet, as Locust runs its users
+    env = Environment(user_classes=[locustfile.GrpcVideoUser], events=events)
+    env.create_local_runner()
+    user = locustfile.GrpcVideoUser(env)
+    user.client = DetectorClient(sys.argv[2], "grpc", retries=0)
+    user.videos = iter([sys.argv[1]])
+    user.analyze_video()
+    gc.collect()
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        mapped = [line for line in maps if "fakescope_client_" in line]
+    return {
+        "statuses": [r["status"] for r in locustfile.RECORDS],
+        "failures": env.stats.total.num_failures,
+        "mapped": len(mapped),
+    }
+
+print(json.dumps(gevent.spawn(run).get(timeout=240)), flush=True)
+os._exit(0)  # the runner's and gRPC's threads would keep the process alive
+"""
+
+
+def test_locust_user_frees_its_frames_when_locust_recorded_a_failed_video(
+    tmp_path: Path,
+) -> None:
+    video = make_face_video(tmp_path / "face.mp4", seconds=1.0, fps=10, codec="avc1")
+    (port,) = free_ports(1)
+    address = ServerAddress("127.0.0.1", port, port, port)
+    env = locust_env([video], address, frames=4, limit=contract.PROCESSING_LIMIT_RATIO)
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILED_VIDEO_USER, str(video), address.grpc_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["statuses"] == ["error"] and outcome["failures"] == 1
+    # the frames were decoded into a region, and nothing holds them once the failure is recorded
+    assert outcome["mapped"] == 0
