@@ -314,6 +314,15 @@ def test_supervise_reports_exit_code_and_restarts_when_tritonserver_dies(tmp_pat
         server.stop()
 
 
+def _unstarted_server(tmp_path: Path, protocol: str) -> tuple[EmbeddedTriton, str]:
+    """A server on free ports, not started yet, and the URL a ``protocol`` client calls."""
+    http, grpc, metrics = free_ports(3)
+    server = EmbeddedTriton(
+        REPOSITORY, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
+    )
+    return server, server.address.grpc_url if protocol == "grpc" else server.address.http_url
+
+
 def _client_regions(server: EmbeddedTriton) -> list[str]:
     status = httpclient.InferenceServerClient(server.address.http_url)
     regions = status.get_system_shared_memory_status()
@@ -324,15 +333,11 @@ def _client_regions(server: EmbeddedTriton) -> list[str]:
 def test_client_registers_its_frames_region_again_when_the_server_restarted(
     tmp_path, caplog, protocol
 ):
-    http, grpc, metrics = free_ports(3)
-    server = EmbeddedTriton(
-        REPOSITORY, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
-    )
+    server, url = _unstarted_server(tmp_path, protocol)
     frames = np.stack(list(face_frames(seconds=0.4)))
     caplog.set_level(logging.INFO, logger="fakescope.client.triton")
     server.start()
     try:
-        url = server.address.grpc_url if protocol == "grpc" else server.address.http_url
         with DetectorClient(url, protocol, timeout_s=60) as client:
             before = client.infer(frames)
             assert len(_client_regions(server)) == 1
@@ -357,13 +362,9 @@ def test_client_keeps_shared_memory_when_its_region_meets_a_server_that_is_down(
     tmp_path, caplog, protocol
 ):
     """A registration that finds no server (restarting) fails the call, not shared memory."""
-    http, grpc, metrics = free_ports(3)
-    server = EmbeddedTriton(
-        REPOSITORY, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=tmp_path / "rt"
-    )
+    server, url = _unstarted_server(tmp_path, protocol)
     frames = np.stack(list(face_frames(seconds=0.4)))
     caplog.set_level(logging.INFO, logger="fakescope.client.triton")
-    url = server.address.grpc_url if protocol == "grpc" else server.address.http_url
     with DetectorClient(url, protocol, timeout_s=60, retries=0) as client:
         with pytest.raises(ServerUnreachableError):
             client.infer(frames)  # the client's first region, registered while no server runs
