@@ -22,11 +22,11 @@ import mmap
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -131,10 +131,19 @@ class FrameRegions:
     """The shared-memory regions of one client (at most :data:`MAX_REGIONS`).
 
     Thread-safe: a video may be decoded into a region in one thread while another sends one.
+
+    Args:
+        register: registers a region with the server: ``(name, key, byte_size)``, as
+            tritonclient's ``register_system_shared_memory``; it raises on failure.
+        unregister: unregisters a region by name, as ``unregister_system_shared_memory``.
+
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(
+        self, register: Callable[[str, str, int], None], unregister: Callable[[str], None]
+    ) -> None:
+        self._server_register = register
+        self._server_unregister = unregister
         self._regions: list[_Region] = []
         self._lock = threading.Lock()
 
@@ -180,7 +189,7 @@ class FrameRegions:
         try:
             if not region.registered:
                 try:
-                    self._client.register_system_shared_memory(region.name, region.key, region.size)
+                    self._server_register(region.name, region.key, region.size)
                 except Exception:
                     with self._lock:
                         self._regions.remove(region)
@@ -224,6 +233,6 @@ class FrameRegions:
             return
         region.registered = False
         try:
-            self._client.unregister_system_shared_memory(region.name)
+            self._server_unregister(region.name)
         except Exception as exc:  # the server may be gone; the local region still goes
             logger.debug("unregistering %s failed: %s", region.name, exc)

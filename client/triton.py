@@ -353,7 +353,7 @@ class DetectorClient:
             self._client = grpcclient.InferenceServerClient(
                 self.url, ssl=ssl, channel_args=channel_args
             )
-        self._regions = FrameRegions(self._client)
+        self._regions = FrameRegions(self._register_region, self._unregister_region)
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -523,13 +523,10 @@ class DetectorClient:
 
     def _send(self, frames_input: Any, priority: int, deadline: _Deadline) -> Any:
         """Call the ensemble once with ``frames_input``; return tritonclient's result."""
-        # the HTTP client's time limits are set once, on the client; gRPC's per call
         if self.protocol == "http":
             outputs = [self._mod.InferRequestedOutput(o, binary_data=True) for o in _OUTPUTS]
-            limits: dict[str, float] = {}
         else:
             outputs = [self._mod.InferRequestedOutput(o) for o in _OUTPUTS]
-            limits = {"client_timeout": self.timeout_s}
         call = functools.partial(
             self._client.infer,
             self.model_name,
@@ -539,7 +536,7 @@ class DetectorClient:
             # how long it may wait in the queue; None (Triton: the queue's own timeout) when
             # the video's duration is unknown
             timeout=deadline.queue_wait_us(),
-            **limits,
+            **self._call_limits(),
         )
         return self._call(call, f"inference on {self.model_name}")
 
@@ -669,6 +666,22 @@ class DetectorClient:
 
     # --- internals ----------------------------------------------------------------------------
 
+    def _call_limits(self) -> dict[str, float]:
+        """Return the keyword that limits one call to ``timeout_s``, as tritonclient takes it.
+
+        The HTTP client's limits are set once, on the client; gRPC's per call. Without one a
+        gRPC call on a connection whose server stopped answering waits for ever.
+        """
+        return {} if self.protocol == "http" else {"client_timeout": self.timeout_s}
+
+    def _register_region(self, name: str, key: str, byte_size: int) -> None:
+        """Register a frames region with the server, within ``timeout_s``."""
+        self._client.register_system_shared_memory(name, key, byte_size, **self._call_limits())
+
+    def _unregister_region(self, name: str) -> None:
+        """Unregister a frames region, within ``timeout_s``."""
+        self._client.unregister_system_shared_memory(name, **self._call_limits())
+
     def _input(self, name: str, array: NDArray[np.uint8], datatype: str) -> Any:
         tensor = self._mod.InferInput(name, list(array.shape), datatype)
         if self.protocol == "http":
@@ -714,18 +727,15 @@ class DetectorClient:
         what = f"inference on {contract.CLASSIFIER_MODEL}"
         if self.protocol == "http":
             outputs = [self._mod.InferRequestedOutput(contract.CLASSIFIER_OUTPUT, binary_data=True)]
-            call = functools.partial(
-                self._client.infer, contract.CLASSIFIER_MODEL, inputs, outputs=outputs
-            )
         else:
             outputs = [self._mod.InferRequestedOutput(contract.CLASSIFIER_OUTPUT)]
-            call = functools.partial(
-                self._client.infer,
-                contract.CLASSIFIER_MODEL,
-                inputs,
-                outputs=outputs,
-                client_timeout=self.timeout_s,
-            )
+        call = functools.partial(
+            self._client.infer,
+            contract.CLASSIFIER_MODEL,
+            inputs,
+            outputs=outputs,
+            **self._call_limits(),
+        )
         result = self._call(call, what)
         value = result.as_numpy(contract.CLASSIFIER_OUTPUT)
         if value is None or np.asarray(value).size != chunk.shape[0]:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -379,3 +379,48 @@ def test_client_keeps_shared_memory_when_its_region_meets_a_server_that_is_down(
     assert len(result.frame_scores) == len(frames)
     assert len(regions) == 1  # the frames went through shared memory once the server was back
     assert "sending frames in the request" not in caplog.text
+
+
+def _returns_within(call: Callable[[], object], timeout_s: float) -> list[BaseException]:
+    """Run ``call`` in a thread; fail unless it returns within ``timeout_s``; its errors."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # collected for the caller's assertions
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"still waiting after {timeout_s:g} s"
+    return errors
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_client_region_calls_end_within_its_time_limit_when_the_server_stops_answering(
+    tmp_path, protocol
+):
+    """Registering a region and unregistering it on close wait ``timeout_s``, not for ever."""
+    server, url = _unstarted_server(tmp_path, protocol)
+    frames = np.stack(list(face_frames(seconds=0.4)))
+    server.start()
+    try:
+        assert server.process is not None
+        registered = DetectorClient(url, protocol, timeout_s=2, retries=0)
+        registered.infer(frames)  # its region is registered
+        fresh = DetectorClient(url, protocol, timeout_s=2, retries=0)
+        assert fresh.is_live()  # connected: a stopped server still holds the connection open
+        # stopped, not gone: the kernel keeps its sockets, and nothing answers on them
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            failed = _returns_within(lambda: fresh.infer(frames), timeout_s=60)
+            closing = _returns_within(registered.close, timeout_s=60)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        fresh.close()
+    finally:
+        server.stop()
+    assert [type(e) for e in failed] == [ServerUnreachableError], failed
+    assert closing == []  # the region went, though the server never heard of it

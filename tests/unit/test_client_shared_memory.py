@@ -17,10 +17,14 @@ def _made_here() -> set[str]:
     return {p.name for p in SHM_DIR.glob(f"{REGION_PREFIX}{os.getpid()}_*")}
 
 
+def _no_server_call(*args: object) -> None:
+    raise AssertionError(f"lending a region called the server: {args}")
+
+
 @pytest.fixture
 def regions() -> Iterator[FrameRegions]:
     before = _made_here()
-    held = FrameRegions(client=None)
+    held = FrameRegions(register=_no_server_call, unregister=_no_server_call)
     yield held
     held.close()
     assert _made_here() == before  # nothing left in /dev/shm
