@@ -19,7 +19,10 @@ Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
 * ``FAKESCOPE_BENCH_RECORDS`` — JSON-lines file that receives one record per request
   (processing time, video duration, ratio, status, error, the user's start number);
 * ``FAKESCOPE_BENCH_LIMIT`` — the product limit on p95(processing/duration); a run whose p95
-  exceeds it exits non-zero (``environment.process_exit_code``).
+  exceeds it exits non-zero (``environment.process_exit_code``);
+* ``FAKESCOPE_BENCH_STACKS_SIGNAL`` — a signal number on which the load generator writes every
+  thread's Python stack to stderr (sent to a level that outlived its limit, before it is
+  stopped). A hung gRPC call waits in a thread of gevent's pool, where this shows it.
 
 gevent safety: decoding is CPU-bound C code that would block the event loop, so it runs in
 gevent's native thread pool; the inference call runs in the user's greenlet (gRPC with
@@ -29,16 +32,19 @@ gevent's native thread pool; the inference call runs in the user's greenlet (gRP
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import itertools
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.threadpool
+import gevent.util
 import grpc.experimental.gevent as grpc_gevent
 from locust import User, events, task
 
@@ -49,6 +55,14 @@ from fakescope.client.triton import DetectorClient, ServerError
 logger = logging.getLogger(__name__)
 
 grpc_gevent.init_gevent()
+if os.environ.get("FAKESCOPE_BENCH_STACKS_SIGNAL"):
+    _stacks_signal = int(os.environ["FAKESCOPE_BENCH_STACKS_SIGNAL"])
+    # every greenlet's stack, when the event loop runs; then, chained before it, every native
+    # thread's, which shows even a loop blocked in C code
+    gevent.signal_handler(
+        _stacks_signal, lambda: sys.stderr.write("\n".join(gevent.util.format_run_info()) + "\n")
+    )
+    faulthandler.register(_stacks_signal, all_threads=True, chain=True)
 # Decoding runs in a native thread pool of its own, as many threads as cores, as on a real
 # client machine (32 simultaneous decodes on the server's 2 cores starve tritonserver's python
 # stubs). Not the hub's pool: gRPC's gevent mode waits for every call in a thread of *that*

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -73,6 +74,12 @@ STOP_TIMEOUT_S = 300
 #: ``close()`` waited on a pooled connection never handed back) after every answer had
 #: arrived, and Locust's own stop timeout did not end it.
 STOP_GRACE_S = 30
+#: The signal on which a Locust level writes every thread's Python stack to its stderr (the
+#: locustfile registers it), sent before a level that outlived its limit is stopped: the one
+#: record of where it hung.
+STACKS_SIGNAL = signal.SIGUSR1
+#: Seconds a level is given to write its stacks before SIGTERM.
+STACKS_WRITE_S = 1.0
 
 
 def _stats(ratios: list[float]) -> dict[str, float | None]:
@@ -111,13 +118,25 @@ def locust_env(
         FAKESCOPE_BENCH_SHARED_MEMORY="on" if shared_memory else "off",
         FAKESCOPE_BENCH_RETRIES="0" if overload else "3",
         FAKESCOPE_BENCH_PREDECODED="1" if overload else "0",
+        FAKESCOPE_BENCH_STACKS_SIGNAL=str(int(STACKS_SIGNAL)),
     )
 
 
 def run_level(
-    protocol: str, users: int, env: dict[str, str], run_time_s: int, out: Path
+    protocol: str,
+    users: int,
+    env: dict[str, str],
+    run_time_s: int,
+    out: Path,
+    *,
+    stop_timeout_s: int = STOP_TIMEOUT_S,
 ) -> list[dict[str, Any]]:
-    """Run one Locust level headless; return its per-request records."""
+    """Run one Locust level headless; return its per-request records.
+
+    ``stop_timeout_s``: how long the users may take to finish their videos after the run
+    time (Locust's ``--stop-timeout``); a level still running :data:`STOP_GRACE_S` later is
+    stopped (:func:`run_bounded`), and still writes its records.
+    """
     prefix = out / f"locust_{protocol}_{users}u"
     records = prefix.with_suffix(".jsonl")
     records.unlink(missing_ok=True)
@@ -135,7 +154,7 @@ def run_level(
         "--run-time",
         f"{run_time_s}s",
         "--stop-timeout",
-        str(STOP_TIMEOUT_S),
+        str(stop_timeout_s),
         "--csv",
         str(prefix),
         "--html",
@@ -147,16 +166,25 @@ def run_level(
     ]
     level_env = dict(env, FAKESCOPE_BENCH_RECORDS=str(records))
     logger.info("locust: %s, %d users, %d s", protocol, users, run_time_s)
-    run_bounded(command, level_env, run_time_s + STOP_TIMEOUT_S + STOP_GRACE_S)
+    limit_s = run_time_s + stop_timeout_s + STOP_GRACE_S
+    run_bounded(command, level_env, limit_s, stacks_signal=STACKS_SIGNAL)
     if not records.is_file():
         raise RuntimeError(f"locust wrote no records for {protocol} at {users} users")
     return [json.loads(line) for line in records.read_text().splitlines() if line]
 
 
-def run_bounded(command: list[str], env: dict[str, str], limit_s: float) -> bool:
+def run_bounded(
+    command: list[str],
+    env: dict[str, str],
+    limit_s: float,
+    *,
+    stacks_signal: signal.Signals | None = None,
+) -> bool:
     """Run ``command``; stop it with SIGTERM if it outlives ``limit_s`` (then SIGKILL).
 
-    Returns whether it had to be stopped (logged as a warning).
+    ``stacks_signal``: sent first, for a command that then writes where its threads are (a
+    command that has no handler for it would die of it). Returns whether it had to be
+    stopped (logged as a warning).
     """
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     try:
@@ -164,6 +192,9 @@ def run_bounded(command: list[str], env: dict[str, str], limit_s: float) -> bool
         return False
     except subprocess.TimeoutExpired:
         logger.warning("%s still running after %.0f s: stopping it (SIGTERM)", command[:3], limit_s)
+        if stacks_signal is not None:
+            process.send_signal(stacks_signal)
+            time.sleep(STACKS_WRITE_S)
         process.terminate()
         try:
             process.wait(timeout=STOP_GRACE_S)

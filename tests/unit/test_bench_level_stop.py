@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from fakescope.benchmarks.run import run_bounded
+from fakescope.benchmarks.run import STACKS_SIGNAL, run_bounded
 
 #: A stand-in for a Locust level whose user hangs: it writes what it holds on SIGTERM only.
 HANGING_LEVEL = """
@@ -16,6 +16,14 @@ def stop(*_):
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
 time.sleep(120)
+"""
+#: A stand-in for a hung Locust level that writes its stacks on a signal, as the locustfile does.
+HANGING_LEVEL_WITH_STACKS = """
+import faulthandler, sys, time
+faulthandler.register(int(sys.argv[1]), all_threads=True)
+def waits_for_ever():
+    time.sleep(120)
+waits_for_ever()
 """
 
 
@@ -31,3 +39,9 @@ def test_run_bounded_lets_a_level_end_when_it_finishes_within_its_limit(tmp_path
     command = [sys.executable, "-c", "import pathlib, sys; pathlib.Path(sys.argv[1]).touch()"]
     assert run_bounded([*command, str(records)], dict(os.environ), limit_s=60) is False
     assert records.is_file()
+
+
+def test_run_bounded_has_a_level_write_where_it_hung_when_it_outlives_its_limit(capfd):
+    command = [sys.executable, "-c", HANGING_LEVEL_WITH_STACKS, str(int(STACKS_SIGNAL))]
+    assert run_bounded(command, dict(os.environ), limit_s=3, stacks_signal=STACKS_SIGNAL) is True
+    assert "in waits_for_ever" in capfd.readouterr().err
