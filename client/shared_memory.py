@@ -20,13 +20,14 @@ import itertools
 import logging
 import mmap
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +44,27 @@ SHM_DIR: Final = Path("/dev/shm")
 MAX_REGIONS: Final = 2
 #: The prefix of every region's name (the server lists them by it).
 REGION_PREFIX: Final = "fakescope_client_"
+
+
+def os_lock() -> Any:
+    """Return a lock of the operating system's threads, even where gevent patched ``threading``.
+
+    Regions are made and lent from native threads (a video decoded in a thread pool) as well as
+    from the caller's. Where gevent has monkey-patched ``threading`` (the load generator),
+    ``threading.Lock`` is gevent's, and one contended by two native threads can miss its wake-up
+    and wait for ever: two decoding threads making regions at once hung the load generator
+    (tests/unit/test_client_shared_memory.py shows it). The locks here are held for memory and
+    file work only, never across a call that yields to gevent, so an OS lock is safe in both.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return monkey.get_original("_thread", "allocate_lock")()
+    return threading.Lock()
+
+
+#: Held around every call to the resource tracker: its own lock is ``threading``'s, gevent's
+#: where gevent patched it, and then must never be contended by two native threads.
+_TRACKER_LOCK = os_lock()
 
 
 def is_loopback(url: str) -> bool:
@@ -70,7 +92,8 @@ class _Region:
         finally:
             os.close(fd)
         # removed by Python's resource tracker should this process die without closing it
-        resource_tracker.register(f"/{self.name}", "shared_memory")
+        with _TRACKER_LOCK:
+            resource_tracker.register(self.key, "shared_memory")
         self.address = np.frombuffer(self._mapping, np.uint8, count=1).ctypes.data
 
     @property
@@ -122,7 +145,8 @@ class _Region:
         mapping, self._mapping = self._mapping, None
         with suppress(FileNotFoundError):
             os.unlink(SHM_DIR / self.name)
-        resource_tracker.unregister(self.key, "shared_memory")
+        with _TRACKER_LOCK:
+            resource_tracker.unregister(self.key, "shared_memory")
         with suppress(BufferError):  # lent frames still use it: unmapped when they are dropped
             mapping.close()
 
@@ -145,7 +169,8 @@ class FrameRegions:
         self._server_register = register
         self._server_unregister = unregister
         self._regions: list[_Region] = []
-        self._lock = threading.Lock()
+        # held by a decoding thread as well as the caller's: never across a call to the server
+        self._lock = os_lock()
 
     def lend(self, shape: tuple[int, ...]) -> NDArray[np.uint8] | None:
         """Return an array of ``shape`` in a free region, for frames sent without a copy.
@@ -180,9 +205,12 @@ class FrameRegions:
 
         """
         with self._lock:
-            region = self._place(frames)
+            region, dropped = self._place(frames)
             if region is not None:
                 region.in_flight = True
+        if dropped is not None:  # told to the server outside the lock: a call that may yield
+            self._unregister(dropped)
+            dropped.remove()
         if region is None:
             yield None
             return
@@ -208,25 +236,28 @@ class FrameRegions:
             self._unregister(region)
             region.remove()
 
-    def _place(self, frames: NDArray[np.uint8]) -> _Region | None:
-        """Return the region ``frames`` are in or are copied into (the lock is held)."""
+    def _place(self, frames: NDArray[np.uint8]) -> tuple[_Region | None, _Region | None]:
+        """Return the region ``frames`` are in or are copied into, and one to drop.
+
+        The lock is held. A region too small for ``frames`` is made again, at least twice as
+        large; the old one is returned for the caller to unregister and remove.
+        """
         for held in self._regions:
             if held.holds(frames):
-                return held if not held.in_flight else None
+                return (held if not held.in_flight else None), None
         region = next((r for r in self._regions if r.is_free() and r.size >= frames.nbytes), None)
+        smaller = None
         if region is None:
             smaller = next((r for r in self._regions if r.is_free()), None)
-            if smaller is not None:  # grown: made again at least twice as large
+            if smaller is not None:
                 self._regions.remove(smaller)
-                self._unregister(smaller)
-                smaller.remove()
             if len(self._regions) >= MAX_REGIONS:
-                return None
+                return None, smaller
             size = max(frames.nbytes, 2 * smaller.size if smaller is not None else 0)
             region = _Region(size)
             self._regions.append(region)
         region.write(frames)
-        return region
+        return region, smaller
 
     def _unregister(self, region: _Region) -> None:
         if not region.registered:
