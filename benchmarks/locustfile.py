@@ -27,6 +27,9 @@ Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
 gevent safety: decoding is CPU-bound C code that would block the event loop, so it runs in
 gevent's native thread pool; the inference call runs in the user's greenlet (gRPC with
 ``grpc.experimental.gevent``, HTTP with tritonclient's geventhttpclient), one client per user.
+A decoding thread takes its frames' memory from the user's client (a shared-memory region):
+the client guards its regions with OS locks, as gevent's, contended by two native threads,
+can wait for ever (:func:`fakescope.client.shared_memory.os_lock`).
 """
 
 from __future__ import annotations
