@@ -249,12 +249,12 @@ class FrameRegions:
         smaller = None
         if region is None:
             smaller = next((r for r in self._regions if r.is_free()), None)
+            if smaller is None and len(self._regions) >= MAX_REGIONS:
+                return None, None
+            size = max(frames.nbytes, 2 * smaller.size if smaller is not None else 0)
+            region = _Region(size)  # before anything changes: it may fail
             if smaller is not None:
                 self._regions.remove(smaller)
-            if len(self._regions) >= MAX_REGIONS:
-                return None, smaller
-            size = max(frames.nbytes, 2 * smaller.size if smaller is not None else 0)
-            region = _Region(size)
             self._regions.append(region)
         region.write(frames)
         return region, smaller

@@ -103,3 +103,22 @@ def test_client_sends_frames_in_the_request_when_every_region_holds_frames_still
     assert registered == set()  # nothing had to be registered: the frames went in the request
     assert untouched
     assert len(answer.face_scores) > 0
+
+
+def test_client_sends_larger_frames_through_a_region_made_again_when_they_outgrow_its_region(
+    triton: EmbeddedTriton,
+) -> None:
+    small = _frames(face_frames(seconds=0.4, size=SIZE))
+    large = _frames(face_frames(seconds=0.4, size=(640, 360)))
+    before = _registered(triton)
+    with _client(triton) as client:
+        client.infer(small)
+        (first,) = _registered(triton) - before
+        through_region = client.infer(large)
+        registered = _registered(triton) - before
+    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=False) as plain:
+        in_request = plain.infer(large)
+    # the small region was unregistered and removed, and one large enough took its place
+    assert len(registered) == 1 and first not in registered
+    assert _registered(triton) == before
+    _assert_same_faces(through_region, in_request)
