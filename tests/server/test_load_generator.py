@@ -19,7 +19,7 @@ from tests.support.servers import free_ports
 
 #: Seconds a level's users get to finish after its run time: a hung level is stopped (and says
 #: where it hung) well inside pytest's limit on one test, which would end the whole run.
-STOP_TIMEOUT_S = 60
+LEVEL_STOP_S = 60
 
 
 def _ensemble_successes(metrics_url: str) -> int:
@@ -39,7 +39,7 @@ def test_locust_user_records_every_video_but_its_warm_up_when_a_level_runs(
     env = locust_env([video], triton.address, frames=4, limit=contract.PROCESSING_LIMIT_RATIO)
     before = _ensemble_successes(triton.metrics_url)
 
-    records = run_level("grpc", 1, env, run_time_s=3, out=tmp_path, stop_timeout_s=STOP_TIMEOUT_S)
+    records = run_level("grpc", 1, env, run_time_s=3, out=tmp_path, stop_timeout_s=LEVEL_STOP_S)
 
     answered = _ensemble_successes(triton.metrics_url) - before
     assert records and all(r["status"] == "ok" for r in records)
@@ -58,7 +58,7 @@ def test_locust_users_start_on_different_videos_when_a_level_starts_them_togethe
     env = locust_env(videos, triton.address, frames=4, limit=contract.PROCESSING_LIMIT_RATIO)
 
     # long enough for both users' untimed first videos and a timed one each on a busy machine
-    records = run_level("grpc", 2, env, run_time_s=5, out=tmp_path, stop_timeout_s=STOP_TIMEOUT_S)
+    records = run_level("grpc", 2, env, run_time_s=5, out=tmp_path, stop_timeout_s=LEVEL_STOP_S)
 
     by_user: dict[int, list[str]] = {}
     for record in sorted(records, key=lambda r: r["finished_at"]):
