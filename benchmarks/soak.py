@@ -41,6 +41,7 @@ import psutil
 from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.machine import machine_facts
+from fakescope.benchmarks.result_files import code_version
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
     RESULTS,
@@ -296,7 +297,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         "Written by `make soak` (`python -m fakescope.benchmarks.soak`); do not edit. "
         f"{result['users']} users ({result['users_grpc']} gRPC + {result['users_http']} HTTP) "
         f"for {result['minutes']} min on the benchmark videos; RSS sampled every "
-        f"{result['sample_seconds']} s. The first window is the warm-up.",
+        f"{result['sample_seconds']} s. The first window is the warm-up."
+        # runs from before the soak recorded its code say nothing of it
+        + (f" Code `{result['code_version']}`." if "code_version" in result else ""),
         "",
         "| minutes | answered | refused | lost | p95 ratio | server RSS MiB "
         "| of it shared memory MiB | load (1 min) |",
@@ -439,6 +442,7 @@ def run_soak(args: argparse.Namespace) -> int:
     """Run the soak; write the result files; return 1 when a target is missed."""
     from fakescope.benchmarks.videos import ensure_videos
 
+    version = code_version()  # the code that runs, before anything can change the checkout
     users = args.users or measured_capacity(args.summary, args.limit)
     users_grpc, users_http = (users + 1) // 2, users // 2
     videos = ensure_videos(args.videos_dir)
@@ -517,6 +521,7 @@ def run_soak(args: argparse.Namespace) -> int:
     everything = [r for rs in records.values() for r in rs]
     rows = windows(everything, sampler.samples, started, args.minutes)
     result = {
+        "code_version": version,
         "machine": machine_facts(),
         "started_at": started,
         "minutes": args.minutes,

@@ -81,3 +81,10 @@ def test_describe_host_probe_says_steal_is_unknown_when_the_machine_gives_none()
         "- Host probe before / after the load: 65.0 / 66.0 ms (R-Net); steal: n/a of the run's "
         "CPU time."
     )
+
+
+def test_soak_report_names_the_code_it_ran_when_the_run_recorded_it():
+    result = _result([])
+    assert "Code `" not in render_markdown(result)  # runs from before the soak recorded it
+    result["code_version"] = "abc1234-dirty"
+    assert "The first window is the warm-up. Code `abc1234-dirty`." in render_markdown(result)
