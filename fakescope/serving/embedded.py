@@ -6,9 +6,7 @@ interpreter, and ``backends/onnxruntime/model.py`` (:mod:`fakescope.serving.onnx
 a python-based backend that serves the ONNX models with ONNX Runtime under the same
 ``backend: "onnxruntime"`` name the NGC image uses on GPU. :class:`EmbeddedTriton` starts the
 server on loopback, waits for ``/v2/health/ready`` and stops it with SIGTERM (which lets the
-python stubs remove their ``/dev/shm`` regions). The server also gets SIGTERM from the kernel
-should the process that started it die without stopping it
-(:func:`fakescope.serving.process_group.stop_with_parent`).
+python stubs remove their ``/dev/shm`` regions).
 
 The repository is a local folder or an S3 location (:mod:`fakescope.storage`). An S3 one is
 passed to tritonserver as it is (``--model-repository=s3://…``, credentials in its
@@ -19,7 +17,6 @@ credentials accepted, models present — and tritonserver reports anything deepe
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import logging
 import os
@@ -45,7 +42,7 @@ from fakescope.serving.detector_nets import (
     check_placement,
 )
 from fakescope.serving.model_config import max_request_bytes
-from fakescope.serving.process_group import stop_with_parent, wait_until_gone
+from fakescope.serving.process_group import wait_until_gone
 from fakescope.serving.repository_check import RepositoryError, check_repository
 from fakescope.serving.siblings import REPOSITORY_ENV
 from fakescope.serving.watchdog import (
@@ -378,7 +375,6 @@ class EmbeddedTriton:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=functools.partial(stop_with_parent, os.getpid()),
             cwd=self.working_dir,
         )
         log.close()

@@ -1,40 +1,16 @@
 """The processes of one process group, read from ``/proc``: tritonserver and its python stubs.
 
 tritonserver is started in its own session, so its process group holds it and every python
-stub it started, also after tritonserver itself has died. It is told to stop when the process
-that started it dies (:func:`stop_with_parent`).
+stub it started, also after tritonserver itself has died.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
 import time
 from pathlib import Path
 
 #: How often :func:`wait_until_gone` looks again.
 _POLL_S = 0.02
-#: Linux ``prctl`` option: the signal a process gets when the thread that started it ends.
-_PR_SET_PDEATHSIG = 1
-#: The C library, looked up here: a child between fork and exec must not load anything.
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def stop_with_parent(parent_pid: int) -> None:
-    """Have this process get SIGTERM when its parent dies (``preexec_fn`` of ``Popen``).
-
-    tritonserver runs in a session of its own (a terminal's Ctrl-C reaches fakescope, which
-    stops it in order), so nothing else ends it: a parent killed with SIGKILL (the OOM killer,
-    pytest-timeout's exit) left it and its stubs running, holding ports, memory and
-    ``/dev/shm``. Linux sends the signal when the *thread* that started the process ends: the
-    server is started by the thread that supervises it. ``parent_pid``: the parent's pid, read
-    before the fork; a parent already gone by now means SIGTERM at once.
-    """
-    if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def group_stat_fields(pgid: int) -> list[list[str]]:

@@ -26,7 +26,6 @@ from fakescope import contract
 from fakescope.benchmarks.media import face_frames, make_face_video, no_face_frames
 from fakescope.client.analyze import analyze
 from fakescope.client.triton import DetectorClient, ServerUnreachableError
-from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.detector_nets import BLS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
 from tests.support.servers import (
@@ -425,41 +424,3 @@ def test_client_region_calls_end_within_its_time_limit_when_the_server_stops_ans
         server.stop()
     assert [type(e) for e in failed] == [ServerUnreachableError], failed
     assert closing == []  # the region went, though the server never heard of it
-
-
-#: Starts a server on the ports given, prints tritonserver's pid, and waits to be killed.
-_SERVER_PARENT = """
-import sys, time
-from pathlib import Path
-from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
-from tests.support.servers import REPOSITORY
-http, grpc, metrics = (int(port) for port in sys.argv[1:4])
-server = EmbeddedTriton(
-    REPOSITORY, ServerAddress("127.0.0.1", http, grpc, metrics), runtime_dir=Path(sys.argv[4])
-)
-server.start()
-print(server.process.pid, flush=True)
-time.sleep(600)
-"""
-
-
-def test_embedded_server_stops_in_order_when_the_process_that_started_it_is_killed(tmp_path):
-    http, grpc, metrics = free_ports(3)
-    command = [sys.executable, "-c", _SERVER_PARENT, str(http), str(grpc), str(metrics)]
-    parent = subprocess.Popen(
-        [*command, str(tmp_path / "rt")], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
-    )
-    pid = 0
-    try:
-        assert parent.stdout is not None
-        pid = int(parent.stdout.readline())
-        assert live_group_members(pid) != []
-        os.kill(parent.pid, signal.SIGKILL)  # nothing of it runs: no handler, no finally
-        parent.wait(timeout=30)
-        gone = wait_until(lambda: live_group_members(pid) == [], timeout_s=60)
-    finally:
-        if pid and live_group_members(pid):
-            os.killpg(pid, signal.SIGKILL)
-        parent.kill()
-    assert gone, "tritonserver and its stubs outlived the process that started them"
-    assert shm_regions(http) == []  # stopped in order: the stubs removed their regions
