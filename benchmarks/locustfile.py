@@ -60,8 +60,9 @@ logger = logging.getLogger(__name__)
 grpc_gevent.init_gevent()
 if os.environ.get("FAKESCOPE_BENCH_STACKS_SIGNAL"):
     _stacks_signal = int(os.environ["FAKESCOPE_BENCH_STACKS_SIGNAL"])
-    # every greenlet's stack, when the event loop runs; then, chained before it, every native
-    # thread's, which shows even a loop blocked in C code
+    # faulthandler writes every native thread's stack at once (even with the event loop stuck
+    # in C code), then hands the signal on to gevent's handler, which writes every greenlet's
+    # when the loop next runs
     gevent.signal_handler(
         _stacks_signal, lambda: sys.stderr.write("\n".join(gevent.util.format_run_info()) + "\n")
     )
