@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tritonclient.http as httpclient
 
 from fakescope.client import cli
 from fakescope.serving.embedded import EmbeddedTriton
 from tests.support.media import make_face_video, make_no_face_video
+from tests.support.servers import client_regions
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +40,6 @@ def _verdicts(
     return [json.loads(line) for line in out.splitlines()]
 
 
-def _client_regions(triton: EmbeddedTriton) -> list[str]:
-    status = httpclient.InferenceServerClient(triton.address.http_url)
-    regions = status.get_system_shared_memory_status()
-    return [r["name"] for r in regions if r["name"].startswith("fakescope_client_")]
-
-
 def test_analyze_cli_gives_the_one_job_verdicts_in_order_when_jobs_share_the_server(
     triton: EmbeddedTriton, capsys: pytest.CaptureFixture[str], videos: list[Path]
 ) -> None:
@@ -60,4 +54,4 @@ def test_analyze_cli_gives_the_one_job_verdicts_in_order_when_jobs_share_the_ser
             assert other["fake_probability"] is None
         else:
             assert other["fake_probability"] == pytest.approx(one["fake_probability"], abs=1e-5)
-    assert _client_regions(triton) == []  # every job's region went with its client
+    assert client_regions(triton) == []  # every job's region went with its client

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
@@ -30,6 +29,7 @@ from fakescope.serving.detector_nets import BLS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, shm_regions
 from tests.support.servers import (
     REPOSITORY,
+    client_regions,
     free_ports,
     live_group_members,
     restarted,
@@ -323,12 +323,6 @@ def _unstarted_server(tmp_path: Path, protocol: str) -> tuple[EmbeddedTriton, st
     return server, server.address.grpc_url if protocol == "grpc" else server.address.http_url
 
 
-def _client_regions(server: EmbeddedTriton) -> list[str]:
-    status = httpclient.InferenceServerClient(server.address.http_url)
-    regions = status.get_system_shared_memory_status()
-    return [r["name"] for r in regions if r["name"].startswith("fakescope_client_")]
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_client_registers_its_frames_region_again_when_the_server_restarted(
     tmp_path, caplog, protocol
@@ -340,7 +334,7 @@ def test_client_registers_its_frames_region_again_when_the_server_restarted(
     try:
         with DetectorClient(url, protocol, timeout_s=60) as client:
             before = client.infer(frames)
-            assert len(_client_regions(server)) == 1
+            assert len(client_regions(server)) == 1
             # as a supervisor or Compose brings it back: a new process on the same ports, which
             # has never heard of the client's region
             assert server.process is not None
@@ -348,7 +342,7 @@ def test_client_registers_its_frames_region_again_when_the_server_restarted(
             server.stop()
             server.start()
             after = client.infer(frames)
-            regions = _client_regions(server)
+            regions = client_regions(server)
     finally:
         server.stop()
     np.testing.assert_allclose(after.face_scores, before.face_scores, atol=1e-6)
@@ -373,7 +367,7 @@ def test_client_keeps_shared_memory_when_its_region_meets_a_server_that_is_down(
             # gRPC's channel reconnects after its own backoff, as a user's next try would
             assert wait_until(client.is_live, timeout_s=60), "the client never saw the server"
             result = client.infer(frames)
-            regions = _client_regions(server)
+            regions = client_regions(server)
         finally:
             server.stop()
     assert len(result.frame_scores) == len(frames)

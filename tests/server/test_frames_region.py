@@ -8,21 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tritonclient.http as httpclient
 
 from fakescope.benchmarks.media import face_frames, make_face_video, no_face_frames
 from fakescope.client.analyze import decode_video
 from fakescope.client.shared_memory import MAX_REGIONS, REGION_PREFIX, SHM_DIR
 from fakescope.client.triton import DetectorClient, RawResult
 from fakescope.serving.embedded import EmbeddedTriton
+from tests.support.servers import client_regions
 
 SIZE = (320, 180)
 
 
 def _registered(triton: EmbeddedTriton) -> set[str]:
-    status = httpclient.InferenceServerClient(triton.address.http_url)
-    regions = status.get_system_shared_memory_status()
-    return {r["name"] for r in regions if r["name"].startswith(REGION_PREFIX)}
+    return set(client_regions(triton))
 
 
 def _frames(source: Iterator[np.ndarray]) -> np.ndarray:

@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable, Sized
 
 import psutil
+import tritonclient.http as httpclient
 
+from fakescope.client.shared_memory import REGION_PREFIX
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.embedded import EmbeddedTriton
 
@@ -65,3 +67,10 @@ def live_group_members(pgid: int) -> list[int]:
         except (ProcessLookupError, psutil.Error):
             continue
     return alive
+
+
+def client_regions(server: EmbeddedTriton) -> list[str]:
+    """Return the names of the clients' frames regions ``server`` has registered."""
+    status = httpclient.InferenceServerClient(server.address.http_url)
+    regions = status.get_system_shared_memory_status()
+    return [r["name"] for r in regions if r["name"].startswith(REGION_PREFIX)]
