@@ -9,6 +9,7 @@ import pytest
 
 from fakescope.benchmarks.run import (
     CLIENT_SAMPLE,
+    PairLeads,
     compare_with_inprocess,
     cpu_per_video,
     render_markdown,
@@ -69,6 +70,41 @@ def test_time_paths_spreads_a_path_with_fewer_runs_over_the_rounds_when_counts_d
     assert calls[2:] == ["a", "slow", "a", "a", "a", "slow", "a", "a"]
     assert {name: len(runs["x.mp4"]) for name, runs in timed.seconds.items()} == {"a": 6, "slow": 2}
     assert {name: len(runs["x.mp4"]) for name, runs in timed.usage.items()} == {"a": 6, "slow": 2}
+
+
+def test_time_paths_lets_the_pair_lead_in_turn_when_a_baseline_runs_before_their_turn():
+    calls: list[str] = []
+
+    def path(name):
+        def run(video):
+            calls.append(name)
+            return 1.0, None
+
+        return run
+
+    paths = {name: path(name) for name in ("served", "ort", "sample", "base")}
+    runs = {"served": 6, "ort": 6, "sample": 6, "base": 3}
+    time_paths(paths, [Path("x.mp4")], runs, pair=("served", "ort"))
+    assert calls[:4] == ["served", "ort", "sample", "base"]  # the warm-up keeps the given order
+    # the baseline takes part in rounds 0, 2 and 4; the pair's lead alternates after each path
+    assert calls[4:] == [
+        *("served", "ort", "sample", "base"),  # after base (the warm-up's)
+        *("ort", "served", "sample"),  # after base
+        *("served", "ort", "sample", "base"),  # after sample
+        *("served", "ort", "sample"),  # after base
+        *("ort", "served", "sample", "base"),  # after sample
+        *("ort", "served", "sample"),  # after base
+    ]
+
+
+def test_pair_leads_alternate_per_video_when_the_same_path_ran_before():
+    leads = PairLeads(("a", "c"))
+    names = ["a", "b", "c"]
+    assert leads.order(names, "x.mp4", "c") == ["a", "b", "c"]
+    assert leads.order(names, "y.mp4", "c") == ["a", "b", "c"]  # each video counts on its own
+    assert leads.order(names, "x.mp4", "c") == ["c", "b", "a"]
+    assert leads.order(names, "x.mp4", "b") == ["a", "b", "c"]  # and after each other path
+    assert leads.order(names, "x.mp4", "c") == ["a", "b", "c"]
 
 
 def test_time_paths_records_the_page_faults_of_each_run_when_a_path_touches_fresh_memory():
@@ -178,6 +214,12 @@ def test_render_markdown_tables_levels_and_speedups_when_summary_is_complete():
     older_paths = {"timed_runs": 3, "served": {"what": "the served path", "ratio": {"p50": 0.05}}}
     older_text = render_markdown(dict(summary, inprocess=older_paths))
     assert "the served path (median of 3 runs per video)" in older_text
+    # the pair that trades places is named where the run recorded it (older runs did not)
+    assert "run first in turn" not in text
+    paired = dict(summary["inprocess"], pair_leads_in_turn=["served", "ort"])
+    assert "`served` and `ort` run first in turn" in render_markdown(
+        dict(summary, inprocess=paired)
+    )
     # what the process used per run; a path or an older run without it has no row
     assert "| seed_pipeline | a.mp4 | 8.00 | 13.20 | 2.50 | 1000.0 | 2.5 |" in text
     assert "| served |" not in text
