@@ -6,7 +6,8 @@ interpreter, and ``backends/onnxruntime/model.py`` (:mod:`fakescope.serving.onnx
 a python-based backend that serves the ONNX models with ONNX Runtime under the same
 ``backend: "onnxruntime"`` name the NGC image uses on GPU. :class:`EmbeddedTriton` starts the
 server on loopback, waits for ``/v2/health/ready`` and stops it with SIGTERM (which lets the
-python stubs remove their ``/dev/shm`` regions).
+python stubs remove their ``/dev/shm`` regions). If the process that started it dies without
+stopping it, a watch started beside it stops it instead (:mod:`fakescope.serving.orphan_watch`).
 
 The repository is a local folder or an S3 location (:mod:`fakescope.storage`). An S3 one is
 passed to tritonserver as it is (``--model-repository=s3://…``, credentials in its
@@ -42,6 +43,7 @@ from fakescope.serving.detector_nets import (
     check_placement,
 )
 from fakescope.serving.model_config import max_request_bytes
+from fakescope.serving.orphan_watch import end_orphan_watch, start_orphan_watch
 from fakescope.serving.process_group import wait_until_gone
 from fakescope.serving.repository_check import RepositoryError, check_repository
 from fakescope.serving.siblings import REPOSITORY_ENV
@@ -183,10 +185,15 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def shm_glob(http_port: int) -> str:
+    """Return the ``/dev/shm`` name pattern of the server on ``http_port``'s python stubs."""
+    return f"{SHM_PREFIX}_{http_port}_*"
+
+
 def shm_regions(http_port: int) -> list[Path]:
     """Return the python-backend shared-memory regions of the server on ``http_port``."""
     shm = Path("/dev/shm")
-    return sorted(shm.glob(f"{SHM_PREFIX}_{http_port}_*")) if shm.is_dir() else []
+    return sorted(shm.glob(shm_glob(http_port))) if shm.is_dir() else []
 
 
 _LOAD_ERROR = re.compile(r"failed to load '([^']+)'[^:]*: (.*)")
@@ -261,6 +268,8 @@ class EmbeddedTriton:
         self.runtime_dir = (runtime_dir or Path(".fakescope") / "runtime").resolve()
         self.ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
+        #: Stops the server if this process dies without :meth:`stop` (:mod:`.orphan_watch`).
+        self._orphan_watch: subprocess.Popen[bytes] | None = None
         self.log_path = self.runtime_dir / f"tritonserver-{self.address.http_port}.log"
         #: Where the configs of an S3 repository are copied (the shm size is read there), and
         #: where tritonserver copies its models (TRITON_AWS_MOUNT_DIRECTORY), per server.
@@ -378,6 +387,7 @@ class EmbeddedTriton:
             cwd=self.working_dir,
         )
         log.close()
+        self._orphan_watch = start_orphan_watch(self.process.pid, shm_glob(a.http_port))
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             code = self.process.poll()
@@ -407,6 +417,9 @@ class EmbeddedTriton:
         Also cleans up after a server that died on its own (e.g. was SIGKILLed): python stubs
         left in its process group are killed and its ``/dev/shm`` regions removed.
         """
+        if self._orphan_watch is not None:
+            watch, self._orphan_watch = self._orphan_watch, None
+            end_orphan_watch(watch)
         if self.process is None:
             return None
         process, self.process = self.process, None

@@ -4,6 +4,7 @@ refuses requests."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -40,8 +41,17 @@ READY = "ready: HTTP"
 
 
 def _children(pid: int) -> list[int]:
+    """The tritonserver children of ``pid`` (not the orphan watch beside each)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    pids = [int(p) for p in path.read_text().split()] if path.exists() else []
+    return [p for p in pids if _command_name(p) == "tritonserver"]
+
+
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # it ended meanwhile
+        return ""
 
 
 class ServeProcess:
@@ -97,6 +107,24 @@ def test_serve_exits_nonzero_and_cleans_up_when_tritonserver_is_killed(tmp_path)
     assert "exited unexpectedly" in stderr
     assert shm_regions(serve.http) == []
     assert live_group_members(triton_pid) == []  # no orphan python stubs
+
+
+def test_serve_leaves_no_tritonserver_behind_when_it_is_killed(tmp_path):
+    """What the OOM killer or a SIGKILL leaves: no server holding the ports and shared memory."""
+    serve = ServeProcess(tmp_path)
+    serve.wait_ready()
+    triton_pid = serve.tritonserver_pid()
+    serve.proc.kill()  # no handler runs: `serve` cannot stop its server itself
+    serve.proc.wait(timeout=10)
+    try:
+        gone = wait_until(lambda: not live_group_members(triton_pid), timeout_s=60)
+        assert gone, "tritonserver and its stubs outlived the process that started them"
+        assert shm_regions(serve.http) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(triton_pid, signal.SIGKILL)
+        for region in shm_regions(serve.http):
+            region.unlink()
 
 
 def test_serve_restarts_and_serves_again_when_tritonserver_is_killed_with_restart(tmp_path):
