@@ -27,9 +27,10 @@ Configured by environment variables (set by :mod:`fakescope.benchmarks.run`):
 gevent safety: decoding is CPU-bound C code that would block the event loop, so it runs in
 gevent's native thread pool; the inference call runs in the user's greenlet (gRPC with
 ``grpc.experimental.gevent``, HTTP with tritonclient's geventhttpclient), one client per user.
-A decoding thread takes its frames' memory from the user's client (a shared-memory region):
-the client guards its regions with OS locks, as gevent's, contended by two native threads,
-can wait for ever (:func:`fakescope.client.shared_memory.os_lock`).
+A decoding thread takes its frames' memory from the user's client (a shared-memory region), and
+it logs: the client guards its regions with OS locks, and logging is given OS locks here, as
+gevent's, contended by two native threads, can wait for ever
+(:mod:`fakescope.client.native_threads`).
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ from locust import User, events, task
 
 from fakescope.allocator import set_up_memory
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, DecodedVideo, decode_video, verdict_for
+from fakescope.client.native_threads import logging_with_os_locks
 from fakescope.client.triton import DetectorClient, ServerError
 
 logger = logging.getLogger(__name__)
 
+logging_with_os_locks()  # before the decoding threads start
 grpc_gevent.init_gevent()
 if os.environ.get("FAKESCOPE_BENCH_STACKS_SIGNAL"):
     _stacks_signal = int(os.environ["FAKESCOPE_BENCH_STACKS_SIGNAL"])

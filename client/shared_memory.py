@@ -20,17 +20,17 @@ import itertools
 import logging
 import mmap
 import os
-import sys
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
+
+from fakescope.client.native_threads import os_lock
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +44,6 @@ SHM_DIR: Final = Path("/dev/shm")
 MAX_REGIONS: Final = 2
 #: The prefix of every region's name (the server lists them by it).
 REGION_PREFIX: Final = "fakescope_client_"
-
-
-def os_lock() -> Any:
-    """Return a lock of the operating system's threads, even where gevent patched ``threading``.
-
-    Regions are made and lent from native threads (a video decoded in a thread pool) as well as
-    from the caller's. Where gevent has monkey-patched ``threading`` (the load generator),
-    ``threading.Lock`` is gevent's, and one contended by two native threads can miss its wake-up
-    and wait for ever: two decoding threads making regions at once hung the load generator
-    (tests/unit/test_client_shared_memory.py shows it). The locks here are held for memory and
-    file work only, never across a call that yields to gevent, so an OS lock is safe in both.
-    """
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        return monkey.get_original("_thread", "allocate_lock")()
-    return threading.Lock()
 
 
 #: Held around every call to the resource tracker: its own lock is ``threading``'s, gevent's
