@@ -487,8 +487,7 @@ def run_paths(
     counts = {name: baseline_runs if name in BASELINES else runs for name in paths}
     # in rounds with the baselines, the first path of a video's turn runs straight after a
     # PyTorch baseline and was slower for it: the served path, always first until the pair took
-    # turns, by 1.2-1.6x the in-process path in the seventeenth run's turns after a baseline,
-    # against 1.0-1.2x in the others
+    # turns (its per-run times in benchmarks/results/xeon-host/seventeenth/summary.json)
     pair = (SERVED, ONNXRUNTIME_INPROCESS)
     timed = time_paths(paths, videos, counts, pair)
     result: dict[str, Any] = {"durations": durations, "pair_leads_in_turn": list(pair)}

@@ -387,7 +387,11 @@ class EmbeddedTriton:
             cwd=self.working_dir,
         )
         log.close()
-        self._orphan_watch = start_orphan_watch(self.process.pid, shm_glob(a.http_port))
+        try:
+            self._orphan_watch = start_orphan_watch(self.process.pid, shm_glob(a.http_port))
+        except OSError:
+            self.stop()  # no server is left running unwatched
+            raise
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             code = self.process.poll()
