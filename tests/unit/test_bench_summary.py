@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import mmap
 from pathlib import Path
 
@@ -21,6 +22,16 @@ from fakescope.benchmarks.run import (
 from fakescope.benchmarks.targets import check_targets
 from fakescope.cli import build_parser
 from tests.support.bench_summaries import gpu_run_summary
+
+
+def _recording_path(calls: list[str], name: str):
+    """A timed path that records its name in ``calls`` and takes 1 s."""
+
+    def run(video):
+        calls.append(name)
+        return 1.0, None
+
+    return run
 
 
 def test_speedup_reports_median_and_range_over_videos_when_runs_differ():
@@ -56,14 +67,7 @@ def test_time_paths_warms_every_path_up_then_interleaves_rounds_when_paths_are_m
 
 def test_time_paths_spreads_a_path_with_fewer_runs_over_the_rounds_when_counts_differ():
     calls: list[str] = []
-
-    def path(name):
-        def run(video):
-            calls.append(name)
-            return 1.0, None
-
-        return run
-
+    path = functools.partial(_recording_path, calls)
     timed = time_paths({"a": path("a"), "slow": path("slow")}, [Path("x.mp4")], {"a": 6, "slow": 2})
     assert calls[:2] == ["a", "slow"]  # the warm-up runs every path
     # six rounds; the slow path takes part in the first and the fourth
@@ -74,14 +78,7 @@ def test_time_paths_spreads_a_path_with_fewer_runs_over_the_rounds_when_counts_d
 
 def test_time_paths_lets_the_pair_lead_in_turn_when_a_baseline_runs_before_their_turn():
     calls: list[str] = []
-
-    def path(name):
-        def run(video):
-            calls.append(name)
-            return 1.0, None
-
-        return run
-
+    path = functools.partial(_recording_path, calls)
     paths = {name: path(name) for name in ("served", "ort", "sample", "base")}
     runs = {"served": 6, "ort": 6, "sample": 6, "base": 3}
     time_paths(paths, [Path("x.mp4")], runs, pair=("served", "ort"))

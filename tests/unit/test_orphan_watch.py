@@ -73,29 +73,32 @@ def test_stop_orphan_kills_the_group_and_removes_its_regions_when_sigterm_is_ign
         _kill(server)
 
 
-def test_orphan_watch_stops_the_server_when_its_starter_closes_the_pipe(region):
-    path, pattern = region
+@pytest.fixture
+def watched(region) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
+    """A stand-in server and the orphan watch over it (both gone after the test)."""
+    _, pattern = region
     server = _server()
     watch = start_orphan_watch(server.pid, pattern)
-    try:
-        assert watch.stdin is not None
-        watch.stdin.close()  # what the starter's death does: no writer is left
-        assert server.wait(timeout=30) == -signal.SIGTERM
-        assert watch.wait(timeout=30) == 0
-        assert not path.exists()
-    finally:
-        watch.kill()
-        _kill(server)
+    yield server, watch
+    watch.kill()
+    watch.wait()
+    _kill(server)
 
 
-def test_orphan_watch_leaves_the_server_running_when_it_is_ended_first(region):
-    path, pattern = region
-    server = _server()
-    watch = start_orphan_watch(server.pid, pattern)
-    try:
-        end_orphan_watch(watch)
-        with pytest.raises(subprocess.TimeoutExpired):
-            server.wait(timeout=1)
-        assert path.exists()
-    finally:
-        _kill(server)
+def test_orphan_watch_stops_the_server_when_its_starter_closes_the_pipe(region, watched):
+    path, _ = region
+    server, watch = watched
+    assert watch.stdin is not None
+    watch.stdin.close()  # what the starter's death does: no writer is left
+    assert server.wait(timeout=30) == -signal.SIGTERM
+    assert watch.wait(timeout=30) == 0
+    assert not path.exists()
+
+
+def test_orphan_watch_leaves_the_server_running_when_it_is_ended_first(region, watched):
+    path, _ = region
+    server, watch = watched
+    end_orphan_watch(watch)
+    with pytest.raises(subprocess.TimeoutExpired):
+        server.wait(timeout=1)
+    assert path.exists()
