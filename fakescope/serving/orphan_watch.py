@@ -4,9 +4,10 @@
 launches, its stdin the read end of a pipe whose write end only the starting process holds
 (and a child it forks without exec, which the watch then waits for too). The read returns when
 every holder of the write end is gone: the starting process exited or was killed (SIGKILL, the
-OOM killer) without :meth:`EmbeddedTriton.stop`, which stops this watch first. The server it leaves behind would keep its ports, its python stubs and their
-shared memory until someone found it; this watch then stops it as ``stop`` would: SIGTERM,
-SIGKILL to its process group after ``grace_s``, and its shared-memory regions removed.
+OOM killer) without :meth:`EmbeddedTriton.stop`, which stops this watch first. The server it
+leaves behind would keep its ports, its python stubs and their shared memory until someone
+found it; this watch then stops it as ``stop`` would: SIGTERM, SIGKILL to its process group
+after ``grace_s``, and its shared-memory regions removed.
 
 A process and not a thread or ``PR_SET_PDEATHSIG``: the server must outlive every thread of
 its starter but not the starter itself, and the kernel sends the parent-death signal when the
