@@ -57,16 +57,28 @@ def end_orphan_watch(watch: subprocess.Popen[bytes]) -> None:
         watch.stdin.close()
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """Return ``/proc/<pid>/stat`` from field 3 (state) on, None if there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # the name (field 2) may hold spaces
+
+
 def start_time(pid: int) -> str | None:
     """Return process ``pid``'s start time (``/proc/<pid>/stat`` field 22), None if it is gone.
 
     A pid is reused once its process is gone: the start time tells the server from a newcomer.
     """
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()[19]
+    fields = _stat_fields(pid)
+    return fields[19] if fields else None
+
+
+def _runs(pid: int, started: str) -> bool:
+    """Whether the process started at ``started`` still runs (a zombie, not yet reaped, not)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[19] == started and fields[0] != "Z"
 
 
 def stop_orphan(pid: int, started: str, grace_s: float, shm_glob: str) -> bool:
@@ -77,7 +89,7 @@ def stop_orphan(pid: int, started: str, grace_s: float, shm_glob: str) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while start_time(pid) == started and time.monotonic() < deadline:
+    while _runs(pid, started) and time.monotonic() < deadline:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)  # the server if it hung, and its python stubs

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,21 @@ def test_stop_orphan_kills_the_group_and_removes_its_regions_when_sigterm_is_ign
         assert stop_orphan(server.pid, started, 0.5, pattern)
         assert live_group_members(server.pid) == []
         assert not path.exists()
+    finally:
+        _kill(server)
+
+
+def test_stop_orphan_does_not_wait_out_its_grace_when_the_server_ended_unreaped(region):
+    _, pattern = region
+    server = _server()  # this test's child: after SIGTERM a zombie until the test reaps it
+    grace_s = 120.0
+    try:
+        started = start_time(server.pid)
+        assert started is not None
+        began = time.monotonic()
+        assert stop_orphan(server.pid, started, grace_s, pattern)
+        assert time.monotonic() - began < grace_s / 2  # a zombie counts as gone
+        assert server.wait(timeout=10) == -signal.SIGTERM
     finally:
         _kill(server)
 
