@@ -40,11 +40,14 @@ ORPHAN_GRACE_S = 30.0
 def start_orphan_watch(pid: int, shm_glob: str) -> subprocess.Popen[bytes]:
     """Start the watch over server ``pid``; end it with :func:`end_orphan_watch` before a stop.
 
-    Its own session, so that a Ctrl-C meant for the starter does not end it first.
+    Its own session, so that a Ctrl-C meant for the starter does not end it first. It writes
+    only its log, to the starter's stderr; not holding the starter's stdout, it keeps no reader
+    of that waiting for an end of file while it lives.
     """
     return subprocess.Popen(
         [sys.executable, "-m", __name__, str(pid), str(ORPHAN_GRACE_S), shm_glob],
         stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         start_new_session=True,
     )
 
