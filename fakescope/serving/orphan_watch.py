@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from fakescope.serving.process_group import wait_until_gone
+from fakescope.serving.process_group import stat_fields, wait_until_gone
 
 logger = logging.getLogger(__name__)
 
@@ -60,27 +60,18 @@ def end_orphan_watch(watch: subprocess.Popen[bytes]) -> None:
         watch.stdin.close()
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Return ``/proc/<pid>/stat`` from field 3 (state) on, None if there is no such process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()  # the name (field 2) may hold spaces
-
-
 def start_time(pid: int) -> str | None:
     """Return process ``pid``'s start time (``/proc/<pid>/stat`` field 22), None if it is gone.
 
     A pid is reused once its process is gone: the start time tells the server from a newcomer.
     """
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields[19] if fields else None
 
 
 def _runs(pid: int, started: str) -> bool:
     """Whether the process started at ``started`` still runs (a zombie, not yet reaped, not)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[19] == started and fields[0] != "Z"
 
 

@@ -13,17 +13,30 @@ from pathlib import Path
 _POLL_S = 0.02
 
 
+def _stat_fields(stat: Path) -> list[str] | None:
+    """Return the fields of one ``/proc/<pid>/stat`` from field 3 (state) on; None if gone."""
+    try:
+        text = stat.read_text()
+    except OSError:  # the process ended while we looked
+        return None
+    # the command name (field 2) may hold spaces: split after its closing parenthesis
+    return text[text.rindex(")") + 2 :].split()
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """Return process ``pid``'s ``/proc/<pid>/stat`` fields from field 3 (state) on; None if gone.
+
+    Index 0 is the state (``Z``: a zombie), 2 the process group, 19 the start time.
+    """
+    return _stat_fields(Path(f"/proc/{pid}/stat"))
+
+
 def group_stat_fields(pgid: int) -> list[list[str]]:
     """Return the ``/proc/<pid>/stat`` fields from field 3 on, per process of group ``pgid``."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # the process ended while we looked
-            continue
-        # the command name (field 2) may hold spaces: split after its closing parenthesis
-        fields = text[text.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid:  # fields[0] is field 3 (state): pgrp is field 5
+        fields = _stat_fields(stat)
+        if fields is not None and int(fields[2]) == pgid:  # pgrp is field 5
             found.append(fields)
     return found
 
