@@ -71,6 +71,9 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+        # a shutdown that hangs (the job runner's stop included) is a defect, not a leftover
+        if self.thread.is_alive():
+            raise RuntimeError("uvicorn or its job runner did not stop within 30 s")
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTP client for this server (cookies persist: one visitor)."""

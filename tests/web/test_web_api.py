@@ -428,9 +428,21 @@ def test_job_is_tried_again_until_done_when_triton_refuses_it_as_busy(triton, tm
 
 
 # --- metrics, beacon, admin --------------------------------------------------------------------
+def _rejections(text: str, code: str) -> float:
+    """The value of ``fakescope_web_rejections_total`` for ``code`` in a scrape (0 if absent)."""
+    prefix = f'fakescope_web_rejections_total{{code="{code}"}} '
+    lines = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
 def test_metrics_exports_business_and_latency_when_scraped(face_job, server):
     with server.client() as client:
+        before = _rejections(client.get("/metrics").text, "not_multipart")
+        refused = client.post(
+            "/api/v1/jobs", content=b"\x00" * 100, headers={"Content-Type": "video/mp4"}
+        )
         text = client.get("/metrics").text
+    assert refused.status_code == 415
     assert "fakescope_web_uses_today" in text
     assert "fakescope_web_first_to_second_use_conversion_ratio" in text
     assert (
@@ -438,7 +450,7 @@ def test_metrics_exports_business_and_latency_when_scraped(face_job, server):
         in text
     )
     assert 'fakescope_web_analyses_total{outcome="done"}' in text
-    assert 'fakescope_web_rejections_total{code="too_large"}' in text or "rejections" in text
+    assert _rejections(text, "not_multipart") == before + 1
 
 
 def test_beacon_sets_average_time_on_page_when_page_reports(server):
@@ -461,12 +473,18 @@ def test_beacon_sets_average_time_on_page_when_page_reports(server):
             "/api/v1/admin/metrics", headers={"Authorization": f"Bearer {ADMIN}"}
         ).json()
     with server.client() as stranger:
+        # a visitor of its own (cookie set by its page view), not the one whose view it names
+        assert VISITOR_COOKIE in stranger.get("/").cookies
         foreign = stranger.post(
             "/api/v1/beacon", content=json.dumps({"view_id": view_id, "seconds": 99})
         )
+        after = stranger.get(
+            "/api/v1/admin/metrics", headers={"Authorization": f"Bearer {ADMIN}"}
+        ).json()
     assert foreign.status_code == 404
     assert metrics["timed_page_views"] >= 1
     assert metrics["average_page_seconds"] == pytest.approx(30.0)
+    assert after["average_page_seconds"] == pytest.approx(30.0)
 
 
 def test_admin_metrics_answers_403_when_token_missing(server):
@@ -475,13 +493,28 @@ def test_admin_metrics_answers_403_when_token_missing(server):
         assert client.get("/admin").status_code == 403
 
 
-def test_admin_metrics_count_conversion_when_visitor_returns(face_job, server):
+def test_admin_metrics_count_conversion_when_key_returns(server, videos):
+    _, secret = _key(server)
+    auth = {"X-API-Key": secret}
+    admin = {"Authorization": f"Bearer {ADMIN}"}
     with server.client() as client:
-        m = client.get("/api/v1/admin/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
-    body = m.json()
-    assert body["uses_today"] == body["uses_per_day"][-1]["uses"] >= 1
-    assert body["conversion"]["first_use"] >= 1
-    assert 0 <= body["conversion"]["rate"] <= 1
+        before = client.get("/api/v1/admin/metrics", headers=admin).json()
+        first = upload(client, videos["no_face"], headers=auth)
+        wait_for_job(client, first.json()["id"], headers=auth)
+        once = client.get("/api/v1/admin/metrics", headers=admin).json()
+        second = upload(client, videos["no_face"], headers=auth)
+        wait_for_job(client, second.json()["id"], headers=auth)
+        twice = client.get("/api/v1/admin/metrics", headers=admin).json()
+    assert (first.status_code, second.status_code) == (202, 202)
+    keys_before, keys_once, keys_twice = (m["conversion_keys"] for m in (before, once, twice))
+    # the key's first use makes it a first user; its second makes it one who came back
+    assert keys_once["first_use"] == keys_before["first_use"] + 1
+    assert keys_once["second_use"] == keys_before["second_use"]
+    assert keys_twice["first_use"] == keys_once["first_use"]
+    assert keys_twice["second_use"] == keys_once["second_use"] + 1
+    assert keys_twice["rate"] == pytest.approx(keys_twice["second_use"] / keys_twice["first_use"])
+    assert twice["uses_today"] == before["uses_today"] + 2
+    assert twice["uses_per_day"][-1]["uses"] == twice["uses_today"]
 
 
 def test_openapi_documents_multipart_upload_when_fetched(server):
