@@ -164,6 +164,9 @@ def test_export_refuses_framing_video_when_it_is_not_a_video(trained, capsys):
 def test_train_keeps_fakes_with_their_originals_when_face_crops_are_split(trained):
     splits = json.loads((trained["root"] / "run" / "splits.json").read_text())["splits"]
     where = {name: split for split, names in splits.items() for name in names}
+    # every video of the set (8 originals, one fake each) is in exactly one split
+    assert sum(len(names) for names in splits.values()) == len(where) == 16
+    assert sum(name.startswith("fake") for name in where) == 8
     for name, split in where.items():
         if name.startswith("fake"):
             original = "real" + name[4:7] + ".mp4"
