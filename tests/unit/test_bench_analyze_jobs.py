@@ -51,8 +51,17 @@ def test_analyze_jobs_table_gives_each_job_count_against_one_job_when_rendered()
     assert "- 1 s clips: clip.mp4 ×2" in table
 
 
-@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--output", "table.md"]])
-def test_analyze_jobs_main_exits_2_when_arguments_are_invalid(argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
+        (["--output", "table.md"], "--output must name the .json result file"),
+    ],
+)
+def test_analyze_jobs_main_exits_2_when_arguments_are_invalid(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+    assert f"error: {error}" in capsys.readouterr().err

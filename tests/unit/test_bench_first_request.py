@@ -68,8 +68,17 @@ def test_first_request_table_gives_each_video_after_a_start_when_rendered() -> N
     assert "| numpy huge pages | 3 | 0.300 | 0.300 | 0.300 | 0.300 | 1.23 |" in table
 
 
-@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--output", "table.md"]])
-def test_first_request_main_exits_2_when_arguments_are_invalid(argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
+        (["--output", "table.md"], "--output must name the .json result file"),
+    ],
+)
+def test_first_request_main_exits_2_when_arguments_are_invalid(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+    assert f"error: {error}" in capsys.readouterr().err

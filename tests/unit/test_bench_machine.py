@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import platform
+
+import pytest
+
 from fakescope.benchmarks.machine import (
+    CPUINFO,
     cpu_facts,
     describe_cpu,
     describe_gpus,
@@ -60,9 +66,16 @@ def test_describe_cpu_names_model_clock_and_extensions_when_known():
 
 def test_machine_facts_reads_this_machine_when_called():
     facts = machine_facts()
-    assert facts["cores"] >= 1
-    assert len(facts["load_average_at_start"]) == 3
-    assert facts["cpu_model"]
+    assert facts["cores"] == os.cpu_count()
+    assert facts["python"] == platform.python_version()
+    assert isinstance(facts["gpus"], list)
+    if not CPUINFO.is_file():
+        pytest.skip("no /proc/cpuinfo on this system")
+    this_cpu = cpu_facts(CPUINFO.read_text())
+    assert this_cpu["cpu_model"] != "unknown"  # read from this machine, not the fallback
+    # the clock is left out: a host that scales its frequency reads another one each time
+    for key in ("cpu_model", "cpu_vector_extensions"):
+        assert facts[key] == this_cpu[key], key
 
 
 def test_parse_gpu_query_returns_one_gpu_per_line_when_nvidia_smi_lists_two():

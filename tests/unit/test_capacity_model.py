@@ -130,11 +130,8 @@ def test_hpa_refuses_behaviour_when_target_is_not_positive():
 
 @pytest.fixture(scope="module")
 def model():
-    try:
-        measured = load_measurements()
-    except InputError as exc:
-        pytest.skip(f"result files missing: {exc}")
-    return build_model(measured, "grpc", slots=2)
+    # the committed result files: missing or broken, they fail the tests that read them
+    return build_model(load_measurements(), "grpc", slots=2)
 
 
 def test_cluster_runs_more_replicas_when_more_videos_arrive(model):

@@ -90,7 +90,7 @@ def test_main_exits_2_when_a_count_option_is_below_1(tmp_path, option, value, ca
     with pytest.raises(SystemExit) as exit_info:
         main([option, value, "--data", str(tmp_path), "--output", str(output)])
     assert exit_info.value.code == 2
-    assert option in capsys.readouterr().err
+    assert f"error: {option} must be at least 1" in capsys.readouterr().err
     assert not output.exists()
 
 

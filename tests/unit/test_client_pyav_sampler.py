@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import fakescope.client.pyav_sampler as pyav_sampler
-import fakescope.client.video as video
+from fakescope.client.containers import inspect_container
 from fakescope.client.frames import even_frame_indices
+from fakescope.client.opencv_sampler import sample_with_opencv
 from fakescope.client.pyav_sampler import (
     StreamIndex,
     keyframe_picks,
@@ -24,7 +25,6 @@ from fakescope.client.pyav_sampler import (
     sample_with_pyav,
     starts_with_idr,
 )
-from fakescope.client.video import sample_frames
 from tests.support.media import face_frames, make_face_video, read_marker, write_video
 
 SIZE = (320, 180)
@@ -99,13 +99,12 @@ def test_sample_with_pyav_skips_no_frame_when_the_video_is_short_for_the_sample(
 
 
 def test_sample_with_pyav_matches_the_opencv_scan_when_picks_are_exact(
-    one_keyframe: Path, monkeypatch: pytest.MonkeyPatch
+    one_keyframe: Path,
 ) -> None:
-    fast = sample_frames(one_keyframe, 64)
-    monkeypatch.setattr(
-        video, "sample_with_pyav", lambda *args, **kwargs: None
-    )  # the OpenCV scan decides
-    scanned = sample_frames(one_keyframe, 64)
+    # each path called itself: sample_frames would fall back to the scan on its own
+    fast = sample_with_pyav(one_keyframe, picks(64), None)
+    assert fast is not None
+    scanned = sample_with_opencv(one_keyframe, 64, None, inspect_container(one_keyframe))
     np.testing.assert_array_equal(fast.frame_indices, scanned.frame_indices)
     np.testing.assert_allclose(fast.timestamps, scanned.timestamps, atol=1e-4)
     assert fast.duration_seconds == pytest.approx(scanned.duration_seconds)

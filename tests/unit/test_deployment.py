@@ -62,12 +62,20 @@ def test_docker_compose_checks_readiness_and_reserves_gpu_when_parsed():
     assert "--model-repository=/models" in service["command"]
 
 
-def test_dockerfile_copies_existing_paths_when_built():
-    dockerfile = ROOT / _triton_service()["build"]["dockerfile"]
-    for line in dockerfile.read_text().splitlines():
-        if line.startswith("COPY "):
+def test_dockerfiles_copy_existing_paths_when_parsed():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    built = {name: s["build"] for name, s in services.items() if "build" in s}
+    assert set(built) == {"triton", "web"}  # every image compose builds is checked below
+    for build in built.values():
+        context = ROOT / build["context"]
+        dockerfile = context / build["dockerfile"]
+        copies = [line for line in dockerfile.read_text().splitlines() if line.startswith("COPY ")]
+        assert copies, f"{dockerfile.name} copies nothing"
+        for line in copies:
             for source in re.split(r"\s+", line)[1:-1]:
-                assert (ROOT / source).exists(), f"{dockerfile.name} copies missing {source}"
+                if source.startswith("--"):  # a flag such as --chown=
+                    continue
+                assert (context / source).exists(), f"{dockerfile.name} copies missing {source}"
 
 
 def test_model_configs_name_no_cpu_only_setting_when_served_on_gpu():

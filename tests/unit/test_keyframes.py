@@ -148,10 +148,14 @@ def test_detect_faces_detects_keyframes_only_and_keeps_every_face_when_face_move
     # the astronaut's face, the largest box (first) of every frame, in both
     assert sorted(set(every.frame_index.tolist())) == list(range(FRAMES))
     assert sorted(set(tracked.frame_index.tolist())) == list(range(FRAMES))
+    keys = keyframe_indices(FRAMES, 4)
     for i in range(FRAMES):
         ours, reference = tracked.for_frame(i), every.for_frame(i)
         assert box_iou(ours.boxes[:1], reference.boxes[:1])[0, 0] > 0.8, i
-        assert ours.scores[0] > served(4).thresholds[2]
+        # a keyframe went through the same cascade; between them O-Net scored the carried box
+        # (here within 0.005 of the cascade's own score)
+        tolerance = 1e-5 if i in keys else 0.02
+        assert ours.scores[0] == pytest.approx(reference.scores[0], abs=tolerance), i
 
 
 def _frames_with(pictures: list[np.ndarray], x: int = 300, y: int = 40) -> np.ndarray:

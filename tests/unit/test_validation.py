@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
+from fakescope.contract import MIN_FRAME_SIDE
 from fakescope.pipeline.validation import validate_request
 
 LIMITS = {"max_frames": 8, "max_frame_side": 256, "max_request_pixels": 4 * 256 * 256}
@@ -14,6 +15,7 @@ LIMITS = {"max_frames": 8, "max_frame_side": 256, "max_request_pixels": 4 * 256 
     [
         (np.zeros((2, 32, 48, 3), np.float32), "UINT8"),
         (np.zeros((32, 48, 3), np.uint8), r"\[N, H, W, 3\]"),
+        (np.zeros((1, 32, 48, 4), np.uint8), r"\[N, H, W, 3\]"),
         (np.zeros((0, 32, 48, 3), np.uint8), "zero frames"),
         (np.zeros((9, 32, 48, 3), np.uint8), "maximum"),
         (np.zeros((1, 8, 48, 3), np.uint8), "outside"),
@@ -42,4 +44,9 @@ def test_validate_request_raises_only_value_error_when_fuzzed(frames):
         validate_request(frames, **LIMITS)
     except ValueError:
         return
-    assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[0] >= 1
+    # accepted: the whole contract holds
+    assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[3] == 3
+    n, height, width = frames.shape[:3]
+    assert 1 <= n <= LIMITS["max_frames"]
+    assert min(height, width) >= MIN_FRAME_SIDE and max(height, width) <= LIMITS["max_frame_side"]
+    assert n * height * width <= LIMITS["max_request_pixels"]
