@@ -25,6 +25,7 @@ from skimage import data as skdata
 from tritonclient.utils import InferenceServerException
 
 from fakescope import contract
+from fakescope.client.triton import DetectorClient
 from fakescope.serving.embedded import EmbeddedTriton
 from tests.support.analyze_cli import assert_server_ready
 
@@ -159,6 +160,29 @@ def test_ensemble_returns_the_contiguous_result_when_frames_are_a_strided_view(
     np.testing.assert_array_equal(view, frames)
     got = infer(protocol, triton, [frames_tensor(view)])
     assert_same_outputs(got, contiguous_result)
+
+
+@pytest.mark.parametrize("shared_memory", [True, False], ids=["shared_memory", "in_request"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_detector_client_returns_the_contiguous_result_when_frames_are_a_strided_view(
+    triton: EmbeddedTriton,
+    contiguous_result: dict[str, np.ndarray],
+    shared_memory: bool,
+    layout: str,
+) -> None:
+    # the project's own client: its copy into a region, or into the request, takes any strides
+    view = LAYOUTS[layout](face_frames())
+    assert not view.flags.c_contiguous
+    with DetectorClient(triton.address.grpc_url, "grpc", shared_memory=shared_memory) as client:
+        got = client.infer(view)
+    assert got.status == contiguous_result[contract.STATUS][0].decode()
+    assert got.fake_probability == contiguous_result[contract.FAKE_PROBABILITY][0]
+    for name, value in (
+        (contract.FRAME_SCORES, got.frame_scores),
+        (contract.FACE_BOXES, got.face_boxes),
+        (contract.FACE_SCORES, got.face_scores),
+    ):
+        np.testing.assert_array_equal(value, contiguous_result[name], err_msg=name)
 
 
 # --- missing or extra inputs, wrong dtypes and ranks -------------------------------------------

@@ -399,8 +399,3 @@ def test_ensemble_answers_valid_and_refuses_invalid_requests_when_tensors_are_fu
         assert valid, "a request breaking the contract was answered"
         check_outputs(result, frames.shape[0])
     assert clients.http.is_model_ready(contract.ENSEMBLE_MODEL)
-
-
-def test_fuzz_profiles_are_registered_when_module_is_imported() -> None:
-    assert settings.get_profile("fuzz").max_examples > settings.get_profile("fuzz-ci").max_examples
-    assert PROFILE.deadline is None

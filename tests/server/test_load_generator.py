@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
@@ -14,6 +12,7 @@ import tritonclient.grpc as grpcclient
 from fakescope import contract
 from fakescope.benchmarks.run import locust_env, run_level, served_instances
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
+from tests.support.detector_queue import model_counts
 from tests.support.media import make_face_video
 from tests.support.servers import free_ports
 
@@ -22,26 +21,16 @@ from tests.support.servers import free_ports
 LEVEL_STOP_S = 60
 
 
-def _ensemble_successes(metrics_url: str) -> int:
-    """Requests the ensemble answered since the server started (Triton's counter)."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    pattern = (
-        rf'^nv_inference_request_success\{{[^}}]*model="{contract.ENSEMBLE_MODEL}"[^}}]*\}} (\S+)'
-    )
-    return sum(int(float(m)) for m in re.findall(pattern, text, flags=re.M))
-
-
 def test_locust_user_records_every_video_but_its_warm_up_when_a_level_runs(
     triton: EmbeddedTriton, tmp_path: Path
 ) -> None:
     video = make_face_video(tmp_path / "face.mp4", seconds=2.0, fps=10, codec="avc1")
     env = locust_env([video], triton.address, frames=4, limit=contract.PROCESSING_LIMIT_RATIO)
-    before = _ensemble_successes(triton.metrics_url)
+    before = model_counts(triton.metrics_url, contract.ENSEMBLE_MODEL)[1]
 
     records = run_level("grpc", 1, env, run_time_s=3, out=tmp_path, stop_timeout_s=LEVEL_STOP_S)
 
-    answered = _ensemble_successes(triton.metrics_url) - before
+    answered = model_counts(triton.metrics_url, contract.ENSEMBLE_MODEL)[1] - before
     assert records and all(r["status"] == "ok" for r in records)
     assert all(r["video"] == video.name and r["ratio"] > 0 for r in records)
     # the server answered one video more than was recorded: the user's untimed first one
@@ -97,20 +86,33 @@ from locust.env import Environment
 from fakescope.benchmarks import locustfile
 from fakescope.client.triton import DetectorClient
 
+def client_regions_mapped():
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        return sum("fakescope_client_" in line for line in maps)
+
 def run():  # in a greenlet, as Locust runs its users
     env = Environment(user_classes=[locustfile.GrpcVideoUser], events=events)
     env.create_local_runner()
     user = locustfile.GrpcVideoUser(env)
     user.client = DetectorClient(sys.argv[2], "grpc", retries=0)
+    lend = user.client.frames_buffer
+    lent = []
+
+    def lend_and_count(shape):  # the frames' array, and the regions mapped once it is lent
+        frames = lend(shape)
+        lent.append(client_regions_mapped())
+        return frames
+
+    user.client.frames_buffer = lend_and_count
     user.videos = iter([sys.argv[1]])
     user.analyze_video()
     gc.collect()
-    with open("/proc/self/maps", encoding="utf-8") as maps:
-        mapped = [line for line in maps if "fakescope_client_" in line]
     return {
         "statuses": [r["status"] for r in locustfile.RECORDS],
+        "errors": [r.get("error", "") for r in locustfile.RECORDS],
         "failures": env.stats.total.num_failures,
-        "mapped": len(mapped),
+        "mapped_when_lent": lent,
+        "mapped": client_regions_mapped(),
     }
 
 print(json.dumps(gevent.spawn(run).get(timeout=240)), flush=True)
@@ -135,5 +137,7 @@ def test_locust_user_frees_its_frames_when_locust_recorded_a_failed_video(
     )
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["statuses"] == ["error"] and outcome["failures"] == 1
+    assert "cannot reach" in outcome["errors"][0], outcome  # the call failed, not the decode
     # the frames were decoded into a region, and nothing holds them once the failure is recorded
+    assert outcome["mapped_when_lent"] and min(outcome["mapped_when_lent"]) >= 1, outcome
     assert outcome["mapped"] == 0

@@ -180,6 +180,7 @@ class _Reader(threading.Thread):
         super().__init__(daemon=True)
         self.classifier = classifier
         self.views: list[tuple[int, dict[str, int]]] = []
+        self.errors: list[BaseException] = []  # a thread's failure would otherwise be lost
         self.done = threading.Event()
 
     def look(self) -> None:
@@ -188,8 +189,11 @@ class _Reader(threading.Thread):
         self.views.append((pinned, self.classifier.at(str(pinned)).listing()))
 
     def run(self) -> None:
-        while not self.done.is_set():
-            self.look()
+        try:
+            while not self.done.is_set():
+                self.look()
+        except BaseException as exc:  # handed to the test, which fails on it
+            self.errors.append(exc)
 
 
 @pytest.mark.slow
@@ -207,6 +211,8 @@ def test_export_publishes_the_whole_version_before_the_config_when_repository_is
     finally:
         reader.done.set()
         reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert reader.errors == []  # every view in between had a pinned version and its files
     reader.look()  # and once more after the publisher is done
     assert code == 0, capsys.readouterr().err
     new = SERVED + 1

@@ -83,5 +83,10 @@ def test_analyze_labels_at_served_threshold_when_classifier_states_one(triton, t
     verdict = analyze(video, url=triton.address.grpc_url, num_frames=4)
     assert verdict.threshold == spec.threshold
     assert verdict.label == ("FAKE" if verdict.fake_probability >= spec.threshold else "REAL")
-    overridden = analyze(video, url=triton.address.grpc_url, num_frames=4, threshold=0.99)
-    assert overridden.threshold == 0.99
+    # the caller's threshold decides the label: at 0 every probability is FAKE, at 1 none
+    # below 1 is
+    lowest = analyze(video, url=triton.address.grpc_url, num_frames=4, threshold=0.0)
+    assert (lowest.threshold, lowest.label) == (0.0, "FAKE")
+    highest = analyze(video, url=triton.address.grpc_url, num_frames=4, threshold=1.0)
+    assert highest.fake_probability is not None and highest.fake_probability < 1.0
+    assert (highest.threshold, highest.label) == (1.0, "REAL")

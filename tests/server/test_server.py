@@ -30,7 +30,8 @@ from fakescope.serving.embedded import (
 )
 from fakescope.serving.model_config import detector_params, latest_version_dir, read_model_config
 from fakescope.serving.repository_check import RepositoryError
-from tests.support.servers import REPOSITORY, free_ports
+from tests.support.detector_queue import model_counts
+from tests.support.servers import REPOSITORY, free_ports, wait_until
 
 OUTPUTS = [
     contract.FAKE_PROBABILITY,
@@ -227,7 +228,7 @@ def test_ensemble_rejects_wrong_rank_when_frames_are_3d(triton):
     assert _healthy(triton)
 
 
-def test_classifier_config_exposes_untrained_flag_when_queried(triton):
+def test_classifier_config_states_its_onnx_trained_flag_when_queried(triton):
     client = grpcclient.InferenceServerClient(triton.address.grpc_url)
     config = client.get_model_config(contract.CLASSIFIER_MODEL, as_json=True)["config"]
     _, trained = read_classifier_spec(
@@ -238,11 +239,12 @@ def test_classifier_config_exposes_untrained_flag_when_queried(triton):
 
 
 def test_metrics_endpoint_counts_inferences_when_requests_were_served(triton):
-    _infer("http", triton, face_frames(1))
     url = f"http://{triton.address.host}:{triton.address.metrics_port}/metrics"
-    with urllib.request.urlopen(url) as response:
-        text = response.read().decode()
-    assert f'nv_inference_request_success{{model="{contract.ENSEMBLE_MODEL}"' in text
+    before = model_counts(url, contract.ENSEMBLE_MODEL)[1]
+    _infer("http", triton, face_frames(1))
+    # Triton counts the ensemble's request when it releases it, just after the response
+    assert wait_until(lambda: model_counts(url, contract.ENSEMBLE_MODEL)[1] > before, 10)
+    assert model_counts(url, contract.ENSEMBLE_MODEL)[1] == before + 1
 
 
 def _server(repository: Path, tmp_path: Path, ports: list[int] | None = None) -> EmbeddedTriton:

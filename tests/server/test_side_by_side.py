@@ -27,8 +27,8 @@ def test_side_by_side_measures_every_server_when_both_find_the_same_faces(tmp_pa
     assert row["faces"] > 0
     for name in (IN_PROCESS, BLS):
         assert row[name]["wall_s"] > 0
-        assert row[name]["server_cpu_s"] >= 0
-        assert row[name]["faulted_mib"] >= 0
+        assert row[name]["server_cpu_s"] > 0  # read from the server's processes: it worked
+        assert row[name]["faulted_mib"] >= 0  # 0 where its memory is reused, as it may be
 
 
 def test_side_by_side_serves_the_working_dirs_package_when_a_contender_names_one(tmp_path):

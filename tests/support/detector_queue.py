@@ -15,16 +15,21 @@ from fakescope.serving.embedded import EmbeddedTriton
 from fakescope.serving.watchdog import PENDING_METRIC, SUCCESS_METRIC
 
 
-def detector_counts(triton: EmbeddedTriton) -> tuple[int, int]:
-    """Return ``face_detector``'s waiting requests and its completed ones so far (metrics)."""
-    with urllib.request.urlopen(triton.metrics_url, timeout=5) as response:
+def model_counts(metrics_url: str, model: str) -> tuple[int, int]:
+    """Return ``model``'s waiting requests and its completed ones so far (Triton's metrics)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
         text = response.read().decode()
     counts = {PENDING_METRIC: 0, SUCCESS_METRIC: 0}
     for line in text.splitlines():
         name, _, rest = line.partition("{")
-        if name in counts and f'model="{contract.FACE_DETECTOR_MODEL}"' in rest:
+        if name in counts and f'model="{model}"' in rest:
             counts[name] += int(float(line.rsplit(" ", 1)[1]))
     return counts[PENDING_METRIC], counts[SUCCESS_METRIC]
+
+
+def detector_counts(triton: EmbeddedTriton) -> tuple[int, int]:
+    """Return ``face_detector``'s waiting requests and its completed ones so far (metrics)."""
+    return model_counts(triton.metrics_url, contract.FACE_DETECTOR_MODEL)
 
 
 def wait_until_waiting(triton: EmbeddedTriton, count: int) -> None:
