@@ -124,8 +124,9 @@ def test_interleaved_visits_every_video_once_per_round_when_given_rounds():
     assert list(interleaved([a, b], 2)) == [a, b, a, b]
 
 
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+    return done.stdout.decode().strip()
 
 
 @pytest.fixture
@@ -142,13 +143,8 @@ def checkout(tmp_path: Path) -> Path:
 def test_code_version_stays_clean_when_only_new_results_are_uncommitted(checkout: Path):
     (checkout / "benchmarks" / "results").mkdir()
     (checkout / "benchmarks" / "results" / "summary.json").write_text("{}\n")
-    head = subprocess.run(
-        ["git", "-C", str(checkout), "rev-parse", "HEAD"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    assert code_version(checkout) == head  # not "-dirty", and not "unknown" either
+    # not "-dirty", and not "unknown" either
+    assert code_version(checkout) == _git(checkout, "rev-parse", "HEAD")
 
 
 def test_code_version_is_dirty_when_timed_code_changed(checkout: Path):
