@@ -42,6 +42,7 @@ from fakescope.client.content_credentials import (
     DEFAULT_TIMEOUT_S,
     read_content_credentials,
 )
+from fakescope.files import write_text_atomically
 from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="c2pa-cost-") as work:
         result = measure(args.videos_dir, args.repeats, args.padding_mib, Path(work))
     out = args.output / "content_credentials_cost.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomically(out, json.dumps(result, indent=2) + "\n")
     logger.info("wrote %s", out)
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fakescope.benchmarks.run import render_markdown
 from fakescope.benchmarks.targets import check_targets
+from fakescope.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ def render_summary(folder: Path) -> list[dict[str, object]]:
     if not isinstance(summary, dict) or "levels" not in summary:
         raise ValueError(f"{path} is not a fakescope bench summary (no levels)")
     summary["targets"] = check_targets(summary)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    (folder / "summary.md").write_text(render_markdown(summary))
+    write_text_atomically(path, json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(folder / "summary.md", render_markdown(summary))
     return summary["targets"]
 
 

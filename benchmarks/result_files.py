@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fakescope.files import write_text_atomically
 from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,8 @@ def write_result(
 ) -> None:
     """Write ``result`` to ``output`` (JSON) and ``render(result)`` to the same name ``.md``."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    output.with_suffix(".md").write_text(render(result))
+    write_text_atomically(output, json.dumps(result, indent=2) + "\n")
+    write_text_atomically(output.with_suffix(".md"), render(result))
     logger.info("wrote %s and its table", output)
 
 

@@ -52,6 +52,7 @@ from fakescope.client.cli import positive_int
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.triton import DetectorClient
 from fakescope.client.video import sample_frames
+from fakescope.files import write_text_atomically
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.detector_nets import IN_PROCESS, PLACEMENTS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
@@ -869,8 +870,8 @@ def run_bench(args: argparse.Namespace) -> int:
     summary["passed"] = not failures
     summary["failures"] = failures
     summary["targets"] = check_targets(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "summary.md").write_text(render_markdown(summary))
+    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(out / "summary.md", render_markdown(summary))
     plot(summary, args.limit, out / "ratio_vs_users.png")
     shown = (
         "levels",

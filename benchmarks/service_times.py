@@ -42,6 +42,7 @@ from fakescope.benchmarks.run import add_server_arguments, add_videos_argument
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, decode_video
 from fakescope.client.triton import DetectorClient
 from fakescope.client.video import sample_frames
+from fakescope.files import write_text_atomically
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.detector_nets import IN_PROCESS, PLACEMENTS, NetsPlacement
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, port_in_use
@@ -399,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = measure(args)
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / RESULT_NAME).write_text(json.dumps(result, indent=1) + "\n")
+    write_text_atomically(args.output / RESULT_NAME, json.dumps(result, indent=1) + "\n")
     medians = {v: round(m["processing_seconds"], 3) for v, m in result["per_video_median"].items()}
     shown = {
         "replica_start_median_s": result["replica_start_seconds"]["median"],

@@ -51,6 +51,7 @@ from fakescope.benchmarks.run import (
 )
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.shared_memory import REGION_PREFIX
+from fakescope.files import write_text_atomically
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from fakescope.serving.watchdog import DEFAULT_STALL_TIMEOUT_S, Stall
 
@@ -540,8 +541,8 @@ def run_soak(args: argparse.Namespace) -> int:
         "verdict": verdict(rows, args.limit, exits),
     }
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
-    (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "soak.md").write_text(render_markdown(result))
+    write_text_atomically(out / "soak.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(out / "soak.md", render_markdown(result))
     plot(result, sampler.samples, out / "soak.png")
     logger.info("soak: %s", json.dumps(result["verdict"]))
     return 0 if result["verdict"]["passed"] else 1

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fakescope.files import write_text_atomically
+
 logger = logging.getLogger(__name__)
 
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(sizes, args.batch, args.steps, args.rounds)
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / "training_speed.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    write_text_atomically(path, json.dumps(result, indent=1) + "\n")
     logger.info("%s: %s", path, result["images_per_second"])
     return 0
 

@@ -43,6 +43,7 @@ from fakescope.benchmarks.run import (
     summarize_level,
 )
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
+from fakescope.files import write_text_atomically
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
 logger = logging.getLogger(__name__)
@@ -279,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         "variants": [{"name": v.name, "what": v.what, "rounds": rounds[v.name]} for v in chosen],
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "tuning.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.output / "tuning.md").write_text(render_markdown(result))
+    write_text_atomically(args.output / "tuning.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(args.output / "tuning.md", render_markdown(result))
     logger.info("wrote %s", args.output / "tuning.md")
     return 0
 

@@ -32,6 +32,7 @@ from fakescope.export.classifier import (
 )
 from fakescope.export.mtcnn_onnx import META_MAX_ABS_DIFF, export_mtcnn
 from fakescope.export.mtcnn_onnx import TOLERANCE as MTCNN_TOLERANCE
+from fakescope.files import write_text_atomically
 from fakescope.pipeline.metadata import ClassifierSpec
 
 logger = logging.getLogger(__name__)
@@ -446,7 +447,7 @@ def export_classifier_version(
     target = model_dir / str(version) / "model.onnx"
     export_classifier(checkpoint, target, parity_faces(checkpoint.spec.input_size))
     card = model_card(checkpoint.spec, checkpoint.trained, checkpoint.provenance, version)
-    (target.parent / CARD).write_text(card)
+    write_text_atomically(target.parent / CARD, card)
     write_served_files(model_dir, served_version(repository))
     return target
 

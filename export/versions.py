@@ -37,6 +37,7 @@ from fakescope.export.framing import calibrate_framing, load_framing_frames
 from fakescope.export.model_card import load_results, model_card
 from fakescope.export.provenance import git_commit
 from fakescope.export.repository import classifier_config, parity_faces
+from fakescope.files import copy_file_atomically, write_text_atomically
 from fakescope.pipeline.metadata import (
     read_classifier_limitations,
     read_classifier_spec,
@@ -81,7 +82,7 @@ def _keep_card_of_served(folder: Path) -> None:
         return
     served = max(versions, key=lambda p: int(p.name))
     if not (served / CARD).is_file():
-        shutil.copyfile(folder / CARD, served / CARD)
+        copy_file_atomically(folder / CARD, served / CARD)
 
 
 def export_new_version(
@@ -183,10 +184,10 @@ def write_served_files(folder: Path, version: int) -> None:
     config = classifier_config(
         spec, trained=trained, version=version, limitations=read_classifier_limitations(onnx_path)
     )
-    (folder / "config.pbtxt").write_text(config)
+    write_text_atomically(folder / "config.pbtxt", config)
     card = folder / str(version) / CARD
     if card.is_file():
-        shutil.copyfile(card, folder / CARD)
+        copy_file_atomically(card, folder / CARD)
     else:
         logger.warning("version %d has no model card of its own; %s left as it is", version, CARD)
 
@@ -204,9 +205,9 @@ def render_card(repository: Path, version: int, results: Path | None, root: Path
     provenance = read_provenance(onnx_path)
     found = load_results(results, root) if results is not None else None
     card = folder / str(version) / CARD
-    card.write_text(model_card(spec, trained, provenance, version, found))
+    write_text_atomically(card, model_card(spec, trained, provenance, version, found))
     if version == served_version(Path(repository)):
-        shutil.copyfile(card, folder / CARD)
+        copy_file_atomically(card, folder / CARD)
     return card
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.export.provenance import command_line, git_commit
+from fakescope.files import write_text_atomically
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.serving.model_config import aggregation_params
@@ -345,8 +346,10 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
     output = _run_dir("train", args.output)
     output.mkdir(parents=True, exist_ok=True)
     split_record = _split_record(splits, dataset)
-    (output / "splits.json").write_text(json.dumps(splits.to_json(), indent=1) + "\n")
-    (output / "crop_geometry.json").write_text(json.dumps(prepared.geometry.to_json(), indent=1))
+    write_text_atomically(output / "splits.json", json.dumps(splits.to_json(), indent=1) + "\n")
+    write_text_atomically(
+        output / "crop_geometry.json", json.dumps(prepared.geometry.to_json(), indent=1)
+    )
     counts = dataset.counts()
     provenance = {
         "data_version": _registered_or_hash(prepared.content_hash, args.registry),
@@ -448,7 +451,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     output = _run_dir("train", args.output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "splits.json").write_text(json.dumps(splits.to_json(), indent=1) + "\n")
+    write_text_atomically(output / "splits.json", json.dumps(splits.to_json(), indent=1) + "\n")
     run = _start_tracking(args, f"train {dataset.root.resolve().name}", "training")
     try:
         faces, hashes = _extract(dataset, dataset.entries, spec, args, "train+val")
@@ -594,7 +597,7 @@ def _train_and_report(
         **{k: json.loads(v) for k, v in extra.items() if k.endswith("_metrics")},
         "clearml_offline_session": str(zip_path) if zip_path else None,
     }
-    (output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text_atomically(output / "summary.json", json.dumps(summary, indent=1) + "\n")
     write_run_record(result.best_checkpoint, output / "provenance.json")
     if args.json:
         _say(json.dumps(summary))
@@ -623,7 +626,7 @@ def write_run_record(checkpoint: Path, path: Path) -> None:
     from fakescope.export.classifier import load_checkpoint
 
     provenance = load_checkpoint(checkpoint).provenance
-    path.write_text(json.dumps(dict(sorted(provenance.items())), indent=1) + "\n")
+    write_text_atomically(path, json.dumps(dict(sorted(provenance.items())), indent=1) + "\n")
 
 
 def _add_provenance(checkpoint: Path, extra: dict[str, str]) -> None:
@@ -742,7 +745,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report["split"] = args.split
     report["report_files"] = {k: str(v) for k, v in paths.items()}
     report["clearml_offline_session"] = str(zip_path) if zip_path else None
-    paths["metrics"].write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(paths["metrics"], json.dumps(report, indent=2) + "\n")
     if not classifier.trained:
         _say(
             "fakescope: warning: this classifier is UNTRAINED; its scores are not findings",
@@ -815,7 +818,7 @@ def _evaluate_face_crops(args: argparse.Namespace, dataset, model: Path) -> int:
     report["data_dir"] = str(dataset.root.resolve())
     report["split"] = args.split
     report["report_files"] = {k: str(v) for k, v in paths.items()}
-    paths["metrics"].write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(paths["metrics"], json.dumps(report, indent=2) + "\n")
     if args.json:
         _say(json.dumps({k: v for k, v in report.items() if k != "videos"}))
     else:

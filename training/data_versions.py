@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fakescope.files import write_text_atomically
 from fakescope.training.dataset import METADATA_FILE, Dataset, content_sha256, file_sha256
 from fakescope.training.face_crops import METADATA_CSV, FaceCropSet, image_bytes
 
@@ -225,7 +226,7 @@ def register_version(
     }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{version}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    write_text_atomically(path, json.dumps(record, indent=1) + "\n")
     return VersionRecord(
         name, version, record["parent"], manifest["content_hash"], path, True, clearml_info
     )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fakescope import contract
+from fakescope.files import write_text_atomically
 from fakescope.pipeline.aggregation import AggregationParams, aggregate
 from fakescope.pipeline.metadata import (
     ClassifierSpec,
@@ -335,7 +336,7 @@ def write_report(evaluation: Evaluation, output_dir: Path) -> dict[str, Path]:
 
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": output_dir / "metrics.json"}
-    paths["metrics"].write_text(json.dumps(evaluation.to_json(), indent=2) + "\n")
+    write_text_atomically(paths["metrics"], json.dumps(evaluation.to_json(), indent=2) + "\n")
     labels, scores = evaluation.labels, evaluation.scores
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))

@@ -37,6 +37,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from fakescope.files import write_text_atomically
 from fakescope.pipeline.mtcnn import MtcnnParams, OnnxRuntimeMtcnnNets, detect_faces
 from fakescope.training.self_blend import face_mask, self_blend
 
@@ -242,12 +243,14 @@ def synthesize_dataset(
             render_video(output_dir / name, face_swap(person, donor, rng), motion, config)
             metadata[name] = {"label": "FAKE", "original": real}
         logger.info("identity %d/%d: %s", i + 1, len(identities), person.name)
-    (output_dir / "metadata.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
+    write_text_atomically(
+        output_dir / "metadata.json", json.dumps(metadata, indent=1, sort_keys=True) + "\n"
+    )
     record = {
         "generator": "fakescope.training.synthetic_data",
         "config": asdict(config),
         "identities": [p.name for p in identities],
         "command": command,
     }
-    (output_dir / "synthetic.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_text_atomically(output_dir / "synthetic.json", json.dumps(record, indent=1) + "\n")
     return metadata

@@ -47,6 +47,7 @@ from fakescope.export.classifier import (
     build_backbone,
     default_spec,
 )
+from fakescope.files import write_text_atomically
 from fakescope.pipeline.metadata import ClassifierSpec, spec_to_metadata
 from fakescope.training.augment import augment_crop
 from fakescope.training.binary_metrics import (
@@ -472,7 +473,7 @@ def train_classifier(
         else:
             stale += 1
         save_checkpoint(last_path, backbone, spec, {**record, "epoch": str(epoch)})
-        history_path.write_text(json.dumps(history, indent=1))
+        write_text_atomically(history_path, json.dumps(history, indent=1))
         torch.save(
             {
                 "model": model.state_dict(),

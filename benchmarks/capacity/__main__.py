@@ -27,6 +27,7 @@ from fakescope.benchmarks.capacity.inputs import (
     Measured,
     load_measurements,
 )
+from fakescope.files import write_text_atomically
 from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -197,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.render_only:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(doc, indent=1) + "\n")
+        write_text_atomically(args.output, json.dumps(doc, indent=1) + "\n")
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     report.plot(doc, args.plot)
-    args.page.write_text(report.render_markdown(doc, args.page, args.output, args.plot))
+    write_text_atomically(args.page, report.render_markdown(doc, args.page, args.output, args.plot))
     summary = {
         str(v["uploads_per_day"]): {
             "hpa_max_replicas": v["hpa"]["max_replicas"],
