@@ -29,6 +29,14 @@ from typing import Any
 import numpy as np
 
 from fakescope import contract
+from fakescope.arguments import (
+    comma_separated_choices,
+    frame_count,
+    port,
+    positive_int,
+    positive_ints,
+    positive_number,
+)
 from fakescope.benchmarks.arguments import (
     DFDC_SAMPLE,
     add_shared_memory_argument,
@@ -48,7 +56,6 @@ from fakescope.benchmarks.process_usage import (
 from fakescope.benchmarks.result_files import code_version, fmt, write_result
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
-from fakescope.client.cli import positive_int
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.triton import DetectorClient
 from fakescope.client.video import sample_frames
@@ -64,6 +71,8 @@ ROOT = PROJECT_ROOT
 RESULTS = ROOT / "benchmarks" / "results"
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 USER_CLASSES = {"grpc": "GrpcVideoUser", "http": "HttpVideoUser"}
+#: The protocols a load level can run, in the order the bench runs them by default.
+PROTOCOLS = tuple(USER_CLASSES)
 #: The product's hard limit: a video is processed in at most half its duration.
 PRODUCT_LIMIT = contract.PROCESSING_LIMIT_RATIO
 #: Levels that must meet the limit; 8 users is measured and reported.
@@ -888,10 +897,6 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
-def _csv_ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v]
-
-
 def add_server_arguments(parser: argparse.ArgumentParser, *, first_port: int) -> None:
     """Add the options of a benchmark that serves the repository on its own embedded Triton.
 
@@ -901,9 +906,9 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, first_port: int) ->
     parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
-    parser.add_argument("--http-port", type=int, default=first_port)
-    parser.add_argument("--grpc-port", type=int, default=first_port + 1)
-    parser.add_argument("--metrics-port", type=int, default=first_port + 2)
+    parser.add_argument("--http-port", type=port, default=first_port)
+    parser.add_argument("--grpc-port", type=port, default=first_port + 1)
+    parser.add_argument("--metrics-port", type=port, default=first_port + 2)
 
 
 def run_server_benchmark(
@@ -961,11 +966,15 @@ def add_bench_parser(subparsers: Any) -> None:
     """Register ``fakescope bench``."""
     parser = subparsers.add_parser("bench", help="load test (Locust) + baselines -> summary.json")
     add_server_arguments(parser, first_port=18000)
-    parser.add_argument("--users", type=_csv_ints, default=[1, 2, 4, 8])
-    parser.add_argument("--protocols", type=lambda s: s.split(","), default=["grpc", "http"])
-    parser.add_argument("--run-time", type=int, default=30, help="seconds per load level")
-    parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
-    parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT, help="p95 ratio limit")
+    parser.add_argument("--users", type=positive_ints, default=[1, 2, 4, 8])
+    parser.add_argument(
+        "--protocols", type=comma_separated_choices(PROTOCOLS), default=list(PROTOCOLS)
+    )
+    parser.add_argument("--run-time", type=positive_int, default=30, help="seconds per load level")
+    parser.add_argument("--frames", type=frame_count, default=DEFAULT_NUM_FRAMES)
+    parser.add_argument(
+        "--limit", type=positive_number, default=PRODUCT_LIMIT, help="p95 ratio limit"
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="no PyTorch baseline")
     parser.add_argument(
         "--skip-inprocess",

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from fakescope.arguments import positive_int, positive_number
 from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.machine import machine_facts
@@ -444,7 +445,7 @@ def run_soak(args: argparse.Namespace) -> int:
     from fakescope.benchmarks.videos import ensure_videos
 
     version = code_version()  # the code that runs, before anything can change the checkout
-    users = args.users or measured_capacity(args.summary, args.limit)
+    users: int = args.users  # resolved by main: given, or the measured capacity
     users_grpc, users_http = (users + 1) // 2, users // 2
     videos = ensure_videos(args.videos_dir)
     out: Path = args.output
@@ -551,11 +552,13 @@ def run_soak(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments and run the soak."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=int, default=60)
-    parser.add_argument("--users", type=int, default=None, help="default: measured capacity")
+    parser.add_argument("--minutes", type=positive_int, default=60)
+    parser.add_argument(
+        "--users", type=positive_int, default=None, help="default: measured capacity (--summary)"
+    )
     parser.add_argument("--summary", type=Path, default=RESULTS / "summary.json")
-    parser.add_argument("--limit", type=float, default=PRODUCT_LIMIT)
-    parser.add_argument("--sample-seconds", type=float, default=10.0)
+    parser.add_argument("--limit", type=positive_number, default=PRODUCT_LIMIT)
+    parser.add_argument("--sample-seconds", type=positive_number, default=10.0)
     parser.add_argument(
         "--stall-timeout",
         type=float,
@@ -565,10 +568,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_server_arguments(parser, first_port=18100)
     args = parser.parse_args(argv)
-    if args.minutes < 1:
-        parser.error(f"--minutes must be >= 1, got {args.minutes}")
     if not args.stall_timeout >= 0:
         parser.error(f"--stall-timeout must be 0 (off) or positive, got {args.stall_timeout}")
+    if args.users is None:  # before the server starts: a soak without users measures nothing
+        try:
+            args.users = measured_capacity(args.summary, args.limit)
+        except (OSError, ValueError, KeyError) as exc:
+            parser.error(f"no --users given, and no capacity read from --summary: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return run_soak(args)
 

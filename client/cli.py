@@ -58,6 +58,7 @@ from tqdm import tqdm
 
 from fakescope import contract
 from fakescope.allocator import set_up_memory
+from fakescope.arguments import frame_count, positive_int, positive_number
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.content_credentials import (
     JSON_FIELD,
@@ -88,7 +89,6 @@ __all__ = [
     "format_credentials",
     "format_verdict",
     "main",
-    "positive_int",
     "run_analyze",
 ]
 
@@ -118,17 +118,6 @@ _EPILOG: Final = (
 )
 
 
-def _frames(text: str) -> int:
-    limit = contract.MAX_FRAMES_PER_REQUEST
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 1 <= value <= limit:
-        raise argparse.ArgumentTypeError(f"must be 1..{limit}, got {value}")
-    return value
-
-
 def _max_side(text: str) -> int | None:
     try:
         value = int(text)
@@ -148,27 +137,6 @@ def _threshold(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """Parse an option that counts something (``--jobs``, the web service's counts): >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
@@ -195,7 +163,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--frames",
-        type=_frames,
+        type=frame_count,
         default=DEFAULT_NUM_FRAMES,
         metavar="N",
         help=f"frames sampled per video, 1..{contract.MAX_FRAMES_PER_REQUEST} "
@@ -219,7 +187,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_timeout,
+        type=positive_number,
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
         help=f"seconds to wait for the server per call (default: {DEFAULT_TIMEOUT_S:g})",

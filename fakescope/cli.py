@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from fakescope import contract
+from fakescope.arguments import frame_count, port
 from fakescope.benchmarks.run import add_bench_parser
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.cli import add_analyze_parser
@@ -78,9 +79,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         default=contract.DEFAULT_HOST,
         help="address to bind (default loopback; anything else exposes the server: a warning)",
     )
-    parser.add_argument("--http-port", type=int, default=contract.HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, default=contract.GRPC_PORT)
-    parser.add_argument("--metrics-port", type=int, default=contract.METRICS_PORT)
+    parser.add_argument("--http-port", type=port, default=contract.HTTP_PORT)
+    parser.add_argument("--grpc-port", type=port, default=contract.GRPC_PORT)
+    parser.add_argument("--metrics-port", type=port, default=contract.METRICS_PORT)
 
 
 def _server(args: argparse.Namespace) -> EmbeddedTriton:
@@ -310,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="serve, analyze the bundled samples, stop")
     _add_server_options(demo)
-    demo.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
+    demo.add_argument("--frames", type=frame_count, default=DEFAULT_NUM_FRAMES)
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=run_demo)
 

@@ -1,0 +1,108 @@
+"""Command-line value types every FakeScope command shares (argparse ``type=`` callables).
+
+Each refuses a value that would make the command do something else than asked (a count of 0,
+a port out of range, an empty list) with argparse's usage error (exit 2) naming the option,
+before any work starts, instead of failing late or falling back to a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+
+from fakescope import contract
+
+__all__ = [
+    "comma_separated_choices",
+    "frame_count",
+    "non_negative_number",
+    "port",
+    "positive_int",
+    "positive_ints",
+    "positive_number",
+]
+
+#: The largest TCP port.
+MAX_PORT = 65535
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """Parse an option that counts something (``--jobs``, ``--users``, rounds): >= 1."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def frame_count(text: str) -> int:
+    """Parse a number of frames sampled per video: 1..``MAX_FRAMES_PER_REQUEST``."""
+    limit = contract.MAX_FRAMES_PER_REQUEST
+    value = _integer(text)
+    if not 1 <= value <= limit:
+        raise argparse.ArgumentTypeError(f"must be 1..{limit}, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """Parse a finite number > 0 (seconds, a ratio limit)."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """Parse a finite number >= 0 (seconds where 0 means not at all)."""
+    value = _number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """Parse a TCP port to listen on or connect to: 1..65535."""
+    value = _integer(text)
+    if not 1 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be a port, 1..{MAX_PORT}, got {value}")
+    return value
+
+
+def positive_ints(text: str) -> list[int]:
+    """Parse a comma-separated, non-empty list of counts (``--users 1,2,4,8``)."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise argparse.ArgumentTypeError("expected one or more counts, comma-separated")
+    return [positive_int(item) for item in items]
+
+
+def comma_separated_choices(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """Return a type that parses a comma-separated, non-empty list of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",")]
+        unknown = [item for item in items if item not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(
+                f"expected one or more of {', '.join(choices)}, comma-separated, got {text!r}"
+            )
+        return items
+
+    return parse

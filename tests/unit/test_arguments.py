@@ -1,0 +1,116 @@
+"""The command-line value types every command shares, and the commands that take them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from fakescope import contract
+from fakescope.arguments import (
+    comma_separated_choices,
+    frame_count,
+    non_negative_number,
+    port,
+    positive_int,
+    positive_ints,
+    positive_number,
+)
+from fakescope.benchmarks import soak
+from fakescope.cli import build_parser
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "error"),
+    [
+        (positive_int, "0", "must be >= 1, got 0"),
+        (positive_int, "two", "expected an integer, got 'two'"),
+        (frame_count, "0", f"must be 1..{contract.MAX_FRAMES_PER_REQUEST}, got 0"),
+        (frame_count, str(contract.MAX_FRAMES_PER_REQUEST + 1), "must be 1.."),
+        (positive_number, "0", "must be > 0, got 0"),
+        (positive_number, "nan", "expected a finite number"),
+        (positive_number, "inf", "expected a finite number"),
+        (non_negative_number, "-5", "must be >= 0, got -5"),
+        (port, "0", "must be a port, 1..65535, got 0"),
+        (port, "70000", "must be a port, 1..65535, got 70000"),
+        (positive_ints, "", "expected one or more counts"),
+        (positive_ints, ",", "expected one or more counts"),
+        (positive_ints, "1,0", "must be >= 1, got 0"),
+        (comma_separated_choices(("grpc", "http")), "grpc,htp", "got 'grpc,htp'"),
+        (comma_separated_choices(("grpc", "http")), "", "expected one or more of grpc, http"),
+    ],
+)
+def test_argument_types_refuse_a_value_naming_the_rule_when_it_is_out_of_range(
+    parse, text: str, error: str
+) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=error.replace(".", r"\.")):
+        parse(text)
+
+
+def test_argument_types_return_the_value_when_it_is_in_range() -> None:
+    assert positive_int("3") == 3
+    assert frame_count(str(contract.MAX_FRAMES_PER_REQUEST)) == contract.MAX_FRAMES_PER_REQUEST
+    assert positive_number("0.25") == 0.25
+    assert non_negative_number("0") == 0.0
+    assert port("65535") == 65535
+    assert positive_ints("1, 2,4") == [1, 2, 4]
+    assert comma_separated_choices(("grpc", "http"))("http,grpc") == ["http", "grpc"]
+
+
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["bench", "--protocols", "grpc,htp"], "argument --protocols: expected one or more of"),
+        (["bench", "--users", ""], "argument --users: expected one or more counts"),
+        (["bench", "--run-time", "0"], "argument --run-time: must be >= 1, got 0"),
+        (["bench", "--frames", "0"], "argument --frames: must be 1.."),
+        (["bench", "--limit", "-1"], "argument --limit: must be > 0, got -1"),
+        (["bench", "--grpc-port", "70000"], "argument --grpc-port: must be a port"),
+        (["serve", "--http-port", "70000"], "argument --http-port: must be a port"),
+        (["demo", "--frames", "0"], "argument --frames: must be 1.."),
+        (["web", "serve", "--port", "0"], "argument --port: must be a port"),
+        (["web", "worker", "--drain-timeout", "-5"], "argument --drain-timeout: must be >= 0"),
+    ],
+)
+def test_fakescope_exits_2_naming_the_option_when_a_value_is_out_of_range(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert f"error: {error}" in _usage_error(argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--users", "0"], "argument --users: must be >= 1, got 0"),
+        (["--sample-seconds", "0"], "argument --sample-seconds: must be > 0, got 0"),
+        (["--limit", "nan"], "argument --limit: expected a finite number"),
+        (["--minutes", "0"], "argument --minutes: must be >= 1, got 0"),
+    ],
+)
+def test_soak_exits_2_naming_the_option_when_a_value_is_out_of_range(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        soak.main(argv)
+    assert exited.value.code == 2
+    assert f"error: {error}" in capsys.readouterr().err
+
+
+def test_soak_exits_2_before_starting_a_server_when_no_users_and_no_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        soak.main(["--summary", str(tmp_path / "missing.json"), "--output", str(tmp_path)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "no --users given, and no capacity read from --summary" in err
+    assert "missing.json" in err
+    assert list(tmp_path.iterdir()) == []  # nothing measured, nothing written
