@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from fakescope import contract
 from fakescope.allocator import set_up_memory
-from fakescope.client.cli import positive_int
+from fakescope.arguments import non_negative_number, port, positive_int
 from fakescope.client.triton import DEFAULT_URLS, SHARED_MEMORY_CHOICES
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
@@ -191,20 +191,26 @@ def run_keys_list(args: argparse.Namespace) -> int:
 
 
 # --- serve -----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _maybe_triton(args: argparse.Namespace) -> Iterator[str | None]:
-    """Start the embedded Triton when asked; yield its gRPC URL (or ``None``)."""
+def _embedded_address(args: argparse.Namespace) -> ServerAddress | None:
+    """Return the address of the Triton ``--start-triton`` starts here (``None`` without it)."""
     if not args.start_triton:
-        yield None
-        return
-
-    address = ServerAddress(
+        return None
+    return ServerAddress(
         "127.0.0.1", args.triton_http_port, args.triton_grpc_port, args.triton_metrics_port
     )
+
+
+@contextlib.contextmanager
+def _maybe_triton(args: argparse.Namespace) -> Iterator[None]:
+    """Start the embedded Triton when asked, for the block's duration."""
+    address = _embedded_address(args)
+    if address is None:
+        yield
+        return
     server = EmbeddedTriton(args.repository, address)
     server.start()
     try:
-        yield address.grpc_url
+        yield
     finally:
         server.stop()
 
@@ -231,22 +237,23 @@ def run_web_serve(args: argparse.Namespace) -> int:
             logger.warning("binding %s exposes the web service beyond this machine", args.host)
     except ValueError:
         logger.warning("binding %s (not an IP address) may expose the web service", args.host)
+    embedded = _embedded_address(args)
+    overrides: dict[str, Any] = {
+        "data_dir": args.data_dir,
+        "workers": args.workers,
+        "triton_url": embedded.grpc_url if embedded else args.triton_url,
+        "triton_protocol": "grpc" if embedded else args.triton_protocol,
+        "triton_shared_memory": args.triton_shared_memory,
+        "public_url": args.public_url,
+    }
+    try:  # before Triton starts: a bad setting is refused at once
+        settings = _settings(args, **overrides)
+        app = create_app(settings)
+    except (SettingsError, DatabaseError) as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        with _maybe_triton(args) as triton_url:
-            overrides: dict[str, Any] = {
-                "data_dir": args.data_dir,
-                "workers": args.workers,
-                "triton_url": triton_url or args.triton_url,
-                "triton_protocol": "grpc" if triton_url else args.triton_protocol,
-                "triton_shared_memory": args.triton_shared_memory,
-                "public_url": args.public_url,
-            }
-            try:
-                settings = _settings(args, **overrides)
-                app = create_app(settings)
-            except (SettingsError, DatabaseError) as exc:
-                print(f"fakescope: error: {exc}", file=sys.stderr)
-                return EXIT_CONFIG
+        with _maybe_triton(args):
             print(
                 f"FakeScope web on http://{args.host}:{args.port}/ (API docs /docs, metrics "
                 f"/metrics, admin /admin); Triton {settings.triton_url} (Ctrl-C stops)",
@@ -312,7 +319,7 @@ def add_web_parsers(subparsers: Any) -> None:
         default="127.0.0.1",
         help="address to bind (default loopback; anything else: a warning)",
     )
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=port, default=8080)
     _database_option(serve)
     serve.add_argument(
         "--data-dir",
@@ -324,7 +331,10 @@ def add_web_parsers(subparsers: Any) -> None:
         "--workers", type=int, default=None, help="analysis threads (default 2; 0: queue only)"
     )
     serve.add_argument(
-        "--triton-url", default=None, help=f"Triton host:port (default {DEFAULT_URLS['grpc']})"
+        "--triton-url",
+        default=None,
+        help=f"Triton host:port (default {DEFAULT_URLS['grpc']} for grpc, "
+        f"{DEFAULT_URLS['http']} for http)",
     )
     serve.add_argument("--triton-protocol", choices=("grpc", "http"), default=None)
     _shared_memory_option(serve)
@@ -339,9 +349,9 @@ def add_web_parsers(subparsers: Any) -> None:
         help="also start the embedded Triton (server extra) on loopback",
     )
     serve.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    serve.add_argument("--triton-http-port", type=int, default=contract.HTTP_PORT)
-    serve.add_argument("--triton-grpc-port", type=int, default=contract.GRPC_PORT)
-    serve.add_argument("--triton-metrics-port", type=int, default=contract.METRICS_PORT)
+    serve.add_argument("--triton-http-port", type=port, default=contract.HTTP_PORT)
+    serve.add_argument("--triton-grpc-port", type=port, default=contract.GRPC_PORT)
+    serve.add_argument("--triton-metrics-port", type=port, default=contract.METRICS_PORT)
     serve.set_defaults(func=run_web_serve)
 
     worker = web_sub.add_parser("worker", help="run the job runner alone (no HTTP front end)")
@@ -359,7 +369,7 @@ def add_web_parsers(subparsers: Any) -> None:
     worker.add_argument("--public-url", default=None, help="as for serve (webhook links)")
     worker.add_argument(
         "--drain-timeout",
-        type=float,
+        type=non_negative_number,
         default=30.0,
         metavar="S",
         help="on SIGTERM, wait this long for the jobs in hand (default 30)",

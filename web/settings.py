@@ -12,6 +12,7 @@ The default database is SQLite at ``.fakescope/web.db`` (relative to the working
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Final, Literal
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.content_credentials import TrustAnchorsError, load_trust_anchors
 from fakescope.client.triton import DEFAULT_URLS, SHARED_MEMORY_CHOICES
+from fakescope.contract import MAX_FRAMES_PER_REQUEST, MIN_FRAME_SIDE
 from fakescope.storage import StorageError, parse_s3_url
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "SettingsError",
     "WebhookPolicy",
 ]
+
+logger = logging.getLogger(__name__)
 
 ENV_PREFIX: Final = "FAKESCOPE_WEB_"
 DEFAULT_DATA_DIR: Final = Path(".fakescope") / "web"
@@ -53,7 +57,8 @@ class Settings:
         database_url: SQLAlchemy URL; ``sqlite:///PATH`` (default) or
             ``postgresql+psycopg2://user:pass@host/db``.
         data_dir: folder for ``uploads/`` and ``tmp/``.
-        triton_url: ``host:port`` of Triton (gRPC by default).
+        triton_url: ``host:port`` of Triton; empty (the default): the protocol's default
+            address on this machine (``DEFAULT_URLS``: the gRPC or the HTTP port).
         triton_protocol: ``grpc`` or ``http``.
         triton_timeout_s: per-call timeout to Triton.
         triton_shared_memory: how the analysis sends a video's frames to Triton (44 MB for 16
@@ -101,7 +106,7 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     data_dir: Path = DEFAULT_DATA_DIR
-    triton_url: str = DEFAULT_URLS["grpc"]
+    triton_url: str = ""
     triton_protocol: Literal["grpc", "http"] = "grpc"
     triton_timeout_s: float = 60.0
     triton_shared_memory: str = "auto"
@@ -142,10 +147,14 @@ class Settings:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not 1 <= self.num_frames <= 64:
-            raise SettingsError(f"num_frames must be 1..64, got {self.num_frames}")
-        if self.max_side is not None and self.max_side < 12:
-            raise SettingsError(f"max_side must be >= 12 or None, got {self.max_side}")
+        if not 1 <= self.num_frames <= MAX_FRAMES_PER_REQUEST:
+            raise SettingsError(
+                f"num_frames must be 1..{MAX_FRAMES_PER_REQUEST}, got {self.num_frames}"
+            )
+        if self.max_side is not None and self.max_side < MIN_FRAME_SIDE:
+            raise SettingsError(
+                f"max_side must be >= {MIN_FRAME_SIDE} or None, got {self.max_side}"
+            )
         for name in ("max_upload_bytes", "max_attempts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -157,10 +166,12 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.triton_protocol not in ("grpc", "http"):
+        if self.triton_protocol not in DEFAULT_URLS:
             raise SettingsError(
                 f"triton_protocol must be grpc or http, got {self.triton_protocol!r}"
             )
+        if not self.triton_url:  # the port of the protocol spoken, not the gRPC one for both
+            object.__setattr__(self, "triton_url", DEFAULT_URLS[self.triton_protocol])
         if self.triton_shared_memory not in SHARED_MEMORY_CHOICES:
             raise SettingsError(
                 f"triton_shared_memory must be one of {tuple(SHARED_MEMORY_CHOICES)}, got "
@@ -214,6 +225,10 @@ class Settings:
 
         """
         env = os.environ if environ is None else environ
+        names = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in names)
+        if unknown:  # most likely a misspelt setting, which would otherwise do nothing
+            logger.warning("ignoring unknown settings: %s", ", ".join(unknown))
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
@@ -242,6 +257,8 @@ def _parse(name: str, type_name: str, raw: str) -> object:
         if type_name == "float":
             return float(text)
         if type_name == "Path":
+            if not text:  # Path("") is the working directory: say so instead
+                raise ValueError("expected a folder, got an empty value")
             return Path(text)
         if type_name == "Path | None":
             return Path(text) if text else None

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from fakescope.cli import main as fakescope_main
+from fakescope.client.triton import DEFAULT_URLS
 from fakescope.web import cli, db, jobstore, keys
 from fakescope.web.jobs import JobRunner
 from fakescope.web.presentation import LIMITATIONS_NOTICE, describe, timeline_svg
@@ -98,6 +100,53 @@ def test_settings_from_env_names_variable_when_malformed():
         Settings.from_env({"FAKESCOPE_WEB_WEBHOOK_POLICY": "anywhere"})
     with pytest.raises(SettingsError, match="triton_shared_memory must be one of"):
         Settings.from_env({"FAKESCOPE_WEB_TRITON_SHARED_MEMORY": "yes"})
+
+
+def test_settings_take_the_protocols_own_port_when_no_triton_url_is_given():
+    assert Settings.from_env({}).triton_url == DEFAULT_URLS["grpc"]
+    assert (
+        Settings.from_env({"FAKESCOPE_WEB_TRITON_PROTOCOL": "http"}).triton_url
+        == (DEFAULT_URLS["http"])
+    )
+    given = {"FAKESCOPE_WEB_TRITON_PROTOCOL": "http", "FAKESCOPE_WEB_TRITON_URL": "t:9000"}
+    assert Settings.from_env(given).triton_url == "t:9000"
+
+
+def test_settings_from_env_refuses_an_empty_folder_when_data_dir_is_blank():
+    with pytest.raises(SettingsError, match="FAKESCOPE_WEB_DATA_DIR=''"):
+        Settings.from_env({"FAKESCOPE_WEB_DATA_DIR": ""})
+
+
+def test_settings_from_env_warns_of_a_variable_when_no_setting_has_its_name(
+    caplog: pytest.LogCaptureFixture,
+):
+    settings = Settings.from_env({"FAKESCOPE_WEB_WORKER": "9", "OTHER_WORKER": "9"})
+    assert settings.workers == Settings().workers
+    assert "ignoring unknown settings: FAKESCOPE_WEB_WORKER" in caplog.text
+    assert "OTHER_WORKER" not in caplog.text
+
+
+def test_web_serve_exits_7_before_starting_triton_when_a_setting_is_out_of_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # a repository that is not there: had Triton been started first, it would fail with 6
+    code = fakescope_main(
+        [
+            "web",
+            "serve",
+            "--start-triton",
+            "--repository",
+            str(tmp_path / "no-repository"),
+            "--workers",
+            "-1",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--database",
+            f"sqlite:///{tmp_path / 'web.db'}",
+        ]
+    )
+    assert code == cli.EXIT_CONFIG
+    assert "workers must be >= 0, got -1" in capsys.readouterr().err
 
 
 def test_check_webhook_url_refuses_private_address_when_policy_public():
