@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fakescope import contract
 
 __all__ = [
     "comma_separated_choices",
+    "existing_file",
     "frame_count",
     "non_negative_number",
     "port",
@@ -106,3 +108,13 @@ def comma_separated_choices(choices: Sequence[str]) -> Callable[[str], list[str]
         return items
 
     return parse
+
+
+def existing_file(text: str) -> Path:
+    """Parse the path of a file the command reads (a checkpoint, a video): it must be one."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path

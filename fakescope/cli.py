@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from fakescope import contract
-from fakescope.arguments import frame_count, port
+from fakescope.arguments import existing_file, frame_count, port
 from fakescope.benchmarks.run import add_bench_parser
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.cli import add_analyze_parser
@@ -176,6 +176,13 @@ def run_export(args: argparse.Namespace) -> int:
     if args.checkpoint:
         from fakescope.export.versions import export_new_version
 
+        if not remote and not (args.repository / contract.CLASSIFIER_MODEL).is_dir():
+            print(
+                f"fakescope: error: {args.repository} holds no {contract.CLASSIFIER_MODEL} "
+                "model: not a FakeScope model repository",
+                file=sys.stderr,
+            )
+            return 2
         try:
             if remote:
                 from fakescope.export.s3_versions import export_to_s3
@@ -323,10 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--repository", type=repository_arg, default=DEFAULT_REPOSITORY, help=REPOSITORY_HELP
     )
-    export.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt)")
+    export.add_argument("--checkpoint", type=existing_file, help="a training checkpoint (.pt)")
     export.add_argument(
         "--framing-videos",
-        type=Path,
+        type=existing_file,
         nargs="+",
         default=(),
         metavar="VIDEO",

@@ -420,7 +420,7 @@ def test_export_quantize_exits_2_when_the_set_has_fewer_training_faces_than_it_c
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--checkpoint", "best.pt", "--quantize", "FACES"], "not both"),
+        (["--checkpoint", "CHECKPOINT", "--quantize", "FACES"], "not both"),
         (["--quantize", "NO_SUCH_FOLDER"], "face-crop set not found"),
         # a later --repository wins: an S3 URL, never contacted
         (
@@ -434,7 +434,13 @@ def test_export_quantize_exits_2_when_arguments_are_wrong(
 ):
     repository, folder = _repository_copy(trained, tmp_path)
     listing = sorted(p.name for p in folder.iterdir())
-    paths = {"FACES": str(trained["data"]), "NO_SUCH_FOLDER": str(tmp_path / "no-such-folder")}
+    checkpoint = tmp_path / "best.pt"  # a file, never read: the options are refused first
+    checkpoint.write_bytes(b"")
+    paths = {
+        "FACES": str(trained["data"]),
+        "NO_SUCH_FOLDER": str(tmp_path / "no-such-folder"),
+        "CHECKPOINT": str(checkpoint),
+    }
     argv = ["export", "--repository", str(repository), *(paths.get(a, a) for a in extra)]
     assert fakescope_main(argv) == 2
     assert message in capsys.readouterr().err

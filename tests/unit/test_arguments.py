@@ -10,6 +10,7 @@ import pytest
 from fakescope import contract
 from fakescope.arguments import (
     comma_separated_choices,
+    existing_file,
     frame_count,
     non_negative_number,
     port,
@@ -18,7 +19,7 @@ from fakescope.arguments import (
     positive_number,
 )
 from fakescope.benchmarks import soak
-from fakescope.cli import build_parser
+from fakescope.cli import build_parser, main
 
 
 @pytest.mark.parametrize(
@@ -114,3 +115,29 @@ def test_soak_exits_2_before_starting_a_server_when_no_users_and_no_summary(
     assert "no --users given, and no capacity read from --summary" in err
     assert "missing.json" in err
     assert list(tmp_path.iterdir()) == []  # nothing measured, nothing written
+
+
+def test_existing_file_refuses_a_path_when_it_is_a_folder_or_missing(tmp_path: Path) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="is a folder, not a file"):
+        existing_file(str(tmp_path))
+    with pytest.raises(argparse.ArgumentTypeError, match=r"no such file: .*missing\.pt"):
+        existing_file(str(tmp_path / "missing.pt"))
+    (tmp_path / "model.pt").write_bytes(b"x")
+    assert existing_file(str(tmp_path / "model.pt")) == tmp_path / "model.pt"
+
+
+def test_export_exits_2_naming_the_checkpoint_when_it_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(["export", "--checkpoint", str(tmp_path / "missing.pt")], capsys)
+    assert "argument --checkpoint: no such file:" in err
+
+
+def test_export_exits_2_before_loading_the_checkpoint_when_the_repository_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not even a checkpoint")  # never read: the repository is refused
+    code = main(["export", "--checkpoint", str(checkpoint), "--repository", str(tmp_path)])
+    assert code == 2
+    assert "not a FakeScope model repository" in capsys.readouterr().err
