@@ -17,12 +17,15 @@ from fakescope import contract
 __all__ = [
     "comma_separated_choices",
     "existing_file",
+    "fraction",
     "frame_count",
+    "non_negative_int",
     "non_negative_number",
     "port",
     "positive_int",
     "positive_ints",
     "positive_number",
+    "probability",
 ]
 
 #: The largest TCP port.
@@ -41,6 +44,14 @@ def positive_int(text: str) -> int:
     value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse a count that may be none (``--sbi-per-real 0``): >= 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -76,6 +87,22 @@ def non_negative_number(text: str) -> float:
     value = _number(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """Parse a probability or a share that may be all (a threshold, a rate): in [0, 1]."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """Parse the share of a set held out (a validation split): in [0, 1)."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
 
 

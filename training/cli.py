@@ -26,7 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.arguments import (
+    fraction,
+    frame_count,
+    non_negative_int,
+    positive_int,
+    positive_number,
+    probability,
+)
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
+from fakescope.contract import MIN_FRAME_SIDE
 from fakescope.export.provenance import command_line, git_commit
 from fakescope.files import write_text_atomically
 from fakescope.paths import MODEL_REPOSITORY
@@ -425,6 +434,10 @@ def run_train(args: argparse.Namespace) -> int:
         spec_for,
     )
 
+    problem = _split_problem(args) or _resume_problem(args)
+    if problem:  # before any module is loaded or face decoded
+        _error(problem)
+        return EXIT_USAGE
     _require(*TRAIN_MODULES, *_tracking_modules(args))
     if is_face_crop_set(args.data_dir):
         return run_train_face_crops(args)
@@ -691,6 +704,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_report,
     )
 
+    problem = _split_problem(args)
+    if problem:
+        _error(problem)
+        return EXIT_USAGE
     _require("matplotlib", *_tracking_modules(args))
     face_crops = is_face_crop_set(args.data_dir)
     dataset = _load_any(args.data_dir, decode=not face_crops)  # images are decoded below
@@ -847,6 +864,20 @@ def _split_mismatch(
 # --- parsers ------------------------------------------------------------------------------------
 
 
+def _identities(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:  # a face swap takes one identity's face onto another's
+        raise argparse.ArgumentTypeError(f"must be >= 2 (a swap needs two), got {value}")
+    return value
+
+
+def _frame_side(text: str) -> int:
+    value = positive_int(text)
+    if value < MIN_FRAME_SIDE:
+        raise argparse.ArgumentTypeError(f"must be >= {MIN_FRAME_SIDE} px, got {value}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser, *, frames: int = DEFAULT_NUM_FRAMES) -> None:
     parser.add_argument(
         "--repository",
@@ -856,7 +887,7 @@ def _common(parser: argparse.ArgumentParser, *, frames: int = DEFAULT_NUM_FRAMES
     )
     parser.add_argument(
         "--frames",
-        type=int,
+        type=frame_count,
         default=frames,
         metavar="N",
         help=f"frames sampled per video (default {frames})",
@@ -884,10 +915,28 @@ def _common(parser: argparse.ArgumentParser, *, frames: int = DEFAULT_NUM_FRAMES
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _split_problem(args: argparse.Namespace) -> str | None:
+    """Say why ``--val-fraction`` and ``--test-fraction`` together leave no training set."""
+    if args.val_fraction + args.test_fraction >= 1:
+        return (
+            f"--val-fraction {args.val_fraction} and --test-fraction {args.test_fraction} "
+            "hold out every video: together they must be below 1"
+        )
+    return None
+
+
+def _resume_problem(args: argparse.Namespace) -> str | None:
+    """Say why ``--resume`` cannot continue a run: it names none."""
+    if args.resume and args.output is None:
+        # without it the run gets a new folder, where there is nothing to continue
+        return "--resume continues the run in --output: give the folder of the run"
+    return None
+
+
 def _split_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="split (and training) seed")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--test-fraction", type=float, default=0.0)
+    parser.add_argument("--val-fraction", type=fraction, default=0.2)
+    parser.add_argument("--test-fraction", type=fraction, default=0.0)
 
 
 def add_training_parsers(subparsers: Any) -> None:
@@ -914,24 +963,26 @@ def add_training_parsers(subparsers: Any) -> None:
     synth = dsub.add_parser("synth", help="write a DFDC-format set from package-shipped faces")
     synth.add_argument("output", type=Path)
     synth.add_argument("--identities", choices=["train", "heldout", "all"], default="train")
-    synth.add_argument("--max-identities", type=int, default=None)
+    synth.add_argument(
+        "--max-identities", type=_identities, default=None, help="at least 2 (swaps need two)"
+    )
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--seconds", type=float, default=2.0)
-    synth.add_argument("--fps", type=float, default=10.0)
-    synth.add_argument("--width", type=int, default=320)
-    synth.add_argument("--height", type=int, default=240)
-    synth.add_argument("--sbi-per-real", type=int, default=1)
-    synth.add_argument("--swaps-per-real", type=int, default=1)
+    synth.add_argument("--seconds", type=positive_number, default=2.0)
+    synth.add_argument("--fps", type=positive_number, default=10.0)
+    synth.add_argument("--width", type=_frame_side, default=320)
+    synth.add_argument("--height", type=_frame_side, default=240)
+    synth.add_argument("--sbi-per-real", type=non_negative_int, default=1)
+    synth.add_argument("--swaps-per-real", type=non_negative_int, default=1)
     synth.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     synth.set_defaults(func=run_dataset_synth)
 
     train = subparsers.add_parser("train", help="train the face classifier on DATA_DIR")
     train.add_argument("data_dir", type=Path)
     train.add_argument("--arch", choices=ARCHS, default="efficientnet-lite0")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--lr", type=float, default=3e-4)
-    train.add_argument("--patience", type=int, default=3, help="early-stopping epochs")
+    train.add_argument("--epochs", type=positive_int, default=10)
+    train.add_argument("--batch-size", type=positive_int, default=16)
+    train.add_argument("--lr", type=positive_number, default=3e-4)
+    train.add_argument("--patience", type=positive_int, default=3, help="early-stopping epochs")
     train.add_argument(
         "--real-only",
         action="store_true",
@@ -944,25 +995,25 @@ def add_training_parsers(subparsers: Any) -> None:
     )
     train.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="the classifier's input size in px (default: the architecture's)",
     )
     train.add_argument(
         "--sbi-rate",
-        type=float,
+        type=probability,
         default=0.25,
         help="share of the fakes in each batch self-blended from REAL faces",
     )
     train.add_argument(
         "--samples-per-epoch",
-        type=int,
+        type=positive_int,
         default=None,
         help="balanced samples per epoch (default: twice the larger class)",
     )
     train.add_argument(
         "--val-faces-per-epoch",
-        type=int,
+        type=positive_int,
         default=None,
         help="validation faces scored after each epoch (default: all)",
     )
@@ -994,7 +1045,7 @@ def add_training_parsers(subparsers: Any) -> None:
     )
     evaluate.add_argument(
         "--threshold",
-        type=float,
+        type=probability,
         default=None,
         help="decision threshold (default: the model's validation threshold)",
     )

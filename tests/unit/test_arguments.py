@@ -79,6 +79,17 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["demo", "--frames", "0"], "argument --frames: must be 1.."),
         (["web", "serve", "--port", "0"], "argument --port: must be a port"),
         (["web", "worker", "--drain-timeout", "-5"], "argument --drain-timeout: must be >= 0"),
+        (["train", "d", "--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+        (["train", "d", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+        (["train", "d", "--lr", "-1"], "argument --lr: must be > 0, got -1"),
+        (["train", "d", "--val-fraction", "1.5"], "argument --val-fraction: must be in [0, 1)"),
+        (["train", "d", "--sbi-rate", "2"], "argument --sbi-rate: must be in [0, 1], got 2"),
+        (["train", "d", "--frames", "0"], "argument --frames: must be 1.."),
+        (["train", "d", "--val-faces-per-epoch", "0"], "argument --val-faces-per-epoch: must"),
+        (["evaluate", "d", "--threshold", "2"], "argument --threshold: must be in [0, 1]"),
+        (["dataset", "synth", "o", "--max-identities", "1"], "argument --max-identities: must"),
+        (["dataset", "synth", "o", "--width", "8"], "argument --width: must be >= 12 px"),
+        (["dataset", "synth", "o", "--sbi-per-real", "-1"], "argument --sbi-per-real: must be"),
     ],
 )
 def test_fakescope_exits_2_naming_the_option_when_a_value_is_out_of_range(
@@ -141,3 +152,18 @@ def test_export_exits_2_before_loading_the_checkpoint_when_the_repository_is_not
     code = main(["export", "--checkpoint", str(checkpoint), "--repository", str(tmp_path)])
     assert code == 2
     assert "not a FakeScope model repository" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (["--val-fraction", "0.6", "--test-fraction", "0.5"], "together they must be below 1"),
+        (["--resume"], "--resume continues the run in --output"),
+    ],
+)
+def test_train_exits_2_before_reading_data_when_options_contradict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], error: str
+) -> None:
+    # DATA_DIR does not exist: an error about the options shows they were checked first
+    assert main(["train", str(tmp_path / "no-data"), *extra]) == 2
+    assert error in capsys.readouterr().err
