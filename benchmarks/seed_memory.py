@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fakescope.allocator import set_up_memory
+from fakescope.arguments import positive_int
 from fakescope.benchmarks.arguments import check_json_output
 from fakescope.benchmarks.inprocess import SeedPipeline
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_server_arguments(parser, first_port=18700)
     parser.set_defaults(output=PROJECT_ROOT / "benchmarks" / "results" / "seed_memory.json")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=positive_int, default=5)
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 from fakescope.allocator import KEEP_FREED_MEMORY, TUNABLES_ENV
+from fakescope.arguments import non_negative_number
 from fakescope.benchmarks.arguments import check_runs
 from fakescope.benchmarks.side_by_side import (
     Contender,
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and write the result file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser, result=RESULT, first_port=18600)
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds after each round")
+    parser.add_argument(
+        "--pause", type=non_negative_number, default=1.0, help="seconds after each round"
+    )
     args = parser.parse_args(argv)
     check_runs(parser, args)
     if args.pause < 0:

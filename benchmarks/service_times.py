@@ -36,6 +36,7 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 
 from fakescope import contract
+from fakescope.arguments import frame_count, positive_int
 from fakescope.benchmarks.machine import machine_facts
 from fakescope.benchmarks.result_files import code_version
 from fakescope.benchmarks.run import add_server_arguments, add_videos_argument
@@ -373,9 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_arguments(parser, first_port=18400)
     add_videos_argument(parser, "the capacity model then plans for those videos")
     parser.add_argument("--runtime-dir", type=Path, default=RUNTIME_DIR)
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per video")
-    parser.add_argument("--starts", type=int, default=5, help="cold starts to time")
-    parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES)
+    parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per video")
+    parser.add_argument("--starts", type=positive_int, default=5, help="cold starts to time")
+    parser.add_argument("--frames", type=frame_count, default=DEFAULT_NUM_FRAMES)
     parser.add_argument(
         "--detector-nets",
         choices=PLACEMENTS,

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fakescope.arguments import port
 from fakescope.benchmarks.arguments import add_run_arguments, default_videos
 from fakescope.benchmarks.result_files import code_version, write_result
 from fakescope.benchmarks.service_times import (
@@ -263,7 +264,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, result: Path, first_port: 
     parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
     parser.add_argument(
         "--first-port",
-        type=int,
+        type=port,
         default=first_port,
         help=f"{PORTS_PER_SERVER} ports per server from here",
     )

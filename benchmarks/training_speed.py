@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fakescope.arguments import positive_int
 from fakescope.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -78,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and write ``training_speed.json``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="128,160,224")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--steps", type=positive_int, default=3)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

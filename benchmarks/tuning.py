@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fakescope import contract
+from fakescope.arguments import positive_int
 from fakescope.benchmarks.machine import machine_facts
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
@@ -253,13 +254,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_server_arguments(parser, first_port=18200)
-    parser.add_argument("--single-seconds", type=int, default=20)
-    parser.add_argument("--saturated-seconds", type=int, default=40)
+    parser.add_argument("--single-seconds", type=positive_int, default=20)
+    parser.add_argument("--saturated-seconds", type=positive_int, default=40)
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
-    parser.add_argument("--rounds", type=int, default=1, help="round-robin repeats (default 1)")
+    parser.add_argument(
+        "--rounds", type=positive_int, default=1, help="round-robin repeats (default 1)"
+    )
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     chosen = [v for v in variants() if not args.only or v.name in args.only]
     if not chosen or not any(v.name == "served" for v in chosen):
