@@ -223,7 +223,9 @@ class OnnxRuntimeMtcnnNets:
     Args:
         model_dir: folder holding ``mtcnn_pnet.onnx``, ``mtcnn_rnet.onnx``, ``mtcnn_onet.onnx``
             (or a Triton repository with ``mtcnn_pnet/1/model.onnx`` etc.).
-        max_batch_size: batches larger than this are run in chunks (any of the three nets).
+        max_batch_size: batches larger than this are run in chunks: one size for the three
+            nets, or one per net name (0: that net takes any batch whole, as Triton's
+            ``max_batch_size: 0`` says).
         providers: ONNX Runtime execution providers; default CPU.
         intra_op_num_threads: ORT intra-op threads; ``None`` keeps ORT's default.
 
@@ -233,7 +235,7 @@ class OnnxRuntimeMtcnnNets:
         self,
         model_dir: Path,
         *,
-        max_batch_size: int = 512,
+        max_batch_size: int | Mapping[str, int] = 512,
         providers: Sequence[str] | None = None,
         intra_op_num_threads: int | None = None,
     ) -> None:
@@ -252,7 +254,7 @@ class OnnxRuntimeMtcnnNets:
 
     @classmethod
     def from_sessions(
-        cls, sessions: Mapping[str, Any], *, max_batch_size: int = 512
+        cls, sessions: Mapping[str, Any], *, max_batch_size: int | Mapping[str, int] = 512
     ) -> OnnxRuntimeMtcnnNets:
         """Wrap ONNX Runtime sessions opened elsewhere, one per name of :data:`MTCNN_MODELS`.
 
@@ -263,12 +265,18 @@ class OnnxRuntimeMtcnnNets:
         nets._use(sessions, max_batch_size)
         return nets
 
-    def _use(self, sessions: Mapping[str, Any], max_batch_size: int) -> None:
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    def _use(self, sessions: Mapping[str, Any], max_batch_size: int | Mapping[str, int]) -> None:
         if set(sessions) != set(MTCNN_MODELS):
             raise ValueError(f"need one session each for {MTCNN_MODELS}, got {sorted(sessions)}")
-        self.max_batch_size = max_batch_size
+        if isinstance(max_batch_size, int):
+            if max_batch_size < 1:
+                raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+            sizes = dict.fromkeys(MTCNN_MODELS, max_batch_size)
+        else:
+            sizes = dict(max_batch_size)
+            if set(sizes) != set(MTCNN_MODELS) or min(sizes.values()) < 0:
+                raise ValueError(f"need a max_batch_size >= 0 for each of {MTCNN_MODELS}: {sizes}")
+        self.max_batch_sizes = sizes
         self._sessions = dict(sessions)
 
     def _run(
@@ -281,6 +289,7 @@ class OnnxRuntimeMtcnnNets:
     ) -> tuple[NDArray[np.float32], ...]:
         session = self._sessions[model]
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        chunk = chunk or max(len(batch), 1)  # 0: the whole batch at once
         parts = [
             session.run(outputs, {input_name: batch[start : start + chunk]})
             for start in range(0, max(len(batch), 1), chunk)
@@ -296,14 +305,18 @@ class OnnxRuntimeMtcnnNets:
             PNET_INPUT,
             [PNET_REGRESSION, PNET_PROBABILITY],
             batch,
-            self.max_batch_size,
+            self.max_batch_sizes[PNET_MODEL],
         )
         return reg, prob
 
     def rnet(self, batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Run R-Net; see :class:`MtcnnNets`."""
         reg, prob = self._run(
-            RNET_MODEL, RNET_INPUT, [RNET_REGRESSION, RNET_PROBABILITY], batch, self.max_batch_size
+            RNET_MODEL,
+            RNET_INPUT,
+            [RNET_REGRESSION, RNET_PROBABILITY],
+            batch,
+            self.max_batch_sizes[RNET_MODEL],
         )
         return reg, prob
 
@@ -316,7 +329,7 @@ class OnnxRuntimeMtcnnNets:
             ONET_INPUT,
             [ONET_REGRESSION, ONET_LANDMARKS, ONET_PROBABILITY],
             batch,
-            self.max_batch_size,
+            self.max_batch_sizes[ONET_MODEL],
         )
         return reg, landmarks, prob
 

@@ -26,7 +26,7 @@ from typing import Final, Literal, cast
 from fakescope import contract
 from fakescope.pipeline.mtcnn import OnnxRuntimeMtcnnNets
 from fakescope.pipeline.onnx_session import cpu_session_options
-from fakescope.serving.model_config import onnx_model_settings, read_model_config
+from fakescope.serving.model_config import max_batch_size, onnx_model_settings, read_model_config
 from fakescope.serving.siblings import served_version_file, sibling_file
 
 #: The environment variable that places the nets (see the module docstring).
@@ -73,8 +73,11 @@ def in_process_nets(args: Mapping[str, str]) -> OnnxRuntimeMtcnnNets:
     import onnxruntime as ort  # imported here: the BLS placement needs no ONNX Runtime
 
     sessions = {}
+    batch_sizes = {}  # each net's own bound, as the served nets have it
     for name in contract.MTCNN_MODELS:
-        settings = onnx_model_settings(read_model_config(sibling_file(args, name, "config.pbtxt")))
+        config_path = sibling_file(args, name, "config.pbtxt")
+        settings = onnx_model_settings(read_model_config(config_path))
+        batch_sizes[name] = max_batch_size(config_path)
         path = served_version_file(args, name, settings.filename)
         options = cpu_session_options(settings.intra_op_threads, settings.inter_op_threads)
         try:
@@ -83,4 +86,4 @@ def in_process_nets(args: Mapping[str, str]) -> OnnxRuntimeMtcnnNets:
             )
         except Exception as exc:  # ORT raises its own exception types; name the file
             raise RuntimeError(f"{name}: cannot load {path}: {exc}") from exc
-    return OnnxRuntimeMtcnnNets.from_sessions(sessions)
+    return OnnxRuntimeMtcnnNets.from_sessions(sessions, max_batch_size=batch_sizes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fakescope import contract
@@ -16,7 +17,7 @@ from fakescope.serving.detector_nets import (
     nets_placement,
 )
 from fakescope.serving.embedded import EmbeddedTriton
-from fakescope.serving.model_config import onnx_model_settings, read_model_config
+from fakescope.serving.model_config import max_batch_size, onnx_model_settings, read_model_config
 from tests.support.servers import REPOSITORY
 
 
@@ -84,3 +85,24 @@ def test_in_process_nets_names_net_when_its_model_file_is_corrupt(tmp_path: Path
 def test_mtcnn_nets_from_sessions_refuses_when_a_net_is_missing():
     with pytest.raises(ValueError, match="need one session each"):
         OnnxRuntimeMtcnnNets.from_sessions({contract.PNET_MODEL: object()})
+
+
+def test_in_process_nets_batch_each_net_as_its_config_says_when_opened_from_the_repository():
+    nets = in_process_nets({"model_repository": str(REPOSITORY / contract.FACE_DETECTOR_MODEL)})
+    assert nets.max_batch_sizes == {
+        name: max_batch_size(REPOSITORY / name / "config.pbtxt") for name in contract.MTCNN_MODELS
+    }
+    # the served O-Net batches fewer crops than R-Net: one chunk size for all would hide that
+    assert nets.max_batch_sizes[contract.ONET_MODEL] < nets.max_batch_sizes[contract.RNET_MODEL]
+
+
+def test_mtcnn_nets_run_a_batch_in_chunks_of_the_nets_own_size_when_it_is_larger():
+    sizes = {contract.PNET_MODEL: 0, contract.RNET_MODEL: 512, contract.ONET_MODEL: 2}
+    chunked = OnnxRuntimeMtcnnNets(REPOSITORY, max_batch_size=sizes)
+    crops = np.random.default_rng(0).uniform(-1, 1, (5, 3, 48, 48)).astype(np.float32)
+    whole = OnnxRuntimeMtcnnNets(REPOSITORY).onet(crops)
+    in_chunks = chunked.onet(crops)  # 2 + 2 + 1
+    for a, b in zip(whole, in_chunks, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="max_batch_size >= 0 for each"):
+        OnnxRuntimeMtcnnNets(REPOSITORY, max_batch_size={contract.ONET_MODEL: 2})
