@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from fakescope.paths import PROJECT_ROOT
+from fakescope.paths import BENCH_VIDEOS_DIR, PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,7 @@ def default_videos(bench_dir: Path, shared: Path) -> list[Path]:
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--bench-videos`` and ``--dfdc-sample``, the folders :func:`default_videos` reads."""
-    parser.add_argument(
-        "--bench-videos", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
-    )
+    parser.add_argument("--bench-videos", type=Path, default=BENCH_VIDEOS_DIR)
     parser.add_argument("--dfdc-sample", type=Path, default=DFDC_SAMPLE)
 
 

@@ -37,7 +37,7 @@ from fakescope.benchmarks.arguments import add_pause_arguments, check_json_outpu
 from fakescope.benchmarks.machine import describe_cores_and_load, machine_facts
 from fakescope.benchmarks.result_files import code_version, write_result
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, decode_video
-from fakescope.paths import PROJECT_ROOT
+from fakescope.paths import BENCH_VIDEOS_DIR, PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=RESULT)
     add_pause_arguments(parser, pauses=[0.0, 2.0])
-    parser.add_argument(
-        "--videos-dir", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
-    )
+    parser.add_argument("--videos-dir", type=Path, default=BENCH_VIDEOS_DIR)
     parser.add_argument("--worker", choices=SETTINGS, help=argparse.SUPPRESS)
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -42,15 +42,17 @@ from fakescope.client.content_credentials import (
     DEFAULT_TIMEOUT_S,
     read_content_credentials,
 )
+from fakescope.contract import PROCESSING_LIMIT_RATIO
 from fakescope.files import write_text_atomically
-from fakescope.paths import PROJECT_ROOT
+from fakescope.paths import BENCH_VIDEOS_DIR, PROJECT_ROOT
+from fakescope.web.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 #: The product limit: processing may take at most this fraction of the video's duration.
-RATIO_LIMIT = 0.5
-#: The web service's default upload limit (``web/settings.py`` ``max_upload_bytes``).
-UPLOAD_LIMIT_BYTES = 200 * 1024 * 1024
+RATIO_LIMIT = PROCESSING_LIMIT_RATIO
+#: The web service's default upload limit.
+UPLOAD_LIMIT_BYTES = Settings().max_upload_bytes
 
 
 def _timed(path: Path, repeats: int, anchors: str | None) -> dict[str, Any]:
@@ -144,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and write ``content_credentials_cost.json``; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "benchmarks" / "results")
-    parser.add_argument(
-        "--videos-dir", type=Path, default=PROJECT_ROOT / ".fakescope" / "bench-videos"
-    )
+    parser.add_argument("--videos-dir", type=Path, default=BENCH_VIDEOS_DIR)
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--padding-mib", type=int, default=128)
     args = parser.parse_args(argv)

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from fakescope import contract
 from fakescope.benchmarks.result_files import write_result
-from fakescope.paths import PROJECT_ROOT
+from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import pyramid_scales
 from fakescope.serving.model_config import detector_params, latest_version_dir
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--metadata", type=Path, default=METADATA)
     parser.add_argument("--frame-long-side", type=int, default=1920)
-    parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
+    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     if args.frame_long_side < 1:

@@ -55,7 +55,7 @@ from locust import User, events, task
 from fakescope.allocator import set_up_memory
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, DecodedVideo, decode_video, verdict_for
 from fakescope.client.native_threads import logging_with_os_locks
-from fakescope.client.triton import DetectorClient, ServerError
+from fakescope.client.triton import DEFAULT_RETRIES, DetectorClient, ServerError
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ VIDEOS = [p for p in os.environ.get("FAKESCOPE_BENCH_VIDEOS", "").split(os.paths
 FRAMES = int(os.environ.get("FAKESCOPE_BENCH_FRAMES", str(DEFAULT_NUM_FRAMES)))
 SHARED_MEMORY = os.environ.get("FAKESCOPE_BENCH_SHARED_MEMORY", "on") == "on"
 #: Client retries of UNAVAILABLE; the overload measurement sets 0 to see every rejection.
-RETRIES = int(os.environ.get("FAKESCOPE_BENCH_RETRIES", "3"))
+RETRIES = int(os.environ.get("FAKESCOPE_BENCH_RETRIES", str(DEFAULT_RETRIES)))
 PREDECODED = os.environ.get("FAKESCOPE_BENCH_PREDECODED", "0") == "1"
 RECORDS: list[dict[str, Any]] = []
 #: Start order of this load generator's users: the i-th starts cycling the videos at offset i,
@@ -95,7 +95,6 @@ RECORDS: list[dict[str, Any]] = []
 #: user 0, as all of a level's users start before any video is done: all 8 decoded and sent the
 #: same video together, a convoy no population of independent users makes.)
 _USER_NUMBERS = itertools.count()
-OVERLOADED = frozenset({"StatusCode.UNAVAILABLE", "503"})
 #: Seconds a user waits after a rejection before its next video (overload runs).
 REJECTED_PAUSE_S = 1.0
 #: video -> its frames and the seconds the one decode took, filled before an overload run.
@@ -196,7 +195,7 @@ class _VideoUser(User):
         except ServerError as exc:  # reported to Locust as a failure, and recorded
             error = repr(exc)
             elapsed = time.perf_counter() - start
-            status = "rejected" if exc.status in OVERLOADED else "error"
+            status = "rejected" if exc.overloaded else "error"
             self.last_rejected = status == "rejected"
             record.update(
                 status=status,

@@ -39,7 +39,7 @@ from fakescope.benchmarks.result_files import code_version, write_result
 from fakescope.benchmarks.videos import FACE_720P_10S, ensure_videos
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
-from fakescope.paths import PROJECT_ROOT
+from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.model_config import latest_version_dir
 
 logger = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser, runs=5, result=RESULT)
-    parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
+    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--before", help="also profile this commit's model_repository/")
     parser.add_argument(
         "--video", type=Path, help=f"default: the benchmark's {FACE_720P_10S.file_name}"

@@ -57,10 +57,10 @@ from fakescope.benchmarks.result_files import code_version, fmt, write_result
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
-from fakescope.client.triton import DetectorClient
+from fakescope.client.triton import DEFAULT_RETRIES, DetectorClient
 from fakescope.client.video import sample_frames
 from fakescope.files import write_text_atomically
-from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
+from fakescope.paths import BENCH_VIDEOS_DIR, MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.detector_nets import IN_PROCESS, PLACEMENTS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from fakescope.serving.repository_check import check_repository
@@ -127,7 +127,7 @@ def locust_env(
         FAKESCOPE_BENCH_FRAMES=str(frames),
         FAKESCOPE_BENCH_LIMIT=str(limit),
         FAKESCOPE_BENCH_SHARED_MEMORY="on" if shared_memory else "off",
-        FAKESCOPE_BENCH_RETRIES="0" if overload else "3",
+        FAKESCOPE_BENCH_RETRIES="0" if overload else str(DEFAULT_RETRIES),
         FAKESCOPE_BENCH_PREDECODED="1" if overload else "0",
         FAKESCOPE_BENCH_STACKS_SIGNAL=str(int(STACKS_SIGNAL)),
     )
@@ -905,7 +905,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, first_port: int) ->
     """
     parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--videos-dir", type=Path, default=ROOT / ".fakescope" / "bench-videos")
+    parser.add_argument("--videos-dir", type=Path, default=BENCH_VIDEOS_DIR)
     parser.add_argument("--http-port", type=port, default=first_port)
     parser.add_argument("--grpc-port", type=port, default=first_port + 1)
     parser.add_argument("--metrics-port", type=port, default=first_port + 2)

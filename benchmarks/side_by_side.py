@@ -39,7 +39,7 @@ from fakescope.benchmarks.service_times import (
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.triton import DetectorClient, RawResult
 from fakescope.client.video import sample_frames
-from fakescope.paths import PROJECT_ROOT
+from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.detector_nets import IN_PROCESS, NetsPlacement
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
@@ -261,7 +261,7 @@ def _pixels(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser, *, result: Path, first_port: int) -> None:
     """Add the options every side-by-side benchmark has: runs, output, repository, ports, videos."""
     add_run_arguments(parser, runs=7, result=result)
-    parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
+    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument(
         "--first-port",
         type=port,

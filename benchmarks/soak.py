@@ -53,6 +53,7 @@ from fakescope.benchmarks.run import (
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.shared_memory import REGION_PREFIX
 from fakescope.files import write_text_atomically
+from fakescope.paths import SHM_DIR
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from fakescope.serving.watchdog import DEFAULT_STALL_TIMEOUT_S, Stall
 
@@ -98,7 +99,7 @@ def _is_load_generator(group: str) -> bool:
     return group.startswith("locust")
 
 
-def client_regions_bytes(shm: Path = Path("/dev/shm")) -> int:
+def client_regions_bytes(shm: Path = SHM_DIR) -> int:
     """Return the bytes of every client frame region in ``shm`` (``REGION_PREFIX`` files).
 
     A client that lost track of a region would leave its file there: the load generators'

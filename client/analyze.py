@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from fakescope import contract
 from fakescope.client.frames import FrameAllocator, SampledFrames, VideoReadError, new_frames
-from fakescope.client.triton import DetectorClient, Protocol
+from fakescope.client.triton import CALL_TIMEOUT_S, DetectorClient, Protocol
 from fakescope.client.verdict import Verdict
 from fakescope.client.video import sample_frames
 from fakescope.contract import MIN_FRAME_SIDE
@@ -131,7 +131,7 @@ def analyze(
     num_frames: int = DEFAULT_NUM_FRAMES,
     max_side: int | None = DEFAULT_MAX_SIDE,
     threshold: float | None = None,
-    timeout_s: float = 60,
+    timeout_s: float = CALL_TIMEOUT_S,
 ) -> Verdict:
     """Analyse the video at ``path`` and return its :class:`Verdict`.
 

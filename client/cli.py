@@ -69,6 +69,7 @@ from fakescope.client.content_credentials import (
 )
 from fakescope.client.frames import VideoReadError
 from fakescope.client.triton import (
+    CALL_TIMEOUT_S,
     DEFAULT_URLS,
     SHARED_MEMORY_CHOICES,
     DetectorClient,
@@ -101,7 +102,6 @@ EXIT_SERVER_ERROR: Final = 5
 PROG: Final = "fakescope"
 #: Starts the one line, after the verdicts, that repeats the served model's stated limitations.
 LIMITATIONS_PREFIX: Final = "note: the served classifier states its limitations: "
-DEFAULT_TIMEOUT_S: Final = 60.0
 #: Videos analysed at once (``--jobs``). One: each video has the server to itself for its whole
 #: budget. With more, a user's own videos wait for each other at the server, and a short one may
 #: be answered past its limit or refused (exit 5), as under any load; what more jobs buy and cost:
@@ -188,9 +188,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=positive_number,
-        default=DEFAULT_TIMEOUT_S,
+        default=CALL_TIMEOUT_S,
         metavar="S",
-        help=f"seconds to wait for the server per call (default: {DEFAULT_TIMEOUT_S:g})",
+        help=f"seconds to wait for the server per call (default: {CALL_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--jobs",

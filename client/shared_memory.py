@@ -24,20 +24,19 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing import resource_tracker
-from pathlib import Path
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from fakescope.client.native_threads import os_lock
+from fakescope.paths import SHM_DIR
 
 logger = logging.getLogger(__name__)
 
 _COUNTER = itertools.count()
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: Where POSIX shared-memory objects live on Linux (``shm_open``'s namespace), as Triton maps them.
-SHM_DIR: Final = Path("/dev/shm")
 #: Regions one client holds at most. One is all a client uses while each video's frames are
 #: dropped before the next is decoded (the CLI, the web service, the load generator); the second
 #: lets a caller keep one video's frames while the next is decoded and sent without a copy.

@@ -65,6 +65,7 @@ from fakescope import contract
 from fakescope.client.shared_memory import FrameRegions, is_loopback
 
 __all__ = [
+    "CALL_TIMEOUT_S",
     "DEFAULT_URLS",
     "ClassifierInput",
     "DetectorClient",
@@ -98,6 +99,8 @@ SHARED_MEMORY_CHOICES: Final[dict[str, bool | None]] = {"auto": None, "on": True
 GRPC_MAX_MESSAGE_BYTES: Final = 2**31 - 1
 #: Seconds the liveness probe after a failure may take at most.
 LIVENESS_PROBE_TIMEOUT_S: Final = 5.0
+#: Seconds one call to the server may take (the CLI's ``--timeout``, the web service's).
+CALL_TIMEOUT_S: Final = 60.0
 #: Retries of an UNAVAILABLE (overloaded) answer, and the backoff before the first one.
 DEFAULT_RETRIES: Final = 3
 BACKOFF_BASE_S: Final = 0.25
@@ -291,7 +294,7 @@ class DetectorClient:
         url: str | None = None,
         protocol: Protocol = "grpc",
         model_name: str = contract.ENSEMBLE_MODEL,
-        timeout_s: float = 60,
+        timeout_s: float = CALL_TIMEOUT_S,
         *,
         retries: int = DEFAULT_RETRIES,
         shared_memory: bool | None = None,

@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.content_credentials import TrustAnchorsError, load_trust_anchors
-from fakescope.client.triton import DEFAULT_URLS, SHARED_MEMORY_CHOICES
+from fakescope.client.triton import CALL_TIMEOUT_S, DEFAULT_URLS, SHARED_MEMORY_CHOICES
 from fakescope.contract import MAX_FRAMES_PER_REQUEST, MIN_FRAME_SIDE
 from fakescope.storage import StorageError, parse_s3_url
 
@@ -108,7 +108,7 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     triton_url: str = ""
     triton_protocol: Literal["grpc", "http"] = "grpc"
-    triton_timeout_s: float = 60.0
+    triton_timeout_s: float = CALL_TIMEOUT_S
     triton_shared_memory: str = "auto"
     num_frames: int = DEFAULT_NUM_FRAMES
     max_side: int | None = DEFAULT_MAX_SIDE

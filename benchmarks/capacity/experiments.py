@@ -26,11 +26,12 @@ from fakescope.benchmarks.capacity.cluster import (
 )
 from fakescope.benchmarks.capacity.hpa import Autoscaler, HpaBehavior
 from fakescope.benchmarks.capacity.inputs import Measured, SpeedUp
+from fakescope.contract import PROCESSING_LIMIT_RATIO
 
 logger = logging.getLogger(__name__)
 
 #: The product's hard limit on processing time / video duration.
-LIMIT = 0.5
+LIMIT = PROCESSING_LIMIT_RATIO
 QUANTILES = (0.5, 0.95)
 #: Seeds every static replica count must pass at the peak rate.
 STATIC_SEEDS = 3

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakescope import contract
+from fakescope.paths import SHM_DIR
 from fakescope.serving.detector_nets import (
     IN_PROCESS,
     NETS_ENV,
@@ -192,7 +193,7 @@ def shm_glob(http_port: int) -> str:
 
 def shm_regions(http_port: int) -> list[Path]:
     """Return the python-backend shared-memory regions of the server on ``http_port``."""
-    shm = Path("/dev/shm")
+    shm = SHM_DIR
     return sorted(shm.glob(shm_glob(http_port))) if shm.is_dir() else []
 
 

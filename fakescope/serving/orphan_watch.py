@@ -27,8 +27,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from fakescope.paths import SHM_DIR
 from fakescope.serving.process_group import stat_fields, wait_until_gone
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def stop_orphan(pid: int, started: str, grace_s: float, shm_glob: str) -> bool:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)  # the server if it hung, and its python stubs
     wait_until_gone(pid, grace_s)
-    for region in Path("/dev/shm").glob(shm_glob):
+    for region in SHM_DIR.glob(shm_glob):
         region.unlink(missing_ok=True)
     return True
 
