@@ -69,7 +69,10 @@ export-int8: $(VENV)/.dev-deps
 
 # The served version's result files and model card: validation faces, the sample videos and the
 # training run's own records, all written by code.
-SERVED = $(shell ls model_repository/face_classifier | grep -E '^[0-9]+$$' | sort -n | tail -1)
+SERVED = $(shell $(VENV)/bin/python -c "from fakescope import contract as c; \
+	from fakescope.paths import MODEL_REPOSITORY as r; \
+	from fakescope.serving.model_config import served_version_dir as s; \
+	print(s(r / c.CLASSIFIER_MODEL).name)")
 RESULTS = docs/results/face_classifier/v$(SERVED)
 served-results: $(VENV)/.dev-deps
 	$(VENV)/bin/fakescope evaluate $(DATA) --split val $(SPLIT_ARGS) --output $(RESULTS)/val-faces \

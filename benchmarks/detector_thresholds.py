@@ -53,7 +53,7 @@ from fakescope.pipeline.mtcnn import (
     OnnxRuntimeMtcnnNets,
     detect_faces,
 )
-from fakescope.serving.model_config import detector_params, latest_version_dir
+from fakescope.serving.model_config import detector_params, served_version_dir
 
 logger = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     nets = OnnxRuntimeMtcnnNets(MODEL_REPOSITORY)
     served = detector_params(MODEL_REPOSITORY)
     spec, _ = read_classifier_spec(
-        latest_version_dir(MODEL_REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
+        served_version_dir(MODEL_REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
     )
     thresholds = sorted({served.thresholds[0], *CANDIDATES})
     videos = default_videos(args.bench_videos, args.dfdc_sample)

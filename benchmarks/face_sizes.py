@@ -37,7 +37,7 @@ from fakescope.benchmarks.result_files import write_result
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.metadata import read_classifier_spec
 from fakescope.pipeline.mtcnn import pyramid_scales
-from fakescope.serving.model_config import detector_params, latest_version_dir
+from fakescope.serving.model_config import detector_params, served_version_dir
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "face_sizes.json"
 METADATA = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces" / "metadata.csv"
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if params.max_side is None:
         parser.error("the served detector has no detection_max_side: faces keep their size")
     spec, _ = read_classifier_spec(
-        latest_version_dir(args.repository / contract.CLASSIFIER_MODEL) / "model.onnx"
+        served_version_dir(args.repository / contract.CLASSIFIER_MODEL) / "model.onnx"
     )
     # the short side of a 16:9 frame at detection scale, as the benchmark videos are
     short_side = round(params.max_side * 9 / 16)

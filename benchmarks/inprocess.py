@@ -39,11 +39,11 @@ from fakescope.pipeline.mtcnn import (
     detect_faces,
 )
 from fakescope.pipeline.onnx_session import cpu_session_options
-from fakescope.serving.model_config import aggregation_params, detector_params, latest_version_dir
+from fakescope.serving.model_config import aggregation_params, detector_params, served_version_dir
 
 
 def _classifier_path(repository: Path) -> Path:
-    return latest_version_dir(repository / contract.CLASSIFIER_MODEL) / "model.onnx"
+    return served_version_dir(repository / contract.CLASSIFIER_MODEL) / "model.onnx"
 
 
 class OrtPipeline:

@@ -40,7 +40,7 @@ from fakescope.benchmarks.videos import FACE_720P_10S, ensure_videos
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.video import sample_frames
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
-from fakescope.serving.model_config import latest_version_dir
+from fakescope.serving.model_config import served_version_dir
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def recorded_inputs(repository: Path, video: Path) -> dict[str, list[NDArray[Any
 
 def model_path(repository: Path, model: str) -> Path:
     """Return the ONNX file ``repository`` serves for ``model`` (its newest version)."""
-    return latest_version_dir(repository / model) / "model.onnx"
+    return served_version_dir(repository / model) / "model.onnx"
 
 
 def kernel_events(profile: list[dict[str, Any]]) -> list[tuple[str, float]]:

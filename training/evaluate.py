@@ -101,17 +101,17 @@ class OnnxClassifier:
 def resolve_model(model: Path, workdir: Path) -> Path:
     """Find the classifier ONNX file that ``model`` names.
 
-    ``model`` may be a model repository (its served, newest ``face_classifier`` version), the
+    ``model`` may be a model repository (its served ``face_classifier`` version), the
     ``face_classifier`` folder itself, an ``.onnx`` file, or a training checkpoint (``.pt``,
     exported to ``workdir/model.onnx`` with the parity check of the real export).
     """
-    from fakescope.serving.model_config import latest_version_dir
+    from fakescope.serving.model_config import served_version_dir
 
     model = Path(model)
     if model.is_dir():
         nested = model / contract.CLASSIFIER_MODEL
         folder = nested if nested.is_dir() else model
-        return latest_version_dir(folder) / "model.onnx"
+        return served_version_dir(folder) / "model.onnx"
     if not model.is_file():
         raise FileNotFoundError(f"model not found: {model}")
     if model.suffix == ".onnx":

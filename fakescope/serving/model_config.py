@@ -113,6 +113,28 @@ def latest_version_dir(model_dir: Path) -> Path:
     return max(versions, key=lambda p: int(p.name))
 
 
+def served_version_dir(model_dir: Path) -> Path:
+    """Return the version folder of a local model that Triton serves.
+
+    The version its ``config.pbtxt`` pins (what ``fakescope export`` writes), else, under a
+    ``latest`` policy or without a config, the highest version folder: the one resolver for
+    everything that reads "the served model" (evaluation, benchmarks, model cards).
+
+    Raises:
+        FileNotFoundError: no version folder, or none for the pinned version.
+        ValueError: the config pins several versions.
+
+    """
+    config = model_dir / "config.pbtxt"
+    version = pinned_version(config) if config.is_file() else None
+    if version is None:
+        return latest_version_dir(model_dir)
+    folder = model_dir / str(version)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{config} pins version {version}, which has no folder {folder}")
+    return folder
+
+
 def detector_params_from(params: dict[str, str]) -> MtcnnParams:
     """Build the :class:`MtcnnParams` of ``face_detector`` from its ``parameters``."""
     thresholds = tuple(float(t) for t in params["thresholds"].split(","))

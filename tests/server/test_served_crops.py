@@ -24,7 +24,7 @@ from fakescope.client.video import sample_frames
 from fakescope.export.crop_geometry import CropDetector, measure_geometry
 from fakescope.paths import PROJECT_ROOT
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
-from fakescope.serving.model_config import latest_version_dir
+from fakescope.serving.model_config import served_version_dir
 from fakescope.training.dataset import file_sha256
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY
@@ -32,7 +32,7 @@ from tests.support.servers import REPOSITORY
 #: Labelled DFDC videos beside the checkout (CI has them; a user's machine does not: skipped).
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
 TOLERANCE = 0.04
-SERVED = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
+SERVED = served_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
 
 
 def _infer(client, model: str, tensors: dict[str, np.ndarray]):

@@ -28,7 +28,7 @@ from fakescope.serving.embedded import (
     ServerStartError,
     shm_regions,
 )
-from fakescope.serving.model_config import detector_params, latest_version_dir, read_model_config
+from fakescope.serving.model_config import detector_params, read_model_config, served_version_dir
 from fakescope.serving.repository_check import RepositoryError
 from tests.support.detector_queue import model_counts
 from tests.support.servers import REPOSITORY, free_ports, wait_until
@@ -157,7 +157,7 @@ def test_ensemble_scores_match_in_process_onnx_runtime_when_same_frames(triton):
     nets = OnnxRuntimeMtcnnNets(REPOSITORY)
     found = detect_faces(frames, nets, _detector_params())
     np.testing.assert_allclose(out[contract.FACE_BOXES][:, 1:5], found.boxes, atol=1e-3)
-    classifier = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
+    classifier = served_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
     spec, _ = read_classifier_spec(classifier)
     crops = crop_faces(
         frames,
@@ -232,7 +232,7 @@ def test_classifier_config_states_its_onnx_trained_flag_when_queried(triton):
     client = grpcclient.InferenceServerClient(triton.address.grpc_url)
     config = client.get_model_config(contract.CLASSIFIER_MODEL, as_json=True)["config"]
     _, trained = read_classifier_spec(
-        latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
+        served_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
     )
     assert config["parameters"]["trained"]["string_value"] == str(trained).lower()
     assert config["dynamic_batching"]
@@ -380,8 +380,8 @@ def test_served_face_detector_matches_facenet_mtcnn_when_given_real_faces(triton
 def test_client_reads_the_served_classifier_limitations_when_its_onnx_states_them(triton, protocol):
     from fakescope.client.triton import DetectorClient
 
-    newest = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
-    stated = read_classifier_limitations(newest)
+    served = served_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL) / "model.onnx"
+    stated = read_classifier_limitations(served)
     assert stated  # the committed classifier says what it cannot be trusted for
     url = triton.address.grpc_url if protocol == "grpc" else triton.address.http_url
     with DetectorClient(url, protocol) as client:

@@ -10,11 +10,11 @@ import pytest
 from fakescope import contract
 from fakescope.export.model_card import load_results, model_card
 from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
-from fakescope.serving.model_config import latest_version_dir
+from fakescope.serving.model_config import served_version_dir
 from tests.support.servers import REPOSITORY
 
 PROJECT = REPOSITORY.parent
-SERVED = latest_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL)
+SERVED = served_version_dir(REPOSITORY / contract.CLASSIFIER_MODEL)
 RESULTS = PROJECT / "docs" / "results" / contract.CLASSIFIER_MODEL / f"v{SERVED.name}"
 
 
