@@ -182,3 +182,10 @@ DEFAULT_HOST: Final = "127.0.0.1"
 HTTP_PORT: Final = 8000
 GRPC_PORT: Final = 8001
 METRICS_PORT: Final = 8002
+
+# --- The web service (``fakescope web serve``, its image, the Compose file and the Helm chart) -
+WEB_PORT: Final = 8080
+#: Where the REST API's routes start.
+WEB_API_PREFIX: Final = "/api/v1"
+#: The liveness of the database and of Triton, which probes and health checks call.
+WEB_HEALTH_PATH: Final = f"{WEB_API_PREFIX}/health"

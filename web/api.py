@@ -23,6 +23,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from fakescope import contract
 from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachableError
 from fakescope.storage import StorageError
 
@@ -41,13 +42,20 @@ from .state import Service, iso, service
 from .uploads import UploadError, probe_video, receive_upload
 from .webhooks import WebhookURLError, check_webhook_url
 
-__all__ = ["job_view", "router"]
+__all__ = ["job_path", "job_view", "router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+router = APIRouter(prefix=contract.WEB_API_PREFIX, tags=["api"])
 
 MAX_BEACON_BYTES: Final = 1024
+
+
+def job_path(job_id: str) -> str:
+    """Return the path of a job's resource (``/api/v1/jobs/<id>``)."""
+    return f"{contract.WEB_API_PREFIX}/jobs/{job_id}"
+
+
 _VIDEO_SUFFIXES: Final = frozenset(
     {
         ".mp4",
@@ -124,7 +132,7 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def job_view(job: jobstore.Job, faces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Return the API's JSON form of a job (the verdict has the client's ``--json`` fields)."""
-    base = f"/api/v1/jobs/{job.id}"
+    base = job_path(job.id)
     return {
         "id": job.id,
         "status": job.status,
@@ -283,7 +291,9 @@ async def submit_job(request: Request) -> JSONResponse:
         job.filename,
         job.size_bytes,
     )
-    return _json(job_view(job), 202, principal, {"Location": f"/api/v1/jobs/{job.id}"}, svc)
+    return _json(
+        job_view(job), 202, principal, {"Location": f"{contract.WEB_API_PREFIX}/jobs/{job.id}"}, svc
+    )
 
 
 @router.get("/jobs", summary="List your past jobs", responses=_error_responses(401, 403))
@@ -470,7 +480,7 @@ def get_face_heatmap(
                 "verdict_score": faces[position]["fake_score"],
                 **made.to_json_dict(),
                 "crop_model_version": crop.model_version,
-                "png_url": f"/api/v1/jobs/{job.id}/faces/{position}/heatmap?format=png",
+                "png_url": f"{job_path(job.id)}/faces/{position}/heatmap?format=png",
             },
             headers={"Vary": "Accept"},
         )
@@ -521,7 +531,10 @@ def admin_metrics(request: Request, days: int = Query(30, ge=1, le=366)) -> JSON
     return _json(business_metrics(svc.engine, days=days).to_json_dict())
 
 
-@router.get("/health", summary="Liveness of the database and of Triton")
+@router.get(
+    contract.WEB_HEALTH_PATH.removeprefix(router.prefix),
+    summary="Liveness of the database and of Triton",
+)
 def health(request: Request) -> JSONResponse:
     """200 when the database answers (Triton's state is reported, not required); else 503."""
     from sqlalchemy import text

@@ -319,7 +319,7 @@ def add_web_parsers(subparsers: Any) -> None:
         default="127.0.0.1",
         help="address to bind (default loopback; anything else: a warning)",
     )
-    serve.add_argument("--port", type=port, default=8080)
+    serve.add_argument("--port", type=port, default=contract.WEB_PORT)
     _database_option(serve)
     serve.add_argument(
         "--data-dir",

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from fakescope import contract
 from fakescope.client.analyze import decode_video, verdict_for
 from fakescope.client.content_credentials import JSON_FIELD, read_with_trust_file
 from fakescope.client.frames import VideoReadError
@@ -137,7 +138,7 @@ def webhook_payload(job: jobstore.Job, base_url: str) -> dict[str, Any]:
         "status": job.status,
         "filename": job.filename,
         "links": {
-            "job": f"{base_url}/api/v1/jobs/{job.id}",
+            "job": f"{base_url}{contract.WEB_API_PREFIX}/jobs/{job.id}",
             "page": f"{base_url}/jobs/{job.id}",
         },
     }

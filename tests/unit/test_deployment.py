@@ -117,3 +117,18 @@ def test_bls_requests_ask_for_cpu_outputs_when_built():
         assert "TRITONSERVER_MEMORY_CPU" in ast.unparse(preferred), (
             f"{where}:{call.lineno} asks for {ast.unparse(preferred)}, not CPU memory"
         )
+
+
+def test_web_image_compose_and_chart_use_contract_port_and_health_path_when_parsed():
+    port, health = contract.WEB_PORT, contract.WEB_HEALTH_PATH
+    dockerfile = (ROOT / "docker" / "web.Dockerfile").read_text()
+    assert f"EXPOSE {port}\n" in dockerfile
+    assert f"'http://127.0.0.1:{port}{health}'" in dockerfile  # the image's health check
+    assert f'"--port", "{port}"]' in dockerfile
+    web = yaml.safe_load(COMPOSE.read_text())["services"]["web"]
+    assert web["ports"] == [f"{contract.DEFAULT_HOST}:{port}:{port}"]
+    assert web["environment"]["FAKESCOPE_WEB_PUBLIC_URL"].endswith(f":{port}}}")
+    chart = ROOT / "deploy" / "helm" / "fakescope"
+    assert yaml.safe_load((chart / "values.yaml").read_text())["web"]["port"] == port
+    probes = (chart / "templates" / "web-deployment.yaml").read_text()
+    assert probes.count(f"httpGet: {{path: {health}, port: http}}") == 2  # readiness, liveness

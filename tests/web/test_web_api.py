@@ -517,6 +517,27 @@ def test_admin_metrics_count_conversion_when_key_returns(server, videos):
     assert twice["uses_per_day"][-1]["uses"] == twice["uses_today"]
 
 
+def test_health_reports_database_and_triton_when_both_answer(server):
+    # the path the image's health check and the chart's probes call (contract.WEB_HEALTH_PATH)
+    with server.client() as client:
+        response = client.get(contract.WEB_HEALTH_PATH)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["database"], body["triton"]) == ("ok", "live")
+    assert isinstance(body["jobs"], dict)
+
+
+def test_health_reports_triton_unreachable_but_answers_200_when_only_the_database_is_up(
+    tmp_path,
+):
+    (unused,) = free_ports(1)
+    settings = web_settings(tmp_path, f"127.0.0.1:{unused}")  # nothing listens there
+    with LiveServer(settings) as live, live.client() as client:
+        response = client.get(contract.WEB_HEALTH_PATH)
+    assert response.status_code == 200  # the web service itself is alive: not restarted
+    assert response.json()["triton"] == "unreachable"
+
+
 def test_openapi_documents_multipart_upload_when_fetched(server):
     with httpx.Client(base_url=server.url) as client:
         spec = client.get("/openapi.json").json()
