@@ -26,9 +26,9 @@ Runtime's static quantization (QDQ, int8 weights per channel, uint8 activations)
   none on the validation faces, and ``int8+T`` is judged against ``float+T``.
 
 Every variant is scored on the same validation faces by the code of
-``fakescope evaluate DATA --split val --val-fraction 0.12 --seed 0`` (the split the quality work
-uses, Makefile ``SPLIT_ARGS``; the split is checked against the one the model recorded): its
-split selection, :func:`~fakescope.training.face_crops.read_face_crops` and
+``fakescope evaluate DATA --split val`` with the split the float model recorded in its
+provenance (the quality work's, Makefile ``SPLIT_ARGS``): its split selection,
+:func:`~fakescope.training.face_crops.read_face_crops` and
 :func:`~fakescope.training.evaluate.evaluate_face_crops`. A variant is accepted when its AUC is
 at most ``0.005`` lower and its LogLoss at most ``0.005`` higher than its reference's
 (:func:`accepted`). A quantized variant is scored twice: as ONNX Runtime runs it on this CPU
@@ -84,6 +84,7 @@ from fakescope.export.quantize import (
     head_nodes,
     own_arithmetic_options,
     quantize,
+    recorded_split_arguments,
 )
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.onnx_session import cpu_session_options
@@ -95,9 +96,6 @@ logger = logging.getLogger(__name__)
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "classifier_int8.json"
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces"
-#: The split the quality work uses (Makefile ``SPLIT_ARGS``).
-SPLIT_SEED = 0
-VAL_FRACTION = 0.12
 INTRA_OP_THREADS = 2
 TIMED_BATCHES = (16, 32)
 WARMUP_ROUNDS = 3
@@ -241,11 +239,16 @@ def measure(
         logger.error("%s", exc)
         return 1
 
+    # the split the float model was trained with, as its provenance records it
+    try:
+        recorded = recorded_split_arguments(classifier.provenance, float_model)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 1
+
     def split(name: str) -> Any:
         # the selection of `fakescope evaluate --split NAME`, its check of the recorded split too
-        args = argparse.Namespace(
-            split=name, seed=SPLIT_SEED, val_fraction=VAL_FRACTION, test_fraction=0.0
-        )
+        args = argparse.Namespace(split=name, **vars(recorded))
         return _split_entries(dataset, args, classifier.provenance)
 
     val_entries, code = split("val")
@@ -400,7 +403,7 @@ def measure(
         "served_temperature": classifier.spec.temperature,
         "data": {
             "dir": str(data.resolve()),
-            "split": {"seed": SPLIT_SEED, "val_fraction": VAL_FRACTION, "test_fraction": 0.0},
+            "split": vars(recorded),
             "val_faces": len(val_entries),
             "calibration_faces": count,
             "calibration_split": "train",

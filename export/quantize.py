@@ -321,8 +321,13 @@ def float_source(model: Path) -> Path:
     return source
 
 
-def _split_arguments(provenance: dict[str, str], source: Path) -> argparse.Namespace:
-    """``fakescope evaluate``'s split arguments that give the split ``source`` trained with."""
+def recorded_split_arguments(provenance: dict[str, str], source: Path) -> argparse.Namespace:
+    """Return ``fakescope evaluate``'s split arguments that give the split ``source`` trained with.
+
+    Raises:
+        ValueError: ``source`` records no split, or one with a test split.
+
+    """
     recorded = provenance.get("split")
     if not recorded:
         raise ValueError(
@@ -354,7 +359,7 @@ def _read_faces(
 
     size = read_classifier_spec(source)[0].input_size
     dataset = load_face_crop_set(data)  # DatasetError (a ValueError) for a folder that is not one
-    arguments = _split_arguments(provenance, source)
+    arguments = recorded_split_arguments(provenance, source)
     entries = {}
     for name in ("val", "train"):
         # the selection `fakescope evaluate --split NAME` makes, with its check of the split
