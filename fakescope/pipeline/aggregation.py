@@ -31,19 +31,25 @@ from numpy.typing import NDArray
 class AggregationParams:
     """Thresholds of the confident strategy (see module docstring)."""
 
-    fake_threshold: float = 0.8
-    real_threshold: float = 0.2
-    fake_fraction: float = 0.4
-    real_fraction: float = 0.9
-    min_confident_frames: int = 3
+    # No defaults: the served values are video_aggregator's config.pbtxt parameters, read by
+    # from_parameters (fakescope.serving.model_config.aggregation_params), and nowhere else.
+    fake_threshold: float
+    real_threshold: float
+    fake_fraction: float
+    real_fraction: float
+    min_confident_frames: int
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, str]) -> AggregationParams:
-        """Build from Triton ``parameters`` (string values); unknown keys are an error."""
-        known = {f: type(getattr(cls(), f)) for f in cls.__dataclass_fields__}
+        """Build from Triton ``parameters`` (string values); a missing or unknown key: error."""
+        types = {"float": float, "int": int}
+        known = {name: types[str(f.type)] for name, f in cls.__dataclass_fields__.items()}
         unknown = set(parameters) - set(known)
         if unknown:
             raise ValueError(f"unknown aggregation parameters: {sorted(unknown)}")
+        missing = set(known) - set(parameters)
+        if missing:
+            raise ValueError(f"aggregation parameters missing: {sorted(missing)}")
         return cls(**{k: known[k](v) for k, v in parameters.items()})
 
 

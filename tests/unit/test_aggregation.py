@@ -9,8 +9,24 @@ from fakescope.pipeline.aggregation import (
     confident_score,
     frame_scores,
 )
+from fakescope.serving.model_config import aggregation_params
+from tests.support.servers import REPOSITORY
 
-P = AggregationParams()
+#: The thresholds these tests are written for (the served ones: test_aggregation_params_...)
+P = AggregationParams(
+    fake_threshold=0.8,
+    real_threshold=0.2,
+    fake_fraction=0.4,
+    real_fraction=0.9,
+    min_confident_frames=3,
+)
+SERVED = {
+    "fake_threshold": "0.8",
+    "real_threshold": "0.2",
+    "fake_fraction": "0.4",
+    "real_fraction": "0.9",
+    "min_confident_frames": "3",
+}
 
 
 def test_frame_scores_take_max_face_when_frame_has_several_faces():
@@ -57,7 +73,17 @@ def test_aggregation_params_reject_unknown_key_when_parsing_config():
 
 def test_aggregation_params_parse_types_when_reading_config():
     params = AggregationParams.from_parameters(
-        {"min_confident_frames": "5", "fake_threshold": "0.7"}
+        {**SERVED, "min_confident_frames": "5", "fake_threshold": "0.7"}
     )
-    assert params.min_confident_frames == 5
+    assert params.min_confident_frames == 5 and isinstance(params.min_confident_frames, int)
     assert params.fake_threshold == pytest.approx(0.7)
+
+
+def test_aggregation_params_name_the_key_when_the_config_lacks_one():
+    without = {k: v for k, v in SERVED.items() if k != "real_fraction"}
+    with pytest.raises(ValueError, match=r"missing: \['real_fraction'\]"):
+        AggregationParams.from_parameters(without)
+
+
+def test_aggregation_params_are_these_tests_when_read_from_the_served_config():
+    assert aggregation_params(REPOSITORY) == P
