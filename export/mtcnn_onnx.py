@@ -60,6 +60,7 @@ from fakescope.contract import (
     RNET_PROBABILITY,
     RNET_REGRESSION,
 )
+from fakescope.pipeline.mtcnn import PIXEL_MEAN, PIXEL_SCALE
 
 __all__ = ["MtcnnExportError", "export_mtcnn", "facenet_weights_dir"]
 
@@ -68,7 +69,7 @@ logger = logging.getLogger(__name__)
 OPSET_VERSION = 17
 #: Largest |ORT - PyTorch| accepted on any output.
 TOLERANCE = 1e-4
-NORMALISATION = "(x - 127.5) * 0.0078125"
+NORMALISATION = f"(x - {PIXEL_MEAN}) * {PIXEL_SCALE}"
 
 #: Metadata keys written on each exported MTCNN model.
 META_SOURCE = "fakescope.source"
@@ -221,7 +222,7 @@ def _reference_inputs(image: np.ndarray) -> dict[str, list[np.ndarray]]:
     height, width = img.shape[2:]
 
     def norm(t: torch.Tensor) -> np.ndarray:
-        return ((t - 127.5) * 0.0078125).contiguous().numpy().astype(np.float32)
+        return ((t - PIXEL_MEAN) * PIXEL_SCALE).contiguous().numpy().astype(np.float32)
 
     pnet_inputs = []
     for scale in (0.6, 0.3, 0.0507, 12.0 / min(height, width)):

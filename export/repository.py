@@ -34,6 +34,7 @@ from fakescope.export.mtcnn_onnx import META_MAX_ABS_DIFF, export_mtcnn
 from fakescope.export.mtcnn_onnx import TOLERANCE as MTCNN_TOLERANCE
 from fakescope.files import write_text_atomically
 from fakescope.pipeline.metadata import ClassifierSpec
+from fakescope.pipeline.mtcnn import PIXEL_MEAN, PIXEL_SCALE
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def reference_feeds(path: Path) -> list[dict[str, np.ndarray]]:
         feeds = []
         for size in sizes:
             nchw = parity_faces(size).transpose(0, 3, 1, 2).astype(np.float32)
-            feeds.append({inputs[0].name: (nchw - 127.5) * np.float32(0.0078125)})
+            feeds.append({inputs[0].name: (nchw - PIXEL_MEAN) * np.float32(PIXEL_SCALE)})
         return feeds
     raise ValueError(f"{path}: no reference faces for input {inputs[0].name} {dims}")
 
