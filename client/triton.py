@@ -773,8 +773,8 @@ class DetectorClient:
                 entry = params[key]
                 return str(entry.get("string_value", entry.get("stringValue")))
 
-            margin = float(param("face_margin"))
-            shift = [float(v) for v in json.loads(param("face_shift"))]
+            margin = float(param(contract.FACE_MARGIN_PARAMETER))
+            shift = [float(v) for v in json.loads(param(contract.FACE_SHIFT_PARAMETER))]
         except (KeyError, ValueError, TypeError) as exc:
             raise ServerError(
                 f"{name} does not state a usable input, max_batch_size or framing: "

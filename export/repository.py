@@ -75,12 +75,12 @@ model_warmup [
   }}
 ]
 parameters [
-  {{ key: "arch" value: {{ string_value: "{arch}" }} }},
+  {{ key: "{arch_key}" value: {{ string_value: "{arch}" }} }},
   {{ key: "{trained_key}" value: {{ string_value: "{trained}" }} }},
-  {{ key: "input_size" value: {{ string_value: "{size}" }} }},
-  {{ key: "face_margin" value: {{ string_value: "{margin}" }} }},
-  {{ key: "face_shift" value: {{ string_value: "{shift}" }} }},
-  {{ key: "temperature" value: {{ string_value: "{temperature}" }} }},
+  {{ key: "{size_key}" value: {{ string_value: "{size}" }} }},
+  {{ key: "{margin_key}" value: {{ string_value: "{margin}" }} }},
+  {{ key: "{shift_key}" value: {{ string_value: "{shift}" }} }},
+  {{ key: "{temperature_key}" value: {{ string_value: "{temperature}" }} }},
   {{ key: "{threshold_key}" value: {{ string_value: "{threshold}" }} }}{limitations}
 ]
 """
@@ -107,7 +107,12 @@ def classifier_config(
         logit=contract.CLASSIFIER_LOGIT,
         output=contract.CLASSIFIER_OUTPUT,
         size=spec.input_size,
+        arch_key=contract.ARCH_PARAMETER,
         arch=spec.arch,
+        size_key=contract.INPUT_SIZE_PARAMETER,
+        margin_key=contract.FACE_MARGIN_PARAMETER,
+        shift_key=contract.FACE_SHIFT_PARAMETER,
+        temperature_key=contract.TEMPERATURE_PARAMETER,
         trained_key=contract.TRAINED_PARAMETER,
         trained="true" if trained else "false",
         margin=repr(spec.face_margin),

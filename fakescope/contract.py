@@ -99,17 +99,25 @@ LIMITATIONS_PARAMETER: Final = "limitations"
 #: ``face_classifier`` config parameter: ``"true"`` for a trained classifier, ``"false"`` for the
 #: placeholder (whose verdicts are never presented as findings).
 TRAINED_PARAMETER: Final = "trained"
+#: ``face_classifier`` config parameters stating the served version's architecture, input side,
+#: crop framing (margin and centre shift, which a client cutting its own crops must use) and
+#: temperature.
+ARCH_PARAMETER: Final = "arch"
+INPUT_SIZE_PARAMETER: Final = "input_size"
+FACE_MARGIN_PARAMETER: Final = "face_margin"
+FACE_SHIFT_PARAMETER: Final = "face_shift"
+TEMPERATURE_PARAMETER: Final = "temperature"
 #: Every ``face_classifier`` config parameter: facts about the served version for clients, model
 #: cards and tests (no backend reads them). Any other key in an ONNX model's config must be a
 #: setting the real ONNX Runtime backend documents (see ``serving.model_config``).
 CLASSIFIER_FACT_PARAMETERS: Final = frozenset(
     {
-        "arch",
+        ARCH_PARAMETER,
         TRAINED_PARAMETER,
-        "input_size",
-        "face_margin",
-        "face_shift",
-        "temperature",
+        INPUT_SIZE_PARAMETER,
+        FACE_MARGIN_PARAMETER,
+        FACE_SHIFT_PARAMETER,
+        TEMPERATURE_PARAMETER,
         THRESHOLD_PARAMETER,
         LIMITATIONS_PARAMETER,
     }
