@@ -18,7 +18,7 @@ from fakescope.arguments import (
     positive_ints,
     positive_number,
 )
-from fakescope.benchmarks import soak
+from fakescope.benchmarks import analyze_jobs, first_request, soak
 from fakescope.cli import build_parser, main
 
 
@@ -99,19 +99,23 @@ def test_fakescope_exits_2_naming_the_option_when_a_value_is_out_of_range(
 
 
 @pytest.mark.parametrize(
-    ("argv", "error"),
+    ("command", "argv", "error"),
     [
-        (["--users", "0"], "argument --users: must be >= 1, got 0"),
-        (["--sample-seconds", "0"], "argument --sample-seconds: must be > 0, got 0"),
-        (["--limit", "nan"], "argument --limit: expected a finite number"),
-        (["--minutes", "0"], "argument --minutes: must be >= 1, got 0"),
+        (soak.main, ["--users", "0"], "argument --users: must be >= 1, got 0"),
+        (soak.main, ["--sample-seconds", "0"], "argument --sample-seconds: must be > 0, got 0"),
+        (soak.main, ["--limit", "nan"], "argument --limit: expected a finite number"),
+        (soak.main, ["--minutes", "0"], "argument --minutes: must be >= 1, got 0"),
+        (analyze_jobs.main, ["--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
+        (analyze_jobs.main, ["--output", "table.md"], "--output must name the .json result"),
+        (first_request.main, ["--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
+        (first_request.main, ["--output", "table.md"], "--output must name the .json result"),
     ],
 )
-def test_soak_exits_2_naming_the_option_when_a_value_is_out_of_range(
-    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+def test_measuring_commands_exit_2_naming_the_option_when_a_value_is_out_of_range(
+    command, argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
-        soak.main(argv)
+        command(argv)
     assert exited.value.code == 2
     assert f"error: {error}" in capsys.readouterr().err
 

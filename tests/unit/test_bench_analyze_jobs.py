@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from fakescope.benchmarks.analyze_jobs import main, render_markdown
+from fakescope.benchmarks.analyze_jobs import render_markdown
 from tests.support.bench_summaries import TWO_CORE_MACHINE
 
 
@@ -49,19 +47,3 @@ def test_analyze_jobs_table_gives_each_job_count_against_one_job_when_rendered()
     assert "| 1 s clips (2) | 1 | 3.00 | 80 | 1.00x | 0.300 / 0.600 | 1 of 14 | 1 of 14 |" in table
     assert "- DFDC samples: a.mp4, b.mp4" in table
     assert "- 1 s clips: clip.mp4 ×2" in table
-
-
-@pytest.mark.parametrize(
-    ("argv", "error"),
-    [
-        (["--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
-        (["--output", "table.md"], "--output must name the .json result file"),
-    ],
-)
-def test_analyze_jobs_main_exits_2_when_arguments_are_invalid(
-    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    assert f"error: {error}" in capsys.readouterr().err

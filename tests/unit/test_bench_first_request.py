@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fakescope import contract
-from fakescope.benchmarks.first_request import STEPS, main, render_markdown, without_warmup
+from fakescope.benchmarks.first_request import STEPS, render_markdown, without_warmup
 from fakescope.serving.model_config import read_model_config
 from tests.support.bench_summaries import TWO_CORE_MACHINE
 from tests.support.servers import REPOSITORY
@@ -66,19 +66,3 @@ def test_first_request_table_gives_each_video_after_a_start_when_rendered() -> N
     assert "| numpy huge pages | 3 | 0.300 / 0.600 |" in table
     assert "| numpy huge pages | 1 | 1.100 | 1.100 | 1.100 | 1.100 | 1.23 |" in table
     assert "| numpy huge pages | 3 | 0.300 | 0.300 | 0.300 | 0.300 | 1.23 |" in table
-
-
-@pytest.mark.parametrize(
-    ("argv", "error"),
-    [
-        (["--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
-        (["--output", "table.md"], "--output must name the .json result file"),
-    ],
-)
-def test_first_request_main_exits_2_when_arguments_are_invalid(
-    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    assert f"error: {error}" in capsys.readouterr().err
