@@ -101,6 +101,11 @@ GRPC_MAX_MESSAGE_BYTES: Final = 2**31 - 1
 LIVENESS_PROBE_TIMEOUT_S: Final = 5.0
 #: Seconds one call to the server may take (the CLI's ``--timeout``, the web service's).
 CALL_TIMEOUT_S: Final = 60.0
+#: Seconds a frames region is offered for unregistering again while Triton still counts it in
+#: use (it releases a request's regions just after the response: DetectorClient._unregister_region).
+REGION_RELEASE_WAIT_S: Final = 1.0
+#: Triton's refusal to unregister a region a request still holds.
+_REGION_IN_USE: Final = re.compile(r"Cannot unregister shared memory region .* in use")
 #: Retries of an UNAVAILABLE (overloaded) answer, and the backoff before the first one.
 DEFAULT_RETRIES: Final = 3
 BACKOFF_BASE_S: Final = 0.25
@@ -682,8 +687,38 @@ class DetectorClient:
         self._client.register_system_shared_memory(name, key, byte_size, **self._call_limits())
 
     def _unregister_region(self, name: str) -> None:
-        """Unregister a frames region, within ``timeout_s``."""
-        self._client.unregister_system_shared_memory(name, **self._call_limits())
+        """Unregister a frames region, within ``timeout_s``.
+
+        Triton (2.50 on, triton-inference-server/server#7567) refuses to unregister a region
+        that a request still holds, and releases it only after the response has left: a
+        region unregistered as soon as its call returned can be refused for a moment. Refused
+        like that, the server would keep its registration, and its mapping of the removed
+        file, until it restarts; so the refusal is tried again for up to
+        :data:`REGION_RELEASE_WAIT_S`, and a region still held then is named in a warning.
+
+        Raises:
+            InferenceServerException: the server refused for another reason, or still held
+                the region after the wait.
+
+        """
+        deadline = time.monotonic() + REGION_RELEASE_WAIT_S
+        while True:
+            try:
+                self._client.unregister_system_shared_memory(name, **self._call_limits())
+                return
+            except InferenceServerException as exc:
+                if not _REGION_IN_USE.search(str(exc)):
+                    raise
+                if time.monotonic() >= deadline:
+                    logger.warning(
+                        "%s still holds frames region %s after %.1f s; it stays registered "
+                        "there until the server restarts",
+                        self.url,
+                        name,
+                        REGION_RELEASE_WAIT_S,
+                    )
+                    raise
+            time.sleep(0.01)
 
     def _input(self, name: str, array: NDArray[np.uint8], datatype: str) -> Any:
         tensor = self._mod.InferInput(name, list(array.shape), datatype)

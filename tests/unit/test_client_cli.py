@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -40,6 +41,8 @@ from tests.support.media import make_face_video, make_no_face_video
 
 CLOSED_PORT_URL = "127.0.0.1:1"  # nothing listens on port 1: connection refused
 BUSY_MESSAGE = "Exceeds maximum queue size"
+#: KServe's system shared memory calls over HTTP: /v2/systemsharedmemory/region/NAME/ACTION
+_REGION_PATH = r"/v2/systemsharedmemory/region/([^/]+)/(register|unregister)"
 SERVER_ERROR_MESSAGE = "in ensemble 'deepfake_detector', unexpected shape for input 'FRAMES'"
 
 
@@ -56,12 +59,24 @@ class FakeState:
     busy_answers: int = 0  # the next N inferences are refused as overloaded (queue full)
     config_missing: bool = False
     limitations: str | None = None  # the classifier config's "limitations" parameter
+    in_use_answers: int = 0  # the next N unregisterings are refused: a request holds the region
     infer_calls: list[dict[str, Any]] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)  # frames regions, in order
+    unregister_calls: list[str] = field(default_factory=list)
     config_calls: int = 0
     delay_by_width: dict[int, float] = field(default_factory=dict)  # frame width -> delay_s
     most_in_flight: int = 0  # the most inference requests it held at once
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def unregister(self, name: str) -> str | None:
+        """Record an unregistering of ``name``; return Triton's refusal while it is "in use"."""
+        self.unregister_calls.append(name)
+        if self.in_use_answers > 0:
+            self.in_use_answers -= 1
+            return f"Cannot unregister shared memory region '{name}', it is currently in use"
+        self.registered.remove(name)
+        return None
 
     def hold(self, width: int) -> None:
         """Hold a request for frames ``width`` pixels wide for its delay, counting it."""
@@ -128,6 +143,21 @@ class _HttpHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        region = re.fullmatch(
+            r"/v2/systemsharedmemory/region/([^/]+)/(register|unregister)", self.path
+        )
+        if region is not None:
+            name, action = region.groups()
+            if action == "register":
+                self.state.registered.append(name)
+                self._send_json(200, {})
+                return
+            refused = self.state.unregister(name)
+            if refused:
+                self._send_json(400, {"error": refused})
+            else:
+                self._send_json(200, {})
+            return
         header_len = int(self.headers.get("Inference-Header-Content-Length", len(body)))
         request = json.loads(body[:header_len])
         inputs = {i["name"]: i for i in request["inputs"]}
@@ -177,6 +207,16 @@ class _GrpcServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         if self.state.limitations is not None:
             config.parameters["limitations"].string_value = self.state.limitations
         return service_pb2.ModelConfigResponse(config=config)
+
+    def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:  # noqa: N802
+        self.state.registered.append(request.name)
+        return service_pb2.SystemSharedMemoryRegisterResponse()
+
+    def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:  # noqa: N802
+        refused = self.state.unregister(request.name)
+        if refused:
+            context.abort(grpc.StatusCode.INTERNAL, refused)
+        return service_pb2.SystemSharedMemoryUnregisterResponse()
 
     def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         names = [i.name for i in request.inputs]
@@ -779,3 +819,27 @@ def test_detector_client_uses_default_urls_when_none_is_given() -> None:
     assert DetectorClient(protocol="grpc").url == "127.0.0.1:8001"
     assert DetectorClient(protocol="http").url == "127.0.0.1:8000"
     assert DetectorClient("http://host:9000", "http").url == "host:9000"
+
+
+def test_detector_client_unregisters_its_region_when_the_server_still_holds_it_a_moment(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Triton releases a request's regions just after its response: refused twice, then not
+    server.state.in_use_answers = 2
+    with DetectorClient(server.url, server.protocol, shared_memory=True) as client:  # type: ignore[arg-type]
+        client.infer(np.zeros((2, 16, 16, 3), np.uint8))
+        (region,) = server.state.registered
+    assert server.state.unregister_calls == [region] * 3
+    assert server.state.registered == []
+    assert "still holds" not in caplog.text
+
+
+def test_detector_client_names_the_region_when_the_server_holds_it_past_the_wait(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.state.in_use_answers = 10**9
+    with DetectorClient(server.url, server.protocol, shared_memory=True) as client:  # type: ignore[arg-type]
+        client.infer(np.zeros((2, 16, 16, 3), np.uint8))
+        (region,) = server.state.registered
+    assert len(server.state.unregister_calls) > 1  # offered again, then given up
+    assert f"still holds frames region {region}" in caplog.text
