@@ -12,6 +12,8 @@ logger = logging.getLogger(__name__)
 
 #: The labelled real DFDC videos beside the checkout, where the environment provides them.
 DFDC_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_sample"
+#: The DFDC face crops beside the checkout (training and validation), where provided.
+DFDC_FACES = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces"
 
 
 def synthetic_videos(bench_dir: Path) -> list[Path]:

@@ -65,6 +65,7 @@ from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
 from fakescope import contract
+from fakescope.benchmarks.arguments import DFDC_FACES
 from fakescope.benchmarks.machine import cpu_facts, describe_cpu
 from fakescope.benchmarks.result_files import write_result
 from fakescope.export.quantize import (
@@ -95,7 +96,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "classifier_int8.json"
-DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces"
+DEFAULT_DATA = DFDC_FACES
 INTRA_OP_THREADS = 2
 TIMED_BATCHES = (16, 32)
 WARMUP_ROUNDS = 3

@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fakescope import contract
-from fakescope.benchmarks.arguments import default_videos, parse_run_arguments
+from fakescope.benchmarks.arguments import DFDC_FACES, default_videos, parse_run_arguments
 from fakescope.benchmarks.detector_keyframes import faces_found
 from fakescope.benchmarks.result_files import write_result
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
@@ -58,7 +58,7 @@ from fakescope.serving.model_config import detector_params, served_version_dir
 logger = logging.getLogger(__name__)
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "detector_thresholds.json"
-DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces"
+DEFAULT_DATA = DFDC_FACES
 #: P-Net thresholds compared with the served one.
 CANDIDATES = (0.7, 0.8)
 #: Box sides (pixels at detection scale) of the pasted faces.

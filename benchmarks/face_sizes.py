@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fakescope import contract
+from fakescope.benchmarks.arguments import DFDC_FACES
 from fakescope.benchmarks.result_files import write_result
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.pipeline.metadata import read_classifier_spec
@@ -40,7 +41,7 @@ from fakescope.pipeline.mtcnn import pyramid_scales
 from fakescope.serving.model_config import detector_params, served_version_dir
 
 RESULT = PROJECT_ROOT / "benchmarks" / "results" / "face_sizes.json"
-METADATA = PROJECT_ROOT.parent / "shared" / "data" / "dfdc_faces" / "metadata.csv"
+METADATA = DFDC_FACES / "metadata.csv"
 #: Minimum faces (pixels at detection scale) compared with the served one.
 CANDIDATES = (40, 48, 56, 64, 80)
 PERCENTILES = (1, 5, 10, 25, 50)

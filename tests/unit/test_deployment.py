@@ -132,3 +132,32 @@ def test_web_image_compose_and_chart_use_contract_port_and_health_path_when_pars
     assert yaml.safe_load((chart / "values.yaml").read_text())["web"]["port"] == port
     probes = (chart / "templates" / "web-deployment.yaml").read_text()
     assert probes.count(f"httpGet: {{path: {health}, port: http}}") == 2  # readiness, liveness
+
+
+def test_triton_image_tag_names_the_ngc_release_it_is_built_from_when_parsed():
+    base = re.search(
+        r"^FROM nvcr\.io/nvidia/tritonserver:(\S+)-py3$",
+        (ROOT / "docker" / "triton-gpu.Dockerfile").read_text(),
+        re.M,
+    )
+    assert base is not None
+    tag = f"{base.group(1)}-gpu"  # one NGC release, named the same in the three places
+    assert _triton_service()["image"] == f"fakescope-triton:{tag}"
+    values = yaml.safe_load((ROOT / "deploy" / "helm" / "fakescope" / "values.yaml").read_text())
+    assert values["triton"]["image"]["tag"] == tag
+
+
+def test_capacity_model_assumes_the_charts_worker_settings_when_parsed():
+    from fakescope.benchmarks.capacity.assumptions import Assumptions
+    from fakescope.benchmarks.capacity.hpa import HpaBehavior
+
+    worker = yaml.safe_load((ROOT / "deploy" / "helm" / "fakescope" / "values.yaml").read_text())[
+        "worker"
+    ]
+    assumed = Assumptions()
+    # the replica the model scales is a worker pod: its analysis threads are the slots
+    assert worker["threads"] == assumed.slots_per_replica
+    assert worker["keda"]["minReplicaCount"] == assumed.hpa_min_replicas
+    behaviour = HpaBehavior(target=assumed.hpa_target_jobs_per_replica)
+    assert worker["keda"]["pollingInterval"] == behaviour.sync_period_s
+    assert worker["keda"]["cooldownPeriod"] == behaviour.scale_down_window_s
