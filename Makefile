@@ -35,7 +35,7 @@ $(VENV)/.serve-deps: pyproject.toml constraints.txt
 # facenet-pytorch goes in with --no-deps: its metadata pins torch<2.3, it runs fine on 2.14.
 $(VENV)/.dev-deps: $(VENV)/.serve-deps
 	$(PIP_INSTALL) -e '.[server,train,bench,dev,web]'
-	$(PIP_INSTALL) --no-deps facenet-pytorch==2.6.0
+	$(PIP_INSTALL) --no-deps facenet-pytorch  # the version: constraints.txt
 	touch $@
 
 $(VENV)/.web-deps: $(VENV)/.serve-deps

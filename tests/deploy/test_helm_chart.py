@@ -420,6 +420,9 @@ def test_web_pods_run_real_cli_and_settings_when_rendered(rendered: dict[str, Re
         assert (
             env["FAKESCOPE_WEB_TRITON_URL"] == f"{triton['metadata']['name']}:{contract.GRPC_PORT}"
         )
+        # uploads go where the shared volume is mounted
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert env["FAKESCOPE_WEB_DATA_DIR"] == mounts["data"]
 
 
 def test_web_front_end_runs_no_workers_when_workers_are_pods(rendered: dict[str, Rendered]):

@@ -84,7 +84,7 @@ job is analysed the same way whichever process claims it.
       name: {{ .Values.database.existingSecret }}
       key: {{ .Values.database.urlKey }}
 - name: FAKESCOPE_WEB_DATA_DIR
-  value: /var/lib/fakescope/web
+  value: {{ include "fakescope.web.dataDir" . }}
 - name: FAKESCOPE_WEB_TRITON_URL
   value: {{ include "fakescope.tritonUrl" . | quote }}
 - name: FAKESCOPE_WEB_TRITON_PROTOCOL
@@ -109,6 +109,11 @@ job is analysed the same way whichever process claims it.
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* Where the web and worker pods keep uploads: the volume's mount and FAKESCOPE_WEB_DATA_DIR. */}}
+{{- define "fakescope.web.dataDir" -}}
+/var/lib/fakescope/web
 {{- end -}}
 
 {{/* The uploads volume of the web and worker pods. */}}
