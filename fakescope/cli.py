@@ -193,7 +193,7 @@ def run_export(args: argparse.Namespace) -> int:
         except (ValueError, VideoReadError) as exc:  # bad checkpoint, framing video or framing
             print(f"fakescope: error: {exc}", file=sys.stderr)
             return 2
-        except StorageError as exc:
+        except (StorageError, OSError) as exc:  # S3, or a local folder that cannot be written
             print(f"fakescope: error: {exc}", file=sys.stderr)
             return EXIT_STORAGE
         print(

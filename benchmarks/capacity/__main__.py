@@ -188,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.render_only:
             if not args.output.is_file():
                 raise InputError(f"{args.output} is missing: run without --render-only first")
-            doc = json.loads(args.output.read_text())
+            try:
+                doc = json.loads(args.output.read_text())
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{args.output} is not a capacity result: {exc}") from None
         else:
             measured = load_measurements(args.bench_summary, args.service_times)
             sources = [args.bench_summary, args.service_times]

@@ -199,6 +199,18 @@ def test_capacity_command_line_names_only_the_options_not_at_default_when_files_
     assert capacity_cli.command_line(args) == expected
 
 
+def test_capacity_cli_exits_2_naming_the_file_when_render_only_reads_a_broken_result(
+    tmp_path: Path, capsys
+):
+    broken = tmp_path / "capacity.json"
+    broken.write_text('{"uploads": [1, 2')  # cut short
+    page = tmp_path / "capacity.md"
+    code = capacity_cli.main(["--render-only", "--output", str(broken), "--page", str(page)])
+    assert code == 2
+    assert "capacity.json is not a capacity result" in capsys.readouterr().err
+    assert not page.exists()
+
+
 def test_capacity_cli_exits_2_when_an_input_file_is_missing(tmp_path: Path, capsys):
     code = capacity_cli.main(["--bench-summary", str(tmp_path / "none.json")])
     assert code == 2
