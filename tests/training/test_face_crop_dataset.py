@@ -8,6 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
+from fakescope.extras import TRAINING_INSTALL_HINT
 from fakescope.training.dataset import DatasetError, assign_splits
 from fakescope.training.face_crops import load_face_crop_set, read_face_crops
 from tests.support.face_crop_sets import add_member, face_crop, jpeg, rows_for, write_set
@@ -182,8 +183,6 @@ def test_fakescope_train_prints_one_install_line_when_training_extra_is_missing(
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines == [
-        "fakescope: error: `fakescope train` needs module 'clearml': install the training "
-        "dependencies with `make train-deps` (or `pip install -e '.[train]'` and "
-        "`pip install --no-deps facenet-pytorch==2.6.0`)"
+        f"fakescope: error: `fakescope train` needs module 'clearml': {TRAINING_INSTALL_HINT}"
     ]
     assert snapshot(tmp_path) == before
