@@ -242,6 +242,11 @@ class JobRunner:
                     self._running.add(job.id)
                 try:
                     self._run(job, client)
+                except Exception:  # a database or webhook error must not end this thread
+                    logger.exception(
+                        "job %s: could not be settled; it is tried again once its lease expires",
+                        job.id,
+                    )
                 finally:
                     with self._lock:
                         self._running.discard(job.id)
@@ -316,7 +321,6 @@ class JobRunner:
                 "find the details in the service log",
             )
             return
-        kept = self._dispose_video(job)
         if not jobstore.complete_job(
             self.engine,
             job.id,
@@ -324,10 +328,10 @@ class JobRunner:
             verdict=verdict,
             timestamps=stamps,
             thumbnails=thumbs,
-            video_path=kept,
         ):
             logger.warning("job %s was taken back from this worker; result dropped", job.id)
             return
+        self._dispose_video(job)
         if self.metrics is not None:
             self.metrics.analyses.labels("done").inc()
             self.metrics.analysis_seconds.observe(seconds)
@@ -356,25 +360,29 @@ class JobRunner:
         )
 
     def _finish_failed(self, job: jobstore.Job, code: str, message: str) -> None:
-        kept = self._dispose_video(job)
-        if jobstore.fail_job(
-            self.engine, job.id, self.worker_id, code=code, message=message, video_path=kept
-        ):
+        if jobstore.fail_job(self.engine, job.id, self.worker_id, code=code, message=message):
+            self._dispose_video(job)
             logger.warning("job %s failed (%s): %s", job.id, code, message)
             if self.metrics is not None:
                 self.metrics.analyses.labels(code).inc()
             self._webhook(job.id)
 
-    def _dispose_video(self, job: jobstore.Job) -> str | None:
-        """Delete the video unless kept; return the reference still stored (or ``None``)."""
+    def _dispose_video(self, job: jobstore.Job) -> None:
+        """Delete the video of a settled job unless kept, then forget its path.
+
+        Only after the outcome is stored: a job whose settling failed (or whose process died
+        before it) is analysed again from the video still there. A video whose deletion
+        failed stays stored, and said so (``video_stored`` stays true); the retention sweep
+        deletes it later.
+        """
         if job.keep_video or not job.video_path:
-            return job.video_path
+            return
         try:
             self.store.delete(job.video_path)
-        except StorageError as exc:  # left stored, and said so (video_stored stays true)
+        except (StorageError, OSError) as exc:
             logger.error("job %s: the video could not be deleted: %s", job.id, exc)
-            return job.video_path
-        return None
+            return
+        jobstore.clear_video_path(self.engine, job.id)
 
     def _webhook(self, job_id: str) -> None:
         job = jobstore.get_job(self.engine, job_id)

@@ -259,7 +259,6 @@ def complete_job(
     verdict: dict[str, Any],
     timestamps: list[float],
     thumbnails: Sequence[FaceThumbnail],
-    video_path: str | None,
 ) -> bool:
     """Store the verdict and thumbnails; ``False`` if the job is no longer this worker's."""
     at = db.now()
@@ -278,7 +277,6 @@ def complete_job(
                 fake_probability=verdict["fake_probability"],
                 result_json=json.dumps(verdict, allow_nan=False),
                 timestamps_json=json.dumps([round(t, 4) for t in timestamps]),
-                video_path=video_path,
             )
         )
         if result.rowcount != 1:
@@ -326,7 +324,6 @@ def fail_job(
     *,
     code: str,
     message: str,
-    video_path: str | None,
 ) -> bool:
     """Mark the job failed with a stable ``code`` and a human ``message``."""
     at = db.now()
@@ -342,7 +339,6 @@ def fail_job(
                 lease_until=None,
                 error_code=code,
                 error_message=message,
-                video_path=video_path,
             )
         )
     return result.rowcount == 1

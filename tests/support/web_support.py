@@ -105,13 +105,18 @@ def wait_for_job(
     timeout_s: float = 90,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Poll the job until it is done or failed; return its JSON."""
+    """Poll the job until it is done or failed and settled; return its JSON.
+
+    Settled: a video the user did not ask to keep is deleted just after the outcome is stored
+    (never before, so that a job whose outcome could not be stored is analysed again).
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         response = client.get(f"/api/v1/jobs/{job_id}", headers=headers or {})
         response.raise_for_status()
         job = response.json()
-        if job["status"] in ("done", "failed"):
+        settled = job["keep_video"] or not job["video_stored"]
+        if job["status"] in ("done", "failed") and settled:
             return job
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s} s")

@@ -167,7 +167,6 @@ def offline(
             verdict=verdict,
             timestamps=[0.0],
             thumbnails=[thumb],
-            video_path=None,
         )
         ids.append(job_id)
     engine.dispose()

@@ -18,6 +18,7 @@ from fakescope.web.settings import Settings, SettingsError
 from fakescope.web.uploads import looks_like_video
 from fakescope.web.webhooks import WebhookURLError, check_webhook_url
 from tests.support.media import make_face_video
+from tests.support.servers import wait_until
 
 
 def _verdict(label: str, p: float | None, trained: bool = True) -> dict:
@@ -241,11 +242,67 @@ def test_retention_sweep_deletes_kept_video_when_older_than_retention(tmp_path):
         keep_video=True,
         webhook_url=None,
     )
-    jobstore.fail_job(engine, job.id, None, code="x", message="x", video_path=str(video))
+    jobstore.fail_job(engine, job.id, None, code="x", message="x")
     time.sleep(0.05)
     assert JobRunner(engine, settings).sweep_retention() == 1
     assert not video.exists()
     assert jobstore.get_job(engine, job.id).video_path is None
+    engine.dispose()
+
+
+def test_job_runner_keeps_the_video_and_its_worker_when_settling_a_job_fails(tmp_path):
+    """A failed write of the outcome leaves the upload for the next attempt, and the thread."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'j.db'}",
+        data_dir=tmp_path,
+        workers=1,
+        lease_s=1.5,
+        poll_interval_s=0.1,
+        triton_url="127.0.0.1:1",  # never called: the video is unreadable
+    )
+    engine = db.open_database(settings.database_url)
+    video = tmp_path / "upload.mp4"
+    video.write_bytes(b"no container at all")
+    job = jobstore.create_job(
+        engine,
+        job_id="e" * 32,
+        owner="visitor:v",
+        subject="visitor:v",
+        key_id=None,
+        filename="upload.mp4",
+        size_bytes=video.stat().st_size,
+        video_path=str(video),
+        keep_video=False,
+        webhook_url=None,
+    )
+    # The database refuses the outcome, as a locked or failing one would.
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_outcome BEFORE UPDATE OF status ON jobs "
+                "WHEN NEW.status = 'failed' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+            )
+        )
+    runner = JobRunner(engine, settings)
+    runner.start()
+    try:
+        assert wait_until(lambda: jobstore.get_job(engine, job.id).attempts >= 2, timeout_s=30)
+        assert video.exists()
+        assert [t.name for t in runner._threads if t.is_alive()] == [
+            "fakescope-job-0",
+            "fakescope-heartbeat",
+        ]
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse_outcome"))
+        assert wait_until(
+            lambda: jobstore.get_job(engine, job.id).status == jobstore.FAILED, timeout_s=30
+        )
+    finally:
+        runner.stop()
+    settled = jobstore.get_job(engine, job.id)
+    assert settled.error_code == "unreadable_video"
+    assert settled.video_path is None
+    assert not video.exists()
     engine.dispose()
 
 
