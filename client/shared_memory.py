@@ -67,7 +67,10 @@ class _Region:
         self._lent: weakref.ref[NDArray[np.uint8]] | None = None
         fd = os.open(SHM_DIR / self.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
-            os.ftruncate(fd, size)
+            # Pages taken now: a region only sized (ftruncate) on a full /dev/shm is made, and
+            # the decoder's first write into it kills the process (SIGBUS). This way it is
+            # refused here (ENOSPC), and the frames go in the request.
+            os.posix_fallocate(fd, 0, size)
             self._mapping: mmap.mmap | None = mmap.mmap(fd, size)
         except BaseException:
             os.unlink(SHM_DIR / self.name)

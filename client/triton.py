@@ -433,10 +433,11 @@ class DetectorClient:
             self.protocol,
             priority,
         )
+        result = None  # None: not sent yet (shared memory off, or turned off by this call)
         if self._shared_memory:
             with self._lock:
                 result = self._infer_through_shared_memory(frames, priority, deadline)
-        if not self._shared_memory:
+        if result is None:
             result = self._retrying(
                 lambda: self._infer_once(frames, priority, deadline, use_shm=False),
                 deadline.retry_until(),

@@ -30,6 +30,7 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from fakescope import contract
 from fakescope.allocator import huge_page_advice
 from fakescope.client import cli
+from fakescope.client.analyze import decode_video, verdict_for
 from fakescope.client.triton import (
     DEFAULT_RETRIES,
     DetectorClient,
@@ -44,6 +45,8 @@ BUSY_MESSAGE = "Exceeds maximum queue size"
 #: KServe's system shared memory calls over HTTP: /v2/systemsharedmemory/region/NAME/ACTION
 _REGION_PATH = r"/v2/systemsharedmemory/region/([^/]+)/(register|unregister)"
 SERVER_ERROR_MESSAGE = "in ensemble 'deepfake_detector', unexpected shape for input 'FRAMES'"
+#: Triton's answer when it cannot map a client's region (it runs on another host).
+REGION_REFUSED = "Unable to open shared memory region: '{}'"
 
 
 # --- fake servers ----------------------------------------------------------------------------
@@ -60,6 +63,7 @@ class FakeState:
     config_missing: bool = False
     limitations: str | None = None  # the classifier config's "limitations" parameter
     in_use_answers: int = 0  # the next N unregisterings are refused: a request holds the region
+    refuse_regions: bool = False  # registering a region fails, as on another host's server
     infer_calls: list[dict[str, Any]] = field(default_factory=list)
     registered: list[str] = field(default_factory=list)  # frames regions, in order
     unregister_calls: list[str] = field(default_factory=list)
@@ -149,6 +153,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if region is not None:
             name, action = region.groups()
             if action == "register":
+                if self.state.refuse_regions:
+                    self._send_json(400, {"error": REGION_REFUSED.format(name)})
+                    return
                 self.state.registered.append(name)
                 self._send_json(200, {})
                 return
@@ -209,6 +216,8 @@ class _GrpcServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ModelConfigResponse(config=config)
 
     def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:  # noqa: N802
+        if self.state.refuse_regions:
+            context.abort(grpc.StatusCode.INTERNAL, REGION_REFUSED.format(request.name))
         self.state.registered.append(request.name)
         return service_pb2.SystemSharedMemoryRegisterResponse()
 
@@ -819,6 +828,18 @@ def test_detector_client_uses_default_urls_when_none_is_given() -> None:
     assert DetectorClient(protocol="grpc").url == "127.0.0.1:8001"
     assert DetectorClient(protocol="http").url == "127.0.0.1:8000"
     assert DetectorClient("http://host:9000", "http").url == "host:9000"
+
+
+def test_detector_client_sends_each_video_once_when_the_server_refuses_its_shared_memory(
+    server: FakeServer, face_video: Path
+) -> None:
+    server.state.refuse_regions = True
+    with DetectorClient(server.url, server.protocol, shared_memory=True) as client:  # type: ignore[arg-type]
+        for sent in (1, 2):
+            decoded = decode_video(str(face_video), 4, allocate=client.frames_buffer)
+            assert verdict_for(face_video.name, decoded, client).label == "FAKE"
+            assert len(server.state.infer_calls) == sent
+    assert server.state.registered == []
 
 
 def test_detector_client_unregisters_its_region_when_the_server_still_holds_it_a_moment(

@@ -146,3 +146,44 @@ def test_frame_regions_are_made_by_two_native_threads_at_once_when_gevent_patche
         timeout=300,
     )
     assert result.stdout.strip() == "done", result.stderr[-3000:]
+
+
+#: Lends a region for more frames than the /dev/shm given in argv[1] holds, and writes them.
+_LEND_ON_A_FULL_SHM = """
+import pathlib, sys
+import fakescope.client.shared_memory as shared_memory
+shared_memory.SHM_DIR = pathlib.Path(sys.argv[1])
+
+def no_server(*args):
+    raise AssertionError(args)
+
+regions = shared_memory.FrameRegions(no_server, no_server)
+frames = regions.lend((16, 360, 640, 3))  # 11 MB
+if frames is not None:
+    frames[:] = 1  # where the decoder writes its frames
+print("lent" if frames is not None else "process memory", flush=True)
+"""
+
+
+@pytest.fixture
+def small_shm(tmp_path) -> Iterator[str]:
+    """A 4 MB tmpfs, as a container's /dev/shm that is nearly full (needs mount rights)."""
+    folder = tmp_path / "shm"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield str(folder)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_frame_regions_lend_nothing_when_dev_shm_has_no_room_for_the_frames(small_shm) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LEND_ON_A_FULL_SHM, small_shm], capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "process memory"), done.stderr
+    assert os.listdir(small_shm) == []  # the refused region is not left behind
