@@ -24,6 +24,7 @@ __all__ = [
     "SampledFrames",
     "VideoReadError",
     "even_frame_indices",
+    "ffmpeg_file_name",
     "fit_size",
     "frames_array",
     "new_frames",
@@ -49,6 +50,15 @@ ReadErrorReason = Literal[
 #: :func:`new_frames`, or a client's memory that is sent without a copy
 #: (:meth:`fakescope.client.triton.DetectorClient.frames_buffer`).
 FrameAllocator = Callable[[tuple[int, int, int, int]], NDArray[np.uint8]]
+
+
+def ffmpeg_file_name(path: str | os.PathLike[str]) -> str:
+    """Return the name to open local file ``path`` by in FFmpeg (PyAV or OpenCV): absolute.
+
+    FFmpeg reads what precedes a colon as a protocol (``12:30.mp4`` as protocol ``12``); an
+    absolute path starts with ``/``, which no protocol name holds.
+    """
+    return os.path.abspath(os.fspath(path))
 
 
 def new_frames(shape: tuple[int, int, int, int]) -> NDArray[np.uint8]:

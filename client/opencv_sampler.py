@@ -60,6 +60,7 @@ from fakescope.client.frames import (
     SampledFrames,
     VideoReadError,
     even_frame_indices,
+    ffmpeg_file_name,
     fit_size,
     frames_array,
     new_frames,
@@ -188,7 +189,7 @@ def _quiet_opencv() -> Iterator[None]:
 def _capture(path: str | os.PathLike[str]) -> Iterator[cv2.VideoCapture]:
     """Open ``path`` with the FFmpeg backend, rotation applied; release on exit."""
     with _quiet_opencv():
-        cap = cv2.VideoCapture(os.fspath(path), cv2.CAP_FFMPEG)
+        cap = cv2.VideoCapture(ffmpeg_file_name(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
             raise VideoReadError(path, "not_video", NOT_A_VIDEO)

@@ -57,6 +57,7 @@ from numpy.typing import NDArray
 from fakescope.client.frames import (
     FrameAllocator,
     SampledFrames,
+    ffmpeg_file_name,
     fit_size,
     frames_array,
     new_frames,
@@ -429,7 +430,7 @@ def _open(
     import av
 
     options = {} if probe_decodes else dict(PROBE_OPTIONS)
-    container = av.open(os.fspath(path), metadata_errors="ignore", options=options)
+    container = av.open(ffmpeg_file_name(path), metadata_errors="ignore", options=options)
     if container.streams.video:
         container.streams.video[0].thread_type = thread_type
     return container

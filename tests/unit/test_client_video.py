@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -390,6 +391,23 @@ def test_sample_frames_decodes_into_the_callers_array_when_given_an_allocator(
         plain = sample_with_opencv(h264_video, 4, None, facts)
     assert len(given) == 1
     assert np.shares_memory(sampled.frames, given[0])
+    np.testing.assert_array_equal(sampled.frames, plain.frames)
+
+
+@pytest.mark.parametrize("sampler", ["pyav", "opencv"])
+def test_sample_frames_reads_a_relative_name_with_a_colon_when_ffmpeg_could_take_it_for_a_url(
+    h264_video: Path, sampler: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(h264_video, tmp_path / "12:30.mp4")  # FFmpeg alone reads protocol "12"
+    monkeypatch.chdir(tmp_path)
+    if sampler == "pyav":
+        picks = lambda total: even_frame_indices(total, 4)  # noqa: E731
+        sampled = sample_with_pyav("12:30.mp4", picks, None)
+        plain = sample_with_pyav(h264_video, picks, None)
+        assert sampled is not None and plain is not None
+    else:
+        sampled = sample_with_opencv("12:30.mp4", 4, None, inspect_container("12:30.mp4"))
+        plain = sample_with_opencv(h264_video, 4, None, inspect_container(h264_video))
     np.testing.assert_array_equal(sampled.frames, plain.frames)
 
 
