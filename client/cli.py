@@ -43,6 +43,7 @@ unreadable input affects only itself.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -284,6 +285,8 @@ class _Outcome:
     code: int
     text: str | None = None
     error: str | None = None
+    #: the served classifier's limitations, as the client that answered read them
+    limitations: str | None = None
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -292,13 +295,17 @@ def run_analyze(args: argparse.Namespace) -> int:
     # line says it once. Effective only before the first capture in this process; an explicit
     # OPENCV_FFMPEG_LOGLEVEL in the environment wins.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    # A POSIX file name is bytes, not always UTF-8: printed escaped (as stderr does), rather
+    # than an encoding error that loses every verdict after it.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     # Every video is decoded into a new array (44 MB for 16 frames of 720p): with several
     # videos, each reuses the memory of one before it rather than mapping it afresh; the first
     # is faulted in with small pages, which spares it the kernel's wait for huge ones
     # (fakescope/allocator.py).
     set_up_memory()
     worst = EXIT_OK
-    answered = False
+    limitations: str | None = None
     show_bar = len(args.videos) > 1 and sys.stderr.isatty()
     try:
         with (
@@ -330,16 +337,13 @@ def run_analyze(args: argparse.Namespace) -> int:
                         tqdm.write(done.text, file=sys.stdout)
                         sys.stdout.flush()
                     worst = max(worst, done.code)
-                    answered = answered or done.code == EXIT_OK
+                    limitations = limitations or done.limitations
                     bar.update(1)
             finally:  # on an interrupt, start no further video
                 pool.shutdown(cancel_futures=True)
-            client = idle.get()
-            facts = client.model_facts() if answered and not args.json else None
-            idle.put(client)
-        if facts is not None and facts.limitations:
+        if limitations:
             # once per run, after the verdicts (JSON carries it in each verdict)
-            tqdm.write(f"{LIMITATIONS_PREFIX}{facts.limitations}", file=sys.stdout)
+            tqdm.write(f"{LIMITATIONS_PREFIX}{limitations}", file=sys.stdout)
     except _BadUrlError as exc:
         tqdm.write(f"{PROG}: error: --url {args.url!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -398,7 +402,11 @@ def _analyze_one(video: str, client: DetectorClient, args: argparse.Namespace) -
     if args.json:
         fields = {**verdict.to_json_dict(), JSON_FIELD: credentials.to_dict()}
         return _Outcome(EXIT_OK, text=json.dumps(fields, allow_nan=False))
-    return _Outcome(EXIT_OK, text=f"{format_verdict(verdict)}\n{format_credentials(credentials)}")
+    return _Outcome(
+        EXIT_OK,
+        text=f"{format_verdict(verdict)}\n{format_credentials(credentials)}",
+        limitations=client.model_facts().limitations,  # read for the verdict: no call
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -420,6 +422,29 @@ def test_run_analyze_exits_3_when_inputs_are_unreadable(
     ]
 
 
+def test_main_prints_every_verdict_when_a_file_name_is_not_utf8(
+    server: FakeServer, face_video: Path, tmp_path: Path
+) -> None:
+    server.state.trained = "true"  # one verdict line, without the untrained warning
+    odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"bad\xff.mp4"))  # a POSIX name
+    shutil.copy(face_video, odd)
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "fakescope.client.cli", odd, str(face_video)),
+            *("--url", server.url, "--protocol", server.protocol),
+        ],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},  # as in a UTF-8 locale
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == cli.EXIT_OK, proc.stderr
+    lines = proc.stdout.decode().splitlines()  # valid UTF-8: the odd byte is escaped
+    assert len(lines) == 4  # each video's verdict and content-credentials lines
+    assert lines[0].startswith(f"{tmp_path}/bad\\udcff.mp4")
+    assert lines[2].startswith(str(face_video))
+
+
 def test_main_prints_one_line_per_error_when_run_as_a_module(
     tmp_path: Path, text_video: Path
 ) -> None:
@@ -686,6 +711,20 @@ def test_run_analyze_states_the_model_limitations_once_after_the_verdicts_when_c
     assert [v["model_limitations"] for v in verdicts] == [
         "Trained only on synthetic faces; not evidence on real video."
     ] * 2
+
+
+def test_run_analyze_states_the_limitations_the_answering_client_read_when_another_video_failed(
+    server: FakeServer, face_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.state.limitations = "Trained on DFDC only."
+    missing = str(tmp_path / "missing.mp4")  # its client never asks the server anything
+    argv = [str(face_video), missing, "--jobs", "2", "--url", server.url]
+    assert run([*argv, "--protocol", server.protocol]) == cli.EXIT_BAD_INPUT
+    assert (
+        capsys.readouterr().out.splitlines()[-1] == cli.LIMITATIONS_PREFIX + "Trained on DFDC only."
+    )
+    # No request after the verdicts, which a server gone by then would turn into a traceback.
+    assert server.state.config_calls == 1
 
 
 def test_run_analyze_prints_one_json_object_per_video_when_json_is_set(
