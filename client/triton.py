@@ -249,15 +249,29 @@ def _normalise_url(url: str) -> tuple[str, bool]:
     return url, False
 
 
-def _check_http_url(url: str) -> None:
-    """Reject what tritonclient's HTTP client would choke on (``host:port[/base-path]``)."""
+#: gRPC's own target forms (its name resolvers), passed on as they are.
+_GRPC_TARGET_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:")
+
+
+def _check_url(url: str, protocol: Protocol) -> None:
+    """Reject a ``host:port`` whose port is no port, or that names no host.
+
+    Over HTTP also ``host:port/base-path``; gRPC's own target forms (``unix:PATH``,
+    ``dns:///host:port``) are left to gRPC. Otherwise gRPC would take port 99999 as 34463, and
+    a port that is not a number would surface as "server unreachable".
+    """
+    if protocol == "grpc" and url.startswith(_GRPC_TARGET_SCHEMES):
+        return
+    name = "HTTP" if protocol == "http" else "gRPC"
     try:
         parts = urllib.parse.urlsplit(f"http://{url}")
         parts.port  # noqa: B018 (raises ValueError for a bad port)
     except ValueError as exc:
-        raise ValueError(f"invalid HTTP url {url!r}: {exc}") from None
+        raise ValueError(f"invalid {name} url {url!r}: {exc}") from None
     if not parts.hostname:
-        raise ValueError(f"invalid HTTP url {url!r}: no host")
+        raise ValueError(f"invalid {name} url {url!r}: no host")
+    if protocol == "grpc" and parts.path:
+        raise ValueError(f"invalid gRPC url {url!r}: a gRPC address has no path")
 
 
 @dataclass(frozen=True)
@@ -323,6 +337,7 @@ class DetectorClient:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.protocol: Protocol = protocol
         self.url, ssl = _normalise_url(url or DEFAULT_URLS[protocol])
+        _check_url(self.url, protocol)
         self.model_name = model_name
         self.timeout_s = float(timeout_s)
         if retries < 0:
@@ -335,7 +350,6 @@ class DetectorClient:
         self._classifier: ClassifierInput | None = None
         self._client: Any
         if protocol == "http":
-            _check_http_url(self.url)
             import tritonclient.http as httpclient
 
             self._mod: Any = httpclient
@@ -747,6 +761,11 @@ class DetectorClient:
             # Answers no absent server gives: from a balancer whose replica failed, or from a
             # replica that never saw this client's shared memory. No liveness probe: behind a
             # balancer it may reach the failed replica and call the service unreachable.
+            return ServerError(f"{what} failed: {message}", status=status, server_message=message)
+        if status is not None and len(status) == 3 and status.startswith("4"):
+            # The server answered over HTTP that the request is wrong. No liveness probe, which
+            # a gateway that serves no health check fails, calling that answer "unreachable"
+            # (5xx still asks: a server that is stopping may answer so, and be back).
             return ServerError(f"{what} failed: {message}", status=status, server_message=message)
         timed_out = isinstance(exc, TimeoutError) or status == "StatusCode.DEADLINE_EXCEEDED"
         if timed_out:

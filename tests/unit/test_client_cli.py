@@ -66,6 +66,7 @@ class FakeState:
     limitations: str | None = None  # the classifier config's "limitations" parameter
     in_use_answers: int = 0  # the next N unregisterings are refused: a request holds the region
     refuse_regions: bool = False  # registering a region fails, as on another host's server
+    health_check: bool = True  # False: /v2/health/live is not served (a gateway's choice)
     infer_calls: list[dict[str, Any]] = field(default_factory=list)
     registered: list[str] = field(default_factory=list)  # frames regions, in order
     unregister_calls: list[str] = field(default_factory=list)
@@ -133,7 +134,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if self.path == "/v2/health/live":
+        if self.path == "/v2/health/live" and self.state.health_check:
             self._send_json(200, {})
         elif self.path == f"/v2/models/{contract.CLASSIFIER_MODEL}/config":
             self.state.config_calls += 1
@@ -390,11 +391,27 @@ def test_analyze_parser_exits_2_when_arguments_are_invalid(
     assert f"error: {error}" in capsys.readouterr().err
 
 
-def test_run_analyze_exits_2_when_http_url_is_malformed(
-    face_video: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("protocol", "url"),
+    [
+        ("http", "host:port"),
+        ("grpc", "host:port"),
+        ("grpc", "localhost:99999"),
+        ("grpc", "localhost:8001/base"),
+        ("grpc", ":8001"),
+    ],
+)
+def test_run_analyze_exits_2_when_url_is_malformed(
+    face_video: Path, capsys: pytest.CaptureFixture[str], protocol: str, url: str
 ) -> None:
-    assert run([str(face_video), "--protocol", "http", "--url", "host:port"]) == cli.EXIT_USAGE
-    assert "invalid HTTP url" in capsys.readouterr().err
+    assert run([str(face_video), "--protocol", protocol, "--url", url]) == cli.EXIT_USAGE
+    name = {"http": "HTTP", "grpc": "gRPC"}[protocol]
+    assert f"invalid {name} url {url!r}" in capsys.readouterr().err
+
+
+def test_detector_client_takes_grpc_target_forms_when_named_by_their_scheme() -> None:
+    for url in ("unix:/tmp/triton.sock", "dns:///localhost:8001", "[::1]:8001"):
+        DetectorClient(url, "grpc").close()
 
 
 def test_analyze_parser_accepts_the_frame_limit_when_at_maximum() -> None:
@@ -592,6 +609,16 @@ def test_run_analyze_exits_5_and_keeps_the_message_when_server_rejects_request(
     assert code == cli.EXIT_SERVER_ERROR == 5
     assert SERVER_ERROR_MESSAGE in err
     assert len(err.splitlines()) == 1
+
+
+def test_run_analyze_exits_5_when_an_http_server_answers_an_error_and_serves_no_health_check(
+    http_server: FakeServer, face_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    http_server.state.mode = "error"
+    http_server.state.health_check = False  # an answer with a status: the server is there
+    code = run([str(face_video), "--url", http_server.url, "--protocol", "http"])
+    assert code == cli.EXIT_SERVER_ERROR
+    assert SERVER_ERROR_MESSAGE in capsys.readouterr().err
 
 
 def test_run_analyze_retries_and_succeeds_when_server_is_briefly_overloaded(
