@@ -164,11 +164,21 @@ def index_stream(container: av.container.InputContainer) -> StreamIndex | None:
     idr: array[int] = array("q")
     codec_name = stream.codec_context.name
     nal_length = nal_length_size(codec_name, stream.codec_context.extradata)
+    first_packet_pts: int | None = None
+    keyframe_seen = False
     for packet in container.demux(stream):
         if packet.size == 0:  # the demuxer's end-of-stream flush packet
             continue
         if packet.pts is None:
             return None
+        if first_packet_pts is None:
+            first_packet_pts = packet.pts
+        keyframe_seen = keyframe_seen or packet.is_keyframe
+        # Frames the decoder never outputs are no frames of the video: an edit list's pre-roll
+        # (a trimmed MP4 or MOV marks it discarded), and in a stream cut mid-way through a
+        # group of pictures, the frames before its first keyframe (they lack references).
+        if packet.is_discard or not keyframe_seen:
+            continue
         pts.append(packet.pts)
         if packet.is_keyframe:
             keys.append(packet.pts)
@@ -187,7 +197,7 @@ def index_stream(container: av.container.InputContainer) -> StreamIndex | None:
         reported_frames=int(stream.frames or 0),
         rate=Fraction(rate) if rate else None,
         idr_keyframes=sorted(int(p) for p in idr_positions),
-        first_packet_pts=pts[0] if pts else None,
+        first_packet_pts=first_packet_pts,
     )
 
 

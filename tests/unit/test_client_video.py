@@ -164,6 +164,45 @@ def test_sample_frames_spreads_over_decoded_frames_when_container_count_is_too_h
     assert sampled.duration_seconds == pytest.approx(sampled.total_frames / FPS, abs=1e-3)
 
 
+def _remux(source: Path, target: Path, *, shift_frames: int = 0, drop: int = 0) -> Path:
+    """Copy ``source``'s video packets to ``target``: the first ``drop`` left out (a cut
+    mid-way through a group of pictures), timestamps moved ``shift_frames`` back (an edit list
+    whose pre-roll is not shown, as a trimmed MP4 has)."""
+    import av
+
+    with av.open(str(source)) as given, av.open(str(target), "w") as written:
+        stream = given.streams.video[0]
+        out = written.add_stream_from_template(stream)
+        shift = round(shift_frames / FPS / stream.time_base)
+        for packet in [p for p in given.demux(stream) if p.size][drop:]:
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = out
+            written.mux(packet)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("name", "shift_frames", "drop", "gop", "shown"),
+    [("trimmed.mp4", 10, 0, 300, 30), ("cut_mid_gop.ts", 0, 5, 10, 30)],
+)
+def test_sample_frames_counts_only_the_frames_shown_when_the_stream_starts_with_hidden_ones(
+    videos: Path, name: str, shift_frames: int, drop: int, gop: int, shown: int
+) -> None:
+    source = make_face_video(
+        videos / f"{name}.src.mp4", seconds=4.0, size=SMALL, codec="avc1", gop=gop
+    )
+    sampled = sample_frames(_remux(source, videos / name, shift_frames=shift_frames, drop=drop), 4)
+    first_shown = 40 - shown  # frames 0-9: the pre-roll, or the packets before the keyframe
+    assert sampled.total_frames == shown
+    assert sampled.duration_seconds == pytest.approx(shown / FPS, abs=1e-3)
+    ideal = [first_shown + i for i in even_frame_indices(shown, 4)]
+    # each the decoded frame nearest its pick (non-reference frames are not decoded)
+    assert np.abs(np.subtract(markers(sampled), ideal)).max() <= 1
+    expected_seconds = (np.asarray(markers(sampled)) - first_shown) / FPS
+    np.testing.assert_allclose(sampled.timestamps, expected_seconds, atol=1e-3)
+
+
 def test_sample_frames_spreads_over_decoded_frames_when_container_count_is_too_low(
     videos: Path,
 ) -> None:
