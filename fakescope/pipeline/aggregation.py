@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fakescope.contract import MAX_FRAMES_PER_REQUEST
+
 
 @dataclass(frozen=True)
 class AggregationParams:
@@ -91,7 +93,19 @@ def aggregate(
     face_scores: NDArray[np.floating[Any]],
     params: AggregationParams,
 ) -> VideoScore:
-    """Aggregate per-face scores of one video into frame scores and a video probability."""
+    """Aggregate per-face scores of one video into frame scores and a video probability.
+
+    Raises:
+        ValueError: ``num_frames`` is more than a request's frames (a direct call to
+            ``video_aggregator`` must not make it allocate what it names), or the faces do
+            not fit it.
+
+    """
+    if not 0 <= num_frames <= MAX_FRAMES_PER_REQUEST:
+        raise ValueError(
+            f"the frame count must be 0..{MAX_FRAMES_PER_REQUEST} (a request's frames), "
+            f"got {num_frames}"
+        )
     if frame_index.shape != face_scores.shape:
         raise ValueError("frame_index and face_scores must have the same shape")
     if frame_index.size and (frame_index.min() < 0 or frame_index.max() >= num_frames):

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from fakescope.contract import MAX_FRAMES_PER_REQUEST
 from fakescope.pipeline.aggregation import (
     AggregationParams,
     aggregate,
@@ -64,6 +65,12 @@ def test_confident_score_is_plain_mean_when_undecided():
 def test_aggregate_rejects_frame_index_when_out_of_range():
     with pytest.raises(ValueError, match="out of range"):
         aggregate(2, np.array([2]), np.array([0.5], dtype=np.float32), P)
+
+
+@pytest.mark.parametrize("count", [-1, MAX_FRAMES_PER_REQUEST + 1, 2**31 - 1])
+def test_aggregate_rejects_the_frame_count_when_beyond_a_requests_frames(count):
+    with pytest.raises(ValueError, match=f"frame count must be 0..{MAX_FRAMES_PER_REQUEST}"):
+        aggregate(count, np.zeros(0, np.int64), np.zeros(0, np.float32), P)
 
 
 def test_aggregation_params_reject_unknown_key_when_parsing_config():
