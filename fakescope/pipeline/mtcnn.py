@@ -131,6 +131,10 @@ class MtcnnParams:
         follow_template_side: with ``keyframe_stride > 1``, the side in pixels at which a lost
             face is matched when it is followed from its keyframe
             (:func:`fakescope.pipeline.face_tracking.follow_faces`).
+        max_faces_per_frame: when set, only the largest faces of each frame are kept, this
+            many at most, in every pass of the cascade (what keyframes carry included).
+            ``None`` (facenet's behaviour) keeps every face: a frame tiled with small faces
+            then costs a crop and a classifier call each.
 
     """
 
@@ -141,6 +145,7 @@ class MtcnnParams:
     pnet_batch_frames: int | None = None
     keyframe_stride: int = 1
     follow_template_side: int = TEMPLATE_SIDE
+    max_faces_per_frame: int | None = None
 
     def __post_init__(self) -> None:
         """Validate the parameters."""
@@ -156,6 +161,10 @@ class MtcnnParams:
             raise ValueError(f"keyframe_stride must be >= 1, got {self.keyframe_stride}")
         if self.follow_template_side < 1:
             raise ValueError(f"follow_template_side must be >= 1, got {self.follow_template_side}")
+        if self.max_faces_per_frame is not None and self.max_faces_per_frame < 1:
+            raise ValueError(
+                f"max_faces_per_frame must be None or >= 1, got {self.max_faces_per_frame}"
+            )
         if self.pnet_batch_frames is not None and self.pnet_batch_frames < 1:
             raise ValueError(
                 f"pnet_batch_frames must be None or >= 1, got {self.pnet_batch_frames}"
@@ -683,6 +692,18 @@ class _Found:
             self.frame_index[keep], self.boxes[keep], self.landmarks[keep], self.onet_input[keep]
         )
 
+    def largest_per_frame(self, limit: int | None) -> _Found:
+        """Keep the ``limit`` largest faces of each frame (every face where ``None``)."""
+        if limit is None or len(self.frame_index) == 0:
+            return self
+        if int(np.bincount(self.frame_index).max()) <= limit:
+            return self
+        area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        order = np.lexsort((-area, self.frame_index))
+        frames = self.frame_index[order]
+        rank = np.arange(len(order)) - np.searchsorted(frames, frames)  # within its frame
+        return self.select(np.sort(order[rank < limit]))
+
     def in_frames(self, frames: NDArray[np.int64]) -> _Found:
         """Return the same faces with ``frame_index`` mapped through ``frames``."""
         return _Found(frames[self.frame_index], self.boxes, self.landmarks, self.onet_input)
@@ -718,7 +739,8 @@ def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams
         found = _detect_on_keyframes(frames, nets, params)
     else:
         found = _cascade(frames, nets, params)
-    return _in_input_pixels(found, sx, sy)
+    # each pass is bounded; a frame whose two keyframes' faces were both carried to it is not
+    return _in_input_pixels(found.largest_per_frame(params.max_faces_per_frame), sx, sy)
 
 
 def _detect_on_keyframes(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams) -> _Found:
@@ -955,7 +977,7 @@ def _cascade(
     # ---- Stage 3: O-Net on 48x48 crops -----------------------------------------------------
     found, _ = _onet_stage(frames, frame_index, boxes, nets, t3)
     logger.debug("O-Net: %d faces in %d frames", len(found.frame_index), n_frames)
-    return found
+    return found.largest_per_frame(params.max_faces_per_frame)
 
 
 def _onet_stage(

@@ -147,6 +147,7 @@ def detector_params_from(params: dict[str, str]) -> MtcnnParams:
         max_side=int(params["detection_max_side"]) or None,
         keyframe_stride=int(params["keyframe_stride"]),
         follow_template_side=int(params["follow_template_side"]),
+        max_faces_per_frame=int(params["max_faces_per_frame"]),
     )
 
 

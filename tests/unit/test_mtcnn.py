@@ -8,6 +8,7 @@ numpy tests still run in a client-only install.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -301,6 +302,28 @@ def test_detect_faces_matches_facenet_when_given_several_faces(nets, facenet, lf
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("stride", [1, 4])
+def test_detect_faces_keeps_the_largest_faces_of_each_frame_when_capped(nets, lfw_canvas, stride):
+    # the canvas's faces at three sizes, so that "largest" is unambiguous
+    scaled = [cv2.resize(lfw_canvas, None, fx=f, fy=f) for f in (1.3, 1.0, 0.8)]
+    wide = np.full((scaled[0].shape[0], sum(p.shape[1] for p in scaled), 3), 128, np.uint8)
+    x = 0
+    for part in scaled:
+        wide[: part.shape[0], x : x + part.shape[1]] = part
+        x += part.shape[1]
+    frames = np.stack([wide] * 6)
+    params = MtcnnParams(keyframe_stride=stride)
+    every = detect_faces(frames, nets, params)
+    capped = detect_faces(frames, nets, dataclasses.replace(params, max_faces_per_frame=3))
+    area = (every.boxes[:, 2] - every.boxes[:, 0]) * (every.boxes[:, 3] - every.boxes[:, 1])
+    for frame in range(len(frames)):
+        mine = every.frame_index == frame
+        assert mine.sum() > 3  # more faces than the cap on every frame
+        largest = every.boxes[mine][np.argsort(-area[mine])[:3]]
+        np.testing.assert_allclose(capped.for_frame(frame).boxes, largest, atol=1e-3)
+
+
+@pytest.mark.torch
 def test_detect_faces_matches_facenet_when_given_batch_of_different_frames(
     nets, facenet, astronaut, skdata
 ):
@@ -452,6 +475,7 @@ def test_detect_faces_raises_value_error_when_frames_are_malformed(frames, messa
         {"factor": 1.0},
         {"max_side": 8},
         {"pnet_batch_frames": 0},
+        {"max_faces_per_frame": 0},
     ],
 )
 def test_mtcnn_params_raise_value_error_when_invalid(kwargs):

@@ -92,6 +92,15 @@ def test_face_scorer_chunk_fits_classifier_batch_when_configs_parsed():
     assert 1 <= chunk <= _config(contract.CLASSIFIER_MODEL).max_batch_size
 
 
+def test_face_detector_crops_of_a_request_fit_its_frames_bytes_when_configs_parsed():
+    detector = config_parameters(REPOSITORY / contract.FACE_DETECTOR_MODEL / "config.pbtxt")
+    classifier = config_parameters(REPOSITORY / contract.CLASSIFIER_MODEL / "config.pbtxt")
+    side = int(classifier[contract.INPUT_SIZE_PARAMETER])
+    faces = contract.MAX_FRAMES_PER_REQUEST * int(detector["max_faces_per_frame"])
+    # FACE_CROPS of a request at the limit: within the one growth step sized for its FRAMES
+    assert faces * side * side * FRAME_CHANNELS <= max_request_bytes(REPOSITORY)
+
+
 def test_docker_compose_shm_matches_embedded_server_when_parsed():
     start = _compose_backend_config("shm-default-byte-size")
     growth = _compose_backend_config("shm-growth-byte-size")
