@@ -79,6 +79,9 @@ _RNET_SIZE = 24
 _ONET_SIZE = 48
 _PNET_STRIDE = 2
 _PNET_CELL = 12
+#: With ``max_faces_per_frame``, O-Net scores at most this many candidates per face kept (the
+#: largest R-Net passes of the frame).
+ONET_CANDIDATES_PER_FACE = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -694,19 +697,25 @@ class _Found:
 
     def largest_per_frame(self, limit: int | None) -> _Found:
         """Keep the ``limit`` largest faces of each frame (every face where ``None``)."""
-        if limit is None or len(self.frame_index) == 0:
-            return self
-        if int(np.bincount(self.frame_index).max()) <= limit:
-            return self
-        area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
-        order = np.lexsort((-area, self.frame_index))
-        frames = self.frame_index[order]
-        rank = np.arange(len(order)) - np.searchsorted(frames, frames)  # within its frame
-        return self.select(np.sort(order[rank < limit]))
+        keep = _largest_per_frame(self.frame_index, self.boxes, limit)
+        return self if keep is None else self.select(keep)
 
     def in_frames(self, frames: NDArray[np.int64]) -> _Found:
         """Return the same faces with ``frame_index`` mapped through ``frames``."""
         return _Found(frames[self.frame_index], self.boxes, self.landmarks, self.onet_input)
+
+
+def _largest_per_frame(
+    frame_index: NDArray[np.int64], boxes: NDArray[np.float32], limit: int | None
+) -> NDArray[np.int64] | None:
+    """Rows of the ``limit`` largest boxes of each frame, in order; ``None`` when all are."""
+    if limit is None or len(frame_index) == 0 or int(np.bincount(frame_index).max()) <= limit:
+        return None
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.lexsort((-area, frame_index))
+    frames = frame_index[order]
+    rank = np.arange(len(order)) - np.searchsorted(frames, frames)  # within its frame
+    return np.sort(order[rank < limit])
 
 
 def detect_faces(frames: NDArray[np.uint8], nets: MtcnnNets, params: MtcnnParams) -> FaceDetections:
@@ -975,6 +984,12 @@ def _cascade(
         return _Found.empty()
 
     # ---- Stage 3: O-Net on 48x48 crops -----------------------------------------------------
+    if params.max_faces_per_frame is not None:
+        # O-Net's work bounded too: on a frame tiled with faces it scored thousands
+        limit = ONET_CANDIDATES_PER_FACE * params.max_faces_per_frame
+        keep = _largest_per_frame(frame_index, boxes, limit)
+        if keep is not None:
+            boxes, frame_index = boxes[keep], frame_index[keep]
     found, _ = _onet_stage(frames, frame_index, boxes, nets, t3)
     logger.debug("O-Net: %d faces in %d frames", len(found.frame_index), n_frames)
     return found.largest_per_frame(params.max_faces_per_frame)

@@ -32,7 +32,12 @@ from fakescope.contract import (
     RNET_PROBABILITY,
     RNET_REGRESSION,
 )
-from fakescope.pipeline.mtcnn import FaceDetections, MtcnnParams, detect_faces
+from fakescope.pipeline.mtcnn import (
+    ONET_CANDIDATES_PER_FACE,
+    FaceDetections,
+    MtcnnParams,
+    detect_faces,
+)
 
 CONTRACT_NAMES = {
     PNET_MODEL: ([PNET_INPUT], [PNET_REGRESSION, PNET_PROBABILITY]),
@@ -304,7 +309,7 @@ def test_detect_faces_matches_facenet_when_given_several_faces(nets, facenet, lf
 @pytest.mark.torch
 @pytest.mark.parametrize("stride", [1, 4])
 def test_detect_faces_keeps_the_largest_faces_of_each_frame_when_capped(nets, lfw_canvas, stride):
-    # the canvas's faces at three sizes, so that "largest" is unambiguous
+    # the canvas's eight faces at three sizes: the largest eight are those at 1.3
     scaled = [cv2.resize(lfw_canvas, None, fx=f, fy=f) for f in (1.3, 1.0, 0.8)]
     wide = np.full((scaled[0].shape[0], sum(p.shape[1] for p in scaled), 3), 128, np.uint8)
     x = 0
@@ -314,13 +319,16 @@ def test_detect_faces_keeps_the_largest_faces_of_each_frame_when_capped(nets, lf
     frames = np.stack([wide] * 6)
     params = MtcnnParams(keyframe_stride=stride)
     every = detect_faces(frames, nets, params)
-    capped = detect_faces(frames, nets, dataclasses.replace(params, max_faces_per_frame=3))
+    capped = detect_faces(frames, nets, dataclasses.replace(params, max_faces_per_frame=8))
     area = (every.boxes[:, 2] - every.boxes[:, 0]) * (every.boxes[:, 3] - every.boxes[:, 1])
     for frame in range(len(frames)):
         mine = every.frame_index == frame
-        assert mine.sum() > 3  # more faces than the cap on every frame
-        largest = every.boxes[mine][np.argsort(-area[mine])[:3]]
-        np.testing.assert_allclose(capped.for_frame(frame).boxes, largest, atol=1e-3)
+        assert mine.sum() > 8  # more faces than the cap on every frame
+        largest = every.boxes[mine][np.argsort(-area[mine])[:8]]
+        kept = capped.for_frame(frame).boxes
+        np.testing.assert_allclose(
+            kept[np.lexsort(kept.T)], largest[np.lexsort(largest.T)], atol=1e-3
+        )
 
 
 @pytest.mark.torch
@@ -382,6 +390,26 @@ def test_detect_faces_calls_pnet_once_per_scale_with_all_frames_when_nets_are_pl
     assert pnet_calls[0][2:] == (308, 308)  # int(512 * 0.6 + 1), facenet's first level
     assert [net for net, _ in calls[-2:]] == ["rnet", "onet"]
     assert calls[-2][1][1:] == (3, 24, 24) and calls[-1][1][1:] == (3, 48, 48)
+
+
+@pytest.mark.torch
+def test_detect_faces_gives_onet_four_candidates_per_face_kept_when_capped(nets, lfw_canvas):
+    scored: list[int] = []
+
+    class Recording:
+        pnet, rnet = nets.pnet, nets.rnet
+
+        def onet(self, batch):
+            scored.append(len(batch))
+            return nets.onet(batch)
+
+    frames = lfw_canvas[None]
+    every = detect_faces(frames, Recording(), MtcnnParams())
+    assert scored[0] > ONET_CANDIDATES_PER_FACE * 2  # more candidates than the cap lets through
+    scored.clear()
+    capped = detect_faces(frames, Recording(), MtcnnParams(max_faces_per_frame=2))
+    assert scored == [ONET_CANDIDATES_PER_FACE * 2]
+    assert len(capped) == 2 < len(every)
 
 
 @pytest.mark.torch
