@@ -987,9 +987,9 @@ def _cascade(
     if params.max_faces_per_frame is not None:
         # O-Net's work bounded too: on a frame tiled with faces it scored thousands
         limit = ONET_CANDIDATES_PER_FACE * params.max_faces_per_frame
-        keep = _largest_per_frame(frame_index, boxes, limit)
-        if keep is not None:
-            boxes, frame_index = boxes[keep], frame_index[keep]
+        largest = _largest_per_frame(frame_index, boxes, limit)
+        if largest is not None:
+            boxes, frame_index = boxes[largest], frame_index[largest]
     found, _ = _onet_stage(frames, frame_index, boxes, nets, t3)
     logger.debug("O-Net: %d faces in %d frames", len(found.frame_index), n_frames)
     return found.largest_per_frame(params.max_faces_per_frame)
