@@ -5,9 +5,10 @@ Errors are JSON ``{"error": {"code": "...", "message": "..."}}`` with these stat
 403 revoked key or cross-site request, 404 unknown job (or another owner's), 409 verdict asked
 before the job finished, 413 video too large or too long, 415 not multipart or not a video, 422
 bad field (e.g. a webhook URL that is not allowed), 429 quota or rate limit (with
-``Retry-After``), 502 Triton answered a heatmap request with an error, 503 Triton unreachable or
-busy for a heatmap (with ``Retry-After``). A request without a key is an anonymous visitor's (see
-:mod:`.principals`).
+``Retry-After``), 502 Triton answered a heatmap request with an error, 503 the upload could not
+be stored (``storage_unavailable``: disk full, upload store down; send it again), or Triton
+unreachable or busy for a heatmap (with ``Retry-After``). A request without a key is an
+anonymous visitor's (see :mod:`.principals`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import json
 import logging
 import secrets
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -33,13 +35,20 @@ from .metrics import business_metrics
 from .principals import (
     ApiError,
     Principal,
-    check_anonymous_limits,
+    admit_upload,
     is_admin,
     resolve_principal,
     set_visitor_cookie,
 )
+from .settings import MAX_FACE_THUMBNAILS
 from .state import Service, iso, service
-from .uploads import UploadError, probe_video, receive_upload
+from .uploads import (
+    STORAGE_UNAVAILABLE,
+    STORAGE_UNAVAILABLE_MESSAGE,
+    UploadError,
+    probe_video,
+    receive_upload,
+)
 from .webhooks import WebhookURLError, check_webhook_url
 
 __all__ = ["job_path", "job_view", "router"]
@@ -49,6 +58,12 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix=contract.WEB_API_PREFIX, tags=["api"])
 
 MAX_BEACON_BYTES: Final = 1024
+#: A face's position in a URL: thumbnails are numbered from 0, never beyond the settings'
+#: ceiling (a larger number would reach the database only to overflow its integer).
+_FacePosition = Annotated[
+    int,
+    PathParam(ge=0, lt=MAX_FACE_THUMBNAILS, description="the face's rank, 0 = highest fake score"),
+]
 
 
 def job_path(job_id: str) -> str:
@@ -210,21 +225,16 @@ async def submit_job(request: Request) -> JSONResponse:
     Without a key the caller is an anonymous visitor (the ``fakescope_visitor`` cookie, set on
     the first answer) within the anonymous daily quota; a presented key is always checked (401
     unknown or malformed, 403 revoked). With anonymous uploads off
-    (``FAKESCOPE_WEB_ALLOW_ANONYMOUS=false``) a request without a key gets 401.
+    (``FAKESCOPE_WEB_ALLOW_ANONYMOUS=false``) a request without a key gets 401. Revocation,
+    quota and rate limit are checked before the body is read and again when the job is
+    recorded (403/429 then too, and the upload is deleted).
     """
     svc = service(request)
     s = svc.settings
     principal = await run_in_threadpool(resolve_principal, request, svc.engine, s)
-    if principal.key is not None:
-        try:
-            await run_in_threadpool(keys.check_limits, svc.engine, principal.key)
-        except keys.LimitExceededError as exc:
-            code = "quota_exceeded" if "quota" in str(exc) else "rate_limited"
-            raise ApiError(
-                429, code, str(exc), {"Retry-After": str(int(exc.retry_after_s))}
-            ) from None
-    else:
-        await run_in_threadpool(check_anonymous_limits, svc.engine, s, principal)
+    # Before the body is read (a refused caller does not send it for nothing), and again where
+    # the job is recorded: the key may be revoked, or other uploads counted, while it streams.
+    await run_in_threadpool(admit_upload, svc.engine, s, principal)
     try:
         upload = await receive_upload(
             request.headers.get("content-type"),
@@ -237,9 +247,6 @@ async def submit_job(request: Request) -> JSONResponse:
         raise ApiError(exc.status, exc.code, exc.message) from None
     stored: str | None = None
     try:
-        unknown = set(upload.fields) - {"keep_video", "webhook_url"}
-        if unknown:
-            raise ApiError(422, "bad_field", f"unknown form field(s): {sorted(unknown)}")
         keep = _parse_bool("keep_video", upload.fields.get("keep_video", ""))
         webhook = upload.fields.get("webhook_url", "").strip() or None
         if webhook is not None:
@@ -258,9 +265,7 @@ async def submit_job(request: Request) -> JSONResponse:
             stored = await run_in_threadpool(svc.store.put, upload.path, name)
         except StorageError as exc:
             logger.error("upload %s not stored: %s", name, exc)
-            raise ApiError(
-                503, "storage_unavailable", "the video could not be stored; try again shortly"
-            ) from None
+            raise ApiError(503, STORAGE_UNAVAILABLE, STORAGE_UNAVAILABLE_MESSAGE) from None
         job = await run_in_threadpool(
             lambda: jobstore.create_job(
                 svc.engine,
@@ -273,6 +278,7 @@ async def submit_job(request: Request) -> JSONResponse:
                 video_path=stored,
                 keep_video=keep,
                 webhook_url=webhook,
+                admit=lambda conn: admit_upload(conn, s, principal),
             )
         )
     except BaseException:
@@ -357,7 +363,7 @@ def get_verdict(request: Request, job_id: str) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}},
 )
-def get_face(request: Request, job_id: str, position: int) -> Response:
+def get_face(request: Request, job_id: str, position: _FacePosition) -> Response:
     """Return the JPEG of the job's face ``position`` (highest fake score first)."""
     svc = service(request)
     principal = resolve_principal(request, svc.engine, svc.settings)
@@ -420,7 +426,7 @@ def _wants_json(output: str | None, accept: str) -> bool:
 def get_face_heatmap(
     request: Request,
     job_id: str,
-    position: int,
+    position: _FacePosition,
     output: Literal["png", "json"] | None = Query(
         None, alias="format", description="png or json; default: by the Accept header, else png"
     ),

@@ -23,14 +23,17 @@ Tables:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     Engine,
     Float,
     ForeignKey,
@@ -48,9 +51,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 __all__ = [
+    "ORGANISATION_CHARS",
+    "OWNER_CHARS",
     "SCHEMA_VERSION",
     "DatabaseError",
     "api_keys",
+    "connection",
     "face_crops",
     "faces",
     "jobs",
@@ -65,6 +71,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
+#: Lengths of the columns that other modules' limits derive from (PostgreSQL enforces them).
+ORGANISATION_CHARS: Final = 200
+OWNER_CHARS: Final = 80
 
 metadata = MetaData()
 
@@ -72,7 +81,7 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("id", String(16), primary_key=True),
-    Column("organisation", String(200), nullable=False, index=True),
+    Column("organisation", String(ORGANISATION_CHARS), nullable=False, index=True),
     Column("salt", String(64), nullable=False),
     Column("secret_hash", String(128), nullable=False),
     Column("monthly_quota", Integer, nullable=False),
@@ -86,7 +95,7 @@ jobs = Table(
     "jobs",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("owner", String(80), nullable=False),  # "org:<name>" or "visitor:<id>"
+    Column("owner", String(OWNER_CHARS), nullable=False),  # "org:<name>" or "visitor:<id>"
     Column("key_id", String(16), ForeignKey("api_keys.id"), nullable=True),
     Column("status", String(16), nullable=False),  # pending | running | done | failed
     Column("filename", String(255), nullable=False),
@@ -177,6 +186,20 @@ def now() -> float:
 def utc_day(at: float) -> str:
     """``YYYY-MM-DD`` of ``at`` (epoch seconds) in UTC."""
     return time.strftime("%Y-%m-%d", time.gmtime(at))
+
+
+@contextlib.contextmanager
+def connection(bind: Engine | Connection) -> Iterator[Connection]:
+    """Yield a connection to read with: ``bind`` itself, or a new one of the engine ``bind``.
+
+    Given a connection, the reads happen inside its transaction; a new connection is closed
+    afterwards.
+    """
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.connect() as conn:
+        yield conn
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -8,8 +8,10 @@ thumbnails), stores the verdict and thumbnails (with the classifier's crop of ea
 the heatmaps), deletes the video unless the user asked to keep it, and calls the webhook.
 
 Restart safety: a heartbeat thread keeps the lease of running jobs fresh; a job whose lease
-expired (its process died) goes back to pending and is resumed by any runner. A job claimed
-more than ``max_attempts`` times fails (``gave_up``) instead of looping forever.
+expired (its process died) goes back to pending and is resumed by any runner. Housekeeping (the
+retention sweep, which waits on the upload store) has a thread of its own: a store that answers
+slowly must never hold up the heartbeat, or running jobs would be taken back and analysed twice.
+A job claimed more than ``max_attempts`` times fails (``gave_up``) instead of looping forever.
 
 Failures map to stable codes: ``unreadable_video`` (VideoReadError), ``too_long``,
 ``server_error`` (Triton answered with an error), ``server_unreachable`` and ``server_busy``
@@ -50,7 +52,8 @@ from . import db, jobstore
 from .faces import face_thumbnails
 from .metrics import ServiceMetrics
 from .settings import Settings
-from .upload_store import VideoMissingError, upload_store
+from .upload_store import DOWNLOAD_GLOB, VideoMissingError, upload_store
+from .uploads import PART_SUFFIX
 from .webhooks import send_webhook
 
 __all__ = ["JobRunner", "analyse_job_video", "webhook_payload"]
@@ -59,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
 RETENTION_SWEEP_S = 60.0
+#: Age of a file in ``tmp_dir`` (upload being received, S3 video being analysed) past which no
+#: live process can still be writing or reading it: its process died, and it is deleted.
 STALE_PART_S = 3600.0
 
 
@@ -150,7 +155,7 @@ def webhook_payload(job: jobstore.Job, base_url: str) -> dict[str, Any]:
 
 
 class JobRunner:
-    """``settings.workers`` analysis threads plus one heartbeat/maintenance thread."""
+    """``settings.workers`` analysis threads, a heartbeat thread and a housekeeping thread."""
 
     def __init__(
         self,
@@ -179,15 +184,15 @@ class JobRunner:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker and heartbeat threads."""
-        self._remove_stale_parts()
-        for i in range(self.settings.workers):
-            t = threading.Thread(target=self._work, name=f"fakescope-job-{i}", daemon=True)
+        """Start the worker, heartbeat and housekeeping threads."""
+        self._remove_stale_temp_files()
+        targets = [(self._work, f"fakescope-job-{i}") for i in range(self.settings.workers)]
+        targets.append((self._heartbeat, "fakescope-heartbeat"))
+        targets.append((self._housekeep, "fakescope-housekeeping"))
+        for target, name in targets:
+            t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
-        hb = threading.Thread(target=self._heartbeat, name="fakescope-heartbeat", daemon=True)
-        hb.start()
-        self._threads.append(hb)
         logger.info(
             "job runner %s: %d worker(s) for Triton %s (%s, shared memory %s)",
             self.worker_id,
@@ -255,8 +260,8 @@ class JobRunner:
                 client.close()
 
     def _heartbeat(self) -> None:
+        # Nothing here waits on anything but the database: the leases must be renewed on time.
         interval = min(self.settings.lease_s / 3, 10.0)
-        last_sweep = 0.0
         while not self._stop.wait(interval):
             with self._lock:
                 running = list(self._running)
@@ -264,11 +269,22 @@ class JobRunner:
                 jobstore.extend_leases(self.engine, running, self.worker_id, self.settings.lease_s)
                 if jobstore.reclaim_expired(self.engine):
                     self._wake.set()
-                if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
-                    last_sweep = time.monotonic()
-                    self.sweep_retention()
             except Exception:
                 logger.exception("heartbeat failed; retrying")
+
+    def _housekeep(self) -> None:
+        # The retention sweep deletes from the upload store, which may take minutes to give up
+        # (S3 timing out): hence a thread of its own, apart from the heartbeat.
+        while True:
+            try:
+                self.sweep_retention()
+                # Not only at start: another process sharing tmp_dir (a worker beside the web
+                # service) that died mid-analysis left its copy, and it may never restart.
+                self._remove_stale_temp_files()
+            except Exception:
+                logger.exception("housekeeping failed; retrying")
+            if self._stop.wait(RETENTION_SWEEP_S):
+                return
 
     # --- one job -------------------------------------------------------------------------------
     def _run(self, job: jobstore.Job, client: DetectorClient) -> None:
@@ -416,13 +432,18 @@ class JobRunner:
             logger.info("retention: deleted %d kept video(s)", removed)
         return removed
 
-    def _remove_stale_parts(self) -> None:
-        """Delete ``*.part`` files left by a process that died mid-upload (older than 1 h)."""
+    def _remove_stale_temp_files(self) -> None:
+        """Delete uploads (``*.part``) and S3 downloads left behind in ``tmp_dir``.
+
+        Left by a process that died while receiving or analysing them: untouched for
+        ``STALE_PART_S``.
+        """
         tmp = self.settings.tmp_dir
         if not tmp.is_dir():
             return
         cutoff = time.time() - STALE_PART_S
-        for part in tmp.glob("*.part"):
-            with contextlib.suppress(FileNotFoundError):
-                if part.stat().st_mtime < cutoff:
-                    part.unlink()
+        for pattern in (f"*{PART_SUFFIX}", DOWNLOAD_GLOB):
+            for leftover in tmp.glob(pattern):
+                with contextlib.suppress(FileNotFoundError):
+                    if leftover.stat().st_mtime < cutoff:
+                        leftover.unlink()

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, select, text, update
 
 from . import db
 
@@ -51,6 +51,9 @@ RUNNING: Final = "running"
 DONE: Final = "done"
 FAILED: Final = "failed"
 JOB_STATUSES: Final = (PENDING, RUNNING, DONE, FAILED)
+#: PostgreSQL advisory lock (any number of this application's own) that job creations take in
+#: turn, so that each counts the uses the others recorded (see :func:`create_job`).
+_ADMISSION_LOCK: Final = 0x46534A42  # "FSJB"
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,23 @@ def create_job(
     video_path: str,
     keep_video: bool,
     webhook_url: str | None,
+    admit: Callable[[Connection], None] | None = None,
 ) -> Job:
-    """Insert a pending job and its ``uses`` row in one transaction."""
+    """Insert a pending job and its ``uses`` row in one transaction.
+
+    ``admit(conn)``, when given, runs inside that transaction before the use is recorded, with
+    the creations of other jobs held off until the commit: uses it counts are all there (none
+    recorded meanwhile by a concurrent upload), so an exception it raises (quota used up, key
+    revoked) refuses the job, and nothing of it is written.
+    """
     at = db.now()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Concurrent creations take turns: otherwise each one would count uses without the
+            # others' (not yet committed), and all of them would pass the last unit of a quota.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _ADMISSION_LOCK})
+        # On SQLite this first write takes the database's write lock until the commit: the
+        # same turn-taking (and the job row is invisible to workers until then).
         conn.execute(
             db.jobs.insert().values(
                 id=job_id,
@@ -141,6 +157,8 @@ def create_job(
                 timestamps_json=None,
             )
         )
+        if admit is not None:
+            admit(conn)
         conn.execute(
             db.uses.insert().values(
                 at=at,

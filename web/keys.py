@@ -23,11 +23,12 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from . import db
 
 __all__ = [
+    "MAX_ORGANISATION_CHARS",
     "ApiKey",
     "ApiKeyError",
     "LimitExceededError",
@@ -35,6 +36,7 @@ __all__ = [
     "count_anonymous_uses",
     "count_uses",
     "create_key",
+    "current_key",
     "list_keys",
     "month_start",
     "revoke_key",
@@ -45,6 +47,12 @@ __all__ = [
 KEY_PREFIX: Final = "fsk"
 _KEY_RE: Final = re.compile(r"^fsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 RATE_WINDOW_S: Final = 60.0
+#: ``jobs.owner`` of a key's jobs: this prefix, then the key's organisation.
+OWNER_PREFIX: Final = "org:"
+#: Longest organisation name: one that ``api_keys.organisation`` holds and that, with the prefix,
+#: ``jobs.owner`` holds too (PostgreSQL refuses a longer value: such a key could never upload).
+#: Derived from the columns' lengths, so that the schema stays the one place that sets it.
+MAX_ORGANISATION_CHARS: Final = min(db.ORGANISATION_CHARS, db.OWNER_CHARS - len(OWNER_PREFIX))
 
 
 class ApiKeyError(Exception):
@@ -61,11 +69,17 @@ class ApiKeyError(Exception):
 
 
 class LimitExceededError(Exception):
-    """A quota or rate limit is exhausted; ``retry_after_s`` says when to try again."""
+    """A quota or rate limit is exhausted; ``retry_after_s`` says when to try again.
 
-    def __init__(self, message: str, retry_after_s: float):
+    Attributes:
+        code: ``quota_exceeded`` (the monthly quota) or ``rate_limited`` (the rate limit).
+
+    """
+
+    def __init__(self, message: str, retry_after_s: float, code: str):
         super().__init__(message)
         self.retry_after_s = max(1.0, retry_after_s)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -88,7 +102,7 @@ class ApiKey:
     @property
     def owner(self) -> str:
         """The ``jobs.owner`` of this key's jobs: its organisation (keys of one org share)."""
-        return f"org:{self.organisation}"
+        return f"{OWNER_PREFIX}{self.organisation}"
 
 
 def _hash(salt: str, secret: str) -> str:
@@ -119,12 +133,15 @@ def create_key(
     """Create a key; return it and the full key string (shown once, never stored).
 
     Raises:
-        ValueError: empty organisation, or a quota/rate below 1.
+        ValueError: empty organisation or one longer than :data:`MAX_ORGANISATION_CHARS`, or a
+            quota/rate below 1.
 
     """
     organisation = organisation.strip()
-    if not organisation or len(organisation) > 200:
-        raise ValueError("organisation must be 1..200 characters")
+    if not 1 <= len(organisation) <= MAX_ORGANISATION_CHARS:
+        raise ValueError(
+            f"organisation must be 1..{MAX_ORGANISATION_CHARS} characters, got {len(organisation)}"
+        )
     if monthly_quota < 1 or rate_per_minute < 1:
         raise ValueError("monthly_quota and rate_per_minute must be >= 1")
     key_id = secrets.token_hex(6)
@@ -192,7 +209,27 @@ def verify_key(engine: Engine, presented: str) -> ApiKey:
         _hash(row._mapping["salt"], secret), row._mapping["secret_hash"]
     ):
         raise ApiKeyError("unknown API key", 401)
-    key = _row_to_key(row)
+    return _unrevoked(_row_to_key(row))
+
+
+def current_key(bind: Engine | Connection, key_id: str) -> ApiKey:
+    """Read the key ``key_id`` again (its secret already verified); raise if it is revoked now.
+
+    With a connection, inside its transaction: an upload admitted there is admitted only while
+    its key stands.
+
+    Raises:
+        ApiKeyError: the key was revoked (status 403) or is gone (status 401).
+
+    """
+    with db.connection(bind) as conn:
+        row = conn.execute(select(db.api_keys).where(db.api_keys.c.id == key_id)).first()
+    if row is None:
+        raise ApiKeyError("unknown API key", 401)
+    return _unrevoked(_row_to_key(row))
+
+
+def _unrevoked(key: ApiKey) -> ApiKey:
     if key.revoked_at is not None:
         raise ApiKeyError(
             f"API key {key.id} was revoked on "
@@ -214,9 +251,9 @@ def _next_month_start(at: float) -> float:
     return float(calendar.timegm((year, month, 1, 0, 0, 0)))
 
 
-def count_uses(engine: Engine, subject: str, since: float) -> tuple[int, float | None]:
+def count_uses(bind: Engine | Connection, subject: str, since: float) -> tuple[int, float | None]:
     """Count the uses of ``subject`` since ``since``: (count, time of the oldest one)."""
-    with engine.connect() as conn:
+    with db.connection(bind) as conn:
         row = conn.execute(
             select(func.count(), func.min(db.uses.c.at)).where(
                 db.uses.c.subject == subject, db.uses.c.at >= since
@@ -225,9 +262,9 @@ def count_uses(engine: Engine, subject: str, since: float) -> tuple[int, float |
     return int(row[0]), row[1]
 
 
-def count_anonymous_uses(engine: Engine, since: float) -> int:
+def count_anonymous_uses(bind: Engine | Connection, since: float) -> int:
     """Count the uses by all anonymous visitors together since ``since``."""
-    with engine.connect() as conn:
+    with db.connection(bind) as conn:
         return int(
             conn.execute(
                 select(func.count()).where(
@@ -237,23 +274,28 @@ def count_anonymous_uses(engine: Engine, since: float) -> int:
         )
 
 
-def check_limits(engine: Engine, key: ApiKey, at: float | None = None) -> None:
-    """Raise :class:`LimitExceededError` when ``key`` may not start another analysis now."""
+def check_limits(bind: Engine | Connection, key: ApiKey, at: float | None = None) -> None:
+    """Raise :class:`LimitExceededError` when ``key`` may not start another analysis now.
+
+    ``bind`` may be a connection: the uses are then counted inside its transaction.
+    """
     at = db.now() if at is None else at
-    used, _ = count_uses(engine, key.subject, month_start(at))
+    used, _ = count_uses(bind, key.subject, month_start(at))
     if used >= key.monthly_quota:
         reset = _next_month_start(at)
         raise LimitExceededError(
             f"monthly quota of {key.monthly_quota} analyses used up for key {key.id}; it resets "
             f"on {time.strftime('%Y-%m-%d', time.gmtime(reset))} (UTC)",
             reset - at,
+            "quota_exceeded",
         )
-    recent, oldest = count_uses(engine, key.subject, at - RATE_WINDOW_S)
+    recent, oldest = count_uses(bind, key.subject, at - RATE_WINDOW_S)
     if recent >= key.rate_per_minute:
         wait = (oldest or at) + RATE_WINDOW_S - at
         raise LimitExceededError(
             f"rate limit of {key.rate_per_minute} analyses per minute reached for key {key.id}",
             wait,
+            "rate_limited",
         )
 
 

@@ -9,6 +9,11 @@
   page cannot spend a visitor's quota.
 * Admin: ``Authorization: Bearer <admin_token>`` or the ``fakescope_admin`` cookie set by
   ``/admin?token=…``; without a configured token, loopback clients only.
+
+An upload is admitted (:func:`admit_upload`: key not revoked, quota and rate limit not reached)
+twice: before its body is read, so that a refused caller does not send it for nothing, and
+again inside the transaction that records the job and its use, since the key may be revoked,
+or other uploads counted, while the body streams.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,6 +40,7 @@ __all__ = [
     "VISITOR_COOKIE",
     "ApiError",
     "Principal",
+    "admit_upload",
     "check_anonymous_limits",
     "is_admin",
     "resolve_principal",
@@ -146,11 +152,13 @@ def resolve_principal(request: Request, engine: Engine, settings: Settings) -> P
     return Principal(visitor=secrets.token_hex(16), new_visitor=True)
 
 
-def check_anonymous_limits(engine: Engine, settings: Settings, principal: Principal) -> None:
+def check_anonymous_limits(
+    bind: Engine | Connection, settings: Settings, principal: Principal
+) -> None:
     """Raise a 429 :class:`ApiError` when an anonymous visitor may not upload now."""
     at = time.time()
     day_start = at - at % 86400
-    used, _ = keys.count_uses(engine, principal.subject, day_start)
+    used, _ = keys.count_uses(bind, principal.subject, day_start)
     if used >= settings.anonymous_daily_quota:
         raise ApiError(
             429,
@@ -159,7 +167,7 @@ def check_anonymous_limits(engine: Engine, settings: Settings, principal: Princi
             "tomorrow or ask for an API key",
             {"Retry-After": str(int(day_start + 86400 - at) + 1)},
         )
-    recent = keys.count_anonymous_uses(engine, at - keys.RATE_WINDOW_S)
+    recent = keys.count_anonymous_uses(bind, at - keys.RATE_WINDOW_S)
     if recent >= settings.anonymous_rate_per_minute:
         raise ApiError(
             429,
@@ -167,6 +175,33 @@ def check_anonymous_limits(engine: Engine, settings: Settings, principal: Princi
             "too many free checks right now; try again in a minute",
             {"Retry-After": "60"},
         )
+
+
+def admit_upload(bind: Engine | Connection, settings: Settings, principal: Principal) -> None:
+    """Raise an :class:`ApiError` unless ``principal`` may start another analysis now.
+
+    ``bind`` may be the connection of the transaction that records the upload
+    (:func:`~.jobstore.create_job`): the key is then read again and the uses counted there.
+
+    Raises:
+        ApiError: 403 ``revoked_key``; 429 ``quota_exceeded`` or ``rate_limited`` (with
+            ``Retry-After``).
+
+    """
+    if principal.key is None:
+        check_anonymous_limits(bind, settings, principal)
+        return
+    try:
+        key = keys.current_key(bind, principal.key.id)
+        keys.check_limits(bind, key)
+    except keys.ApiKeyError as exc:
+        raise ApiError(
+            exc.status, "revoked_key" if exc.status == 403 else "bad_key", str(exc)
+        ) from None
+    except keys.LimitExceededError as exc:
+        raise ApiError(
+            429, exc.code, str(exc), {"Retry-After": str(int(exc.retry_after_s))}
+        ) from None
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -27,6 +27,7 @@ from fakescope.storage import StorageError, parse_s3_url
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "ENV_PREFIX",
+    "MAX_FACE_THUMBNAILS",
     "Settings",
     "SettingsError",
     "WebhookPolicy",
@@ -43,6 +44,9 @@ DEFAULT_DATABASE_URL: Final = "sqlite:///.fakescope/web.db"
 #: and ::1 only; for tests and a local integration), ``off`` (no webhooks accepted).
 WebhookPolicy = Literal["public", "loopback", "off"]
 _WEBHOOK_POLICIES: Final = ("public", "loopback", "off")
+#: Ceiling of ``max_face_thumbnails``: a face's position in a URL beyond it is refused (422)
+#: before the database is asked, whatever the setting was when older jobs were analysed.
+MAX_FACE_THUMBNAILS: Final = 1000
 
 
 class SettingsError(ValueError):
@@ -89,7 +93,8 @@ class Settings:
         webhook_secret: when set, webhooks carry ``X-FakeScope-Signature: sha256=<hmac>``.
         webhook_timeout_s: per-attempt timeout of a webhook POST.
         video_retention_s: videos the user asked to keep are deleted this long after upload.
-        max_face_thumbnails: face thumbnails stored per job (highest fake score first).
+        max_face_thumbnails: face thumbnails stored per job (highest fake score first), at
+            most :data:`MAX_FACE_THUMBNAILS`.
         secure_cookies: mark the visitor cookie ``Secure`` (set behind HTTPS).
         public_url: the service's external base URL (``https://host``), used for the absolute
             links in webhooks; empty: links are relative paths.
@@ -158,14 +163,14 @@ class Settings:
         for name in ("max_upload_bytes", "max_attempts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in (
-            "workers",
-            "anonymous_daily_quota",
-            "anonymous_rate_per_minute",
-            "max_face_thumbnails",
-        ):
+        for name in ("workers", "anonymous_daily_quota", "anonymous_rate_per_minute"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.max_face_thumbnails <= MAX_FACE_THUMBNAILS:
+            raise SettingsError(
+                f"max_face_thumbnails must be 0..{MAX_FACE_THUMBNAILS}, got "
+                f"{self.max_face_thumbnails}"
+            )
         if self.triton_protocol not in DEFAULT_URLS:
             raise SettingsError(
                 f"triton_protocol must be grpc or http, got {self.triton_protocol!r}"

@@ -4,8 +4,9 @@ An upload is received into ``tmp_dir`` on the web replica that took it
 (:mod:`.uploads`), probed there, then handed to the store, which returns a reference: the file's
 path, or the object's ``s3://`` URL. The reference is what the job row keeps (``video_path``),
 so a job worker on any machine finds the video: from S3 it downloads it into its own
-``tmp_dir`` for decoding and removes that copy afterwards. Deleting after the analysis (or at
-the end of retention) deletes the reference, object or file.
+``tmp_dir`` for decoding (``<random>.download<suffix>``) and removes that copy afterwards (one
+left by a process that died meanwhile goes with the job runner's housekeeping). Deleting after
+the analysis (or at the end of retention) deletes the reference, object or file.
 
 ``FAKESCOPE_WEB_UPLOAD_URL`` chooses: empty (the default) is ``data_dir/uploads`` on this
 machine; ``s3://HOST:PORT/BUCKET/PREFIX`` is S3, with the credentials of
@@ -21,12 +22,14 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 from fakescope.storage import S3Location, S3Storage, StorageError, is_s3_url, parse_s3_url
 
 from .settings import Settings, SettingsError
 
 __all__ = [
+    "DOWNLOAD_GLOB",
     "LocalUploadStore",
     "S3UploadStore",
     "UploadStore",
@@ -35,6 +38,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: In the name of every download of an S3 video, before its suffix (which decoders may read).
+DOWNLOAD_MARK: Final = ".download"
+#: Matches the downloads in ``tmp_dir`` (and nothing else the service puts there).
+DOWNLOAD_GLOB: Final = f"*{DOWNLOAD_MARK}*"
 
 
 class VideoMissingError(LookupError):
@@ -75,7 +83,7 @@ class UploadStore:
         if not storage.exists(key):
             raise VideoMissingError(ref)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        copy = self.tmp_dir / f"{secrets.token_hex(8)}-{Path(key).name}"
+        copy = self.tmp_dir / f"{secrets.token_hex(8)}{DOWNLOAD_MARK}{Path(key).suffix}"
         try:
             storage.download(key, copy)
             yield copy

@@ -6,7 +6,10 @@ Order of checks (each one as early as it can be made):
    before one byte of the body is read (a client sending ``Expect: 100-continue`` never
    sends the body at all).
 2. While streaming: the file part crossing ``max_bytes`` → 413 at once; the server stops
-   reading (the connection is then closed, since the rest of the body is never read).
+   reading (the connection is then closed, since the rest of the body is never read). A part
+   whose name is not ``file`` or one of :data:`TEXT_FIELDS`, or a name sent twice → 422
+   ``bad_field`` as soon as that part's headers arrive, so the text fields held in memory are
+   at most one of each (:data:`MAX_FIELD_BYTES` each, else 422 ``field_too_long``).
 3. The file's first bytes must be a video container's signature (MP4/MOV/3GP, Matroska/WebM,
    AVI, FLV, MPEG-TS/PS, H.264/H.265/MPEG elementary stream, Ogg, ASF/WMV) → else 415 as soon
    as those bytes arrive.
@@ -15,7 +18,9 @@ Order of checks (each one as early as it can be made):
    the duration limit.
 
 The body goes to ``tmp_dir/<random>.part``; on any failure that file is deleted, so ``tmp_dir``
-only ever holds uploads in flight. The caller moves a complete, probed file into place with
+only ever holds uploads in flight. A failure to write it (disk full, I/O error) is the server's,
+not the upload's: 503 ``storage_unavailable``, which the client may retry; the cause goes to the
+log only. The caller moves a complete, probed file into place with
 ``os.replace`` (atomic on one filesystem).
 """
 
@@ -36,6 +41,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 __all__ = [
     "FORM_OVERHEAD_BYTES",
+    "PART_SUFFIX",
+    "STORAGE_UNAVAILABLE",
+    "STORAGE_UNAVAILABLE_MESSAGE",
+    "TEXT_FIELDS",
     "ReceivedUpload",
     "UploadError",
     "VideoProbe",
@@ -53,6 +62,14 @@ MAX_FIELD_BYTES: Final = 2048
 #: Bytes needed to recognise a container signature (MPEG-TS: sync bytes at 0 and 188).
 SNIFF_BYTES: Final = 189
 FILE_FIELD: Final = "file"
+#: Suffix of an upload being received in ``tmp_dir``.
+PART_SUFFIX: Final = ".part"
+#: The form's text fields besides the file (the API reads them; any other name is refused).
+TEXT_FIELDS: Final = frozenset({"keep_video", "webhook_url"})
+#: The code and message of a 503 for an upload the server could not keep (its temp file could
+#: not be written, or the upload store refused it): the client may send it again.
+STORAGE_UNAVAILABLE: Final = "storage_unavailable"
+STORAGE_UNAVAILABLE_MESSAGE: Final = "the video could not be stored; try again shortly"
 
 
 class UploadError(Exception):
@@ -126,6 +143,7 @@ class _FormCollector:
         self._header_field = b""
         self._header_value = b""
         self._part_name: str | None = None
+        self._names_seen: set[str] = set()
         self._is_file = False
         self._handle: object | None = None
         self._text = bytearray()
@@ -153,17 +171,26 @@ class _FormCollector:
         self._header_value = b""
 
     def on_headers_finished(self) -> None:
+        if self.error is not None:
+            return
         _, params = parse_options_header(self._headers.get("content-disposition", ""))
         name = params.get(b"name", b"").decode("utf-8", "replace")
         self._part_name = name
-        if name == FILE_FIELD:
-            if self.file_path is not None:
-                self._fail(UploadError(422, "several_files", "send exactly one file"))
-                return
-            self._is_file = True
-            self.filename = _safe_filename(params.get(b"filename", b"").decode("utf-8", "replace"))
-            self.file_path = self.tmp_dir / f"{secrets.token_hex(16)}.part"
-            self._handle = open(self.file_path, "xb")  # noqa: SIM115 (closed in on_part_end/close)
+        if name != FILE_FIELD:
+            self._check_text_field(name)
+            return
+        if self.file_path is not None:
+            self._fail(UploadError(422, "several_files", "send exactly one file"))
+            return
+        self._is_file = True
+        self.filename = _safe_filename(params.get(b"filename", b"").decode("utf-8", "replace"))
+        path = self.tmp_dir / f"{secrets.token_hex(16)}{PART_SUFFIX}"
+        try:
+            self._handle = open(path, "xb")  # noqa: SIM115 (closed in on_part_end/close)
+        except OSError as exc:
+            self._storage_failed(exc)
+            return
+        self.file_path = path
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.error is not None:
@@ -184,7 +211,10 @@ class _FormCollector:
                 self._head += chunk[: SNIFF_BYTES - len(self._head)]
                 if len(self._head) >= SNIFF_BYTES:
                     self._sniff()
-            self._handle.write(chunk)  # type: ignore[union-attr]
+            try:
+                self._handle.write(chunk)  # type: ignore[union-attr]
+            except OSError as exc:
+                self._storage_failed(exc)
         else:
             self._text += chunk
             if len(self._text) > MAX_FIELD_BYTES:
@@ -202,11 +232,25 @@ class _FormCollector:
         if self._is_file:
             if not self._sniffed:
                 self._sniff()
-            self._close_file()
+            try:  # buffered bytes reach the disk here: a full disk may only show now
+                self._close_file()
+            except OSError as exc:
+                self._storage_failed(exc)
         elif self._part_name:
             self.fields[self._part_name] = self._text.decode("utf-8", "replace")
 
     # --- helpers -------------------------------------------------------------------------------
+    def _check_text_field(self, name: str) -> None:
+        # Refused as soon as the part's headers arrive, not at the end of the body: a text part
+        # waits in memory until then, so only one of each known field may ever be kept.
+        if name not in TEXT_FIELDS:
+            allowed = ", ".join(sorted({FILE_FIELD, *TEXT_FIELDS}))
+            message = f"unknown form field {name[:100]!r} (this form takes {allowed})"
+            self._fail(UploadError(422, "bad_field", message))
+        elif name in self._names_seen:
+            self._fail(UploadError(422, "bad_field", f"form field {name!r} sent twice"))
+        self._names_seen.add(name)
+
     def _sniff(self) -> None:
         self._sniffed = True
         if not looks_like_video(bytes(self._head)):
@@ -223,14 +267,23 @@ class _FormCollector:
         if self.error is None:
             self.error = error
 
+    def _storage_failed(self, exc: OSError) -> UploadError:
+        # Disk full, a quota, an I/O error: the operator's to fix, so the detail (which says
+        # where the server keeps its files) goes to the log, and the client is told to retry.
+        logger.error("upload %r could not be written to %s: %s", self.filename, self.tmp_dir, exc)
+        error = UploadError(503, STORAGE_UNAVAILABLE, STORAGE_UNAVAILABLE_MESSAGE)
+        self._fail(error)
+        return error
+
     def _close_file(self) -> None:
-        if self._handle is not None:
-            self._handle.close()  # type: ignore[attr-defined]
-            self._handle = None
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()  # type: ignore[attr-defined]
 
     def discard(self) -> None:
         """Close and delete the partial file (idempotent)."""
-        self._close_file()
+        with contextlib.suppress(OSError):  # a close that fails to flush: deleted all the same
+            self._close_file()
         if self.file_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.file_path.unlink()
@@ -259,7 +312,8 @@ async def receive_upload(
 
     Raises:
         UploadError: 400 malformed form, 411/413 size, 415 not multipart or not a video,
-            422 missing or duplicate file. Nothing is left in ``tmp_dir`` then.
+            422 missing or duplicate file, 503 the file could not be written (disk full).
+            Nothing is left in ``tmp_dir`` then.
 
     """
     mime, params = parse_options_header(content_type or "")
@@ -281,8 +335,11 @@ async def receive_upload(
                 "too_large",
                 f"the upload ({_mib(declared)}) is larger than the limit of {_mib(max_bytes)}",
             )
-    tmp_dir.mkdir(parents=True, exist_ok=True)
     collector = _FormCollector(tmp_dir, max_bytes)
+    try:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise collector._storage_failed(exc) from None
     parser = MultipartParser(
         params[b"boundary"],
         {  # type: ignore[arg-type]

@@ -23,8 +23,11 @@ from typing import Any
 
 import httpx
 import uvicorn
+from sqlalchemy import Engine
 
+from fakescope.web import jobstore, keys
 from fakescope.web.app import create_app
+from fakescope.web.principals import ApiError, Principal, admit_upload
 from fakescope.web.settings import Settings
 from tests.support.servers import free_ports
 
@@ -158,6 +161,57 @@ def raw_request(
     return status, sent, response
 
 
+class BlackHole:
+    """A TCP server on loopback that accepts connections and never answers.
+
+    A stand-in for a server that hangs (S3 timing out): a client waits on it for as long as
+    its own timeouts allow. :meth:`close` drops every connection and the port, after which the
+    client's attempts fail at once (connection refused).
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)  # so that the accepting thread sees close()
+        self.port: int = self._listener.getsockname()[1]
+        self._accepted: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="black-hole", daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far."""
+        with self._lock:
+            return len(self._accepted)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with self._lock:
+                self._accepted.append(conn)
+
+    def close(self) -> None:
+        """Drop every connection and stop listening (idempotent)."""
+        self._closed.set()
+        self._thread.join(5)
+        self._listener.close()
+        with self._lock:
+            for conn in self._accepted:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+
+    def __enter__(self) -> BlackHole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _drain(sock: socket.socket) -> bytes:
     sock.settimeout(0.5)
     out = b""
@@ -165,6 +219,48 @@ def _drain(sock: socket.socket) -> bytes:
         while data := sock.recv(65536):
             out += data
     return out
+
+
+def race_for_the_last_use(engine: Engine, racers: int) -> list[str]:
+    """Create ``racers`` jobs at once, each admitted as the API does, for a key with a quota
+    of one; return each one's outcome: ``created``, or the refusal's code.
+
+    Afterwards the database holds exactly as many jobs and uses as were created.
+    """
+    key, _ = keys.create_key(engine, "Race", monthly_quota=1, rate_per_minute=100)
+    principal, settings = Principal(key=key), Settings()
+    start = threading.Barrier(racers)
+    outcomes: list[str] = []
+
+    def race(n: int) -> None:
+        start.wait(30)
+        try:
+            jobstore.create_job(
+                engine,
+                job_id=f"{n:032x}",
+                owner=key.owner,
+                subject=key.subject,
+                key_id=key.id,
+                filename="v.mp4",
+                size_bytes=1,
+                video_path=f"/nonexistent/{n}",
+                keep_video=False,
+                webhook_url=None,
+                admit=lambda conn: admit_upload(conn, settings, principal),
+            )
+            outcomes.append("created")
+        except ApiError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    created = outcomes.count("created")
+    assert keys.usage(engine, key)["used_total"] == created
+    assert len(jobstore.list_jobs(engine, key.owner)) == created
+    return outcomes
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------

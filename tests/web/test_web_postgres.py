@@ -16,6 +16,7 @@ from tests.support.media import make_face_video
 from tests.support.web_support import (
     LiveServer,
     postgres_unavailable_reason,
+    race_for_the_last_use,
     throwaway_postgres,
     upload,
     wait_for_job,
@@ -101,6 +102,38 @@ def test_postgres_quota_and_usage_counted_when_key_used(pg: Engine):
     with pytest.raises(keys.ApiKeyError) as revoked:
         keys.verify_key(pg, secret)
     assert revoked.value.status == 403
+
+
+def test_postgres_takes_a_job_for_every_key_when_the_key_was_created(pg: Engine):
+    """PostgreSQL enforces column lengths: a key's organisation must fit its jobs' owner."""
+    refused = []
+    for n, length in enumerate((1, 40, 76, 77, 100, 200)):
+        try:
+            key, _ = keys.create_key(pg, "O" * length, monthly_quota=10, rate_per_minute=10)
+        except ValueError:
+            refused.append(length)
+            continue
+        job = jobstore.create_job(
+            pg,
+            job_id=f"{n:032x}",
+            owner=key.owner,
+            subject=key.subject,
+            key_id=key.id,
+            filename="v.mp4",
+            size_bytes=1,
+            video_path=f"/nonexistent/{n}",
+            keep_video=False,
+            webhook_url=None,
+        )
+        assert jobstore.list_jobs(pg, key.owner) == [job]
+    assert 200 in refused
+
+
+def test_postgres_create_job_admits_one_when_uploads_race_for_the_last_use_of_a_quota(
+    pg: Engine,
+):
+    outcomes = race_for_the_last_use(pg, racers=6)
+    assert sorted(outcomes) == ["created"] + ["quota_exceeded"] * 5
 
 
 def test_postgres_job_survives_restart_and_stores_faces_when_analysed(

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from fakescope.web.app import create_app
+from fakescope.web.db import open_database
+from fakescope.web.jobs import STALE_PART_S, JobRunner
 from fakescope.web.settings import Settings, SettingsError
+from fakescope.web.upload_store import upload_store
 from tests.support.media import make_face_video
 from tests.support.s3_server import S3Server
 from tests.support.web_support import LiveServer, upload, wait_for_job, web_settings
@@ -116,6 +119,32 @@ def test_kept_upload_stays_on_s3_until_retention_deletes_it_when_keep_video_is_s
         assert runner.sweep_retention() == 1
         assert uploads.listing() == {}
         assert client.get(f"/api/v1/jobs/{job['id']}").json()["video_stored"] is False
+
+
+def test_job_runner_removes_a_download_left_by_a_dead_process_when_it_starts(s3_env, tmp_path):
+    settings = web_settings(
+        tmp_path, "127.0.0.1:1", workers=0, upload_url=s3_env.url(BUCKET, "leftovers")
+    )
+    store = upload_store(settings)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\0" * 100)
+    ref = store.put(video, "job.mp4")
+    # Two analyses' downloads, their `with` blocks never left: one of a process that died an
+    # hour ago, one in progress now.
+    dead, in_progress = store.local_copy(ref), store.local_copy(ref)
+    dead_copy, live_copy = dead.__enter__(), in_progress.__enter__()
+    untouched = time.time() - 2 * STALE_PART_S
+    os.utime(dead_copy, (untouched, untouched))
+    engine = open_database(settings.database_url)
+    runner = JobRunner(engine, settings)
+    runner.start()
+    runner.stop()
+    engine.dispose()
+    assert not dead_copy.exists()
+    assert live_copy.exists()
+    in_progress.__exit__(None, None, None)
+    dead.__exit__(None, None, None)
+    assert _files(settings.tmp_dir) == []
 
 
 def test_web_refuses_to_start_naming_the_variable_when_upload_bucket_is_missing(s3_env, tmp_path):

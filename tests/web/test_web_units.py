@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from fakescope.cli import main as fakescope_main
 from fakescope.client.triton import DEFAULT_URLS
@@ -19,6 +19,7 @@ from fakescope.web.uploads import looks_like_video
 from fakescope.web.webhooks import WebhookURLError, check_webhook_url
 from tests.support.media import make_face_video
 from tests.support.servers import wait_until
+from tests.support.web_support import BlackHole
 
 
 def _verdict(label: str, p: float | None, trained: bool = True) -> dict:
@@ -160,6 +161,15 @@ def test_check_webhook_url_refuses_private_address_when_policy_public():
     assert check_webhook_url("http://127.0.0.1:9/hook", "loopback")
 
 
+@pytest.mark.parametrize("host", ["a..b", ".x", "a" * 64 + ".example", "x." + "b" * 70])
+def test_check_webhook_url_refuses_with_webhook_url_error_when_a_host_label_is_empty_or_too_long(
+    host: str,
+):
+    for policy in ("public", "loopback"):
+        with pytest.raises(WebhookURLError, match="not a valid host name"):
+            check_webhook_url(f"http://{host}/hook", policy)
+
+
 def test_key_stored_hashed_when_created(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.db'}"
     engine = db.open_database(url)
@@ -172,6 +182,27 @@ def test_key_stored_hashed_when_created(tmp_path):
     assert len(secret) - len(prefix) >= 32
     assert secret[len(prefix) :].encode() not in raw
     assert key.id.encode() in raw
+
+
+def test_create_key_refuses_an_organisation_when_its_jobs_owner_would_overflow_the_column(
+    tmp_path,
+):
+    engine = db.open_database(f"sqlite:///{tmp_path / 'o.db'}")
+    owner_chars = db.jobs.c.owner.type.length  # "org:" + organisation goes in this column
+    longest = "O" * (owner_chars - len("org:"))
+    key, _ = keys.create_key(engine, longest, monthly_quota=1, rate_per_minute=1)
+    assert len(key.owner) == owner_chars
+    with pytest.raises(ValueError, match=f"organisation must be 1..{len(longest)} characters"):
+        keys.create_key(engine, longest + "O", monthly_quota=1, rate_per_minute=1)
+    assert [k.organisation for k in keys.list_keys(engine)] == [longest]
+    engine.dispose()
+
+
+def test_keys_cli_exits_7_naming_the_limit_when_organisation_is_too_long(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    org = "O" * (db.jobs.c.owner.type.length + 1)
+    assert cli.main(["web", "keys", "create", "--org", org, "--database", url]) == 7
+    assert "organisation must be 1.." in capsys.readouterr().err
 
 
 def test_open_database_refuses_other_schema_version_when_found(tmp_path):
@@ -291,6 +322,7 @@ def test_job_runner_keeps_the_video_and_its_worker_when_settling_a_job_fails(tmp
         assert [t.name for t in runner._threads if t.is_alive()] == [
             "fakescope-job-0",
             "fakescope-heartbeat",
+            "fakescope-housekeeping",
         ]
         with engine.begin() as conn:
             conn.execute(text("DROP TRIGGER refuse_outcome"))
@@ -303,6 +335,61 @@ def test_job_runner_keeps_the_video_and_its_worker_when_settling_a_job_fails(tmp
     assert settled.error_code == "unreadable_video"
     assert settled.video_path is None
     assert not video.exists()
+    engine.dispose()
+
+
+def _job_row(engine, n: int, video_path: str, *, keep: bool) -> jobstore.Job:
+    return jobstore.create_job(
+        engine,
+        job_id=f"{n:032x}",
+        owner="visitor:v",
+        subject="visitor:v",
+        key_id=None,
+        filename=f"v{n}.mp4",
+        size_bytes=1,
+        video_path=video_path,
+        keep_video=keep,
+        webhook_url=None,
+    )
+
+
+def test_job_runner_keeps_a_running_jobs_lease_when_the_retention_sweep_hangs_on_the_store(
+    tmp_path, monkeypatch
+):
+    """A store that never answers holds up the sweep, never the heartbeat of running jobs."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "test-only")  # the black hole takes any credentials
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'h.db'}",
+        data_dir=tmp_path,
+        workers=1,
+        lease_s=3.0,
+        poll_interval_s=0.1,
+        video_retention_s=60.0,
+        triton_url="127.0.0.1:1",  # never called: the video never arrives
+    )
+    engine = db.open_database(settings.database_url)
+    with BlackHole() as store:
+        bucket = f"s3://127.0.0.1:{store.port}/uploads"
+        kept = _job_row(engine, 1, f"{bucket}/kept.mp4", keep=True)
+        jobstore.fail_job(engine, kept.id, None, code="x", message="x")
+        with engine.begin() as conn:  # uploaded an hour ago: past its retention
+            conn.execute(
+                update(db.jobs).where(db.jobs.c.id == kept.id).values(created_at=db.now() - 3600)
+            )
+        running = _job_row(engine, 2, f"{bucket}/running.mp4", keep=False)
+        runner = JobRunner(engine, settings)
+        runner.start()
+        try:
+            # the worker's download of the running job and the sweep's delete both hang
+            assert wait_until(lambda: store.connections >= 2, timeout_s=30)
+            assert jobstore.get_job(engine, running.id).worker == runner.worker_id
+            time.sleep(2 * settings.lease_s)  # the lease lasts that long only if renewed
+            assert jobstore.reclaim_expired(engine) == 0  # as another runner's heartbeat does
+            assert jobstore.get_job(engine, running.id).attempts == 1
+        finally:
+            store.close()  # the store refuses from now on: the download and the sweep give up
+            runner.stop()
     engine.dispose()
 
 
