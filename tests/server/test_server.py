@@ -182,13 +182,17 @@ def test_ensemble_reports_no_face_status_when_frames_have_no_face(triton):
     assert np.isnan(out[contract.FRAME_SCORES]).all()
 
 
-def test_ensemble_scores_every_face_when_faces_exceed_classifier_chunk(triton):
-    frames = crowd_frame()
+def test_ensemble_scores_every_face_kept_when_faces_exceed_classifier_chunk(triton):
+    frames = np.concatenate([crowd_frame(), crowd_frame()[:, :, ::-1]])  # 24 faces each
     out = _infer("grpc", triton, frames)
-    faces = out[contract.FACE_BOXES].shape[0]
-    assert faces >= 20  # more than one chunk (chunk_size 16) goes to the classifier
-    assert out[contract.FACE_SCORES].shape == (faces,)
-    assert float(out[contract.FRAME_SCORES][0]) == pytest.approx(out[contract.FACE_SCORES].max())
+    boxes = out[contract.FACE_BOXES]
+    kept = _detector_params().max_faces_per_frame
+    # the frame's largest faces, up to the cap; more than one chunk (16) goes to the classifier
+    assert np.bincount(boxes[:, 0].astype(np.int64)).tolist() == [kept, kept]
+    assert out[contract.FACE_SCORES].shape == (len(boxes),)
+    for frame in range(len(frames)):
+        mine = out[contract.FACE_SCORES][boxes[:, 0] == frame]
+        assert float(out[contract.FRAME_SCORES][frame]) == pytest.approx(mine.max())
 
 
 @pytest.mark.parametrize(
