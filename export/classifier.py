@@ -17,6 +17,7 @@ Two families are supported:
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ DEFAULT_FACE_MARGIN = 0.2
 ONNX_OPSET = 17
 #: Maximum allowed |ONNX Runtime - PyTorch| on the logits.
 PARITY_TOLERANCE = 1e-4
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable FakeScope checkpoint or weights file; the message says why."""
 
 
 @dataclass
@@ -150,12 +155,85 @@ def untrained_checkpoint(arch: str = "efficientnet-lite0", seed: int = 0) -> Cla
     )
 
 
+def read_torch_file(path: Path) -> Any:
+    """Return what ``torch.load(path, weights_only=True)`` reads from ``path``.
+
+    Raises:
+        CheckpointError: naming the file when PyTorch cannot read it (not a ``torch.save``
+            file, cut short or corrupt, or holding objects other than tensors and plain values).
+
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except EOFError as exc:
+        raise CheckpointError(f"{path}: empty or cut short, not a PyTorch file") from exc
+    except pickle.UnpicklingError as exc:
+        # torch's own message is a paragraph about its weights_only default: say it in a line
+        raise CheckpointError(
+            f"{path}: not a PyTorch file of tensors (torch.load refuses it: not written by "
+            "torch.save, or it holds objects other than tensors and plain values)"
+        ) from exc
+    except RuntimeError as exc:  # e.g. "PytorchStreamReader failed reading zip archive: ..."
+        reason = str(exc).split(". ", 1)[0].strip() or type(exc).__name__
+        raise CheckpointError(f"{path}: a corrupt PyTorch file ({reason})") from exc
+
+
+def weights_problem(arch: str, state: Any, *, head: bool = True) -> str | None:
+    """Why ``state`` cannot be loaded into ``arch`` (``None``: it fits).
+
+    Every tensor must exist in the architecture with its shape, and be finite; every tensor of
+    the architecture must be there — but the one-logit head (``_fc.*``) when ``head`` is False
+    (starting weights, whose head is replaced).
+    """
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        return "its state_dict is not a mapping of names to tensors"
+    # on the meta device: shapes and names only, no memory and no initialisation
+    with torch.device("meta"):
+        expected = {
+            k: tuple(v.shape) for k, v in build_backbone(arch, imagenet=False).state_dict().items()
+        }
+    if not head:
+        expected = {k: v for k, v in expected.items() if not k.startswith("_fc.")}
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != expected[k])
+    if missing or unexpected or shapes:
+        found = [
+            f"{len(names)} tensors {what} (e.g. {names[0]})"
+            for what, names in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("of another shape", shapes),
+            )
+            if names
+        ]
+        return f"its weights do not fit {arch}: {'; '.join(found)}"
+    bad = sorted(
+        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    )
+    if bad:
+        return f"{len(bad)} of its tensors hold NaN or infinite values (e.g. {bad[0]})"
+    return None
+
+
 def load_checkpoint(path: Path) -> ClassifierCheckpoint:
-    """Load a training checkpoint (a plain dict of tensors and strings; ``weights_only=True``)."""
-    raw: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    """Load a training checkpoint (a plain dict of tensors and strings; ``weights_only=True``).
+
+    Raises:
+        CheckpointError: naming the file when it cannot be read, is not a FakeScope checkpoint,
+            or its weights do not fit the architecture its metadata names (checked here, so
+            that nothing is exported or written from it first).
+
+    """
+    raw = read_torch_file(path)
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: not a FakeScope classifier checkpoint (not a dict)")
     try:
         spec = ClassifierSpec.from_metadata(raw["metadata"])
-        return ClassifierCheckpoint(
+        checkpoint = ClassifierCheckpoint(
             arch=spec.arch,
             state_dict=raw["state_dict"],
             trained=bool(raw.get("trained", True)),
@@ -163,7 +241,17 @@ def load_checkpoint(path: Path) -> ClassifierCheckpoint:
             provenance=dict(raw.get("provenance", {})),
         )
     except KeyError as exc:
-        raise ValueError(f"{path}: not a FakeScope classifier checkpoint (missing {exc})") from exc
+        raise CheckpointError(
+            f"{path}: not a FakeScope classifier checkpoint (missing {exc})"
+        ) from exc
+    except (ValueError, TypeError) as exc:  # metadata values that do not parse
+        raise CheckpointError(f"{path}: unreadable classifier metadata ({exc})") from exc
+    if checkpoint.arch not in SUPPORTED_ARCHS:
+        raise CheckpointError(f"{path}: unsupported architecture {checkpoint.arch!r}")
+    problem = weights_problem(checkpoint.arch, checkpoint.state_dict)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    return checkpoint
 
 
 def materialize(checkpoint: ClassifierCheckpoint) -> ServingClassifier:

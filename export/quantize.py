@@ -469,7 +469,7 @@ def export_quantized_version(
     from fakescope.export.provenance import git_commit
     from fakescope.export.versions import CARD, list_versions, publishing, served_version
     from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
-    from fakescope.training.cli import FACE_CROP_LIMITATIONS
+    from fakescope.training.cli import AT_SERVED_THRESHOLD, face_crop_limitations
 
     repository = Path(repository)
     folder = repository / contract.CLASSIFIER_MODEL
@@ -567,8 +567,8 @@ def export_quantized_version(
         # the scope statement that travels with the model (config, CLI, web page) states this
         # model's own validation figures, as training stated the float model's
         split = json.loads(provenance["split"])
-        limitations = FACE_CROP_LIMITATIONS.format(
-            originals=split["val_originals"], **served_metrics
+        limitations = face_crop_limitations(
+            served_metrics, split["val_originals"], served_metrics["threshold"], AT_SERVED_THRESHOLD
         )
         _set_provenance(
             target,

@@ -444,7 +444,8 @@ def export_classifier_version(
 ) -> Path:
     """Export ``checkpoint`` as ``face_classifier/<version>`` with its model card.
 
-    The served ``config.pbtxt`` and ``MODEL_CARD.md`` then describe the newest version present.
+    The served ``config.pbtxt`` and ``MODEL_CARD.md`` then describe the served version (the
+    pinned one, else the newest present).
     """
     from fakescope.export.model_card import model_card
     from fakescope.export.versions import CARD, served_version, write_served_files

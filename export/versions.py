@@ -1,8 +1,9 @@
 """Numbered classifier versions in the model repository: export a new one, roll back one.
 
-Triton serves the version ``face_classifier/config.pbtxt`` pins (``version_policy: specific``),
-and every export and rollback regenerates that file to pin the highest numbered folder, so
-"what is served" is always "the highest numbered folder". Hence:
+Triton serves the version ``face_classifier/config.pbtxt`` pins (``version_policy: specific``;
+found by :func:`fakescope.serving.model_config.served_version_dir`, the one resolver). An export
+pins the version it adds; a folder numbered above the pinned one (left by an export that failed
+before its switch) is never served, and nothing here treats it as served. Hence:
 
 * :func:`export_new_version` exports a checkpoint into ``face_classifier/<N+1>/`` (into a
   temporary folder first, renamed once the ONNX parity check has passed: :func:`publishing`),
@@ -12,9 +13,10 @@ and every export and rollback regenerates that file to pin the highest numbered 
   publishes the served version's int8 model the same way. Version ``1`` (the placeholder
   ``fakescope export`` rebuilds; the tests check it is the same model) is never touched except
   to keep a copy of its card.
-* :func:`rollback` moves the newest version folder out of the repository (into
-  ``retired_dir``, default ``<repository>/../.fakescope/retired/``: nothing is deleted) and
-  restores the previous version's ``config.pbtxt`` and card.
+* :func:`rollback` pins the highest version below the served one that has a ``model.onnx``
+  (:func:`rollback_target`), restores its card, then moves the served version's folder out of
+  the repository (into ``retired_dir``, default ``<repository>/../.fakescope/retired/``:
+  nothing is deleted).
 
 A running server picks the change up on restart (model control mode ``none``).
 """
@@ -26,7 +28,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from fakescope.pipeline.metadata import (
     read_classifier_spec,
     read_provenance,
 )
+from fakescope.serving.model_config import served_version_dir
 
 __all__ = [
     "export_new_version",
@@ -50,6 +53,7 @@ __all__ = [
     "publishing",
     "render_card",
     "rollback",
+    "rollback_target",
     "served_version",
     "write_served_files",
 ]
@@ -68,19 +72,44 @@ def list_versions(repository: Path) -> list[int]:
 
 
 def served_version(repository: Path) -> int:
-    """Return the version Triton serves (the newest); ``FileNotFoundError`` when none."""
-    versions = list_versions(repository)
-    if not versions:
+    """Return the version Triton serves: the one ``config.pbtxt`` pins (else the newest).
+
+    Raises:
+        FileNotFoundError: no version, or none for the pinned one.
+        ValueError: the config pins several versions.
+
+    """
+    folder = Path(repository) / contract.CLASSIFIER_MODEL
+    if not list_versions(repository):
         raise FileNotFoundError(f"no face_classifier version in {repository}")
-    return versions[-1]
+    return int(served_version_dir(folder).name)
+
+
+def rollback_target(
+    versions: Sequence[int], served: int, has_model: Callable[[int], bool], where: object
+) -> int:
+    """Return the version a rollback from ``served`` serves: the highest below it with a model.
+
+    ``has_model(v)``: whether version ``v`` has its ``model.onnx`` (a folder without one, left
+    by a failed export, cannot be served). Raises ``ValueError`` when there is none.
+    """
+    earlier = [v for v in versions if v < served and has_model(v)]
+    if not earlier:
+        raise ValueError(
+            f"cannot roll back: {contract.CLASSIFIER_MODEL} in {where} serves version {served} "
+            "and has no earlier version with a model.onnx"
+        )
+    return max(earlier)
 
 
 def _keep_card_of_served(folder: Path) -> None:
     """Copy the served card into its version folder (once) so a rollback can restore it."""
-    versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
-    if not versions or not (folder / CARD).is_file():
+    if not (folder / CARD).is_file():
         return
-    served = max(versions, key=lambda p: int(p.name))
+    try:
+        served = served_version_dir(folder)
+    except FileNotFoundError:  # no version served yet: no card of one to keep
+        return
     if not (served / CARD).is_file():
         copy_file_atomically(folder / CARD, served / CARD)
 
@@ -92,9 +121,11 @@ def export_new_version(
 
     A checkpoint trained on face crops records the data's crop geometry; its served framing is
     calibrated on frames of ``framing_videos`` (:mod:`fakescope.export.framing`), which it
-    then needs. Returns the new version number. Raises ``ValueError`` for a file that is not a
-    FakeScope checkpoint, for missing framing videos or a framing that cannot be matched, and
-    ``RuntimeError`` when the ONNX parity check fails (nothing is left behind either way).
+    then needs. Returns the new version number. Raises
+    :class:`~fakescope.export.classifier.CheckpointError` (a ``ValueError``) for a file that is
+    not a usable FakeScope checkpoint, ``ValueError`` for missing framing videos or a framing
+    that cannot be matched, and ``RuntimeError`` when the ONNX parity check fails (nothing is
+    left behind either way).
     """
     repository = Path(repository)
     folder = repository / contract.CLASSIFIER_MODEL
@@ -212,22 +243,31 @@ def render_card(repository: Path, version: int, results: Path | None, root: Path
 
 
 def rollback(repository: Path, retired_dir: Path | None = None) -> int:
-    """Retire the newest classifier version; return the version now served.
+    """Retire the served classifier version; return the version now served.
 
-    Raises ``ValueError`` when only one version exists (nothing to roll back to).
+    The config then pins the highest earlier version that has a ``model.onnx``
+    (:func:`rollback_target`); versions above the served one are left alone.
+
+    Raises:
+        ValueError: no earlier version to roll back to.
+        FileNotFoundError: the config pins a version that has no folder.
+
     """
     repository = Path(repository)
+    folder = repository / contract.CLASSIFIER_MODEL
     versions = list_versions(repository)
     if len(versions) < 2:
         raise ValueError(
             f"cannot roll back: face_classifier has {len(versions)} version(s) in {repository}"
         )
-    folder = repository / contract.CLASSIFIER_MODEL
-    newest, previous = versions[-1], versions[-2]
+    served = int(served_version_dir(folder).name)
+    previous = rollback_target(
+        versions, served, lambda v: (folder / str(v) / "model.onnx").is_file(), repository
+    )
     retired = Path(retired_dir) if retired_dir else repository.parent / ".fakescope" / "retired"
-    target = retired / contract.CLASSIFIER_MODEL / f"{newest}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target = retired / contract.CLASSIFIER_MODEL / f"{served}-{time.strftime('%Y%m%d-%H%M%S')}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(folder / str(newest)), str(target))
-    write_served_files(folder, previous)
-    logger.info("rolled back face_classifier from %d to %d (%s)", newest, previous, target)
+    write_served_files(folder, previous)  # the switch first: the retired folder is not served
+    shutil.move(str(folder / str(served)), str(target))
+    logger.info("rolled back face_classifier from %d to %d (%s)", served, previous, target)
     return previous

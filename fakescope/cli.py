@@ -26,7 +26,7 @@ from fakescope import contract
 from fakescope.arguments import existing_file, frame_count, port
 from fakescope.benchmarks.run import add_bench_parser
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
-from fakescope.client.cli import add_analyze_parser
+from fakescope.client.cli import EXIT_BAD_INPUT, add_analyze_parser
 from fakescope.client.cli import main as analyze_main
 from fakescope.client.frames import VideoReadError
 from fakescope.extras import TRAINING_INSTALL_HINT, TRAINING_MODULES
@@ -175,6 +175,7 @@ def run_export(args: argparse.Namespace) -> int:
         )
         return 2
     if args.checkpoint:
+        from fakescope.export.classifier import CheckpointError
         from fakescope.export.versions import export_new_version
 
         if not remote and not (args.repository / contract.CLASSIFIER_MODEL).is_dir():
@@ -191,7 +192,10 @@ def run_export(args: argparse.Namespace) -> int:
                 version = export_to_s3(args.repository, args.checkpoint, args.framing_videos)
             else:
                 version = export_new_version(args.repository, args.checkpoint, args.framing_videos)
-        except (ValueError, VideoReadError) as exc:  # bad checkpoint, framing video or framing
+        except CheckpointError as exc:  # unreadable, or weights that do not fit their arch
+            print(f"fakescope: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except (ValueError, VideoReadError) as exc:  # framing video or framing
             print(f"fakescope: error: {exc}", file=sys.stderr)
             return 2
         except (StorageError, OSError) as exc:  # S3, or a local folder that cannot be written
@@ -260,7 +264,7 @@ def run_model_card(args: argparse.Namespace) -> int:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    """Retire the newest classifier version so that the previous one is served."""
+    """Retire the served classifier version; the highest earlier one with a model is served."""
     from fakescope.export.versions import rollback  # torch-backed: the train extra
 
     remote = isinstance(args.repository, S3Location)
@@ -281,7 +285,10 @@ def run_rollback(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fakescope: error: {exc}", file=sys.stderr)
         return 2
-    except StorageError as exc:
+    except FileNotFoundError as exc:  # e.g. the config pins a version that has no files
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (StorageError, OSError) as exc:  # S3, or a folder that cannot be written
         print(f"fakescope: error: {exc}", file=sys.stderr)
         return EXIT_STORAGE
     print(f"face_classifier now serves version {version} (restart the server to load it)")

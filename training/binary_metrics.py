@@ -117,11 +117,21 @@ def youden_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def binary_metrics(
-    labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5, eps: float = DFDC_EPS
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float | np.ndarray = 0.5,
+    eps: float = DFDC_EPS,
 ) -> BinaryMetrics:
-    """Recall (FAKE), precision, accuracy, LogLoss, ROC-AUC and the confusion matrix."""
+    """Recall (FAKE), precision, accuracy, LogLoss, ROC-AUC and the confusion matrix.
+
+    ``threshold``: one for every prediction, or one per prediction (cross-fitted thresholds;
+    the result's ``threshold`` is NaN then: there is no single one).
+    """
     y, p = _arrays(labels, probabilities)
-    predicted = p >= threshold
+    cut = np.asarray(threshold, np.float64)
+    if cut.ndim and cut.shape != p.shape:
+        raise ValueError(f"thresholds {cut.shape} and probabilities {p.shape} differ in shape")
+    predicted = p >= cut
     tp = int(np.sum(predicted & (y == 1)))
     fp = int(np.sum(predicted & (y == 0)))
     tn = int(np.sum(~predicted & (y == 0)))
@@ -132,7 +142,7 @@ def binary_metrics(
         accuracy=(tp + tn) / y.size if y.size else float("nan"),
         logloss=log_loss(y, p, eps),
         auc=roc_auc(y, p),
-        threshold=float(threshold),
+        threshold=float(cut) if cut.ndim == 0 else float("nan"),
         tp=tp,
         fp=fp,
         tn=tn,

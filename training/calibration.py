@@ -2,15 +2,22 @@
 
 The served probability is ``sigmoid(logit / T)``; ``T`` minimises the validation LogLoss.
 A single parameter barely overfits, but the figures reported for a model are still
-*cross-fitted*: each half of the validation groups is scored with the ``T`` fitted on the other
-half (:func:`cross_fitted_probabilities`), and the served ``T`` is fitted on all of it.
+*cross-fitted* (:func:`cross_fit`): each half of the validation groups is scored with the ``T``
+fitted on the other half and labelled at the threshold chosen (Youden's J) on the other half,
+while the served ``T`` and threshold are fitted on all of it. When a half lacks a class there
+is nothing to fit on without the faces scored: no cross-fitted figures exist then.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["cross_fitted_probabilities", "fit_temperature", "sigmoid"]
+from fakescope.training.binary_metrics import youden_threshold
+
+__all__ = ["CrossFit", "cross_fit", "fit_temperature", "sigmoid"]
 
 #: Search range of log(T): T in [0.05, 20].
 _LOG_T_RANGE = (np.log(0.05), np.log(20.0))
@@ -65,25 +72,33 @@ def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2.0))
 
 
-def cross_fitted_probabilities(
-    labels: np.ndarray, logits: np.ndarray, groups: list[str]
-) -> np.ndarray:
-    """Probabilities where each half of the groups uses the ``T`` fitted on the other half.
+@dataclass(frozen=True)
+class CrossFit:
+    """Validation scores where no face is scored by what was fitted on its own half."""
+
+    #: each face's probability, calibrated with the ``T`` fitted on the other half
+    probabilities: np.ndarray
+    #: each face's threshold: Youden's J on the other half's (so calibrated) probabilities
+    thresholds: np.ndarray
+
+
+def cross_fit(labels: np.ndarray, logits: np.ndarray, groups: list[str]) -> CrossFit | None:
+    """Cross-fit the temperature and the threshold over two halves of the groups.
 
     Groups (a REAL video and its fakes) are halved by a stable hash of their name, so the
-    halves do not depend on order.
+    halves do not depend on order. ``None`` when a half lacks REAL or FAKE faces: fitting on
+    it is impossible, and fitting on every face would score faces with what they fitted.
     """
-    import hashlib
-
     labels = np.asarray(labels, np.float64).ravel()
     logits = np.asarray(logits, np.float64).ravel()
     half = np.asarray([hashlib.sha256(g.encode()).digest()[0] & 1 for g in groups], dtype=bool)
-    out = np.empty_like(logits)
+    probabilities = np.empty_like(logits)
+    thresholds = np.empty_like(logits)
     for part in (half, ~half):
         other = ~part
-        if not part.any():
-            continue
-        fit_on = other if np.unique(labels[other]).size == 2 else np.ones_like(other)
-        t = fit_temperature(labels[fit_on], logits[fit_on])
-        out[part] = sigmoid(logits[part] / t)
-    return out
+        if np.unique(labels[other]).size != 2:
+            return None
+        t = fit_temperature(labels[other], logits[other])
+        probabilities[part] = sigmoid(logits[part] / t)
+        thresholds[part] = youden_threshold(labels[other], sigmoid(logits[other] / t))
+    return CrossFit(probabilities, thresholds)

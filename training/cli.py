@@ -6,9 +6,11 @@ Mounted into the ``fakescope`` command by :func:`add_training_parsers`; each sub
 =====  ==========================================================================
 0      success
 1      the run failed (e.g. a split has no usable face, training cannot start)
-2      usage error (argparse; an output folder that is not empty)
-3      bad input data: an invalid dataset (every offender listed on stderr), a missing
-       model file — nothing is written
+2      usage error (argparse; an output folder that is not empty; a ``--resume`` whose
+       options differ from the run's; a ``--split`` the model was not trained with; a
+       checkpoint trained on face crops evaluated on videos)
+3      bad input data: an invalid dataset (every offender listed on stderr), a missing or
+       unloadable model, weights or ``train_state.pt`` file — nothing is written
 =====  ==========================================================================
 """
 
@@ -22,7 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,7 +41,7 @@ from fakescope.contract import MIN_FRAME_SIDE
 from fakescope.export.provenance import command_line, git_commit
 from fakescope.files import write_text_atomically
 from fakescope.paths import MODEL_REPOSITORY
-from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.pipeline.metadata import read_classifier_spec, read_provenance
 from fakescope.serving.model_config import aggregation_params
 from fakescope.training.data_versions import build_manifest, find_version, register_version
 from fakescope.training.dataset import DatasetError, assign_splits, load_dataset
@@ -54,6 +56,9 @@ from fakescope.training.tracking import (
     start_run,
 )
 from fakescope.training.video_faces import FaceCache, FaceExtractor
+
+if TYPE_CHECKING:  # torch-backed: imported by the commands that train, not by the parser
+    from fakescope.training.train import ResumeError
 
 __all__ = ["EXIT_BAD_DATA", "EXIT_FAILED", "EXIT_USAGE", "add_training_parsers"]
 
@@ -77,16 +82,40 @@ SYNTHETIC_LIMITATIONS = (
 )
 
 
-#: The scope statement of a classifier trained on face crops; figures from its own validation.
+#: The scope statement of a classifier trained on face crops; figures from its own validation
+#: (:func:`face_crop_limitations` fills it in).
 FACE_CROP_LIMITATIONS = (
     "Trained and validated on DFDC face swaps only (face crops of the Deepfake Detection "
     "Challenge training set). On validation faces of {originals} original videos it never "
     "trained on: AUC {auc:.3f}, LogLoss {logloss:.3f}, recall {recall:.3f} and precision "
-    "{precision:.3f} at the served threshold {threshold:.3f} (DFDC's actors recur across "
-    "originals, so these figures are somewhat optimistic). Other manipulations (lip-sync, "
-    "whole-face synthesis, diffusion edits, face-swap tools newer than DFDC) and other sources "
-    "are unknown until measured: a score is evidence to weigh, not proof."
+    "{precision:.3f} {at} (DFDC's actors recur across originals, so these figures are "
+    "somewhat optimistic). Other manipulations (lip-sync, whole-face synthesis, diffusion "
+    "edits, face-swap tools newer than DFDC) and other sources are unknown until measured: a "
+    "score is evidence to weigh, not proof."
 )
+#: At which threshold the recall and precision of :data:`FACE_CROP_LIMITATIONS` are.
+AT_SERVED_THRESHOLD = "at the served threshold {threshold:.3f}"
+AT_CROSS_FITTED_THRESHOLD = (
+    "with each half of them calibrated and thresholded as the served model is (threshold "
+    "{threshold:.3f}), but on the other half"
+)
+AT_IN_SAMPLE_THRESHOLD = (
+    "at the served threshold {threshold:.3f}, chosen on these same faces (too few originals "
+    "to cross-fit)"
+)
+
+
+def face_crop_limitations(
+    metrics: dict[str, Any], originals: int, threshold: float, at: str
+) -> str:
+    """Return :data:`FACE_CROP_LIMITATIONS` with ``metrics`` (``BinaryMetrics.to_json``).
+
+    ``at``: one of the ``AT_*`` phrases, filled in with the served ``threshold``.
+    """
+    figures = {k: metrics[k] for k in ("auc", "logloss", "recall", "precision")}
+    return FACE_CROP_LIMITATIONS.format(
+        originals=originals, at=at.format(threshold=threshold), **figures
+    )
 
 
 def _say(text: str = "", *, stream=None) -> None:
@@ -289,26 +318,96 @@ def _assign(args: argparse.Namespace, entries: list[Any]) -> Any:
     )
 
 
-def _weights_missing(args: argparse.Namespace) -> bool:
-    """Say so (and return True) when ``--weights`` names no file."""
-    if args.weights is not None and not args.weights.is_file():
+def _weights_unusable(args: argparse.Namespace) -> bool:
+    """Say why (and return True) when ``--weights`` names no file, or none that fits ``--arch``.
+
+    Checked before any data is read or anything written: the weights are loaded again when
+    training starts.
+    """
+    if args.weights is None:
+        return False
+    if not args.weights.is_file():
         _error(f"weights file not found: {args.weights}")
         return True
+    from fakescope.export.classifier import CheckpointError
+    from fakescope.training.train import starting_weights
+
+    try:
+        starting_weights(args.weights, args.arch)
+    except CheckpointError as exc:
+        _error(f"--weights: {exc}")
+        return True
     return False
+
+
+#: What each recorded setting of a run (``train.run_settings``) is called on the command line.
+_SETTING_NAMES = {
+    "self_blend": "--no-self-blend",
+    "weight_decay": "the weight decay",
+    "face_margin": "the data's crop framing",
+    "face_shift": "the data's crop framing",
+    "split_sha256": "the train/val/test split",
+    "data_content_sha256": "the data (content of DATA_DIR)",
+    "faces_sha256": "the training and validation faces",
+    "frames_per_video": "--frames",
+}
+#: Settings that are hashes: named, their values not shown.
+_HASHED_SETTINGS = {"split_sha256", "data_content_sha256", "faces_sha256"}
+
+
+def _resume_message(exc: ResumeError, output: Path) -> str:
+    """Return one line: why ``--resume`` cannot continue the run in ``output``."""
+    if not exc.differing:
+        return (
+            f"--resume: {exc.state_path} records no settings to compare with this command's "
+            "(written by an older FakeScope): train into a new --output"
+        )
+    parts: list[str] = []
+    for key, (recorded, now) in exc.differing.items():
+        name = _SETTING_NAMES.get(key, "--" + key.replace("_", "-"))
+        if key in _HASHED_SETTINGS or key in {"face_margin", "face_shift"}:
+            part = name
+        else:
+            shown = "not recorded" if recorded is None else json.loads(recorded)
+            part = f"{name} {shown} (now {json.loads(now)})"
+        if part not in parts:
+            parts.append(part)
+    return (
+        f"--resume: the run in {output} was trained with other settings: {'; '.join(parts)}; "
+        "repeat its options to continue it, or train into a new --output"
+    )
+
+
+def _resume_refused(args: argparse.Namespace, output: Path, settings: dict[str, str]) -> int | None:
+    """With ``--resume``: the exit code (error said) when the run in ``output`` differs."""
+    if not args.resume:
+        return None
+    from fakescope.export.classifier import CheckpointError
+    from fakescope.training.train import ResumeError, check_resume
+
+    try:
+        check_resume(output, settings)
+    except ResumeError as exc:
+        _error(_resume_message(exc, output))
+        return EXIT_USAGE
+    except CheckpointError as exc:
+        _error(f"--resume: {exc}")
+        return EXIT_BAD_DATA
+    return None
 
 
 def run_train_face_crops(args: argparse.Namespace) -> int:
     """Train on a face-crop folder (``metadata.csv`` + shards or images): see the README."""
     from tqdm import tqdm
 
-    from fakescope.training.train import FaceSet, spec_for
+    from fakescope.training.train import FaceSet, run_settings, spec_for
 
     if args.eval_dir is not None:
         _error(
             "--eval-dir takes a DFDC video folder; evaluate face crops with `fakescope evaluate`"
         )
         return EXIT_USAGE
-    if _weights_missing(args):
+    if _weights_unusable(args):
         return EXIT_BAD_DATA
     try:
         dataset = load_face_crop_set(args.data_dir)
@@ -353,8 +452,16 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
         _error("the validation split is empty: add faces or raise --val-fraction")
         return EXIT_FAILED
     output = _run_dir("train", args.output)
-    output.mkdir(parents=True, exist_ok=True)
     split_record = _split_record(splits, dataset)
+    settings = run_settings(
+        config,
+        **_split_settings(args, split_record),
+        data_content_sha256=prepared.content_hash,
+    )
+    refused = _resume_refused(args, output, settings)
+    if refused is not None:  # before the run's split and geometry are written over
+        return refused
+    output.mkdir(parents=True, exist_ok=True)
     write_text_atomically(output / "splits.json", json.dumps(splits.to_json(), indent=1) + "\n")
     write_text_atomically(
         output / "crop_geometry.json", json.dumps(prepared.geometry.to_json(), indent=1)
@@ -392,31 +499,56 @@ def run_train_face_crops(args: argparse.Namespace) -> int:
 
         def state_scope(best: Path) -> dict[str, str]:
             from fakescope.export.classifier import load_checkpoint
+            from fakescope.training.train import CROSS_FITTED
 
             recorded = load_checkpoint(best).provenance
-            metrics = json.loads(recorded["val_face_metrics_cross_fitted"])
-            text = FACE_CROP_LIMITATIONS.format(originals=split_record["val_originals"], **metrics)
+            threshold = float(recorded["threshold"])
+            originals = split_record["val_originals"]
+            if CROSS_FITTED in recorded:
+                metrics = json.loads(recorded[CROSS_FITTED])
+                text = face_crop_limitations(
+                    metrics, originals, threshold, AT_CROSS_FITTED_THRESHOLD
+                )
+            else:  # a half of the validation originals lacked a class: in-sample figures
+                metrics = json.loads(recorded["val_face_metrics"])
+                text = face_crop_limitations(metrics, originals, threshold, AT_IN_SAMPLE_THRESHOLD)
             return {"limitations": text}
 
     except BaseException:
         _close_tracking(run)
         raise
-    return _train_and_report(args, config, train_set, val_set, provenance, output, run, state_scope)
+    return _train_and_report(
+        args, config, settings, train_set, val_set, provenance, output, run, state_scope
+    )
+
+
+def _assignment_sha256(assignment: dict[str, str]) -> str:
+    """SHA-256 of a split assignment (name -> split): what identifies a split."""
+    import hashlib
+
+    listing = "".join(f"{n}:{s}\n" for n, s in sorted(assignment.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def _split_record(splits, dataset) -> dict[str, Any]:
     """Seed, counts and the hash of the assignment: what a model's metadata records."""
-    import hashlib
-
     by_name = dataset.by_name()
     record: dict[str, Any] = {"seed": splits.seed, "val_fraction": splits.val_fraction}
     for split in ("train", "val", "test"):
         names = splits.names(split)
         record[f"{split}_faces"] = len(names)
         record[f"{split}_originals"] = len({by_name[n].group for n in names})
-    listing = "".join(f"{n}:{s}\n" for n, s in sorted(splits.assignment.items()))
-    record["assignment_sha256"] = hashlib.sha256(listing.encode()).hexdigest()
+    record["assignment_sha256"] = _assignment_sha256(dict(splits.assignment))
     return record
+
+
+def _split_settings(args: argparse.Namespace, record: dict[str, Any]) -> dict[str, Any]:
+    """Return the options that define a run's split, and its hash (for ``run_settings``)."""
+    return {
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "split_sha256": record["assignment_sha256"],
+    }
 
 
 def _registered_or_hash(content: str, registry: Path) -> str:
@@ -431,6 +563,7 @@ def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from fakescope.training.train import (
         collect_faces,
+        run_settings,
         spec_for,
     )
 
@@ -449,7 +582,7 @@ def run_train(args: argparse.Namespace) -> int:
         eval_dataset = _load(args.eval_dir)
         if eval_dataset is None:
             return EXIT_BAD_DATA
-    if _weights_missing(args):
+    if _weights_unusable(args):
         return EXIT_BAD_DATA
     config = _train_config(args)
     spec = spec_for(config)
@@ -463,12 +596,22 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     output = _run_dir("train", args.output)
+    split_record = _split_record(splits, dataset)
+    settings = run_settings(
+        config, **_split_settings(args, split_record), frames_per_video=args.frames
+    )
+    # checked here before the split is written over; the data's hash, known once the videos
+    # are read, is checked again with the rest when training starts
+    refused = _resume_refused(args, output, settings)
+    if refused is not None:
+        return refused
     output.mkdir(parents=True, exist_ok=True)
     write_text_atomically(output / "splits.json", json.dumps(splits.to_json(), indent=1) + "\n")
     run = _start_tracking(args, f"train {dataset.root.resolve().name}", "training")
     try:
         faces, hashes = _extract(dataset, dataset.entries, spec, args, "train+val")
         data_version, content = _data_version(dataset, hashes, args.registry)
+        settings["data_content_sha256"] = json.dumps(content)
         synthetic = _synthetic_record(dataset.root)
         command = command_line()
         provenance = {
@@ -476,6 +619,7 @@ def run_train(args: argparse.Namespace) -> int:
             "data_content_sha256": content,
             "data_dir": str(dataset.root.resolve()),
             "splits": json.dumps(splits.to_json()["splits"], sort_keys=True),
+            "split": json.dumps(split_record, sort_keys=True),
             "split_seed": str(args.seed),
             "frames_per_video": str(args.frames),
             "command": command,
@@ -535,7 +679,7 @@ def run_train(args: argparse.Namespace) -> int:
         _close_tracking(run)
         raise
     return _train_and_report(
-        args, config, train_set, val_set, provenance, output, run, evaluate_videos_after
+        args, config, settings, train_set, val_set, provenance, output, run, evaluate_videos_after
     )
 
 
@@ -547,6 +691,7 @@ def _close_tracking(run) -> Path | None:
 def _train_and_report(
     args: argparse.Namespace,
     config,
+    settings: dict[str, str],
     train_set,
     val_set,
     provenance: dict[str, str],
@@ -560,7 +705,8 @@ def _train_and_report(
     """
     from tqdm import tqdm
 
-    from fakescope.training.train import TrainingError, train_classifier
+    from fakescope.export.classifier import CheckpointError
+    from fakescope.training.train import ResumeError, TrainingError, train_classifier
 
     bar = tqdm(desc="train", unit="batch", file=sys.stderr, disable=args.quiet)
 
@@ -579,6 +725,7 @@ def _train_and_report(
                 provenance=provenance,
                 resume=args.resume,
                 on_step=on_step,
+                settings=settings,
             )
         finally:
             bar.close()
@@ -591,6 +738,14 @@ def _train_and_report(
         _close_tracking(run)
         _error(str(exc))
         return EXIT_FAILED
+    except ResumeError as exc:  # the data changed under the same names (checked last)
+        _close_tracking(run)
+        _error(_resume_message(exc, output))
+        return EXIT_USAGE
+    except CheckpointError as exc:  # an unreadable train_state.pt
+        _close_tracking(run)
+        _error(f"--resume: {exc}")
+        return EXIT_BAD_DATA
     except BaseException:
         _close_tracking(run)
         raise
@@ -682,12 +837,20 @@ def _model_problem(model: Path) -> str | None:
         return f"model not found: {model}"
     try:
         if model.suffix in {".pt", ".pth"}:
-            from fakescope.export.classifier import load_checkpoint
+            from fakescope.export.classifier import CheckpointError, load_checkpoint
 
-            load_checkpoint(model)
+            try:
+                load_checkpoint(model)
+            except CheckpointError as exc:  # it names the file and says why
+                return f"cannot be loaded as a FakeScope classifier: {exc}"
         elif model.suffix == ".onnx":
             read_classifier_spec(model)
-        elif not model.is_dir():
+        elif model.is_dir():
+            from fakescope.training.evaluate import resolve_model
+
+            # the served version's file (a folder is resolved in place: nothing is written)
+            read_classifier_spec(resolve_model(model, model))
+        else:
             return f"{model}: expected a model repository, an .onnx file or a .pt checkpoint"
     except Exception as exc:  # any load failure is reported, nothing is written
         return f"{model}: cannot be loaded as a FakeScope classifier: {exc}"
@@ -720,7 +883,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return EXIT_BAD_DATA
     if face_crops:
         return _evaluate_face_crops(args, dataset, model)
-    entries, code = _split_entries(dataset, args, {})
+    provenance = _model_provenance(model)
+    if model.suffix in {".pt", ".pth"} and "crop_geometry" in provenance:
+        # evaluate.resolve_model exports a checkpoint with its raw crop geometry, not the
+        # framing `fakescope export` calibrates for videos: its scores would not be as served
+        _error(
+            f"{model} was trained on face crops: its crop framing for videos is calibrated "
+            f"when it is exported (fakescope export --checkpoint {model} --framing-videos "
+            "VIDEO...); evaluate the exported version (--model REPOSITORY or its model.onnx)"
+        )
+        return EXIT_USAGE
+    entries, code = _split_entries(dataset, args, provenance)
     if code is not None:
         return code
     output = _run_dir("evaluate", args.output)
@@ -776,6 +949,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if zip_path:
             _say(f"ClearML offline session: {zip_path}")
     return 0
+
+
+def _model_provenance(model: Path) -> dict[str, str]:
+    """Return the provenance of the classifier ``model`` names (nothing is exported)."""
+    if model.suffix in {".pt", ".pth"}:
+        from fakescope.export.classifier import load_checkpoint
+
+        return load_checkpoint(model).provenance
+    from fakescope.training.evaluate import resolve_model
+
+    return read_provenance(resolve_model(model, model))  # a folder or .onnx: resolved in place
 
 
 def _split_entries(dataset, args: argparse.Namespace, provenance: dict[str, str]):
@@ -849,9 +1033,12 @@ def _split_mismatch(
 ) -> str | None:
     """Why this split is not the one the model was trained with (``None``: it is, or unknown)."""
     recorded = provenance.get("split")
-    if not recorded:
-        return None
-    expected = json.loads(recorded).get("assignment_sha256")
+    expected = json.loads(recorded).get("assignment_sha256") if recorded else None
+    if expected is None and provenance.get("splits"):
+        # a model trained on videos before the split record: its listing of every split
+        listing = json.loads(provenance["splits"])
+        expected = _assignment_sha256({n: s for s, names in listing.items() for n in names})
+        recorded = f"seed {provenance.get('split_seed', '?')}"
     if expected and expected != record["assignment_sha256"]:
         return (
             f"--seed {args.seed} --val-fraction {args.val_fraction} --test-fraction "

@@ -71,9 +71,11 @@ class DatasetError(ValueError):
     def __init__(self, root: Path, problems: list[Problem]):
         self.root = root
         self.problems = problems
+        if len(problems) == 1:  # one line, as every other CLI error
+            super().__init__(f"{root}: invalid DFDC dataset: {problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in problems)
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{root}: invalid DFDC dataset, {len(problems)} {noun}:\n{lines}")
+        super().__init__(f"{root}: invalid DFDC dataset, {len(problems)} problems:\n{lines}")
 
 
 @dataclass(frozen=True)

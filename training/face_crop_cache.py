@@ -108,7 +108,8 @@ def prepare_face_crops(
     """Decode, resize and detect every face of ``dataset`` (cached; see the module doc).
 
     Raises:
-        DatasetError: naming every image that does not decode; nothing is cached then.
+        DatasetError: naming every image that does not decode, or saying that MTCNN finds
+            no face in any REAL image; nothing is cached then.
 
     """
     names = [e.name for e in dataset.entries]
@@ -159,7 +160,15 @@ def prepare_face_crops(
     if problems:
         raise DatasetError(dataset.root, problems)
     flush()
-    geometry = _geometry(detections)
+    try:
+        geometry = _geometry(detections)
+    except ValueError as exc:  # no face in any REAL crop: not face crops, or not these
+        reals = sum(label == "REAL" for label in labels.values())
+        why = (
+            f"MTCNN finds no face in any of its {reals} REAL images, so their crop framing "
+            "cannot be measured: are they face crops?"
+        )
+        raise DatasetError(dataset.root, [Problem(METADATA_CSV, why)]) from exc
     content = content_sha256({**hashes, METADATA_CSV: file_sha256(dataset.root / METADATA_CSV)})
     _store(folder, names, crops, landmarks, content, hashes, geometry)
     return PreparedFaces(names, crops, landmarks, content, hashes, geometry)

@@ -20,18 +20,22 @@ Checkpoints are plain dicts (``torch.load(..., weights_only=True)``):
 ``metadata`` (:func:`~fakescope.pipeline.metadata.spec_to_metadata`), ``state_dict`` (the
 backbone's), ``trained`` and ``provenance`` (``dict[str, str]``) — the format of
 :func:`fakescope.export.classifier.load_checkpoint`. ``train_state.pt`` beside them holds the
-optimizer and scheduler for ``resume``.
+optimizer and scheduler for ``resume``, and the settings that define the run
+(:func:`run_settings`): a resume with other ones is refused (:class:`ResumeError`), since it
+would train on another split, or schedule the learning rate for another length, under the
+run's name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +47,12 @@ from torch import nn
 from fakescope.export.classifier import (
     B_ARCHS,
     LITE_ARCHS,
+    CheckpointError,
     ServingClassifier,
     build_backbone,
     default_spec,
+    read_torch_file,
+    weights_problem,
 )
 from fakescope.files import write_text_atomically
 from fakescope.pipeline.metadata import ClassifierSpec, spec_to_metadata
@@ -56,20 +63,28 @@ from fakescope.training.binary_metrics import (
     binary_metrics,
     youden_threshold,
 )
-from fakescope.training.calibration import cross_fitted_probabilities, fit_temperature, sigmoid
+from fakescope.training.calibration import cross_fit, fit_temperature, sigmoid
 from fakescope.training.dataset import VideoEntry, file_sha256
 from fakescope.training.self_blend import self_blend
 from fakescope.training.tracking import report_scalar, report_text
 from fakescope.training.video_faces import VideoFaces
 
 __all__ = [
+    "CROSS_FITTED",
+    "NOT_CROSS_FITTED",
+    "NOT_CROSS_FITTED_KEY",
+    "RESUMABLE_FIELDS",
     "FaceSet",
+    "ResumeError",
     "TrainConfig",
     "TrainResult",
+    "check_resume",
     "collect_faces",
     "resolve_device",
+    "run_settings",
     "save_checkpoint",
     "spec_for",
+    "starting_weights",
     "train_classifier",
 ]
 
@@ -80,6 +95,21 @@ REAL, FAKE, SELF_BLENDED = 0, 1, 2
 
 class TrainingError(ValueError):
     """Training cannot start (e.g. no REAL faces, no fakes at all); the message says why."""
+
+
+class ResumeError(ValueError):
+    """A resume would continue a run recorded with other settings (or with none).
+
+    ``differing`` maps each setting that differs to ``(recorded, now)`` (JSON text, recorded
+    ``None`` when the run lacks it); empty when the run recorded no settings at all.
+    """
+
+    def __init__(self, state_path: Path, differing: dict[str, tuple[str | None, str]]) -> None:
+        """Say which settings of the run in ``state_path`` differ."""
+        self.state_path = state_path
+        self.differing = differing
+        what = ", ".join(differing) if differing else "no settings recorded"
+        super().__init__(f"cannot resume the run of {state_path}: {what}")
 
 
 @dataclass(frozen=True)
@@ -114,6 +144,57 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["weights"] = str(self.weights) if self.weights else None
         return out
+
+
+#: The provenance key of the cross-fitted validation metrics (:func:`.calibration.cross_fit`).
+CROSS_FITTED = "val_face_metrics_cross_fitted"
+#: Recorded instead, under :data:`NOT_CROSS_FITTED_KEY`, when they cannot be computed.
+NOT_CROSS_FITTED_KEY = "cross_fitting"
+NOT_CROSS_FITTED = (
+    "not done: a half of the validation originals lacks REAL or FAKE faces, so the "
+    "temperature and threshold cannot be fitted without the faces they score"
+)
+
+
+#: :class:`TrainConfig` fields a resumed run may change: the device it runs on and how many
+#: epochs without improvement it waits for. Every other one changes what the epochs train on
+#: or how they are scheduled, so a resume with another value would mix two runs.
+RESUMABLE_FIELDS = frozenset({"device", "patience"})
+#: The key of the settings in ``train_state.pt``.
+_SETTINGS = "settings"
+
+
+def run_settings(config: TrainConfig, **defining: object) -> dict[str, str]:
+    """Return what defines a run, as JSON text per name, for ``train_state.pt``.
+
+    The configuration (but :data:`RESUMABLE_FIELDS`) and ``defining``: what else fixes the
+    faces an epoch sees, e.g. the hash of the split and of the data.
+    """
+    fields = {k: v for k, v in config.to_json().items() if k not in RESUMABLE_FIELDS}
+    return {k: json.dumps(v, sort_keys=True) for k, v in {**fields, **defining}.items()}
+
+
+def check_resume(output_dir: Path, settings: Mapping[str, str]) -> None:
+    """Raise :class:`ResumeError` unless the run in ``output_dir`` recorded ``settings``.
+
+    Only the names in ``settings`` are compared (a caller may check part of them early). No
+    ``train_state.pt`` there: nothing to resume, nothing to check.
+
+    Raises:
+        ResumeError: a setting differs, or the state records none.
+        CheckpointError: ``train_state.pt`` cannot be read.
+
+    """
+    path = output_dir / "train_state.pt"
+    if not path.is_file():
+        return
+    state = read_torch_file(path)
+    recorded = state.get(_SETTINGS) if isinstance(state, dict) else None
+    if not isinstance(recorded, dict):
+        raise ResumeError(path, {})
+    differing = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
+    if differing:
+        raise ResumeError(path, differing)
 
 
 @dataclass
@@ -184,6 +265,24 @@ def collect_faces(
     return FaceSet(np.concatenate(crops), np.concatenate(landmarks), np.concatenate(labels), videos)
 
 
+def starting_weights(path: Path, arch: str) -> dict[str, torch.Tensor]:
+    """Return the backbone tensors of a starting-weights file for ``arch`` (its head left out).
+
+    The file holds a state dict, or a checkpoint with one under ``state_dict``.
+
+    Raises:
+        CheckpointError: naming the file when it cannot be read or does not fit ``arch``.
+
+    """
+    state = read_torch_file(path)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    problem = weights_problem(arch, state, head=False)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    return {k: v for k, v in state.items() if not k.startswith("_fc.")}
+
+
 def _starting_backbone(config: TrainConfig) -> tuple[nn.Module, str]:
     """Build the backbone and say where its starting weights come from."""
     if config.arch in LITE_ARCHS and config.weights is None:
@@ -195,16 +294,8 @@ def _starting_backbone(config: TrainConfig) -> tuple[nn.Module, str]:
         if config.arch in B_ARCHS:
             return backbone, "scratch (random init: no offline ImageNet weights for B0-B7)"
         return backbone, "scratch (random init)"
-    state = torch.load(config.weights, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    if set(missing) - {"_fc.weight", "_fc.bias"} or unexpected:
-        raise TrainingError(
-            f"{config.weights} does not fit {config.arch}: missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}"
-        )
+    # every tensor but the head's fits (checked): the head starts from its random init
+    backbone.load_state_dict(starting_weights(config.weights, config.arch), strict=False)
     return backbone, f"weights file {config.weights} (sha256 {file_sha256(config.weights)})"
 
 
@@ -346,6 +437,20 @@ def _validation_groups(val: FaceSet, config: TrainConfig) -> list[str]:
     return out
 
 
+def _faces_sha256(train: FaceSet, val: FaceSet) -> str:
+    """SHA-256 of which faces (source video, label, crop shape) train and validate a run."""
+    digest = hashlib.sha256()
+    for faces in (train, val):
+        digest.update(f"{faces.crops.shape}\n".encode())
+        videos = faces.videos or [""] * len(faces)
+        digest.update(
+            "".join(
+                f"{v}:{y}\n" for v, y in zip(videos, faces.labels.tolist(), strict=True)
+            ).encode()
+        )
+    return digest.hexdigest()
+
+
 def train_classifier(
     train: FaceSet,
     val: FaceSet,
@@ -355,6 +460,7 @@ def train_classifier(
     provenance: dict[str, str] | None = None,
     resume: bool = False,
     on_step: Callable[[int, int], None] | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train, validate each epoch, keep the best checkpoint by validation LogLoss.
 
@@ -364,13 +470,24 @@ def train_classifier(
         config: hyperparameters.
         output_dir: receives ``best.pt``, ``last.pt``, ``train_state.pt``, ``history.json``.
         provenance: extra strings recorded in every checkpoint (data version, command, …).
-        resume: continue from ``output_dir/train_state.pt`` when it exists.
+        resume: continue from ``output_dir/train_state.pt`` when it exists, if it was recorded
+            with the same ``settings``.
         on_step: called with ``(step, steps_per_epoch)`` after each batch (progress bars).
+        settings: what defines the run (:func:`run_settings`; default: ``config``'s), recorded
+            in ``train_state.pt``.
 
     Raises:
         TrainingError: when a split lacks the faces needed (no REAL, no fake at all).
+        ResumeError: when resuming a run recorded with other settings.
+        CheckpointError: when ``train_state.pt`` or the starting weights cannot be read.
 
     """
+    settings = {
+        **(settings if settings is not None else run_settings(config)),
+        "faces_sha256": json.dumps(_faces_sha256(train, val)),
+    }
+    if resume:  # before anything is trained or written
+        check_resume(output_dir, settings)
     spec = spec_for(config)
     if train.crops.shape[1:] != (spec.input_size, spec.input_size, 3):
         raise TrainingError(
@@ -474,6 +591,7 @@ def train_classifier(
             stale += 1
         save_checkpoint(last_path, backbone, spec, {**record, "epoch": str(epoch)})
         write_text_atomically(history_path, json.dumps(history, indent=1))
+        partial = state_path.with_suffix(".tmp")  # renamed once complete: resume reads it
         torch.save(
             {
                 "model": model.state_dict(),
@@ -483,9 +601,11 @@ def train_classifier(
                 "best_loss": best_loss,
                 "best_epoch": best_epoch,
                 "stale": stale,
+                _SETTINGS: settings,
             },
-            state_path,
+            partial,
         )
+        os.replace(partial, state_path)
 
     if best_epoch < 0:
         raise TrainingError("no epoch was trained (epochs = 0?)")
@@ -499,16 +619,12 @@ def train_classifier(
     probabilities = sigmoid(logits / temperature)
     threshold = youden_threshold(val_labels, probabilities)
     val_metrics = binary_metrics(val_labels, probabilities, threshold)
-    groups = _validation_groups(val, config)
-    cross_fitted = cross_fitted_probabilities(val_labels, logits, groups)
+    cross = cross_fit(val_labels, logits, _validation_groups(val, config))
     final = {
         **best.provenance,
         "val_face_metrics": json.dumps(val_metrics.to_json(), sort_keys=True),
         "val_face_metrics_uncalibrated": json.dumps(
             binary_metrics(val_labels, sigmoid(logits), 0.5).to_json(), sort_keys=True
-        ),
-        "val_face_metrics_cross_fitted": json.dumps(
-            binary_metrics(val_labels, cross_fitted, threshold).to_json(), sort_keys=True
         ),
         "threshold": repr(threshold),
         "threshold_rule": "Youden's J on the calibrated validation probabilities",
@@ -516,6 +632,14 @@ def train_classifier(
         "epochs_trained": str(len(history)),
         "stopped_early": str(stopped_early),
     }
+    for key in (CROSS_FITTED, NOT_CROSS_FITTED_KEY):  # a resumed run's earlier record
+        final.pop(key, None)
+    if cross is not None:
+        cross_fitted = binary_metrics(val_labels, cross.probabilities, cross.thresholds)
+        final[CROSS_FITTED] = json.dumps(cross_fitted.to_json(), sort_keys=True)
+    else:  # said in the record: its validation figures are in-sample only
+        final[NOT_CROSS_FITTED_KEY] = NOT_CROSS_FITTED
+        logger.warning("validation figures not cross-fitted: %s", NOT_CROSS_FITTED)
     spec = dataclasses.replace(spec, temperature=temperature, threshold=threshold)
     save_checkpoint(best_path, backbone, spec, final)
     return TrainResult(

@@ -31,11 +31,26 @@ from fakescope.serving.model_config import config_parameters
 from tests.support.face_crop_sets import rows_for, write_set
 from tests.support.media import make_face_video
 from tests.support.servers import REPOSITORY
-from tests.support.training_helpers import run_cli
+from tests.support.training_helpers import run_cli, snapshot, tiny_video, write_metadata
 
 pytestmark = pytest.mark.slow
 
 SEED, VAL_FRACTION = 2, 0.25
+
+
+def _train_argv(data, output, cache, **changes: str) -> list[str]:
+    """``fakescope train`` as the module's run is trained (``changes``: other option values)."""
+    options = {
+        "--input-size": "64",
+        "--epochs": "1",
+        "--batch-size": "8",
+        "--samples-per-epoch": "16",
+        "--val-fraction": str(VAL_FRACTION),
+        "--seed": str(SEED),
+        **{f"--{k.replace('_', '-')}": v for k, v in changes.items()},
+    }
+    argv = ["train", str(data), *(x for item in options.items() for x in item)]
+    return [*argv, "--output", str(output), "--cache", str(cache), "--no-clearml", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -44,31 +59,7 @@ def trained(tmp_path_factory):
     data = write_set(root / "data", rows_for(8, 1))
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = run_cli(
-            [
-                "train",
-                str(data),
-                "--input-size",
-                "64",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "8",
-                "--samples-per-epoch",
-                "16",
-                "--val-fraction",
-                str(VAL_FRACTION),
-                "--seed",
-                str(SEED),
-                "--output",
-                str(root / "run"),
-                "--cache",
-                str(root / "cache"),
-                "--no-clearml",
-                "--json",
-                "--quiet",
-            ]
-        )
+        code = run_cli([*_train_argv(data, root / "run", root / "cache"), "--json"])
     assert code == 0
     summary = json.loads(buffer.getvalue().strip().splitlines()[-1])
     repository = root / "repository"
@@ -108,6 +99,12 @@ def test_train_records_split_geometry_and_calibration_in_model_when_face_crops(t
     assert split["val_originals"] == 2 and split["train_originals"] == 6
     assert len(split["assignment_sha256"]) == 64
     assert provenance["limitations"].startswith("Trained and validated on DFDC face swaps only")
+    # the two validation originals fall in two halves: each scored with the temperature and
+    # the threshold fitted on the other, so no single threshold is recorded for the figures
+    cross_fitted = json.loads(provenance["val_face_metrics_cross_fitted"])
+    assert cross_fitted["threshold"] is None
+    assert f"AUC {cross_fitted['auc']:.3f}" in provenance["limitations"]
+    assert "thresholded as the served model is" in provenance["limitations"]
 
 
 def test_export_frames_served_crops_like_data_when_framing_videos_given(trained):
@@ -238,6 +235,41 @@ def test_evaluate_refuses_val_split_when_seed_differs_from_training(trained, cap
     assert "do not give the split this model was trained with" in capsys.readouterr().err
 
 
+def test_evaluate_exits_2_before_scoring_when_a_face_crop_checkpoint_meets_videos(
+    trained, tmp_path, capsys
+):
+    # a DFDC video folder: the checkpoint's crops would be cut with the data's raw geometry,
+    # not with the framing `fakescope export` calibrates for videos (what is served)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    tiny_video(videos / "real.mp4")
+    tiny_video(videos / "fake.mp4")
+    write_metadata(
+        videos,
+        {"real.mp4": {"label": "REAL"}, "fake.mp4": {"label": "FAKE", "original": "real.mp4"}},
+    )
+    checkpoint = trained["root"] / "run" / "best.pt"
+    code = run_cli(
+        [
+            "evaluate",
+            str(videos),
+            "--model",
+            str(checkpoint),
+            "--output",
+            str(tmp_path / "eval"),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--no-clearml",
+            "--quiet",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fakescope: error: ") and "\n" not in err, err
+    assert f"{checkpoint} was trained on face crops" in err and "--framing-videos" in err
+    assert not (tmp_path / "eval").exists() and not (tmp_path / "cache").exists()
+
+
 def test_dataset_version_records_face_crop_content_hash_when_registered(trained, tmp_path):
     import os
     import subprocess
@@ -280,34 +312,52 @@ def test_dataset_version_records_face_crop_content_hash_when_registered(trained,
         assert f"path='{trained['data'] / name}'" in script
 
 
-def test_train_resume_continues_after_last_finished_epoch_when_interrupted(trained, tmp_path):
-    base = [
-        "train",
-        str(trained["data"]),
-        "--input-size",
-        "64",
-        "--batch-size",
-        "8",
-        "--samples-per-epoch",
-        "16",
-        "--val-fraction",
-        str(VAL_FRACTION),
-        "--seed",
-        str(SEED),
-        "--cache",
-        str(trained["root"] / "cache"),
-        "--no-clearml",
-        "--quiet",
-        "--output",
-        str(tmp_path / "run"),
-    ]
+def _run_copy(trained, tmp_path):
+    """A copy of the module's run folder (a resume may change it)."""
+    run = tmp_path / "run"
+    shutil.copytree(trained["root"] / "run", run)
+    return run
+
+
+def test_train_resume_trains_no_epoch_again_when_the_run_is_finished_and_options_match(
+    trained, tmp_path
+):
+    run = _run_copy(trained, tmp_path)
+    history = (run / "history.json").read_text()
+    splits = (run / "splits.json").read_text()
+    argv = _train_argv(trained["data"], run, trained["root"] / "cache")
     with contextlib.redirect_stdout(io.StringIO()):
-        assert run_cli([*base, "--epochs", "2"]) == 0  # as if stopped after epoch 1 of 3
-        first = json.loads((tmp_path / "run" / "history.json").read_text())
-        assert run_cli([*base, "--epochs", "3", "--resume"]) == 0
-    history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [0, 1, 2]
-    assert history[:2] == first  # the finished epochs were not trained again
+        assert run_cli([*argv, "--resume"]) == 0
+    assert (run / "history.json").read_text() == history  # no epoch trained again
+    assert (run / "splits.json").read_text() == splits
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"seed": "3"}, ["--seed 2 (now 3)", "the train/val/test split"]),
+        ({"val_fraction": "0.5"}, ["--val-fraction 0.25 (now 0.5)", "the train/val/test split"]),
+        # a longer run would continue a learning-rate schedule made for one epoch
+        ({"epochs": "3"}, ["--epochs 1 (now 3)"]),
+        ({"arch": "efficientnet-b0"}, ["--arch efficientnet-lite0 (now efficientnet-b0)"]),
+        ({"batch_size": "4", "samples_per_epoch": "8"}, ["--batch-size 8 (now 4)"]),
+    ],
+    ids=["seed", "val-fraction", "epochs", "arch", "batch-and-samples"],
+)
+def test_train_resume_exits_2_naming_the_options_when_they_differ_from_the_run(
+    trained, tmp_path, capsys, changes, named
+):
+    run = _run_copy(trained, tmp_path)
+    before = snapshot(run)
+    argv = _train_argv(trained["data"], run, trained["root"] / "cache", **changes)
+    assert run_cli([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fakescope: error: --resume: ") and "\n" not in err, err
+    for text in named:
+        assert text in err
+    if "samples_per_epoch" in changes:
+        assert "--samples-per-epoch 16 (now 8)" in err
+    assert snapshot(run) == before  # the run's split, state and checkpoints untouched
 
 
 def _repository_copy(trained, tmp_path):

@@ -27,6 +27,7 @@ from fakescope import contract
 from fakescope.cli import main as fakescope_main
 from fakescope.export.versions import export_new_version, list_versions, rollback
 from fakescope.pipeline.metadata import read_classifier_spec
+from fakescope.training.dataset import assign_splits, load_dataset
 from fakescope.training.synthetic_data import SynthConfig, synthesize_dataset
 from tests.support.servers import REPOSITORY
 from tests.support.training_helpers import run_cli, tiny_video, write_metadata
@@ -275,6 +276,48 @@ def test_evaluate_prints_table_when_json_not_requested(work, trained, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "ROC-AUC" in out and "real_astronaut.mp4" in out
+
+
+def test_evaluate_exits_2_when_the_video_split_is_not_the_one_the_model_was_trained_with(
+    work, trained, tmp_path, capsys
+):
+    dataset = load_dataset(work / "data")
+    trained_split = assign_splits(dataset.entries, seed=1, val_fraction=0.25).assignment
+    other = next(  # the first seed that splits the videos otherwise
+        seed
+        for seed in range(2, 100)
+        if assign_splits(dataset.entries, seed=seed, val_fraction=0.25).assignment != trained_split
+    )
+    base = ["evaluate", str(work / "data"), "--model", trained["best_checkpoint"]]
+    base += ["--split", "val", "--val-fraction", "0.25", "--frames", "6"]
+    base += ["--cache", str(work / "cache"), "--no-clearml", "--quiet"]
+    assert run_cli([*base, "--seed", str(other), "--output", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "do not give the split this model was trained with" in err
+    assert not (tmp_path / "other").exists()
+    # the training's own split: its validation videos are scored
+    assert run_cli([*base, "--seed", "1", "--output", str(tmp_path / "same")]) == 0
+    report = json.loads((tmp_path / "same" / "metrics.json").read_text())
+    assert sorted(v["video"] for v in report["videos"]) == sorted(
+        n for n, split in trained_split.items() if split == "val"
+    )
+
+
+def test_train_resume_exits_2_naming_the_option_when_a_video_run_is_resumed_with_another(
+    work, trained, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(work / "run", run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    argv = ["train", str(work / "data"), "--epochs", "3", "--patience", "5"]
+    argv += ["--input-size", "112", "--frames", "6", "--val-fraction", "0.25", "--seed", "2"]
+    argv += ["--output", str(run), "--cache", str(work / "cache"), "--no-clearml", "--quiet"]
+    code = run_cli([*argv, "--resume"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fakescope: error: --resume: ") and "\n" not in err, err
+    assert "--seed 1 (now 2)" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_export_new_version_then_rollback_restores_served_files_when_versions_exist(

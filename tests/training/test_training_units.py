@@ -206,3 +206,80 @@ def test_training_parsers_import_no_torch_when_mounted_in_the_cli():
     from fakescope.training.cli import ARCHS
 
     assert tuple(SUPPORTED_ARCHS) == ARCHS
+
+
+def _twenty_pairs():
+    from fakescope.training.dataset import Dataset, VideoEntry
+
+    entries = []
+    for i in range(20):
+        entries.append(VideoEntry(f"r{i:02d}.mp4", "REAL"))
+        entries.append(VideoEntry(f"f{i:02d}.mp4", "FAKE", f"r{i:02d}.mp4"))
+    return Dataset(REPOSITORY, tuple(sorted(entries, key=lambda e: e.name)))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_evaluate_split_check_reads_the_split_listing_when_a_model_predates_the_split_record(
+    seed,
+):
+    import argparse
+    import json
+
+    from fakescope.training.cli import _split_entries
+    from fakescope.training.dataset import assign_splits
+
+    dataset = _twenty_pairs()
+    trained = assign_splits(dataset.entries, seed=0, val_fraction=0.2, test_fraction=0.2)
+    # what a model trained on videos recorded before the split record: every split's names
+    provenance = {"splits": json.dumps(trained.to_json()["splits"]), "split_seed": "0"}
+    args = argparse.Namespace(split="test", seed=seed, val_fraction=0.2, test_fraction=0.2)
+    entries, code = _split_entries(dataset, args, provenance)
+    if seed == 0:  # the training's split: its test videos
+        assert code is None and sorted(e.name for e in entries) == trained.names("test")
+    else:  # another split would mix training videos into the test figures
+        assert (entries, code) == ([], 2)
+
+
+def _overlapping_scores(n: int = 300, seed: int = 1):
+    """Labels, logits and one group per face: two classes that overlap (as real scores do)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    logits = rng.normal(0, 1, n) + 0.6 * (2 * labels - 1)
+    return labels, logits, [f"g{i}" for i in range(n)]
+
+
+def test_binary_metrics_label_each_prediction_at_its_own_threshold_when_given_one_per_face():
+    labels, logits, _ = _overlapping_scores()
+    p = 1 / (1 + np.exp(-logits))
+    thresholds = np.where(np.arange(p.size) % 2, 0.3, 0.7)
+    metrics = binary_metrics(labels, p, thresholds)
+    predicted = (p >= thresholds).astype(int)
+    assert metrics.accuracy == pytest.approx(sklearn_metrics.accuracy_score(labels, predicted))
+    assert metrics.recall == pytest.approx(sklearn_metrics.recall_score(labels, predicted))
+    assert math.isnan(metrics.threshold) and metrics.to_json()["threshold"] is None
+
+
+def test_cross_fit_thresholds_each_half_on_the_other_half_when_both_hold_both_classes():
+    import hashlib
+
+    from fakescope.training.calibration import cross_fit, fit_temperature, sigmoid
+
+    labels, logits, groups = _overlapping_scores()
+    fitted = cross_fit(labels, logits, groups)
+    assert fitted is not None
+    half = np.array([hashlib.sha256(g.encode()).digest()[0] & 1 for g in groups], bool)
+    for part in (half, ~half):
+        other = ~part  # everything a half is scored with comes from the other one
+        t = fit_temperature(labels[other], logits[other])
+        assert fitted.probabilities[part] == pytest.approx(sigmoid(logits[part] / t))
+        chosen = youden_threshold(labels[other], sigmoid(logits[other] / t))
+        assert np.all(fitted.thresholds[part] == chosen)
+    # the halves choose different thresholds here: one threshold for all would not be this
+    assert np.unique(fitted.thresholds).size == 2
+
+
+def test_cross_fit_returns_none_when_a_half_of_the_groups_lacks_a_class():
+    from fakescope.training.calibration import cross_fit
+
+    labels, logits, _ = _overlapping_scores(40)
+    assert cross_fit(labels, logits, ["one original"] * 40) is None  # one half holds all
