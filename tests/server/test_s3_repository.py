@@ -25,30 +25,19 @@ from fakescope.client.analyze import analyze
 from fakescope.serving.model_config import parse_pinned_version
 from fakescope.storage import S3Storage
 from tests.support.fixtures import S3_MODELS_BUCKET, S3_REPOSITORY_PREFIX
-from tests.support.s3_server import S3Server
+from tests.support.s3_server import CREDENTIAL_VARIABLES, S3Server, use_its_credentials
 from tests.support.servers import REPOSITORY, free_ports
 
 BUCKET = S3_MODELS_BUCKET
 SAMPLE = REPOSITORY.parent / "samples" / "astronaut_face_720p.mp4"
 CLASSIFIER = contract.CLASSIFIER_MODEL
 SERVED = parse_pinned_version((REPOSITORY / CLASSIFIER / "config.pbtxt").read_text())
-_CREDENTIAL_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "SERVICE_ACCOUNT_KEY_ID",
-    "SERVICE_ACCOUNT_SECRET",
-)
 
 
 @pytest.fixture
 def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """The process environment holds the S3 server's credentials (and no others)."""
-    for name in _CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3_server.environment.items():
-        monkeypatch.setenv(name, value)
-    return s3_server
+    return use_its_credentials(s3_server, monkeypatch)
 
 
 def _own_repository(s3: S3Server, prefix: str) -> str:
@@ -113,7 +102,7 @@ def test_serve_answers_like_the_local_repository_when_repository_is_an_s3_url(
 def test_serve_exits_6_naming_the_variables_when_s3_credentials_are_missing(
     s3_env, s3_repository, monkeypatch, capsys
 ):
-    for name in _CREDENTIAL_VARIABLES:
+    for name in CREDENTIAL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     code = fakescope_main(["serve", "--repository", s3_repository, "--http-port", "1"])
     assert code == 6

@@ -28,6 +28,14 @@ from tests.support.servers import free_ports
 ACCESS_KEY = "fakescope-test"
 SECRET_KEY = "fakescope-test-secret"
 REGION = "us-east-1"
+#: Where boto3 and the project read S3 credentials from: a test holds only its server's there.
+CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "SERVICE_ACCOUNT_KEY_ID",
+    "SERVICE_ACCOUNT_SECRET",
+)
 START_TIMEOUT_S = 60.0
 
 
@@ -187,3 +195,12 @@ def running_s3_server(workdir: Path) -> Iterator[S3Server]:
         yield server
     finally:
         stop_weed(process)
+
+
+def use_its_credentials(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """Put ``server``'s credentials in the environment, and no other S3 credentials."""
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in server.environment.items():
+        monkeypatch.setenv(name, value)
+    return server

@@ -29,20 +29,13 @@ from fakescope.export.versions import CARD, rollback, served_version, write_serv
 from fakescope.serving.model_config import parse_pinned_version, served_version_dir
 from fakescope.storage import S3Location
 from fakescope.training.train import save_checkpoint
-from tests.support.s3_server import S3Server
+from tests.support.s3_server import S3Server, use_its_credentials
 from tests.support.servers import REPOSITORY
 
 CLASSIFIER = contract.CLASSIFIER_MODEL
 BUCKET = "versions"
 #: A real classifier ONNX file (the committed served one) every test version is a copy of.
 MODEL = served_version_dir(REPOSITORY / CLASSIFIER) / "model.onnx"
-_CREDENTIAL_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "SERVICE_ACCOUNT_KEY_ID",
-    "SERVICE_ACCOUNT_SECRET",
-)
 
 
 def _repository(root: Path, versions: dict[int, tuple[str, ...]], pinned: int) -> Path:
@@ -129,10 +122,7 @@ def test_rollback_exits_4_in_one_line_and_switches_nothing_when_the_retired_dir_
 @pytest.fixture
 def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """The S3 server, its credentials in the environment (and no others), the bucket made."""
-    for name in _CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3_server.environment.items():
-        monkeypatch.setenv(name, value)
+    use_its_credentials(s3_server, monkeypatch)
     if BUCKET not in {
         b["Name"] for b in s3_server.storage(BUCKET).client.list_buckets()["Buckets"]
     }:

@@ -22,7 +22,7 @@ from fakescope.web.jobs import STALE_PART_S, JobRunner
 from fakescope.web.settings import Settings, SettingsError
 from fakescope.web.upload_store import upload_store
 from tests.support.media import make_face_video
-from tests.support.s3_server import S3Server
+from tests.support.s3_server import S3Server, use_its_credentials
 from tests.support.web_support import LiveServer, upload, wait_for_job, web_settings
 
 BUCKET = "uploads"
@@ -38,9 +38,7 @@ def uploads_bucket(s3_server: S3Server) -> str:
 @pytest.fixture
 def s3_env(s3_server: S3Server, uploads_bucket: str, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """The S3 server's credentials in the environment (read by the upload store)."""
-    for name, value in s3_server.environment.items():
-        monkeypatch.setenv(name, value)
-    return s3_server
+    return use_its_credentials(s3_server, monkeypatch)
 
 
 def _files(folder: Path) -> list[Path]:
