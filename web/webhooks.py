@@ -5,7 +5,8 @@ silent no-op later) and again right before sending (the name may resolve elsewhe
 Allowed destinations depend on ``Settings.webhook_policy``:
 
 * ``public`` — every address the host resolves to must be globally routable (no loopback,
-  private, link-local or reserved ranges: the service cannot be used to reach its own network);
+  private, link-local or reserved ranges, nor an IPv6 address that carries such an IPv4 one,
+  6to4 or NAT64: the service cannot be used to reach its own network);
 * ``loopback`` — every address must be loopback (127.0.0.0/8, ::1): tests, local integrations;
 * ``off`` — webhooks are refused.
 
@@ -78,6 +79,27 @@ def _addresses(host: str, port: int) -> list[Address]:
     return list(dict.fromkeys(found))  # once each, in the resolver's order of preference
 
 
+#: NAT64 prefixes (RFC 6052's well-known one, RFC 8215's local-use one): a gateway translates an
+#: address in them to the IPv4 address in its last 32 bits, which may be a private one.
+_NAT64: Final = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _is_public(address: Address) -> bool:
+    """Whether ``address`` is globally routable, and so is any IPv4 address it carries.
+
+    An IPv6 address may stand for an IPv4 one (6to4 ``2002::/16``, NAT64): Python counts
+    ``2002:a00:1::1`` as global, though it reaches 10.0.0.1 through a relay.
+    """
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.sixtofour is not None:
+            return _is_public(address.sixtofour)
+        if any(address in network for network in _NAT64):
+            return _is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return True
+
+
 def _checked_addresses(url: str, policy: WebhookPolicy) -> list[Address]:
     """Return the addresses a webhook to ``url`` may connect to (see :func:`check_webhook_url`)."""
     if policy == "off":
@@ -101,7 +123,7 @@ def _checked_addresses(url: str, policy: WebhookPolicy) -> list[Address]:
                 f"webhook host {parts.hostname} resolves to {address}: this server only sends "
                 "webhooks to loopback addresses"
             )
-        if policy == "public" and (not address.is_global or address.is_multicast):
+        if policy == "public" and not _is_public(address):
             raise WebhookURLError(
                 f"webhook host {parts.hostname} resolves to {address}, which is not a public "
                 "address"

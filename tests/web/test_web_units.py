@@ -161,6 +161,28 @@ def test_check_webhook_url_refuses_private_address_when_policy_public():
     assert check_webhook_url("http://127.0.0.1:9/hook", "loopback")
 
 
+@pytest.mark.parametrize(
+    ("host", "public"),
+    [
+        ("[2002:a00:1::1]", False),  # 6to4 of 10.0.0.1
+        ("[2002:7f00:1::1]", False),  # 6to4 of 127.0.0.1
+        ("[64:ff9b::a9fe:a9fe]", False),  # NAT64 of 169.254.169.254 (cloud metadata)
+        ("[64:ff9b:1::a00:1]", False),  # local-use NAT64 of 10.0.0.1
+        ("[2002:808:808::1]", True),  # 6to4 of 8.8.8.8
+        ("[64:ff9b::808:808]", True),  # NAT64 of 8.8.8.8
+    ],
+)
+def test_check_webhook_url_judges_the_ipv4_address_when_an_ipv6_one_carries_it(
+    host: str, public: bool
+):
+    url = f"http://{host}/hook"
+    if public:
+        assert check_webhook_url(url, "public") == url
+    else:
+        with pytest.raises(WebhookURLError, match="not a public address"):
+            check_webhook_url(url, "public")
+
+
 @pytest.mark.parametrize("host", ["a..b", ".x", "a" * 64 + ".example", "x." + "b" * 70])
 def test_check_webhook_url_refuses_with_webhook_url_error_when_a_host_label_is_empty_or_too_long(
     host: str,
