@@ -8,6 +8,7 @@ before any work starts, instead of failing late or falling back to a default.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ __all__ = [
     "existing_file",
     "fraction",
     "frame_count",
+    "ipv4_address",
     "non_negative_int",
     "non_negative_number",
     "port",
@@ -112,6 +114,20 @@ def port(text: str) -> int:
     if not 1 <= value <= MAX_PORT:
         raise argparse.ArgumentTypeError(f"must be a port, 1..{MAX_PORT}, got {value}")
     return value
+
+
+def ipv4_address(text: str) -> str:
+    """Parse the IPv4 address a server binds (``127.0.0.1``; ``0.0.0.0`` for every interface).
+
+    tritonserver binds what it is given as a dotted IPv4 address: a host name such as
+    ``localhost`` made it listen on 255.255.255.255, so that it never became ready.
+    """
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an IPv4 address (127.0.0.1, or 0.0.0.0 for every interface), got {text!r}"
+        ) from None
 
 
 def positive_ints(text: str) -> list[int]:

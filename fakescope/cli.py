@@ -11,7 +11,9 @@
 (``export --quantize``, the served classifier's int8 model, works on a folder).
 
 Exit codes are those of :mod:`fakescope.client.cli` (0 ok, 2 usage, 3 unreadable input,
-4 server unreachable, 5 server error), plus 6 when the server cannot start.
+4 server unreachable, 5 server error), plus 6 when the server cannot start, and 130 when
+``demo`` is interrupted (Ctrl-C); ``serve`` stopped by SIGINT or SIGTERM exits 0, while it
+starts too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 
 from fakescope import contract
-from fakescope.arguments import existing_file, frame_count, port
+from fakescope.arguments import existing_file, frame_count, ipv4_address, port
 from fakescope.benchmarks.run import add_bench_parser
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES
 from fakescope.client.cli import EXIT_BAD_INPUT, add_analyze_parser
@@ -39,6 +41,8 @@ from fakescope.training.cli import add_training_parsers
 from fakescope.web.cli import add_web_parsers
 
 EXIT_SERVER_START = 6
+#: Ctrl-C: the shell's code for a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 #: ``export``/``rollback`` on S3: the storage refused or did not answer (nothing was switched).
 EXIT_STORAGE = 4
 #: A command needs the training extra, which is not installed.
@@ -77,8 +81,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--host",
+        type=ipv4_address,
         default=contract.DEFAULT_HOST,
-        help="address to bind (default loopback; anything else exposes the server: a warning)",
+        help="IPv4 address to bind (default loopback; anything else exposes the server: a warning)",
     )
     parser.add_argument("--http-port", type=port, default=contract.HTTP_PORT)
     parser.add_argument("--grpc-port", type=port, default=contract.GRPC_PORT)
@@ -91,22 +96,46 @@ def _server(args: argparse.Namespace) -> EmbeddedTriton:
     return EmbeddedTriton(args.repository, address)
 
 
+class _SignalledWhileStartingError(Exception):
+    """SIGINT or SIGTERM arrived while the server started (it is stopped on the way out)."""
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; exit non-zero if the server dies or cannot start."""
-    server = _server(args)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _serve(_server(args), args)
+    finally:  # a caller in the same process (a test, a script) gets its own handlers back
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(server: EmbeddedTriton, args: argparse.Namespace) -> int:
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    def _stop_starting(signum: int, _frame: object) -> None:
+        # Out of the start at once (a slow S3 endpoint or a slow model can hold it minutes);
+        # a second signal, while the half-started server is stopped, only sets the flag.
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        raise _SignalledWhileStartingError(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _stop_starting)
+    signal.signal(signal.SIGINT, _stop_starting)
     try:
         server.start()
     except (ServerStartError, RepositoryError) as exc:
         print(f"fakescope: error: {exc}", file=sys.stderr)
         return EXIT_SERVER_START
+    except _SignalledWhileStartingError as exc:
+        print(f"FakeScope stopped while starting ({exc}).", flush=True)
+        return 0
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     a = server.address
     pid = server.process.pid if server.process else "?"
     print(
@@ -146,6 +175,9 @@ def run_demo(args: argparse.Namespace) -> int:
     except (ServerStartError, RepositoryError) as exc:
         print(f"fakescope: error: {exc}", file=sys.stderr)
         return EXIT_SERVER_START
+    except KeyboardInterrupt:  # the half-started server was stopped on the way out
+        print("fakescope: interrupted while the server started", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         a = server.address
         print(
@@ -155,6 +187,9 @@ def run_demo(args: argparse.Namespace) -> int:
         argv = [str(v) for v in videos] + ["--url", a.grpc_url, "--protocol", "grpc"]
         argv += ["--frames", str(args.frames)] + (["--json"] if args.json else [])
         return analyze_main(argv)
+    except KeyboardInterrupt:
+        print("fakescope: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         server.stop()
 

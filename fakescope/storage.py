@@ -391,6 +391,7 @@ def _make_client(location: S3Location, environ: Mapping[str, str] | None) -> Any
     try:
         import boto3
         from botocore.config import Config
+        from botocore.exceptions import BotoCoreError
     except ModuleNotFoundError as exc:
         raise StorageError(
             "S3 storage needs boto3: install the server extra (pip install 'fakescope[server]')"
@@ -404,12 +405,18 @@ def _make_client(location: S3Location, environ: Mapping[str, str] | None) -> Any
         retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": "path" if location.endpoint else "auto"},
     )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=location.endpoint,
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        aws_session_token=creds.session_token,
-        region_name=creds.region,
-        config=config,
-    )
+    try:
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=location.endpoint,
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+            aws_session_token=creds.session_token,
+            region_name=creds.region,
+            config=config,
+        )
+    except (BotoCoreError, ValueError) as exc:
+        # The environment's own settings: AWS_PROFILE naming no profile, a malformed region
+        raise StorageError(
+            f"cannot set up an S3 client for {location.url}: {_explain(exc, location)}"
+        ) from None

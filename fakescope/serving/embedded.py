@@ -18,6 +18,7 @@ credentials accepted, models present — and tritonserver reports anything deepe
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import logging
 import os
@@ -176,14 +177,21 @@ def _environment() -> dict[str, str]:
 
 
 def port_in_use(host: str, port: int) -> bool:
-    """Return True when something already listens on ``host:port``."""
+    """Return True when tritonserver could not listen on ``host:port`` (:func:`port_problem`)."""
+    return port_problem(host, port) is not None
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Return why tritonserver could not listen on ``host:port`` (``None``: it can)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def shm_glob(http_port: int) -> str:
@@ -347,8 +355,9 @@ class EmbeddedTriton:
         if a.host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("binding to %s: the server will be reachable from the network", a.host)
         for port in (a.http_port, a.grpc_port, a.metrics_port):
-            if port_in_use(a.host, port):
-                raise ServerStartError(f"port {port} on {a.host} is already in use")
+            problem = port_problem(a.host, port)
+            if problem is not None:
+                raise ServerStartError(problem)
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         binary, backends = prepare_runtime(self.runtime_dir)
         for attempt in range(1, START_ATTEMPTS + 1):
@@ -393,17 +402,23 @@ class EmbeddedTriton:
         except OSError:
             self.stop()  # no server is left running unwatched
             raise
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                text = self.log_path.read_text(errors="replace")
-                self.stop()  # reap orphan stubs, remove shared memory
-                return code, text
-            if self.is_ready():
-                logger.info("tritonserver ready at http://%s grpc://%s", a.http_url, a.grpc_url)
-                return None
-            time.sleep(0.1)
+        try:
+            deadline = time.monotonic() + self.ready_timeout_s
+            while time.monotonic() < deadline:
+                code = self.process.poll()
+                if code is not None:
+                    text = self.log_path.read_text(errors="replace")
+                    self.stop()  # reap orphan stubs, remove shared memory
+                    return code, text
+                if self.is_ready():
+                    logger.info("tritonserver ready at http://%s grpc://%s", a.http_url, a.grpc_url)
+                    return None
+                time.sleep(0.1)
+        except BaseException:
+            # Ctrl-C (or SIGTERM turned into an exception) while it starts: the caller never
+            # gets a started server to stop, so it is stopped here.
+            self.stop()
+            raise
         self.stop()
         raise ServerStartError(f"tritonserver not ready after {self.ready_timeout_s:.0f} s")
 

@@ -6,7 +6,11 @@ import re
 from pathlib import Path
 
 from fakescope import contract
-from fakescope.serving.model_config import ORT_BACKEND_PARAMETERS, config_parameters
+from fakescope.serving.model_config import (
+    ORT_BACKEND_PARAMETERS,
+    config_parameters,
+    parse_pinned_version,
+)
 
 
 class RepositoryError(RuntimeError):
@@ -14,16 +18,18 @@ class RepositoryError(RuntimeError):
 
 
 _BACKEND = re.compile(r'^\s*(backend|platform)\s*:\s*"([^"]+)"', re.MULTILINE)
-_REQUIRED = {"python": "model.py", "onnxruntime": "model.onnx"}
+_REQUIRED = {"python": "model.py", "onnxruntime": "model.onnx", "onnxruntime_onnx": "model.onnx"}
 
 
 def check_repository(repository: Path) -> list[str]:
     """Return the model names of ``repository``; raise :class:`RepositoryError` if one is broken.
 
     Every model directory needs ``config.pbtxt`` and a numeric version directory; python models
-    need ``<version>/model.py``, ONNX models ``<version>/model.onnx`` (non-empty). An ONNX
-    model's parameters must be ones the real ONNX Runtime backend documents, or the classifier's
-    facts for clients: anything else would act only on the embedded CPU stand-in.
+    need ``<version>/model.py``, ONNX models ``<version>/model.onnx`` (non-empty); a version
+    the config pins must have its folder. An ONNX model's parameters (``backend:
+    "onnxruntime"`` or ``platform: "onnxruntime_onnx"``) must be ones the real ONNX Runtime
+    backend documents, or the classifier's facts for clients: anything else would act only on
+    the embedded CPU stand-in.
     """
     if not repository.is_dir():
         raise RepositoryError(f"model repository not found: {repository}")
@@ -32,13 +38,20 @@ def check_repository(repository: Path) -> list[str]:
         config = model_dir / "config.pbtxt"
         if not config.is_file():
             raise RepositoryError(f"missing {config}")
-        match = _BACKEND.search(config.read_text())
+        text = config.read_text()
+        match = _BACKEND.search(text)
         if match is None:
             raise RepositoryError(f"{config}: no backend or platform")
         versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
         if not versions:
             raise RepositoryError(f"{model_dir}: no version directory (e.g. {model_dir}/1)")
-        if match.group(2) == "onnxruntime":
+        try:
+            pinned = parse_pinned_version(text, str(config))
+        except ValueError as exc:
+            raise RepositoryError(str(exc)) from None
+        if pinned is not None and not (model_dir / str(pinned)).is_dir():
+            raise RepositoryError(f"{config} pins version {pinned}, which has no folder")
+        if _REQUIRED.get(match.group(2)) == "model.onnx":
             _check_ort_parameters(config)
         required = _REQUIRED.get(match.group(2))
         for version in versions:

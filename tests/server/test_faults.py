@@ -58,9 +58,9 @@ def _command_name(pid: int) -> str:
 class ServeProcess:
     """`fakescope serve` in a subprocess on free loopback ports."""
 
-    def __init__(self, tmp_path: Path, *extra: str) -> None:
+    def __init__(self, tmp_path: Path, *extra: str, repository: Path = REPOSITORY) -> None:
         self.http, self.grpc, self.metrics = free_ports(3)
-        command = [sys.executable, "-m", "fakescope.cli", "serve", "--repository", str(REPOSITORY)]
+        command = [sys.executable, "-m", "fakescope.cli", "serve", "--repository", str(repository)]
         command += ["--http-port", str(self.http), "--grpc-port", str(self.grpc)]
         command += ["--metrics-port", str(self.metrics), *extra]
         self.proc = subprocess.Popen(
@@ -126,6 +126,48 @@ def test_serve_leaves_no_tritonserver_behind_when_it_is_killed(tmp_path):
             os.killpg(triton_pid, signal.SIGKILL)
         for region in shm_regions(serve.http):
             region.unlink()
+
+
+#: A python model that takes a minute to load: a server that starts for as long.
+_SLOW_MODEL_CONFIG = """name: "slow_model"
+backend: "python"
+max_batch_size: 0
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+"""
+_SLOW_MODEL = """import time
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(60)
+
+    def execute(self, requests):
+        return []
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_its_server_and_exits_0_when_signalled_while_it_starts(tmp_path, signum):
+    repository = tmp_path / "repository"
+    shutil.copytree(REPOSITORY, repository)
+    (repository / "slow_model" / "1").mkdir(parents=True)
+    (repository / "slow_model" / "config.pbtxt").write_text(_SLOW_MODEL_CONFIG)
+    (repository / "slow_model" / "1" / "model.py").write_text(_SLOW_MODEL)
+    serve = ServeProcess(tmp_path, repository=repository)
+    try:
+        assert wait_until(lambda: _children(serve.proc.pid), timeout_s=60)
+        triton_pid = serve.tritonserver_pid()
+        serve.proc.send_signal(signum)
+        assert serve.proc.wait(timeout=30) == 0  # not the minute the start would take
+        said = wait_until(lambda: any("stopped while starting" in x for x in serve.lines), 10)
+        assert said, serve.lines
+        assert live_group_members(triton_pid) == []
+        assert shm_regions(serve.http) == []
+    finally:
+        serve.proc.kill()
+        serve.proc.wait()
 
 
 def test_serve_restarts_and_serves_again_when_tritonserver_is_killed_with_restart(tmp_path):

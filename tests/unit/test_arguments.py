@@ -12,6 +12,7 @@ from fakescope.arguments import (
     comma_separated_choices,
     existing_file,
     frame_count,
+    ipv4_address,
     non_negative_number,
     port,
     positive_int,
@@ -40,6 +41,9 @@ from fakescope.cli import build_parser, main
         (positive_ints, "1,0", "must be >= 1, got 0"),
         (comma_separated_choices(("grpc", "http")), "grpc,htp", "got 'grpc,htp'"),
         (comma_separated_choices(("grpc", "http")), "", "expected one or more of grpc, http"),
+        (ipv4_address, "localhost", "must be an IPv4 address"),
+        (ipv4_address, "::1", "must be an IPv4 address"),
+        (ipv4_address, "10.1.2", "must be an IPv4 address"),
     ],
 )
 def test_argument_types_refuse_a_value_naming_the_rule_when_it_is_out_of_range(
@@ -57,6 +61,7 @@ def test_argument_types_return_the_value_when_it_is_in_range() -> None:
     assert port("65535") == 65535
     assert positive_ints("1, 2,4") == [1, 2, 4]
     assert comma_separated_choices(("grpc", "http"))("http,grpc") == ["http", "grpc"]
+    assert ipv4_address("0.0.0.0") == "0.0.0.0"
 
 
 def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -76,6 +81,7 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["bench", "--limit", "-1"], "argument --limit: must be > 0, got -1"),
         (["bench", "--grpc-port", "70000"], "argument --grpc-port: must be a port"),
         (["serve", "--http-port", "70000"], "argument --http-port: must be a port"),
+        (["serve", "--host", "localhost"], "argument --host: must be an IPv4 address"),
         (["demo", "--frames", "0"], "argument --frames: must be 1.."),
         (["web", "serve", "--port", "0"], "argument --port: must be a port"),
         (["web", "worker", "--drain-timeout", "-5"], "argument --drain-timeout: must be >= 0"),

@@ -1,3 +1,4 @@
+import re
 import shutil
 
 import pytest
@@ -56,3 +57,24 @@ def test_check_repository_accepts_parameter_when_real_onnxruntime_backend_docume
         + 'parameters [ { key: "intra_op_thread_count" value: { string_value: "2" } } ]\n'
     )
     assert "mtcnn_pnet" in check_repository(repo)
+
+
+def test_check_repository_names_the_version_when_the_config_pins_one_without_a_folder(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo)
+    config = repo / "face_classifier" / "config.pbtxt"
+    config.write_text(re.sub(r"versions: \[ \d+ \]", "versions: [ 7 ]", config.read_text()))
+    with pytest.raises(RepositoryError, match=r"face_classifier/config.pbtxt pins version 7"):
+        check_repository(repo)
+
+
+def test_check_repository_checks_an_onnx_model_when_its_config_names_the_platform(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo)
+    config = repo / "mtcnn_rnet" / "config.pbtxt"
+    config.write_text(
+        config.read_text().replace('backend: "onnxruntime"', 'platform: "onnxruntime_onnx"')
+    )
+    (repo / "mtcnn_rnet" / "1" / "model.onnx").unlink()
+    with pytest.raises(RepositoryError, match=r"mtcnn_rnet/1/model.onnx"):
+        check_repository(repo)

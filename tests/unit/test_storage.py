@@ -6,9 +6,13 @@ requests themselves are tested against a real S3 server in tests/server/test_s3_
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from fakescope import contract
+from fakescope.cli import EXIT_SERVER_START
+from fakescope.cli import main as fakescope_main
 from fakescope.serving.model_config import parse_pinned_version, pinned_version
 from fakescope.serving.siblings import REPOSITORY_ENV, served_version_file, sibling_file
 from fakescope.storage import (
@@ -138,3 +142,20 @@ def test_sibling_file_hints_at_the_variable_when_nothing_lies_beside(tmp_path):
     own.mkdir()
     with pytest.raises(FileNotFoundError, match=REPOSITORY_ENV):
         sibling_file({"model_repository": str(own)}, contract.RNET_MODEL, "config.pbtxt", {})
+
+
+def test_serve_exits_6_in_one_line_when_the_environment_names_an_unknown_aws_profile(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    code = fakescope_main(["serve", "--repository", "s3://127.0.0.1:1/bucket/repo"])
+    assert code == EXIT_SERVER_START
+    # the caller's own handlers again, not serve's
+    assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers
+    assert capsys.readouterr().err.splitlines() == [
+        "fakescope: error: cannot set up an S3 client for s3://127.0.0.1:1/bucket/repo: "
+        "ProfileNotFound: The config profile (no-such-profile) could not be found"
+    ]
