@@ -24,6 +24,7 @@ from fakescope.benchmarks.arguments import check_runs
 from fakescope.benchmarks.side_by_side import (
     Contender,
     add_arguments,
+    describe_rounds,
     run_and_write,
     table_row,
 )
@@ -42,8 +43,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"Written by `python -m fakescope.benchmarks.detector_nets`; do not edit. Code "
         f"`{method['code_version']}`. The client's sample ({method['num_frames']} frames, long "
         f"side <= {method['max_side']}) sent to two embedded servers side by side, one call of "
-        f"the ensemble over gRPC with shared memory; {method['runs']} interleaved runs after a "
-        f"warm-up, seconds (call: median; server CPU: mean); load average before "
+        f"the ensemble over gRPC with shared memory; {describe_rounds(method)}, "
+        f"seconds (call: median; server CPU: mean); load average before "
         f"{method['loadavg_before'][0]:.2f} on {method['cores']} cores. Both placements found "
         "the same faces in every video.",
         "",

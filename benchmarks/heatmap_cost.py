@@ -43,10 +43,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fakescope.benchmarks.media import make_face_video
+from fakescope.benchmarks.result_files import write_result_files
 from fakescope.client.analyze import decode_video, verdict_for
 from fakescope.client.occlusion import DEFAULT_GRID, DEFAULT_PATCH, occlusion_map
 from fakescope.client.triton import DetectorClient, Protocol
-from fakescope.files import write_text_atomically
 from fakescope.paths import MODEL_REPOSITORY
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from fakescope.web.faces import classifier_crop_png
@@ -280,8 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats and --rounds must be >= 1")
     result = measure(protocols, args.repeats, args.rounds)
     args.output.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(args.output / "heatmap_cost.json", json.dumps(result, indent=1) + "\n")
-    write_text_atomically(args.output / "heatmap_cost.md", markdown(result))
+    write_result_files(
+        {
+            args.output / "heatmap_cost.md": markdown(result),
+            args.output / "heatmap_cost.json": json.dumps(result, indent=1) + "\n",
+        }
+    )
     logger.info("wrote %s:\n%s", args.output / "heatmap_cost.json", markdown(result))
     return 0
 

@@ -13,9 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
+from fakescope.benchmarks.result_files import write_result_files
 from fakescope.benchmarks.run import render_markdown
 from fakescope.benchmarks.targets import check_targets
-from fakescope.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ def render_summary(folder: Path) -> list[dict[str, object]]:
     if not isinstance(summary, dict) or "levels" not in summary:
         raise ValueError(f"{path} is not a fakescope bench summary (no levels)")
     summary["targets"] = check_targets(summary)
-    write_text_atomically(path, json.dumps(summary, indent=2) + "\n")
-    write_text_atomically(folder / "summary.md", render_markdown(summary))
+    page = render_markdown(summary)  # before either file is written (write_result_files)
+    write_result_files({folder / "summary.md": page, path: json.dumps(summary, indent=2) + "\n"})
     return summary["targets"]
 
 

@@ -34,6 +34,7 @@ from fakescope.benchmarks.side_by_side import (
     BOX_TOLERANCE_PX,
     Contender,
     add_arguments,
+    describe_rounds,
     run_and_write,
     table_row,
 )
@@ -101,7 +102,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"`{method['code_version']}`; before: {ran_before}. The client's sample "
         f"({method['num_frames']} frames, long side <= {method['max_side']}) sent to two "
         f"embedded servers side by side, one call of the ensemble over gRPC with shared "
-        f"memory; {method['runs']} interleaved runs after a warm-up; call: median seconds, "
+        f"memory; {describe_rounds(method)}; call: median seconds, "
         f"server CPU: mean seconds, faulted in: median MiB per call over tritonserver and its "
         f"stubs; load average before {method['loadavg_before'][0]:.2f} on {method['cores']} "
         f"cores. Both found the same faces in every video, box coordinates at most "

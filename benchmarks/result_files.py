@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fakescope.files import write_text_atomically
+from fakescope.files import copy_file_atomically, write_text_atomically
 from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -23,11 +24,37 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def write_result(
     output: Path, result: dict[str, Any], render: Callable[[dict[str, Any]], str]
 ) -> None:
-    """Write ``result`` to ``output`` (JSON) and ``render(result)`` to the same name ``.md``."""
+    """Write ``result`` to ``output`` (JSON) and ``render(result)`` to the same name ``.md``.
+
+    Rendered first (:func:`write_result_files`): a table that cannot be rendered leaves both
+    files as they were.
+    """
     output.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(output, json.dumps(result, indent=2) + "\n")
-    write_text_atomically(output.with_suffix(".md"), render(result))
+    write_result_files(
+        {output.with_suffix(".md"): render(result), output: json.dumps(result, indent=2) + "\n"}
+    )
     logger.info("wrote %s and its table", output)
+
+
+def write_result_files(
+    texts: Mapping[Path, str], figures: Mapping[Path, Callable[[Path], None]] | None = None
+) -> None:
+    """Write a result's files together: each text, and each figure ``draw(path)`` draws.
+
+    Every figure is drawn (to a scratch folder) before any file is written, and the texts come
+    rendered: a render or a plot that fails leaves every file of the result as it was, not a
+    new document beside an old table that no longer describes it. Each file is written whole
+    (:mod:`fakescope.files`).
+    """
+    with tempfile.TemporaryDirectory(prefix="fakescope-result-") as scratch:
+        drawn = {}
+        for target, draw in (figures or {}).items():
+            drawn[target] = Path(scratch) / target.name
+            draw(drawn[target])
+        for target, text in texts.items():
+            write_text_atomically(target, text)
+        for target, staged in drawn.items():
+            copy_file_atomically(staged, target)
 
 
 #: Paths whose content decides the timings: a run on a tree with local changes there says so.

@@ -5,7 +5,8 @@ gRPC and HTTP (Locust, headless), then the same videos through the in-process ON
 pipeline (what Triton costs) and the eager PyTorch baseline (what users had before). Results go to
 ``benchmarks/results/``: ``summary.json``, ``ratio_vs_users.png``, Locust's CSV and HTML, and the
 raw per-request records. The run exits non-zero when p95(processing/duration) breaks the limit at
-any level up to 4 users, or when a request failed.
+any level up to 4 users, when a request failed, or when a level had to be stopped (the videos
+then in flight have no record).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +46,7 @@ from fakescope.benchmarks.arguments import (
 from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
 from fakescope.benchmarks.inprocess import LikeForLikeBaseline, OrtPipeline, SeedPipeline
+from fakescope.benchmarks.level_checks import why_incomplete
 from fakescope.benchmarks.machine import describe_cpu, describe_gpus, machine_facts
 from fakescope.benchmarks.process_usage import (
     FAULTS_TO_PRICE,
@@ -53,13 +54,18 @@ from fakescope.benchmarks.process_usage import (
     fault_price_us,
     measured_usage,
 )
-from fakescope.benchmarks.result_files import code_version, fmt, write_result
+from fakescope.benchmarks.result_files import (
+    code_version,
+    fmt,
+    write_result,
+    write_result_files,
+)
 from fakescope.benchmarks.targets import check_targets, render_targets
+from fakescope.benchmarks.turns import PairLeads
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.frames import even_frame_indices
 from fakescope.client.triton import DEFAULT_RETRIES, DetectorClient
 from fakescope.client.video import sample_frames
-from fakescope.files import write_text_atomically
 from fakescope.paths import BENCH_VIDEOS_DIR, MODEL_REPOSITORY, PROJECT_ROOT
 from fakescope.serving.detector_nets import IN_PROCESS, PLACEMENTS
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
@@ -133,7 +139,28 @@ def locust_env(
     )
 
 
-def run_level(
+@dataclass(frozen=True)
+class BoundedRun:
+    """How a command run by :func:`run_bounded` ended."""
+
+    #: It outlived its limit and was stopped.
+    stopped: bool
+    #: Its exit status (negative: the signal that ended it).
+    exit_code: int
+
+
+@dataclass(frozen=True)
+class LevelRun:
+    """One Locust level: its per-request records, and how its process ended."""
+
+    records: list[dict[str, Any]]
+    #: The level outlived its limit and was stopped: the videos then in flight have no record.
+    stopped: bool
+    #: Locust's exit code (:data:`~.benchmarks.level_checks.LOCUST_EXIT_CODES_SAID_BY_RECORDS`).
+    exit_code: int
+
+
+def run_locust_level(
     protocol: str,
     users: int,
     env: dict[str, str],
@@ -141,12 +168,16 @@ def run_level(
     out: Path,
     *,
     stop_timeout_s: int = STOP_TIMEOUT_S,
-) -> list[dict[str, Any]]:
-    """Run one Locust level headless; return its per-request records.
+) -> LevelRun:
+    """Run one Locust level headless; return its per-request records and how it ended.
 
     ``stop_timeout_s``: how long the users may take to finish their videos after the run
     time (Locust's ``--stop-timeout``); a level still running :data:`STOP_GRACE_S` later is
     stopped (:func:`run_bounded`), and still writes its records.
+
+    Raises:
+        RuntimeError: Locust wrote no records.
+
     """
     prefix = out / f"locust_{protocol}_{users}u"
     records = prefix.with_suffix(".jsonl")
@@ -178,10 +209,38 @@ def run_level(
     level_env = dict(env, FAKESCOPE_BENCH_RECORDS=str(records))
     logger.info("locust: %s, %d users, %d s", protocol, users, run_time_s)
     limit_s = run_time_s + stop_timeout_s + STOP_GRACE_S
-    run_bounded(command, level_env, limit_s, stacks_signal=STACKS_SIGNAL)
+    ended = run_bounded(command, level_env, limit_s, stacks_signal=STACKS_SIGNAL)
     if not records.is_file():
         raise RuntimeError(f"locust wrote no records for {protocol} at {users} users")
-    return [json.loads(line) for line in records.read_text().splitlines() if line]
+    return LevelRun(
+        [json.loads(line) for line in records.read_text().splitlines() if line],
+        ended.stopped,
+        ended.exit_code,
+    )
+
+
+def run_level(
+    protocol: str,
+    users: int,
+    env: dict[str, str],
+    run_time_s: int,
+    out: Path,
+    *,
+    stop_timeout_s: int = STOP_TIMEOUT_S,
+) -> list[dict[str, Any]]:
+    """Run one Locust level headless (:func:`run_locust_level`); return its records.
+
+    Raises:
+        RuntimeError: Locust wrote no records, or they may lack videos it sent
+            (:func:`~.benchmarks.level_checks.why_incomplete`): a caller that keeps the records
+            alone could not tell.
+
+    """
+    level = run_locust_level(protocol, users, env, run_time_s, out, stop_timeout_s=stop_timeout_s)
+    why = why_incomplete(level.stopped, level.exit_code)
+    if why is not None:
+        raise RuntimeError(f"locust level {protocol} at {users} users: {why}")
+    return level.records
 
 
 def run_bounded(
@@ -190,17 +249,16 @@ def run_bounded(
     limit_s: float,
     *,
     stacks_signal: signal.Signals | None = None,
-) -> bool:
+) -> BoundedRun:
     """Run ``command``; stop it with SIGTERM if it outlives ``limit_s`` (then SIGKILL).
 
     ``stacks_signal``: sent first, for a command that then writes where its threads are (a
     command that has no handler for it would die of it). Returns whether it had to be
-    stopped (logged as a warning).
+    stopped (logged as a warning) and its exit status.
     """
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     try:
-        process.wait(timeout=limit_s)
-        return False
+        return BoundedRun(stopped=False, exit_code=process.wait(timeout=limit_s))
     except subprocess.TimeoutExpired:
         logger.warning("%s still running after %.0f s: stopping it (SIGTERM)", command[:3], limit_s)
         if stacks_signal is not None:
@@ -213,7 +271,7 @@ def run_bounded(
             logger.warning("%s ignored SIGTERM for %d s: killing it", command[:3], STOP_GRACE_S)
             process.kill()
             process.wait()
-        return True
+        return BoundedRun(stopped=True, exit_code=process.returncode)
 
 
 def cpu_per_video(
@@ -327,32 +385,6 @@ class TimedRuns:
 
     seconds: dict[str, dict[str, list[float]]]
     usage: dict[str, dict[str, list[dict[str, float]]]]
-
-
-class PairLeads:
-    """Which of two compared paths runs first in a video's turn, balanced over what ran before.
-
-    A turn's first path runs straight after whatever ran last: in rounds with the baselines, a
-    PyTorch baseline, after which the next path was slower. For each video and each path that
-    ran just before its turn, the two lead in turn, so neither always pays for it.
-    """
-
-    def __init__(self, pair: tuple[str, str]) -> None:
-        self.pair = pair
-        self._led: Counter[tuple[str, str | None, str]] = Counter()
-
-    def order(self, names: list[str], video: str, previous: str | None) -> list[str]:
-        """Return ``names`` with the pair in the order this turn runs them (and count it)."""
-        first, second = self.pair
-        led = self._led
-        lead = first if led[video, previous, first] <= led[video, previous, second] else second
-        led[video, previous, lead] += 1
-        if lead == first:
-            return list(names)
-        order = list(names)
-        i, j = order.index(first), order.index(second)
-        order[i], order[j] = second, first
-        return order
 
 
 def time_paths(
@@ -647,6 +679,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"- MTCNN nets: {summary.get('detector_nets', IN_PROCESS)}; instances as served: "
             f"{kinds}"
         )
+    incomplete = [
+        f"{p} {u} users ({why})"
+        for p in protocols
+        for u, level in levels[p].items()
+        if (why := why_incomplete(level.get("stopped", False), level.get("locust_exit_code")))
+    ]
+    if incomplete:
+        lines.append(f"- Levels whose records may lack videos: {'; '.join(incomplete)}")
     lines.append(f"- Passed: {summary.get('passed')}")
     lines.extend(f"  - {failure}" for failure in summary.get("failures", []))
     lines += render_process_usage(summary.get("inprocess", {}))
@@ -773,6 +813,34 @@ def plot(summary: dict[str, Any], limit: float, path: Path) -> None:
     plt.close(fig)
 
 
+def bench_failures(
+    levels: dict[str, dict[str, dict[str, Any]]], limit: float, *, overload: bool
+) -> list[str]:
+    """Return why a bench run fails, one line per broken level (none: it passed).
+
+    A failed request or a level whose records may lack videos
+    (:func:`~.benchmarks.level_checks.why_incomplete`) at any level; up to
+    :data:`CHECKED_MAX_USERS` users, a p95 ratio above ``limit`` and (``overload`` aside) a
+    refusal.
+    """
+    failures = []
+    for protocol, by_users in levels.items():
+        for users, level in by_users.items():
+            p95 = level["ratio"]["p95"]
+            if level["failures"]:
+                failures.append(f"{protocol} {users} users: {level['failures']} failed requests")
+            incomplete = why_incomplete(level.get("stopped", False), level.get("locust_exit_code"))
+            if incomplete is not None:
+                failures.append(f"{protocol} {users} users: {incomplete}")
+            # above the checked levels the server is past its capacity on purpose: refusing
+            # some videos (after the client's retries) is the admission control working
+            if level["rejected"] and not overload and int(users) <= CHECKED_MAX_USERS:
+                failures.append(f"{protocol} {users} users: {level['rejected']} rejected")
+            if int(users) <= CHECKED_MAX_USERS and (p95 is None or p95 > limit):
+                failures.append(f"{protocol} {users} users: p95 ratio {p95} > limit {limit}")
+    return failures
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Run the whole benchmark; return the exit code (1 if the limit is broken)."""
     # Here, not at the top: service_times imports this module.
@@ -836,8 +904,12 @@ def run_bench(args: argparse.Namespace) -> int:
                 ticks = read_cpu_ticks()
                 client_cpu, server_cpu = _children_cpu_seconds(), process_group_cpu_seconds(pgid)
                 stats = stats_client.get_inference_statistics(as_json=True)
-                records = run_level(protocol, users, env, args.run_time, out)
-                level = summarize_level(records, args.run_time)
+                level_run = run_locust_level(protocol, users, env, args.run_time, out)
+                level = summarize_level(level_run.records, args.run_time)
+                # a level cut short leaves the videos in flight without a record: it fails
+                # (bench_failures), whatever its records say
+                level["stopped"] = level_run.stopped
+                level["locust_exit_code"] = level_run.exit_code
                 level["server_seconds_per_video"] = admission_split(
                     stats, stats_client.get_inference_statistics(as_json=True)
                 )
@@ -864,24 +936,17 @@ def run_bench(args: argparse.Namespace) -> int:
         stats_client.close()
         server.stop()
     summary["machine"]["load_average_at_end"] = list(os.getloadavg())
-    failures = []
-    for protocol, levels in summary["levels"].items():
-        for users, level in levels.items():
-            p95 = level["ratio"]["p95"]
-            if level["failures"]:
-                failures.append(f"{protocol} {users} users: {level['failures']} failed requests")
-            # above the checked levels the server is past its capacity on purpose: refusing
-            # some videos (after the client's retries) is the admission control working
-            if level["rejected"] and not args.overload and int(users) <= CHECKED_MAX_USERS:
-                failures.append(f"{protocol} {users} users: {level['rejected']} rejected")
-            if int(users) <= CHECKED_MAX_USERS and (p95 is None or p95 > args.limit):
-                failures.append(f"{protocol} {users} users: p95 ratio {p95} > limit {args.limit}")
+    failures = bench_failures(summary["levels"], args.limit, overload=args.overload)
     summary["passed"] = not failures
     summary["failures"] = failures
     summary["targets"] = check_targets(summary)
-    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_text_atomically(out / "summary.md", render_markdown(summary))
-    plot(summary, args.limit, out / "ratio_vs_users.png")
+    write_result_files(
+        {
+            out / "summary.md": render_markdown(summary),
+            out / "summary.json": json.dumps(summary, indent=2) + "\n",
+        },
+        {out / "ratio_vs_users.png": lambda path: plot(summary, args.limit, path)},
+    )
     shown = (
         "levels",
         "triton_overhead",

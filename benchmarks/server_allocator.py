@@ -4,10 +4,11 @@ Two embedded servers serve the same repository side by side: one started with
 ``GLIBC_TUNABLES`` set to :data:`fakescope.allocator.KEEP_FREED_MEMORY`, one with
 glibc's defaults (``GLIBC_TUNABLES`` empty, as the embedded server starts), measured by
 :mod:`fakescope.benchmarks.side_by_side`: the same frames to both, one warm-up each, then
-``--runs`` interleaved rounds, with a pause after each round as between a user's videos. Per
-video and server: the median wall seconds of the call (gRPC, frames through shared memory), the
-mean server CPU seconds and the median MiB the server's processes faulted in per call
-(tritonserver and its python stubs). Both must find the same faces, or the run fails.
+``--runs`` interleaved rounds, the two leading in turn, with a pause before each call as between
+a user's videos. Per video and server: the median wall seconds of the call (gRPC, frames
+through shared memory), the mean server CPU seconds and the median MiB the server's processes
+faulted in per call (tritonserver and its python stubs). Both must find the same faces, or the
+run fails.
 
 Run: ``python -m fakescope.benchmarks.server_allocator`` (writes
 ``benchmarks/results/server_allocator.json`` and its table, ``server_allocator.md``).
@@ -25,6 +26,7 @@ from fakescope.benchmarks.arguments import check_runs
 from fakescope.benchmarks.side_by_side import (
     Contender,
     add_arguments,
+    describe_rounds,
     run_and_write,
     table_row,
 )
@@ -46,8 +48,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"Written by `python -m fakescope.benchmarks.server_allocator`; do not edit. Code "
         f"`{method['code_version']}`. The client's sample ({method['num_frames']} frames, long "
         f"side <= {method['max_side']}) sent to two embedded servers side by side, one call of "
-        f"the ensemble over gRPC with shared memory; {method['runs']} interleaved runs after a "
-        f"warm-up, {method['pause_s']} s apart; call: median seconds, server CPU: mean seconds, "
+        f"the ensemble over gRPC with shared memory; {describe_rounds(method)}; call: median "
+        f"seconds, server CPU: mean seconds, "
         f"faulted in: median MiB per call over tritonserver and its stubs; load average before "
         f"{method['loadavg_before'][0]:.2f} on {method['cores']} cores. Kept: "
         f"`{TUNABLES_ENV}={method['tunables'][KEPT]}`. Both found the same faces in every video.",
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser, result=RESULT, first_port=18600)
     parser.add_argument(
-        "--pause", type=non_negative_number, default=1.0, help="seconds after each round"
+        "--pause", type=non_negative_number, default=1.0, help="seconds before each timed call"
     )
     args = parser.parse_args(argv)
     check_runs(parser, args)

@@ -6,10 +6,13 @@ The harness of the benchmarks that compare two ways of serving on one machine in
 of its own (its repository, its detector-net placement, its environment); each video is decoded
 once (the client's sample) and its frames go to every server, one warm-up each, then ``runs``
 rounds in which every server answers once, so a change in the machine's load spreads over all
-of them. Per video and server: the median wall seconds of the call (gRPC, frames through shared
-memory), the mean server CPU seconds and the median MiB faulted in per call (tritonserver and
-its python stubs). All servers must find the same faces, boxes within ``--box-tolerance-px``
-(float rounding only, unless a run says otherwise), or the run fails.
+of them. The two lead in turn (:class:`~fakescope.benchmarks.turns.PairLeads`), and the pause,
+where a benchmark asks for one, comes before each call: a call straight after a pause or after
+the other server's is timed under other conditions, and neither server may always take them
+(:func:`timed_rounds`). Per video and server: the median wall seconds of the call (gRPC, frames
+through shared memory), the mean server CPU seconds and the median MiB faulted in per call
+(tritonserver and its python stubs). Both servers must find the same faces, boxes within
+``--box-tolerance-px`` (float rounding only, unless a run says otherwise), or the run fails.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from fakescope.benchmarks.service_times import (
     process_group_cpu_seconds,
     process_group_minor_faults,
 )
+from fakescope.benchmarks.turns import PairLeads
 from fakescope.client.analyze import DEFAULT_MAX_SIDE, DEFAULT_NUM_FRAMES
 from fakescope.client.triton import DetectorClient, RawResult
 from fakescope.client.video import sample_frames
@@ -50,6 +54,12 @@ BOX_TOLERANCE_PX = 1e-2
 #: Ports each server takes (HTTP, gRPC, metrics), from ``--first-port`` on.
 PORTS_PER_SERVER = 3
 _MIB = 1024 * 1024
+#: The ``method`` key of a result whose rounds :func:`timed_rounds` timed: the two servers lead
+#: in turn, each call after the pause. Results from before ran the same server first in every
+#: round, straight after the round's pause.
+LEADS_IN_TURN = "leads_in_turn"
+#: One timed call of a server: wall seconds, the server's CPU seconds, MiB it faulted in.
+Timing = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,21 @@ def timed_infer(
     answer = client.infer(frames, duration_seconds=duration)
     wall = time.perf_counter() - start
     return answer, wall, process_group_cpu_seconds(server.process.pid) - cpu
+
+
+def timed_call(
+    client: DetectorClient, server: EmbeddedTriton, frames: NDArray[np.uint8], duration: float
+) -> Timing:
+    """Send ``frames`` once; return wall and server CPU seconds and the MiB the server faulted in.
+
+    The faults are the minor page faults of the server's process group (tritonserver and its
+    python stubs) during the call.
+    """
+    assert server.process is not None
+    faults = process_group_minor_faults(server.process.pid)
+    _, wall, cpu = timed_infer(client, server, frames, duration)
+    faults = process_group_minor_faults(server.process.pid) - faults
+    return wall, cpu, faults * resource.getpagesize() / _MIB
 
 
 def check_same_faces(
@@ -156,6 +181,31 @@ def running_side_by_side(
             server.stop()
 
 
+def timed_rounds(
+    pair: tuple[str, str],
+    video: str,
+    runs: int,
+    call: Callable[[str], Timing],
+    pause: Callable[[], None],
+) -> dict[str, list[Timing]]:
+    """Time ``runs`` rounds of one video on the two servers of ``pair``; each one's timings.
+
+    ``call(name)`` times one call of that server; ``pause()`` comes before every call, so each
+    one follows the same pause, not just a round's first. The two lead in turn, balanced over
+    the server that ran just before (:class:`~fakescope.benchmarks.turns.PairLeads`; the
+    warm-up ran ``pair`` in its order, the second last).
+    """
+    leads = PairLeads(pair)
+    previous = pair[1]
+    timings: dict[str, list[Timing]] = {name: [] for name in pair}
+    for _ in range(runs):
+        for name in leads.order(list(pair), video, previous):
+            pause()
+            timings[name].append(call(name))
+            previous = name
+    return timings
+
+
 def measure(
     videos: list[Path],
     servers: Mapping[str, EmbeddedTriton],
@@ -165,14 +215,22 @@ def measure(
 ) -> list[dict[str, Any]]:
     """Per video: its size, its faces, and per server the call, server CPU and faults.
 
-    ``pause_s`` is slept after each round, as between one user's videos; the servers' boxes
-    may differ by ``box_tolerance_px`` (:func:`check_same_faces`).
+    ``servers``: the two compared, timed in rounds (:func:`timed_rounds`). ``pause_s`` is
+    slept before each timed call, as between one user's videos; the servers' boxes may differ
+    by ``box_tolerance_px`` (:func:`check_same_faces`).
+
+    Raises:
+        ValueError: ``servers`` are not two.
+        RuntimeError: the servers found different faces.
+
     """
+    if len(servers) != 2:
+        raise ValueError(f"side by side compares two servers, got {len(servers)}")
+    first, second = servers
     clients = {
         name: DetectorClient(s.address.grpc_url, "grpc", shared_memory=True, timeout_s=120)
         for name, s in servers.items()
     }
-    page = resource.getpagesize()
     rows = []
     try:
         for video in videos:
@@ -188,31 +246,28 @@ def measure(
                     for other in answers[1:]
                 ]
             )
-            samples: dict[str, dict[str, list[float]]] = {
-                name: {"wall": [], "cpu": [], "faults": []} for name in servers
-            }
-            for _ in range(runs):
-                for name, server in servers.items():
-                    assert server.process is not None
-                    faults = process_group_minor_faults(server.process.pid)
-                    _, wall, cpu = timed_infer(clients[name], server, frames, duration)
-                    faults = process_group_minor_faults(server.process.pid) - faults
-                    samples[name]["wall"].append(wall)
-                    samples[name]["cpu"].append(cpu)
-                    samples[name]["faults"].append(faults * page / _MIB)
-                time.sleep(pause_s)
+            timings = timed_rounds(
+                (first, second),
+                video.name,
+                runs,
+                lambda name, frames=frames, duration=duration: timed_call(
+                    clients[name], servers[name], frames, duration
+                ),
+                lambda: time.sleep(pause_s),
+            )
             row: dict[str, Any] = {
                 "video": video.name,
                 "size": list(sampled.frame_size),
                 "faces": len(answers[0].face_scores),
                 "largest_box_difference_px": box_difference,
             }
-            for name in servers:
+            for name, timed in timings.items():
+                walls, cpus, faulted = zip(*timed, strict=True)
                 row[name] = {
-                    "wall_s": statistics.median(samples[name]["wall"]),
+                    "wall_s": statistics.median(walls),
                     # the mean: /proc counts CPU time in ticks of 10 ms, a median stays on them
-                    "server_cpu_s": statistics.mean(samples[name]["cpu"]),
-                    "faulted_mib": statistics.median(samples[name]["faults"]),
+                    "server_cpu_s": statistics.mean(cpus),
+                    "faulted_mib": statistics.median(faulted),
                 }
             logger.info("%s: %s", video.name, row)
             rows.append(row)
@@ -220,6 +275,20 @@ def measure(
         for client in clients.values():
             client.close()
     return rows
+
+
+def describe_rounds(method: Mapping[str, Any]) -> str:
+    """Return how a result's timed rounds ran, for its table (``method``: the result's).
+
+    E.g. ``7 interleaved runs after a warm-up, the two servers leading in turn, each call after
+    a 1.0 s pause``; a result from before :data:`LEADS_IN_TURN` says what it did then.
+    """
+    text = f"{method['runs']} interleaved runs after a warm-up"
+    pause = method.get("pause_s")
+    if not method.get(LEADS_IN_TURN):
+        return text + (f", {pause} s apart" if pause is not None else "")
+    text += ", the two servers leading in turn"
+    return text + (f", each call after a {pause} s pause" if pause else "")
 
 
 def add_ratios(rows: list[dict[str, Any]], this: str, other: str, suffix: str) -> None:
@@ -308,6 +377,7 @@ def run_and_write(
         "loadavg_before": list(loadavg),
         "code_version": code_version(),
         "box_tolerance_px": args.box_tolerance_px,
+        LEADS_IN_TURN: True,
         **(method or {}),
     }
     write_result(args.output, {"videos": rows, "method": facts}, render)

@@ -10,16 +10,24 @@ stub, and the two load generators. The server runs supervised: if tritonserver d
 ``stall``), the exit code and the models left waiting are recorded, its log is kept, and it is
 restarted (as ``fakescope serve --restart`` does), so the run goes on and shows what a crash or
 a hang costs. The report gives, per 5-minute window, the p95 ratio, the videos answered,
-refused and lost, and each process group's RSS and the part of it that is shared memory (the
-python backend's pools, which tritonserver and a stub both map: a page of them counts in both
-once touched); the RSS growth after the first (warm-up) window, in all and without shared
-memory; and the server's exits and stalls. Targets: no server exit or stall, RSS growth < 5 %,
-0 lost, p95 flat (no window above the limit, the last within 20 % of the first after warm-up).
-The run exits non-zero when one is missed. The client side is reported beside them, not judged:
-the load generators' RSS growth, and the bytes of the clients' frame regions in ``/dev/shm``,
-which a client that lost track of a region would leave growing.
+refused and lost (videos the users finish after the run's minutes count in the last window),
+and each process group's RSS and the part of it that is shared memory (the python backend's
+pools, which tritonserver and a stub both map: a page of them counts in both once touched);
+the RSS growth after the first (warm-up) window, in all and without shared memory; and the
+server's exits and stalls. Targets: no server exit or stall, RSS growth < 5 % after warm-up, 0
+lost, p95 within the limit in every window, the warm-up's included (a video answered late then
+is late for its user), and flat (the last window within 20 % of the first after warm-up). The
+run exits 1 when one is missed. The client side is reported beside them, not judged: the load
+generators' RSS growth, and the bytes of the clients' frame regions in ``/dev/shm``, which a
+client that lost track of a region would leave growing.
 
-Results: ``benchmarks/results/soak.json``, ``soak.md`` and ``soak.png`` (not in ``make test``).
+A load generator that fails (its level raises: Locust wrote no records, or was cut short and
+its records may lack videos, :func:`~.benchmarks.run.run_level`; or it recorded no video) fails
+the run: it exits 2 once every level has ended, with the reason and no result, as the rest
+would judge part of the load.
+
+Results: ``benchmarks/results/soak.json``, ``soak.md`` and ``soak.png`` (not in ``make test``),
+rendered before any is written, so a failed render leaves the last run's files together.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +50,9 @@ import psutil
 from fakescope.arguments import positive_int, positive_number
 from fakescope.benchmarks.host_speed import WHAT as HOST_PROBE_WHAT
 from fakescope.benchmarks.host_speed import HostProbe, read_cpu_ticks, steal_share
+from fakescope.benchmarks.level_checks import level_fits
 from fakescope.benchmarks.machine import machine_facts
-from fakescope.benchmarks.result_files import code_version
+from fakescope.benchmarks.result_files import code_version, fmt, write_result_files
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
     RESULTS,
@@ -52,7 +62,6 @@ from fakescope.benchmarks.run import (
 )
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
 from fakescope.client.shared_memory import REGION_PREFIX
-from fakescope.files import write_text_atomically
 from fakescope.paths import SHM_DIR
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 from fakescope.serving.watchdog import DEFAULT_STALL_TIMEOUT_S, Stall
@@ -65,20 +74,27 @@ P95_DRIFT_LIMIT = 0.20
 
 
 def measured_capacity(summary_path: Path, limit: float) -> int:
-    """Return the most users at which ``make bench`` stayed within ``limit``, none refused."""
-    summary = json.loads(summary_path.read_text())
-    fits = [
-        int(users)
-        for levels in summary["levels"].values()
-        for users, level in levels.items()
-        if level["ratio"]["p95"] is not None
-        and level["ratio"]["p95"] <= limit
-        and not level["rejected"]
-        and not level["failures"]
-    ]
-    if not fits:
+    """Return the most users ``make bench`` carried within ``limit``, at that level and below.
+
+    A user count fits when every protocol that ran it stayed within the limit with nothing
+    refused or failed (:func:`~.benchmarks.level_checks.level_fits`); the capacity is the
+    largest count below which every count fits too: a level that fits above one that missed is
+    the host's luck at that minute, not capacity.
+
+    Raises:
+        ValueError: the fewest users ``make bench`` ran did not fit.
+
+    """
+    levels = json.loads(summary_path.read_text())["levels"]
+    capacity = None
+    for users in sorted({int(u) for by_users in levels.values() for u in by_users}):
+        ran = [by_users[str(users)] for by_users in levels.values() if str(users) in by_users]
+        if not all(level_fits(level, limit) for level in ran):
+            break
+        capacity = users
+    if capacity is None:
         raise ValueError(f"{summary_path}: no level within the limit {limit}; run make bench")
-    return max(fits)
+    return capacity
 
 
 def _group(process: psutil.Process, server_pid: int) -> str:
@@ -184,19 +200,29 @@ def shmem_rss_bytes(pid: int) -> int:
 def windows(
     records: list[dict[str, Any]], samples: list[dict[str, Any]], start: float, minutes: int
 ) -> list[dict[str, Any]]:
-    """Per ``WINDOW_S`` window: answered / refused / lost videos, ratio p95, RSS per group."""
+    """Per ``WINDOW_S`` window: answered / refused / lost videos, ratio p95, RSS per group.
+
+    Every record counts: the last window takes the videos finished after the run's minutes
+    too (the users finish the videos they hold, a lost one among them), and its minutes end at
+    the last of them.
+    """
     rows = []
-    for w in range(max(1, minutes * 60 // WINDOW_S)):
+    count = max(1, minutes * 60 // WINDOW_S)
+    last_finished = max((r["finished_at"] for r in records), default=start)
+    for w in range(count):
         lo, hi = start + w * WINDOW_S, start + (w + 1) * WINDOW_S
-        mine = [r for r in records if lo <= r["finished_at"] < hi]
+        last = w == count - 1
+        mine = [r for r in records if lo <= r["finished_at"] and (last or r["finished_at"] < hi)]
+        end = max((w + 1) * WINDOW_S, last_finished - start) if last else (w + 1) * WINDOW_S
         ratios = [r["ratio"] for r in mine if r.get("ratio") is not None]
+        # the samples keep to the window: the RSS while the users drain is not under the load
         in_window = [s for s in samples if lo <= s["t"] < hi]
         groups = sorted({g for s in in_window for g in s["rss"]})
         regions = [s["client_regions"] for s in in_window if "client_regions" in s]
         rows.append(
             {
                 "window": w,
-                "minutes": [w * WINDOW_S / 60, (w + 1) * WINDOW_S / 60],
+                "minutes": [w * WINDOW_S / 60, end / 60],
                 "answered": len(ratios),
                 "refused": sum(r["status"] == "rejected" for r in mine),
                 "lost": sum(r["status"] == "error" for r in mine),
@@ -237,7 +263,11 @@ def _without(rss: dict[str, float], shmem: dict[str, float]) -> dict[str, float]
 def verdict(
     rows: list[dict[str, Any]], limit: float, server_exits: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Judge the run: RSS growth after warm-up, lost and refused totals, p95 drift, targets."""
+    """Judge the run: RSS growth after warm-up, lost and refused totals, p95 drift, targets.
+
+    The RSS growth and the p95 drift are taken after the first window (the warm-up); the p95
+    limit holds in every window, the warm-up's too, and a window that answered nothing misses it.
+    """
     steady = rows[1:] if len(rows) > 1 else rows  # the first window is the warm-up
     first, last = steady[0], steady[-1]
     growth = _growth_per_process(first["rss_mib"], last["rss_mib"])
@@ -255,7 +285,10 @@ def verdict(
         "server_rss_growth_below_5_percent": total_first > 0
         and (total_last - total_first) / total_first < RSS_GROWTH_LIMIT,
         "nothing_lost": lost == 0,
-        "p95_within_limit_every_window": bool(p95s) and max(p95s) <= limit,
+        # a video answered late in the warm-up is as late for its user as any other
+        "p95_within_limit_every_window": all(
+            r["p95_ratio"] is not None and r["p95_ratio"] <= limit for r in rows
+        ),
         "p95_flat": drift is not None and drift <= P95_DRIFT_LIMIT,
     }
     return {
@@ -300,7 +333,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "Written by `make soak` (`python -m fakescope.benchmarks.soak`); do not edit. "
         f"{result['users']} users ({result['users_grpc']} gRPC + {result['users_http']} HTTP) "
         f"for {result['minutes']} min on the benchmark videos; RSS sampled every "
-        f"{result['sample_seconds']} s. The first window is the warm-up."
+        f"{result['sample_seconds']} s. The p95 limit is checked in every window; RSS growth "
+        "and p95 drift are taken after the first. The first window is the warm-up."
         # runs from before the soak recorded its code say nothing of it
         + (f" Code `{result['code_version']}`." if "code_version" in result else ""),
         "",
@@ -310,10 +344,14 @@ def render_markdown(result: dict[str, Any]) -> str:
     ]
     for row in result["windows"]:
         p95 = "—" if row["p95_ratio"] is None else f"{row['p95_ratio']:.3f}"
+        # a window without a sample (the sampler ended with the run) has no RSS, not 0 MiB
+        sampled = row["load1"] is not None
+        rss = fmt(_server_mib(row, "rss_mib") if sampled else None, 0)
+        shmem = fmt(_server_mib(row, "rss_shmem_mib") if sampled else None, 0)
         lines.append(
             f"| {row['minutes'][0]:.0f}–{row['minutes'][1]:.0f} | {row['answered']} "
-            f"| {row['refused']} | {row['lost']} | {p95} | {_server_mib(row, 'rss_mib'):.0f} "
-            f"| {_server_mib(row, 'rss_shmem_mib'):.0f} | {row['load1']:.1f} |"
+            f"| {row['refused']} | {row['lost']} | {p95} | {rss} | {shmem} "
+            f"| {fmt(row['load1'], 1)} |"
         )
     growth = v["server_rss_growth"]
     private = v.get("server_private_rss_growth")
@@ -441,8 +479,62 @@ def plot(result: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> N
     plt.close(fig)
 
 
+class LoadGeneratorError(RuntimeError):
+    """A soak's load generator failed: its level raised, or recorded no video."""
+
+
+#: The soak's exit code when a load generator failed: no verdict, the load was not what was asked.
+LOAD_GENERATOR_FAILED = 2
+
+
+def run_levels(
+    plan: dict[str, int], run: Callable[[str, int], list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Run ``run(protocol, users)`` for every protocol of ``plan`` at once; return the records.
+
+    One thread per protocol, all ended before this returns.
+
+    Raises:
+        LoadGeneratorError: a level raised, or recorded no video, naming each such protocol
+            and why: a soak judged on the levels that ran would judge part of the load it was
+            asked to carry.
+
+    """
+    records: dict[str, list[dict[str, Any]]] = {}
+    errors: dict[str, Exception] = {}
+
+    def level(protocol: str, users: int) -> None:
+        try:
+            records[protocol] = run(protocol, users)
+        except Exception as exc:  # reported by the caller's thread, after every level ended
+            errors[protocol] = exc
+
+    threads = [threading.Thread(target=level, args=item) for item in plan.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed = [
+        f"{protocol} ({users} users): "
+        + (
+            f"{type(errors[protocol]).__name__}: {errors[protocol]}"
+            if protocol in errors
+            else "no video recorded"
+        )
+        for protocol, users in plan.items()
+        if protocol in errors or not records.get(protocol)
+    ]
+    if failed:
+        raise LoadGeneratorError("load generator failed: " + "; ".join(failed))
+    return records
+
+
 def run_soak(args: argparse.Namespace) -> int:
-    """Run the soak; write the result files; return 1 when a target is missed."""
+    """Run the soak; write the result files; return 1 when a target is missed.
+
+    Returns :data:`LOAD_GENERATOR_FAILED`, with no result written, when a load generator failed
+    (:func:`run_levels`).
+    """
     from fakescope.benchmarks.videos import ensure_videos
 
     version = code_version()  # the code that runs, before anything can change the checkout
@@ -459,7 +551,6 @@ def run_soak(args: argparse.Namespace) -> int:
     assert server.process is not None
     env = locust_env(videos, address, frames=DEFAULT_NUM_FRAMES, limit=args.limit)
     sampler = RssSampler(server, args.sample_seconds)
-    records: dict[str, list[dict[str, Any]]] = {}
     exits: list[dict[str, Any]] = []
     done = threading.Event()
 
@@ -500,22 +591,15 @@ def run_soak(args: argparse.Namespace) -> int:
         sampler.start()
         supervisor.start()
         seconds = args.minutes * 60
-
-        def level(protocol: str, n: int) -> None:
-            records[protocol] = run_level(protocol, n, env, seconds, raw)
-
-        threads = [
-            threading.Thread(target=level, args=(p, n))
-            for p, n in (("grpc", users_grpc), ("http", users_http))
-            if n
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        plan = {p: n for p, n in (("grpc", users_grpc), ("http", users_http)) if n}
+        records = run_levels(plan, lambda p, n: run_level(p, n, env, seconds, raw))
         sampler.stop()
         host["steal_share"] = steal_share(ticks, read_cpu_ticks())
         host["after"] = probe.read()
+    except LoadGeneratorError as failed:
+        sampler.stop()
+        logger.error("soak failed, no result written: %s", failed)
+        return LOAD_GENERATOR_FAILED
     finally:
         done.set()
         if supervisor.is_alive():
@@ -543,9 +627,13 @@ def run_soak(args: argparse.Namespace) -> int:
         "verdict": verdict(rows, args.limit, exits),
     }
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
-    write_text_atomically(out / "soak.json", json.dumps(result, indent=2) + "\n")
-    write_text_atomically(out / "soak.md", render_markdown(result))
-    plot(result, sampler.samples, out / "soak.png")
+    write_result_files(
+        {
+            out / "soak.md": render_markdown(result),
+            out / "soak.json": json.dumps(result, indent=2) + "\n",
+        },
+        {out / "soak.png": lambda path: plot(result, sampler.samples, path)},
+    )
     logger.info("soak: %s", json.dumps(result["verdict"]))
     return 0 if result["verdict"]["passed"] else 1
 

@@ -36,6 +36,7 @@ from typing import Any
 from fakescope import contract
 from fakescope.arguments import positive_int
 from fakescope.benchmarks.machine import machine_facts
+from fakescope.benchmarks.result_files import write_result_files
 from fakescope.benchmarks.run import (
     PRODUCT_LIMIT,
     add_server_arguments,
@@ -44,7 +45,6 @@ from fakescope.benchmarks.run import (
     summarize_level,
 )
 from fakescope.client.analyze import DEFAULT_NUM_FRAMES, analyze
-from fakescope.files import write_text_atomically
 from fakescope.serving.embedded import EmbeddedTriton, ServerAddress
 
 logger = logging.getLogger(__name__)
@@ -281,8 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         "variants": [{"name": v.name, "what": v.what, "rounds": rounds[v.name]} for v in chosen],
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(args.output / "tuning.json", json.dumps(result, indent=2) + "\n")
-    write_text_atomically(args.output / "tuning.md", render_markdown(result))
+    write_result_files(
+        {
+            args.output / "tuning.md": render_markdown(result),
+            args.output / "tuning.json": json.dumps(result, indent=2) + "\n",
+        }
+    )
     logger.info("wrote %s", args.output / "tuning.md")
     return 0
 

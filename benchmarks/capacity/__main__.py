@@ -27,7 +27,7 @@ from fakescope.benchmarks.capacity.inputs import (
     Measured,
     load_measurements,
 )
-from fakescope.files import write_text_atomically
+from fakescope.benchmarks.result_files import write_result_files
 from fakescope.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -199,12 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"capacity: {exc}", file=sys.stderr)  # noqa: T201 - a CLI's error line
         return 2
+    # rendered and drawn before any file is written: a failure leaves the last run's together
+    texts = {args.page: report.render_markdown(doc, args.page, args.output, args.plot)}
     if not args.render_only:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(args.output, json.dumps(doc, indent=1) + "\n")
+        texts[args.output] = json.dumps(doc, indent=1) + "\n"
     args.plot.parent.mkdir(parents=True, exist_ok=True)
-    report.plot(doc, args.plot)
-    write_text_atomically(args.page, report.render_markdown(doc, args.page, args.output, args.plot))
+    write_result_files(texts, {args.plot: lambda path: report.plot(doc, path)})
     summary = {
         str(v["uploads_per_day"]): {
             "hpa_max_replicas": v["hpa"]["max_replicas"],

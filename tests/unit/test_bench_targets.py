@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from fakescope.benchmarks.targets import check_targets, render_targets
 from fakescope.benchmarks.videos import FACE_720P_10S
 
@@ -134,4 +136,32 @@ def test_check_targets_reports_the_gpu_capacity_with_its_name_when_the_host_has_
     assert (capacity["measured"], capacity["met"]) == (
         "1 × NVIDIA H200, no model served on it",
         None,
+    )
+
+
+def _load_check(grpc_8: dict[str, Any]) -> dict[str, Any]:
+    summary = _summary()
+    summary["levels"]["grpc"]["8"] = grpc_8
+    (load,) = [check for check in check_targets(summary) if check["name"] == "8 users"]
+    return load
+
+
+@pytest.mark.parametrize(
+    ("rejected", "failures"), [(120, 0), (0, 137), (0, 0)], ids=["refused", "failed", "none"]
+)
+def test_check_targets_misses_the_load_target_when_the_8_user_level_answered_nothing(
+    rejected, failures
+):
+    level = {"ratio": {"p95": None}, "rejected": rejected, "failures": failures}
+    load = _load_check(level)
+    assert load["met"] is False  # measured, and missed: not "not measured"
+    assert load["measured"].startswith(f"grpc n/a, {rejected + failures} refused or failed;")
+
+
+def test_check_targets_misses_the_load_target_when_the_8_user_level_was_stopped():
+    load = _load_check(_level(0.3) | {"stopped": True, "locust_exit_code": 0})
+    assert load["met"] is False
+    assert load["measured"].startswith(
+        "grpc 0.300, 0 refused or failed, stopped after its limit, the videos then in flight "
+        "have no record;"
     )
