@@ -54,8 +54,8 @@ logger = logging.getLogger(__name__)
 
 #: The result file's name in the ``--output`` folder.
 RESULT_NAME = "service_times.json"
-#: Its own runtime folder: ``prepare_runtime`` rewrites the backends folder of the runtime it is
-#: given, which must not be the one a server started by someone else is using.
+#: Its own runtime folder, beside the ones of servers started by others (their logs and S3
+#: copies stay apart).
 RUNTIME_DIR = PROJECT_ROOT / ".fakescope" / "runtime-service-times"
 #: The models whose statistics make up the stage split (the ensemble's steps and the models they
 #: call through BLS). A BLS caller's time includes its callees' (``face_detector`` includes the

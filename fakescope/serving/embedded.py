@@ -135,15 +135,20 @@ def _pytriton_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def prepare_runtime(runtime_dir: Path) -> tuple[Path, Path]:
-    """Lay out the backend directory in ``runtime_dir``; return ``(tritonserver, backends)``."""
+def prepare_runtime(runtime_dir: Path, http_port: int) -> tuple[Path, Path]:
+    """Lay out the backend directory in ``runtime_dir``; return ``(tritonserver, backends)``.
+
+    One per server (named by its HTTP port, which no two running servers share): servers
+    started from one working directory at once would otherwise rewrite the folder one of them
+    is loading its backends from.
+    """
     triton_dir = _pytriton_dir() / "tritonserver"
     binary = triton_dir / "bin" / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not binary.is_file() or not stub.is_file():
         raise ServerStartError(f"tritonserver or its python {version} stub missing in {triton_dir}")
-    backends = runtime_dir / "backends"
+    backends = runtime_dir / f"backends-{http_port}"
     if backends.exists():
         shutil.rmtree(backends)
     shutil.copytree(triton_dir / "backends", backends)
@@ -358,8 +363,13 @@ class EmbeddedTriton:
             problem = port_problem(a.host, port)
             if problem is not None:
                 raise ServerStartError(problem)
-        self.runtime_dir.mkdir(parents=True, exist_ok=True)
-        binary, backends = prepare_runtime(self.runtime_dir)
+        try:
+            self.runtime_dir.mkdir(parents=True, exist_ok=True)
+            binary, backends = prepare_runtime(self.runtime_dir, a.http_port)
+        except OSError as exc:  # a read-only working directory, a full disk
+            raise ServerStartError(
+                f"cannot lay out the server's runtime folder {self.runtime_dir}: {exc}"
+            ) from None
         for attempt in range(1, START_ATTEMPTS + 1):
             exited = self._launch(binary, backends, env)
             if exited is None:
