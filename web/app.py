@@ -3,8 +3,8 @@
 ``create_app(settings)`` opens the database (creating tables), builds the Prometheus registry
 and — when ``settings.workers > 0`` — a :class:`~.jobs.JobRunner` that starts with the app's
 lifespan and stops with it. Routes: the REST API under ``/api/v1`` (OpenAPI at
-``/openapi.json``, docs at ``/docs``), the pages ``/``, ``/jobs/{id}``, ``/admin``, static files
-under ``/static`` and Prometheus metrics at ``/metrics``.
+``/openapi.json``), the pages ``/``, ``/jobs/{id}``, ``/admin``, static files
+under ``/static`` and Prometheus metrics at ``/metrics`` (the admin's, as ``/admin``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from . import api, pages
 from .db import open_database
 from .jobs import JobRunner
 from .metrics import ServiceMetrics
-from .principals import ApiError
+from .principals import ApiError, is_admin
 from .settings import Settings
 from .state import Service
 from .upload_store import upload_store
@@ -47,6 +47,10 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+
+
+#: The methods the latency metric is labelled with; any other is counted as ``other``.
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 class _ServiceMiddleware:
@@ -74,7 +78,9 @@ class _ServiceMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.http_latency.labels(scope["method"], route, str(status)).observe(
+            # a label per method a client invents would be a series each, kept for ever
+            method = scope["method"] if scope["method"] in _HTTP_METHODS else "other"
+            self.metrics.http_latency.labels(method, route, str(status)).observe(
                 time.perf_counter() - start
             )
             if status >= 500:
@@ -82,6 +88,13 @@ class _ServiceMiddleware:
 
 
 def _log_policy(settings: Settings) -> None:
+    if settings.admin_token is None and settings.public_url:
+        # behind a reverse proxy on this host (or a sidecar) every visitor comes from loopback
+        logger.warning(
+            "no admin token with a public URL: /admin and /metrics are open to every client "
+            "that connects from loopback, a reverse proxy on this host included; set "
+            "FAKESCOPE_WEB_ADMIN_TOKEN"
+        )
     logger.info(
         "database %s, data %s, Triton %s (%s)",
         settings.database_url.split("@")[-1],
@@ -125,6 +138,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.dispose()
 
     app = FastAPI(
+        # The schema is served (/openapi.json); FastAPI's viewers load their scripts from a CDN,
+        # which this service's CSP refuses and an air-gapped network cannot reach.
+        docs_url=None,
+        redoc_url=None,
         title="FakeScope",
         version="1.0",
         summary="Deepfake-video detection: upload a video, get the probability that its faces "
@@ -152,7 +169,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": {"code": "bad_request", "message": message}}, status_code=422)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
+    def prometheus_metrics(request: Request) -> Response:
+        # The business figures are here too (uses, conversion, page views): the operator's,
+        # as on /admin. Prometheus sends the admin token (its scrape's bearer credentials).
+        if not is_admin(request, settings):
+            return JSONResponse(
+                {"error": {"code": "forbidden", "message": "the metrics need the admin token"}},
+                status_code=403,
+            )
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api.router)

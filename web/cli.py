@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
 import signal
 import sys
 import time
@@ -255,13 +256,14 @@ def run_web_serve(args: argparse.Namespace) -> int:
     try:
         with _maybe_triton(args):
             print(
-                f"FakeScope web on http://{args.host}:{args.port}/ (API docs /docs, metrics "
-                f"/metrics, admin /admin); Triton {settings.triton_url} (Ctrl-C stops)",
+                f"FakeScope web on http://{args.host}:{args.port}/ (API schema /openapi.json, "
+                f"metrics /metrics, admin /admin); Triton {settings.triton_url} (Ctrl-C stops)",
                 flush=True,
             )
             # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: turn
             # both into KeyboardInterrupt so the embedded Triton is stopped on the way out.
             signal.signal(signal.SIGTERM, _interrupt)
+            logging.getLogger("uvicorn.access").addFilter(_redact_admin_token)
             with contextlib.suppress(KeyboardInterrupt):
                 uvicorn.run(
                     app, host=args.host, port=args.port, log_level="info", proxy_headers=False
@@ -272,6 +274,18 @@ def run_web_serve(args: argparse.Namespace) -> int:
             return EXIT_SERVER_START
         raise
     return EXIT_OK
+
+
+#: The admin token in a logged request line (``/admin?token=…``): its value is not logged.
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
+
+
+def _redact_admin_token(record: logging.LogRecord) -> bool:
+    """Blank the admin token out of an access-log line (uvicorn's args: client, method, path)."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+        record.args = (*args[:2], _TOKEN_IN_QUERY.sub(r"\1<redacted>", args[2]), *args[3:])
+    return True
 
 
 # --- worker ----------------------------------------------------------------------------------

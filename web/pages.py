@@ -7,6 +7,7 @@ the page carries; the beacon reports the page's visible seconds against it.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from pathlib import Path
@@ -164,6 +165,9 @@ def admin_page(request: Request, token: str | None = None) -> Response:
     """Render the business metrics for the operator (admin token, or loopback without one)."""
     s = service(request).settings
     if token is not None and s.admin_token is not None:
+        # a wrong token sets nothing: a link with one must not log the operator out
+        if not hmac.compare_digest(token.encode(), s.admin_token.encode()):
+            return _render(request, "forbidden.html", {}, None, False, 403)
         response = RedirectResponse("/admin", status_code=303)
         response.set_cookie(
             ADMIN_COOKIE, token, httponly=True, samesite="strict", secure=s.secure_cookies, path="/"

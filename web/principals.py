@@ -114,11 +114,17 @@ def set_visitor_cookie(response: Response, visitor: str, settings: Settings) -> 
     )
 
 
-def _same_origin(request: Request) -> bool:
+def _same_origin(request: Request, settings: Settings) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
     parsed = urllib.parse.urlsplit(origin)
+    if settings.public_url:
+        # the service's own pages come from its public address; a proxy in front may have
+        # rewritten Host to the address it forwards to
+        public = urllib.parse.urlsplit(settings.public_url)
+        if (parsed.scheme, parsed.netloc.lower()) == (public.scheme, public.netloc.lower()):
+            return True
     return parsed.netloc.lower() == request.headers.get("host", "").lower()
 
 
@@ -144,7 +150,7 @@ def resolve_principal(request: Request, engine: Engine, settings: Settings) -> P
             "this server requires an API key (Authorization: Bearer fsk_… or X-API-Key)",
             {"WWW-Authenticate": "Bearer"},
         )
-    if request.method not in ("GET", "HEAD") and not _same_origin(request):
+    if request.method not in ("GET", "HEAD") and not _same_origin(request, settings):
         raise ApiError(403, "cross_site", "cross-site requests are refused")
     existing = visitor_id(request)
     if existing is not None:

@@ -19,7 +19,7 @@ from fakescope.client.content_credentials import JSON_FIELD
 from fakescope.client.video import sample_frames
 from fakescope.web import jobstore, keys
 from fakescope.web.db import open_database
-from fakescope.web.principals import VISITOR_COOKIE
+from fakescope.web.principals import ADMIN_COOKIE, VISITOR_COOKIE
 from fakescope.web.settings import Settings
 from tests.support.detector_queue import analyze_in_thread, wait_until_waiting
 from tests.support.media import make_face_video, make_no_face_video
@@ -436,13 +436,17 @@ def _rejections(text: str, code: str) -> float:
 
 
 def test_metrics_exports_business_and_latency_when_scraped(face_job, server):
+    admin = {"Authorization": f"Bearer {ADMIN}"}  # as Prometheus sends it
     with server.client() as client:
-        before = _rejections(client.get("/metrics").text, "not_multipart")
+        before = _rejections(client.get("/metrics", headers=admin).text, "not_multipart")
         refused = client.post(
             "/api/v1/jobs", content=b"\x00" * 100, headers={"Content-Type": "video/mp4"}
         )
-        text = client.get("/metrics").text
+        client.request("BREW", "/")  # a method no client of this service sends
+        text = client.get("/metrics", headers=admin).text
     assert refused.status_code == 415
+    assert 'method="BREW"' not in text
+    assert 'count{method="other",route="/",status="405"}' in text
     assert "fakescope_web_uses_today" in text
     assert "fakescope_web_first_to_second_use_conversion_ratio" in text
     assert (
@@ -491,6 +495,22 @@ def test_admin_metrics_answers_403_when_token_missing(server):
     with server.client() as client:
         assert client.get("/api/v1/admin/metrics").status_code == 403
         assert client.get("/admin").status_code == 403
+        assert client.get("/metrics").status_code == 403  # the business figures are there too
+
+
+def test_admin_page_sets_no_cookie_when_the_token_in_its_link_is_wrong(server):
+    with server.client() as client:
+        wrong = client.get("/admin?token=not-the-token", follow_redirects=False)
+        right = client.get(f"/admin?token={ADMIN}", follow_redirects=False)
+    assert wrong.status_code == 403 and ADMIN_COOKIE not in wrong.cookies
+    assert right.status_code == 303 and right.cookies[ADMIN_COOKIE] == ADMIN
+
+
+def test_openapi_schema_is_the_api_documentation_when_no_viewer_is_served(server):
+    with server.client() as client:
+        assert client.get("/openapi.json").status_code == 200
+        assert client.get("/docs").status_code == 404  # its CDN scripts: refused by the CSP
+        assert 'href="/openapi.json"' in client.get("/").text
 
 
 def test_admin_metrics_count_conversion_when_key_returns(server, videos):

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text, update
+from starlette.requests import Request
 
 from fakescope.cli import main as fakescope_main
 from fakescope.client.triton import DEFAULT_URLS
 from fakescope.web import cli, db, jobstore, keys
 from fakescope.web.jobs import JobRunner
 from fakescope.web.presentation import LIMITATIONS_NOTICE, describe, timeline_svg
+from fakescope.web.principals import ApiError, resolve_principal
 from fakescope.web.settings import Settings, SettingsError
 from fakescope.web.uploads import looks_like_video
 from fakescope.web.webhooks import WebhookURLError, check_webhook_url
@@ -419,3 +422,44 @@ def test_keys_cli_exits_7_when_database_unusable(tmp_path, capsys):
     url = "postgresql+psycopg2://nobody@127.0.0.1:1/none"
     assert cli.main(["web", "keys", "list", "--database", url]) == 7
     assert "fakescope: error:" in capsys.readouterr().err
+
+
+def _post_from(origin: str, host: str) -> Request:
+    """A page's POST as the service receives it: from ``origin``, with ``Host: host``."""
+    headers = [(b"origin", origin.encode()), (b"host", host.encode())]
+    return Request({"type": "http", "method": "POST", "path": "/api/v1/jobs", "headers": headers})
+
+
+@pytest.mark.parametrize(
+    ("public_url", "accepted"), [("https://fakescope.example", True), ("", False)]
+)
+def test_resolve_principal_takes_the_public_origin_when_a_proxy_rewrote_host(
+    tmp_path, public_url: str, accepted: bool
+):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'o.db'}", data_dir=tmp_path, public_url=public_url
+    )
+    engine = db.open_database(settings.database_url)
+    request = _post_from("https://fakescope.example", "127.0.0.1:8080")  # nginx's $proxy_host
+    if accepted:
+        assert resolve_principal(request, engine, settings).key is None
+    else:
+        with pytest.raises(ApiError, match="cross-site"):
+            resolve_principal(request, engine, settings)
+    with pytest.raises(ApiError, match="cross-site"):  # another site stays another site
+        resolve_principal(_post_from("https://evil.example", "127.0.0.1:8080"), engine, settings)
+    engine.dispose()
+
+
+def test_web_serve_logs_no_admin_token_when_a_request_line_carries_it():
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/admin?token=s3cret&x=1", "1.1", 303),
+        None,
+    )
+    assert cli._redact_admin_token(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /admin?token=<redacted>&x=1 HTTP/1.1" 303'
