@@ -23,6 +23,7 @@ from fakescope.client.containers import SNIFF_BYTES, sniff
 __all__ = [
     "C2PA_UUID",
     "MAX_TOP_LEVEL_ENTRIES",
+    "TOO_MANY_ENTRIES",
     "ContainerKind",
     "ManifestLocation",
     "locate_manifest",
@@ -30,10 +31,15 @@ __all__ = [
 
 #: The ``uuid`` box user type of a C2PA manifest store in ISO-BMFF (C2PA spec, "BMFF").
 C2PA_UUID: Final = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
-#: Top-level boxes/chunks walked at most. A fragmented MP4 has a ``moof``/``mdat`` pair per
-#: fragment (thousands for a long video cut in one-frame fragments); a file with more stops the
-#: walk there, which bounds its cost (each entry is one seek and a read of at most 24 bytes).
-MAX_TOP_LEVEL_ENTRIES: Final = 100_000
+#: Top-level boxes/chunks walked at most; a file with more is not handed to the C2PA reader,
+#: whose time grows with the square of their number (a one-off on the Xeon host: 10,000 boxes
+#: 0.4 s, 40,000 boxes 11 s, past the read's deadline, and a native read cannot be stopped). A
+#: fragmented MP4 has a ``moof``/``mdat`` pair per fragment: a 10-minute video in fragments of
+#: a quarter second or more stays below.
+MAX_TOP_LEVEL_ENTRIES: Final = 10_000
+
+#: :attr:`ManifestLocation.incomplete` of a walk that stopped at :data:`MAX_TOP_LEVEL_ENTRIES`.
+TOO_MANY_ENTRIES: Final = f"more than {MAX_TOP_LEVEL_ENTRIES} top-level boxes"
 
 ContainerKind = Literal["bmff", "avi"]
 
@@ -62,8 +68,9 @@ class ManifestLocation:
         mime_type: the media type the C2PA reader is given (``None`` with ``container``).
         what: the file in words ("an MP4/MOV video", "a PNG image", …).
         manifest_bytes: bytes of the top-level C2PA boxes/chunks found (0: none).
-        walk_complete: the walk reached the end of the file (``False``: it stopped at a broken
-            header or at :data:`MAX_TOP_LEVEL_ENTRIES`; the C2PA library still gets the file).
+        incomplete: why the walk stopped before the end of the file (a broken header, more
+            than :data:`MAX_TOP_LEVEL_ENTRIES` entries), ``None`` when it reached the end:
+            what it did not walk may hold a manifest of any size, so the file is not read.
 
     """
 
@@ -71,7 +78,7 @@ class ManifestLocation:
     mime_type: str | None
     what: str
     manifest_bytes: int = 0
-    walk_complete: bool = True
+    incomplete: str | None = None
 
 
 def locate_manifest(path: str | os.PathLike[str]) -> ManifestLocation:
@@ -101,29 +108,40 @@ def _locate_in_bmff(fh: BinaryIO, head: bytes, size: int) -> ManifestLocation:
     offset = 0
     for _ in range(MAX_TOP_LEVEL_ENTRIES):
         if offset >= size:
-            return ManifestLocation("bmff", "video/mp4", "an MP4/MOV video", found)
+            return _located("bmff", found)
         fh.seek(offset)
-        header = fh.read(24)
+        header = fh.read(32)  # a 64-bit size, then a uuid box's user type
         if len(header) < 8:
-            break
+            return _located("bmff", found, f"its top-level boxes break off at byte {offset}")
         box_size = int.from_bytes(header[:4], "big")
         header_len = 8
         if box_size == 1:
             if len(header) < 16:
-                break
+                return _located("bmff", found, f"its top-level boxes break off at byte {offset}")
             box_size = int.from_bytes(header[8:16], "big")
             header_len = 16
         elif box_size == 0:  # the last box runs to the end of the file
             box_size = size - offset
         if box_size < header_len:
-            break
+            return _located("bmff", found, f"its top-level boxes break off at byte {offset}")
         user_type = header[header_len : header_len + 16]
         if header[4:8] == b"uuid" and user_type == C2PA_UUID:
             # Count what the header declares, even past the end of a cut file: that is what
             # the library would try to read.
             found += box_size
         offset += box_size
-    return ManifestLocation("bmff", "video/mp4", "an MP4/MOV video", found, walk_complete=False)
+    return _located("bmff", found, TOO_MANY_ENTRIES)
+
+
+_KINDS: Final[dict[ContainerKind, tuple[str, str]]] = {
+    "bmff": ("video/mp4", "an MP4/MOV video"),
+    "avi": ("video/x-msvideo", "an AVI video"),
+}
+
+
+def _located(kind: ContainerKind, found: int, incomplete: str | None = None) -> ManifestLocation:
+    mime, what = _KINDS[kind]
+    return ManifestLocation(kind, mime, what, found, incomplete)
 
 
 def _locate_in_avi(fh: BinaryIO, size: int) -> ManifestLocation:
@@ -131,14 +149,14 @@ def _locate_in_avi(fh: BinaryIO, size: int) -> ManifestLocation:
     offset = 12  # after "RIFF", the RIFF size and "AVI "
     for _ in range(MAX_TOP_LEVEL_ENTRIES):
         if offset + 8 > size:
-            return ManifestLocation("avi", "video/x-msvideo", "an AVI video", found)
+            return _located("avi", found)
         fh.seek(offset)
         header = fh.read(8)
         chunk_size = int.from_bytes(header[4:8], "little")
         if header[:4] == b"C2PA":
             found += chunk_size
         offset += 8 + chunk_size + (chunk_size & 1)  # RIFF chunks are padded to even sizes
-    return ManifestLocation("avi", "video/x-msvideo", "an AVI video", found, walk_complete=False)
+    return _located("avi", found, TOO_MANY_ENTRIES)
 
 
 def _describe_other(head: bytes, size: int) -> str:

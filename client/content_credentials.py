@@ -50,7 +50,7 @@ from typing import Any, Final, Literal, NamedTuple, TypeVar
 import c2pa
 from cryptography import x509
 
-from fakescope.client.c2pa_container import locate_manifest
+from fakescope.client.c2pa_container import TOO_MANY_ENTRIES, locate_manifest
 
 __all__ = [
     "AI_SOURCE_TYPES",
@@ -367,6 +367,15 @@ def _read(
         return outcome("error", None, reason="io", message=f"cannot read the file: {exc.strerror}")
     if location.container is None:
         return outcome("unsupported", False, message=location.what)
+    if location.incomplete is not None:
+        # not handed to the C2PA reader: what was not walked could hold a manifest of any size,
+        # and the reader's time grows with the boxes' number past its deadline
+        return outcome(
+            "unreadable",
+            True if location.manifest_bytes else None,
+            reason="too_large" if location.incomplete == TOO_MANY_ENTRIES else "corrupt",
+            message=f"{location.what} whose structure cannot be checked: {location.incomplete}",
+        )
     if location.manifest_bytes > max_manifest_bytes:
         return outcome(
             "unreadable",

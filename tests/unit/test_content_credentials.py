@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from fakescope.client import cli
+from fakescope.client.c2pa_container import C2PA_UUID, MAX_TOP_LEVEL_ENTRIES, locate_manifest
 from fakescope.client.content_credentials import (
     DEFAULT_MAX_MANIFEST_BYTES,
     STATUS_SUMMARIES,
@@ -365,3 +366,44 @@ def test_read_with_trust_file_reports_error_when_trust_file_became_unusable(
     path.write_text("emptied by mistake\n")
     cc = read_with_trust_file(ai_video, path)
     assert (cc.status, cc.reason, cc.trust_list_configured) == ("error", "trust_list", True)
+
+
+def _top_level_boxes(data: bytes) -> list[tuple[int, int, bytes]]:
+    """``(offset, size, type)`` of an MP4's top-level boxes (32-bit sizes)."""
+    boxes, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        boxes.append((offset, size, data[offset + 4 : offset + 8]))
+        offset += size
+    return boxes
+
+
+def test_read_refuses_without_the_reader_when_the_file_has_more_top_level_boxes_than_walked(
+    ai_video: Path, folder: Path
+):
+    data = ai_video.read_bytes()
+    (ftyp_end, *_), *_ = [(o + s, s, t) for o, s, t in _top_level_boxes(data) if t == b"ftyp"]
+    filler = b"\x00\x00\x00\x08free" * (MAX_TOP_LEVEL_ENTRIES + 1)  # 80 KB of empty boxes
+    crowded = folder / "crowded.mp4"
+    crowded.write_bytes(data[:ftyp_end] + filler + data[ftyp_end:])
+    cc = read_content_credentials(crowded)
+    # refused by the walk, before the native read (whose time grows with the boxes' square)
+    assert (cc.status, cc.reason) == ("unreadable", "too_large")
+    assert f"more than {MAX_TOP_LEVEL_ENTRIES} top-level boxes" in (cc.message or "")
+
+
+def test_locate_manifest_counts_a_c2pa_box_when_its_size_is_64_bit(ai_video: Path, folder: Path):
+    data = ai_video.read_bytes()
+    (offset, size, _), *_ = [
+        b
+        for b in _top_level_boxes(data)
+        if b[2] == b"uuid" and data[b[0] + 8 : b[0] + 24] == C2PA_UUID
+    ]
+    large = (1).to_bytes(4, "big") + b"uuid" + (size + 8).to_bytes(8, "big")
+    rewritten = folder / "largesize.mp4"
+    rewritten.write_bytes(
+        data[:offset] + large + data[offset + 8 : offset + size] + data[offset + size :]
+    )
+    assert locate_manifest(rewritten).manifest_bytes == size + 8
+    refused = read_content_credentials(rewritten, max_manifest_bytes=size // 2)
+    assert (refused.status, refused.reason) == ("unreadable", "too_large")
