@@ -30,7 +30,7 @@ from fakescope.client.triton import DetectorClient, ServerError, ServerUnreachab
 from fakescope.storage import StorageError
 
 from . import db, jobstore, keys
-from .heatmaps import HeatmapBusyError
+from .heatmaps import HeatmapBusyError, StaleCropError
 from .metrics import business_metrics
 from .principals import (
     ApiError,
@@ -436,8 +436,9 @@ def get_face_heatmap(
     The served classifier scores the face's crop — the very input the verdict scored, kept
     with the face — once as it is and once per cell of an 8×8 grid with a patch around the
     cell blurred away, through Triton in batches. 404 for an unknown job or face, or a face
-    analysed before crops were kept; 503 when Triton is unreachable or busy; 502 when it
-    answers with an error.
+    analysed before crops were kept (or whose crop no longer reads); 409 for a face framed for
+    another classifier version than the one served now; 503 when Triton is unreachable or
+    busy; 502 when it answers with an error.
     """
     svc = service(request)
     s = svc.settings
@@ -469,6 +470,10 @@ def get_face_heatmap(
         ) from None
     except HeatmapBusyError as exc:
         raise ApiError(503, "heatmaps_busy", f"{exc}; please try again", retry) from None
+    except StaleCropError as exc:
+        raise ApiError(409, "stale_crop", f"{exc}: check the video again") from None
+    except ValueError as exc:  # the stored crop does not decode
+        raise ApiError(404, "no_heatmap", f"{exc}; check the video again") from None
     except ServerError as exc:
         if exc.overloaded:
             raise ApiError(

@@ -54,6 +54,17 @@ class HeatmapBusyError(Exception):
     """Other heatmaps kept this one waiting past :data:`WAIT_FOR_TURN_S`."""
 
 
+class StaleCropError(Exception):
+    """The stored crop was framed for another classifier version than the one served now."""
+
+    def __init__(self, framed_for: str, served: str) -> None:
+        """Name both versions."""
+        super().__init__(
+            f"the face was framed for classifier version {framed_for}; version {served} is "
+            "served now, and its input may be framed otherwise"
+        )
+
+
 @dataclass(frozen=True)
 class Heatmap:
     """One face's occlusion map and its PNG overlay."""
@@ -130,12 +141,17 @@ class HeatmapMaker:
 
         Raises:
             HeatmapBusyError: other maps kept this one waiting too long.
+            StaleCropError: the crop was framed for another classifier version: the served
+                one would score a picture it never gets from the detector.
             ValueError: the stored crop is unreadable.
             fakescope.client.triton.ServerUnreachableError: Triton did not answer.
             fakescope.client.triton.ServerError: Triton answered with an error.
 
         """
-        key = (job_id, position, client.classifier_input().version)
+        served = client.classifier_input().version
+        if crop.model_version != served:
+            raise StaleCropError(crop.model_version, served)
+        key = (job_id, position, served)
         cached = self._cached(key)
         if cached is not None:
             return cached

@@ -17,13 +17,16 @@ import cv2
 import numpy as np
 import pytest
 from skimage import data
+from sqlalchemy import Engine
 
 from fakescope.client.triton import ClassifierInput
+from fakescope.contract import CLASSIFIER_MODEL
+from fakescope.serving.model_config import served_version_dir
 from fakescope.web import jobstore, keys
 from fakescope.web.db import open_database
 from fakescope.web.faces import FaceThumbnail, classifier_crop_png
 from tests.support.media import make_face_video
-from tests.support.servers import free_ports
+from tests.support.servers import REPOSITORY, free_ports
 from tests.support.web_support import LiveServer, upload, wait_for_job, web_settings
 
 FRAMING = ClassifierInput(
@@ -114,6 +117,66 @@ def test_face_heatmap_answers_422_when_format_unknown(analysed: dict):
     assert response.json()["error"]["code"] == "bad_request"
 
 
+BOX = [180.0, 60.0, 268.0, 172.0]
+
+
+def _finished_job(
+    engine: Engine, key: keys.ApiKey, crop: bytes | None, version: str | None, root: Path
+) -> str:
+    """Write a key's finished job with one face (and ``crop``, framed for ``version``)."""
+    job_id = secrets.token_hex(16)
+    jobstore.create_job(
+        engine,
+        job_id=job_id,
+        owner=key.owner,
+        subject=f"key:{key.id}",
+        key_id=key.id,
+        filename="written.mp4",
+        size_bytes=1,
+        video_path=str(root / "gone.mp4"),
+        keep_video=False,
+        webhook_url=None,
+    )
+    claimed = jobstore.claim_next(engine, "test-worker", 60)
+    assert claimed is not None and claimed.id == job_id
+    thumb = FaceThumbnail(
+        position=0,
+        frame_index=0,
+        timestamp=0.0,
+        fake_score=0.5,
+        detection_score=1.0,
+        box=BOX,
+        jpeg=b"\xff\xd8\xff",
+        classifier_crop=crop,
+        model_version=version,
+    )
+    verdict = {"label": "FAKE", "fake_probability": 0.5}
+    assert jobstore.complete_job(
+        engine, job_id, "test-worker", verdict=verdict, timestamps=[0.0], thumbnails=[thumb]
+    )
+    return job_id
+
+
+def test_face_heatmap_answers_409_when_the_crop_was_framed_for_another_classifier(
+    server: LiveServer, tmp_path: Path
+):
+    engine = open_database(server.settings.database_url)
+    key, secret = keys.create_key(engine, "Archive News", monthly_quota=10, rate_per_minute=10)
+    served = served_version_dir(REPOSITORY / CLASSIFIER_MODEL).name
+    older = _finished_job(
+        engine, key, classifier_crop_png(data.astronaut(), BOX, FRAMING), FRAMING.version, tmp_path
+    )
+    garbled = _finished_job(engine, key, b"not a png", served, tmp_path)
+    engine.dispose()
+    assert FRAMING.version != served
+    with server.client(headers={"X-API-Key": secret}) as client:
+        stale = client.get(f"/api/v1/jobs/{older}/faces/0/heatmap")
+        unreadable = client.get(f"/api/v1/jobs/{garbled}/faces/0/heatmap")
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "stale_crop"
+    assert f"version {FRAMING.version}" in stale.json()["error"]["message"]
+    assert unreadable.status_code == 404 and unreadable.json()["error"]["code"] == "no_heatmap"
+
+
 # --- a service whose Triton is gone ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def offline(
@@ -129,46 +192,11 @@ def offline(
     settings = web_settings(root, dead, workers=0, triton_timeout_s=3.0)
     engine = open_database(settings.database_url)
     key, secret = keys.create_key(engine, "Offline News", monthly_quota=10, rate_per_minute=10)
-    face = data.astronaut()
-    crop = classifier_crop_png(face, (180.0, 60.0, 268.0, 172.0), FRAMING)
-    ids = []
-    for with_crop in (True, False):
-        job_id = secrets.token_hex(16)
-        jobstore.create_job(
-            engine,
-            job_id=job_id,
-            owner=key.owner,
-            subject=f"key:{key.id}",
-            key_id=key.id,
-            filename="written.mp4",
-            size_bytes=1,
-            video_path=str(Path(root) / "gone.mp4"),
-            keep_video=False,
-            webhook_url=None,
-        )
-        claimed = jobstore.claim_next(engine, "test-worker", 60)
-        assert claimed is not None and claimed.id == job_id
-        thumb = FaceThumbnail(
-            position=0,
-            frame_index=0,
-            timestamp=0.0,
-            fake_score=0.5,
-            detection_score=1.0,
-            box=[180.0, 60.0, 268.0, 172.0],
-            jpeg=b"\xff\xd8\xff",
-            classifier_crop=crop if with_crop else None,
-            model_version=FRAMING.version if with_crop else None,
-        )
-        verdict = {"label": "FAKE", "fake_probability": 0.5}
-        assert jobstore.complete_job(
-            engine,
-            job_id,
-            "test-worker",
-            verdict=verdict,
-            timestamps=[0.0],
-            thumbnails=[thumb],
-        )
-        ids.append(job_id)
+    crop = classifier_crop_png(data.astronaut(), BOX, FRAMING)
+    ids = [
+        _finished_job(engine, key, crop, FRAMING.version, root),
+        _finished_job(engine, key, None, None, root),
+    ]
     engine.dispose()
     with LiveServer(settings) as live:
         yield live, secret, ids[0], ids[1]
