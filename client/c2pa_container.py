@@ -32,10 +32,10 @@ __all__ = [
 #: The ``uuid`` box user type of a C2PA manifest store in ISO-BMFF (C2PA spec, "BMFF").
 C2PA_UUID: Final = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
 #: Top-level boxes/chunks walked at most; a file with more is not handed to the C2PA reader,
-#: whose time grows with the square of their number (a one-off on the Xeon host: 10,000 boxes
-#: 0.4 s, 40,000 boxes 11 s, past the read's deadline, and a native read cannot be stopped). A
-#: fragmented MP4 has a ``moof``/``mdat`` pair per fragment: a 10-minute video in fragments of
-#: a quarter second or more stays below.
+#: whose time grows with the square of their number, past the read's deadline within a few
+#: tens of thousands of empty boxes (a native read that cannot be stopped, and goes on using a
+#: core). A fragmented MP4 has a ``moof``/``mdat`` pair per fragment: a 10-minute video in
+#: fragments of a quarter second or more stays below.
 MAX_TOP_LEVEL_ENTRIES: Final = 10_000
 
 #: :attr:`ManifestLocation.incomplete` of a walk that stopped at :data:`MAX_TOP_LEVEL_ENTRIES`.
