@@ -46,7 +46,7 @@ from fakescope.client.video import sample_frames
 from fakescope.files import write_text_atomically
 from fakescope.paths import PROJECT_ROOT
 from fakescope.serving.detector_nets import IN_PROCESS, PLACEMENTS, NetsPlacement
-from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, port_in_use
+from fakescope.serving.embedded import EmbeddedTriton, ServerAddress, port_problem
 from fakescope.serving.process_group import group_stat_fields
 from fakescope.serving.repository_check import RepositoryError, check_repository
 
@@ -359,8 +359,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--runs and --starts must be at least 1")
     check_repository(args.repository)
     for port in (args.http_port, args.grpc_port, args.metrics_port):
-        if port_in_use("127.0.0.1", port):
-            raise ValueError(f"port {port} is in use: pick free ones with --*-port")
+        problem = port_problem("127.0.0.1", port)
+        if problem is not None:
+            raise ValueError(f"{problem}: pick free ones with --*-port")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -181,11 +181,6 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Return True when tritonserver could not listen on ``host:port`` (:func:`port_problem`)."""
-    return port_problem(host, port) is not None
-
-
 def port_problem(host: str, port: int) -> str | None:
     """Return why tritonserver could not listen on ``host:port`` (``None``: it can)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
